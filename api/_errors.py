@@ -1,0 +1,67 @@
+"""Errors map to HTTP here, and only here. A client error is a 4xx naming what is wrong; never a 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from geo import Conflict, FuelError, InvalidInput, NotFound, RouteNotFound
+
+log = logging.getLogger("api")
+
+STATUS: list[tuple[type[Exception], int]] = [
+    (InvalidInput, 422),
+    (RouteNotFound, 404),
+    (NotFound, 404),
+    (Conflict, 409),
+]
+
+
+def _body(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(FuelError)
+    async def _fuel(_: Request, exc: FuelError) -> JSONResponse:
+        for cls, status in STATUS:
+            if isinstance(exc, cls):
+                extra: dict[str, Any] = {}
+                if isinstance(exc, InvalidInput):
+                    extra["param"] = exc.param
+                    return _body(status, type(exc).__name__, exc.message, **extra)
+                return _body(status, type(exc).__name__, str(exc))
+        log.exception("unmapped service error")
+        return _body(503, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path")]
+            problems.append({"param": ".".join(loc) or "request", "message": err.get("msg", "invalid")})
+        msg = "; ".join(f"{p['param']}: {p['message']}" for p in problems)
+        return _body(422, "InvalidInput", msg, param=problems[0]["param"] if problems else None, errors=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        resp = _body(exc.status_code, "HTTPError", str(exc.detail))
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    @app.exception_handler(psycopg_pool.PoolTimeout)
+    async def _pool(_: Request, exc: Exception) -> JSONResponse:
+        return _body(503, "DatabaseUnavailable", "database unavailable, retry shortly", retry_after_s=2)
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _db(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database error: %s", exc)
+        return _body(503, "DatabaseUnavailable", "database unavailable, retry shortly", retry_after_s=2)

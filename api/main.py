@@ -1,0 +1,72 @@
+"""The FastAPI app. Thin: parse and validate, call geo and store, shape the output."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+
+from api import _errors
+from api._state import AppState, get_state
+from config import Settings, get_settings, resolve_served_region
+from store import Database
+
+log = logging.getLogger("api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        served = resolve_served_region(settings)
+        db = Database(
+            settings.database_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout_s=settings.db_timeout_s,
+        )
+        db.open()
+        state = AppState(settings=settings, served=served, db=db)
+        app.state.fuel = state
+        # [startup] load the compiled road graph and traffic here
+        try:
+            yield
+        finally:
+            # [shutdown]
+            db.close()
+
+    app = FastAPI(
+        title="Lijiang fuel",
+        summary="Fuel stations near you, their prices and promotions, and traffic-aware routes to them.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    _errors.install(app)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"])
+    def ready(state: AppState = Depends(get_state)) -> JSONResponse:
+        """The database answers and the region is loaded."""
+        checks = {"database": False, "region": state.region.name, "graph": state.router is not None}
+        try:
+            with state.db.connection() as conn:
+                conn.execute("SELECT 1")
+            checks["database"] = True
+        except Exception as exc:  # the readiness probe reports, it does not raise
+            checks["database_error"] = type(exc).__name__
+        ok = bool(checks["database"]) and bool(checks["graph"])
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+    # [routers] one line per feature module
+    return app
+
+
+app = create_app()

@@ -1,0 +1,42 @@
+"""The project's exceptions. Each also inherits a built-in, and the API maps them to HTTP in one place."""
+
+
+class FuelError(Exception):
+    """Base class of every error the service raises on purpose."""
+
+
+class InvalidInput(FuelError, ValueError):
+    """A parameter breaks a rule. `param` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+class NoRoadNear(InvalidInput):
+    """A point is farther than the snapping limit from any drivable road."""
+
+
+class RouteNotFound(FuelError, LookupError):
+    """No drivable path joins the two points."""
+
+
+class NotFound(FuelError, LookupError):
+    """An entity (station, promotion, edge) does not exist."""
+
+
+class Conflict(FuelError, RuntimeError):
+    """A write was based on a stale version."""
+
+
+class PriceAboveCeiling(InvalidInput):
+    """A station price is above the official ceiling in force for its grade."""
+
+
+class GraphCacheError(FuelError, OSError):
+    """A compiled graph file is missing, truncated or fails its checksum."""
+
+
+class ExtractError(FuelError, OSError):
+    """An OSM extract cannot be read or fetched."""

@@ -1,0 +1,1 @@
+"""Loaders that turn outside data (OSM extracts, onboarding files, feeds) into our forms."""
