@@ -48,7 +48,9 @@ def install(app: FastAPI) -> None:
             loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path")]
             problems.append({"param": ".".join(loc) or "request", "message": err.get("msg", "invalid")})
         msg = "; ".join(f"{p['param']}: {p['message']}" for p in problems)
-        return _body(422, "InvalidInput", msg, param=problems[0]["param"] if problems else None, errors=problems)
+        return _body(
+            422, "InvalidInput", msg, param=problems[0]["param"] if problems else None, errors=problems
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

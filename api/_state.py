@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
-from config import ServedRegion, Settings
+from config import Region, ServedRegion, Settings
 from store import Database
 
 
@@ -20,7 +20,7 @@ class AppState:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def region(self):  # noqa: ANN201 - config.Region
+    def region(self) -> Region:
         return self.served.region
 
 

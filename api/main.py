@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from api import _errors
+from api import _errors, _security
 from api._state import AppState, get_state
 from config import Settings, get_settings, resolve_served_region
 from store import Database
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     _errors.install(app)
+    _security.install(app, settings)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -35,7 +35,7 @@ def migrate(url: str) -> list[str]:
                         raise RuntimeError(f"migration {name} changed after it was applied")
                     continue
                 with conn.transaction():
-                    conn.execute(text)  # type: ignore[call-overload]
+                    conn.execute(text.encode())
                     conn.execute(
                         "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)", (name, checksum)
                     )
