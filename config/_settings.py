@@ -14,7 +14,7 @@ DEV_SECRET = "dev-only-secret-change-me"
 DEV_ADMIN_KEY = "dev-admin-key"
 
 
-class UnsafeSettingsError(ValueError):
+class UnsafeSettingsError(RuntimeError):
     """Settings that are only acceptable in development were used elsewhere."""
 
 
