@@ -1,0 +1,427 @@
+"""OSM extract -> CompiledGraph: simplification, edge attributes, turn restrictions, strong connectivity.
+
+Steps (`build_graph`):
+1. Read the drivable way pieces and restrictions (`geo._osm.read_roads`; policy documented there).
+2. Junctions: nodes used twice or more by the kept ways (shared by two ways, or twice by one), piece
+   endpoints, restriction via nodes, and the middle node of a segment that would otherwise start and
+   end at the same junction (a closed way), so no road edge is a self-loop.
+3. Road edges: one per direction of each segment between consecutive junctions of a piece (one for
+   one-way ways), with the full polyline, haversine length (at least `MIN_LENGTH_M` so that no cost is
+   zero: scipy's sparse graphs drop zero weights), class, way id, names, lanes and maxspeed per
+   direction (`maxspeed:forward/backward` and `lanes:forward/backward` when tagged; otherwise `maxspeed`,
+   and `lanes` for one-way ways or max(1, lanes // 2) for two-way ways), free-flow speed
+   (`geo._maxspeed.freeflow_mps`).
+4. Turn restrictions with a via NODE are compiled by node splitting (see `geo._graph`). Restrictions
+   with a via WAY are not supported: they are counted as `restrictions_skipped_via_way` and ignored.
+   `no_entry` / `no_exit` are prohibitions like `no_*` (their several from- or to-ways all count).
+   A from-way (to-way) that is not split at the via node contributes every edge of it that ends
+   (starts) at the via node. When from-way == to-way, a `*_u_turn` restriction concerns the reverse
+   edge of the incoming one; any other value concerns the other edges of that way leaving the node.
+   U-turns are allowed unless a restriction forbids them.
+5. The largest strongly connected component of the ARC graph (after splitting) is kept. A junction is
+   also kept when one of its split copies is (it may have only restricted incoming edges, so no arc
+   into the plain node; it still is a valid origin, its outgoing arcs are a superset of its copies').
+   Arcs, road edges and copies outside are dropped, and everything is renumbered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+from tqdm import tqdm
+
+from geo._coords import haversine_m_array
+from geo._errors import ExtractError
+from geo._graph import CLASS_INDEX, CompiledGraph
+from geo._maxspeed import freeflow_mps, parse_maxspeed
+from geo._osm import OsmRoads, Restriction, oneway_direction, read_roads
+
+MIN_LENGTH_M = 0.1
+_CODE_FILES = ("_osm.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py")
+
+
+def build_code_hash() -> str:
+    """sha256 over the source of the modules that shape a compiled graph (cache key and meta)."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in _CODE_FILES:
+        p = here / name
+        if p.is_file():
+            h.update(name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---- 2. junctions and segments ------------------------------------------------------------------
+@dataclass
+class _Segments:
+    uniq: np.ndarray  # int64 OSM ids of all nodes used
+    nidx: np.ndarray  # per position: index into uniq
+    junction: np.ndarray  # bool per uniq node
+    a: np.ndarray  # start position of each segment
+    b: np.ndarray  # end position
+    way: np.ndarray  # way index of each segment
+    cum_m: np.ndarray  # cumulative distance per position
+
+
+def _segments(osm: OsmRoads) -> _Segments:
+    offsets = osm.piece_offsets
+    pid = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    uniq, nidx = np.unique(osm.refs, return_inverse=True)
+    junction = np.bincount(nidx, minlength=len(uniq)) >= 2
+    junction[nidx[offsets[:-1]]] = True
+    junction[nidx[offsets[1:] - 1]] = True
+    via = np.array([n for r in osm.restrictions for n in r.via_nodes], dtype=np.int64)
+    if via.size:
+        pos = np.searchsorted(uniq, via).clip(0, len(uniq) - 1)
+        junction[pos[uniq[pos] == via]] = True
+    while True:
+        jpos = np.flatnonzero(junction[nidx])
+        same = pid[jpos[:-1]] == pid[jpos[1:]]
+        a, b = jpos[:-1][same], jpos[1:][same]
+        loops = nidx[a] == nidx[b]
+        if not loops.any():
+            break
+        junction[nidx[(a[loops] + b[loops]) // 2]] = True
+    d = haversine_m_array(osm.lat[:-1], osm.lon[:-1], osm.lat[1:], osm.lon[1:])
+    cum = np.concatenate(([0.0], np.cumsum(d)))
+    return _Segments(uniq, nidx, junction, a, b, osm.piece_way[pid[a]], cum)
+
+
+# ---- 3. road edges ------------------------------------------------------------------------------
+def _lanes(value: str | None) -> int:
+    if not value:
+        return 0
+    try:
+        return max(0, min(127, int(float(value.split(";")[0].strip()))))
+    except ValueError:
+        return 0
+
+
+@dataclass
+class _WayAttrs:
+    oneway: np.ndarray  # int8
+    cls: np.ndarray  # uint8
+    name: np.ndarray  # int32
+    lanes: np.ndarray  # int8 [ways, 2] forward, backward
+    maxspeed: np.ndarray  # float32 [ways, 2]
+    speed: np.ndarray  # float64 [ways, 2] m/s
+    names: list[str]
+    names_en: list[str]
+
+
+def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
+    n = len(osm.way_ids)
+    oneway = np.zeros(n, np.int8)
+    cls = np.zeros(n, np.uint8)
+    name = np.full(n, -1, np.int32)
+    lanes = np.zeros((n, 2), np.int8)
+    maxspeed = np.full((n, 2), np.nan, np.float32)
+    speed = np.zeros((n, 2), np.float64)
+    table: dict[tuple[str, str], int] = {}
+    for i, tags in enumerate(osm.way_tags):
+        oneway[i] = oneway_direction(tags)
+        hw = tags["highway"]
+        cls[i] = CLASS_INDEX[hw]
+        en = tags.get("name:en", "")
+        local = tags.get("name:zh") or tags.get("name") or en
+        if local:
+            name[i] = table.setdefault((local, en), len(table))
+        total = _lanes(tags.get("lanes"))
+        per_dir = total if oneway[i] else (max(1, total // 2) if total else 0)
+        for d, suffix in enumerate(("forward", "backward")):
+            lanes[i, d] = _lanes(tags.get(f"lanes:{suffix}")) or per_dir
+            ms = parse_maxspeed(tags.get(f"maxspeed:{suffix}"))
+            if math.isnan(ms):
+                ms = parse_maxspeed(tags.get("maxspeed"))
+            maxspeed[i, d] = ms
+            speed[i, d] = freeflow_mps(ms, hw, speeds_kmh)
+    names = [k[0] for k in table]
+    names_en = [k[1] for k in table]
+    return _WayAttrs(oneway, cls, name, lanes, maxspeed, speed, names, names_en)
+
+
+@dataclass
+class _Edges:
+    u: np.ndarray  # uniq index of tail
+    v: np.ndarray  # uniq index of head
+    way: np.ndarray  # way index
+    rev: np.ndarray  # bool: against the way's node order
+    twin: np.ndarray  # int64: the opposite edge of the same segment, -1 if none
+    length: np.ndarray
+    geom_pos: np.ndarray  # positions into osm.lat/lon, concatenated per edge
+    geom_offsets: np.ndarray
+
+
+def _edges(seg: _Segments, wa: _WayAttrs) -> _Edges:
+    ow = wa.oneway[seg.way]
+    s_idx = np.arange(len(seg.a))
+    fw, bw = s_idx[ow >= 0], s_idx[ow <= 0]
+    e_seg = np.concatenate((fw, bw))
+    e_rev = np.concatenate((np.zeros(len(fw), bool), np.ones(len(bw), bool)))
+    order = np.lexsort((e_rev, e_seg))
+    e_seg, e_rev = e_seg[order], e_rev[order]
+    twin = np.full(len(e_seg), -1, np.int64)
+    pair = np.flatnonzero(e_seg[1:] == e_seg[:-1])
+    twin[pair], twin[pair + 1] = pair + 1, pair
+    a, b = seg.a[e_seg], seg.b[e_seg]
+    start, end = np.where(e_rev, b, a), np.where(e_rev, a, b)
+    counts = b - a + 1
+    goff = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    k = np.arange(goff[-1]) - np.repeat(goff[:-1], counts)
+    gpos = np.repeat(start, counts) + k * np.repeat(np.where(e_rev, -1, 1), counts)
+    length = np.maximum(seg.cum_m[b] - seg.cum_m[a], MIN_LENGTH_M)
+    return _Edges(seg.nidx[start], seg.nidx[end], seg.way[e_seg], e_rev, twin, length, gpos, goff)
+
+
+# ---- 4. restrictions ----------------------------------------------------------------------------
+@dataclass
+class _Split:
+    copy_edge: np.ndarray  # road edge (incoming) of each copy node
+    allowed: list[np.ndarray]  # outgoing road edges of each copy
+    counts: dict[str, int]
+
+
+def _edge_targets(
+    r: Restriction, e: int, fw: int, tws: list[int], out_at: dict[int, list[int]], ed: _Edges
+) -> set[int]:
+    out: set[int] = set()
+    for tw in tws:
+        cand = out_at.get(tw, [])
+        if tw == fw:
+            back = int(ed.twin[e])
+            cand = [back] if r.value.endswith("u_turn") else [f for f in cand if f != back]
+            cand = [f for f in cand if f in out_at.get(tw, [])]
+        out.update(cand)
+    return out
+
+
+def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
+    c = {"restrictions_read": len(osm.restrictions), "restrictions_applied": 0}
+    c |= {
+        "restrictions_skipped_via_way": 0,
+        "restrictions_skipped_missing": 0,
+        "restrictions_skipped_not_at_junction": 0,
+    }
+    way_index = {w: i for i, w in enumerate(osm.way_ids)}
+    node_index = {int(n): i for i, n in enumerate(seg.uniq)} if osm.restrictions else {}
+    via = {node_index[n] for r in osm.restrictions for n in r.via_nodes if n in node_index}
+    in_at: dict[int, dict[int, list[int]]] = {v: {} for v in via}
+    out_at: dict[int, dict[int, list[int]]] = {v: {} for v in via}
+    for e in np.flatnonzero(np.isin(ed.v, list(via))).tolist():
+        in_at[int(ed.v[e])].setdefault(int(ed.way[e]), []).append(e)
+    for e in np.flatnonzero(np.isin(ed.u, list(via))).tolist():
+        out_at[int(ed.u[e])].setdefault(int(ed.way[e]), []).append(e)
+    rules: dict[int, list[tuple[str, set[int]]]] = {}
+    for r in osm.restrictions:
+        if r.via_ways:
+            c["restrictions_skipped_via_way"] += 1
+            continue
+        fws = [way_index[w] for w in r.from_ways if w in way_index]
+        tws = [way_index[w] for w in r.to_ways if w in way_index]
+        if len(r.via_nodes) != 1 or r.via_nodes[0] not in node_index or not fws or not tws:
+            c["restrictions_skipped_missing"] += 1
+            continue
+        v = node_index[r.via_nodes[0]]
+        found: list[tuple[int, set[int]]] = []
+        for fw in fws:
+            for e in in_at[v].get(fw, []):
+                targets = _edge_targets(r, e, fw, tws, out_at[v], ed)
+                if targets:
+                    found.append((e, targets))
+        if not found:
+            c["restrictions_skipped_not_at_junction"] += 1
+            continue
+        c["restrictions_applied"] += 1
+        for e, targets in found:
+            rules.setdefault(e, []).append((r.kind, targets))
+    copy_edge = np.array(sorted(rules), dtype=np.int64)
+    allowed = []
+    for e in copy_edge.tolist():
+        v = int(ed.v[e])
+        ok = {f for fs in out_at[v].values() for f in fs}
+        for kind, targets in rules[e]:
+            ok = ok & targets if kind == "only" else ok - targets
+        allowed.append(np.array(sorted(ok), dtype=np.int64))
+    c["split_nodes"] = len(copy_edge)
+    return _Split(copy_edge, allowed, c)
+
+
+# ---- 5. arcs, strong connectivity, assembly ----------------------------------------------------
+@dataclass
+class _Arcs:
+    tail: np.ndarray
+    head: np.ndarray
+    edge: np.ndarray
+    n_nodes: int
+    base: np.ndarray  # junction (uniq index) of each node
+
+
+def _arcs(seg: _Segments, ed: _Edges, sp: _Split) -> _Arcs:
+    jid = np.cumsum(seg.junction) - 1  # uniq index -> junction index
+    n_j = int(seg.junction.sum())
+    m = len(ed.u)
+    head_of = jid[ed.v].astype(np.int64)
+    copy_ids = n_j + np.arange(len(sp.copy_edge))
+    head_of[sp.copy_edge] = copy_ids
+    tails = [jid[ed.u].astype(np.int64)]
+    edges = [np.arange(m, dtype=np.int64)]
+    for cid, allowed in zip(copy_ids.tolist(), sp.allowed, strict=True):
+        tails.append(np.full(len(allowed), cid, np.int64))
+        edges.append(allowed)
+    edge = np.concatenate(edges)
+    base = np.concatenate((np.arange(n_j), jid[ed.v[sp.copy_edge]])).astype(np.int64)
+    return _Arcs(np.concatenate(tails), head_of[edge], edge, n_j + len(sp.copy_edge), base)
+
+
+def _keep_scc(arcs: _Arcs, n_junctions: int) -> tuple[np.ndarray, np.ndarray]:
+    """(node kept, arc kept) for the largest strongly connected component of the arc graph."""
+    n = arcs.n_nodes
+    mat = csr_matrix((np.ones(len(arcs.tail), np.int8), (arcs.tail, arcs.head)), shape=(n, n))
+    _, labels = connected_components(mat, directed=True, connection="strong")
+    big = np.bincount(labels).argmax()
+    keep = labels == big
+    keep[arcs.base[np.flatnonzero(keep[n_junctions:]) + n_junctions]] = True
+    arc_keep = keep[arcs.tail] & keep[arcs.head]
+    if keep.sum() < 2 or not arc_keep.any():
+        raise ExtractError("the drivable network has no strongly connected part with two or more nodes")
+    return keep, arc_keep
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def build_graph(extract: Path, *, speeds_kmh: dict[str, float], progress: bool = False) -> CompiledGraph:
+    """Compile an OSM extract into a CompiledGraph (steps in the module doc); `meta` holds the counts.
+
+    Raises ExtractError when the extract cannot be read or has no usable road network.
+    """
+    t0 = time.perf_counter()
+    extract = Path(extract)
+    osm = read_roads(extract, progress=progress)
+    with tqdm(total=5, desc="building graph", disable=not progress, leave=False) as bar:
+        seg = _segments(osm)
+        bar.update()
+        wa = _way_attrs(osm, speeds_kmh)
+        ed = _edges(seg, wa)
+        bar.update()
+        sp = _restrictions(osm, seg, ed)
+        bar.update()
+        arcs = _arcs(seg, ed, sp)
+        n_j = int(seg.junction.sum())
+        keep, arc_keep = _keep_scc(arcs, n_j)
+        bar.update()
+        g = _assemble(osm, seg, wa, ed, arcs, keep, arc_keep)
+        bar.update()
+    counts: dict[str, Any] = dict(osm.counts) | sp.counts
+    counts |= {
+        "nodes": g.n_nodes,
+        "junctions": int(np.count_nonzero(g.node_base == np.arange(g.n_nodes))),
+        "arcs": g.n_arcs,
+        "road_edges": g.n_road_edges,
+        "junctions_before_scc": n_j,
+        "road_edges_before_scc": len(ed.u),
+        "dropped_junctions_scc": n_j - int(keep[:n_j].sum()),
+        "dropped_road_edges_scc": len(ed.u) - g.n_road_edges,
+        "dropped_split_nodes_scc": len(sp.copy_edge) - int(keep[n_j:].sum()),
+    }
+    g.meta = {
+        "source": str(extract.resolve()),
+        "extract_sha256": file_sha256(extract),
+        "build_code": build_code_hash(),
+        "speeds_kmh": dict(speeds_kmh),
+        "counts": counts,
+        "build_seconds": round(time.perf_counter() - t0, 3),
+        "peak_memory_mb": round(_peak_mb(), 1),
+        "bbox": [
+            float(g.geom_lon.min()),
+            float(g.geom_lat.min()),
+            float(g.geom_lon.max()),
+            float(g.geom_lat.max()),
+        ],
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return g
+
+
+def _assemble(
+    osm: OsmRoads,
+    seg: _Segments,
+    wa: _WayAttrs,
+    ed: _Edges,
+    arcs: _Arcs,
+    keep: np.ndarray,
+    arc_keep: np.ndarray,
+) -> CompiledGraph:
+    n_j = int(seg.junction.sum())
+    new_node = np.cumsum(keep) - 1
+    edge_keep = np.zeros(len(ed.u), bool)
+    edge_keep[arcs.edge[arc_keep]] = True
+    new_edge = np.cumsum(edge_keep) - 1
+    # nodes
+    jid = np.cumsum(seg.junction) - 1
+    j_lat = np.empty(n_j)
+    j_lon = np.empty(n_j)
+    j_osm = seg.uniq[seg.junction]
+    jmask = seg.junction[seg.nidx]
+    j_lat[jid[seg.nidx[jmask]]] = osm.lat[jmask]
+    j_lon[jid[seg.nidx[jmask]]] = osm.lon[jmask]
+    base = arcs.base[keep]
+    node_base = new_node[base].astype(np.int32)
+    # arcs: CSR by tail
+    tail = new_node[arcs.tail[arc_keep]]
+    order = np.argsort(tail, kind="stable")
+    n = int(keep.sum())
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(tail, minlength=n)))).astype(np.int64)
+    # road edges
+    ke = np.flatnonzero(edge_keep)
+    counts = np.diff(ed.geom_offsets)[ke]
+    gsel = np.repeat(ed.geom_offsets[ke], counts) + (
+        np.arange(counts.sum()) - np.repeat(np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+    )
+    gpos = ed.geom_pos[gsel]
+    way, d = ed.way[ke], ed.rev[ke].astype(np.int64)
+    return CompiledGraph(
+        node_lat=j_lat[base],
+        node_lon=j_lon[base],
+        node_osm=j_osm[base].astype(np.int64),
+        node_base=node_base,
+        offsets=offsets,
+        arc_head=new_node[arcs.head[arc_keep]][order].astype(np.int32),
+        arc_edge=new_edge[arcs.edge[arc_keep]][order].astype(np.int32),
+        edge_u=new_node[jid[ed.u[ke]]].astype(np.int32),
+        edge_v=new_node[jid[ed.v[ke]]].astype(np.int32),
+        edge_length_m=ed.length[ke].astype(np.float64),
+        edge_speed_mps=wa.speed[way, d],
+        edge_class=wa.cls[way],
+        edge_way=np.asarray(osm.way_ids, dtype=np.int64)[way],
+        edge_maxspeed_kmh=wa.maxspeed[way, d],
+        edge_lanes=wa.lanes[way, d],
+        edge_name=wa.name[way],
+        edge_geom_offsets=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
+        geom_lat=osm.lat[gpos],
+        geom_lon=osm.lon[gpos],
+        names=wa.names,
+        names_en=wa.names_en,
+    )
+
+
+__all__ = ["build_code_hash", "build_graph", "file_sha256"]

@@ -1,0 +1,275 @@
+"""Reading an OSM extract (.osm, .osm.gz, .osm.bz2, .osm.pbf) with pyosmium: drivable ways and turn restrictions.
+
+Which ways are kept (the drivable network for a motor car):
+- `highway` in `geo._graph.ROAD_CLASSES` (motorway .. living_street, service, road);
+- not `area=yes`;
+- motor-vehicle access: the most specific of `access` < `vehicle` < `motor_vehicle` < `motorcar` that
+  is tagged decides; `no`, `private`, `agricultural` and `forestry` exclude the way, anything else
+  (`yes`, `destination`, `permissive`, `designated`, `customers`, ...) keeps it;
+- service roads are kept, except `service=parking_aisle`, `driveway`, `drive-through` and
+  `emergency_access` (private or non-through access that would only add noise and dead ends).
+
+One-way (`oneway_direction`): `oneway=yes/1/true` is +1, `oneway=-1/reverse` is -1 (drive against the
+way's node order), `junction=roundabout/circular` and `highway=motorway` imply +1 unless `oneway=no`;
+`reversible`/`alternating` ways (direction changes by time) are treated as two-way.
+
+Clipped extracts: a way that references nodes missing from the file is SPLIT at every missing node
+(the runs of consecutive present nodes become separate pieces of the same way; a run of fewer than two
+nodes is dropped). Splitting rather than skipping the missing nodes avoids inventing a straight
+segment across the part of the road that lies outside the extract. The number of missing references
+is reported as `missing_refs`.
+
+Turn restrictions: relations `type=restriction` (or `type=restriction:motorcar`) whose
+`restriction:motorcar` (preferred) or `restriction` value is in `RESTRICTION_VALUES`, unless `except`
+lists motorcar / motor_vehicle / vehicle. `restrictions_read` counts those; `restriction_relations`
+counts every restriction relation seen. Members: from/to ways, via node or via ways (compiled or
+skipped in `geo._build`).
+
+Garbage, truncated or unreadable files raise `ExtractError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import osmium
+from tqdm import tqdm
+
+from geo._errors import ExtractError
+from geo._graph import CLASS_INDEX
+
+EXTRACT_SUFFIXES = (".osm", ".osm.gz", ".osm.bz2", ".osm.pbf", ".pbf", ".osm.xml")
+KEPT_TAGS = frozenset(
+    {
+        "highway",
+        "name",
+        "name:zh",
+        "name:en",
+        "lanes",
+        "lanes:forward",
+        "lanes:backward",
+        "maxspeed",
+        "maxspeed:forward",
+        "maxspeed:backward",
+        "oneway",
+        "junction",
+    }
+)
+_ACCESS_KEYS = ("access", "vehicle", "motor_vehicle", "motorcar")  # least to most specific
+_ACCESS_DENIED = frozenset({"no", "private", "agricultural", "forestry"})
+_SERVICE_EXCLUDED = frozenset({"parking_aisle", "driveway", "drive-through", "emergency_access"})
+RESTRICTION_VALUES = frozenset(
+    {
+        "no_left_turn",
+        "no_right_turn",
+        "no_u_turn",
+        "no_straight_on",
+        "no_entry",
+        "no_exit",
+        "only_left_turn",
+        "only_right_turn",
+        "only_straight_on",
+        "only_u_turn",
+    }
+)
+
+
+@dataclass
+class Restriction:
+    """A turn restriction relation for motor cars. `kind` is 'no' or 'only'."""
+
+    rel_id: int
+    value: str
+    from_ways: list[int]
+    to_ways: list[int]
+    via_nodes: list[int]
+    via_ways: list[int]
+
+    @property
+    def kind(self) -> str:
+        return "only" if self.value.startswith("only_") else "no"
+
+
+@dataclass
+class OsmRoads:
+    """Drivable way pieces as flat arrays, plus per-way tags and the restrictions."""
+
+    way_ids: list[int]  # OSM id of each kept way
+    way_tags: list[dict[str, str]]  # the KEPT_TAGS of each kept way
+    refs: np.ndarray  # int64: node ids of all pieces, concatenated
+    lat: np.ndarray  # float64, same length
+    lon: np.ndarray  # float64
+    piece_offsets: np.ndarray  # int64 [pieces+1] into refs
+    piece_way: np.ndarray  # int32 [pieces]: index into way_ids
+    restrictions: list[Restriction]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def is_drivable(tags: dict[str, str]) -> bool:
+    """Whether a way with these tags belongs to the motor-car network (policy in the module doc)."""
+    if tags.get("highway") not in CLASS_INDEX or tags.get("area") == "yes":
+        return False
+    if tags.get("highway") == "service" and tags.get("service") in _SERVICE_EXCLUDED:
+        return False
+    decision = "yes"
+    for key in _ACCESS_KEYS:
+        if key in tags:
+            decision = tags[key].split(";")[0].strip()
+    return decision not in _ACCESS_DENIED
+
+
+def oneway_direction(tags: dict[str, str]) -> int:
+    """+1 one-way along the node order, -1 against it, 0 two-way."""
+    value = tags.get("oneway", "").strip().lower()
+    if value in ("yes", "1", "true"):
+        return 1
+    if value in ("-1", "reverse"):
+        return -1
+    if value in ("no", "0", "false", "reversible", "alternating"):
+        return 0
+    if tags.get("junction") in ("roundabout", "circular") or tags.get("highway") == "motorway":
+        return 1
+    return 0
+
+
+def check_extract(path: Path) -> None:
+    """Raise ExtractError unless `path` is a readable file with an OSM extension."""
+    if not path.is_file():
+        raise ExtractError(f"OSM extract {path} does not exist or is not a file")
+    name = path.name.lower()
+    if not name.endswith(EXTRACT_SUFFIXES):
+        raise ExtractError(
+            f"OSM extract {path}: unknown format (expected one of {', '.join(EXTRACT_SUFFIXES)})"
+        )
+
+
+def _restriction(rel: osmium.osm.Relation) -> Restriction | None:
+    """The restriction for motor cars, None when the relation is none (or `except` exempts cars)."""
+    tags = rel.tags
+    if tags.get("type") not in ("restriction", "restriction:motorcar"):
+        return None
+    value = tags.get("restriction:motorcar") or tags.get("restriction")
+    if value not in RESTRICTION_VALUES:
+        return None
+    exempt = {v.strip() for v in (tags.get("except") or "").split(";")}
+    if exempt & {"motorcar", "motor_vehicle", "vehicle"}:
+        return None
+    r = Restriction(int(rel.id), str(value), [], [], [], [])
+    for m in rel.members:
+        if m.role == "from" and m.type == "w":
+            r.from_ways.append(int(m.ref))
+        elif m.role == "to" and m.type == "w":
+            r.to_ways.append(int(m.ref))
+        elif m.role == "via" and m.type == "n":
+            r.via_nodes.append(int(m.ref))
+        elif m.role == "via" and m.type == "w":
+            r.via_ways.append(int(m.ref))
+    return r
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.way_ids: list[int] = []
+        self.way_tags: list[dict[str, str]] = []
+        self.refs: list[int] = []
+        self.lat: list[float] = []
+        self.lon: list[float] = []
+        self.piece_offsets: list[int] = [0]
+        self.piece_way: list[int] = []
+        self.restrictions: list[Restriction] = []
+        self.counts = {
+            "highway_ways": 0,
+            "ways_kept": 0,
+            "missing_refs": 0,
+            "ways_with_missing_refs": 0,
+            "restriction_relations": 0,  # every type=restriction relation, also those not for cars
+        }
+
+    def way(self, w: osmium.osm.Way) -> None:
+        if "highway" not in w.tags:
+            return
+        self.counts["highway_ways"] += 1
+        tags = {t.k: t.v for t in w.tags}
+        if not is_drivable(tags):
+            return
+        widx = len(self.way_ids)
+        run: list[tuple[int, float, float]] = []
+        missing = 0
+        for n in w.nodes:
+            loc = n.location
+            if not loc.valid():
+                missing += 1
+                self._flush(run, widx)
+                run = []
+                continue
+            if run and run[-1][0] == n.ref:  # repeated consecutive node: a zero-length segment
+                continue
+            run.append((int(n.ref), loc.lat, loc.lon))
+        self._flush(run, widx)
+        if missing:
+            self.counts["missing_refs"] += missing
+            self.counts["ways_with_missing_refs"] += 1
+        if len(self.piece_way) and self.piece_way[-1] == widx:
+            self.way_ids.append(int(w.id))
+            self.way_tags.append({k: v for k, v in tags.items() if k in KEPT_TAGS})
+            self.counts["ways_kept"] += 1
+
+    def _flush(self, run: list[tuple[int, float, float]], widx: int) -> None:
+        if len(run) < 2:
+            return
+        for ref, la, lo in run:
+            self.refs.append(ref)
+            self.lat.append(la)
+            self.lon.append(lo)
+        self.piece_offsets.append(len(self.refs))
+        self.piece_way.append(widx)
+
+
+def _objects(path: Path) -> Iterator[object]:
+    try:
+        yield from osmium.FileProcessor(str(path)).with_locations()
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ExtractError(f"cannot read OSM extract {path}: {exc}") from exc
+
+
+def read_roads(path: Path, *, progress: bool = False) -> OsmRoads:
+    """Read the drivable ways and the motor-car turn restrictions of an extract.
+
+    Raises ExtractError when the file is missing, not an OSM file, or holds no drivable way.
+    """
+    path = Path(path)
+    check_extract(path)
+    col = _Collector()
+    bar = tqdm(desc=f"reading {path.name}", unit=" obj", unit_scale=True, disable=not progress, leave=False)
+    pending = 0
+    for obj in _objects(path):
+        pending += 1
+        if pending == 50_000:
+            bar.update(pending)
+            pending = 0
+        if isinstance(obj, osmium.osm.Way):
+            col.way(obj)
+        elif isinstance(obj, osmium.osm.Relation):
+            if str(obj.tags.get("type", "")).startswith("restriction"):
+                col.counts["restriction_relations"] += 1
+            r = _restriction(obj)
+            if r is not None:
+                col.restrictions.append(r)
+    bar.update(pending)
+    bar.close()
+    if not col.way_ids:
+        raise ExtractError(f"OSM extract {path} holds no drivable road (or is not an OSM file)")
+    return OsmRoads(
+        way_ids=col.way_ids,
+        way_tags=col.way_tags,
+        refs=np.asarray(col.refs, dtype=np.int64),
+        lat=np.asarray(col.lat, dtype=np.float64),
+        lon=np.asarray(col.lon, dtype=np.float64),
+        piece_offsets=np.asarray(col.piece_offsets, dtype=np.int64),
+        piece_way=np.asarray(col.piece_way, dtype=np.int32),
+        restrictions=col.restrictions,
+        counts=dict(col.counts, restrictions_read=len(col.restrictions)),
+    )
