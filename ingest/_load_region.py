@@ -42,7 +42,11 @@ def load_region_data(
         extract, speeds_kmh=region.speeds_kmh, cache_dir=settings.graph_cache_dir, progress=progress
     )
     graph_id = graph_identity(g.meta)
-    stations = read_fuel_stations(extract, default_grades=region.default_grades)
+    stations = [
+        s
+        for s in read_fuel_stations(extract, default_grades=region.default_grades)
+        if region.contains(s.lat, s.lon)
+    ]
     summary: dict[str, Any] = {
         "region": region.name,
         "extract": str(extract),
