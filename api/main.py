@@ -9,9 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from api import _errors, _security
+from api import _errors, _routing, _security, _stations
+from api._graph import load_router
 from api._state import AppState, get_state
+from api._sync import TrafficSync
 from config import Settings, get_settings, resolve_served_region
+from geo._graphcache import graph_identity
 from store import Database
 
 log = logging.getLogger("api")
@@ -32,11 +35,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db.open()
         state = AppState(settings=settings, served=served, db=db)
         app.state.fuel = state
-        # [startup] load the compiled road graph and traffic here
+        state.router = load_router(settings, served)
+        if state.router is not None:
+            sync = TrafficSync(
+                settings.database_url,
+                region=served.region.name,
+                graph_hash=graph_identity(state.router.g.meta),
+                live=state.router.live,
+            )
+            sync.start()
+            state.extras["sync"] = sync
         try:
             yield
         finally:
-            # [shutdown]
+            if "sync" in state.extras:
+                state.extras["sync"].stop()
             db.close()
 
     app = FastAPI(
@@ -67,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
     # [routers] one line per feature module
+    app.include_router(_routing.router)
+    app.include_router(_stations.router)  # stations: nearby, one, bbox
     return app
 
 

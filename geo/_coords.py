@@ -16,27 +16,36 @@ CoordSystem = Literal["wgs84", "gcj02", "bd09"]
 EARTH_RADIUS_M = 6_371_008.8
 
 
+def in_china(lat: float, lon: float) -> bool:
+    """prcoords' own test of where GCJ-02 applies (outside it every system equals WGS-84)."""
+    return bool(prcoords.sanity_in_china_p(prcoords.Coords(lat, lon)))
+
+
 def to_wgs84(lat: float, lon: float, system: str) -> tuple[float, float]:
-    """Convert a point given in `system` to WGS-84 (lat, lon)."""
-    if system == "wgs84":
+    """Convert a point given in `system` to WGS-84 (lat, lon); identity outside China."""
+    if system not in ("wgs84", "gcj02", "bd09"):
+        raise ValueError(f"unknown coordinate system {system!r} (wgs84, gcj02, bd09)")
+    if system == "wgs84" or not in_china(lat, lon):
         return lat, lon
     if system == "gcj02":
-        out = prcoords.gcj_wgs_bored((lat, lon))
+        out = prcoords.gcj_wgs_bored((lat, lon), False)
     elif system == "bd09":
-        out = prcoords.bd_wgs((lat, lon))
+        out = prcoords.bd_wgs_bored((lat, lon), False)
     else:
         raise ValueError(f"unknown coordinate system {system!r} (wgs84, gcj02, bd09)")
     return float(out[0]), float(out[1])
 
 
 def from_wgs84(lat: float, lon: float, system: str) -> tuple[float, float]:
-    """Convert a WGS-84 point to `system` (lat, lon)."""
-    if system == "wgs84":
+    """Convert a WGS-84 point to `system` (lat, lon); identity outside China."""
+    if system not in ("wgs84", "gcj02", "bd09"):
+        raise ValueError(f"unknown coordinate system {system!r} (wgs84, gcj02, bd09)")
+    if system == "wgs84" or not in_china(lat, lon):
         return lat, lon
     if system == "gcj02":
-        out = prcoords.wgs_gcj((lat, lon))
+        out = prcoords.wgs_gcj((lat, lon), False)
     elif system == "bd09":
-        out = prcoords.wgs_bd((lat, lon))
+        out = prcoords.wgs_bd((lat, lon), False)
     else:
         raise ValueError(f"unknown coordinate system {system!r} (wgs84, gcj02, bd09)")
     return float(out[0]), float(out[1])

@@ -73,3 +73,9 @@ def load_or_build(
     g.meta["graph_sha256"] = g.save(path)
     g.meta["cache"] = "built"
     return g
+
+
+def graph_identity(meta: dict[str, object]) -> str:
+    """The id of a compiled graph's edge numbering (extract + build code + speeds): road_edges rows and
+    live-traffic batches are only valid for the graph with the same identity."""
+    return str(meta.get("cache_key", ""))

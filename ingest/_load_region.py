@@ -20,17 +20,12 @@ import psycopg
 from config import Settings, get_settings, resolve_served_region
 from config import load_region as load_region_config
 from geo import ExtractError
-from geo._graphcache import load_or_build
+from geo._graphcache import graph_identity, load_or_build
 from ingest._demo import seed_demo
 from ingest._guidance import load_guidance_file
 from ingest._osm_stations import read_fuel_stations
 from store._road_edges import replace_road_edges
 from store._stations import upsert_stations
-
-
-def graph_identity(meta: dict[str, Any]) -> str:
-    """The id of a compiled graph's edge numbering (extract + build code + speeds)."""
-    return str(meta.get("cache_key", ""))
 
 
 def load_region_data(

@@ -36,3 +36,43 @@ def db_url() -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def demo_db(db_url: str, shared_data: Path) -> str:
+    """The session database loaded with the demo region (Andorra roads, stations, demo prices)."""
+    from config import Settings
+    from ingest._load_region import load_region_data
+
+    settings = Settings(database_url=db_url, shared_data_dir=shared_data)
+    load_region_data(
+        settings,
+        region_name="andorra",
+        extract=shared_data / "osm" / "andorra.osm.pbf",
+        demo=True,
+        progress=False,
+    )
+    return db_url
+
+
+@pytest.fixture(scope="session")
+def demo_settings(demo_db: str, shared_data: Path):  # type: ignore[no-untyped-def]
+    from config import Settings
+
+    return Settings(
+        database_url=demo_db,
+        shared_data_dir=shared_data,
+        rate_limit_per_minute=1_000_000,
+        env="test",
+    )
+
+
+@pytest.fixture(scope="session")
+def client(demo_settings):  # type: ignore[no-untyped-def]
+    """Real HTTP through the ASGI app, lifespan included (graph, router, traffic listener)."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with TestClient(create_app(demo_settings)) as c:
+        yield c
