@@ -74,13 +74,13 @@ class TrafficSync:
                             batch_id_s, _, origin = note.payload.partition(":")
                             if origin == self.origin:
                                 continue
-                            batch = load_batch(conn, int(batch_id_s))
+                            found = load_batch(conn, int(batch_id_s))
                             if (
-                                batch
-                                and batch["region"] == self.region
-                                and batch["graph_hash"] == self.graph_hash
+                                found is not None
+                                and found["region"] == self.region
+                                and found["graph_hash"] == self.graph_hash
                             ):
-                                self._apply(int(batch["id"]), batch["items"])
+                                self._apply(int(found["id"]), found["items"])
             except psycopg.Error as exc:
                 self.connected.clear()
                 log.warning("traffic listener lost the database (%s); reconnecting", type(exc).__name__)

@@ -1,5 +1,6 @@
 """Pure computation: geometry, H3, coordinate systems, road graph, traffic, router. No HTTP, no SQL."""
 
+from geo._brands import BRANDS, brand_from_tags, normalize_brand
 from geo._coords import CoordSystem, bearing_deg, from_wgs84, haversine_m, haversine_m_array, to_wgs84
 from geo._errors import (
     Conflict,
@@ -13,13 +14,27 @@ from geo._errors import (
     RouteNotFound,
 )
 from geo._graph import CLASS_INDEX, ROAD_CLASSES, CompiledGraph
+from geo._h3cells import Covering, cells_for_point, cells_for_points, covering_cells, rings_for_radius
+from geo._hours import open_now
+from geo._pricing import (
+    KNOWN_GRADES,
+    AppliedPromotion,
+    Promotion,
+    applies,
+    effective_price,
+    normalize_grade,
+)
 
 __all__ = [
+    "BRANDS",
     "CLASS_INDEX",
+    "KNOWN_GRADES",
     "ROAD_CLASSES",
+    "AppliedPromotion",
     "CompiledGraph",
     "Conflict",
     "CoordSystem",
+    "Covering",
     "ExtractError",
     "FuelError",
     "GraphCacheError",
@@ -27,10 +42,21 @@ __all__ = [
     "NoRoadNear",
     "NotFound",
     "PriceAboveCeiling",
+    "Promotion",
     "RouteNotFound",
+    "applies",
     "bearing_deg",
+    "brand_from_tags",
+    "cells_for_point",
+    "cells_for_points",
+    "covering_cells",
+    "effective_price",
     "from_wgs84",
     "haversine_m",
     "haversine_m_array",
+    "normalize_brand",
+    "normalize_grade",
+    "open_now",
+    "rings_for_radius",
     "to_wgs84",
 ]

@@ -1,0 +1,169 @@
+"""Query-parameter parsing shared by the endpoints. Every rule broken raises InvalidInput(param, rule),
+which api/_errors.py turns into a 422 naming the parameter. Values arrive as strings so that NaN,
+inf and malformed numbers get the same clear message."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, tzinfo
+
+from geo._coords import from_wgs84, to_wgs84
+from geo._errors import InvalidInput
+from geo._pricing import KNOWN_GRADES, normalize_grade
+
+COORD_SYSTEMS: tuple[str, ...] = ("wgs84", "gcj02", "bd09")
+NEARBY_SORTS: tuple[str, ...] = ("distance", "price", "effective_price", "score")
+PRICE_SORTS: tuple[str, ...] = ("price", "effective_price", "score")
+MAX_LITRES = 1_000.0
+
+
+def parse_float(
+    value: str | float | None,
+    param: str,
+    *,
+    required: bool = True,
+    default: float | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+) -> float | None:
+    """A finite number, optionally in [lo, hi] (or (lo, hi] with lo_open)."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        if required:
+            raise InvalidInput(param, "is required")
+        return default
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(param, f"must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise InvalidInput(param, f"must be a finite number, got {value!r}")
+    if lo is not None and (x <= lo if lo_open else x < lo):
+        raise InvalidInput(param, f"must be {'>' if lo_open else '>='} {lo:g}, got {x:g}")
+    if hi is not None and x > hi:
+        raise InvalidInput(param, f"must be <= {hi:g}, got {x:g}")
+    return x
+
+
+def parse_lat(value: str | None, param: str = "lat") -> float:
+    x = parse_float(value, param, lo=-90.0, hi=90.0)
+    assert x is not None
+    return x
+
+
+def parse_lon(value: str | None, param: str = "lon") -> float:
+    x = parse_float(value, param, lo=-180.0, hi=180.0)
+    assert x is not None
+    return x
+
+
+def parse_int(value: str | None, param: str, *, default: int, lo: int, hi: int) -> int:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        x = int(value.strip())
+    except ValueError:
+        raise InvalidInput(param, f"must be an integer, got {value!r}") from None
+    if x < lo or x > hi:
+        raise InvalidInput(param, f"must be between {lo} and {hi}, got {x}")
+    return x
+
+
+def parse_coord(value: str | None, param: str = "coord") -> str:
+    if value is None or value.strip() == "":
+        return "wgs84"
+    v = value.strip().lower()
+    if v not in COORD_SYSTEMS:
+        raise InvalidInput(param, f"must be one of {', '.join(COORD_SYSTEMS)}, got {value!r}")
+    return v
+
+
+def point_to_wgs84(lat: float, lon: float, coord: str) -> tuple[float, float]:
+    """A point given in `coord` -> WGS-84 (identity outside China, see geo._coords)."""
+    return to_wgs84(lat, lon, coord)
+
+
+def point_from_wgs84(lat: float, lon: float, coord: str) -> tuple[float, float]:
+    """A WGS-84 point -> `coord` (identity outside China)."""
+    return from_wgs84(lat, lon, coord)
+
+
+def parse_grade(value: str | None, param: str = "grade") -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    g = normalize_grade(value)
+    if g is None:
+        raise InvalidInput(param, f"unknown grade {value!r} (known: {', '.join(KNOWN_GRADES)})")
+    return g
+
+
+def parse_sort(value: str | None, grade: str | None, param: str = "sort") -> str:
+    if value is None or value.strip() == "":
+        return "distance"
+    v = value.strip().lower()
+    if v not in NEARBY_SORTS:
+        raise InvalidInput(param, f"must be one of {', '.join(NEARBY_SORTS)}, got {value!r}")
+    if v in PRICE_SORTS and grade is None:
+        raise InvalidInput("grade", f"is required with sort={v} (the grade whose price is compared)")
+    return v
+
+
+def parse_at(value: str | None, tz: tzinfo, param: str = "at") -> datetime:
+    """ISO-8601 with or without offset; naive = the region's local time. Default: now. Aware result."""
+    if value is None or value.strip() == "":
+        return datetime.now(tz)
+    text = value.strip()
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            param, f"must be an ISO-8601 date-time like 2026-11-28T08:30:00+08:00, got {value!r}"
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=tz)
+    try:
+        return at.astimezone(tz)
+    except (OverflowError, ValueError):
+        raise InvalidInput(param, f"is out of range: {value!r}") from None
+
+
+def parse_bool(value: str | None, param: str, *, default: bool = False) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(param, f"must be true or false, got {value!r}")
+
+
+def parse_payment(value: str | None, param: str = "payment") -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    v = value.strip().lower()
+    if len(v) > 40 or not all(c.isalnum() or c in "_-" for c in v):
+        raise InvalidInput(param, "must be a short payment method name such as wechat, alipay, card, cash")
+    return v
+
+
+def parse_bbox(value: str | None, param: str = "bbox") -> tuple[float, float, float, float]:
+    """west,south,east,north (degrees); west < east (no antimeridian crossing), south < north."""
+    if value is None or value.strip() == "":
+        raise InvalidInput(param, "is required: west,south,east,north")
+    parts = value.split(",")
+    if len(parts) != 4:
+        raise InvalidInput(param, f"must be 4 numbers west,south,east,north, got {value!r}")
+    nums: list[float] = []
+    for i, p in enumerate(parts):
+        x = parse_float(p, param, lo=-90.0 if i % 2 else -180.0, hi=90.0 if i % 2 else 180.0)
+        assert x is not None
+        nums.append(x)
+    west, south, east, north = nums
+    if west >= east:
+        raise InvalidInput(param, "west must be less than east")
+    if south >= north:
+        raise InvalidInput(param, "south must be less than north")
+    return west, south, east, north

@@ -1,0 +1,315 @@
+"""Stations: upsert (one and bulk), get, bbox, and the H3-prefiltered nearby search.
+
+Upserts key on (source, source_ref). A row whose content did not change is left alone (no version
+bump), so re-running a loader is a no-op. H3 columns are computed in Python (geo._h3cells).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from geo._brands import BRANDS
+from geo._h3cells import DEFAULT_MAX_CELLS, cells_for_point, covering_cells
+
+SOURCES = ("osm", "onboarding", "demo")
+STATUSES = ("open", "closed", "temporarily_closed")
+
+
+@dataclass(frozen=True)
+class StationIn:
+    """A station to create or update. Coordinates are WGS-84."""
+
+    source: str
+    source_ref: str
+    lat: float
+    lon: float
+    name: str = ""
+    name_en: str | None = None
+    brand: str = "other"
+    brand_raw: str | None = None
+    address: str | None = None
+    grades: tuple[str, ...] = ()
+    opening_hours: str | None = None
+    amenities: tuple[str, ...] = ()
+    status: str = "open"
+    tags: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def validate(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if not self.source_ref:
+            raise ValueError("source_ref is empty")
+        if self.brand not in BRANDS:
+            raise ValueError(f"brand must be one of {', '.join(BRANDS)}, got {self.brand!r}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
+        if not (math.isfinite(self.lat) and math.isfinite(self.lon)):
+            raise ValueError("lat/lon must be finite")
+        if not (-90 <= self.lat <= 90 and -180 <= self.lon <= 180):
+            raise ValueError(f"lat/lon out of range: {self.lat}, {self.lon}")
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+_COLUMNS = (
+    "source",
+    "source_ref",
+    "name",
+    "name_en",
+    "brand",
+    "brand_raw",
+    "address",
+    "lat",
+    "lon",
+    "h3_r7",
+    "h3_r8",
+    "h3_r9",
+    "grades",
+    "opening_hours",
+    "amenities",
+    "status",
+)
+_TYPES = (
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "float8",
+    "float8",
+    "int8",
+    "int8",
+    "int8",
+    "text[]",
+    "text",
+    "text[]",
+    "text",
+)
+
+STATION_FIELDS = (
+    "s.id, s.source, s.source_ref, s.name, s.name_en, s.brand, s.brand_raw, s.address,"
+    " ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon, s.h3_r7, s.h3_r8, s.h3_r9, s.grades, s.opening_hours,"
+    " s.amenities, s.status, s.version, s.created_at, s.updated_at"
+)
+
+# Shared by the single and the bulk upsert: only rows whose content changed are updated.
+_ON_CONFLICT = """
+ON CONFLICT (source, source_ref) DO UPDATE SET
+    name = EXCLUDED.name, name_en = EXCLUDED.name_en, brand = EXCLUDED.brand, brand_raw = EXCLUDED.brand_raw,
+    address = EXCLUDED.address, geom = EXCLUDED.geom, h3_r7 = EXCLUDED.h3_r7, h3_r8 = EXCLUDED.h3_r8,
+    h3_r9 = EXCLUDED.h3_r9, grades = EXCLUDED.grades, opening_hours = EXCLUDED.opening_hours,
+    amenities = EXCLUDED.amenities, status = EXCLUDED.status,
+    version = stations.version + 1, updated_at = now()
+WHERE (stations.name, stations.name_en, stations.brand, stations.brand_raw, stations.address,
+       stations.grades, stations.opening_hours, stations.amenities, stations.status)
+      IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.name_en, EXCLUDED.brand, EXCLUDED.brand_raw, EXCLUDED.address,
+       EXCLUDED.grades, EXCLUDED.opening_hours, EXCLUDED.amenities, EXCLUDED.status)
+   OR NOT ST_Equals(stations.geom, EXCLUDED.geom)
+RETURNING id, (xmax = 0) AS inserted
+"""
+
+
+def _row(s: StationIn) -> tuple[Any, ...]:
+    s.validate()
+    r7, r8, r9 = cells_for_point(s.lat, s.lon)
+    return (
+        s.source,
+        s.source_ref,
+        s.name or "",
+        s.name_en,
+        s.brand,
+        s.brand_raw,
+        s.address,
+        float(s.lat),
+        float(s.lon),
+        r7,
+        r8,
+        r9,
+        list(s.grades),
+        s.opening_hours,
+        list(s.amenities),
+        s.status,
+    )
+
+
+def upsert_station(conn: psycopg.Connection, station: StationIn) -> int:
+    """Insert or update one station by (source, source_ref); return its id."""
+    row = _row(station)
+    cur = conn.execute(
+        "INSERT INTO stations (source, source_ref, name, name_en, brand, brand_raw, address, geom,"
+        " h3_r7, h3_r8, h3_r9, grades, opening_hours, amenities, status)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326),"
+        " %s, %s, %s, %s, %s, %s, %s)" + _ON_CONFLICT,
+        (*row[:7], row[8], row[7], *row[9:]),
+    )
+    got = cur.fetchone()
+    if got is not None:
+        return int(_get(got, "id", 0))
+    found = conn.execute(
+        "SELECT id FROM stations WHERE source = %s AND source_ref = %s", (station.source, station.source_ref)
+    ).fetchone()
+    assert found is not None
+    return int(_get(found, "id", 0))
+
+
+def upsert_stations(conn: psycopg.Connection, stations: Iterable[StationIn]) -> UpsertCounts:
+    """Bulk upsert: COPY into a temporary staging table, then one INSERT ... ON CONFLICT.
+
+    Atomic (one transaction or savepoint). Duplicate keys in the input: the last one wins.
+    """
+    rows = [_row(s) for s in stations]
+    if not rows:
+        return UpsertCounts()
+    with conn.transaction():
+        conn.execute("DROP TABLE IF EXISTS pg_temp.stations_staging")
+        conn.execute(
+            "CREATE TEMP TABLE stations_staging (seq bigserial, source text, source_ref text, name text,"
+            " name_en text, brand text, brand_raw text, address text, lat float8, lon float8, h3_r7 int8,"
+            " h3_r8 int8, h3_r9 int8, grades text[], opening_hours text, amenities text[], status text)"
+            " ON COMMIT DROP"
+        )
+        copy_sql = "COPY stations_staging (" + ", ".join(_COLUMNS) + ") FROM STDIN"  # fixed names
+        with conn.cursor() as ccur, ccur.copy(copy_sql) as copy:
+            copy.set_types(list(_TYPES))
+            for row in rows:
+                copy.write_row(row)
+        cur = conn.execute(
+            "INSERT INTO stations (source, source_ref, name, name_en, brand, brand_raw, address, geom,"
+            " h3_r7, h3_r8, h3_r9, grades, opening_hours, amenities, status)"
+            " SELECT DISTINCT ON (source, source_ref) source, source_ref, name, name_en, brand, brand_raw,"
+            " address, ST_SetSRID(ST_MakePoint(lon, lat), 4326), h3_r7, h3_r8, h3_r9, grades,"
+            " opening_hours, amenities, status"
+            " FROM stations_staging ORDER BY source, source_ref, seq DESC" + _ON_CONFLICT
+        )
+        changed = cur.fetchall()
+        conn.execute("DROP TABLE IF EXISTS pg_temp.stations_staging")
+    distinct = len({(r[0], r[1]) for r in rows})
+    inserted = sum(1 for r in changed if _get(r, "inserted", 1))
+    updated = len(changed) - inserted
+    return UpsertCounts(inserted=inserted, updated=updated, unchanged=distinct - len(changed))
+
+
+def _get(row: Any, key: str, index: int) -> Any:
+    return row[key] if isinstance(row, dict) else row[index]
+
+
+def _dicts(cur: psycopg.Cursor[Any]) -> list[dict[str, Any]]:
+    names = [d.name for d in cur.description or ()]
+    return [r if isinstance(r, dict) else dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def get_station(conn: psycopg.Connection, station_id: int) -> dict[str, Any] | None:
+    cur = conn.execute(f"SELECT {STATION_FIELDS} FROM stations s WHERE s.id = %s", (station_id,))
+    rows = _dicts(cur)
+    return rows[0] if rows else None
+
+
+def stations_in_bbox(
+    conn: psycopg.Connection,
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    *,
+    limit: int,
+    after_id: int = 0,
+) -> list[dict[str, Any]]:
+    """Stations inside the WGS-84 box (edges included), ordered by id, at most `limit`, ids > after_id
+    (pages: pass the last id of the previous page)."""
+    cur = conn.execute(
+        f"SELECT {STATION_FIELDS} FROM stations s"
+        " WHERE s.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) AND s.id > %s"
+        " ORDER BY s.id LIMIT %s",
+        (west, south, east, north, after_id, limit),
+    )
+    return _dicts(cur)
+
+
+def nearby_stations(
+    conn: psycopg.Connection,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    *,
+    limit: int,
+    grade: str | None = None,
+    use_h3: bool = True,
+    use_bbox: bool = True,
+    max_cells: int = DEFAULT_MAX_CELLS,
+) -> list[dict[str, Any]]:
+    """Stations within `radius_m` (geodesic, WGS-84 spheroid) of the point, nearest first.
+
+    Prefilters, both conservative: the H3 disk (`h3_rX = ANY(cells)`, see geo._h3cells) and a degree
+    box on the GiST-indexed geom (the planner picks or combines them); then the exact
+    `ST_DWithin(geography)`. `grade` keeps only stations that list that grade. Each row has
+    `distance_m` (metres on the WGS-84 spheroid). Ties by id.
+    """
+    params: dict[str, Any] = {"lat": lat, "lon": lon, "radius": radius_m, "limit": limit, "grade": grade}
+    cover = covering_cells(lat, lon, radius_m, max_cells=max_cells) if use_h3 else None
+    prefilter = ""
+    if cover is not None and cover.cells is not None:
+        # column name from a fixed set {h3_r7, h3_r8, h3_r9}, never from input
+        column = {7: "s.h3_r7", 8: "s.h3_r8", 9: "s.h3_r9"}[cover.res]
+        prefilter = f" AND {column} = ANY(%(cells)s::bigint[])"
+        params["cells"] = cover.cells
+    box = _degree_box(lat, lon, radius_m) if use_bbox else None
+    if box is not None:  # a second conservative prefilter the planner may combine (GiST on geom)
+        prefilter += " AND s.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)"
+        params.update(zip(("w", "s", "e", "n"), box, strict=True))
+    with conn.transaction():
+        # The geodesic test is costed high; JIT compilation would then take longer than the query.
+        conn.execute("SET LOCAL jit = off")
+        cur = conn.execute(
+            f"SELECT {STATION_FIELDS},"
+            " ST_Distance(s.geom::geography, q.g) AS distance_m"
+            " FROM stations s, (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography AS g) q"
+            " WHERE ST_DWithin(s.geom::geography, q.g, %(radius)s)"
+            f"{prefilter}"
+            " AND (%(grade)s::text IS NULL OR %(grade)s::text = ANY(s.grades))"
+            " ORDER BY distance_m, s.id LIMIT %(limit)s",
+            params,
+        )
+        rows = _dicts(cur)
+    return rows
+
+
+def _degree_box(lat: float, lon: float, radius_m: float) -> tuple[float, float, float, float] | None:
+    """A WGS-84 box that surely contains the circle (10% margin), or None near a pole/the antimeridian."""
+    dlat = radius_m * 1.1 / 110_574.0 + 1e-6  # 110,574 m: the shortest degree of latitude (equator)
+    if abs(lat) + dlat >= 89.0:
+        return None
+    dlon = dlat / math.cos(math.radians(abs(lat) + dlat))
+    if lon - dlon < -180.0 or lon + dlon > 180.0:
+        return None
+    return lon - dlon, lat - dlat, lon + dlon, lat + dlat
+
+
+def station_ids_in_region(
+    conn: psycopg.Connection, bbox: Sequence[float], *, sources: Sequence[str] = SOURCES
+) -> list[dict[str, Any]]:
+    """id, source, source_ref, brand, grades, lat, lon of the stations in a bbox, by (source, source_ref)."""
+    west, south, east, north = bbox
+    cur = conn.execute(
+        "SELECT s.id, s.source, s.source_ref, s.brand, s.grades, ST_Y(s.geom) AS lat, ST_X(s.geom) AS lon"
+        " FROM stations s WHERE s.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) AND s.source = ANY(%s)"
+        " ORDER BY s.source, s.source_ref",
+        (west, south, east, north, list(sources)),
+    )
+    return _dicts(cur)
