@@ -59,6 +59,14 @@ class TrafficSync:
         except Exception as exc:  # a bad stored batch must not kill the listener
             log.warning("live traffic batch %s not applied: %s", batch_id, exc)
 
+    def _on_notify(self, conn: psycopg.Connection, payload: str) -> None:
+        batch_id_s, _, origin = payload.partition(":")
+        if origin == self.origin or not batch_id_s.isdigit():
+            return
+        found = load_batch(conn, int(batch_id_s))
+        if found is not None and found["region"] == self.region and found["graph_hash"] == self.graph_hash:
+            self._apply(int(found["id"]), found["items"])
+
     def _run(self) -> None:
         backoff = 0.2
         while not self._stop.is_set():
@@ -70,17 +78,15 @@ class TrafficSync:
                     self.connected.set()
                     backoff = 0.2
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=0.5):
-                            batch_id_s, _, origin = note.payload.partition(":")
-                            if origin == self.origin:
-                                continue
-                            found = load_batch(conn, int(batch_id_s))
-                            if (
-                                found is not None
-                                and found["region"] == self.region
-                                and found["graph_hash"] == self.graph_hash
-                            ):
-                                self._apply(int(found["id"]), found["items"])
+                        # Collect first: a query run while the notifies() generator is open deadlocks.
+                        notes = []
+                        gen = conn.notifies(timeout=0.5, stop_after=1)
+                        try:
+                            notes = list(gen)
+                        finally:
+                            gen.close()
+                        for note in notes:
+                            self._on_notify(conn, note.payload)
             except psycopg.Error as exc:
                 self.connected.clear()
                 log.warning("traffic listener lost the database (%s); reconnecting", type(exc).__name__)
