@@ -393,12 +393,12 @@ def _nullable(a: np.ndarray) -> list[list[float | None]]:
 # ---- /v1/traffic -------------------------------------------------------------------------------
 class TrafficUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    edge_id: int | None = None
-    way_id: int | None = None
-    u_osm: int | None = None
-    v_osm: int | None = None
-    speed_kmh: float | None = None
-    factor: float | None = None
+    edge_id: int | None = Field(None, ge=0, description="our road edge id")
+    way_id: int | None = Field(None, ge=1, description="OSM way id (with u_osm, v_osm)")
+    u_osm: int | None = Field(None, ge=1)
+    v_osm: int | None = Field(None, ge=1)
+    speed_kmh: float | None = Field(None, description="observed speed")
+    factor: float | None = Field(None, description="observed / free-flow speed, (0, 1.5]")
     closed: bool = False
     observed_at: datetime
     expires_at: datetime | None = None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from api import _errors, _routing, _security, _stations
+from api import _errors, _manage, _map, _routing, _security, _stations
 from api._graph import load_router
 from api._state import AppState, get_state
 from api._sync import TrafficSync
@@ -18,6 +20,7 @@ from geo._graphcache import graph_identity
 from store import Database
 
 log = logging.getLogger("api")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,6 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # [routers] one line per feature module
     app.include_router(_routing.router)
     app.include_router(_stations.router)  # stations: nearby, one, bbox
+    app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
+    app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        """The map page (api/static/index.html)."""
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
     return app
 
 

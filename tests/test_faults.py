@@ -7,11 +7,8 @@ touching the shared server other tests use.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,25 +20,20 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from config import PROJECT_ROOT, Settings
+from config import Settings
 from ingest._load_region import load_region_data
 from store import create_database, migrate
+from tests._servers import Server, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TZ = ZoneInfo("Asia/Shanghai")
 NEARBY = {"lat": 42.5063, "lon": 1.5218, "radius_m": 20000}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PrivatePostgres:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="fuel-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
         self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "root", "--no-sync", "-E", "UTF8")
@@ -66,58 +58,6 @@ class PrivatePostgres:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Server:
-    def __init__(self, db_url: str) -> None:
-        self.port = _free_port()
-        self.log = tempfile.TemporaryFile()
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=db_url,
-            FUEL_ENV="test",
-            FUEL_RATE_LIMIT_PER_MINUTE="1000000",
-            FUEL_DB_TIMEOUT_S="1",
-        )
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(self.base + "/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
-                )
-            time.sleep(0.3)
-        raise RuntimeError("server did not become ready")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,803 @@
+"""The map screen's API (WeChat mini-program and the web page at `/`): stations as an H3 price heatmap
+or as priced markers, our own roads as the base map (coloured by traffic), and the region's outline.
+
+GET /v1/map/stations?bbox=west,south,east,north&zoom=&grade=&sort=&coord=&at=&format=
+  What `zoom` returns (ZOOM_TABLE; counts and prices are aggregated in SQL, GROUP BY the H3 column):
+
+  | zoom   | returns                 | H3 resolution | how                                         |
+  |--------|-------------------------|---------------|---------------------------------------------|
+  | 0-6    | price heatmap cells     | 4             | r7 groups from SQL, h3.cell_to_parent -> r4 |
+  | 7-8    | price heatmap cells     | 5             | r7 groups from SQL, parents at r5           |
+  | 9      | price heatmap cells     | 6             | r7 groups from SQL, parents at r6           |
+  | 10-11  | price heatmap cells     | 7             | GROUP BY h3_r7                              |
+  | 12     | price heatmap cells     | 8             | GROUP BY h3_r8                              |
+  | 13-22  | one marker per station  | -             | GiST bbox query, at most MAX_MARKERS        |
+
+  A cell carries `count` (stations of the cell inside the bbox, any status), `priced` (open stations
+  with a list price for `grade`), `min_price` (the lowest effective price of `grade`, i.e. after the
+  best applicable promotion for a default order of 40 L, non-member: geo._pricing) and
+  `min_list_price`, its boundary polygon, and `fill` (green = cheapest .. red = dearest cell in view).
+  The effective price is exact: SQL groups the stations of a cell by (brand, list price, own station
+  promotion) and the price is computed once per group (promotions of a brand apply to the whole group).
+  Cells straddling the bbox edge count only the stations inside the bbox.
+  Below r7 a station counts in the parent of its r7 cell (H3 children do not tile their parent
+  exactly, so near a coarse cell's edge this can differ from latlng_to_cell at that resolution).
+  Markers carry the list and effective price of `grade` and the price label.
+
+  bbox: in `coord` (wgs84 default, gcj02, bd09); its corners are converted to WGS-84. Rules (422,
+  param `bbox`): four numbers, west < east, south < north, in range, and at zoom >= 13 an area of at
+  most MAX_AREA_KM2_AT_13 km² (2,500) divided by 4 per zoom level above 13 (625 at 14, 156 at 15 ...):
+  the view a large screen shows at that zoom, with room to spare. zoom: an integer 0-22 (param `zoom`).
+  grade: default 92. sort (order of the features): id (default for markers), price (list),
+  effective_price (default for cells). at: ISO-8601, naive = region time, default now.
+  format: geojson (default, a FeatureCollection) or wechat: the WeChat `map` component's shapes,
+  `{markers: [{id, latitude, longitude, iconPath, width, height, callout: {...}}], polygons: [...]}`
+  in GCJ-02 (coord is forced to gcj02). In cell mode WeChat markers sit at the cell centres and their
+  ids are 1..n (cells have no numeric id); in marker mode ids are station ids.
+
+GET /v1/map/roads?bbox=&zoom=&coord=
+  Road edges meeting the bbox (GiST), classes by zoom (ROAD_CLASSES_BY_ZOOM), simplified with
+  ST_SimplifyPreserveTopology at half a screen pixel of that zoom, major classes first, at most
+  MAX_ROAD_FEATURES (then `truncated: true`). Each carries edge_id, highway, name, name_en and the
+  traffic `factor` (speed / free-flow speed now, profile + live) and `level`: free (>= 0.8), slow
+  (0.5-0.8), congested (< 0.5), closed (factor 0), unknown (no router loaded). Same bbox rule.
+
+GET /v1/map/region?coord=
+  The served region's outline (its boundary polygon, else its bbox rectangle, simplified to ~50 m),
+  name, display name, bbox, centre (the median station position of the region: where the drivers
+  are; else the polygon's representative point, else the bbox centre), default zoom (13, where
+  markers show) and the OSM attribution.
+
+The SQL of this module lives in the "queries" section below: the store/ layer belongs to other
+engineers right now; the queries are parameterised (column names only from fixed tables).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import h3
+import psycopg
+from fastapi import APIRouter, Depends, Query
+from psycopg.rows import dict_row
+from shapely.geometry import box, mapping
+from shapely.geometry.base import BaseGeometry
+
+from api._params import (
+    parse_at,
+    parse_bbox,
+    parse_coord,
+    parse_grade,
+    point_from_wgs84,
+    point_to_wgs84,
+)
+from api._state import AppState, get_state
+from config import Region
+from geo._brands import BRANDS
+from geo._errors import InvalidInput
+from geo._pricing import DEFAULT_LITRES, Promotion, effective_price
+from store._prices import current_prices
+from store._promotions import promotions_for_stations
+from store._stations import stations_in_bbox
+
+router = APIRouter(prefix="/v1/map", tags=["map"])
+
+MIN_ZOOM, MAX_ZOOM = 0, 22
+MARKER_MIN_ZOOM = 13
+DEFAULT_GRADE = "92"
+DEFAULT_ZOOM = MARKER_MIN_ZOOM
+MAX_AREA_KM2_AT_13 = 2_500.0
+MAX_MARKERS = 500
+MAX_CELLS = 5_000
+MAX_ROAD_FEATURES = 6_000
+SIMPLIFY_PX = 0.5
+BOUNDARY_TOLERANCE_DEG = 0.0005
+ATTRIBUTION = "© OpenStreetMap contributors (ODbL)"
+ATTRIBUTION_URL = "https://www.openstreetmap.org/copyright"
+MAP_SORTS = ("id", "price", "effective_price")
+FORMATS = ("geojson", "wechat")
+EARTH_RADIUS_KM = 6_371.0088
+
+# zoom -> H3 resolution of the heatmap, and the column the SQL groups by (parents computed in Python).
+ZOOM_TABLE: tuple[tuple[int, int, int], ...] = (
+    # (max zoom, resolution, SQL column resolution)
+    (6, 4, 7),
+    (8, 5, 7),
+    (9, 6, 7),
+    (11, 7, 7),
+    (12, 8, 8),
+)
+_H3_COLUMNS = {7: "h3_r7", 8: "h3_r8", 9: "h3_r9"}
+
+# Road classes drawn from a zoom on (links follow their road).
+_CLASS_MIN_ZOOM: dict[str, int] = {
+    "motorway": 0,
+    "trunk": 0,
+    "primary": 0,
+    "motorway_link": 9,
+    "trunk_link": 9,
+    "primary_link": 9,
+    "secondary": 9,
+    "secondary_link": 11,
+    "tertiary": 11,
+    "tertiary_link": 11,
+    "unclassified": 13,
+    "residential": 13,
+    "road": 13,
+    "living_street": 14,
+    "service": 14,
+}
+CLASS_ORDER: tuple[str, ...] = tuple(_CLASS_MIN_ZOOM)
+
+# Heatmap colours: cheapest -> dearest.
+_STOPS = ((0.0, (0x2E, 0x7D, 0x32)), (0.5, (0xF9, 0xA8, 0x25)), (1.0, (0xC6, 0x28, 0x28)))
+NO_PRICE_COLOUR = "#9e9e9e"
+
+
+# ---- parsing ------------------------------------------------------------------------------------
+
+
+def parse_zoom(value: str | None, param: str = "zoom") -> int:
+    """An integer 0-22 (Leaflet/WeChat scale levels); required."""
+    if value is None or value.strip() == "":
+        raise InvalidInput(param, f"is required: an integer {MIN_ZOOM}-{MAX_ZOOM}")
+    try:
+        z = int(value.strip())
+    except ValueError:
+        raise InvalidInput(param, f"must be an integer {MIN_ZOOM}-{MAX_ZOOM}, got {value!r}") from None
+    if not MIN_ZOOM <= z <= MAX_ZOOM:
+        raise InvalidInput(param, f"must be between {MIN_ZOOM} and {MAX_ZOOM}, got {z}")
+    return z
+
+
+def max_area_km2(zoom: int) -> float | None:
+    """The largest bbox accepted at `zoom` (None: no limit below MARKER_MIN_ZOOM)."""
+    if zoom < MARKER_MIN_ZOOM:
+        return None
+    return MAX_AREA_KM2_AT_13 / 4 ** (zoom - MARKER_MIN_ZOOM)
+
+
+def bbox_area_km2(west: float, south: float, east: float, north: float) -> float:
+    """Area of a lon/lat box on the sphere."""
+    return (
+        EARTH_RADIUS_KM**2
+        * math.radians(east - west)
+        * abs(math.sin(math.radians(north)) - math.sin(math.radians(south)))
+    )
+
+
+def parse_map_bbox(value: str | None, coord: str, zoom: int) -> tuple[float, float, float, float]:
+    """The bbox (in `coord`) as a WGS-84 box around its converted corners, checked for the zoom."""
+    west, south, east, north = parse_bbox(value)
+    if coord != "wgs84":
+        try:
+            corners = [
+                point_to_wgs84(a, b, coord)
+                for a, b in ((south, west), (south, east), (north, west), (north, east))
+            ]
+        except ValueError as exc:
+            raise InvalidInput("coord", str(exc)) from None
+        south, north = min(c[0] for c in corners), max(c[0] for c in corners)
+        west, east = min(c[1] for c in corners), max(c[1] for c in corners)
+    limit = max_area_km2(zoom)
+    if limit is not None:
+        area = bbox_area_km2(west, south, east, north)
+        if area > limit:
+            raise InvalidInput(
+                "bbox",
+                f"covers {area:,.0f} km², more than the {limit:,.1f} km² allowed at zoom {zoom} "
+                f"(2,500 km² at zoom 13, a quarter per level above): zoom out or ask for a smaller box",
+            )
+    return west, south, east, north
+
+
+def resolution_for_zoom(zoom: int) -> tuple[int, int] | None:
+    """(heatmap resolution, SQL column resolution) for `zoom`, None for markers (ZOOM_TABLE)."""
+    for max_zoom, res, col in ZOOM_TABLE:
+        if zoom <= max_zoom:
+            return res, col
+    return None
+
+
+def road_classes_for_zoom(zoom: int) -> list[str]:
+    return [c for c in CLASS_ORDER if _CLASS_MIN_ZOOM[c] <= zoom]
+
+
+def simplify_tolerance_deg(zoom: int) -> float:
+    """SIMPLIFY_PX screen pixels at `zoom`, in degrees (256-px tiles, Web Mercator at the equator)."""
+    return SIMPLIFY_PX * 360.0 / (256.0 * 2**zoom)
+
+
+def traffic_level(factor: float | None) -> str:
+    if factor is None or not math.isfinite(factor):
+        return "unknown"
+    if factor <= 0.0:
+        return "closed"
+    if factor >= 0.8:
+        return "free"
+    if factor >= 0.5:
+        return "slow"
+    return "congested"
+
+
+def price_colour(price: float | None, lo: float | None, hi: float | None) -> str:
+    """Heatmap fill: green (lo) -> amber -> red (hi); grey without a price."""
+    if price is None or lo is None or hi is None:
+        return NO_PRICE_COLOUR
+    t = 0.0 if hi <= lo else min(1.0, max(0.0, (price - lo) / (hi - lo)))
+    for (t0, c0), (t1, c1) in itertools.pairwise(_STOPS):
+        if t <= t1:
+            u = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
+            rgb = tuple(round(a + (b - a) * u) for a, b in zip(c0, c1, strict=True))
+            return "#{:02x}{:02x}{:02x}".format(*rgb)
+    return "#{:02x}{:02x}{:02x}".format(*_STOPS[-1][1])
+
+
+def icon_path(brand: str | None) -> str:
+    return f"/static/icons/{brand if brand in BRANDS else 'other'}.svg"
+
+
+def grade_label(grade: str) -> str:
+    return f"{grade}#"
+
+
+def _f(x: Decimal | float | None) -> float | None:
+    return None if x is None else round(float(x), 2)
+
+
+# ---- queries --------------------------------------------------------------------------------------
+
+
+def cell_groups(
+    conn: psycopg.Connection,
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    *,
+    column_res: int,
+    grade: str,
+    at: datetime,
+) -> list[dict[str, Any]]:
+    """Stations in the box grouped in SQL by (H3 cell, brand, list price of `grade` at `at`, own promotion).
+
+    Rows: cell (int), brand, price_cny (None: no price or not open), rep (a station id of the group),
+    n. `own` groups (a station with station-scoped promotions valid at `at`) hold one station each.
+    """
+    column = _H3_COLUMNS[column_res]  # from a fixed table, never from input
+    cur = conn.cursor(row_factory=dict_row)
+    cur.execute(
+        "WITH s AS ("
+        f" SELECT s.id, s.brand, s.{column} AS cell, CASE WHEN s.status = 'open' THEN p.price_cny END AS price,"
+        "  EXISTS (SELECT 1 FROM promotions pr WHERE pr.scope = 'station' AND pr.station_id = s.id"
+        "   AND pr.valid_from <= %(at)s AND (pr.valid_to IS NULL OR pr.valid_to > %(at)s)) AS own"
+        " FROM stations s"
+        " LEFT JOIN LATERAL (SELECT price_cny FROM prices WHERE prices.station_id = s.id"
+        "   AND prices.grade = %(grade)s AND prices.effective_from <= %(at)s"
+        "   ORDER BY prices.effective_from DESC LIMIT 1) p ON true"
+        " WHERE s.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326))"
+        " SELECT cell, brand, price AS price_cny, min(id) AS rep, count(*) AS n FROM s"
+        " GROUP BY cell, brand, price, CASE WHEN own THEN id END",
+        {"w": west, "s": south, "e": east, "n": north, "grade": grade, "at": at},
+    )
+    return list(cur.fetchall())
+
+
+def roads_in_bbox(
+    conn: psycopg.Connection,
+    region: str,
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    *,
+    classes: Sequence[str],
+    tolerance_deg: float,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Road edges meeting the box (GiST), of `classes`, simplified; major classes first, then by id."""
+    cur = conn.cursor(row_factory=dict_row)
+    cur.execute(
+        "SELECT id, highway, name, name_en,"
+        " ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, %(tol)s), 6)::json AS geometry"
+        " FROM road_edges WHERE region = %(region)s"
+        " AND geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)"
+        " AND highway = ANY(%(classes)s::text[])"
+        " ORDER BY array_position(%(classes)s::text[], highway), id LIMIT %(limit)s",
+        {
+            "region": region,
+            "w": west,
+            "s": south,
+            "e": east,
+            "n": north,
+            "classes": list(classes),
+            "tol": tolerance_deg,
+            "limit": limit,
+        },
+    )
+    return list(cur.fetchall())
+
+
+def median_station_position(conn: psycopg.Connection, bbox: Sequence[float]) -> tuple[float, float] | None:
+    """(lat, lon) median of the stations in the box (GiST), None when there are none."""
+    west, south, east, north = bbox
+    row = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ST_Y(geom)) AS lat,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY ST_X(geom)) AS lon"
+            " FROM stations WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)",
+            (west, south, east, north),
+        )
+        .fetchone()
+    )
+    if row is None or row["lat"] is None:
+        return None
+    return float(row["lat"]), float(row["lon"])
+
+
+# ---- pricing helpers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Priced:
+    list_price: Decimal | None
+    effective: Decimal | None
+    promotion: Promotion | None
+
+
+def _price(
+    list_price: Decimal | None, grade: str, promos: Sequence[Promotion], at: datetime, region: Region
+) -> _Priced:
+    if list_price is None:
+        return _Priced(None, None, None)
+    eff, applied = effective_price(
+        list_price, grade, promos, at, tz=region.tz, holidays=region.holidays, litres=DEFAULT_LITRES
+    )
+    return _Priced(Decimal(list_price), eff, applied[0].promotion if applied else None)
+
+
+# ---- shaping --------------------------------------------------------------------------------------
+
+
+def _pt(lat: float, lon: float, coord: str) -> tuple[float, float]:
+    a, b = point_from_wgs84(lat, lon, coord)
+    return round(a, 7), round(b, 7)
+
+
+def _ring(latlngs: Iterable[tuple[float, float]], coord: str) -> list[list[float]]:
+    ring = []
+    for lat, lon in latlngs:
+        a, b = _pt(lat, lon, coord)
+        ring.append([b, a])
+    if ring and ring[0] != ring[-1]:
+        ring.append(ring[0])
+    return ring
+
+
+def _geometry_to(geom: dict[str, Any], coord: str) -> dict[str, Any]:
+    """A GeoJSON geometry ([lon, lat] WGS-84) with every vertex converted to `coord`."""
+    if coord == "wgs84":
+        return geom
+
+    def conv(c: Any) -> Any:
+        if c and isinstance(c[0], (int, float)):
+            lat, lon = _pt(float(c[1]), float(c[0]), coord)
+            return [lon, lat]
+        return [conv(x) for x in c]
+
+    return {**geom, "coordinates": conv(geom["coordinates"])}
+
+
+def _envelope(state: AppState, coord: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"region": state.region.name, "coord": coord, **extra}
+    body["attribution"] = ATTRIBUTION
+    if state.served.is_demo:
+        body["served_note"] = state.served.note
+    return body
+
+
+def _cells(
+    state: AppState,
+    bbox: tuple[float, float, float, float],
+    zoom: int,
+    grade: str,
+    at: datetime,
+    coord: str,
+    sort: str,
+) -> tuple[list[dict[str, Any]], int, bool, int]:
+    res_col = resolution_for_zoom(zoom)
+    assert res_col is not None
+    res, col = res_col
+    region = state.region
+    with state.db.connection() as conn:
+        groups = cell_groups(conn, *bbox, column_res=col, grade=grade, at=at)
+        reps = [(int(g["rep"]), str(g["brand"])) for g in groups]
+        promos = promotions_for_stations(conn, reps, at=at) if reps else {}
+    # one effective-price computation per distinct (promotions, list price)
+    memo: dict[tuple[tuple[int | None, ...], Decimal], _Priced] = {}
+    cells: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        cell = h3.int_to_str(int(g["cell"]))
+        if res < col:
+            cell = h3.cell_to_parent(cell, res)
+        c = cells.setdefault(cell, {"count": 0, "priced": 0, "min": None, "min_list": None})
+        n = int(g["n"])
+        c["count"] += n
+        if g["price_cny"] is None:
+            continue
+        plist = Decimal(g["price_cny"])
+        ps = promos.get(int(g["rep"]), [])
+        key = (tuple(p.id for p in ps), plist)
+        priced = memo.get(key)
+        if priced is None:
+            priced = memo[key] = _price(plist, grade, ps, at, region)
+        c["priced"] += n
+        if c["min"] is None or (priced.effective is not None and priced.effective < c["min"]):
+            c["min"] = priced.effective
+        if c["min_list"] is None or plist < c["min_list"]:
+            c["min_list"] = plist
+    total = sum(c["count"] for c in cells.values())
+    items = list(cells.items())
+    if sort == "price":
+        items.sort(key=lambda kv: (kv[1]["min_list"] is None, kv[1]["min_list"] or 0, kv[0]))
+    elif sort == "id":
+        items.sort(key=lambda kv: kv[0])
+    else:
+        items.sort(key=lambda kv: (kv[1]["min"] is None, kv[1]["min"] or 0, kv[0]))
+    truncated = len(items) > MAX_CELLS
+    items = items[:MAX_CELLS]
+    prices = [float(c["min"]) for _, c in items if c["min"] is not None]
+    lo, hi = (min(prices), max(prices)) if prices else (None, None)
+    features = []
+    for cell, c in items:
+        clat, clon = h3.cell_to_latlng(cell)
+        plat, plon = _pt(clat, clon, coord)
+        min_price = _f(c["min"])
+        features.append(
+            {
+                "type": "Feature",
+                "id": cell,
+                "geometry": {"type": "Polygon", "coordinates": [_ring(h3.cell_to_boundary(cell), coord)]},
+                "properties": {
+                    "cell": cell,
+                    "res": res,
+                    "count": c["count"],
+                    "priced": c["priced"],
+                    "min_price": min_price,
+                    "min_list_price": _f(c["min_list"]),
+                    "centre": [plon, plat],
+                    "fill": price_colour(min_price, lo, hi),
+                },
+            }
+        )
+    return features, total, truncated, res
+
+
+def _markers(
+    state: AppState,
+    bbox: tuple[float, float, float, float],
+    grade: str,
+    at: datetime,
+    coord: str,
+    sort: str,
+) -> tuple[list[dict[str, Any]], int, bool]:
+    region = state.region
+    with state.db.connection() as conn:
+        rows = stations_in_bbox(conn, *bbox, limit=MAX_MARKERS + 1)
+        truncated = len(rows) > MAX_MARKERS
+        rows = rows[:MAX_MARKERS]
+        ids = [int(r["id"]) for r in rows]
+        prices = current_prices(conn, ids, at, grades=[grade]) if ids else {}
+        promos = (
+            promotions_for_stations(conn, [(int(r["id"]), r["brand"]) for r in rows], at=at) if ids else {}
+        )
+    features: list[dict[str, Any]] = []
+    for r in rows:
+        sid = int(r["id"])
+        cp = prices.get(sid, {}).get(grade) if r["status"] == "open" else None
+        priced = _price(cp.price_cny if cp else None, grade, promos.get(sid, []), at, region)
+        lat, lon = _pt(float(r["lat"]), float(r["lon"]), coord)
+        eff = _f(priced.effective)
+        promo = priced.promotion
+        features.append(
+            {
+                "type": "Feature",
+                "id": sid,
+                "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                "properties": {
+                    "id": sid,
+                    "name": r["name"],
+                    "name_en": r["name_en"],
+                    "brand": r["brand"],
+                    "status": r["status"],
+                    "grades": list(r["grades"] or ()),
+                    "icon": icon_path(r["brand"]),
+                    "grade": grade,
+                    "list_price": _f(priced.list_price),
+                    "effective_price": eff,
+                    "label": f"{eff:.2f}" if eff is not None else None,
+                    "promotion": None
+                    if promo is None
+                    else {"id": promo.id, "title": promo.title, "title_en": promo.title_en},
+                },
+            }
+        )
+    if sort in ("price", "effective_price"):
+        key = "list_price" if sort == "price" else "effective_price"
+        features.sort(key=lambda f: (f["properties"][key] is None, f["properties"][key] or 0, f["id"]))
+    return features, len(features), truncated
+
+
+def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, Any]:
+    """The WeChat `map` component's markers (and polygons for the heatmap)."""
+    markers: list[dict[str, Any]] = []
+    polygons: list[dict[str, Any]] = []
+    g = grade_label(grade)
+    for i, f in enumerate(features, start=1):
+        p = f["properties"]
+        if mode == "markers":
+            lon, lat = f["geometry"]["coordinates"]
+            price = p["effective_price"]
+            markers.append(
+                {
+                    "id": int(p["id"]),
+                    "latitude": lat,
+                    "longitude": lon,
+                    "iconPath": p["icon"],
+                    "width": 28,
+                    "height": 28,
+                    "title": p["name"],
+                    "anchor": {"x": 0.5, "y": 1.0},
+                    "callout": {
+                        "content": f"{g} {price:.2f}" if price is not None else f"{g} --",
+                        "display": "ALWAYS",
+                        "color": "#1a1a1a",
+                        "fontSize": 12,
+                        "borderRadius": 6,
+                        "borderWidth": 1,
+                        "borderColor": "#d0d0d0",
+                        "bgColor": "#ffffff",
+                        "padding": 4,
+                        "textAlign": "center",
+                    },
+                }
+            )
+        else:
+            lon, lat = p["centre"]
+            ring = f["geometry"]["coordinates"][0]
+            price = p["min_price"]
+            polygons.append(
+                {
+                    "points": [{"latitude": b, "longitude": a} for a, b in ring[:-1]],
+                    "strokeWidth": 1,
+                    "strokeColor": "#ffffffcc",
+                    "fillColor": p["fill"] + "99",
+                    "zIndex": 1,
+                }
+            )
+            markers.append(
+                {
+                    "id": i,
+                    "latitude": lat,
+                    "longitude": lon,
+                    "iconPath": "/static/icons/cell.svg",
+                    "width": 1,
+                    "height": 1,
+                    "cell": p["cell"],
+                    "callout": {
+                        "content": f"{p['count']}站 {g} {price:.2f}起"
+                        if price is not None
+                        else f"{p['count']}站",
+                        "display": "ALWAYS",
+                        "color": "#ffffff",
+                        "fontSize": 12,
+                        "borderRadius": 10,
+                        "bgColor": p["fill"],
+                        "padding": 4,
+                        "textAlign": "center",
+                    },
+                }
+            )
+    return {"markers": markers, "polygons": polygons}
+
+
+# ---- endpoints ------------------------------------------------------------------------------------
+
+
+@router.get("/stations")
+def map_stations(
+    bbox: str | None = Query(None, description="west,south,east,north in `coord`"),
+    zoom: str | None = Query(None, description="map zoom 0-22: < 13 H3 price heatmap cells, >= 13 markers"),
+    grade: str | None = Query(None, description="fuel grade whose price is shown, default 92"),
+    sort: str | None = Query(None, description="id | price | effective_price (order of the features)"),
+    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (bbox and output); wechat: gcj02"),
+    at: str | None = Query(None, description="ISO-8601; naive = region local time; default now"),
+    format: str | None = Query(None, description="geojson (default) | wechat"),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    """Stations for a map view: H3 price heatmap cells at low zoom, priced markers at high zoom."""
+    fmt = (format or "geojson").strip().lower() or "geojson"
+    if fmt not in FORMATS:
+        raise InvalidInput("format", f"must be one of {', '.join(FORMATS)}, got {format!r}")
+    coord_s = "gcj02" if fmt == "wechat" and not (coord or "").strip() else parse_coord(coord)
+    if fmt == "wechat" and coord_s != "gcj02":
+        raise InvalidInput("coord", f"format=wechat uses gcj02 (the WeChat map's system), got {coord!r}")
+    z = parse_zoom(zoom)
+    grade_s = parse_grade(grade) or DEFAULT_GRADE
+    mode = "cells" if resolution_for_zoom(z) is not None else "markers"
+    sort_s = (sort or "").strip().lower() or ("effective_price" if mode == "cells" else "id")
+    if sort_s not in MAP_SORTS:
+        raise InvalidInput("sort", f"must be one of {', '.join(MAP_SORTS)}, got {sort!r}")
+    at_dt = parse_at(at, state.region.tz)
+    box_ = parse_map_bbox(bbox, coord_s, z)
+    res: int | None = None
+    if mode == "cells":
+        features, count, truncated, res = _cells(state, box_, z, grade_s, at_dt, coord_s, sort_s)
+        prices = [f["properties"]["min_price"] for f in features if f["properties"]["min_price"] is not None]
+    else:
+        features, count, truncated = _markers(state, box_, grade_s, at_dt, coord_s, sort_s)
+        prices = [
+            f["properties"]["effective_price"]
+            for f in features
+            if f["properties"]["effective_price"] is not None
+        ]
+    meta: dict[str, Any] = {
+        "mode": mode,
+        "zoom": z,
+        "h3_res": res,
+        "grade": grade_s,
+        "sort": sort_s,
+        "at": at_dt.isoformat(),
+        "count": count,
+        "truncated": truncated,
+        "price_range": {"min": min(prices), "max": max(prices)} if prices else None,
+        "colours": {
+            "cheap": price_colour(0, 0, 1),
+            "mid": price_colour(0.5, 0, 1),
+            "dear": price_colour(1, 0, 1),
+        },
+    }
+    if fmt == "wechat":
+        return _envelope(state, coord_s, **meta, **_wechat(mode, features, grade_s))
+    return {"type": "FeatureCollection", **_envelope(state, coord_s, **meta), "features": features}
+
+
+@router.get("/roads")
+def map_roads(
+    bbox: str | None = Query(None, description="west,south,east,north in `coord`"),
+    zoom: str | None = Query(None, description="map zoom 0-22: picks road classes and simplification"),
+    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (bbox and output)"),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    """Road edges in a box as GeoJSON lines, simplified for the zoom, with the current traffic level."""
+    coord_s = parse_coord(coord)
+    z = parse_zoom(zoom)
+    box_ = parse_map_bbox(bbox, coord_s, z)
+    classes = road_classes_for_zoom(z)
+    with state.db.connection() as conn:
+        rows = roads_in_bbox(
+            conn,
+            state.region.name,
+            *box_,
+            classes=classes,
+            tolerance_deg=simplify_tolerance_deg(z),
+            limit=MAX_ROAD_FEATURES + 1,
+        )
+    truncated = len(rows) > MAX_ROAD_FEATURES
+    rows = rows[:MAX_ROAD_FEATURES]
+    now = datetime.now(state.region.tz)
+    factors: list[float | None] = [None] * len(rows)
+    live = getattr(state.router, "live", None)
+    if live is not None and rows:
+        n_edges = _router_edges(state.router)
+        known = [i for i, r in enumerate(rows) if n_edges is None or int(r["id"]) < n_edges]
+        if known:
+            got = live.congestion([int(rows[i]["id"]) for i in known], now)
+            for i, f in zip(known, got, strict=True):
+                factors[i] = float(f)
+    features = []
+    for r, f in zip(rows, factors, strict=True):
+        features.append(
+            {
+                "type": "Feature",
+                "id": int(r["id"]),
+                "geometry": _geometry_to(r["geometry"], coord_s),
+                "properties": {
+                    "edge_id": int(r["id"]),
+                    "highway": r["highway"],
+                    "name": r["name"],
+                    "name_en": r["name_en"],
+                    "factor": None if f is None else round(f, 3),
+                    "level": traffic_level(f),
+                },
+            }
+        )
+    return {
+        "type": "FeatureCollection",
+        **_envelope(
+            state,
+            coord_s,
+            zoom=z,
+            classes=classes,
+            simplify_deg=simplify_tolerance_deg(z),
+            traffic_at=now.isoformat(),
+            traffic=live is not None,
+            count=len(features),
+            truncated=truncated,
+        ),
+        "features": features,
+    }
+
+
+def _router_edges(router_obj: Any) -> int | None:
+    g = getattr(router_obj, "g", None)
+    n = getattr(g, "n_road_edges", None)
+    return int(n) if n is not None else None
+
+
+def _outline(region: Region) -> tuple[BaseGeometry, str]:
+    if region.boundary is not None:
+        return region.boundary.simplify(BOUNDARY_TOLERANCE_DEG, preserve_topology=True), "boundary"
+    return box(*region.bbox), "bbox"
+
+
+@router.get("/region")
+def map_region(
+    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 for every coordinate returned"),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    """The served region: outline, names, bbox, centre, default zoom, attribution."""
+    coord_s = parse_coord(coord)
+    region = state.region
+    cache_key = f"map_region:{coord_s}"
+    outline = state.extras.get(cache_key)
+    if outline is None:
+        geom, source = _outline(region)
+        outline = {
+            "type": "Feature",
+            "geometry": _geometry_to(mapping(geom), coord_s),
+            "properties": {"name": region.name, "source": source},
+        }
+        state.extras[cache_key] = outline
+    with state.db.connection() as conn:
+        centre = median_station_position(conn, region.bbox)
+    centre_source = "stations"
+    if centre is None:
+        if region.boundary is not None:
+            p = region.boundary.representative_point()
+            centre, centre_source = (p.y, p.x), "boundary"
+        else:
+            w, s, e, n = region.bbox
+            centre, centre_source = ((s + n) / 2, (w + e) / 2), "bbox"
+    clat, clon = _pt(*centre, coord_s)
+    w, s, e, n = region.bbox
+    sw, ne = _pt(s, w, coord_s), _pt(n, e, coord_s)
+    body = {
+        "name": region.name,
+        "display_name": region.display_name,
+        "coord": coord_s,
+        "outline": outline,
+        "bbox": [sw[1], sw[0], ne[1], ne[0]],
+        "centre": {"lat": clat, "lon": clon, "source": centre_source},
+        "default_zoom": DEFAULT_ZOOM,
+        "marker_min_zoom": MARKER_MIN_ZOOM,
+        "min_zoom": MIN_ZOOM,
+        "max_zoom": 19,
+        "grades": list(region.default_grades),
+        "currency": region.currency,
+        "timezone": region.timezone,
+        "attribution": ATTRIBUTION,
+        "attribution_url": ATTRIBUTION_URL,
+        "attribution_detail": region.attribution,
+        "is_demo": state.served.is_demo,
+    }
+    if state.served.is_demo:
+        body["served_note"] = state.served.note
+    return body
