@@ -13,7 +13,7 @@ export DATABASE_URL ?= postgresql://root@127.0.0.1:5432/$(DB_NAME)
 # Local dev defaults; the service refuses these outside FUEL_ENV=development.
 export FUEL_ENV ?= development
 
-.PHONY: run test lint bench venv postgres db web migrate load clean-cache
+.PHONY: run test lint bench venv postgres db web browser migrate load clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ load: migrate
 web:
 	@$(MAKE) -s -C web build
 
+# Debian's Chromium (and a CJK font for readable screenshots) for the browser tests; when they
+# cannot be installed the browser tests skip with one line and the rest of `make test` runs.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+		echo "installing chromium and a CJK font for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver fonts-droid-fallback >/dev/null) \
+		|| echo "chromium could not be installed: browser tests will skip"; \
+	fi
+
 run: venv load web
 	$(VENV)/bin/uvicorn api.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
 
@@ -56,7 +66,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check geo ingest api store config tests benchmarks
 	$(VENV)/bin/mypy
 
-test: venv postgres web lint
+test: venv postgres web browser lint
 	$(VENV)/bin/pytest -q
 
 bench: venv load
