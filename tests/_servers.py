@@ -23,7 +23,7 @@ def free_port() -> int:
 class Server:
     def __init__(self, db_url: str, **env_extra: str) -> None:
         self.port = free_port()
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         env = dict(os.environ)
         env.update(
             DATABASE_URL=db_url,
