@@ -76,3 +76,17 @@ def client(demo_settings):  # type: ignore[no-untyped-def]
 
     with TestClient(create_app(demo_settings)) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def module_db() -> Iterator[str]:
+    """A fresh migrated database for one test module, for tests that need an empty station table."""
+    from psycopg.conninfo import make_conninfo
+
+    url = make_conninfo(BASE_URL, dbname=f"fuel_test_{os.getpid()}_{uuid.uuid4().hex[:8]}")
+    create_database(url)
+    migrate(url)
+    try:
+        yield url
+    finally:
+        drop_database(url)

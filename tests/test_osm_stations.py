@@ -133,8 +133,8 @@ def test_tag_helpers() -> None:
 
 # --- into the database, and demo prices --------------------------------------------------------------
 @pytest.fixture(scope="module")
-def conn(db_url: str, shared_data: Path) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(db_url, autocommit=True) as c:
+def conn(module_db: str, shared_data: Path) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(module_db, autocommit=True) as c:
         load_guidance_file(c, shared_data / "prices" / "yunnan_guidance_prices.json")
         yield c
 
