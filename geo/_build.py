@@ -390,7 +390,7 @@ def _assemble(
     tail = new_node[arcs.tail[arc_keep]]
     order = np.argsort(tail, kind="stable")
     n = int(keep.sum())
-    offsets = np.concatenate(([0], np.cumsum(np.bincount(tail, minlength=n)))).astype(np.int64)
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(tail, minlength=n)))).astype(_index_dtype(len(tail)))
     # road edges
     ke = np.flatnonzero(edge_keep)
     counts = np.diff(ed.geom_offsets)[ke]
@@ -416,12 +416,27 @@ def _assemble(
         edge_maxspeed_kmh=wa.maxspeed[way, d],
         edge_lanes=wa.lanes[way, d],
         edge_name=wa.name[way],
-        edge_geom_offsets=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
+        edge_geom_offsets=np.concatenate(([0], np.cumsum(counts))).astype(_index_dtype(int(counts.sum()))),
         geom_lat=osm.lat[gpos],
         geom_lon=osm.lon[gpos],
         names=wa.names,
         names_en=wa.names_en,
+        edge_rev=_kept_twins(ed.twin[ke], edge_keep, new_edge),
     )
+
+
+def _index_dtype(size: int) -> type[np.signedinteger]:
+    """int32 offsets while they fit (every real region), int64 beyond: 4 bytes per arc saved."""
+    return np.int32 if size < 2**31 - 1 else np.int64
+
+
+def _kept_twins(twin: np.ndarray, edge_keep: np.ndarray, new_edge: np.ndarray) -> np.ndarray:
+    """The renumbered opposite edge of each kept edge (-1 when it has none or it was dropped).
+
+    Recorded at build time because (u, v, way) does not identify a segment: a way can join the same
+    two junctions by two different segments."""
+    t = np.maximum(twin, 0)
+    return np.where((twin >= 0) & edge_keep[t], new_edge[t], -1).astype(np.int32)
 
 
 __all__ = ["build_code_hash", "build_graph", "file_sha256"]

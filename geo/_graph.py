@@ -57,7 +57,7 @@ class CompiledGraph:
     node_osm: np.ndarray  # int64 [n] OSM node id (a copy keeps its junction's id)
     node_base: np.ndarray  # int32 [n] junction index
     # CSR over arcs, grouped by tail node
-    offsets: np.ndarray  # int64 [n+1]
+    offsets: np.ndarray  # int32 (int64 past 2**31 arcs) [n+1]
     arc_head: np.ndarray  # int32 [n_arcs]
     arc_edge: np.ndarray  # int32 [n_arcs] road edge of each arc
     # road edges
@@ -70,11 +70,13 @@ class CompiledGraph:
     edge_maxspeed_kmh: np.ndarray  # float32 [m], NaN when untagged/unparsable
     edge_lanes: np.ndarray  # int8 [m], 0 when untagged
     edge_name: np.ndarray  # int32 [m] index into names (-1: unnamed)
-    edge_geom_offsets: np.ndarray  # int64 [m+1] into geom_lat/geom_lon (the polyline includes both ends)
+    edge_geom_offsets: np.ndarray  # int32 (int64 past 2**31 points) [m+1] into geom_lat/geom_lon (the polyline includes both ends)
     geom_lat: np.ndarray  # float64
     geom_lon: np.ndarray  # float64
     names: list[str]  # local name (zh where tagged)
     names_en: list[str]  # English name or ""
+    # the opposite direction of the same OSM segment (int32 [m], -1 if one-way); empty = unknown
+    edge_rev: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     # landmarks for A* (ALT): free-flow travel times, seconds, float32 [L, n]
     lm_nodes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     lm_from: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))

@@ -19,7 +19,7 @@ from geo._graph import CompiledGraph
 from geo._osm import check_extract
 
 log = logging.getLogger("geo.graph")
-LANDMARK_COUNT = 16
+LANDMARK_COUNT = 12  # the router uses the best 6 per query; 12 keep the graph under 300 B per edge
 
 
 def cache_key(extract: Path, speeds_kmh: dict[str, float]) -> str:
