@@ -5,6 +5,7 @@ inf and malformed numbers get the same clear message."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from geo._coords import from_wgs84, to_wgs84
@@ -12,9 +13,15 @@ from geo._errors import InvalidInput
 from geo._pricing import KNOWN_GRADES, normalize_grade
 
 COORD_SYSTEMS: tuple[str, ...] = ("wgs84", "gcj02", "bd09")
-NEARBY_SORTS: tuple[str, ...] = ("distance", "price", "effective_price", "score")
-PRICE_SORTS: tuple[str, ...] = ("price", "effective_price", "score")
+NEARBY_SORTS: tuple[str, ...] = ("distance", "price", "effective_price", "score", "eta", "total_cost")
+PRICE_SORTS: tuple[str, ...] = ("price", "effective_price", "score", "total_cost")
+ALONG_ROUTE_SORTS: tuple[str, ...] = ("total_cost", "detour", "along")
 MAX_LITRES = 1_000.0
+MAX_AMOUNT_CNY = 20_000.0
+MAX_TANK_L = 1_000.0
+DEFAULT_CORRIDOR_M = 1_000.0
+MAX_CORRIDOR_M = 5_000.0
+MAX_RANGE_KM = 2_000.0
 
 
 def parse_float(
@@ -167,3 +174,48 @@ def parse_bbox(value: str | None, param: str = "bbox") -> tuple[float, float, fl
     if south >= north:
         raise InvalidInput(param, "south must be less than north")
     return west, south, east, north
+
+
+def parse_choice(value: str | None, param: str, choices: tuple[str, ...], *, default: str) -> str:
+    """One of `choices` (case-insensitive), `default` when absent."""
+    if value is None or value.strip() == "":
+        return default
+    v = value.strip().lower()
+    if v not in choices:
+        raise InvalidInput(param, f"must be one of {', '.join(choices)}, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class FillSpec:
+    """How much fuel the driver buys: at most one of litres, amount_cny, tank_l + fill_level."""
+
+    litres: float | None = None
+    amount_cny: float | None = None
+    tank_l: float | None = None
+    fill_level: float | None = None
+
+
+def parse_fill(
+    litres: str | float | None,
+    amount_cny: str | float | None,
+    tank_l: str | float | None,
+    fill_level: str | float | None,
+) -> FillSpec:
+    """litres in (0, MAX_LITRES]; or amount_cny in (0, MAX_AMOUNT_CNY]; or tank_l in (0, MAX_TANK_L]
+    with fill_level in [0, 1) (litres = tank_l * (1 - fill_level)). Only one way at a time."""
+    lit = parse_float(litres, "litres", required=False, lo=0.0, lo_open=True, hi=MAX_LITRES)
+    amt = parse_float(amount_cny, "amount_cny", required=False, lo=0.0, lo_open=True, hi=MAX_AMOUNT_CNY)
+    tank = parse_float(tank_l, "tank_l", required=False, lo=0.0, lo_open=True, hi=MAX_TANK_L)
+    fill = parse_float(fill_level, "fill_level", required=False, lo=0.0, hi=1.0)
+    if fill is not None and fill >= 1.0:
+        raise InvalidInput("fill_level", "must be below 1 (a full tank needs no fuel)")
+    if (tank is None) != (fill is None):
+        missing = "fill_level" if fill is None else "tank_l"
+        raise InvalidInput(missing, "tank_l and fill_level go together (litres = tank_l x (1 - fill_level))")
+    given = [n for n, v in (("litres", lit), ("amount_cny", amt), ("tank_l", tank)) if v is not None]
+    if len(given) > 1:
+        raise InvalidInput(
+            given[1], f"give only one of litres, amount_cny, tank_l + fill_level (got {given})"
+        )
+    return FillSpec(lit, amt, tank, fill)

@@ -8,6 +8,21 @@ Ranking (GET /v1/stations/nearby, `sort`):
 - score: lower is better, `score = 0.7 * price_part + 0.3 * distance_part` where price_part is the
   effective price normalised over the candidates, (p - min) / (max - min) (0 when all equal), and
   distance_part = distance / radius_m; both parts are returned.
+- eta: drive time from the query point under traffic at `at`, fastest first (ties by distance). ONE
+  time-dependent one-to-many search settles every candidate (geo._ranking.drive_times), bounded by
+  max_time_s = 600 + 3 x radius_m / 5 m/s (search_bound_s; returned in `search`). Each result gets
+  eta_s, road_distance_m and arrive_at (distance_m stays the straight line); stations with no road
+  path, beyond the bound or more than max_snap_m from a road come last with eta_s null.
+- total_cost (needs `grade`): the cost of the fill-up, prices at the PREDICTED ARRIVAL (promotions
+  evaluated then, price adjustments in force then): total = effective price x litres + road km x
+  consumption_l_100km / 100 x effective price + drive hours x value_of_time_cny_h (geo._ranking).
+  Litres: `litres`, or `tank_l` x (1 - `fill_level`), or `amount_cny` / the list price at the nearest
+  station (so all are compared for the same litres), default 40. consumption_l_100km default 8
+  (2..40), value_of_time_cny_h default settings.value_of_time_cny_h (30). Each result has `cost` with
+  the breakdown and worth_it = its total <= the total at the nearest (by drive time) priced station.
+  Unreachable or unpriced stations come last with a null total. 3 queries: stations, price rows in
+  [at, last arrival], promotions valid in that window.
+eta and total_cost rank the nearest RANKING_CANDIDATES stations within the radius.
 `grade` is required for the price sorts. With `grade`, only stations offering that grade are listed;
 for the price sorts those without a known price for it come last, by distance. Price sorts rank the
 nearest PRICE_SORT_CANDIDATES stations within the radius.
@@ -20,17 +35,22 @@ price_age_s = seconds between the price's effective_from and `at`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query
 
 from api._params import (
+    FillSpec,
     parse_at,
     parse_bbox,
     parse_bool,
     parse_coord,
+    parse_fill,
     parse_float,
     parse_grade,
     parse_int,
@@ -41,18 +61,43 @@ from api._params import (
     point_from_wgs84,
     point_to_wgs84,
 )
+from api._routing import need_router
 from api._state import AppState, get_state
-from config import Region
+from config import Region, Settings
 from geo._errors import InvalidInput, NotFound
 from geo._hours import open_now
-from geo._pricing import DEFAULT_LITRES, KNOWN_GRADES, Promotion, effective_price
+from geo._pricing import DEFAULT_LITRES, KNOWN_GRADES, AppliedPromotion, Promotion, effective_price
+from geo._ranking import (
+    DEFAULT_CONSUMPTION_L_100KM,
+    MAX_CONSUMPTION_L_100KM,
+    MAX_VALUE_OF_TIME_CNY_H,
+    MIN_CONSUMPTION_L_100KM,
+    CostBreakdown,
+    Purchase,
+    StationSnaps,
+    arrival,
+    drive_times,
+    fill_up_cost,
+    litres_for,
+    price_at,
+    search_bound_s,
+    worth_it,
+)
+from geo._router import Router
 from store._prices import CurrentPrice, current_prices
 from store._promotions import promotions_for_stations
-from store._stations import get_station, nearby_stations, stations_in_bbox
+from store._stations import (
+    get_station,
+    nearby_stations,
+    promotions_between,
+    station_prices_between,
+    stations_in_bbox,
+)
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 
 PRICE_SORT_CANDIDATES = 2_000
+RANKING_CANDIDATES = 100  # eta / total_cost: the nearest N within the radius (one search settles all)
 SCORE_PRICE_WEIGHT = 0.7
 SCORE_DISTANCE_WEIGHT = 0.3
 
@@ -73,6 +118,20 @@ class _Quote:
         self.litres = Decimal(str(litres)) if litres is not None else DEFAULT_LITRES
         self.member = member
         self.payment = payment
+
+
+def applied_out(applied: list[AppliedPromotion]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": a.promotion.id,
+            "title": a.promotion.title,
+            "title_en": a.promotion.title_en,
+            "kind": a.promotion.kind,
+            "saving": _f(a.saving_per_litre, 3),
+            "saving_total": _f(a.saving_total),
+        }
+        for a in applied
+    ]
 
 
 def _grades_out(
@@ -112,17 +171,7 @@ def _grades_out(
         out[grade] = {
             "list_price": _f(p.price_cny),
             "effective_price": _f(eff),
-            "promotions_applied": [
-                {
-                    "id": a.promotion.id,
-                    "title": a.promotion.title,
-                    "title_en": a.promotion.title_en,
-                    "kind": a.promotion.kind,
-                    "saving": _f(a.saving_per_litre, 3),
-                    "saving_total": _f(a.saving_total),
-                }
-                for a in applied
-            ],
+            "promotions_applied": applied_out(applied),
             "price_age_s": int((at - p.effective_from).total_seconds()),
             "source": p.source,
             "effective_from": p.effective_from.astimezone(region.tz).isoformat(),
@@ -191,12 +240,19 @@ def nearby(
     ),
     grade: str | None = Query(None, description="fuel grade: 89, 92, 95, 98 or 0 (diesel)"),
     limit: str | None = Query(None, description="1..settings.max_limit, default 20"),
-    sort: str | None = Query(None, description="distance | price | effective_price | score"),
+    sort: str | None = Query(
+        None, description="distance | price | effective_price | score | eta | total_cost"
+    ),
     at: str | None = Query(None, description="ISO-8601; naive = region local time; default now"),
     coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (input and output)"),
     member: str | None = Query(None, description="the caller is a member (members-only and top-up offers)"),
     payment: str | None = Query(None, description="payment method, e.g. wechat, alipay, card"),
     litres: str | None = Query(None, description="litres bought (order-level discounts), default 40"),
+    amount_cny: str | None = Query(None, description="total_cost: money to spend instead of litres"),
+    tank_l: str | None = Query(None, description="total_cost: tank size (with fill_level) instead of litres"),
+    fill_level: str | None = Query(None, description="total_cost: 0..1 full now; litres = tank_l x (1 - it)"),
+    consumption_l_100km: str | None = Query(None, description="total_cost: litres per 100 km, default 8"),
+    value_of_time_cny_h: str | None = Query(None, description="total_cost: CNY per hour driven, default 30"),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """Stations near a point with list and effective prices, ranked by `sort` (see the module doc)."""
@@ -218,11 +274,18 @@ def nearby(
     n = parse_int(limit, "limit", default=min(20, settings.max_limit), lo=1, hi=settings.max_limit)
     sort_s = parse_sort(sort, grade_s)
     at_dt = parse_at(at, region.tz)
-    quote = _Quote(
-        litres=parse_float(litres, "litres", required=False, lo=0.0, lo_open=True, hi=1_000.0),
-        member=parse_bool(member, "member"),
-        payment=parse_payment(payment),
+    cp = parse_cost_params(
+        settings,
+        litres=litres,
+        amount_cny=amount_cny,
+        tank_l=tank_l,
+        fill_level=fill_level,
+        consumption_l_100km=consumption_l_100km,
+        value_of_time_cny_h=value_of_time_cny_h,
+        member=member,
+        payment=payment,
     )
+    quote = _Quote(litres=cp.fill.litres, member=cp.member, payment=cp.payment)
     try:
         w_lat, w_lon = point_to_wgs84(q_lat, q_lon, coord_s)
     except ValueError as exc:
@@ -234,6 +297,10 @@ def nearby(
             f"({region.name}): no stations are listed there"
         )
         return _envelope(state, coord_s, at_dt, query=query, count=0, results=[], note=note)
+    if sort_s in ("eta", "total_cost"):
+        return _nearby_by_drive(
+            state, (w_lat, w_lon), radius, grade_s, n, sort_s, at_dt, coord_s, cp, quote, query
+        )
 
     fetch = n if sort_s == "distance" else max(n, PRICE_SORT_CANDIDATES)
     with state.db.connection() as conn:
@@ -252,6 +319,256 @@ def nearby(
         results = _rank(results, sort_s, grade_s, radius)
     results = results[:n]
     return _envelope(state, coord_s, at_dt, query=query, count=len(results), results=results)
+
+
+# ---- drive-time and total-cost ranking (shared with api/_ranking.py) -----------------------------
+@dataclass(frozen=True)
+class CostParams:
+    fill: FillSpec
+    consumption_l_100km: float
+    value_of_time_cny_h: float
+    member: bool
+    payment: str | None
+
+
+def parse_cost_params(
+    settings: Settings,
+    *,
+    litres: str | float | None,
+    amount_cny: str | float | None,
+    tank_l: str | float | None,
+    fill_level: str | float | None,
+    consumption_l_100km: str | float | None,
+    value_of_time_cny_h: str | float | None,
+    member: str | None,
+    payment: str | None,
+) -> CostParams:
+    """The purchase and cost options of a total-cost ranking (each bad value: 422 naming it)."""
+    fill = parse_fill(litres, amount_cny, tank_l, fill_level)
+    cons = parse_float(
+        consumption_l_100km,
+        "consumption_l_100km",
+        required=False,
+        default=DEFAULT_CONSUMPTION_L_100KM,
+        lo=MIN_CONSUMPTION_L_100KM,
+        hi=MAX_CONSUMPTION_L_100KM,
+    )
+    vot = parse_float(
+        value_of_time_cny_h,
+        "value_of_time_cny_h",
+        required=False,
+        default=settings.value_of_time_cny_h,
+        lo=0.0,
+        hi=MAX_VALUE_OF_TIME_CNY_H,
+    )
+    assert cons is not None and vot is not None
+    return CostParams(fill, cons, vot, parse_bool(member, "member"), parse_payment(payment))
+
+
+def station_snaps(state: AppState, r: Router) -> StationSnaps:
+    """The app's cache of snapped station positions (built on first use, per router)."""
+    cache = state.extras.get("station_snaps")
+    if not isinstance(cache, StationSnaps) or cache.router is not r:
+        cache = StationSnaps(r)
+        state.extras["station_snaps"] = cache
+    return cache
+
+
+@dataclass
+class ArrivalCosts:
+    costs: list[CostBreakdown | None]
+    reasons: list[str | None]
+    worth: list[bool | None]
+    baseline: int | None  # index of the nearest priced, reachable station (worth_it reference)
+    litres: Decimal
+    litres_from: str
+
+
+def arrival_costs(
+    region: Region,
+    grade: str,
+    cp: CostParams,
+    histories: Sequence[Sequence[CurrentPrice]],
+    promos: Sequence[Sequence[Promotion]],
+    arrivals: Sequence[datetime | None],
+    drive_s: Sequence[float],
+    drive_m: Sequence[float],
+    nearness: Sequence[int],
+) -> ArrivalCosts:
+    """Per station: the total cost at its arrival time (geo._ranking.fill_up_cost), or a reason.
+
+    `nearness` orders the stations for the baseline (nearest first): the first reachable one with a
+    price at arrival is the reference of worth_it and of amount_cny -> litres."""
+    n = len(histories)
+    listed = [price_at(histories[i], a) if a is not None else None for i, a in enumerate(arrivals)]
+    baseline = next((i for i in nearness if arrivals[i] is not None and listed[i] is not None), None)
+    ref_row = listed[baseline] if baseline is not None else None
+    ref = ref_row.price_cny if ref_row is not None else None
+    litres, how = litres_for(
+        litres=cp.fill.litres,
+        amount_cny=cp.fill.amount_cny,
+        tank_l=cp.fill.tank_l,
+        fill_level=cp.fill.fill_level,
+        reference_price=ref,
+        default=DEFAULT_LITRES,
+    )
+    purchase = Purchase(grade, litres, cp.member, cp.payment, cp.consumption_l_100km, cp.value_of_time_cny_h)
+    costs: list[CostBreakdown | None] = [None] * n
+    reasons: list[str | None] = [None] * n
+    for i in range(n):
+        a, p = arrivals[i], listed[i]
+        if a is None:
+            reasons[i] = "unreachable"
+            continue
+        if p is None:
+            reasons[i] = "no_price"
+            continue
+        c = fill_up_cost(
+            p.price_cny,
+            promos[i],
+            a,
+            purchase,
+            drive_s=drive_s[i],
+            drive_m=drive_m[i],
+            tz=region.tz,
+            holidays=region.holidays,
+        )
+        c.extra["price_effective_from"] = p.effective_from.astimezone(region.tz).isoformat()
+        c.extra["price_source"] = p.source
+        costs[i] = c
+    worth = worth_it([c.total if c is not None else None for c in costs], baseline)
+    return ArrivalCosts(costs, reasons, worth, baseline, litres, how)
+
+
+def cost_out(ac: ArrivalCosts, i: int) -> dict[str, Any]:
+    c = ac.costs[i]
+    if c is None:
+        return {"total": None, "worth_it": None, "reason": ac.reasons[i]}
+    base = ac.costs[ac.baseline] if ac.baseline is not None else None
+    return {
+        "total": round(c.total, 2),
+        "worth_it": ac.worth[i],
+        "saving_vs_nearest": round(base.total - c.total, 2) if base is not None else None,
+        "litres": float(c.litres),
+        "list_price": _f(c.list_price),
+        "effective_price": _f(c.effective_price),
+        "price_effective_from": c.extra.get("price_effective_from"),
+        "price_source": c.extra.get("price_source"),
+        "promotions_applied": applied_out(c.applied),
+        "fuel_cost": round(c.fuel_cost, 2),
+        "detour_fuel_cost": round(c.detour_fuel_cost, 2),
+        "time_cost": round(c.time_cost, 2),
+        "priced_at": c.arrive_at.isoformat(),
+    }
+
+
+def purchase_out(cp: CostParams, grade: str, ac: ArrivalCosts, region: Region) -> dict[str, Any]:
+    return {
+        "grade": grade,
+        "litres": float(ac.litres),
+        "litres_from": ac.litres_from,
+        "amount_cny": cp.fill.amount_cny,
+        "tank_l": cp.fill.tank_l,
+        "fill_level": cp.fill.fill_level,
+        "consumption_l_100km": cp.consumption_l_100km,
+        "value_of_time_cny_h": cp.value_of_time_cny_h,
+        "member": cp.member,
+        "payment": cp.payment,
+        "currency": region.currency,
+    }
+
+
+def _nearby_by_drive(
+    state: AppState,
+    origin: tuple[float, float],
+    radius: float,
+    grade: str | None,
+    n: int,
+    sort: str,
+    at: datetime,
+    coord: str,
+    cp: CostParams,
+    quote: _Quote,
+    query: dict[str, Any],
+) -> dict[str, Any]:
+    """sort=eta / total_cost: one one-to-many search, then (total_cost) prices at each arrival."""
+    region = state.served.region
+    r = need_router(state)
+    origin_snap = r.snapper.snap(origin[0], origin[1], param="lat")
+    bound = search_bound_s(radius)
+    with state.db.connection() as conn:
+        rows = nearby_stations(
+            conn, origin[0], origin[1], radius, limit=max(n, RANKING_CANDIDATES), grade=grade
+        )
+        ids = [int(x["id"]) for x in rows]
+        snaps = station_snaps(state, r).get(
+            [(i, float(x["lat"]), float(x["lon"])) for i, x in zip(ids, rows, strict=True)]
+        )
+        dur, dist = drive_times(r, origin_snap, snaps, depart_at=at, max_time_s=bound)
+        pairs = [(i, x["brand"]) for i, x in zip(ids, rows, strict=True)]
+        if sort == "eta":
+            prices = current_prices(conn, ids, at)
+            promos = promotions_for_stations(conn, pairs, at=at)
+        else:
+            finite = dur[np.isfinite(dur)]
+            last = at + timedelta(seconds=float(finite.max()) if finite.size else 0.0)
+            hist = station_prices_between(conn, ids, at, last)
+            promos = promotions_between(conn, pairs, at, last)
+            prices = {}
+            for sid, by_grade in hist.items():
+                now = {g: p for g, h in by_grade.items() if (p := price_at(h, at)) is not None}
+                prices[sid] = now
+    arrivals = [arrival(at, float(d)) for d in dur]
+    extra: dict[str, Any] = {
+        "search": {
+            "max_time_s": round(bound, 1),
+            "candidates": len(rows),
+            "origin_snap_m": round(origin_snap.distance_m, 1),
+        }
+    }
+    ac: ArrivalCosts | None = None
+    if sort == "eta":
+        order = sorted(
+            range(len(rows)),
+            key=lambda k: (not np.isfinite(dur[k]), dur[k], float(rows[k]["distance_m"]), ids[k]),
+        )
+    else:
+        assert grade is not None
+        nearness = sorted(range(len(rows)), key=lambda k: (dur[k], ids[k]))
+        ac = arrival_costs(
+            region,
+            grade,
+            cp,
+            [hist.get(i, {}).get(grade, []) for i in ids],
+            [promos.get(i, []) for i in ids],
+            arrivals,
+            [float(d) if np.isfinite(d) else 0.0 for d in dur],
+            [float(m) if np.isfinite(m) else 0.0 for m in dist],
+            nearness,
+        )
+        totals = [c.total if c is not None else None for c in ac.costs]
+        order = sorted(range(len(rows)), key=lambda k: (totals[k] is None, totals[k] or 0.0, dur[k], ids[k]))
+        extra["purchase"] = purchase_out(cp, grade, ac, region)
+        b = ac.baseline
+        bc = ac.costs[b] if b is not None else None
+        extra["nearest"] = (
+            {"id": ids[b], "eta_s": round(float(dur[b]), 1), "total": round(bc.total, 2)}
+            if b is not None and bc is not None
+            else None
+        )
+    ranked = []
+    for k in order[:n]:  # shape only what is returned
+        sid = ids[k]
+        out = _station_out(rows[k], prices.get(sid, {}), promos.get(sid, []), at, region, coord, quote)
+        ok = bool(np.isfinite(dur[k]))
+        out["eta_s"] = round(float(dur[k]), 1) if ok else None
+        out["road_distance_m"] = round(float(dist[k]), 1) if ok else None
+        a = arrivals[k]
+        out["arrive_at"] = a.isoformat() if a is not None else None
+        if ac is not None:
+            out["cost"] = cost_out(ac, k)
+        ranked.append(out)
+    return _envelope(state, coord, at, query=query, **extra, count=len(ranked), results=ranked)
 
 
 def _rank(results: list[dict[str, Any]], sort: str, grade: str, radius: float) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import _errors, _manage, _map, _routing, _security, _stations
+from api import _errors, _manage, _map, _ranking, _routing, _security, _stations
 from api._graph import load_router
 from api._state import AppState, get_state
 from api._sync import TrafficSync
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # [routers] one line per feature module
     app.include_router(_routing.router)
+    app.include_router(_ranking.router)  # stations along a route (before _stations: wins over /{id})
     app.include_router(_stations.router)  # stations: nearby, one, bbox
     app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     max_radius_m: float = 50_000.0
     default_radius_m: float = 5_000.0
+    value_of_time_cny_h: float = 30.0  # default value of a driver's time in total-cost rankings
     max_limit: int = 200
     max_snap_m: float = 1_000.0
     max_matrix_cells: int = 2_500

@@ -9,12 +9,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from geo._brands import BRANDS
 from geo._h3cells import DEFAULT_MAX_CELLS, cells_for_point, covering_cells
+from geo._pricing import KNOWN_GRADES, Promotion
+from store._prices import CurrentPrice
+from store._promotions import _FIELDS as _PROMO_FIELDS
+from store._promotions import promotion_from_row
 
 SOURCES = ("osm", "onboarding", "demo")
 STATUSES = ("open", "closed", "temporarily_closed")
@@ -242,6 +247,9 @@ def stations_in_bbox(
     return _dicts(cur)
 
 
+FIRST_STEP_M = 600.0  # first disk of an expanding nearby search
+
+
 def nearby_stations(
     conn: psycopg.Connection,
     lat: float,
@@ -253,14 +261,30 @@ def nearby_stations(
     use_h3: bool = True,
     use_bbox: bool = True,
     max_cells: int = DEFAULT_MAX_CELLS,
+    expand: bool = True,
 ) -> list[dict[str, Any]]:
     """Stations within `radius_m` (geodesic, WGS-84 spheroid) of the point, nearest first.
+
+    With `expand` (the default) the search starts on a small disk and grows it (x3) only while it
+    holds fewer than `limit` stations: the `limit` nearest inside a smaller disk are the `limit`
+    nearest inside any larger one, so the answer is the same, and a dense city (1M stations) costs
+    a few hundred distance evaluations instead of every station within the full radius.
 
     Prefilters, both conservative: the H3 disk (`h3_rX = ANY(cells)`, see geo._h3cells) and a degree
     box on the GiST-indexed geom (the planner picks or combines them); then the exact
     `ST_DWithin(geography)`. `grade` keeps only stations that list that grade. Each row has
     `distance_m` (metres on the WGS-84 spheroid). Ties by id.
     """
+    if expand:
+        step = min(radius_m, FIRST_STEP_M)
+        while True:
+            rows = nearby_stations(
+                conn, lat, lon, step, limit=limit, grade=grade, use_h3=use_h3, use_bbox=use_bbox,
+                max_cells=max_cells, expand=False,
+            )  # fmt: skip
+            if len(rows) >= limit or step >= radius_m:
+                return rows
+            step = min(radius_m, step * 3)
     params: dict[str, Any] = {"lat": lat, "lon": lon, "radius": radius_m, "limit": limit, "grade": grade}
     cover = covering_cells(lat, lon, radius_m, max_cells=max_cells) if use_h3 else None
     prefilter = ""
@@ -313,3 +337,102 @@ def station_ids_in_region(
         (west, south, east, north, list(sources)),
     )
     return _dicts(cur)
+
+
+# ---- ranking reads (stations along a route; prices and promotions over a time window) ----------
+# The two window reads belong with their aggregates (store/_prices.py, store/_promotions.py); they live
+# here for now because the ranking work may only add to this module. Move them when convenient.
+
+
+def stations_in_cells(
+    conn: psycopg.Connection,
+    *,
+    res: int,
+    cells: Sequence[int] | None,
+    bbox: Sequence[float],
+    grade: str | None = None,
+    limit: int = 5_000,
+) -> list[dict[str, Any]]:
+    """Stations whose H3 cell at `res` (7, 8 or 9) is in `cells` and inside the WGS-84 `bbox`
+    (west, south, east, north), ordered by id; `cells` None = the box alone. Both filters are
+    conservative prefilters for a corridor search: the caller checks the exact distance."""
+    column = {7: "s.h3_r7", 8: "s.h3_r8", 9: "s.h3_r9"}[res]  # fixed set, never from input
+    west, south, east, north = bbox
+    params: dict[str, Any] = {"w": west, "s": south, "e": east, "n": north, "grade": grade, "limit": limit}
+    cell_filter = ""
+    if cells is not None:
+        cell_filter = f" AND {column} = ANY(%(cells)s::bigint[])"
+        params["cells"] = list(cells)
+    cur = conn.execute(
+        f"SELECT {STATION_FIELDS} FROM stations s"
+        " WHERE s.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)"
+        f"{cell_filter}"
+        " AND (%(grade)s::text IS NULL OR %(grade)s::text = ANY(s.grades))"
+        " ORDER BY s.id LIMIT %(limit)s",
+        params,
+    )
+    return _dicts(cur)
+
+
+def station_prices_between(
+    conn: psycopg.Connection,
+    station_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    *,
+    grades: Sequence[str] = KNOWN_GRADES,
+) -> dict[int, dict[str, list[CurrentPrice]]]:
+    """{station: {grade: price rows sorted by effective_from}}: the row in force at `start` plus every
+    row taking effect in (start, end]. One query; pick the price at any instant of [start, end] with
+    geo._ranking.price_at (arrival-time pricing of many stations at once)."""
+    if not station_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT station_id, grade, price_cny, effective_from, observed_at, source FROM ("
+        " SELECT s.id AS station_id, g.grade, p.price_cny, p.effective_from, p.observed_at, p.source"
+        " FROM unnest(%(ids)s::bigint[]) AS s(id) CROSS JOIN unnest(%(grades)s::text[]) AS g(grade)"
+        " CROSS JOIN LATERAL (SELECT price_cny, effective_from, observed_at, source FROM prices"
+        "   WHERE prices.station_id = s.id AND prices.grade = g.grade AND prices.effective_from <= %(start)s"
+        "   ORDER BY prices.effective_from DESC LIMIT 1) p"
+        " UNION ALL"
+        " SELECT station_id, grade, price_cny, effective_from, observed_at, source FROM prices"
+        " WHERE station_id = ANY(%(ids)s::bigint[]) AND grade = ANY(%(grades)s::text[])"
+        "   AND effective_from > %(start)s AND effective_from <= %(end)s"
+        ") x ORDER BY station_id, grade, effective_from",
+        {"ids": list(station_ids), "grades": list(grades), "start": start, "end": end},
+    ).fetchall()
+    keys = ("station_id", "grade", "price_cny", "effective_from", "observed_at", "source")
+    out: dict[int, dict[str, list[CurrentPrice]]] = {}
+    for r in rows:
+        d = dict(r) if isinstance(r, dict) else dict(zip(keys, r, strict=True))
+        out.setdefault(int(d["station_id"]), {}).setdefault(d["grade"], []).append(CurrentPrice(**d))
+    return out
+
+
+def promotions_between(
+    conn: psycopg.Connection, stations: Sequence[tuple[int, str]], start: datetime, end: datetime
+) -> dict[int, list[Promotion]]:
+    """{station_id: promotions targeting it (its own and its brand's) valid at some instant of
+    [start, end]}; geo._pricing decides whether one applies at a given arrival."""
+    if not stations:
+        return {}
+    ids = [int(s[0]) for s in stations]
+    brands = sorted({s[1] for s in stations})
+    rows = conn.execute(
+        f"SELECT {_PROMO_FIELDS} FROM promotions"
+        " WHERE ((scope = 'station' AND station_id = ANY(%(ids)s::bigint[]))"
+        "   OR (scope = 'brand' AND brand = ANY(%(brands)s::text[])))"
+        " AND valid_from <= %(end)s AND (valid_to IS NULL OR valid_to > %(start)s)"
+        " ORDER BY id",
+        {"ids": ids, "brands": brands, "start": start, "end": end},
+    ).fetchall()
+    by_station: dict[int, list[Promotion]] = {sid: [] for sid in ids}
+    by_brand: dict[str, list[Promotion]] = {}
+    for p in (promotion_from_row(r) for r in rows):
+        if p.scope == "station" and p.station_id in by_station:
+            by_station[p.station_id].append(p)
+        elif p.scope == "brand" and p.brand is not None:
+            by_brand.setdefault(p.brand, []).append(p)
+    for sid, brand in stations:
+        by_station[int(sid)].extend(by_brand.get(brand, []))
+    return by_station

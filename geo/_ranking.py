@@ -1,0 +1,460 @@
+"""Ranking stations by drive time and by the total cost of a fill-up; stations along a route.
+
+Pure computation: no HTTP, no SQL. It takes a `Router`, points, price histories and promotions.
+
+Drive times (`drive_times`): ONE time-dependent one-to-many Dijkstra from the origin settles every
+candidate (never one route per station). Station positions are snapped once and cached per station
+(`StationSnaps`); a station with no road within the snapping limit is unreachable (inf).
+
+Total cost of a fill-up at a station (`fill_up_cost`), all prices taken at the PREDICTED ARRIVAL:
+    fuel_cost        = effective_price(arrival) x litres
+    detour_fuel_cost = drive_km x consumption_l_100km / 100 x effective_price(arrival)
+    time_cost        = drive_s / 3600 x value_of_time_cny_h
+    total            = fuel_cost + detour_fuel_cost + time_cost
+`drive` is the drive to the station (nearby) or the extra drive of the detour (along a route).
+The effective price applies the best promotion valid at arrival (day of week, dates, time window,
+min litres / amount, payment, members only; geo._pricing: promotions do not stack). The list price
+is the price row in force at arrival (`price_at`): an official adjustment at 24:00 applies to the
+stations reached after midnight.
+
+Thresholds: with a `min_litres` / `min_amount_cny` promotion, buying a little more can cost less in
+total (the discount starts). Without such thresholds the total never decreases with the litres.
+
+Along a route (`corridor_cells`, `corridor_positions`, `detours`): stations within `corridor_m` of
+the route line, found by covering the buffered line with H3 cells then an exact distance check; the
+detour is time(origin -> station) + time(station -> destination, leaving at the arrival at the
+station) - time(origin -> destination), all traffic-aware.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Protocol, TypeVar
+
+import h3
+import numpy as np
+from shapely.geometry import LineString, Point, Polygon
+
+from geo._coords import EARTH_RADIUS_M, haversine_m_array
+from geo._h3cells import max_edge_m
+from geo._pricing import NO_HOLIDAYS, AppliedPromotion, HolidayCalendar, Promotion, effective_price
+from geo._snap import Snap
+
+log = logging.getLogger("geo.ranking")
+
+DEFAULT_CONSUMPTION_L_100KM = 8.0
+MIN_CONSUMPTION_L_100KM = 2.0
+MAX_CONSUMPTION_L_100KM = 40.0
+DEFAULT_VALUE_OF_TIME_CNY_H = 30.0
+MAX_VALUE_OF_TIME_CNY_H = 10_000.0
+
+# Bound of the one-to-many search of a nearby ranking: a station within `radius_m` in a straight line
+# is assumed to be at most ETA_ROAD_FACTOR x radius by road, driven at ETA_MIN_SPEED_MPS (18 km/h:
+# congested town traffic), plus ETA_SLACK_S. Stations beyond the bound are reported unreachable.
+ETA_ROAD_FACTOR = 3.0
+ETA_MIN_SPEED_MPS = 5.0
+ETA_SLACK_S = 600.0
+
+# A negative detour within this relative tolerance of the direct time is float / FIFO noise: 0.
+DETOUR_REL_TOL = 1e-6
+
+_M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
+CORRIDOR_RESOLUTIONS: tuple[int, ...] = (9, 8, 7)  # finest first
+CORRIDOR_TARGET_CELLS = 4_000
+CORRIDOR_MAX_CELLS = 60_000
+
+
+def search_bound_s(radius_m: float) -> float:
+    """The `max_time_s` of the one-to-many search for stations within `radius_m` (see module consts)."""
+    return ETA_SLACK_S + ETA_ROAD_FACTOR * float(radius_m) / ETA_MIN_SPEED_MPS
+
+
+# ---- drive times ------------------------------------------------------------------------------
+class StationSnaps:
+    """Road positions of stations, snapped once and cached by station id (stations rarely move; an
+    entry is recomputed when the coordinates differ). Safe to share between threads (dict ops)."""
+
+    def __init__(self, router: Any, *, max_entries: int = 200_000) -> None:
+        self.router = router
+        self.max_entries = max_entries
+        self._cache: dict[int, tuple[float, float, Snap | None]] = {}
+
+    def get(self, stations: Sequence[tuple[int, float, float]]) -> list[Snap | None]:
+        """(id, lat, lon) WGS-84 -> Snap, or None where no road is within the snapping limit."""
+        out: list[Snap | None] = [None] * len(stations)
+        miss: list[int] = []
+        for i, (sid, lat, lon) in enumerate(stations):
+            hit = self._cache.get(int(sid))
+            if hit is not None and hit[0] == lat and hit[1] == lon:
+                out[i] = hit[2]
+            else:
+                miss.append(i)
+        if miss:
+            snaps = self.router.snapper.snap_many(
+                [(stations[i][1], stations[i][2]) for i in miss], "stations"
+            )
+            if len(self._cache) + len(miss) > self.max_entries:
+                self._cache.clear()
+            for i, sn in zip(miss, snaps, strict=True):
+                sid, lat, lon = stations[i]
+                self._cache[int(sid)] = (lat, lon, sn)
+                out[i] = sn
+        return out
+
+
+def _ctx(router: Any, depart_at: datetime | float) -> Any:
+    return router._ctx(depart_at, free_flow=False, metric="time")
+
+
+def drive_times(
+    router: Any,
+    origin: Snap,
+    targets: Sequence[Snap | None],
+    *,
+    depart_at: datetime | float,
+    max_time_s: float = math.inf,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(durations s, road distances m) from `origin` to every target in ONE one-to-many search, under
+    traffic at `depart_at`; inf for None targets, unreachable ones and those beyond `max_time_s`.
+
+    Uses the router's snapped one-to-many (Router.one_to_many without re-snapping the targets)."""
+    n = len(targets)
+    dur = np.full(n, np.inf)
+    dist = np.full(n, np.inf)
+    idx = [i for i, t in enumerate(targets) if t is not None]
+    if not idx:
+        return dur, dist
+    d, m = router._one_to_many_snapped(_ctx(router, depart_at), origin, [targets[i] for i in idx], max_time_s)
+    d = np.asarray(d, np.float64)
+    m = np.asarray(m, np.float64)
+    beyond = ~(d <= max_time_s)
+    d[beyond] = np.inf
+    m[beyond] = np.inf
+    dur[idx] = d
+    dist[idx] = m
+    return dur, dist
+
+
+def legs_to(
+    router: Any,
+    sources: Sequence[Snap | None],
+    destination: Snap,
+    *,
+    depart_at: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(durations s, distances m) from each source to `destination`, source k leaving at depart_at[k]
+    (Unix seconds; NaN/inf = skip). The router has no backward search, so this is one search per
+    source (each stops when the destination is settled): cost grows linearly with the sources."""
+    n = len(sources)
+    dur = np.full(n, np.inf)
+    dist = np.full(n, np.inf)
+    for k, s in enumerate(sources):
+        t = depart_at[k]
+        if s is None or not math.isfinite(t):
+            continue
+        d, m = router._one_to_many_snapped(_ctx(router, t), s, [destination], math.inf)
+        dur[k], dist[k] = float(d[0]), float(m[0])
+    return dur, dist
+
+
+def detours(
+    t_os: np.ndarray, t_sd: np.ndarray, t_od: float, *, rel_tol: float = DETOUR_REL_TOL
+) -> np.ndarray:
+    """time(o -> s) + time(s -> d) - time(o -> d), inf where a leg is unreachable.
+
+    Under FIFO the via-station path is never faster than the fastest direct one (the snapped origin
+    may leave in either direction of a two-way road, like the station), so a negative value is float
+    noise when within `rel_tol` of the direct time: clamped to 0. A larger negative value would be a
+    router bug (tests/test_along_route.py checks it never happens on random inputs); it is logged and
+    also reported as 0 rather than as a negative cost."""
+    raw = np.asarray(t_os, np.float64) + np.asarray(t_sd, np.float64) - float(t_od)
+    out = raw.copy()
+    neg = np.isfinite(raw) & (raw < 0)
+    if neg.any():
+        worst = float(raw[neg].min())
+        if not detour_raw_ok(worst, t_od, rel_tol=rel_tol):
+            log.warning("negative detour %.3f s (direct %.1f s): FIFO violated?", worst, t_od)
+        out[neg] = 0.0
+    return out
+
+
+def detour_raw_ok(raw: float, t_od: float, *, rel_tol: float = DETOUR_REL_TOL) -> bool:
+    """Whether a raw detour is >= 0 within the float/FIFO tolerance."""
+    return raw >= -rel_tol * max(1.0, abs(t_od))
+
+
+# ---- prices at arrival --------------------------------------------------------------------------
+class _Dated(Protocol):
+    @property
+    def effective_from(self) -> datetime: ...
+
+
+_P = TypeVar("_P", bound=_Dated)
+
+
+def price_at(history: Sequence[_P], at: datetime) -> _P | None:
+    """The row in force at `at`: the last with effective_from <= at. `history` sorted by effective_from."""
+    keys = [h.effective_from for h in history]
+    i = bisect.bisect_right(keys, at)
+    return history[i - 1] if i > 0 else None
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """What the driver buys and how they value the drive."""
+
+    grade: str
+    litres: Decimal
+    member: bool = False
+    payment: str | None = None
+    consumption_l_100km: float = DEFAULT_CONSUMPTION_L_100KM
+    value_of_time_cny_h: float = DEFAULT_VALUE_OF_TIME_CNY_H
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    list_price: Decimal  # at arrival
+    effective_price: Decimal  # at arrival, after the best applicable promotion
+    applied: list[AppliedPromotion]
+    litres: Decimal
+    drive_s: float
+    drive_m: float
+    fuel_cost: float
+    detour_fuel_cost: float
+    time_cost: float
+    total: float
+    arrive_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fill_up_cost(
+    list_price: Decimal | float,
+    promos: Sequence[Promotion],
+    arrive_at: datetime,
+    purchase: Purchase,
+    *,
+    drive_s: float,
+    drive_m: float,
+    tz: tzinfo | None = None,
+    holidays: HolidayCalendar = NO_HOLIDAYS,
+) -> CostBreakdown:
+    """The total cost of buying `purchase.litres` at a station reached at `arrive_at` after driving
+    `drive_s` seconds and `drive_m` metres (the formula is in the module docstring)."""
+    if not (math.isfinite(drive_s) and math.isfinite(drive_m)):
+        raise ValueError("drive_s and drive_m must be finite")
+    eff, applied = effective_price(
+        list_price,
+        purchase.grade,
+        promos,
+        arrive_at,
+        tz=tz,
+        holidays=holidays,
+        litres=purchase.litres,
+        member=purchase.member,
+        payment=purchase.payment,
+        topup=purchase.member,
+    )
+    p = float(eff)
+    fuel = p * float(purchase.litres)
+    burnt_l = max(0.0, drive_m) / 1000.0 * purchase.consumption_l_100km / 100.0
+    detour_fuel = burnt_l * p
+    time_cost = max(0.0, drive_s) / 3600.0 * purchase.value_of_time_cny_h
+    return CostBreakdown(
+        list_price=Decimal(str(list_price)),
+        effective_price=eff,
+        applied=applied,
+        litres=purchase.litres,
+        drive_s=float(drive_s),
+        drive_m=float(drive_m),
+        fuel_cost=fuel,
+        detour_fuel_cost=detour_fuel,
+        time_cost=time_cost,
+        total=fuel + detour_fuel + time_cost,
+        arrive_at=arrive_at,
+    )
+
+
+def litres_for(
+    *,
+    litres: float | None,
+    amount_cny: float | None,
+    tank_l: float | None,
+    fill_level: float | None,
+    reference_price: Decimal | float | None,
+    default: Decimal,
+) -> tuple[Decimal, str]:
+    """(litres, how): from `litres`, or `tank_l * (1 - fill_level)`, or `amount_cny / reference_price`
+    (the list price at the baseline station, so every station is compared for the same litres), else
+    `default`. Rounded to 0.01 L."""
+    q = Decimal("0.01")
+    if litres is not None:
+        return Decimal(str(litres)).quantize(q, ROUND_HALF_UP), "litres"
+    if tank_l is not None and fill_level is not None:
+        return (Decimal(str(tank_l)) * (1 - Decimal(str(fill_level)))).quantize(q, ROUND_HALF_UP), "tank"
+    if amount_cny is not None and reference_price is not None and Decimal(str(reference_price)) > 0:
+        v = (Decimal(str(amount_cny)) / Decimal(str(reference_price))).quantize(q, ROUND_HALF_UP)
+        return max(v, q), "amount_cny"
+    return default, "default"
+
+
+def worth_it(totals: Sequence[float | None], baseline: int | None) -> list[bool | None]:
+    """Per station: its total <= the baseline's (the nearest by drive time); None without a total."""
+    if baseline is None or totals[baseline] is None:
+        return [None] * len(totals)
+    ref = totals[baseline]
+    assert ref is not None
+    return [None if t is None else t <= ref + 1e-9 for t in totals]
+
+
+# ---- corridor ---------------------------------------------------------------------------------
+def _project(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> tuple[np.ndarray, np.ndarray]:
+    kx = _M_PER_DEG * math.cos(math.radians(lat0))
+    return (np.asarray(lon) - lon0) * kx, (np.asarray(lat) - lat0) * _M_PER_DEG
+
+
+@dataclass(frozen=True)
+class CorridorCover:
+    res: int
+    cells: list[int] | None  # None: too many cells, search by bounding box instead
+    bbox: tuple[float, float, float, float]  # west, south, east, north (contains the corridor)
+
+
+def _as_line(points: Sequence[tuple[float, float]] | np.ndarray) -> np.ndarray:
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        raise ValueError("a route needs at least one point")
+    keep = np.ones(len(pts), bool)
+    keep[1:] = np.any(np.diff(pts, axis=0) != 0, axis=1)
+    return pts[keep]
+
+
+def corridor_cells(points: Sequence[tuple[float, float]] | np.ndarray, corridor_m: float) -> CorridorCover:
+    """H3 cells whose union surely covers every point within `corridor_m` of the route (lat, lon).
+
+    The line is buffered (local equirectangular metres) by corridor + the largest cell circumradius
+    at the chosen resolution (+ the projection's worst scale error), and the cells whose centres fall
+    in that polygon are taken: a point within the corridor lies in a cell whose centre is within
+    corridor + circumradius of the line, hence inside the polygon. Resolution: the finest of 9/8/7
+    whose estimated cell count stays under CORRIDOR_TARGET_CELLS."""
+    pts = _as_line(points)
+    lat0, lon0 = float(pts[:, 0].mean()), float(pts[:, 1].mean())
+    x, y = _project(pts[:, 0], pts[:, 1], lat0, lon0)
+    tol = min(10.0, corridor_m / 20.0)
+    geom: Any = Point(x[0], y[0]) if len(pts) == 1 else LineString(np.column_stack((x, y)))
+    if tol > 0 and len(pts) > 2:
+        geom = geom.simplify(tol, preserve_topology=False)
+    length = float(geom.length)
+    # worst east-west scale error of the projection over the buffered area
+    span = (corridor_m + 2_000.0) / _M_PER_DEG
+    lat_hi = min(89.0, max(abs(float(pts[:, 0].min())), abs(float(pts[:, 0].max()))) + span)
+    scale = max(1.0, math.cos(math.radians(lat0)) / math.cos(math.radians(lat_hi)))
+    res = CORRIDOR_RESOLUTIONS[-1]
+    for r in CORRIDOR_RESOLUTIONS:
+        width = 2.0 * (corridor_m + max_edge_m(r))
+        est = (length * width + math.pi * width * width / 4) / float(h3.average_hexagon_area(r, unit="m^2"))
+        if est <= CORRIDOR_TARGET_CELLS:
+            res = r
+            break
+    dist = ((corridor_m + tol) * scale + max_edge_m(res)) * 1.01 + 1.0
+    poly = geom.buffer(dist, quad_segs=8)
+    kx = _M_PER_DEG * math.cos(math.radians(lat0))
+
+    def ring(coords: Any) -> list[tuple[float, float]]:
+        a = np.asarray(coords)
+        return list(zip((a[:, 1] / _M_PER_DEG + lat0).tolist(), (a[:, 0] / kx + lon0).tolist(), strict=True))
+
+    minx, miny, maxx, maxy = poly.bounds
+    bbox = (minx / kx + lon0, miny / _M_PER_DEG + lat0, maxx / kx + lon0, maxy / _M_PER_DEG + lat0)
+    polys = [poly] if isinstance(poly, Polygon) else list(getattr(poly, "geoms", []))
+    width = 2.0 * (corridor_m + max_edge_m(res))
+    est = (length * width + math.pi * width * width / 4) / float(h3.average_hexagon_area(res, unit="m^2"))
+    if est > CORRIDOR_MAX_CELLS:
+        return CorridorCover(res, None, bbox)
+    cells: set[str] = set()
+    for p in polys:
+        shape = h3.LatLngPoly(ring(p.exterior.coords)[:-1], *[ring(i.coords)[:-1] for i in p.interiors])
+        cells.update(h3.polygon_to_cells(shape, res))
+    return CorridorCover(res, sorted(h3.str_to_int(c) for c in cells), bbox)
+
+
+@dataclass(frozen=True)
+class CorridorPositions:
+    offset_m: np.ndarray  # distance from the route line
+    along_m: np.ndarray  # distance along the route from its start to the nearest point
+    side: list[str]  # "left" | "right" | "on" (of the direction of travel)
+    route_length_m: float
+
+
+def corridor_positions(
+    points: Sequence[tuple[float, float]] | np.ndarray, stations: Sequence[tuple[float, float]] | np.ndarray
+) -> CorridorPositions:
+    """Where each station (lat, lon) lies relative to the route (lat, lon points, in driving order).
+
+    Each station is measured in an equirectangular frame centred on itself (the scale error near it
+    is negligible for corridors of a few km). The nearest point of the line gives the offset, the
+    distance along (haversine lengths of the segments before + the part of its segment) and the side:
+    the sign of the cross product of the segment direction and the station offset (x east, y north:
+    positive = left). China drives on the right: a right-side station is entered without crossing."""
+    line = _as_line(points)
+    st = np.asarray(stations, np.float64).reshape(-1, 2)
+    n = len(st)
+    if len(line) == 1:
+        d = haversine_m_array(st[:, 0], st[:, 1], line[0, 0], line[0, 1]) if n else np.zeros(0)
+        return CorridorPositions(np.asarray(d), np.zeros(n), ["on"] * n, 0.0)
+    seg_len = haversine_m_array(line[:-1, 0], line[:-1, 1], line[1:, 0], line[1:, 1])
+    cum = np.concatenate(([0.0], np.cumsum(seg_len)))
+    offset = np.zeros(n)
+    along = np.zeros(n)
+    side: list[str] = []
+    for k in range(n):
+        plat, plon = float(st[k, 0]), float(st[k, 1])
+        x, y = _project(line[:, 0], line[:, 1], plat, plon)
+        ax, ay, bx, by = x[:-1], y[:-1], x[1:], y[1:]
+        dx, dy = bx - ax, by - ay
+        ll = dx * dx + dy * dy
+        t = np.where(ll > 0, -(ax * dx + ay * dy) / np.where(ll > 0, ll, 1.0), 0.0)
+        t = np.clip(t, 0.0, 1.0)
+        cx, cy = ax + t * dx, ay + t * dy
+        dd = np.hypot(cx, cy)
+        i = int(np.argmin(dd))
+        offset[k] = float(dd[i])
+        along[k] = float(cum[i] + t[i] * seg_len[i])
+        cross = float(dx[i] * (-ay[i]) - dy[i] * (-ax[i]))  # direction x (station - segment start)
+        scale = math.sqrt(float(ll[i])) * max(offset[k], 1e-9)
+        side.append(
+            "on" if offset[k] < 0.5 or abs(cross) <= 1e-9 * scale else ("left" if cross > 0 else "right")
+        )
+    return CorridorPositions(offset, along, side, float(cum[-1]))
+
+
+def arrival(depart_at: datetime, seconds: float) -> datetime | None:
+    return depart_at + timedelta(seconds=float(seconds)) if math.isfinite(seconds) else None
+
+
+__all__ = [
+    "DEFAULT_CONSUMPTION_L_100KM",
+    "DEFAULT_VALUE_OF_TIME_CNY_H",
+    "CorridorCover",
+    "CorridorPositions",
+    "CostBreakdown",
+    "Purchase",
+    "StationSnaps",
+    "arrival",
+    "corridor_cells",
+    "corridor_positions",
+    "detour_raw_ok",
+    "detours",
+    "drive_times",
+    "fill_up_cost",
+    "legs_to",
+    "litres_for",
+    "price_at",
+    "search_bound_s",
+    "worth_it",
+]
