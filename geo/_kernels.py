@@ -1,0 +1,367 @@
+"""Numba kernels of the router: time-dependent A* (ALT) / Dijkstra over the arc CSR, path evaluation.
+
+Three compiled functions only (compile time matters): `search`, `trace`, `path_times`.
+
+Labels are times in seconds RELATIVE to the start of the departure bin ``b0 * 900`` (modes 0 and 1) or
+metres (mode 2). Modes: 0 = time-dependent (profile table + live overlay), 1 = free flow, 2 = distance.
+Travel time through an edge integrates distance through 15-minute bins of piecewise-constant speed
+(Ichoua-Gendreau-Potvin); FIFO proof in `geo._traffic`.
+
+Search. Sources are points on road edges (edge, metres from the tail): the search is seeded at the head
+node of each source edge (all arcs of one road edge share their head) with the time to drive the rest
+of it. Targets are points on road edges (edge, metres from the tail): a target candidate is evaluated
+when an arc of the target's road edge is relaxed from its tail node state, i.e. as a partial arc, so
+turn restrictions compiled into split nodes stay honoured. A source and target on the same edge, the
+target ahead, also give the direct candidate. The search stops when the smallest key in the heap is at
+least the worst best target cost (every target final) or above `max_cost`.
+
+Heuristic (ALT). For active landmarks l: ``h(v) = max_l max(Tf[l] - from[l, v], to[l, v] - Tt[l]) -
+margin`` where ``Tf[l] <= d(l, target)`` and ``Tt[l] >= d(target, l)`` (lower/upper bounds prepared
+by the router). Landmark distances are free-flow times and every time-dependent edge time is at least
+its free-flow time (factor <= 1; closures only remove arcs; penalties >= 1), so ``h`` is a lower bound.
+`margin` covers float32 rounding of the landmark tables.
+Time windows sharpen it: if every factor (profile table and live) is at most ``f_j`` on
+``[t0, H_j]`` then a trip from a node reached at ``L`` either arrives after ``H_j`` or takes at least
+``h / f_j``, so the key ``max(L + h, max_j min(H_j, L + h / f_j))`` is still a lower bound of the
+arrival (it depends on L, is non-decreasing in L, and stale entries are recognised by recomputing it). Nodes are re-opened if a better label
+appears (so tiny inconsistencies from rounding cannot cost exactness); labels are exact arrival times.
+
+Workspace (per thread, reused): dist/len/parent/h arrays are valid only where ``stamp == epoch``, so a
+query never initialises whole-graph arrays. The binary heap (lazy deletion) has a fixed capacity: when
+it is full the kernel returns settled = -1 and the caller doubles it and reruns (growing inside the hot
+loop cost about 30 % of the speed).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+BIN = 900.0
+DAY = 96
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cost(e, key, v0, t, d, mode, b0, table, lv_flag, lv, decay):
+    """Cost of driving d metres of road edge e (profile key, free-flow speed v0) entered at time t."""
+    if mode == 2:
+        return d
+    if mode == 1 or d <= 0.0:
+        return d / v0
+    k = int(t // BIN)
+    n_k = table.shape[0]
+    tt = t
+    rem = d
+    has_live = lv_flag[e] == 1
+    while True:
+        kk = k if k < n_k else n_k - DAY + (k - (n_k - DAY)) % DAY
+        f = table[kk, key]
+        if has_live:
+            bb = b0 + k
+            start = bb * BIN
+            o = lv[e, 1]
+            ob = math.floor(o / BIN)
+            if ob <= bb and start < lv[e, 2]:
+                w = 1.0
+                if ob != bb:
+                    w = 1.0 - (start - o) / decay
+                    if w < 0.0:
+                        w = 0.0
+                f = w * lv[e, 0] + (1.0 - w) * f
+        v = v0 * f
+        end = (k + 1) * BIN
+        cap = v * (end - tt)
+        if rem <= cap:
+            return tt + rem / v - t
+        rem -= cap
+        tt = end
+        k += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _closed(e, t_abs, lv_flag, lv):
+    return lv_flag[e] == 2 and t_abs < lv[e, 2] and math.floor(lv[e, 1] / BIN) * BIN <= t_abs
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _heur(v, lmt, n_lm, act, t_from, t_to, margin):
+    h = 0.0
+    for q in range(act.shape[0]):
+        lq = act[q]
+        a1 = t_from[q] - lmt[v, lq]
+        a2 = lmt[v, n_lm + lq] - t_to[q]
+        if a1 > h:
+            h = a1
+        if a2 > h:
+            h = a2
+    h -= margin
+    return h if h > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _key(lab, lb, win_h, win_f):
+    """Lower bound of the arrival through a node with label `lab` and free-flow bound `lb`."""
+    k = lab + lb
+    for j in range(win_h.shape[0]):
+        c = lab + lb / win_f[j]
+        if c > win_h[j]:
+            c = win_h[j]
+        if c > k:
+            k = c
+    return k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pen(e, pen_e):
+    n = pen_e.shape[0]
+    if n == 0:
+        return False
+    p = np.searchsorted(pen_e, e)
+    return p < n and pen_e[p] == e
+
+
+@njit(cache=True, nogil=True)
+def search(
+    offsets,
+    arc_i,
+    arc_f,
+    edge_f,
+    edge_head,
+    # traffic
+    mode,
+    b0,
+    t0,
+    t_abs,
+    decay,
+    table,
+    lv_flag,
+    lv,
+    # sources / targets
+    src_edge,
+    src_off,
+    tg_edge,
+    tg_off,
+    tg_id,
+    n_tg,
+    # heuristic
+    lmt,
+    act,
+    t_from,
+    t_to,
+    margin,
+    win_h,
+    win_f,
+    # penalties (sorted road edge ids) and bound
+    pen_e,
+    pen_f,
+    max_cost,
+    # workspace
+    nd,
+    par,
+    epoch,
+    heap_k,
+    heap_v,
+):
+    """arc_i[a] = (head, road edge, profile key) int32; arc_f[a] = (length m, free-flow m/s);
+    edge_f[e] = (length, speed, key); lv[e] = (factor, observed, expires) with lv_flag[e] 0 none,
+    1 live factor, 2 closure; nd[v] = (label, h, length, stamp); par[v] = (parent node, road edge)."""
+    best = np.full(n_tg, np.inf)
+    blen = np.full(n_tg, np.inf)
+    bnode = np.full(n_tg, -2, np.int64)
+    bvar = np.full(n_tg, -1, np.int64)
+    n_found = 0
+    worst = np.inf
+    start = t0 if mode != 2 else 0.0
+    n_t = tg_edge.shape[0]
+    tg_lo = tg_edge[0] if n_t > 0 else 0
+    tg_hi = tg_edge[n_t - 1] if n_t > 0 else -1
+    n_lm = lmt.shape[1] // 2
+    cap = heap_k.shape[0]
+    hn = 0
+    settled = 0
+    fep = float(epoch)
+
+    # direct candidates (source and target on the same road edge, target ahead)
+    for i in range(src_edge.shape[0]):
+        e = src_edge[i]
+        for j in range(n_t):
+            if tg_edge[j] == e and tg_off[j] >= src_off[i]:
+                c = _cost(
+                    e,
+                    int(edge_f[e, 2]),
+                    edge_f[e, 1],
+                    start,
+                    tg_off[j] - src_off[i],
+                    mode,
+                    b0,
+                    table,
+                    lv_flag,
+                    lv,
+                    decay,
+                )
+                if _pen(e, pen_e):
+                    c *= pen_f
+                ti = tg_id[j]
+                if start + c < best[ti]:
+                    if best[ti] == np.inf:
+                        n_found += 1
+                    best[ti] = start + c
+                    blen[ti] = tg_off[j] - src_off[i]
+                    bnode[ti] = -1
+                    bvar[ti] = j * 65536 + i
+    if n_found == n_tg and n_tg > 0:
+        worst = best.max()
+
+    # seeds: the head node of each source edge, after driving the rest of it
+    for i in range(src_edge.shape[0]):
+        e = src_edge[i]
+        v = edge_head[e]
+        if v < 0:
+            continue
+        rest = edge_f[e, 0] - src_off[i]
+        c = _cost(e, int(edge_f[e, 2]), edge_f[e, 1], start, rest, mode, b0, table, lv_flag, lv, decay)
+        if _pen(e, pen_e):
+            c *= pen_f
+        nl = start + c
+        if nd[v, 3] != fep:
+            nd[v, 3] = fep
+            nd[v, 0] = np.inf
+            nd[v, 1] = _heur(v, lmt, n_lm, act, t_from, t_to, margin)
+        if nl < nd[v, 0]:
+            nd[v, 0] = nl
+            nd[v, 2] = rest
+            par[v, 0] = -1
+            par[v, 1] = -(i + 1)
+            if hn >= cap:
+                return best, blen, bnode, bvar, -1
+            key = _key(nl, nd[v, 1], win_h, win_f)
+            pos = hn
+            hn += 1
+            while pos > 0:
+                pp = (pos - 1) >> 1
+                if heap_k[pp] <= key:
+                    break
+                heap_k[pos] = heap_k[pp]
+                heap_v[pos] = heap_v[pp]
+                pos = pp
+            heap_k[pos] = key
+            heap_v[pos] = v
+
+    while hn > 0:
+        key = heap_k[0]
+        u = heap_v[0]
+        hn -= 1
+        if hn > 0:
+            lk = heap_k[hn]
+            lvv = heap_v[hn]
+            pos = 0
+            while True:
+                ch = 2 * pos + 1
+                if ch >= hn:
+                    break
+                if ch + 1 < hn and heap_k[ch + 1] < heap_k[ch]:
+                    ch += 1
+                if heap_k[ch] >= lk:
+                    break
+                heap_k[pos] = heap_k[ch]
+                heap_v[pos] = heap_v[ch]
+                pos = ch
+            heap_k[pos] = lk
+            heap_v[pos] = lvv
+        if key >= worst or key > max_cost:
+            break
+        lu = nd[u, 0]
+        if key > _key(lu, nd[u, 1], win_h, win_f):
+            continue  # stale entry
+        du = nd[u, 2]
+        settled += 1
+        for a in range(offsets[u], offsets[u + 1]):
+            e = arc_i[a, 1]
+            if lv_flag[e] == 2 and _closed(e, t_abs, lv_flag, lv):
+                continue  # closed at departure
+            pen = pen_f if _pen(e, pen_e) else 1.0
+            ekey = arc_i[a, 2]
+            v0 = arc_f[a, 1]
+            if tg_lo <= e <= tg_hi:
+                j = np.searchsorted(tg_edge, e)
+                while j < n_t and tg_edge[j] == e:
+                    cand = lu + pen * _cost(e, ekey, v0, lu, tg_off[j], mode, b0, table, lv_flag, lv, decay)
+                    ti = tg_id[j]
+                    if cand < best[ti]:
+                        if best[ti] == np.inf:
+                            n_found += 1
+                        best[ti] = cand
+                        blen[ti] = du + tg_off[j]
+                        bnode[ti] = u
+                        bvar[ti] = j
+                        if n_found == n_tg:
+                            worst = best.max()
+                    j += 1
+            v = arc_i[a, 0]
+            ln = arc_f[a, 0]
+            nl = lu + pen * _cost(e, ekey, v0, lu, ln, mode, b0, table, lv_flag, lv, decay)
+            if nd[v, 3] != fep:
+                nd[v, 3] = fep
+                nd[v, 0] = np.inf
+                nd[v, 1] = _heur(v, lmt, n_lm, act, t_from, t_to, margin)
+            if nl < nd[v, 0]:
+                nd[v, 0] = nl
+                nd[v, 2] = du + ln
+                par[v, 0] = u
+                par[v, 1] = e
+                if hn >= cap:
+                    return best, blen, bnode, bvar, -1
+                key2 = _key(nl, nd[v, 1], win_h, win_f)
+                pos = hn
+                hn += 1
+                while pos > 0:
+                    pp = (pos - 1) >> 1
+                    if heap_k[pp] <= key2:
+                        break
+                    heap_k[pos] = heap_k[pp]
+                    heap_v[pos] = heap_v[pp]
+                    pos = pp
+                heap_k[pos] = key2
+                heap_v[pos] = v
+    for ti in range(n_tg):
+        if best[ti] < np.inf:
+            best[ti] -= start
+    return best, blen, bnode, bvar, settled
+
+
+@njit(cache=True, nogil=True)
+def trace(par, node):
+    """Road edges from the source to `node` (slot 0 left for the source edge) and the source variant."""
+    n = 0
+    v = node
+    while par[v, 0] >= 0:
+        n += 1
+        v = par[v, 0]
+    out = np.empty(n + 1, np.int64)
+    v = node
+    i = n
+    while par[v, 0] >= 0:
+        out[i] = par[v, 1]
+        i -= 1
+        v = par[v, 0]
+    src_var = -par[v, 1] - 1
+    out[0] = -1
+    return out, src_var
+
+
+@njit(cache=True, nogil=True)
+def path_times(edges, first_off, last_end, mode, b0, t0, decay, edge_f, table, lv_flag, lv):
+    """Entry time of each edge of a path (relative to b0*900) and the arrival, as an array of n+1."""
+    n = edges.shape[0]
+    out = np.empty(n + 1)
+    t = t0
+    for i in range(n):
+        e = edges[i]
+        s = first_off if i == 0 else 0.0
+        f = last_end if i == n - 1 else edge_f[e, 0]
+        out[i] = t
+        t += _cost(e, int(edge_f[e, 2]), edge_f[e, 1], t, f - s, mode, b0, table, lv_flag, lv, decay)
+    out[n] = t
+    return out

@@ -1,0 +1,184 @@
+"""Reference router: plain pure-Python time-dependent Dijkstra (heapq), for tests only.
+
+Independent of the fast path on purpose:
+- EDGE-BASED search: a state is the road edge just driven (standing at its head); the allowed next road
+  edges are read once from the arcs leaving the head node of that edge (this is how the compiled graph
+  encodes turn restrictions), so labels live on road edges, not on (split) nodes;
+- its own speed model: day type and local bin from `datetime` per bin, the raw profile arrays, the live
+  snapshot, and its own bin-by-bin integration in absolute time (no numba, no per-query table);
+- no heuristic, no workspace, no heap tricks.
+Snapping is shared with the router (same seeds). Slow: use graphs of a few thousand nodes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from config._region import Holidays
+from geo._graph import CompiledGraph
+from geo._snap import Snap
+from geo._traffic import DAY_TYPE_INDEX, LiveState, TrafficProfile
+
+
+class ReferenceRouter:
+    def __init__(
+        self,
+        g: CompiledGraph,
+        profile: TrafficProfile,
+        holidays: Holidays,
+        tz: ZoneInfo,
+        decay_s: float = 3600.0,
+    ) -> None:
+        self.g = g
+        self.profile = profile
+        self.holidays = holidays
+        self.tz = tz
+        self.decay_s = decay_s
+        m = g.n_road_edges
+        offsets = g.offsets.tolist()
+        arc_head = g.arc_head.tolist()
+        arc_edge = g.arc_edge.tolist()
+        head: list[int] = [-1] * m
+        for a, e in enumerate(arc_edge):
+            head[e] = arc_head[a]
+        self.succ: list[list[int]] = []
+        for e in range(m):
+            h = head[e]
+            self.succ.append([] if h < 0 else [arc_edge[a] for a in range(offsets[h], offsets[h + 1])])
+        self.length = g.edge_length_m.tolist()
+        self.speed = g.edge_speed_mps.tolist()
+        self.cls = g.edge_class.tolist()
+        by_key = {
+            (int(u), int(v), int(w)): e
+            for e, (u, v, w) in enumerate(zip(g.edge_u, g.edge_v, g.edge_way, strict=True))
+        }
+        if g.edge_rev.shape[0] == g.n_road_edges:  # the builder's record of each segment's twin
+            self.rev = [int(r) for r in g.edge_rev]
+        else:
+            self.rev = [
+                by_key.get((int(v), int(u), int(w)), -1)
+                for u, v, w in zip(g.edge_u, g.edge_v, g.edge_way, strict=True)
+            ]
+        self._bin_cache: dict[int, tuple[int, int]] = {}
+
+    def _day_bin(self, b: int) -> tuple[int, int]:
+        r = self._bin_cache.get(b)
+        if r is None:
+            loc = datetime.fromtimestamp(b * 900, self.tz)
+            r = (DAY_TYPE_INDEX[self.holidays.day_type(loc.date())], (loc.hour * 60 + loc.minute) // 15)
+            self._bin_cache[b] = r
+        return r
+
+    def factor(self, e: int, b: int, live: LiveState) -> float:
+        dt, lb = self._day_bin(b)
+        ef = self.profile.edge_factors.get(e)
+        p = float(ef[dt, lb]) if ef is not None else float(self.profile.factors[dt, self.cls[e], lb])
+        if live.flag[e] != 1:
+            return p
+        x = float(live.data[e, 2])
+        o = float(live.data[e, 1])
+        ob = math.floor(o / 900)
+        start = b * 900.0
+        if not (ob <= b and start < x):
+            return p
+        w = 1.0 if ob == b else max(0.0, 1.0 - (start - o) / self.decay_s)
+        return w * float(live.data[e, 0]) + (1 - w) * p
+
+    def travel(self, e: int, t: float, d: float, mode: int, live: LiveState) -> float:
+        """Seconds (or metres, mode 2) to drive d metres of edge e entered at absolute time t."""
+        if mode == 2:
+            return d
+        v0 = self.speed[e]
+        if mode == 1 or d <= 0:
+            return d / v0
+        b = math.floor(t / 900)
+        tt, rem = t, d
+        while True:
+            v = v0 * self.factor(e, b, live)
+            end = (b + 1) * 900.0
+            if rem <= v * (end - tt):
+                return tt + rem / v - t
+            rem -= v * (end - tt)
+            tt = end
+            b += 1
+
+    def closed(self, e: int, t_dep: float, live: LiveState) -> bool:
+        if live.flag[e] != 2:
+            return False
+        return math.floor(float(live.data[e, 1]) / 900) * 900 <= t_dep < float(live.data[e, 2])
+
+    def variants(self, s: Snap) -> list[tuple[int, float]]:
+        out = [(s.edge, s.fraction * self.length[s.edge])]
+        r = self.rev[s.edge]
+        if r >= 0:
+            out.append((r, (1 - s.fraction) * self.length[r]))
+        return out
+
+    def cost(self, s: Snap, d: Snap, t_dep: float, live: LiveState, mode: int = 0) -> float:
+        """Cost (seconds, or metres for mode 2) of the best route, inf when there is none."""
+        if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
+            return 0.0
+        src = self.variants(s)
+        tgt = self.variants(d)
+        t0 = t_dep if mode != 2 else 0.0
+        best = math.inf
+        for e, off in src:
+            for e2, off2 in tgt:
+                if e == e2 and off2 >= off:
+                    best = min(best, t0 + self.travel(e, t0, off2 - off, mode, live))
+        lab: dict[int, float] = {}
+        heap: list[tuple[float, int]] = []
+        for e, off in src:
+            c = t0 + self.travel(e, t0, self.length[e] - off, mode, live)
+            if c < lab.get(e, math.inf):
+                lab[e] = c
+                heapq.heappush(heap, (c, e))
+        tg_of: dict[int, list[float]] = {}
+        for e2, off2 in tgt:
+            tg_of.setdefault(e2, []).append(off2)
+        done: set[int] = set()
+        while heap:
+            t, e = heapq.heappop(heap)
+            if t >= best:
+                break
+            if e in done:
+                continue
+            done.add(e)
+            for e2 in self.succ[e]:
+                if self.closed(e2, t_dep, live):
+                    continue
+                for off2 in tg_of.get(e2, ()):
+                    best = min(best, t + self.travel(e2, t, off2, mode, live))
+                nt = t + self.travel(e2, t, self.length[e2], mode, live)
+                if nt < lab.get(e2, math.inf):
+                    lab[e2] = nt
+                    heapq.heappush(heap, (nt, e2))
+        return best - t0 if best < math.inf else math.inf
+
+    def path_cost(
+        self,
+        edges: list[int],
+        first_off: float,
+        last_end: float,
+        t_dep: float,
+        live: LiveState,
+        mode: int = 0,
+    ) -> float:
+        """Cost of driving a given path (first edge from first_off, last edge up to last_end)."""
+        t = t_dep
+        n = len(edges)
+        for i, e in enumerate(edges):
+            s = first_off if i == 0 else 0.0
+            f = last_end if i == n - 1 else self.length[e]
+            t += self.travel(e, t, f - s, mode, live)
+        return t - t_dep
+
+
+def empty_live(m: int) -> LiveState:
+    return LiveState.empty(m)
+
+
+__all__ = ["ReferenceRouter", "empty_live"]

@@ -1,0 +1,599 @@
+"""The router: snapping, time-dependent A* with landmarks (numba), alternatives, matrices, steps.
+
+Public entry point `Router` (see its methods). Everything heavy is built once in `__init__`
+(snapping index, reverse-edge table, edge -> arc tails, live overlay); a query allocates only tiny
+arrays. Concurrency: the kernels release the GIL (`nogil`), each query borrows a workspace from a
+pool (so threads never share one), and the live overlay is an immutable snapshot per query.
+
+Alternatives (penalty method): after the best route, the road edges of every route found so far have
+their cost multiplied by `ALT_PENALTY` (1.4) and the search is rerun. A candidate is accepted when its
+overlap (length driven on road edges of an accepted route / candidate length) is below `ALT_MAX_OVERLAP`
+(0.7) for every accepted route and its stretch (its true cost, re-evaluated without penalties / the best
+cost) is at most `ALT_MAX_STRETCH` (1.4). At most `3 * alternatives` reruns. Limits: penalties are a
+heuristic; there can be fewer alternatives than asked (or none) even when acceptable ones exist;
+overlap is by directed road edge (driving the same road the other way does not count as overlap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from config._region import Holidays
+from geo import _kernels as K
+from geo._errors import InvalidInput, NoRoadNear, RouteNotFound
+from geo._graph import ROAD_CLASSES, CompiledGraph
+from geo._landmarks import landmark_margin
+from geo._polyline import route_polyline
+from geo._snap import Snap, Snapper
+from geo._steps import Step, build_steps
+from geo._traffic import BIN_S, TABLE_BINS, LiveState, LiveTraffic, TrafficProfile, to_epoch
+
+ALT_PENALTY = 1.4
+ALT_MAX_OVERLAP = 0.7
+ALT_MAX_STRETCH = 1.4
+ACTIVE_LANDMARKS = 6
+_EMPTY_I64 = np.zeros(0, np.int64)
+_EMPTY_F64 = np.zeros(0, np.float64)
+
+Metric = Literal["time", "distance"]
+
+
+@dataclass
+class RouteResult:
+    distance_m: float
+    duration_s: float  # traffic-aware (free flow when free_flow=True)
+    duration_free_flow_s: float  # the same path at free-flow speeds
+    delay_s: float  # duration_s - duration_free_flow_s
+    edges: list[int]  # road edge ids, first and last possibly partial
+    first_fraction: float  # where the route starts on edges[0] (0..1 from its tail)
+    last_fraction: float  # where it ends on edges[-1]
+    edge_entry_s: list[float]  # seconds after departure at which each edge is entered
+    polyline: list[tuple[float, float]]  # (lat, lon), partial first/last edges included
+    snap_from_m: float
+    snap_to_m: float
+    from_snapped: tuple[float, float]
+    to_snapped: tuple[float, float]
+    depart_at: datetime
+    arrive_at: datetime
+    steps: list[Step] = field(default_factory=list)
+    alternatives: list[RouteResult] = field(default_factory=list)
+    overlap: float = 0.0  # alternatives: largest overlap with an accepted route (length share)
+    stretch: float = 1.0  # alternatives: cost / best cost
+    metric: str = "time"
+    settled: int = 0  # nodes settled by the search (diagnostics)
+
+
+@dataclass
+class MatrixResult:
+    durations_s: np.ndarray  # [sources, targets], inf where unreachable
+    distances_m: np.ndarray
+
+
+class _Workspace:
+    """Per-thread search state: nd[v] = (label, h, length, stamp), par[v] = (parent node, road edge)."""
+
+    __slots__ = ("epoch", "heap_k", "heap_v", "nd", "par")
+
+    def __init__(self, n: int, cap: int) -> None:
+        self.nd = np.zeros((n, 4), np.float64)
+        self.par = np.empty((n, 2), np.int64)
+        self.epoch = 0
+        self.heap_k = np.empty(cap, np.float64)
+        self.heap_v = np.empty(cap, np.int32)
+
+    def grow(self) -> None:
+        self.heap_k = np.empty(2 * len(self.heap_k), np.float64)
+        self.heap_v = np.empty(2 * len(self.heap_v), np.int32)
+
+    def next_epoch(self) -> int:
+        self.epoch += 1
+        if self.epoch >= 2**52:
+            self.nd[:, 3] = 0.0
+            self.epoch = 1
+        return self.epoch
+
+
+@dataclass
+class _Search:
+    cost: np.ndarray
+    length: np.ndarray
+    node: np.ndarray
+    var: np.ndarray
+    settled: int
+
+
+@dataclass
+class _Ctx:
+    """Per-query traffic context."""
+
+    mode: int
+    b0: int
+    t0: float  # departure, seconds after b0*900
+    t_abs: float
+    table: np.ndarray
+    live: LiveState
+
+
+class Router:
+    def __init__(
+        self,
+        g: CompiledGraph,
+        *,
+        profile: TrafficProfile,
+        holidays: Holidays,
+        tz: ZoneInfo,
+        max_snap_m: float = 1000.0,
+        decay_s: float = 3600.0,
+    ) -> None:
+        self.g = g
+        self.profile = profile
+        self.holidays = holidays
+        self.tz = tz
+        self.live = LiveTraffic(g, profile, holidays, tz, decay_s=decay_s)
+        self.decay_s = float(decay_s)
+        self.snapper = Snapper(g, max_snap_m=max_snap_m)
+        n, m = g.n_nodes, g.n_road_edges
+        self._keys, self._override_ids = profile.edge_keys(m, g.edge_class)
+        self._len = np.ascontiguousarray(g.edge_length_m, dtype=np.float64)
+        self._spd = np.ascontiguousarray(g.edge_speed_mps, dtype=np.float64)
+        self._offsets = np.ascontiguousarray(g.offsets, dtype=np.int64)
+        # packed copies for the kernel: what a relaxation reads sits together in memory
+        self._edge_f = np.ascontiguousarray(
+            np.column_stack((self._len, self._spd, self._keys.astype(np.float64)))
+        )
+        self._arc_i = np.ascontiguousarray(
+            np.column_stack((g.arc_head, g.arc_edge, self._keys[g.arc_edge])).astype(np.int32)
+        )
+        self._arc_f = np.ascontiguousarray(np.column_stack((self._len[g.arc_edge], self._spd[g.arc_edge])))
+        self._edge_head = np.full(m, -1, np.int64)
+        self._edge_head[g.arc_edge] = g.arc_head
+        arc_tail = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.offsets))
+        order = np.argsort(g.arc_edge, kind="stable")
+        self._edge_tails = arc_tail[order]
+        self._edge_tail_ptr = np.concatenate(([0], np.cumsum(np.bincount(g.arc_edge, minlength=m)))).astype(
+            np.int64
+        )
+        self._rev = _reverse_edges(g)
+        L = g.lm_from.shape[0] if g.lm_from.ndim == 2 and g.lm_from.shape[1] == n else 0
+        self._lm_from = np.asarray(g.lm_from if L else np.zeros((0, n), np.float32), dtype=np.float32)
+        self._lm_to = np.asarray(g.lm_to if L else np.zeros((0, n), np.float32), dtype=np.float32)
+        # node-major copy [n, 2L] (from..., to...): one node's bounds share a cache line or two
+        self._lmt = np.ascontiguousarray(np.concatenate((self._lm_from, self._lm_to), axis=0).T)
+        self._margin = landmark_margin(g) if L else 0.0
+        self._empty_live = LiveState.empty(m, -1)
+        self._pool: queue.SimpleQueue[_Workspace] = queue.SimpleQueue()
+        self._tables: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._tables_lock = threading.Lock()
+        self._win_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._flat_table = np.ones((1, len(ROAD_CLASSES) + len(self._override_ids)))
+
+    # ---- small helpers -------------------------------------------------------------------------
+    def _table(self, b0: int) -> np.ndarray:
+        with self._tables_lock:
+            t = self._tables.get(b0)
+            if t is not None:
+                self._tables.move_to_end(b0)
+                return t
+        t = self.profile.table(b0, self.holidays, self.tz, self._override_ids, TABLE_BINS)
+        with self._tables_lock:
+            self._tables[b0] = t
+            while len(self._tables) > 32:
+                self._tables.popitem(last=False)
+        return t
+
+    def _ctx(self, depart_at: datetime | float, *, free_flow: bool, metric: str) -> _Ctx:
+        if metric not in ("time", "distance"):
+            raise InvalidInput("metric", "must be 'time' or 'distance'")
+        t_abs = to_epoch(depart_at, self.tz, "depart_at")
+        b0 = int(t_abs // BIN_S)
+        mode = 2 if metric == "distance" else (1 if free_flow else 0)
+        table = self._table(b0) if mode == 0 else self._flat_table
+        live = self._empty_live if free_flow else self.live.snapshot()
+        return _Ctx(mode, b0, t_abs - b0 * BIN_S, t_abs, table, live)
+
+    def _variants(self, s: Snap) -> tuple[list[int], list[float]]:
+        """(edges, metres from tail) for a snapped point: its edge and the reverse edge if any."""
+        e = s.edge
+        edges, offs = [e], [s.fraction * float(self._len[e])]
+        r = int(self._rev[e])
+        if r >= 0:
+            edges.append(r)
+            offs.append((1.0 - s.fraction) * float(self._len[r]))
+        return edges, offs
+
+    def _run(
+        self,
+        ctx: _Ctx,
+        src: tuple[Sequence[int], Sequence[float]],
+        tg_edge: np.ndarray,
+        tg_off: np.ndarray,
+        tg_id: np.ndarray,
+        n_tg: int,
+        *,
+        heuristic: bool,
+        pen: np.ndarray = _EMPTY_I64,
+        max_cost: float = math.inf,
+        trace_target: int | None = None,
+    ) -> tuple[_Search, list[tuple[np.ndarray, float, float]]]:
+        src_edge = np.asarray(src[0], np.int64)
+        src_off = np.asarray(src[1], np.float64)
+        order = np.argsort(tg_edge, kind="stable")
+        tg_edge, tg_off, tg_id = tg_edge[order], tg_off[order], tg_id[order]
+        act, t_from, t_to = _EMPTY_I64, _EMPTY_F64, _EMPTY_F64
+        win_h, win_f = _EMPTY_F64, _EMPTY_F64
+        if heuristic and ctx.mode != 2 and self._lm_from.shape[0]:
+            act, t_from, t_to = self._landmarks_for(src_edge, tg_edge, tg_off)
+            if ctx.mode == 0:
+                win_h, win_f = self._windows(ctx)
+        ws = self._get_ws()
+        try:
+            lv = ctx.live
+            while True:
+                epoch = ws.next_epoch()
+                best, blen, bnode, bvar, settled = K.search(
+                    self._offsets, self._arc_i, self._arc_f, self._edge_f, self._edge_head,
+                    ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, self.decay_s, ctx.table, lv.flag, lv.data,
+                    src_edge, src_off, tg_edge, tg_off, tg_id, n_tg,
+                    self._lmt, act, t_from, t_to, self._margin, win_h, win_f,
+                    pen, ALT_PENALTY, max_cost + (ctx.t0 if ctx.mode != 2 else 0.0),
+                    ws.nd, ws.par, epoch, ws.heap_k, ws.heap_v,
+                )  # fmt: skip
+                if settled >= 0:
+                    break
+                ws.grow()
+            paths: list[tuple[np.ndarray, float, float]] = []
+            if trace_target is not None and math.isfinite(best[trace_target]):
+                ti = trace_target
+                if bnode[ti] == -1:  # direct on one edge
+                    j, i = divmod(int(bvar[ti]), 65536)
+                    paths.append((np.array([src_edge[i]], np.int64), float(src_off[i]), float(tg_off[j])))
+                else:
+                    j = int(bvar[ti])
+                    mid, sv = K.trace(ws.par, int(bnode[ti]))
+                    mid[0] = src_edge[sv]
+                    full = np.concatenate((mid, np.array([tg_edge[j]], np.int64)))
+                    paths.append((full, float(src_off[sv]), float(tg_off[j])))
+        finally:
+            self._pool.put(ws)
+        return _Search(best, blen, bnode, bvar, int(settled)), paths
+
+    def _windows(self, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+        """Time windows [t0, H_j] (relative seconds) in which every factor is <= f_j < 1."""
+        key = (ctx.b0, ctx.live.version)
+        hit = self._win_cache.get(key)
+        if hit is not None:
+            return hit
+        fmax = np.maximum.accumulate(ctx.table.max(axis=1))
+        lf = ctx.live.fmax
+        fmax = np.maximum(fmax, lf)
+        hs: list[float] = []
+        fs: list[float] = []
+        for k in range(1, len(fmax) + 1):
+            if (k == len(fmax) or fmax[k] > fmax[k - 1]) and fmax[k - 1] < 1.0:
+                hs.append(k * float(BIN_S))
+                fs.append(float(fmax[k - 1]))
+            if k < len(fmax) and fmax[k] >= 1.0:
+                break
+        out = (np.array(hs[:8], np.float64), np.array(fs[:8], np.float64))
+        if len(self._win_cache) > 64:
+            self._win_cache.clear()
+        self._win_cache[key] = out
+        return out
+
+    def _get_ws(self) -> _Workspace:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            return _Workspace(self.g.n_nodes, min(self.g.n_arcs + 64, 1 << 16))
+
+    def _landmarks_for(
+        self, src_edge: np.ndarray, tg_edge: np.ndarray, tg_off: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tails = np.concatenate(
+            [self._edge_tails[self._edge_tail_ptr[e] : self._edge_tail_ptr[e + 1]] for e in tg_edge.tolist()]
+        )
+        if tails.size == 0:
+            return _EMPTY_I64, _EMPTY_F64, _EMPTY_F64
+        lf, lt = self._lm_from, self._lm_to
+        t_from = lf[:, tails].min(axis=1).astype(np.float64)
+        heads = self._edge_head[tg_edge]
+        rest = (self._len[tg_edge] - tg_off) / self._spd[tg_edge]
+        t_to = (lt[:, heads].astype(np.float64) + rest[None, :]).max(axis=1)
+        s = self._edge_head[src_edge[0]]
+        score = np.maximum(t_from - lf[:, s], lt[:, s] - t_to)
+        k = min(ACTIVE_LANDMARKS, len(score))
+        act = np.argsort(-score, kind="stable")[:k].astype(np.int64)
+        return act, np.ascontiguousarray(t_from[act]), np.ascontiguousarray(t_to[act])
+
+    # ---- public API ----------------------------------------------------------------------------
+    def warmup(self) -> None:
+        """Compile (or load from numba's cache) the kernels once."""
+        e = int(np.argmax(self._len))
+        a = self.g.edge_polyline(e)[0]
+        b = self.g.edge_polyline(int(np.argmin(self._len)))[-1]
+        with contextlib.suppress(RouteNotFound):
+            self.route((float(a[0]), float(a[1])), (float(b[0]), float(b[1])), depart_at=0.0)
+
+    def route(
+        self,
+        from_latlon: tuple[float, float],
+        to_latlon: tuple[float, float],
+        *,
+        depart_at: datetime | float,
+        alternatives: int = 0,
+        free_flow: bool = False,
+        metric: Metric = "time",
+        steps: bool = True,
+    ) -> RouteResult:
+        """Fastest (or shortest, metric="distance") route between two WGS-84 points.
+
+        Raises NoRoadNear("from"/"to"), RouteNotFound (no path, including because of closures),
+        InvalidInput for bad options. `depart_at`: aware datetime, naive = region-local, or Unix s.
+        """
+        if not 0 <= alternatives <= 2:
+            raise InvalidInput("alternatives", "must be 0, 1 or 2")
+        ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
+        s = self.snapper.snap(from_latlon[0], from_latlon[1], param="from")
+        d = self.snapper.snap(to_latlon[0], to_latlon[1], param="to")
+        return self.route_snapped(s, d, ctx=ctx, alternatives=alternatives, steps=steps, metric=metric)
+
+    def route_snapped(
+        self, s: Snap, d: Snap, *, ctx: _Ctx, alternatives: int = 0, steps: bool = True, metric: str = "time"
+    ) -> RouteResult:
+        depart = datetime.fromtimestamp(ctx.t_abs, self.tz)
+        if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
+            return RouteResult(
+                0.0, 0.0, 0.0, 0.0, [s.edge], s.fraction, s.fraction, [0.0], [(s.lat, s.lon)],
+                s.distance_m, d.distance_m, (s.lat, s.lon), (d.lat, d.lon), depart, depart, [], metric=metric,
+            )  # fmt: skip
+        src = self._variants(s)
+        te, to = self._variants(d)
+        tg_edge = np.asarray(te, np.int64)
+        tg_off = np.asarray(to, np.float64)
+        tg_id = np.zeros(len(te), np.int64)
+        res, paths = self._run(ctx, src, tg_edge, tg_off, tg_id, 1, heuristic=True, trace_target=0)
+        if not paths:
+            raise RouteNotFound(self._why_not(ctx, src, tg_edge, tg_off))
+        path, first_off, last_end = paths[0]
+        main = self._result(ctx, path, first_off, last_end, s, d, depart, steps, metric)
+        main.settled = res.settled
+        if alternatives:
+            main.alternatives = self._alternatives(
+                ctx, main, src, tg_edge, tg_off, s, d, depart, alternatives, steps, metric
+            )
+        return main
+
+    def _why_not(self, ctx: _Ctx, src: Any, tg_edge: np.ndarray, tg_off: np.ndarray) -> str:
+        closed_now = ctx.live.closed_at(ctx.t_abs)
+        if closed_now.any():
+            open_ctx = _Ctx(ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, ctx.table, self._empty_live)
+            res, _ = self._run(
+                open_ctx, src, tg_edge, tg_off, np.zeros(len(tg_edge), np.int64), 1, heuristic=True
+            )
+            if math.isfinite(res.cost[0]):
+                return (
+                    f"no drivable path: closed roads ({int(closed_now.sum())} closed now) block every route"
+                )
+        return "no drivable path joins the two points (one-way roads or turn restrictions)"
+
+    def _result(
+        self, ctx: _Ctx, path: np.ndarray, first_off: float, last_end: float, s: Snap, d: Snap,
+        depart: datetime, steps: bool, metric: str,
+    ) -> RouteResult:  # fmt: skip
+        lv = ctx.live
+        tmode = 0 if ctx.mode == 0 or (ctx.mode == 2 and lv is not self._empty_live) else 1
+        table = self._table(ctx.b0) if tmode == 0 else self._flat_table
+        times = K.path_times(
+            path,
+            first_off,
+            last_end,
+            tmode,
+            ctx.b0,
+            ctx.t0,
+            self.decay_s,
+            self._edge_f,
+            table,
+            lv.flag,
+            lv.data,
+        )
+        ff = K.path_times(
+            path, first_off, last_end, 1, ctx.b0, ctx.t0, self.decay_s, self._edge_f, table, lv.flag, lv.data
+        )
+        duration = float(times[-1] - times[0])
+        ff_dur = float(ff[-1] - ff[0])
+        lens = self._len[path].copy()
+        lens[-1] = last_end
+        lens[0] -= first_off
+        if len(path) == 1:
+            lens[0] = last_end - first_off
+        dist = float(lens.sum())
+        edges = [int(e) for e in path]
+        f0 = first_off / float(self._len[path[0]]) if self._len[path[0]] > 0 else 0.0
+        f1 = last_end / float(self._len[path[-1]]) if self._len[path[-1]] > 0 else 1.0
+        poly = route_polyline(self.g, edges, f0, f1)
+        if poly:
+            poly[0] = (s.lat, s.lon) if edges[0] == s.edge else poly[0]
+            poly[-1] = (d.lat, d.lon) if edges[-1] == d.edge else poly[-1]
+        entry = (times[:-1] - times[0]).tolist()
+        st = build_steps(self.g, edges, lens.tolist(), np.diff(times).tolist(), poly) if steps else []
+        return RouteResult(
+            distance_m=dist,
+            duration_s=duration,
+            duration_free_flow_s=ff_dur,
+            delay_s=duration - ff_dur,
+            edges=edges,
+            first_fraction=f0,
+            last_fraction=f1,
+            edge_entry_s=entry,
+            polyline=poly,
+            snap_from_m=s.distance_m,
+            snap_to_m=d.distance_m,
+            from_snapped=(s.lat, s.lon),
+            to_snapped=(d.lat, d.lon),
+            depart_at=depart,
+            arrive_at=depart + timedelta(seconds=duration),
+            steps=st,
+            metric=metric,
+        )
+
+    def _alternatives(
+        self, ctx: _Ctx, main: RouteResult, src: Any, tg_edge: np.ndarray, tg_off: np.ndarray,
+        s: Snap, d: Snap, depart: datetime, want: int, steps: bool, metric: str,
+    ) -> list[RouteResult]:  # fmt: skip
+        accepted = [main]
+        out: list[RouteResult] = []
+        penal: set[int] = set(main.edges)
+        best_cost = main.distance_m if metric == "distance" else main.duration_s
+        for _ in range(3 * want):
+            if len(out) >= want:
+                break
+            pen = np.array(sorted(penal), np.int64)
+            _, paths = self._run(
+                ctx,
+                src,
+                tg_edge,
+                tg_off,
+                np.zeros(len(tg_edge), np.int64),
+                1,
+                heuristic=True,
+                pen=pen,
+                trace_target=0,
+            )
+            if not paths:
+                break
+            path, first_off, last_end = paths[0]
+            cand = self._result(ctx, path, first_off, last_end, s, d, depart, steps, metric)
+            penal.update(cand.edges)
+            cost = cand.distance_m if metric == "distance" else cand.duration_s
+            cand.stretch = cost / best_cost if best_cost > 0 else math.inf
+            cand.overlap = max(_overlap(cand, a, self._len) for a in accepted)
+            if cand.stretch <= ALT_MAX_STRETCH and cand.overlap < ALT_MAX_OVERLAP:
+                accepted.append(cand)
+                out.append(cand)
+        return out
+
+    def _snap_all(self, points: Sequence[tuple[float, float]], param: str) -> list[Snap]:
+        snaps = self.snapper.snap_many(points, param)
+        out: list[Snap] = []
+        for i, sn in enumerate(snaps):
+            if sn is None:
+                lat, lon = points[i]
+                raise NoRoadNear(
+                    f"{param}[{i}]",
+                    f"no road near ({lat:.6f}, {lon:.6f}) within {self.snapper.max_snap_m:.0f} m",
+                )
+            out.append(sn)
+        return out
+
+    def one_to_many(
+        self,
+        origin: tuple[float, float],
+        targets: Sequence[tuple[float, float]],
+        *,
+        depart_at: datetime | float,
+        free_flow: bool = False,
+        metric: Metric = "time",
+        max_time_s: float = math.inf,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(durations s, distances m) of the fastest routes to each target; inf where unreachable
+        (or beyond `max_time_s`). One time-dependent Dijkstra settles all targets at once."""
+        ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
+        s = self.snapper.snap(origin[0], origin[1], param="origin")
+        tsn = self._snap_all(targets, "targets")
+        return self._one_to_many_snapped(ctx, s, tsn, max_time_s)
+
+    def _one_to_many_snapped(
+        self, ctx: _Ctx, s: Snap, tsn: Sequence[Snap], max_cost: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        te: list[int] = []
+        to: list[float] = []
+        ti: list[int] = []
+        for k, d in enumerate(tsn):
+            a, b = self._variants(d)
+            te += a
+            to += b
+            ti += [k] * len(a)
+        if not tsn:
+            return np.zeros(0), np.zeros(0)
+        res, _ = self._run(
+            ctx, self._variants(s), np.asarray(te, np.int64), np.asarray(to, np.float64), np.asarray(ti, np.int64),
+            len(tsn), heuristic=False, max_cost=max_cost,
+        )  # fmt: skip
+        cost, length = res.cost.copy(), res.length.copy()
+        for k, d in enumerate(tsn):
+            if (d.edge == s.edge and d.fraction == s.fraction) or (d.lat == s.lat and d.lon == s.lon):
+                cost[k], length[k] = 0.0, 0.0
+        if ctx.mode == 2:
+            return length, length
+        return cost, length
+
+    def matrix(
+        self,
+        sources: Sequence[tuple[float, float]],
+        targets: Sequence[tuple[float, float]],
+        *,
+        depart_at: datetime | float,
+        free_flow: bool = False,
+        metric: Metric = "time",
+    ) -> MatrixResult:
+        """Durations and distances [sources x targets]: one one-to-many search per source (a Python
+        loop over sources; each search is one compiled call that settles every target)."""
+        ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
+        ss = self._snap_all(sources, "sources")
+        ts = self._snap_all(targets, "targets")
+        dur = np.full((len(ss), len(ts)), np.inf)
+        dist = np.full((len(ss), len(ts)), np.inf)
+        for i, s in enumerate(ss):
+            dur[i], dist[i] = self._one_to_many_snapped(ctx, s, ts, math.inf)
+        return MatrixResult(dur, dist)
+
+    def congestion(self, edge_ids: Sequence[int] | np.ndarray, t: datetime | float) -> np.ndarray:
+        return self.live.congestion(edge_ids, t)
+
+
+def _overlap(a: RouteResult, b: RouteResult, lengths: np.ndarray) -> float:
+    if a.distance_m <= 0:
+        return 1.0
+    bs = set(b.edges)
+    shared = sum(float(lengths[e]) for e in a.edges if e in bs)
+    return min(1.0, shared / a.distance_m)
+
+
+def _reverse_edges(g: CompiledGraph) -> np.ndarray:
+    """Reverse road edge (same segment, v -> u) of each road edge, -1 if none: the builder's record
+    when the graph has one, else matched by (v, u, way)."""
+    if g.edge_rev.shape[0] == g.n_road_edges:
+        return g.edge_rev.astype(np.int64)
+    m, n = g.n_road_edges, max(g.n_nodes, 1)
+    key = g.edge_u.astype(np.int64) * n + g.edge_v.astype(np.int64)
+    order = np.lexsort((g.edge_way, key))
+    skey, sway = key[order], g.edge_way[order]
+    want = g.edge_v.astype(np.int64) * n + g.edge_u.astype(np.int64)
+    pos = np.searchsorted(skey, want)
+    pos_c = np.minimum(pos, m - 1)
+    ok = (pos < m) & (skey[pos_c] == want) & (sway[pos_c] == g.edge_way)
+    rev = np.where(ok, order[pos_c], -1).astype(np.int64)
+    # same (v, u) but the first hit is another way: look further (rare)
+    miss = np.flatnonzero(~ok & (pos < m) & (skey[pos_c] == want))
+    for e in miss.tolist():
+        p = int(pos[e])
+        while p < m and skey[p] == want[e]:
+            if sway[p] == g.edge_way[e]:
+                rev[e] = order[p]
+                break
+            p += 1
+    return rev
+
+
+__all__ = ["MatrixResult", "RouteResult", "Router"]

@@ -1,0 +1,162 @@
+"""Fast router (numba, node-split CSR, ALT) == reference (pure Python, edge-based) on seeded random inputs."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from config import load_region
+from geo import RouteNotFound
+from geo._reference import ReferenceRouter
+from geo._router import Router
+from geo._synthetic import synthetic_graph
+from geo._traffic import TrafficProfile
+
+TZ = ZoneInfo("Asia/Shanghai")
+HOL = load_region("lijiang").holidays
+REL = 1e-6
+
+DEPARTURES = [
+    datetime(2026, 3, 10, 8, 15, tzinfo=TZ),  # weekday morning peak
+    datetime(2026, 3, 10, 18, 5, tzinfo=TZ),  # evening peak
+    datetime(2026, 3, 14, 12, 0, tzinfo=TZ),  # weekend midday bump
+    datetime(2026, 10, 2, 11, 40, tzinfo=TZ),  # national holiday
+    datetime(2026, 3, 10, 23, 52, tzinfo=TZ),  # crosses local midnight
+    datetime(2026, 9, 30, 23, 58, tzinfo=TZ),  # weekday -> holiday at midnight
+    datetime(2026, 3, 11, 3, 0, tzinfo=TZ),  # night
+]
+
+
+@pytest.fixture(scope="module")
+def world():
+    g = synthetic_graph(2500, seed=11, restrictions=80)
+    prof = TrafficProfile.default()
+    r = Router(g, profile=prof, holidays=HOL, tz=TZ)
+    ref = ReferenceRouter(g, prof, HOL, TZ)
+    return g, r, ref
+
+
+def _points(g, rng, k):
+    """Random points near roads (on a polyline, jittered) and a few anywhere in the bbox."""
+    pts = []
+    for _ in range(k):
+        if rng.random() < 0.8:
+            e = int(rng.integers(g.n_road_edges))
+            pl = g.edge_polyline(e)
+            i = int(rng.integers(len(pl) - 1))
+            f = rng.random()
+            lat, lon = pl[i] + f * (pl[i + 1] - pl[i])
+            pts.append((float(lat + rng.normal(0, 1e-4)), float(lon + rng.normal(0, 1e-4))))
+        else:
+            pts.append(
+                (
+                    float(rng.uniform(g.node_lat.min(), g.node_lat.max())),
+                    float(rng.uniform(g.node_lon.min(), g.node_lon.max())),
+                )
+            )
+    return pts
+
+
+def _departure(rng):
+    if rng.random() < 0.6:
+        return DEPARTURES[int(rng.integers(len(DEPARTURES)))].timestamp() + float(rng.uniform(0, 600))
+    return datetime(2026, 3, 1, tzinfo=TZ).timestamp() + float(rng.uniform(0, 60 * 86400))
+
+
+def _check(r, ref, a, b, dep, *, free_flow=False, metric="time"):
+    s = r.snapper.snap(*a)
+    d = r.snapper.snap(*b)
+    live = r._empty_live if free_flow else r.live.snapshot()
+    mode = 2 if metric == "distance" else (1 if free_flow else 0)
+    want = ref.cost(s, d, dep, live, mode)
+    try:
+        res = r.route(a, b, depart_at=dep, free_flow=free_flow, metric=metric, steps=False)
+    except RouteNotFound:
+        assert math.isinf(want), f"router found no route, reference {want}"
+        return "unreachable"
+    got = res.distance_m if metric == "distance" else res.duration_s
+    assert got == pytest.approx(want, rel=REL, abs=1e-6), (a, b, dep)
+    # the returned path really costs that (independent evaluation)
+    if len(res.edges) and res.distance_m > 0:
+        f0 = res.first_fraction * float(g_len(r, res.edges[0]))
+        f1 = res.last_fraction * float(g_len(r, res.edges[-1]))
+        pc = ref.path_cost(res.edges, f0, f1, dep if mode != 2 else 0.0, live, mode)
+        assert pc == pytest.approx(got, rel=REL, abs=1e-5)
+    return "ok"
+
+
+def g_len(r, e):
+    return r.g.edge_length_m[e]
+
+
+def test_parity_profile_only(world):
+    g, r, ref = world
+    rng = np.random.default_rng(1)
+    pts = _points(g, rng, 500)
+    out = [_check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng)) for i in range(250)]
+    print(f"\nparity profile-only: {out.count('ok')} ok, {out.count('unreachable')} unreachable (both)")
+
+
+def test_parity_with_live_updates_and_closures(world):
+    g, r, ref = world
+    rng = np.random.default_rng(2)
+    t_obs = datetime(2026, 10, 2, 11, 0, tzinfo=TZ).timestamp()
+    edges = rng.choice(g.n_road_edges, 400, replace=False)
+    batch = []
+    for i, e in enumerate(edges.tolist()):
+        o = t_obs - float(rng.uniform(0, 1800))
+        if i < 40:
+            batch.append(
+                {
+                    "edge_id": e,
+                    "observed_at": o,
+                    "closed": True,
+                    "expires_at": o + float(rng.uniform(600, 10800)),
+                }
+            )
+        elif i % 2:
+            batch.append({"edge_id": e, "observed_at": o, "factor": float(rng.uniform(0.1, 1.4))})
+        else:
+            batch.append(
+                {
+                    "edge_id": e,
+                    "observed_at": o,
+                    "speed_kmh": float(rng.uniform(3, 1.45 * 3.6 * g.edge_speed_mps[e])),
+                    "expires_at": o + 5400,
+                }
+            )
+    r.live.apply(batch)
+    try:
+        pts = _points(g, rng, 400)
+        out = []
+        for i in range(200):
+            dep = t_obs + float(rng.uniform(-900, 7200))
+            out.append(_check(r, ref, pts[2 * i], pts[2 * i + 1], dep))
+        print(f"\nparity live: {out.count('ok')} ok, {out.count('unreachable')} unreachable (both)")
+    finally:
+        r.live.clear()
+
+
+def test_parity_free_flow_and_distance(world):
+    g, r, ref = world
+    rng = np.random.default_rng(3)
+    pts = _points(g, rng, 120)
+    for i in range(30):
+        _check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng), free_flow=True)
+    for i in range(30, 60):
+        _check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng), metric="distance")
+
+
+def test_parity_without_restrictions_small_graph():
+    g = synthetic_graph(900, seed=21, restrictions=0, landmarks=8)
+    prof = TrafficProfile.default()
+    r = Router(g, profile=prof, holidays=HOL, tz=TZ)
+    ref = ReferenceRouter(g, prof, HOL, TZ)
+    rng = np.random.default_rng(4)
+    pts = _points(g, rng, 120)
+    for i in range(60):
+        _check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng))
