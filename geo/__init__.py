@@ -14,8 +14,10 @@ from geo._errors import (
     RouteNotFound,
 )
 from geo._graph import CLASS_INDEX, ROAD_CLASSES, CompiledGraph
+from geo._graphcache import graph_identity, load_or_build
 from geo._h3cells import Covering, cells_for_point, cells_for_points, covering_cells, rings_for_radius
 from geo._hours import open_now
+from geo._landmarks import add_landmarks
 from geo._pricing import (
     KNOWN_GRADES,
     AppliedPromotion,
@@ -24,6 +26,11 @@ from geo._pricing import (
     effective_price,
     normalize_grade,
 )
+from geo._router import MatrixResult, Router, RouteResult
+from geo._snap import Snap, Snapper
+from geo._steps import Step
+from geo._synthetic import synthetic_graph
+from geo._traffic import ApplyResult, LiveTraffic, LiveUpdate, TrafficProfile
 
 __all__ = [
     "BRANDS",
@@ -31,6 +38,7 @@ __all__ = [
     "KNOWN_GRADES",
     "ROAD_CLASSES",
     "AppliedPromotion",
+    "ApplyResult",
     "CompiledGraph",
     "Conflict",
     "CoordSystem",
@@ -39,11 +47,21 @@ __all__ = [
     "FuelError",
     "GraphCacheError",
     "InvalidInput",
+    "LiveTraffic",
+    "LiveUpdate",
+    "MatrixResult",
     "NoRoadNear",
     "NotFound",
     "PriceAboveCeiling",
     "Promotion",
     "RouteNotFound",
+    "RouteResult",
+    "Router",
+    "Snap",
+    "Snapper",
+    "Step",
+    "TrafficProfile",
+    "add_landmarks",
     "applies",
     "bearing_deg",
     "brand_from_tags",
@@ -52,11 +70,14 @@ __all__ = [
     "covering_cells",
     "effective_price",
     "from_wgs84",
+    "graph_identity",
     "haversine_m",
     "haversine_m_array",
+    "load_or_build",
     "normalize_brand",
     "normalize_grade",
     "open_now",
     "rings_for_radius",
+    "synthetic_graph",
     "to_wgs84",
 ]
