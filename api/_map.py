@@ -48,8 +48,7 @@ GET /v1/map/region?coord=
   are; else the polygon's representative point, else the bbox centre), default zoom (13, where
   markers show) and the OSM attribution.
 
-The SQL of this module lives in the "queries" section below: the store/ layer belongs to other
-engineers right now; the queries are parameterised (column names only from fixed tables).
+The SQL of this module lives in store/_map.py (cell_groups, roads_in_bbox, median_station_position).
 """
 
 from __future__ import annotations
@@ -63,25 +62,25 @@ from decimal import Decimal
 from typing import Any
 
 import h3
-import psycopg
 from fastapi import APIRouter, Depends, Query
-from psycopg.rows import dict_row
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
 from api._params import (
+    bbox_to_wgs84,
     parse_at,
     parse_bbox,
     parse_coord,
     parse_grade,
-    point_from_wgs84,
-    point_to_wgs84,
+    point_out,
 )
+from api._routing import level
 from api._state import AppState, get_state
 from config import Region
 from geo._brands import BRANDS
 from geo._errors import InvalidInput
 from geo._pricing import DEFAULT_LITRES, Promotion, effective_price
+from store._map import cell_groups, median_station_position, roads_in_bbox
 from store._prices import current_prices
 from store._promotions import promotions_for_stations
 from store._stations import stations_in_bbox
@@ -113,7 +112,6 @@ ZOOM_TABLE: tuple[tuple[int, int, int], ...] = (
     (11, 7, 7),
     (12, 8, 8),
 )
-_H3_COLUMNS = {7: "h3_r7", 8: "h3_r8", 9: "h3_r9"}
 
 # Road classes drawn from a zoom on (links follow their road).
 _CLASS_MIN_ZOOM: dict[str, int] = {
@@ -174,17 +172,7 @@ def bbox_area_km2(west: float, south: float, east: float, north: float) -> float
 
 def parse_map_bbox(value: str | None, coord: str, zoom: int) -> tuple[float, float, float, float]:
     """The bbox (in `coord`) as a WGS-84 box around its converted corners, checked for the zoom."""
-    west, south, east, north = parse_bbox(value)
-    if coord != "wgs84":
-        try:
-            corners = [
-                point_to_wgs84(a, b, coord)
-                for a, b in ((south, west), (south, east), (north, west), (north, east))
-            ]
-        except ValueError as exc:
-            raise InvalidInput("coord", str(exc)) from None
-        south, north = min(c[0] for c in corners), max(c[0] for c in corners)
-        west, east = min(c[1] for c in corners), max(c[1] for c in corners)
+    west, south, east, north = bbox_to_wgs84(*parse_bbox(value), coord)
     limit = max_area_km2(zoom)
     if limit is not None:
         area = bbox_area_km2(west, south, east, north)
@@ -215,15 +203,10 @@ def simplify_tolerance_deg(zoom: int) -> float:
 
 
 def traffic_level(factor: float | None) -> str:
+    """The traffic level of a congestion factor (api._routing.level), "unknown" without one."""
     if factor is None or not math.isfinite(factor):
         return "unknown"
-    if factor <= 0.0:
-        return "closed"
-    if factor >= 0.8:
-        return "free"
-    if factor >= 0.5:
-        return "slow"
-    return "congested"
+    return level(factor)
 
 
 def price_colour(price: float | None, lo: float | None, hi: float | None) -> str:
@@ -251,97 +234,6 @@ def _f(x: Decimal | float | None) -> float | None:
     return None if x is None else round(float(x), 2)
 
 
-# ---- queries --------------------------------------------------------------------------------------
-
-
-def cell_groups(
-    conn: psycopg.Connection,
-    west: float,
-    south: float,
-    east: float,
-    north: float,
-    *,
-    column_res: int,
-    grade: str,
-    at: datetime,
-) -> list[dict[str, Any]]:
-    """Stations in the box grouped in SQL by (H3 cell, brand, list price of `grade` at `at`, own promotion).
-
-    Rows: cell (int), brand, price_cny (None: no price or not open), rep (a station id of the group),
-    n. `own` groups (a station with station-scoped promotions valid at `at`) hold one station each.
-    """
-    column = _H3_COLUMNS[column_res]  # from a fixed table, never from input
-    cur = conn.cursor(row_factory=dict_row)
-    cur.execute(
-        "WITH s AS ("
-        f" SELECT s.id, s.brand, s.{column} AS cell, CASE WHEN s.status = 'open' THEN p.price_cny END AS price,"
-        "  EXISTS (SELECT 1 FROM promotions pr WHERE pr.scope = 'station' AND pr.station_id = s.id"
-        "   AND pr.valid_from <= %(at)s AND (pr.valid_to IS NULL OR pr.valid_to > %(at)s)) AS own"
-        " FROM stations s"
-        " LEFT JOIN LATERAL (SELECT price_cny FROM prices WHERE prices.station_id = s.id"
-        "   AND prices.grade = %(grade)s AND prices.effective_from <= %(at)s"
-        "   ORDER BY prices.effective_from DESC LIMIT 1) p ON true"
-        " WHERE s.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326))"
-        " SELECT cell, brand, price AS price_cny, min(id) AS rep, count(*) AS n FROM s"
-        " GROUP BY cell, brand, price, CASE WHEN own THEN id END",
-        {"w": west, "s": south, "e": east, "n": north, "grade": grade, "at": at},
-    )
-    return list(cur.fetchall())
-
-
-def roads_in_bbox(
-    conn: psycopg.Connection,
-    region: str,
-    west: float,
-    south: float,
-    east: float,
-    north: float,
-    *,
-    classes: Sequence[str],
-    tolerance_deg: float,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """Road edges meeting the box (GiST), of `classes`, simplified; major classes first, then by id."""
-    cur = conn.cursor(row_factory=dict_row)
-    cur.execute(
-        "SELECT id, highway, name, name_en,"
-        " ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, %(tol)s), 6)::json AS geometry"
-        " FROM road_edges WHERE region = %(region)s"
-        " AND geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)"
-        " AND highway = ANY(%(classes)s::text[])"
-        " ORDER BY array_position(%(classes)s::text[], highway), id LIMIT %(limit)s",
-        {
-            "region": region,
-            "w": west,
-            "s": south,
-            "e": east,
-            "n": north,
-            "classes": list(classes),
-            "tol": tolerance_deg,
-            "limit": limit,
-        },
-    )
-    return list(cur.fetchall())
-
-
-def median_station_position(conn: psycopg.Connection, bbox: Sequence[float]) -> tuple[float, float] | None:
-    """(lat, lon) median of the stations in the box (GiST), None when there are none."""
-    west, south, east, north = bbox
-    row = (
-        conn.cursor(row_factory=dict_row)
-        .execute(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ST_Y(geom)) AS lat,"
-            " percentile_cont(0.5) WITHIN GROUP (ORDER BY ST_X(geom)) AS lon"
-            " FROM stations WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)",
-            (west, south, east, north),
-        )
-        .fetchone()
-    )
-    if row is None or row["lat"] is None:
-        return None
-    return float(row["lat"]), float(row["lon"])
-
-
 # ---- pricing helpers ----------------------------------------------------------------------------
 
 
@@ -366,15 +258,10 @@ def _price(
 # ---- shaping --------------------------------------------------------------------------------------
 
 
-def _pt(lat: float, lon: float, coord: str) -> tuple[float, float]:
-    a, b = point_from_wgs84(lat, lon, coord)
-    return round(a, 7), round(b, 7)
-
-
 def _ring(latlngs: Iterable[tuple[float, float]], coord: str) -> list[list[float]]:
     ring = []
     for lat, lon in latlngs:
-        a, b = _pt(lat, lon, coord)
+        a, b = point_out(lat, lon, coord)
         ring.append([b, a])
     if ring and ring[0] != ring[-1]:
         ring.append(ring[0])
@@ -388,7 +275,7 @@ def _geometry_to(geom: dict[str, Any], coord: str) -> dict[str, Any]:
 
     def conv(c: Any) -> Any:
         if c and isinstance(c[0], (int, float)):
-            lat, lon = _pt(float(c[1]), float(c[0]), coord)
+            lat, lon = point_out(float(c[1]), float(c[0]), coord)
             return [lon, lat]
         return [conv(x) for x in c]
 
@@ -458,7 +345,7 @@ def _cells(
     features = []
     for cell, c in items:
         clat, clon = h3.cell_to_latlng(cell)
-        plat, plon = _pt(clat, clon, coord)
+        plat, plon = point_out(clat, clon, coord)
         min_price = _f(c["min"])
         features.append(
             {
@@ -503,7 +390,7 @@ def _markers(
         sid = int(r["id"])
         cp = prices.get(sid, {}).get(grade) if r["status"] == "open" else None
         priced = _price(cp.price_cny if cp else None, grade, promos.get(sid, []), at, region)
-        lat, lon = _pt(float(r["lat"]), float(r["lon"]), coord)
+        lat, lon = point_out(float(r["lat"]), float(r["lon"]), coord)
         eff = _f(priced.effective)
         promo = priced.promotion
         features.append(
@@ -776,9 +663,9 @@ def map_region(
         else:
             w, s, e, n = region.bbox
             centre, centre_source = ((s + n) / 2, (w + e) / 2), "bbox"
-    clat, clon = _pt(*centre, coord_s)
+    clat, clon = point_out(*centre, coord_s)
     w, s, e, n = region.bbox
-    sw, ne = _pt(s, w, coord_s), _pt(n, e, coord_s)
+    sw, ne = point_out(s, w, coord_s), point_out(n, e, coord_s)
     body = {
         "name": region.name,
         "display_name": region.display_name,

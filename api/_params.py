@@ -85,14 +85,32 @@ def parse_coord(value: str | None, param: str = "coord") -> str:
     return v
 
 
-def point_to_wgs84(lat: float, lon: float, coord: str) -> tuple[float, float]:
-    """A point given in `coord` -> WGS-84 (identity outside China, see geo._coords)."""
-    return to_wgs84(lat, lon, coord)
+# Conversions are geo._coords' (identity outside China); the api names are kept as plain aliases.
+point_to_wgs84 = to_wgs84
+point_from_wgs84 = from_wgs84
 
 
-def point_from_wgs84(lat: float, lon: float, coord: str) -> tuple[float, float]:
-    """A WGS-84 point -> `coord` (identity outside China)."""
-    return from_wgs84(lat, lon, coord)
+def point_out(lat: float, lon: float, coord: str) -> tuple[float, float]:
+    """A WGS-84 point in `coord` for a response: (lat, lon) rounded to 7 decimals (about 1 cm)."""
+    a, b = from_wgs84(lat, lon, coord)
+    return round(a, 7), round(b, 7)
+
+
+def bbox_to_wgs84(
+    west: float, south: float, east: float, north: float, coord: str
+) -> tuple[float, float, float, float]:
+    """A box given in `coord` as the WGS-84 box around its four converted corners (west, south, east,
+    north); unchanged for wgs84. An unknown `coord` is an InvalidInput on param `coord`."""
+    if coord == "wgs84":
+        return west, south, east, north
+    try:
+        corners = [
+            to_wgs84(a, b, coord) for a, b in ((south, west), (south, east), (north, west), (north, east))
+        ]
+    except ValueError as exc:
+        raise InvalidInput("coord", str(exc)) from None
+    lats, lons = [c[0] for c in corners], [c[1] for c in corners]
+    return min(lons), min(lats), max(lons), max(lats)
 
 
 def parse_grade(value: str | None, param: str = "grade") -> str | None:

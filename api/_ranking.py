@@ -73,7 +73,9 @@ from geo._ranking import (
     legs_to,
     price_at,
 )
-from store._stations import promotions_between, station_prices_between, stations_in_cells
+from store._prices import station_prices_between
+from store._promotions import promotions_between
+from store._stations import stations_in_cells
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 

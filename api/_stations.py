@@ -46,6 +46,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api._params import (
     FillSpec,
+    bbox_to_wgs84,
     parse_at,
     parse_bbox,
     parse_bool,
@@ -58,12 +59,12 @@ from api._params import (
     parse_lon,
     parse_payment,
     parse_sort,
-    point_from_wgs84,
-    point_to_wgs84,
+    point_out,
 )
 from api._routing import need_router
 from api._state import AppState, get_state
 from config import Region, Settings
+from geo._coords import to_wgs84
 from geo._errors import InvalidInput, NotFound
 from geo._hours import open_now
 from geo._pricing import DEFAULT_LITRES, KNOWN_GRADES, AppliedPromotion, Promotion, effective_price
@@ -84,15 +85,9 @@ from geo._ranking import (
     worth_it,
 )
 from geo._router import Router
-from store._prices import CurrentPrice, current_prices
-from store._promotions import promotions_for_stations
-from store._stations import (
-    get_station,
-    nearby_stations,
-    promotions_between,
-    station_prices_between,
-    stations_in_bbox,
-)
+from store._prices import CurrentPrice, current_prices, station_prices_between
+from store._promotions import promotions_between, promotions_for_stations
+from store._stations import get_station, nearby_stations, stations_in_bbox
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 
@@ -104,11 +99,6 @@ SCORE_DISTANCE_WEIGHT = 0.3
 
 def _f(x: Decimal | float | None, nd: int = 2) -> float | None:
     return None if x is None else round(float(x), nd)
-
-
-def _coords_out(lat: float, lon: float, coord: str) -> tuple[float, float]:
-    a, b = point_from_wgs84(lat, lon, coord)
-    return round(a, 7), round(b, 7)
 
 
 class _Quote:
@@ -188,7 +178,7 @@ def _station_out(
     coord: str,
     quote: _Quote,
 ) -> dict[str, Any]:
-    lat, lon = _coords_out(float(row["lat"]), float(row["lon"]), coord)
+    lat, lon = point_out(float(row["lat"]), float(row["lon"]), coord)
     status = row["status"]
     is_open = False if status != "open" else open_now(row.get("opening_hours"), at.astimezone(region.tz))
     out: dict[str, Any] = {
@@ -287,7 +277,7 @@ def nearby(
     )
     quote = _Quote(litres=cp.fill.litres, member=cp.member, payment=cp.payment)
     try:
-        w_lat, w_lon = point_to_wgs84(q_lat, q_lon, coord_s)
+        w_lat, w_lon = to_wgs84(q_lat, q_lon, coord_s)
     except ValueError as exc:
         raise InvalidInput("coord", str(exc)) from None
     query = {"lat": q_lat, "lon": q_lon, "radius_m": radius, "grade": grade_s, "sort": sort_s, "limit": n}
@@ -653,23 +643,16 @@ def stations(
     """
     settings = state.settings
     coord_s = parse_coord(coord)
-    west, south, east, north = parse_bbox(bbox)
+    west, south, east, north = bbox_to_wgs84(*parse_bbox(bbox), coord_s)
     n = parse_int(limit, "limit", default=settings.max_limit, lo=1, hi=settings.max_limit)
     after_id = parse_int(after, "after", default=0, lo=0, hi=2**63 - 1)
-    if coord_s != "wgs84":
-        corners = [
-            point_to_wgs84(a, b, coord_s)
-            for a, b in ((south, west), (south, east), (north, west), (north, east))
-        ]
-        south, north = min(c[0] for c in corners), max(c[0] for c in corners)
-        west, east = min(c[1] for c in corners), max(c[1] for c in corners)
     with state.db.connection() as conn:
         rows = stations_in_bbox(conn, west, south, east, north, limit=n, after_id=after_id)
     region = state.served.region
     at_dt = datetime.now(region.tz)
     results = []
     for r in rows:
-        lat, lon = _coords_out(float(r["lat"]), float(r["lon"]), coord_s)
+        lat, lon = point_out(float(r["lat"]), float(r["lon"]), coord_s)
         results.append(
             {
                 "id": int(r["id"]),

@@ -7,7 +7,8 @@ Conversion uses prcoords (public domain, maintained); its `*_bored` inverses ite
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import prcoords
@@ -21,34 +22,30 @@ def in_china(lat: float, lon: float) -> bool:
     return bool(prcoords.sanity_in_china_p(prcoords.Coords(lat, lon)))
 
 
-def to_wgs84(lat: float, lon: float, system: str) -> tuple[float, float]:
-    """Convert a point given in `system` to WGS-84 (lat, lon); identity outside China."""
+# system -> prcoords converter of a (lat, lon) pair; wgs84 is the identity.
+_TO_WGS84: dict[str, Callable[..., Any]] = {"gcj02": prcoords.gcj_wgs_bored, "bd09": prcoords.bd_wgs_bored}
+_FROM_WGS84: dict[str, Callable[..., Any]] = {"gcj02": prcoords.wgs_gcj, "bd09": prcoords.wgs_bd}
+
+
+def _convert(
+    lat: float, lon: float, system: str, converters: dict[str, Callable[..., Any]]
+) -> tuple[float, float]:
     if system not in ("wgs84", "gcj02", "bd09"):
         raise ValueError(f"unknown coordinate system {system!r} (wgs84, gcj02, bd09)")
     if system == "wgs84" or not in_china(lat, lon):
         return lat, lon
-    if system == "gcj02":
-        out = prcoords.gcj_wgs_bored((lat, lon), False)
-    elif system == "bd09":
-        out = prcoords.bd_wgs_bored((lat, lon), False)
-    else:
-        raise ValueError(f"unknown coordinate system {system!r} (wgs84, gcj02, bd09)")
+    out = converters[system]((lat, lon), False)
     return float(out[0]), float(out[1])
+
+
+def to_wgs84(lat: float, lon: float, system: str) -> tuple[float, float]:
+    """Convert a point given in `system` to WGS-84 (lat, lon); identity outside China."""
+    return _convert(lat, lon, system, _TO_WGS84)
 
 
 def from_wgs84(lat: float, lon: float, system: str) -> tuple[float, float]:
     """Convert a WGS-84 point to `system` (lat, lon); identity outside China."""
-    if system not in ("wgs84", "gcj02", "bd09"):
-        raise ValueError(f"unknown coordinate system {system!r} (wgs84, gcj02, bd09)")
-    if system == "wgs84" or not in_china(lat, lon):
-        return lat, lon
-    if system == "gcj02":
-        out = prcoords.wgs_gcj((lat, lon), False)
-    elif system == "bd09":
-        out = prcoords.wgs_bd((lat, lon), False)
-    else:
-        raise ValueError(f"unknown coordinate system {system!r} (wgs84, gcj02, bd09)")
-    return float(out[0]), float(out[1])
+    return _convert(lat, lon, system, _FROM_WGS84)
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

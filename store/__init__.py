@@ -3,8 +3,16 @@
 from store._ceilings import Ceiling, ceiling_at, ceilings_for_zone, upsert_ceilings
 from store._db import Database, admin_url, create_database, database_name, drop_database
 from store._migrate import migrate
-from store._prices import CurrentPrice, PriceIn, current_prices, insert_price, insert_prices, price_history
-from store._promotions import promotions_for_stations, upsert_promotion
+from store._prices import (
+    CurrentPrice,
+    PriceIn,
+    current_prices,
+    insert_price,
+    insert_prices,
+    price_history,
+    station_prices_between,
+)
+from store._promotions import promotions_between, promotions_for_stations, upsert_promotion
 from store._stations import (
     StationIn,
     UpsertCounts,
@@ -35,7 +43,9 @@ __all__ = [
     "migrate",
     "nearby_stations",
     "price_history",
+    "promotions_between",
     "promotions_for_stations",
+    "station_prices_between",
     "stations_in_bbox",
     "upsert_ceilings",
     "upsert_promotion",

@@ -101,6 +101,23 @@ def insert_price(conn: psycopg.Connection, price: PriceIn, *, zone: str) -> int:
     return insert_prices(conn, [price], zone=zone)
 
 
+_PRICE_KEYS = ("station_id", "grade", "price_cny", "effective_from", "observed_at", "source")
+
+# Per (station, grade) of the %(ids)s x %(grades)s arrays, the newest row with effective_from <= %(at)s
+# (LATERAL over the prices_current index). Columns: _PRICE_KEYS.
+_IN_FORCE_SQL = (
+    "SELECT s.id AS station_id, g.grade, p.price_cny, p.effective_from, p.observed_at, p.source"
+    " FROM unnest(%(ids)s::bigint[]) AS s(id) CROSS JOIN unnest(%(grades)s::text[]) AS g(grade)"
+    " CROSS JOIN LATERAL (SELECT price_cny, effective_from, observed_at, source FROM prices"
+    "   WHERE prices.station_id = s.id AND prices.grade = g.grade AND prices.effective_from <= %(at)s"
+    "   ORDER BY prices.effective_from DESC LIMIT 1) p"
+)
+
+
+def _current_price(row: Any) -> CurrentPrice:
+    return CurrentPrice(**_as_dict(row, _PRICE_KEYS))
+
+
 def current_prices(
     conn: psycopg.Connection,
     station_ids: Sequence[int],
@@ -113,17 +130,40 @@ def current_prices(
     if not station_ids:
         return {}
     rows = conn.execute(
-        "SELECT s.id AS station_id, g.grade, p.price_cny, p.effective_from, p.observed_at, p.source"
-        " FROM unnest(%s::bigint[]) AS s(id) CROSS JOIN unnest(%s::text[]) AS g(grade)"
-        " CROSS JOIN LATERAL (SELECT price_cny, effective_from, observed_at, source FROM prices"
-        "   WHERE prices.station_id = s.id AND prices.grade = g.grade AND prices.effective_from <= %s"
-        "   ORDER BY prices.effective_from DESC LIMIT 1) p",
-        (list(station_ids), list(grades), at),
+        _IN_FORCE_SQL, {"ids": list(station_ids), "grades": list(grades), "at": at}
     ).fetchall()
     out: dict[int, dict[str, CurrentPrice]] = {}
-    for r in rows:
-        d = _as_dict(r, ("station_id", "grade", "price_cny", "effective_from", "observed_at", "source"))
-        out.setdefault(int(d["station_id"]), {})[d["grade"]] = CurrentPrice(**d)
+    for p in map(_current_price, rows):
+        out.setdefault(p.station_id, {})[p.grade] = p
+    return out
+
+
+def station_prices_between(
+    conn: psycopg.Connection,
+    station_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    *,
+    grades: Sequence[str] = KNOWN_GRADES,
+) -> dict[int, dict[str, list[CurrentPrice]]]:
+    """{station: {grade: price rows sorted by effective_from}}: the row in force at `start` plus every
+    row taking effect in (start, end]. One query; pick the price at any instant of [start, end] with
+    geo._ranking.price_at (arrival-time pricing of many stations at once)."""
+    if not station_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT station_id, grade, price_cny, effective_from, observed_at, source FROM ("
+        + _IN_FORCE_SQL
+        + " UNION ALL"
+        " SELECT station_id, grade, price_cny, effective_from, observed_at, source FROM prices"
+        " WHERE station_id = ANY(%(ids)s::bigint[]) AND grade = ANY(%(grades)s::text[])"
+        "   AND effective_from > %(at)s AND effective_from <= %(end)s"
+        ") x ORDER BY station_id, grade, effective_from",
+        {"ids": list(station_ids), "grades": list(grades), "at": start, "end": end},
+    ).fetchall()
+    out: dict[int, dict[str, list[CurrentPrice]]] = {}
+    for p in map(_current_price, rows):
+        out.setdefault(p.station_id, {}).setdefault(p.grade, []).append(p)
     return out
 
 

@@ -131,6 +131,38 @@ def promotion_from_row(row: Any) -> Promotion:
     )
 
 
+# Promotions that target the %(ids)s stations (their own) or the %(brands)s brands.
+_TARGETS_SQL = (
+    "((scope = 'station' AND station_id = ANY(%(ids)s::bigint[]))"
+    "   OR (scope = 'brand' AND brand = ANY(%(brands)s::text[])))"
+)
+
+
+def _targeting(
+    conn: psycopg.Connection, stations: Sequence[tuple[int, str]], validity_sql: str, params: dict[str, Any]
+) -> dict[int, list[Promotion]]:
+    """{station_id: its own promotions, then its brand's} among those meeting `validity_sql`, a fixed
+    condition of the caller's (never from input) whose values are bound from `params`; by id."""
+    if not stations:
+        return {}
+    ids = [int(s[0]) for s in stations]
+    brands = sorted({s[1] for s in stations})
+    rows = conn.execute(
+        f"SELECT {_FIELDS} FROM promotions WHERE {_TARGETS_SQL} AND {validity_sql} ORDER BY id",
+        {"ids": ids, "brands": brands, **params},
+    ).fetchall()
+    by_station: dict[int, list[Promotion]] = {sid: [] for sid in ids}
+    by_brand: dict[str, list[Promotion]] = {}
+    for p in (promotion_from_row(r) for r in rows):
+        if p.scope == "station" and p.station_id in by_station:
+            by_station[p.station_id].append(p)
+        elif p.scope == "brand" and p.brand is not None:
+            by_brand.setdefault(p.brand, []).append(p)
+    for sid, brand in stations:
+        by_station[int(sid)].extend(by_brand.get(brand, []))
+    return by_station
+
+
 def promotions_for_stations(
     conn: psycopg.Connection, stations: Sequence[tuple[int, str]], *, at: datetime | None = None
 ) -> dict[int, list[Promotion]]:
@@ -139,29 +171,25 @@ def promotions_for_stations(
     `stations` are (id, brand) pairs. With `at`, promotions not valid at that instant are left out
     (the time-of-day, day and member conditions are for geo._pricing.applies).
     """
-    if not stations:
-        return {}
-    ids = [int(s[0]) for s in stations]
-    brands = sorted({s[1] for s in stations})
-    rows = conn.execute(
-        f"SELECT {_FIELDS} FROM promotions"
-        " WHERE ((scope = 'station' AND station_id = ANY(%(ids)s::bigint[]))"
-        "   OR (scope = 'brand' AND brand = ANY(%(brands)s::text[])))"
-        " AND (%(at)s::timestamptz IS NULL OR (valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)))"
-        " ORDER BY id",
-        {"ids": ids, "brands": brands, "at": at},
-    ).fetchall()
-    promos = [promotion_from_row(r) for r in rows]
-    by_station: dict[int, list[Promotion]] = {sid: [] for sid in ids}
-    by_brand: dict[str, list[Promotion]] = {}
-    for p in promos:
-        if p.scope == "station" and p.station_id in by_station:
-            by_station[p.station_id].append(p)
-        elif p.scope == "brand" and p.brand is not None:
-            by_brand.setdefault(p.brand, []).append(p)
-    for sid, brand in stations:
-        by_station[int(sid)].extend(by_brand.get(brand, []))
-    return by_station
+    return _targeting(
+        conn,
+        stations,
+        "(%(at)s::timestamptz IS NULL OR (valid_from <= %(at)s AND (valid_to IS NULL OR valid_to > %(at)s)))",
+        {"at": at},
+    )
+
+
+def promotions_between(
+    conn: psycopg.Connection, stations: Sequence[tuple[int, str]], start: datetime, end: datetime
+) -> dict[int, list[Promotion]]:
+    """{station_id: promotions targeting it (its own and its brand's) valid at some instant of
+    [start, end]}; geo._pricing decides whether one applies at a given arrival."""
+    return _targeting(
+        conn,
+        stations,
+        "valid_from <= %(end)s AND (valid_to IS NULL OR valid_to > %(start)s)",
+        {"start": start, "end": end},
+    )
 
 
 def get_promotion(conn: psycopg.Connection, promotion_id: int) -> Promotion | None:

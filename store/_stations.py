@@ -9,17 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from geo._brands import BRANDS
 from geo._h3cells import DEFAULT_MAX_CELLS, cells_for_point, covering_cells
-from geo._pricing import KNOWN_GRADES, Promotion
-from store._prices import CurrentPrice
-from store._promotions import _FIELDS as _PROMO_FIELDS
-from store._promotions import promotion_from_row
 
 SOURCES = ("osm", "onboarding", "demo")
 STATUSES = ("open", "closed", "temporarily_closed")
@@ -339,9 +334,9 @@ def station_ids_in_region(
     return _dicts(cur)
 
 
-# ---- ranking reads (stations along a route; prices and promotions over a time window) ----------
-# The two window reads belong with their aggregates (store/_prices.py, store/_promotions.py); they live
-# here for now because the ranking work may only add to this module. Move them when convenient.
+# ---- ranking reads (stations along a route) -------------------------------------------------------
+# The price and promotion reads over a time window are store._prices.station_prices_between and
+# store._promotions.promotions_between.
 
 
 def stations_in_cells(
@@ -372,67 +367,3 @@ def stations_in_cells(
         params,
     )
     return _dicts(cur)
-
-
-def station_prices_between(
-    conn: psycopg.Connection,
-    station_ids: Sequence[int],
-    start: datetime,
-    end: datetime,
-    *,
-    grades: Sequence[str] = KNOWN_GRADES,
-) -> dict[int, dict[str, list[CurrentPrice]]]:
-    """{station: {grade: price rows sorted by effective_from}}: the row in force at `start` plus every
-    row taking effect in (start, end]. One query; pick the price at any instant of [start, end] with
-    geo._ranking.price_at (arrival-time pricing of many stations at once)."""
-    if not station_ids:
-        return {}
-    rows = conn.execute(
-        "SELECT station_id, grade, price_cny, effective_from, observed_at, source FROM ("
-        " SELECT s.id AS station_id, g.grade, p.price_cny, p.effective_from, p.observed_at, p.source"
-        " FROM unnest(%(ids)s::bigint[]) AS s(id) CROSS JOIN unnest(%(grades)s::text[]) AS g(grade)"
-        " CROSS JOIN LATERAL (SELECT price_cny, effective_from, observed_at, source FROM prices"
-        "   WHERE prices.station_id = s.id AND prices.grade = g.grade AND prices.effective_from <= %(start)s"
-        "   ORDER BY prices.effective_from DESC LIMIT 1) p"
-        " UNION ALL"
-        " SELECT station_id, grade, price_cny, effective_from, observed_at, source FROM prices"
-        " WHERE station_id = ANY(%(ids)s::bigint[]) AND grade = ANY(%(grades)s::text[])"
-        "   AND effective_from > %(start)s AND effective_from <= %(end)s"
-        ") x ORDER BY station_id, grade, effective_from",
-        {"ids": list(station_ids), "grades": list(grades), "start": start, "end": end},
-    ).fetchall()
-    keys = ("station_id", "grade", "price_cny", "effective_from", "observed_at", "source")
-    out: dict[int, dict[str, list[CurrentPrice]]] = {}
-    for r in rows:
-        d = dict(r) if isinstance(r, dict) else dict(zip(keys, r, strict=True))
-        out.setdefault(int(d["station_id"]), {}).setdefault(d["grade"], []).append(CurrentPrice(**d))
-    return out
-
-
-def promotions_between(
-    conn: psycopg.Connection, stations: Sequence[tuple[int, str]], start: datetime, end: datetime
-) -> dict[int, list[Promotion]]:
-    """{station_id: promotions targeting it (its own and its brand's) valid at some instant of
-    [start, end]}; geo._pricing decides whether one applies at a given arrival."""
-    if not stations:
-        return {}
-    ids = [int(s[0]) for s in stations]
-    brands = sorted({s[1] for s in stations})
-    rows = conn.execute(
-        f"SELECT {_PROMO_FIELDS} FROM promotions"
-        " WHERE ((scope = 'station' AND station_id = ANY(%(ids)s::bigint[]))"
-        "   OR (scope = 'brand' AND brand = ANY(%(brands)s::text[])))"
-        " AND valid_from <= %(end)s AND (valid_to IS NULL OR valid_to > %(start)s)"
-        " ORDER BY id",
-        {"ids": ids, "brands": brands, "start": start, "end": end},
-    ).fetchall()
-    by_station: dict[int, list[Promotion]] = {sid: [] for sid in ids}
-    by_brand: dict[str, list[Promotion]] = {}
-    for p in (promotion_from_row(r) for r in rows):
-        if p.scope == "station" and p.station_id in by_station:
-            by_station[p.station_id].append(p)
-        elif p.scope == "brand" and p.brand is not None:
-            by_brand.setdefault(p.brand, []).append(p)
-    for sid, brand in stations:
-        by_station[int(sid)].extend(by_brand.get(brand, []))
-    return by_station
