@@ -70,7 +70,7 @@ test: venv postgres web browser lint
 	$(VENV)/bin/pytest -q
 
 bench: venv load
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf .cache
