@@ -23,7 +23,19 @@ its free-flow time (factor <= 1; closures only remove arcs; penalties >= 1), so 
 Time windows sharpen it: if every factor (profile table and live) is at most ``f_j`` on
 ``[t0, H_j]`` then a trip from a node reached at ``L`` either arrives after ``H_j`` or takes at least
 ``h / f_j``, so the key ``max(L + h, max_j min(H_j, L + h / f_j))`` is still a lower bound of the
-arrival (it depends on L, is non-decreasing in L, and stale entries are recognised by recomputing it). Nodes are re-opened if a better label
+arrival (it depends on L, is non-decreasing in L, and stale entries are recognised by recomputing it).
+Period tables sharpen it further: the router may pass landmark tables computed with every edge's
+free-flow time divided by a per-class factor ceiling, with ``per_h`` the first time (relative) at which
+some profile or live factor may exceed its ceiling. A trip from a node reached at ``L`` that arrives
+by ``per_h`` drives only under the ceilings, so it takes at least the period bound ``hp``; otherwise it
+arrives after ``per_h``: arrival >= ``min(per_h, L + hp)``. And ``per_s * hp`` (``per_s`` the smallest
+ceiling) still bounds the free-flow time, so the window key applies to it. The key is the max of both.
+Distance (mode 2) uses a straight-line bound instead: every edge length is the haversine length of its
+polyline, whose ends are the junction coordinates, so the road distance from node ``v`` to a target
+point ``off`` metres past the tail ``u`` of its edge is at least ``haversine(v, u) + off``; ``hg`` holds
+(lat rad, lon rad, cos lat, off) per target variant and the bound is the min over them (slightly shrunk
+for float rounding). ``node_rad[v] = (lat rad, lon rad, cos lat)``.
+Nodes are re-opened if a better label
 appears (so tiny inconsistencies from rounding cannot cost exactness); labels are exact arrival times.
 
 Workspace (per thread, reused): dist/len/parent/h arrays are valid only where ``stamp == epoch``, so a
@@ -41,6 +53,8 @@ from numba import njit
 
 BIN = 900.0
 DAY = 96
+EARTH_R = 6371008.8  # must equal geo._coords.EARTH_RADIUS_M (checked by the router)
+GEO_SHRINK = 1.0 - 1e-9  # float slack of the straight-line bound
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -101,8 +115,38 @@ def _heur(v, lmt, n_lm, act, t_from, t_to, margin):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _key(lab, lb, win_h, win_f):
-    """Lower bound of the arrival through a node with label `lab` and free-flow bound `lb`."""
+def _heur_geo(v, node_rad, hg):
+    """Distance bound: min over target variants j of haversine(v, tail_j) + offset_j (metres)."""
+    p1 = node_rad[v, 0]
+    l1 = node_rad[v, 1]
+    c1 = node_rad[v, 2]
+    h = np.inf
+    for j in range(hg.shape[0]):
+        sp = math.sin((hg[j, 0] - p1) * 0.5)
+        sl = math.sin((hg[j, 1] - l1) * 0.5)
+        a = sp * sp + c1 * hg[j, 2] * sl * sl
+        if a > 1.0:
+            a = 1.0
+        d = 2.0 * EARTH_R * math.asin(math.sqrt(a)) * GEO_SHRINK + hg[j, 3]
+        if d < h:
+            h = d
+    h -= 1e-6
+    return h if h > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _key(lab, lb, win_h, win_f, per_h, per_s):
+    """Lower bound of the arrival through a node with label `lab` and landmark bound `lb`.
+
+    per_h < 0: `lb` bounds free-flow time (time windows apply). per_h >= 0: `lb` bounds the time under
+    the period ceilings, valid for trips that end by per_h, and per_s * lb bounds free-flow time."""
+    if per_h >= 0.0:
+        kp = lab + lb
+        if kp > per_h:
+            kp = per_h
+        lb = per_s * lb
+    else:
+        kp = -np.inf
     k = lab + lb
     for j in range(win_h.shape[0]):
         c = lab + lb / win_f[j]
@@ -110,7 +154,7 @@ def _key(lab, lb, win_h, win_f):
             c = win_h[j]
         if c > k:
             k = c
-    return k
+    return k if k > kp else kp
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -153,6 +197,10 @@ def search(
     margin,
     win_h,
     win_f,
+    per_h,
+    per_s,
+    node_rad,
+    hg,
     # penalties (sorted road edge ids) and bound
     pen_e,
     pen_f,
@@ -178,6 +226,7 @@ def search(
     tg_lo = tg_edge[0] if n_t > 0 else 0
     tg_hi = tg_edge[n_t - 1] if n_t > 0 else -1
     n_lm = lmt.shape[1] // 2
+    n_geo = hg.shape[0]
     cap = heap_k.shape[0]
     hn = 0
     settled = 0
@@ -228,7 +277,9 @@ def search(
         if nd[v, 3] != fep:
             nd[v, 3] = fep
             nd[v, 0] = np.inf
-            nd[v, 1] = _heur(v, lmt, n_lm, act, t_from, t_to, margin)
+            nd[v, 1] = (
+                _heur_geo(v, node_rad, hg) if n_geo > 0 else _heur(v, lmt, n_lm, act, t_from, t_to, margin)
+            )
         if nl < nd[v, 0]:
             nd[v, 0] = nl
             nd[v, 2] = rest
@@ -236,7 +287,7 @@ def search(
             par[v, 1] = -(i + 1)
             if hn >= cap:
                 return best, blen, bnode, bvar, -1
-            key = _key(nl, nd[v, 1], win_h, win_f)
+            key = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
             pos = hn
             hn += 1
             while pos > 0:
@@ -273,7 +324,7 @@ def search(
         if key >= worst or key > max_cost:
             break
         lu = nd[u, 0]
-        if key > _key(lu, nd[u, 1], win_h, win_f):
+        if key > _key(lu, nd[u, 1], win_h, win_f, per_h, per_s):
             continue  # stale entry
         du = nd[u, 2]
         settled += 1
@@ -305,7 +356,11 @@ def search(
             if nd[v, 3] != fep:
                 nd[v, 3] = fep
                 nd[v, 0] = np.inf
-                nd[v, 1] = _heur(v, lmt, n_lm, act, t_from, t_to, margin)
+                nd[v, 1] = (
+                    _heur_geo(v, node_rad, hg)
+                    if n_geo > 0
+                    else _heur(v, lmt, n_lm, act, t_from, t_to, margin)
+                )
             if nl < nd[v, 0]:
                 nd[v, 0] = nl
                 nd[v, 2] = du + ln
@@ -313,7 +368,7 @@ def search(
                 par[v, 1] = e
                 if hn >= cap:
                     return best, blen, bnode, bvar, -1
-                key2 = _key(nl, nd[v, 1], win_h, win_f)
+                key2 = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
                 pos = hn
                 hn += 1
                 while pos > 0:

@@ -96,9 +96,7 @@ class StationSnaps:
             else:
                 miss.append(i)
         if miss:
-            snaps = self.router.snapper.snap_many(
-                [(stations[i][1], stations[i][2]) for i in miss], "stations"
-            )
+            snaps = self.router.snap_many([(stations[i][1], stations[i][2]) for i in miss], "stations")
             if len(self._cache) + len(miss) > self.max_entries:
                 self._cache.clear()
             for i, sn in zip(miss, snaps, strict=True):
@@ -106,10 +104,6 @@ class StationSnaps:
                 self._cache[int(sid)] = (lat, lon, sn)
                 out[i] = sn
         return out
-
-
-def _ctx(router: Any, depart_at: datetime | float) -> Any:
-    return router._ctx(depart_at, free_flow=False, metric="time")
 
 
 def drive_times(
@@ -123,22 +117,9 @@ def drive_times(
     """(durations s, road distances m) from `origin` to every target in ONE one-to-many search, under
     traffic at `depart_at`; inf for None targets, unreachable ones and those beyond `max_time_s`.
 
-    Uses the router's snapped one-to-many (Router.one_to_many without re-snapping the targets)."""
-    n = len(targets)
-    dur = np.full(n, np.inf)
-    dist = np.full(n, np.inf)
-    idx = [i for i, t in enumerate(targets) if t is not None]
-    if not idx:
-        return dur, dist
-    d, m = router._one_to_many_snapped(_ctx(router, depart_at), origin, [targets[i] for i in idx], max_time_s)
-    d = np.asarray(d, np.float64)
-    m = np.asarray(m, np.float64)
-    beyond = ~(d <= max_time_s)
-    d[beyond] = np.inf
-    m[beyond] = np.inf
-    dur[idx] = d
-    dist[idx] = m
-    return dur, dist
+    Uses the router's public snapped one-to-many (`Router.one_to_many_snapped`: no re-snapping)."""
+    dur, dist = router.one_to_many_snapped(origin, targets, depart_at=depart_at, max_time_s=max_time_s)
+    return np.asarray(dur, np.float64), np.asarray(dist, np.float64)
 
 
 def legs_to(
@@ -158,7 +139,7 @@ def legs_to(
         t = depart_at[k]
         if s is None or not math.isfinite(t):
             continue
-        d, m = router._one_to_many_snapped(_ctx(router, t), s, [destination], math.inf)
+        d, m = router.one_to_many_snapped(s, [destination], depart_at=t)
         dur[k], dist[k] = float(d[0]), float(m[0])
     return dur, dist
 

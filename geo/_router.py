@@ -31,9 +31,10 @@ import numpy as np
 
 from config._region import Holidays
 from geo import _kernels as K
+from geo._coords import EARTH_RADIUS_M, haversine_m_array
 from geo._errors import InvalidInput, NoRoadNear, RouteNotFound
 from geo._graph import ROAD_CLASSES, CompiledGraph
-from geo._landmarks import landmark_margin
+from geo._landmarks import landmark_margin, landmark_tables, period_vectors
 from geo._polyline import route_polyline
 from geo._snap import Snap, Snapper
 from geo._steps import Step, build_steps
@@ -43,8 +44,12 @@ ALT_PENALTY = 1.4
 ALT_MAX_OVERLAP = 0.7
 ALT_MAX_STRETCH = 1.4
 ACTIVE_LANDMARKS = 6
+PERIOD_TABLES = 4  # landmark tables under per-class factor ceilings, computed at load (not in the file)
+PERIOD_DAY_WEIGHT = np.array([5.0, 2.0, 0.3])  # how often each day type occurs (weekday, weekend, holiday)
+PERIOD_SLACK = 1.25  # use a period table when its horizon covers 1.25 x the estimated trip
 _EMPTY_I64 = np.zeros(0, np.int64)
 _EMPTY_F64 = np.zeros(0, np.float64)
+_EMPTY_HG = np.zeros((0, 4), np.float64)
 
 Metric = Literal["time", "distance"]
 
@@ -114,6 +119,17 @@ class _Search:
 
 
 @dataclass
+class _Period:
+    """Landmark tables with every edge's free-flow time divided by its class ceiling `ceil`."""
+
+    ceil: np.ndarray  # [n_classes] factor ceiling per road class
+    lmt: np.ndarray  # node-major [n, 2L] float32 (from..., to...)
+    margin: float
+    smin: float  # smallest ceiling of a class present in the graph
+    tight: float  # weighted mean ceiling (lower = sharper)
+
+
+@dataclass
 class _Ctx:
     """Per-query traffic context."""
 
@@ -171,6 +187,16 @@ class Router:
         # node-major copy [n, 2L] (from..., to...): one node's bounds share a cache line or two
         self._lmt = np.ascontiguousarray(np.concatenate((self._lm_from, self._lm_to), axis=0).T)
         self._margin = landmark_margin(g) if L else 0.0
+        self._periods = self._build_periods(g, profile) if L else []
+        # straight-line bound for metric="distance": valid when every edge is at least as long as the
+        # haversine distance between its end junctions (true when lengths are haversine polyline lengths)
+        lat_r, lon_r = np.radians(g.node_lat), np.radians(g.node_lon)
+        self._node_rad = np.ascontiguousarray(np.column_stack((lat_r, lon_r, np.cos(lat_r))))
+        chord = haversine_m_array(
+            g.node_lat[g.edge_u], g.node_lon[g.edge_u], g.node_lat[g.edge_v], g.node_lon[g.edge_v]
+        )
+        self._geo_ok = bool(K.EARTH_R == EARTH_RADIUS_M and np.all(self._len >= chord * K.GEO_SHRINK - 1e-6))
+        self._period_cache: dict[tuple[int, int], tuple[float, ...]] = {}
         self._empty_live = LiveState.empty(m, -1)
         self._pool: queue.SimpleQueue[_Workspace] = queue.SimpleQueue()
         self._tables: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -232,10 +258,20 @@ class Router:
         tg_edge, tg_off, tg_id = tg_edge[order], tg_off[order], tg_id[order]
         act, t_from, t_to = _EMPTY_I64, _EMPTY_F64, _EMPTY_F64
         win_h, win_f = _EMPTY_F64, _EMPTY_F64
+        lmt, margin, per_h, per_s = self._lmt, self._margin, -1.0, 1.0
+        hg = _EMPTY_HG
+        if heuristic and ctx.mode == 2 and self._geo_ok and len(tg_edge):
+            u = self.g.edge_u[tg_edge]
+            hg = np.ascontiguousarray(np.column_stack((self._node_rad[u], tg_off)))
         if heuristic and ctx.mode != 2 and self._lm_from.shape[0]:
-            act, t_from, t_to = self._landmarks_for(src_edge, tg_edge, tg_off)
+            act, t_from, t_to, est = self._landmarks_for(src_edge, tg_edge, tg_off, self._lmt, None)
             if ctx.mode == 0:
                 win_h, win_f = self._windows(ctx)
+                pi, horizon = self._period(ctx, est)
+                if pi >= 0:
+                    per = self._periods[pi]
+                    act, t_from, t_to, _ = self._landmarks_for(src_edge, tg_edge, tg_off, per.lmt, per.ceil)
+                    lmt, margin, per_h, per_s = per.lmt, per.margin, horizon, per.smin
         ws = self._get_ws()
         try:
             lv = ctx.live
@@ -245,7 +281,7 @@ class Router:
                     self._offsets, self._arc_i, self._arc_f, self._edge_f, self._edge_head,
                     ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, self.decay_s, ctx.table, lv.flag, lv.data,
                     src_edge, src_off, tg_edge, tg_off, tg_id, n_tg,
-                    self._lmt, act, t_from, t_to, self._margin, win_h, win_f,
+                    lmt, act, t_from, t_to, margin, win_h, win_f, per_h, per_s, self._node_rad, hg,
                     pen, ALT_PENALTY, max_cost + (ctx.t0 if ctx.mode != 2 else 0.0),
                     ws.nd, ws.par, epoch, ws.heap_k, ws.heap_v,
                 )  # fmt: skip
@@ -298,23 +334,82 @@ class Router:
             return _Workspace(self.g.n_nodes, min(self.g.n_arcs + 64, 1 << 16))
 
     def _landmarks_for(
-        self, src_edge: np.ndarray, tg_edge: np.ndarray, tg_off: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, src_edge: np.ndarray, tg_edge: np.ndarray, tg_off: np.ndarray, lmt: np.ndarray,
+        ceil: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:  # fmt: skip
+        """Active landmarks, their target bounds (Tf <= d(l, target), Tt >= d(target, l)) for the
+        node-major table `lmt` (edge weights free-flow / `ceil[class]`), and the source's bound."""
         tails = np.concatenate(
             [self._edge_tails[self._edge_tail_ptr[e] : self._edge_tail_ptr[e + 1]] for e in tg_edge.tolist()]
         )
         if tails.size == 0:
-            return _EMPTY_I64, _EMPTY_F64, _EMPTY_F64
-        lf, lt = self._lm_from, self._lm_to
-        t_from = lf[:, tails].min(axis=1).astype(np.float64)
+            return _EMPTY_I64, _EMPTY_F64, _EMPTY_F64, 0.0
+        nl = lmt.shape[1] // 2
+        t_from = lmt[tails, :nl].min(axis=0).astype(np.float64)
         heads = self._edge_head[tg_edge]
         rest = (self._len[tg_edge] - tg_off) / self._spd[tg_edge]
-        t_to = (lt[:, heads].astype(np.float64) + rest[None, :]).max(axis=1)
+        if ceil is not None:
+            rest = rest / ceil[self.g.edge_class[tg_edge]]
+        t_to = (lmt[heads, nl:].astype(np.float64) + rest[:, None]).max(axis=0)
         s = self._edge_head[src_edge[0]]
-        score = np.maximum(t_from - lf[:, s], lt[:, s] - t_to)
+        score = np.maximum(t_from - lmt[s, :nl], lmt[s, nl:] - t_to)
         k = min(ACTIVE_LANDMARKS, len(score))
         act = np.argsort(-score, kind="stable")[:k].astype(np.int64)
-        return act, np.ascontiguousarray(t_from[act]), np.ascontiguousarray(t_to[act])
+        return act, np.ascontiguousarray(t_from[act]), np.ascontiguousarray(t_to[act]), float(score.max())
+
+    def _build_periods(self, g: CompiledGraph, profile: TrafficProfile) -> list[_Period]:
+        """Period landmark tables (built once at load; kept by the router, not in the compiled file)."""
+        ff = g.edge_freeflow_s
+        weight = np.bincount(g.edge_class, weights=ff, minlength=len(ROAD_CLASSES))
+        present = weight > 0
+        out: list[_Period] = []
+        ceils = period_vectors(profile.factors, weight, PERIOD_TABLES, PERIOD_DAY_WEIGHT)
+        # one array (so the memory shows among the router's arrays): [tables, n, 2L] float32
+        self._period_lmt = np.empty((len(ceils), g.n_nodes, 2 * g.lm_from.shape[0]), np.float32)
+        for i, ceil in enumerate(ceils):
+            ceil = np.where(present, ceil, 1.0)
+            lf, lt = landmark_tables(g, (ff / ceil[g.edge_class])[g.arc_edge])
+            self._period_lmt[i] = np.concatenate((lf, lt), axis=0).T
+            out.append(
+                _Period(
+                    ceil=ceil,
+                    lmt=self._period_lmt[i],
+                    margin=landmark_margin(g, (lf, lt)),
+                    smin=float(ceil[present].min()),
+                    tight=float((weight * ceil).sum() / weight.sum()),
+                )
+            )
+        out.sort(key=lambda p: p.tight)
+        # key column -> road class (edge overrides take their edge's class ceiling)
+        self._key_class = np.concatenate(
+            (np.arange(len(ROAD_CLASSES)), g.edge_class[self._override_ids].astype(np.int64))
+        )
+        return out
+
+    def _period(self, ctx: _Ctx, est: float) -> tuple[int, float]:
+        """(index of the sharpest period table whose horizon covers the estimated trip, horizon in
+        seconds relative to b0*900), or (-1, -1.0). The horizon is the start of the first bin where some
+        profile factor or the largest live factor exceeds the table's ceiling for that column."""
+        if not self._periods:
+            return -1, -1.0
+        key = (ctx.b0, ctx.live.version)
+        hz = self._period_cache.get(key)
+        if hz is None:
+            bound = np.maximum(ctx.table, ctx.live.fmax)
+            hs = []
+            for per in self._periods:
+                viol = (bound > per.ceil[self._key_class][None, :]).any(axis=1)
+                k = int(np.argmax(viol)) if viol.any() else -1
+                hs.append(math.inf if k < 0 else k * float(BIN_S))
+            hz = tuple(hs)
+            if len(self._period_cache) > 64:
+                self._period_cache.clear()
+            self._period_cache[key] = hz
+        for i, per in enumerate(self._periods):
+            h = hz[i]
+            if h > ctx.t0 and h >= ctx.t0 + PERIOD_SLACK * est / per.tight:
+                return i, (h if math.isfinite(h) else 1e300)
+        return -1, -1.0
 
     # ---- public API ----------------------------------------------------------------------------
     def warmup(self) -> None:
@@ -344,8 +439,12 @@ class Router:
         if not 0 <= alternatives <= 2:
             raise InvalidInput("alternatives", "must be 0, 1 or 2")
         ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
-        s = self.snapper.snap(from_latlon[0], from_latlon[1], param="from")
-        d = self.snapper.snap(to_latlon[0], to_latlon[1], param="to")
+        try:  # both ends in one index query; errors are re-raised per end (same params and messages)
+            s0, d0 = self.snapper.snap_many([from_latlon, to_latlon], "from")
+        except (InvalidInput, ValueError, TypeError):
+            s0 = d0 = None
+        s = s0 if s0 is not None else self.snapper.snap(from_latlon[0], from_latlon[1], param="from")
+        d = d0 if d0 is not None else self.snapper.snap(to_latlon[0], to_latlon[1], param="to")
         return self.route_snapped(s, d, ctx=ctx, alternatives=alternatives, steps=steps, metric=metric)
 
     def route_snapped(
@@ -418,7 +517,7 @@ class Router:
         if len(path) == 1:
             lens[0] = last_end - first_off
         dist = float(lens.sum())
-        edges = [int(e) for e in path]
+        edges = path.tolist()
         f0 = first_off / float(self._len[path[0]]) if self._len[path[0]] > 0 else 0.0
         f1 = last_end / float(self._len[path[-1]]) if self._len[path[-1]] > 0 else 1.0
         poly = route_polyline(self.g, edges, f0, f1)
@@ -512,6 +611,42 @@ class Router:
         s = self.snapper.snap(origin[0], origin[1], param="origin")
         tsn = self._snap_all(targets, "targets")
         return self._one_to_many_snapped(ctx, s, tsn, max_time_s)
+
+    def snap_many(self, points: Sequence[tuple[float, float]], param: str = "points") -> list[Snap | None]:
+        """Snap each WGS-84 (lat, lon) to the nearest road point; None where none is within
+        `max_snap_m`. Raises InvalidInput(param) for non-finite or out-of-range coordinates."""
+        return self.snapper.snap_many(points, param)
+
+    def one_to_many_snapped(
+        self,
+        origin: Snap,
+        targets: Sequence[Snap | None],
+        *,
+        depart_at: datetime | float,
+        max_time_s: float = math.inf,
+        free_flow: bool = False,
+        metric: Metric = "time",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`one_to_many` from already snapped points (see `snap_many`): (durations s, distances m), one
+        search for all targets; inf for None targets, unreachable ones and those beyond `max_time_s`
+        (a cost in the metric: metres for metric="distance")."""
+        ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
+        n = len(targets)
+        dur = np.full(n, np.inf)
+        dist = np.full(n, np.inf)
+        idx = [i for i, t in enumerate(targets) if t is not None]
+        if not idx:
+            return dur, dist
+        tsn = [t for t in targets if t is not None]
+        d, m = self._one_to_many_snapped(ctx, origin, tsn, max_time_s)
+        d = np.asarray(d, np.float64).copy()
+        m = np.asarray(m, np.float64).copy()
+        beyond = ~(d <= max_time_s)
+        d[beyond] = np.inf
+        m[beyond] = np.inf
+        dur[idx] = d
+        dist[idx] = m
+        return dur, dist
 
     def _one_to_many_snapped(
         self, ctx: _Ctx, s: Snap, tsn: Sequence[Snap], max_cost: float

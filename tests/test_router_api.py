@@ -206,3 +206,33 @@ def test_concurrent_queries_match_sequential(router):
     for t in ts:
         t.join()
     assert [got[i] for i in range(len(pairs))] == want
+
+
+def test_public_snapped_one_to_many(router):
+    g = router.g
+    pts = [_pt(g, e) for e in (10, 200, 900, 1500)]
+    snaps = router.snap_many([*pts, (0.0, 0.0)])
+    assert snaps[-1] is None and all(s is not None for s in snaps[:-1])
+    o = snaps[0]
+    assert o is not None
+    dur, dist = router.one_to_many_snapped(o, snaps[1:], depart_at=DEP)
+    d2, m2 = router.one_to_many(pts[0], pts[1:], depart_at=DEP)
+    assert np.isinf(dur[-1]) and np.isinf(dist[-1])
+    np.testing.assert_allclose(dur[:-1], d2, rtol=1e-12)
+    np.testing.assert_allclose(dist[:-1], m2, rtol=1e-12)
+    cap = float(np.nanmin(dur[:-1][dur[:-1] > 0]))
+    dc, _ = router.one_to_many_snapped(o, snaps[1:], depart_at=DEP, max_time_s=cap)
+    assert np.all(np.isinf(dc[:-1][dur[:-1] > cap]))
+    with pytest.raises(InvalidInput):
+        router.snap_many([(float("nan"), 1.0)], "stations")
+
+
+def test_route_snapping_errors_name_the_end(router):
+    g = router.g
+    a = _pt(g, 10)
+    with pytest.raises(NoRoadNear) as ei:
+        router.route(a, (0.0, 0.0), depart_at=DEP)
+    assert ei.value.args[0] == "to" or "to" in str(ei.value)
+    with pytest.raises(InvalidInput) as ei2:
+        router.route((float("nan"), 0.0), a, depart_at=DEP)
+    assert "from" in str(ei2.value)

@@ -160,3 +160,45 @@ def test_parity_without_restrictions_small_graph():
     pts = _points(g, rng, 120)
     for i in range(60):
         _check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng))
+
+
+def test_parity_period_tables_with_slow_live(world):
+    """Peak departures with only slow live factors (<= 0.55): the period landmark tables stay in use
+    (their horizon ends at the first bin whose factor may exceed a ceiling) and results stay exact."""
+    g, r, ref = world
+    rng = np.random.default_rng(5)
+    t_obs = datetime(2026, 3, 10, 8, 0, tzinfo=TZ).timestamp()
+    edges = rng.choice(g.n_road_edges, 300, replace=False)
+    batch = [
+        {
+            "edge_id": int(e),
+            "observed_at": t_obs - float(rng.uniform(0, 1800)),
+            "factor": float(rng.uniform(0.1, 0.55)),
+        }
+        for e in edges
+    ]
+    assert r._periods, "period tables are built at load"
+    for live in (False, True):
+        if live:
+            r.live.apply(batch)
+        try:
+            pts = _points(g, rng, 160)
+            used = 0
+            for i in range(80):
+                dep = t_obs + float(rng.uniform(0, 5400))
+                ctx = r._ctx(dep, free_flow=False, metric="time")
+                used += r._period(ctx, 0.0)[0] >= 0
+                _check(r, ref, pts[2 * i], pts[2 * i + 1], dep)
+            assert used > 40
+        finally:
+            r.live.clear()
+
+
+def test_parity_distance_many(world):
+    """metric="distance" with the straight-line bound == reference on many pairs."""
+    g, r, ref = world
+    assert r._geo_ok
+    rng = np.random.default_rng(6)
+    pts = _points(g, rng, 300)
+    for i in range(150):
+        _check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng), metric="distance")
