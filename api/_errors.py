@@ -12,11 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api._auth import Forbidden, PreconditionRequired, Unauthorized
 from geo import Conflict, FuelError, InvalidInput, NotFound, RouteNotFound
+from store._manage import VersionConflict
 
 log = logging.getLogger("api")
 
 STATUS: list[tuple[type[Exception], int]] = [
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (PreconditionRequired, 428),
     (InvalidInput, 422),
     (RouteNotFound, 404),
     (NotFound, 404),
@@ -37,7 +42,14 @@ def install(app: FastAPI) -> None:
                 if isinstance(exc, InvalidInput):
                     extra["param"] = exc.param
                     return _body(status, type(exc).__name__, exc.message, **extra)
-                return _body(status, type(exc).__name__, str(exc))
+                if isinstance(exc, VersionConflict):
+                    resp = _body(status, "VersionConflict", str(exc), current_version=exc.current_version)
+                    resp.headers["ETag"] = f'"{exc.current_version}"'
+                    return resp
+                resp = _body(status, type(exc).__name__, str(exc))
+                if isinstance(exc, Unauthorized):
+                    resp.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+                return resp
         log.exception("unmapped service error")
         return _body(503, type(exc).__name__, str(exc))
 

@@ -1,0 +1,515 @@
+"""Station manager API: prices, promotions and station details, behind API keys (api/_auth.py).
+
+Writes need the version they are based on: `If-Match: "<version>"` (the ETag of the last read or
+write) or a `version` field in the body. A stale version gives 409 naming the current version;
+no version at all gives 428. Responses carry the new ETag. Every change is in audit_log, written in
+the same transaction. POST (create) needs no version: a retried POST with the same `source_ref` and
+content returns the stored promotion (200), other content under that source_ref is a 409.
+
+Endpoints:
+- GET    /v1/manage/stations/{id}        the station's editable view (version, current prices, promotions)
+- PATCH  /v1/stations/{id}               name, name_en, address, opening_hours, status, grades, amenities
+- PUT    /v1/stations/{id}/prices        [{grade, price_cny, effective_from?}] (or {"prices": [...], "version": n})
+- POST   /v1/stations/{id}/promotions    a station promotion
+- GET    /v1/promotions/{id}             one promotion with its version
+- PUT    /v1/promotions/{id}             replace its editable fields
+- DELETE /v1/promotions/{id}
+Managers may write their own stations (and those stations' promotions) only; brand-wide promotions
+are operator-only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api._auth import Forbidden, PreconditionRequired, authenticate, require_operator, require_station
+from api._state import AppState, get_state
+from geo._errors import InvalidInput
+from geo._hours import open_now
+from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
+from store._auth import Principal
+from store._manage import (
+    create_promotion,
+    delete_promotion,
+    get_promotion_row,
+    get_station_row,
+    patch_station,
+    set_prices,
+    update_promotion,
+)
+from store._prices import current_prices
+from store._promotions import promotions_for_stations
+
+router = APIRouter(tags=["manage"])
+
+AMENITIES = ("shop", "car_wash", "toilets", "ev_charging", "compressed_air", "atm")
+StationId = Annotated[int, Path(ge=1, le=2**63 - 1, description="station id")]
+PromotionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="promotion id")]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='"<version>" from the ETag')]
+
+
+def _grades(v: list[str] | None) -> list[str] | None:
+    if v is None:
+        return None
+    out = []
+    for g in v:
+        code = normalize_grade(str(g))
+        if code is None:
+            raise ValueError(f"unknown grade {g!r} (known: {', '.join(KNOWN_GRADES)})")
+        if code not in out:
+            out.append(code)
+    return [g for g in KNOWN_GRADES if g in out]
+
+
+# ---- models: Create / Update / Public ---------------------------------------------------------------
+
+
+class StationUpdate(BaseModel):
+    """PATCH body: only the fields sent are changed (null clears name_en, address, opening_hours)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    name_en: str | None = Field(None, max_length=200)
+    address: str | None = Field(None, max_length=500)
+    opening_hours: str | None = Field(None, max_length=200)
+    status: Literal["open", "closed", "temporarily_closed"] | None = None
+    grades: list[str] | None = None
+    amenities: list[str] | None = None
+    version: int | None = Field(None, ge=1, description="alternative to If-Match")
+
+    @field_validator("grades")
+    @classmethod
+    def _known_grades(cls, v: list[str] | None) -> list[str] | None:
+        return _grades(v)
+
+    @field_validator("amenities")
+    @classmethod
+    def _known_amenities(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        bad = [a for a in v if a not in AMENITIES]
+        if bad:
+            raise ValueError(f"unknown amenities {bad} (known: {', '.join(AMENITIES)})")
+        return [a for a in AMENITIES if a in v]
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _hours(cls, v: str | None) -> str | None:
+        if v is not None and v.strip() and open_now(v.strip(), datetime(2026, 1, 5, 12)) is None:
+            raise ValueError(f"cannot parse {v!r} (e.g. '24/7', 'Mo-Su 07:00-22:00')")
+        return v.strip() or None if v is not None else None
+
+
+class PriceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grade: str
+    price_cny: Decimal = Field(gt=0, le=100, decimal_places=2)
+    effective_from: datetime | None = Field(None, description="ISO-8601; naive = region local; default now")
+
+    @field_validator("grade")
+    @classmethod
+    def _grade(cls, v: str) -> str:
+        code = normalize_grade(v)
+        if code is None:
+            raise ValueError(f"unknown grade {v!r} (known: {', '.join(KNOWN_GRADES)})")
+        return code
+
+
+class PricesPut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prices: list[PriceCreate] = Field(min_length=1, max_length=20)
+    version: int | None = Field(None, ge=1)
+
+
+class PricePublic(BaseModel):
+    grade: str
+    price_cny: Decimal
+    effective_from: datetime
+    action: Literal["new", "updated", "unchanged"]
+
+
+class PromotionBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field("", max_length=200)
+    title_en: str | None = Field(None, max_length=200)
+    grades: list[str] = Field(default_factory=list)
+    kind: Literal["percent_off", "cny_off_per_litre", "cny_off_per_order", "topup_bonus"]
+    value: Decimal = Field(gt=0, le=999999, decimal_places=2)
+    min_amount_cny: Decimal | None = Field(None, gt=0, decimal_places=2)
+    min_litres: Decimal | None = Field(None, gt=0, decimal_places=2)
+    days_of_week: list[Annotated[int, Field(ge=1, le=7)]] = Field(default_factory=list)
+    date_ranges: list[tuple[date, date]] = Field(default_factory=list)
+    public_holidays_only: bool = False
+    time_from: time | None = None
+    time_to: time | None = None
+    members_only: bool = False
+    payment_methods: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list)
+    valid_from: datetime
+    valid_to: datetime | None = None
+
+    @field_validator("grades")
+    @classmethod
+    def _known_grades(cls, v: list[str]) -> list[str]:
+        return _grades(v) or []
+
+
+class PromotionCreate(PromotionBase):
+    source_ref: str | None = Field(None, max_length=100, description="your id: a retried POST is harmless")
+
+
+class PromotionUpdate(PromotionBase):
+    version: int | None = Field(None, ge=1, description="alternative to If-Match")
+
+
+class PromotionPublic(BaseModel):
+    id: int
+    version: int
+    scope: str
+    station_id: int | None
+    brand: str | None
+    title: str
+    title_en: str | None
+    grades: list[str]
+    kind: str
+    value: Decimal
+    min_amount_cny: Decimal | None
+    min_litres: Decimal | None
+    days_of_week: list[int]
+    date_ranges: list[tuple[date, date]]
+    public_holidays_only: bool
+    time_from: time | None
+    time_to: time | None
+    members_only: bool
+    payment_methods: list[str]
+    valid_from: datetime
+    valid_to: datetime | None
+    source: str
+    source_ref: str | None
+
+
+class StationPublic(BaseModel):
+    id: int
+    version: int
+    source: str
+    source_ref: str
+    name: str
+    name_en: str | None
+    brand: str
+    address: str | None
+    lat: float
+    lon: float
+    grades: list[str]
+    opening_hours: str | None
+    amenities: list[str]
+    status: str
+    updated_at: datetime
+    prices: dict[str, Decimal] = Field(default_factory=dict, description="list prices in force now")
+    promotions: list[PromotionPublic] = Field(default_factory=list)
+
+
+class PricesResult(BaseModel):
+    station_id: int
+    version: int
+    prices: list[PricePublic]
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+
+
+def expected_version(if_match: str | None, body_version: int | None) -> int:
+    """The version a write is based on: If-Match ("3", W/"3" or 3), else the body's `version`."""
+    if if_match is not None and if_match.strip():
+        tag = if_match.strip()
+        if tag == "*":
+            raise PreconditionRequired(
+                'If-Match: * is not accepted: send the version you read, e.g. If-Match: "3"'
+            )
+        tag = tag.removeprefix("W/").strip().strip('"')
+        if not tag.isdigit():
+            raise InvalidInput("If-Match", f'must be a version ETag like "3", got {if_match!r}')
+        version = int(tag)
+        if body_version is not None and body_version != version:
+            raise InvalidInput("version", f"the body says {body_version} but If-Match says {version}")
+        return version
+    if body_version is not None:
+        return body_version
+    raise PreconditionRequired(
+        'this write needs the version it is based on: send If-Match: "<version>" (the ETag you read) '
+        "or a version field"
+    )
+
+
+def _etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = f'"{version}"'
+
+
+def _promotion_public(p: Promotion, version: int) -> PromotionPublic:
+    return PromotionPublic(
+        id=int(p.id or 0),
+        version=version,
+        scope=p.scope,
+        station_id=p.station_id,
+        brand=p.brand,
+        title=p.title,
+        title_en=p.title_en,
+        grades=list(p.grades),
+        kind=p.kind,
+        value=p.value,
+        min_amount_cny=p.min_amount_cny,
+        min_litres=p.min_litres,
+        days_of_week=list(p.days_of_week),
+        date_ranges=list(p.date_ranges),
+        public_holidays_only=p.public_holidays_only,
+        time_from=p.time_from,
+        time_to=p.time_to,
+        members_only=p.members_only,
+        payment_methods=list(p.payment_methods),
+        valid_from=p.valid_from or datetime.min,
+        valid_to=p.valid_to,
+        source=p.source,
+        source_ref=p.source_ref,
+    )
+
+
+def _promotion_in(body: PromotionBase, state: AppState, **key: Any) -> Promotion:
+    tz = state.served.region.tz
+
+    def aware(t: datetime | None) -> datetime | None:
+        return None if t is None else (t.replace(tzinfo=tz) if t.tzinfo is None else t)
+
+    valid_from, valid_to = aware(body.valid_from), aware(body.valid_to)
+    if valid_to is not None and valid_from is not None and valid_to <= valid_from:
+        raise InvalidInput("valid_to", "must be after valid_from")
+    if body.kind == "percent_off" and body.value >= 100:
+        raise InvalidInput("value", f"percent_off must be below 100, got {body.value}")
+    for a, b in body.date_ranges:
+        if b < a:
+            raise InvalidInput("date_ranges", f"range {a}..{b} ends before it starts")
+    return Promotion(
+        kind=body.kind,
+        value=body.value,
+        title=body.title,
+        title_en=body.title_en,
+        grades=tuple(body.grades),
+        min_amount_cny=body.min_amount_cny,
+        min_litres=body.min_litres,
+        days_of_week=tuple(sorted(set(body.days_of_week))),
+        date_ranges=tuple(sorted(body.date_ranges)),
+        public_holidays_only=body.public_holidays_only,
+        time_from=body.time_from,
+        time_to=body.time_to,
+        members_only=body.members_only,
+        payment_methods=tuple(sorted({m.lower() for m in body.payment_methods})),
+        valid_from=valid_from,
+        valid_to=valid_to,
+        **key,
+    )
+
+
+def _may_write_promotion(principal: Principal, p: Promotion) -> None:
+    if p.scope == "brand" or p.station_id is None:
+        require_operator(principal, f"brand promotion {p.id}")
+    else:
+        require_station(principal, p.station_id)
+
+
+# ---- endpoints --------------------------------------------------------------------------------------
+
+
+@router.get("/v1/manage/stations/{station_id}", response_model=StationPublic)
+def read_station(
+    station_id: StationId,
+    response: Response,
+    principal: Principal = Depends(authenticate),
+    state: AppState = Depends(get_state),
+) -> StationPublic:
+    """The station as a manager edits it, with its version (also the ETag)."""
+    with state.db.connection() as conn:
+        row = get_station_row(conn, station_id)
+        now = datetime.now(state.served.region.tz)
+        prices = current_prices(conn, [station_id], now).get(station_id, {})
+        promos = promotions_for_stations(conn, [(station_id, row["brand"])]).get(station_id, [])
+        versions = _versions(conn, [int(p.id or 0) for p in promos])
+    _etag(response, int(row["version"]))
+    return StationPublic(
+        **{k: row[k] for k in StationPublic.model_fields if k in row and k not in ("prices", "promotions")},
+        prices={g: p.price_cny for g, p in prices.items()},
+        promotions=[_promotion_public(p, versions.get(int(p.id or 0), 1)) for p in promos],
+    )
+
+
+def _versions(conn: Any, ids: list[int]) -> dict[int, int]:
+    if not ids:
+        return {}
+    rows = conn.execute("SELECT id, version FROM promotions WHERE id = ANY(%s)", (ids,)).fetchall()
+    return {int(r["id"]): int(r["version"]) for r in rows}
+
+
+@router.patch("/v1/stations/{station_id}", response_model=StationPublic)
+def patch(
+    station_id: StationId,
+    body: StationUpdate,
+    response: Response,
+    if_match: IfMatch = None,
+    principal: Principal = Depends(authenticate),
+    state: AppState = Depends(get_state),
+) -> StationPublic:
+    """Change station details. Only the fields sent change."""
+    require_station(principal, station_id)
+    version = expected_version(if_match, body.version)
+    changes = {k: getattr(body, k) for k in body.model_fields_set if k != "version"}
+    if "name" in changes and changes["name"] is None:
+        raise InvalidInput("name", "cannot be null")
+    for k in ("status", "grades", "amenities"):
+        if k in changes and changes[k] is None:
+            raise InvalidInput(k, "cannot be null")
+    with state.db.connection() as conn:
+        row, _ = patch_station(conn, station_id, version, changes, actor=principal.name)
+    _etag(response, int(row["version"]))
+    return StationPublic(**{k: row[k] for k in StationPublic.model_fields if k in row})
+
+
+@router.put("/v1/stations/{station_id}/prices", response_model=PricesResult)
+def put_prices(
+    station_id: StationId,
+    response: Response,
+    body: list[PriceCreate] | PricesPut = Body(...),
+    if_match: IfMatch = None,
+    principal: Principal = Depends(authenticate),
+    state: AppState = Depends(get_state),
+) -> PricesResult:
+    """Set list prices. Each {grade, price_cny, effective_from?}: effective_from defaults to now (naive =
+    region local time); a later effective_from adds to the history, the same one corrects it."""
+    require_station(principal, station_id)
+    items, body_version = (body.prices, body.version) if isinstance(body, PricesPut) else (body, None)
+    if not items:
+        raise InvalidInput("prices", "at least one price")
+    version = expected_version(if_match, body_version)
+    region = state.served.region
+    tz = region.tz
+    seen: set[tuple[str, datetime | None]] = set()
+    prices = []
+    for i, p in enumerate(items):
+        ef = (
+            None
+            if p.effective_from is None
+            else (
+                p.effective_from.replace(tzinfo=tz) if p.effective_from.tzinfo is None else p.effective_from
+            )
+        )
+        if (p.grade, ef) in seen:
+            raise InvalidInput(f"prices.{i}", f"grade {p.grade} twice for the same effective_from")
+        seen.add((p.grade, ef))
+        prices.append((p.grade, p.price_cny, ef))
+    with state.db.connection() as conn:
+        new_version, changes = set_prices(
+            conn,
+            station_id,
+            version,
+            prices,
+            zone=region.price_zone,
+            now=datetime.now(tz),
+            actor=principal.name,
+        )
+    _etag(response, new_version)
+    return PricesResult(
+        station_id=station_id,
+        version=new_version,
+        prices=[
+            PricePublic(
+                grade=c.grade, price_cny=c.price_cny, effective_from=c.effective_from, action=c.action
+            )
+            for c in changes
+        ],
+    )
+
+
+@router.post("/v1/stations/{station_id}/promotions", response_model=PromotionPublic, status_code=201)
+def post_promotion(
+    station_id: StationId,
+    body: PromotionCreate,
+    response: Response,
+    principal: Principal = Depends(authenticate),
+    state: AppState = Depends(get_state),
+) -> PromotionPublic:
+    """Create a promotion of this station."""
+    require_station(principal, station_id)
+    promo = _promotion_in(
+        body,
+        state,
+        scope="station",
+        station_id=station_id,
+        source="station",
+        source_ref=body.source_ref or f"api-{uuid.uuid4().hex}",
+    )
+    with state.db.connection() as conn:
+        get_station_row(conn, station_id)  # 404 for an unknown station
+        stored, version, created = create_promotion(conn, promo, actor=principal.name)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/promotions/{stored.id}"
+    _etag(response, version)
+    return _promotion_public(stored, version)
+
+
+@router.get("/v1/promotions/{promotion_id}", response_model=PromotionPublic)
+def read_promotion(
+    promotion_id: PromotionId,
+    response: Response,
+    principal: Principal = Depends(authenticate),
+    state: AppState = Depends(get_state),
+) -> PromotionPublic:
+    with state.db.connection() as conn:
+        promo, version = get_promotion_row(conn, promotion_id)
+    _etag(response, version)
+    return _promotion_public(promo, version)
+
+
+@router.put("/v1/promotions/{promotion_id}", response_model=PromotionPublic)
+def put_promotion(
+    promotion_id: PromotionId,
+    body: PromotionUpdate,
+    response: Response,
+    if_match: IfMatch = None,
+    principal: Principal = Depends(authenticate),
+    state: AppState = Depends(get_state),
+) -> PromotionPublic:
+    """Replace a promotion's terms (its station/brand and source_ref stay)."""
+    with state.db.connection() as conn:
+        current, _ = get_promotion_row(conn, promotion_id)
+    _may_write_promotion(principal, current)
+    version = expected_version(if_match, body.version)
+    promo = _promotion_in(
+        body, state, id=promotion_id, scope=current.scope, station_id=current.station_id, brand=current.brand
+    )
+    with state.db.connection() as conn:
+        stored, new_version, _ = update_promotion(conn, promotion_id, version, promo, actor=principal.name)
+    _etag(response, new_version)
+    return _promotion_public(stored, new_version)
+
+
+@router.delete("/v1/promotions/{promotion_id}", status_code=204)
+def remove_promotion(
+    promotion_id: PromotionId,
+    if_match: IfMatch = None,
+    version: int | None = None,
+    principal: Principal = Depends(authenticate),
+    state: AppState = Depends(get_state),
+) -> Response:
+    """Delete a promotion (If-Match, or ?version=)."""
+    with state.db.connection() as conn:
+        current, _ = get_promotion_row(conn, promotion_id)
+    _may_write_promotion(principal, current)
+    expected = expected_version(if_match, version)
+    with state.db.connection() as conn:
+        delete_promotion(conn, promotion_id, expected, actor=principal.name)
+    return Response(status_code=204)
+
+
+__all__ = ["PROMOTION_KINDS", "Forbidden", "PreconditionRequired", "router"]

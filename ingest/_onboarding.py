@@ -1,0 +1,527 @@
+"""Shared machinery of the onboarding loaders (`stations`, `prices`, `promotions`).
+
+- reading operator files: CSV (UTF-8, BOM tolerated), JSON (a list of objects, or an object with one
+  list under `rows`/`stations`/`prices`/`promotions`), GeoJSON (a FeatureCollection of Points; the
+  point becomes `lat`/`lon`, properties the other columns); chosen by extension, then by content;
+- row numbers: for CSV the line number in the file (the header is line 1, so the first station is
+  row 2, as a spreadsheet shows it); for JSON/GeoJSON the 1-based position in the list;
+- value parsers that raise RowError(field, reason);
+- the reject report (CSV, or JSON when the path ends in .json: row, field, reason, value);
+- the summary / dry-run diff printed at the end, and the progress bar (tqdm, on stderr).
+
+Exit codes shared by the loaders: 0 done (also with rejects under --allow-rejects), 1 rows were
+rejected and nothing was written, 2 usage error or unreadable file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time as time_module
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, tzinfo
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from tqdm import tqdm
+
+EXIT_OK = 0
+EXIT_REJECTS = 1
+EXIT_USAGE = 2
+EXAMPLES_SHOWN = 5
+
+T = TypeVar("T")
+
+
+class FileUnreadable(Exception):
+    """The input file cannot be read or is not in a supported format (exit code 2)."""
+
+
+class RowError(ValueError):
+    """One value of one row breaks a rule."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Reject:
+    row: int
+    field: str
+    reason: str
+    value: str | None = None
+
+
+@dataclass
+class SourceRow:
+    row: int
+    data: dict[str, Any]
+    error: RowError | None = None  # a problem found while reading (e.g. a GeoJSON non-Point)
+
+
+@dataclass
+class InputFile:
+    path: Path
+    format: str  # csv | json | geojson
+    rows: list[SourceRow]
+    columns: frozenset[str]  # every column/property name seen in the file
+
+
+def detect_format(path: Path) -> str:
+    """csv | json | geojson | osm, from the extension, else from the first bytes."""
+    name = path.name.lower()
+    if name.endswith((".osm.pbf", ".pbf", ".osm", ".osm.gz", ".osm.bz2")):
+        return "osm"
+    if name.endswith(".geojson"):
+        return "geojson"
+    if name.endswith(".csv"):
+        return "csv"
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        raise FileUnreadable(f"cannot read {path}: {exc}") from exc
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"<?xml") or text.startswith(b"<osm"):
+        return "osm"
+    if text.startswith((b"{", b"[")):
+        if name.endswith(".json") and b'"FeatureCollection"' not in head:
+            return "json"
+        return "geojson" if b'"FeatureCollection"' in head or b'"Feature"' in head else "json"
+    return "csv"
+
+
+def _norm_key(key: Any) -> str:
+    return str(key).strip().lower()
+
+
+def read_input(path: Path | str, *, list_keys: Sequence[str] = ("rows",)) -> InputFile:
+    """Read an operator file into rows of {column: value}. Raises FileUnreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileUnreadable(f"{p}: no such file")
+    fmt = detect_format(p)
+    if fmt == "osm":
+        raise FileUnreadable(f"{p}: an OSM extract, not a row file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FileUnreadable(f"cannot read {p} as UTF-8 text: {exc}") from exc
+    if fmt == "csv":
+        return _read_csv(p, text)
+    try:
+        doc = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise FileUnreadable(f"{p}: not valid JSON ({exc})") from exc
+    if fmt == "geojson" or (isinstance(doc, dict) and doc.get("type") == "FeatureCollection"):
+        return _read_geojson(p, doc)
+    items: Any = doc
+    if isinstance(doc, dict):
+        found = [doc[k] for k in (*list_keys, "rows") if isinstance(doc.get(k), list)]
+        if not found:
+            raise FileUnreadable(f"{p}: expected a JSON list of objects (or {{'rows': [...]}})")
+        items = found[0]
+    if not isinstance(items, list):
+        raise FileUnreadable(f"{p}: expected a JSON list of objects")
+    rows: list[SourceRow] = []
+    columns: set[str] = set()
+    for i, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            rows.append(SourceRow(i, {}, RowError("row", f"expected an object, got {type(item).__name__}")))
+            continue
+        data = {_norm_key(k): v for k, v in item.items()}
+        columns.update(data)
+        rows.append(SourceRow(i, data))
+    return InputFile(p, "json", rows, frozenset(columns))
+
+
+def _read_csv(p: Path, text: str) -> InputFile:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise FileUnreadable(f"{p}: empty CSV file (no header line)") from None
+    except csv.Error as exc:
+        raise FileUnreadable(f"{p}: unreadable CSV header ({exc})") from exc
+    keys = [_norm_key(h) for h in header]
+    if not any(keys):
+        raise FileUnreadable(f"{p}: the CSV header is empty")
+    dup = sorted({k for k in keys if k and keys.count(k) > 1})
+    if dup:
+        raise FileUnreadable(f"{p}: duplicate CSV columns: {', '.join(dup)}")
+    rows: list[SourceRow] = []
+    line = reader.line_num
+    try:
+        for values in reader:
+            start = line + 1
+            line = reader.line_num
+            if not values or all(not v.strip() for v in values):
+                continue
+            if len(values) > len(keys):
+                err = RowError("row", f"{len(values)} values for {len(keys)} columns")
+                rows.append(SourceRow(start, {}, err))
+                continue
+            rows.append(SourceRow(start, dict(zip(keys, values, strict=False))))
+    except csv.Error as exc:
+        raise FileUnreadable(f"{p}: broken CSV near line {reader.line_num} ({exc})") from exc
+    return InputFile(p, "csv", rows, frozenset(k for k in keys if k))
+
+
+def _read_geojson(p: Path, doc: Any) -> InputFile:
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        raise FileUnreadable(f"{p}: expected a GeoJSON FeatureCollection")
+    features = doc.get("features")
+    if not isinstance(features, list):
+        raise FileUnreadable(f"{p}: the FeatureCollection has no features list")
+    rows: list[SourceRow] = []
+    columns: set[str] = {"lat", "lon"}
+    for i, feat in enumerate(features, start=1):
+        if not isinstance(feat, dict) or feat.get("type") != "Feature":
+            rows.append(SourceRow(i, {}, RowError("geometry", "not a GeoJSON Feature")))
+            continue
+        props = feat.get("properties") or {}
+        data = {_norm_key(k): v for k, v in props.items()} if isinstance(props, dict) else {}
+        columns.update(data)
+        geom = feat.get("geometry")
+        coords = geom.get("coordinates") if isinstance(geom, dict) else None
+        if not isinstance(geom, dict) or geom.get("type") != "Point":
+            kind = geom.get("type") if isinstance(geom, dict) else None
+            rows.append(SourceRow(i, data, RowError("geometry", f"must be a Point, got {kind!r}")))
+            continue
+        if not isinstance(coords, list) or len(coords) < 2:
+            rows.append(SourceRow(i, data, RowError("geometry", "Point needs [lon, lat] coordinates")))
+            continue
+        data["lon"], data["lat"] = coords[0], coords[1]
+        rows.append(SourceRow(i, data))
+    return InputFile(p, "geojson", rows, frozenset(columns))
+
+
+# ---- value parsers: each raises RowError(field, reason) ------------------------------------------
+
+
+def attempt(errors: list[RowError], fn: Callable[..., T], *args: Any, **kw: Any) -> T | None:
+    """fn(*args, **kw), or None after appending its RowError to `errors` (to report every problem)."""
+    try:
+        return fn(*args, **kw)
+    except RowError as exc:
+        errors.append(exc)
+        return None
+
+
+def text(data: dict[str, Any], key: str, *, max_len: int = 500) -> str | None:
+    """A stripped string, None when missing or empty."""
+    v = data.get(key)
+    if v is None:
+        return None
+    if isinstance(v, list | dict):
+        raise RowError(key, "must be text")
+    s = str(v).strip()
+    if len(s) > max_len:
+        raise RowError(key, f"longer than {max_len} characters")
+    return s or None
+
+
+def required_text(data: dict[str, Any], key: str, *, max_len: int = 200) -> str:
+    s = text(data, key, max_len=max_len)
+    if s is None:
+        raise RowError(key, "is required")
+    return s
+
+
+def text_list(data: dict[str, Any], key: str) -> list[str] | None:
+    """'92;95;0' (also , or |) or a JSON list -> stripped non-empty items; None when missing."""
+    v = data.get(key)
+    if v is None:
+        return None
+    if isinstance(v, list):
+        items = [str(x).strip() for x in v]
+    else:
+        s = str(v)
+        for sep in (",", "|"):
+            s = s.replace(sep, ";")
+        items = [x.strip() for x in s.split(";")]
+    return [x for x in items if x]
+
+
+def number(data: dict[str, Any], key: str, *, required: bool = False) -> float | None:
+    v = data.get(key)
+    if v is None or (isinstance(v, str) and not v.strip()):
+        if required:
+            raise RowError(key, "is required")
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise RowError(key, f"must be a number, got {v!r}") from None
+    if x != x or x in (float("inf"), float("-inf")):
+        raise RowError(key, f"must be a finite number, got {v!r}")
+    return x
+
+
+def decimal(
+    data: dict[str, Any],
+    key: str,
+    *,
+    places: int = 2,
+    lo: Decimal | None = None,
+    hi: Decimal | None = None,
+    required: bool = False,
+) -> Decimal | None:
+    """A decimal with at most `places` decimals, lo < x <= hi."""
+    v = data.get(key)
+    if v is None or (isinstance(v, str) and not v.strip()):
+        if required:
+            raise RowError(key, "is required")
+        return None
+    if isinstance(v, bool):
+        raise RowError(key, f"must be a number, got {v!r}")
+    d = _parse_decimal(str(v).strip(), key, places)
+    if lo is not None and d <= lo:
+        raise RowError(key, f"must be > {lo}, got {d}")
+    if hi is not None and d > hi:
+        raise RowError(key, f"must be <= {hi}, got {d}")
+    return d
+
+
+@lru_cache(maxsize=8192)
+def _parse_decimal(v: str, key: str, places: int) -> Decimal:
+    try:
+        d = Decimal(v)
+    except InvalidOperation:
+        raise RowError(key, f"must be a number, got {v!r}") from None
+    if not d.is_finite():
+        raise RowError(key, f"must be a finite number, got {v!r}")
+    exp = d.normalize().as_tuple().exponent
+    if isinstance(exp, int) and -exp > places:
+        raise RowError(key, f"at most {places} decimals, got {v}")
+    return d
+
+
+def boolean(data: dict[str, Any], key: str, *, default: bool = False) -> bool:
+    v = data.get(key)
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return default
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "y", "on", "是"):
+        return True
+    if s in ("0", "false", "no", "n", "off", "否"):
+        return False
+    raise RowError(key, f"must be true or false, got {v!r}")
+
+
+def parse_datetime_value(value: Any, field: str, tz: tzinfo) -> datetime:
+    """ISO-8601 date-time (naive = `tz`, 'Z' = UTC) or a date (00:00 in `tz`). Aware result."""
+    return _parse_datetime(str(value), field, tz)
+
+
+@lru_cache(maxsize=4096)
+def _parse_datetime(value: str, field: str, tz: tzinfo) -> datetime:
+    s = value.strip()
+    if s.endswith(("z", "Z")):
+        s = s[:-1] + "+00:00"
+    try:
+        if len(s) == 10:
+            return datetime.combine(date.fromisoformat(s), time(0), tz)
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise RowError(
+            field, f"must be an ISO-8601 date-time like 2026-10-01T08:00:00+08:00, got {value!r}"
+        ) from None
+    return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
+
+
+def when(data: dict[str, Any], key: str, tz: tzinfo) -> datetime | None:
+    v = data.get(key)
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    return parse_datetime_value(v, key, tz)
+
+
+def clock(data: dict[str, Any], key: str) -> time | None:
+    v = text(data, key, max_len=20)
+    if v is None:
+        return None
+    try:
+        t = time.fromisoformat(v if len(v) != 4 else "0" + v)
+    except ValueError:
+        raise RowError(key, f"must be a time HH:MM, got {v!r}") from None
+    if t.tzinfo is not None:
+        raise RowError(key, "a local time of day, without offset")
+    return t
+
+
+# ---- reports and summaries -------------------------------------------------------------------------
+
+
+def write_report(rejects: Sequence[Reject], path: Path | None) -> str:
+    """Write the reject report to `path` (CSV, or JSON for *.json) or stdout; return where it went."""
+    rows = [{"row": r.row, "field": r.field, "reason": r.reason, "value": r.value} for r in rejects]
+    if path is not None and str(path) != "-":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", encoding="utf-8", newline="") as fh:
+                _write_rows(fh, rows, json_format=path.suffix.lower() == ".json")
+            return str(path)
+        except OSError as exc:
+            print(f"cannot write the report to {path} ({exc}): printing it here", file=sys.stderr)
+    _write_rows(sys.stdout, rows, json_format=False)
+    return "stdout"
+
+
+def _write_rows(fh: Any, rows: list[dict[str, Any]], *, json_format: bool) -> None:
+    if json_format:
+        json.dump(rows, fh, ensure_ascii=False, indent=1, default=str)
+        fh.write("\n")
+        return
+    w = csv.DictWriter(fh, fieldnames=["row", "field", "reason", "value"])
+    w.writeheader()
+    w.writerows(rows)
+
+
+def default_report_path(input_path: Path) -> Path:
+    """`<file>.rejects.csv` next to the input file (OSM extracts: stdout, see `finish`)."""
+    return input_path.with_name(input_path.name + ".rejects.csv")
+
+
+@dataclass
+class Summary:
+    """What a load did (or, in a dry run, would do)."""
+
+    kind: str  # stations | prices | promotions
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected_rows: int = 0
+    matched_by_location: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    written: bool = False
+    dry_run: bool = False
+
+    def example(self, what: str, line: str) -> None:
+        items = self.examples.setdefault(what, [])
+        if len(items) < EXAMPLES_SHOWN:
+            items.append(line)
+
+    @property
+    def changed(self) -> int:
+        return self.new + self.updated
+
+    def render(self) -> str:
+        head = "dry run, nothing written: would be" if self.dry_run else ("written" if self.written else "")
+        counts = (
+            f"{self.kind}: {self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.rejected_rows} rejected"
+        )
+        if self.matched_by_location:
+            counts += f" ({self.matched_by_location} matched by location)"
+        for k, v in self.extra.items():
+            counts += f"; {k}: {v}"
+        lines = [f"{head} {counts}".strip()]
+        for what, items in self.examples.items():
+            lines.append(f"  {what}:")
+            lines.extend(f"    {x}" for x in items)
+        if self.rejects:
+            lines.append("  rejected (first ones):")
+            lines.extend(f"    row {r.row} {r.field}: {r.reason}" for r in self.rejects[:EXAMPLES_SHOWN])
+        return "\n".join(lines)
+
+
+def progress(items: Iterable[T], *, total: int | None, desc: str, enabled: bool) -> Iterator[T]:
+    """A tqdm bar on stderr (off with --no-progress or when stderr is not a terminal and enabled=False)."""
+    yield from tqdm(items, total=total, desc=desc, disable=not enabled, file=sys.stderr, mininterval=0.5)
+
+
+_T0 = time_module.monotonic()
+
+
+def phase(message: str) -> None:
+    """A progress line on stdout with the seconds since start (flushed: a supervisor can follow it)."""
+    print(f"[{time_module.monotonic() - _T0:6.1f} s] {message}", flush=True)
+
+
+# ---- command line ----------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 itself; keep it, but say it our way
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def loader_parser(command: str, description: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"python -m ingest {command}", description=description)
+    p.add_argument("file", type=Path, help="CSV, JSON or GeoJSON file")
+    p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    p.add_argument(
+        "--allow-rejects",
+        action="store_true",
+        help="write the valid rows even when some are rejected (default: nothing is written then)",
+    )
+    p.add_argument("--report", type=Path, default=None, help="reject report: .csv or .json, '-' for stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str], command: str
+) -> argparse.Namespace | int:
+    args = list(argv[1:] if argv and argv[0] == command else argv)
+    try:
+        return parser.parse_args(args)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+
+
+def finish(summary: Summary, *, report: Path | None, input_path: Path, allow_rejects: bool) -> int:
+    """Print the summary, write the reject report, return the exit code."""
+    print(summary.render(), flush=True)
+    if summary.rejects:
+        if report is None and detect_format(input_path) != "osm":
+            report = default_report_path(input_path)
+        where = write_report(summary.rejects, report)
+        print(f"reject report ({len(summary.rejects)} problems in {summary.rejected_rows} rows): {where}")
+        if not allow_rejects:
+            if not summary.dry_run:
+                print("nothing was written: fix the rows, or pass --allow-rejects to load the valid ones")
+            return EXIT_REJECTS
+    return EXIT_OK
+
+
+# ---- the one transaction of a load ------------------------------------------------------------------
+
+LOCK_KEY = 7_431_101  # session advisory lock: one onboarding load at a time (stations, prices, promotions)
+RETRIES = 3
+
+
+def run_load(database_url: str, timezone: str, body: Callable[[psycopg.Connection], Summary]) -> Summary:
+    """Run `body(conn)` inside one REPEATABLE READ transaction, after taking the loaders' advisory lock.
+
+    `body` raises psycopg.Rollback to end without writing (dry run, rejects). A concurrent writer
+    touching the same rows makes the transaction fail with a serialization error: the whole body is
+    run again (up to RETRIES times). The session time zone is the region's (for messages).
+    """
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s), set_config('TimeZone', %s, false)", (LOCK_KEY, timezone))
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        for attempt in range(RETRIES):
+            try:
+                return body(conn)
+            except psycopg.errors.SerializationFailure:
+                if attempt == RETRIES - 1:
+                    raise
+                phase("a row changed while loading: retrying the whole file")
+    raise AssertionError("unreachable")

@@ -1,0 +1,220 @@
+"""`python -m ingest prices FILE [--dry-run] [--allow-rejects] [--report PATH] [--no-progress]`:
+station list prices from a feed (CSV, JSON).
+
+Columns: station (a station id, or the operator's station code = source_ref of an onboarding
+station; `station_id` / `station_ref` say which explicitly), grade (92, 95#, 0 ...), price_cny,
+effective_from (ISO-8601; naive = the region's local time; default now), observed_at (default now),
+source (station | feed | official, default feed).
+
+Rules (see data/examples/README.md):
+- price history is kept: a price for a later effective_from adds a row; future-dated prices are fine;
+- the same (station, grade, effective_from) with the same price is unchanged; with another price it
+  is corrected in place (audit row with the old value);
+- a row without effective_from whose price equals the price in force now changes nothing (so the
+  same feed loaded twice adds nothing);
+- each price must be within the official ceiling of the region's price zone in force at its
+  effective_from (the notice of day D is in force from 24:00 of D), 98# has none;
+- rejects, --allow-rejects, --dry-run, atomicity and exit codes as for `ingest stations`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from config import Settings, get_settings, resolve_served_region
+from geo._pricing import KNOWN_GRADES, normalize_grade
+from ingest import _onboarding as ob
+from ingest._onboarding import Reject, RowError, Summary
+from store._ceilings import ceiling_in, ceilings_for_zone
+from store._onboarding import (
+    apply_prices,
+    existing_station_ids,
+    plan_prices,
+    resolve_station_refs,
+    stage_prices,
+)
+
+COMMAND = "prices"
+PRICE_SOURCES = ("station", "feed", "official")
+MAX_PRICE = Decimal("100")
+
+
+def station_of(data: dict[str, Any]) -> tuple[str, int | str]:
+    """('id', 123) or ('ref', 'LJ-GC-001') from the station / station_id / station_ref columns."""
+    sid = ob.text(data, "station_id", max_len=30)
+    if sid is not None:
+        if not sid.isdigit():
+            raise RowError("station_id", f"must be a station id (integer), got {sid!r}")
+        return "id", int(sid)
+    ref = ob.text(data, "station_ref", max_len=100)
+    if ref is not None:
+        return "ref", ref
+    s = ob.text(data, "station", max_len=100)
+    if s is None:
+        raise RowError("station", "is required (a station id or the operator's station code)")
+    return ("id", int(s)) if s.isdigit() and len(s) < 19 else ("ref", s)
+
+
+def load_prices(
+    path: Path | str,
+    *,
+    settings: Settings | None = None,
+    dry_run: bool = False,
+    allow_rejects: bool = False,
+    show_progress: bool = False,
+    actor: str | None = None,
+) -> Summary:
+    settings = settings or get_settings()
+    p = Path(path)
+    infile = ob.read_input(p, list_keys=("prices",))
+    region = resolve_served_region(settings).region
+    actor = actor or f"ingest:{COMMAND}:{p.name}"
+    ob.phase(f"{p.name}: {len(infile.rows)} rows, region={region.name}, price zone={region.price_zone}")
+
+    def body(conn: psycopg.Connection) -> Summary:
+        summary = Summary(kind="prices", dry_run=dry_run)
+        with conn.transaction() as tx:
+            now = datetime.now(region.tz)
+            ceilings = ceilings_for_zone(conn, region.price_zone)
+            keys: list[tuple[int, tuple[str, int | str] | None]] = []
+            for src in infile.rows:
+                try:
+                    keys.append((src.row, station_of(src.data) if src.error is None else None))
+                except RowError:
+                    keys.append((src.row, None))
+            refs = resolve_station_refs(conn, [str(k[1]) for _, k in keys if k and k[0] == "ref"])
+            ids = existing_station_ids(conn, [int(k[1]) for _, k in keys if k and k[0] == "id"])
+            rejects: list[Reject] = []
+            staged: list[tuple[Any, ...]] = []
+            seen: dict[tuple[int, str, datetime], int] = {}
+            for src in ob.progress(
+                infile.rows, total=len(infile.rows), desc="validating", enabled=show_progress
+            ):
+                if src.error is not None:
+                    rejects.append(Reject(src.row, src.error.field, src.error.reason))
+                    continue
+                errors: list[RowError] = []
+                d = src.data
+                station_id: int | None = None
+                try:
+                    kind, key = station_of(d)
+                    station_id = (
+                        refs.get(str(key)) if kind == "ref" else (int(key) if int(key) in ids else None)
+                    )
+                    if station_id is None:
+                        errors.append(
+                            RowError("station", f"no station {'with code ' if kind == 'ref' else ''}{key}")
+                        )
+                except RowError as exc:
+                    errors.append(exc)
+                grade_text = ob.text(d, "grade", max_len=10)
+                grade = normalize_grade(grade_text) if grade_text else None
+                if grade is None:
+                    errors.append(
+                        RowError("grade", f"unknown grade {grade_text!r} (known: {', '.join(KNOWN_GRADES)})")
+                        if grade_text
+                        else RowError("grade", "is required")
+                    )
+
+                price = ob.attempt(
+                    errors, ob.decimal, d, "price_cny", places=2, lo=Decimal(0), hi=MAX_PRICE, required=True
+                )
+                ef = ob.attempt(errors, ob.when, d, "effective_from", region.tz)
+                observed = ob.attempt(errors, ob.when, d, "observed_at", region.tz)
+                source = (ob.attempt(errors, ob.text, d, "source", max_len=20) or "feed").lower()
+                if source not in PRICE_SOURCES:
+                    errors.append(
+                        RowError("source", f"must be one of {', '.join(PRICE_SOURCES)}, got {source!r}")
+                    )
+                at = ef if isinstance(ef, datetime) else now
+                if price is not None and grade is not None:
+                    c = ceiling_in(ceilings, grade, at)
+                    if c is not None and price > c.max_price_cny:
+                        errors.append(
+                            RowError(
+                                "price_cny",
+                                f"{grade}# price {price:.2f} CNY/L is above the official ceiling "
+                                f"{c.max_price_cny:.2f} of zone {c.zone} in force at {at.isoformat()} "
+                                f"(from {c.effective_from.astimezone(region.tz).isoformat()})",
+                            )
+                        )
+                if not errors and station_id is not None and grade is not None:
+                    k = (station_id, grade, at)
+                    if k in seen:
+                        errors.append(
+                            RowError(
+                                "effective_from", f"same station, grade and effective_from as row {seen[k]}"
+                            )
+                        )
+                    else:
+                        seen[k] = src.row
+                if errors:
+                    rejects.extend(Reject(src.row, e.field, e.reason, _value(d, e.field)) for e in errors)
+                    continue
+                staged.append(
+                    (
+                        len(staged) + 1,
+                        src.row,
+                        None,
+                        station_id,
+                        grade,
+                        price,
+                        at,
+                        observed,
+                        source,
+                        ef is not None,
+                    )
+                )
+            stage_prices(conn, staged)
+            plan = plan_prices(conn)
+            summary.new, summary.updated, summary.unchanged = plan.new, plan.updated, plan.unchanged
+            summary.rejects = rejects
+            summary.rejected_rows = len({r.row for r in rejects})
+            for what, items in plan.examples.items():
+                for line in items:
+                    summary.example(what, line)
+            if dry_run or (rejects and not allow_rejects):
+                raise psycopg.Rollback(tx)
+            apply_prices(conn, actor=actor)
+            summary.written = True
+        return summary
+
+    return ob.run_load(settings.database_url, region.timezone, body)
+
+
+def _value(d: dict[str, Any], fld: str) -> str | None:
+    v = d.get(fld)
+    if fld == "station" and v is None:
+        v = d.get("station_id", d.get("station_ref"))
+    return None if v is None else str(v)
+
+
+def main(argv: Sequence[str]) -> int:
+    from ingest._stations import install_signal_handlers
+
+    parser = ob.loader_parser(COMMAND, "Load station list prices (history rows) from a CSV/JSON feed.")
+    args = ob.parse_args(parser, argv, COMMAND)
+    if isinstance(args, int):
+        return args
+    install_signal_handlers()
+    try:
+        summary = load_prices(
+            args.file,
+            dry_run=args.dry_run,
+            allow_rejects=args.allow_rejects,
+            show_progress=not args.no_progress,
+        )
+    except ob.FileUnreadable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ob.EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    return ob.finish(summary, report=args.report, input_path=args.file, allow_rejects=args.allow_rejects)

@@ -1,0 +1,299 @@
+"""`python -m ingest promotions FILE [--dry-run] [--allow-rejects] [--report PATH] [--no-progress]`:
+promotions from a feed (CSV, JSON), keyed by (source, source_ref) for idempotence.
+
+Columns: source_ref (required), source (default feed), scope (station | brand; default station when a
+station is given, else brand), station (id or operator code; scope station), brand (scope brand;
+normalised like station brands), title, title_en, grades ("92;95", empty = all), kind (percent_off |
+cny_off_per_litre | cny_off_per_order | topup_bonus), value, min_amount_cny, min_litres, days_of_week
+("6;7" or "Sa;Su"), date_ranges ("2026-10-01/2026-10-07;2027-01-01/2027-01-03"), public_holidays_only,
+time_from, time_to (HH:MM, local), members_only, payment_methods ("wechat;alipay"), valid_from
+(required; naive = local time), valid_to.
+
+The same source_ref with the same content is unchanged; with other content it is updated (version
++1, audit row with the old value). Rejects, dry run, atomicity and exit codes as for `ingest stations`.
+Promotion files are small: rows are written one by one, inside the one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from config import Settings, get_settings, resolve_served_region
+from geo._brands import normalize_brand
+from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
+from ingest import _onboarding as ob
+from ingest._onboarding import Reject, RowError, Summary
+from ingest._prices import station_of
+from store._audit import record
+from store._onboarding import existing_station_ids, resolve_station_refs
+from store._promotions import promotion_from_row, upsert_promotion
+
+COMMAND = "promotions"
+DAYS = {"mo": 1, "tu": 2, "we": 3, "th": 4, "fr": 5, "sa": 6, "su": 7}
+
+
+def _days(items: list[str] | None) -> tuple[int, ...]:
+    out: set[int] = set()
+    for x in items or []:
+        k = x.strip().lower()[:2]
+        if x.strip().isdigit() and 1 <= int(x) <= 7:
+            out.add(int(x))
+        elif k in DAYS:
+            out.add(DAYS[k])
+        else:
+            raise RowError("days_of_week", f"days are 1 (Monday) .. 7 (Sunday) or Mo..Su, got {x!r}")
+    return tuple(sorted(out))
+
+
+def _ranges(items: list[str] | None) -> tuple[tuple[date, date], ...]:
+    out = []
+    for x in items or []:
+        parts = x.replace("..", "/").split("/")
+        try:
+            a, b = (date.fromisoformat(p.strip()) for p in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            a = b = None
+        if a is None or b is None:
+            raise RowError("date_ranges", f"a range is START/END (ISO dates), got {x!r}")
+        if b < a:
+            raise RowError("date_ranges", f"range {x!r} ends before it starts")
+        out.append((a, b))
+    return tuple(sorted(out))
+
+
+def promotion_from_data(
+    d: dict[str, Any], *, tz: Any, station_id: int | None, errors: list[RowError]
+) -> Promotion | None:
+    """Validate one row into a Promotion (station_id already resolved); None with `errors` filled."""
+    a = ob.attempt
+    source_ref = a(errors, ob.required_text, d, "source_ref", max_len=100)
+    source = (a(errors, ob.text, d, "source", max_len=40) or "feed").lower()
+    scope = (
+        a(errors, ob.text, d, "scope", max_len=10) or ("station" if station_id is not None else "brand")
+    ).lower()
+    brand_text = a(errors, ob.text, d, "brand", max_len=100)
+    brand: str | None = None
+    if scope == "brand":
+        if brand_text is None:
+            errors.append(RowError("brand", "is required for scope brand"))
+        else:
+            brand = normalize_brand(brand_text)
+    elif scope == "station":
+        if station_id is None and not any(e.field == "station" for e in errors):
+            errors.append(RowError("station", "is required for scope station"))
+    else:
+        errors.append(RowError("scope", f"must be station or brand, got {scope!r}"))
+    grades: list[str] = []
+    for g in a(errors, ob.text_list, d, "grades") or []:
+        code = normalize_grade(g)
+        if code is None:
+            errors.append(RowError("grades", f"unknown grade {g!r} (known: {', '.join(KNOWN_GRADES)})"))
+        elif code not in grades:
+            grades.append(code)
+    kind = (a(errors, ob.text, d, "kind", max_len=30) or "").lower()
+    if kind not in PROMOTION_KINDS:
+        errors.append(RowError("kind", f"must be one of {', '.join(PROMOTION_KINDS)}, got {kind!r}"))
+    value = a(errors, ob.decimal, d, "value", places=2, lo=Decimal(0), hi=Decimal("999999"), required=True)
+    if value is not None and kind == "percent_off" and value >= 100:
+        errors.append(RowError("value", f"percent_off must be below 100, got {value}"))
+    min_amount = a(errors, ob.decimal, d, "min_amount_cny", places=2, lo=Decimal(0), hi=Decimal("99999999"))
+    min_litres = a(errors, ob.decimal, d, "min_litres", places=2, lo=Decimal(0), hi=Decimal("999999"))
+    days = a(errors, _days, a(errors, ob.text_list, d, "days_of_week"))
+    ranges = a(errors, _ranges, a(errors, ob.text_list, d, "date_ranges"))
+    valid_from = a(errors, ob.when, d, "valid_from", tz)
+    if valid_from is None and not any(e.field == "valid_from" for e in errors):
+        errors.append(RowError("valid_from", "is required"))
+    valid_to = a(errors, ob.when, d, "valid_to", tz)
+    if valid_from is not None and valid_to is not None and valid_to <= valid_from:
+        errors.append(RowError("valid_to", "must be after valid_from"))
+    time_from = a(errors, ob.clock, d, "time_from")
+    time_to = a(errors, ob.clock, d, "time_to")
+    payments = sorted({p.lower() for p in (a(errors, ob.text_list, d, "payment_methods") or [])})
+    title = a(errors, ob.text, d, "title", max_len=200) or ""
+    title_en = a(errors, ob.text, d, "title_en", max_len=200)
+    holidays = a(errors, ob.boolean, d, "public_holidays_only")
+    members = a(errors, ob.boolean, d, "members_only")
+    if errors:
+        return None
+    try:
+        return Promotion(
+            kind=kind,  # type: ignore[arg-type]
+            value=Decimal(value or 0),
+            scope=scope,
+            station_id=station_id if scope == "station" else None,
+            brand=brand,
+            title=title,
+            title_en=title_en,
+            grades=tuple(g for g in KNOWN_GRADES if g in grades),
+            min_amount_cny=min_amount,
+            min_litres=min_litres,
+            days_of_week=days or (),
+            date_ranges=ranges or (),
+            public_holidays_only=bool(holidays),
+            time_from=time_from,
+            time_to=time_to,
+            members_only=bool(members),
+            payment_methods=tuple(payments),
+            valid_from=valid_from,
+            valid_to=valid_to,
+            source=source,
+            source_ref=source_ref,
+        )
+    except ValueError as exc:
+        errors.append(RowError("row", str(exc)))
+        return None
+
+
+def same_promotion(a: Promotion, b: Promotion) -> bool:
+    """Equal content, ignoring the database id."""
+    return dataclasses.replace(a, id=None) == dataclasses.replace(b, id=None)
+
+
+def load_promotions(
+    path: Path | str,
+    *,
+    settings: Settings | None = None,
+    dry_run: bool = False,
+    allow_rejects: bool = False,
+    show_progress: bool = False,
+    actor: str | None = None,
+) -> Summary:
+    settings = settings or get_settings()
+    p = Path(path)
+    infile = ob.read_input(p, list_keys=("promotions",))
+    region = resolve_served_region(settings).region
+    actor = actor or f"ingest:{COMMAND}:{p.name}"
+    ob.phase(f"{p.name}: {len(infile.rows)} rows, region={region.name}")
+
+    def body(conn: psycopg.Connection) -> Summary:
+        summary = Summary(kind="promotions", dry_run=dry_run)
+        with conn.transaction() as tx:
+            keys: dict[int, tuple[str, int | str]] = {}
+            for src in infile.rows:
+                if src.error is None and any(
+                    src.data.get(k) not in (None, "") for k in ("station", "station_id", "station_ref")
+                ):
+                    with contextlib.suppress(RowError):
+                        keys[src.row] = station_of(src.data)
+            refs = resolve_station_refs(conn, [str(k[1]) for k in keys.values() if k[0] == "ref"])
+            ids = existing_station_ids(conn, [int(k[1]) for k in keys.values() if k[0] == "id"])
+            rejects: list[Reject] = []
+            valid: list[tuple[int, Promotion]] = []
+            seen: dict[tuple[str, str], int] = {}
+            for src in ob.progress(
+                infile.rows, total=len(infile.rows), desc="validating", enabled=show_progress
+            ):
+                if src.error is not None:
+                    rejects.append(Reject(src.row, src.error.field, src.error.reason))
+                    continue
+                errors: list[RowError] = []
+                station_id: int | None = None
+                if any(src.data.get(k) not in (None, "") for k in ("station", "station_id", "station_ref")):
+                    try:
+                        kind, key = station_of(src.data)
+                        station_id = (
+                            refs.get(str(key)) if kind == "ref" else (int(key) if int(key) in ids else None)
+                        )
+                        if station_id is None:
+                            errors.append(RowError("station", f"no station {key}"))
+                    except RowError as exc:
+                        errors.append(exc)
+                promo = promotion_from_data(src.data, tz=region.tz, station_id=station_id, errors=errors)
+                if promo is not None:
+                    k = (promo.source, str(promo.source_ref))
+                    if k in seen:
+                        errors.append(RowError("source_ref", f"duplicate of row {seen[k]}"))
+                    else:
+                        seen[k] = src.row
+                if errors or promo is None:
+                    rejects.extend(
+                        Reject(
+                            src.row,
+                            e.field,
+                            e.reason,
+                            None if src.data.get(e.field) is None else str(src.data.get(e.field)),
+                        )
+                        for e in errors
+                    )
+                    continue
+                valid.append((src.row, promo))
+            stored: dict[tuple[str, str], Promotion] = {}
+            if valid:
+                rows = conn.execute(
+                    "SELECT id, scope, station_id, brand, title, title_en, grades, kind, value, min_amount_cny,"
+                    " min_litres, days_of_week, date_ranges, public_holidays_only, time_from, time_to,"
+                    " members_only, payment_methods, valid_from, valid_to, source, source_ref FROM promotions"
+                    " WHERE (source, source_ref) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([pr.source for _, pr in valid], [str(pr.source_ref) for _, pr in valid]),
+                ).fetchall()
+                for r in rows:
+                    sp = promotion_from_row(r)
+                    stored[(sp.source, str(sp.source_ref))] = sp
+            plan: list[tuple[str, Promotion, Promotion | None]] = []
+            for row, pr in valid:
+                old = stored.get((pr.source, str(pr.source_ref)))
+                action = "new" if old is None else ("unchanged" if same_promotion(old, pr) else "updated")
+                plan.append((action, pr, old))
+                setattr(summary, action, getattr(summary, action) + 1)
+                if action != "unchanged":
+                    summary.example(action, f"row {row} {pr.source_ref} {pr.title} ({pr.kind} {pr.value})")
+            summary.rejects = rejects
+            summary.rejected_rows = len({r.row for r in rejects})
+            if dry_run or (rejects and not allow_rejects):
+                raise psycopg.Rollback(tx)
+            for action, pr, old in plan:
+                if action == "unchanged":
+                    continue
+                pid, _ = upsert_promotion(conn, pr)
+                record(
+                    conn,
+                    actor=actor,
+                    action="create" if old is None else "update",
+                    entity="promotion",
+                    entity_id=pid,
+                    old=None if old is None else promotion_json(old),
+                    new=promotion_json(dataclasses.replace(pr, id=pid)),
+                )
+            summary.written = True
+        return summary
+
+    return ob.run_load(settings.database_url, region.timezone, body)
+
+
+def promotion_json(p: Promotion) -> dict[str, Any]:
+    d = dataclasses.asdict(p)
+    d["date_ranges"] = [[a.isoformat(), b.isoformat()] for a, b in p.date_ranges]
+    return d
+
+
+def main(argv: Sequence[str]) -> int:
+    from ingest._stations import install_signal_handlers
+
+    parser = ob.loader_parser(COMMAND, "Load promotions from a CSV/JSON feed.")
+    args = ob.parse_args(parser, argv, COMMAND)
+    if isinstance(args, int):
+        return args
+    install_signal_handlers()
+    try:
+        summary = load_promotions(
+            args.file,
+            dry_run=args.dry_run,
+            allow_rejects=args.allow_rejects,
+            show_progress=not args.no_progress,
+        )
+    except ob.FileUnreadable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ob.EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    return ob.finish(summary, report=args.report, input_path=args.file, allow_rejects=args.allow_rejects)

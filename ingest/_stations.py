@@ -1,0 +1,600 @@
+"""`python -m ingest stations FILE [--dry-run] [--allow-rejects] [--report PATH] [--source onboarding]
+[--no-progress]`: load operator station files (CSV, JSON, GeoJSON) or an OSM extract.
+
+The file schema (columns; JSON keys and GeoJSON properties alike) is documented in
+data/examples/README.md. In short: source_ref (required), name, name_en, brand, address, lat, lon,
+coord (wgs84 | gcj02 | bd09, default wgs84), grades ("92;95;0"), opening_hours, amenities
+("shop;car_wash;toilets;ev_charging"), status (open | closed | temporarily_closed), and optional
+price_89/price_92/price_95/price_98/price_0 with prices_effective_from.
+
+The rules:
+- every row is validated (see `validate_row`); a rejected row is listed in the reject report
+  (row, field, reason, value) and the exit code is 1;
+- with any rejected row and no --allow-rejects, NOTHING is written; with --allow-rejects the valid
+  rows are written and the exit code is 0;
+- one transaction per file (REPEATABLE READ, after a session advisory lock so that two loads run
+  one after the other): COPY into a temporary staging table, match, compare, INSERT/UPDATE from the
+  staging table, commit. A crash, Ctrl-C or kill before the commit leaves the database unchanged;
+- matching and idempotence: see store/_onboarding.py (key, alias, then same brand within 50 m);
+  a column absent from the file keeps the stored value of a matched station;
+- --dry-run runs everything up to the write and prints what would change.
+
+An OSM extract (.osm.pbf, .osm, .osm.gz, .osm.bz2) imports its amenity=fuel stations through the same
+path with source=osm (their opening_hours are kept as mapped, not validated).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import h3.api.basic_int as h3_int
+import numpy as np
+import psycopg
+import shapely
+
+from config import Region, Settings, get_settings, resolve_served_region
+from geo._brands import normalize_brand
+from geo._coords import to_wgs84
+from geo._hours import open_now
+from geo._pricing import KNOWN_GRADES, normalize_grade
+from ingest import _onboarding as ob
+from ingest._onboarding import Reject, RowError, Summary
+from store._ceilings import Ceiling, ceiling_in, ceilings_for_zone
+from store._onboarding import (
+    MATCH_RADIUS_M,
+    apply_prices,
+    apply_stations,
+    drop_rejected_stations,
+    link_new_station_prices,
+    plan_prices,
+    plan_stations,
+    stage_prices,
+    stage_stations,
+)
+
+COMMAND = "stations"
+COORD_SYSTEMS = ("wgs84", "gcj02", "bd09")
+STATUSES = ("open", "closed", "temporarily_closed")
+AMENITIES = ("shop", "car_wash", "toilets", "ev_charging", "compressed_air", "atm")
+SOURCES = ("onboarding", "osm", "demo")
+PRICE_COLUMNS = {f"price_{g}": g for g in KNOWN_GRADES}
+MAX_PRICE = Decimal("100")  # CNY per litre: a sanity bound for grades without an official ceiling
+
+
+@dataclass
+class StagedPrice:
+    grade: str
+    price_cny: Decimal
+    effective_from: datetime
+    explicit: bool
+
+
+@dataclass
+class ValidRow:
+    row: int
+    values: dict[str, Any]  # STAGE_COLUMNS minus seq/row_no
+    prices: list[StagedPrice] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    region: Region
+    now: datetime
+    ceilings: list[Ceiling]
+    columns: frozenset[str]
+    source: str
+    check_hours: bool = True
+    defer_region: bool = False  # the caller checks the region for all rows at once (outside_region)
+
+
+def _cells(lat: float, lon: float) -> tuple[int, int, int]:
+    r9 = h3_int.latlng_to_cell(lat, lon, 9)
+    return h3_int.cell_to_parent(r9, 7), h3_int.cell_to_parent(r9, 8), r9
+
+
+# Operator files repeat the same few values (brands, grade lists, hours, dates, prices): parse each once.
+_brand = lru_cache(maxsize=4096)(normalize_brand)
+
+
+@lru_cache(maxsize=4096)
+def _grade_list(raw: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(known grades in display order, unknown items)."""
+    found, bad = [], []
+    for g in ob.text_list({"g": raw}, "g") or []:
+        code = normalize_grade(g)
+        if code is None:
+            bad.append(g)
+        elif code not in found:
+            found.append(code)
+    return tuple(g for g in KNOWN_GRADES if g in found), tuple(bad)
+
+
+@lru_cache(maxsize=4096)
+def _amenity_list(raw: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    items = [a.strip().lower() for a in ob.text_list({"a": raw}, "a") or []]
+    return tuple(a for a in AMENITIES if a in items), tuple(a for a in items if a not in AMENITIES)
+
+
+@lru_cache(maxsize=4096)
+def _hours_ok(text: str) -> bool:
+    return open_now(text, datetime(2026, 1, 5, 12, 0)) is not None
+
+
+def _listish(v: Any) -> str | None:
+    if v is None:
+        return None
+    return ";".join(str(x) for x in v) if isinstance(v, list) else str(v)
+
+
+def validate_row(
+    data: dict[str, Any], ctx: Context
+) -> tuple[dict[str, Any], list[StagedPrice], list[RowError]]:
+    """Validate one row; return (stage values, prices, problems). Problems empty = valid.
+
+    A column absent from the file gives None (keep the stored value); a present but empty one gives
+    its default.
+    """
+    errors: list[RowError] = []
+    out: dict[str, Any] = {"source": ctx.source}
+
+    def attempt(fn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except RowError as exc:
+            errors.append(exc)
+            return None
+
+    ref = attempt(ob.required_text, data, "source_ref", max_len=100)
+    out["source_ref"] = ref
+    has = ctx.columns.__contains__
+    name = attempt(ob.text, data, "name", max_len=200)
+    out["name"] = (name or "") if has("name") else None
+    out["name_en"] = attempt(ob.text, data, "name_en", max_len=200) if has("name_en") else None
+    out["address"] = attempt(ob.text, data, "address", max_len=500) if has("address") else None
+    brand_text = attempt(ob.text, data, "brand", max_len=100)
+    if has("brand"):
+        out["brand"] = _brand(brand_text)
+        out["brand_raw"] = brand_text
+    else:  # the name decides the brand for matching; a matched station keeps its stored brand
+        out["brand"] = _brand(name)
+        out["brand_raw"] = None
+
+    lat = attempt(ob.number, data, "lat", required=True)
+    lon = attempt(ob.number, data, "lon", required=True)
+    coord = (attempt(ob.text, data, "coord", max_len=10) or "wgs84").lower()
+    if coord not in COORD_SYSTEMS:
+        errors.append(RowError("coord", f"must be one of {', '.join(COORD_SYSTEMS)}, got {coord!r}"))
+    elif lat is not None and lon is not None:
+        if not -90.0 <= lat <= 90.0:
+            errors.append(RowError("lat", f"must be between -90 and 90, got {lat}"))
+        elif not -180.0 <= lon <= 180.0:
+            errors.append(RowError("lon", f"must be between -180 and 180, got {lon}"))
+        else:
+            w_lat, w_lon = to_wgs84(lat, lon, coord)
+            w_lat, w_lon = round(w_lat, 7), round(w_lon, 7)
+            if not ctx.defer_region and not ctx.region.contains(w_lat, w_lon):
+                errors.append(
+                    RowError(
+                        "lat,lon",
+                        f"({w_lat:.6f}, {w_lon:.6f}) WGS-84 (from {coord}) is outside the served region "
+                        f"{ctx.region.display_name} ({ctx.region.name})",
+                    )
+                )
+            out["lat"], out["lon"] = w_lat, w_lon
+            out["h3_r7"], out["h3_r8"], out["h3_r9"] = _cells(w_lat, w_lon)
+
+    if has("grades"):
+        grades, bad = _grade_list(_listish(data.get("grades")) or "")
+        for g in bad:
+            errors.append(RowError("grades", f"unknown grade {g!r} (known: {', '.join(KNOWN_GRADES)})"))
+        out["grades"] = list(grades)
+    else:
+        out["grades"] = None
+    if has("amenities"):
+        amenities, unknown = _amenity_list(_listish(data.get("amenities")) or "")
+        for a in unknown:
+            errors.append(RowError("amenities", f"unknown amenity {a!r} (known: {', '.join(AMENITIES)})"))
+        out["amenities"] = list(amenities)
+    else:
+        out["amenities"] = None
+    hours = attempt(ob.text, data, "opening_hours", max_len=200)
+    if hours is not None and ctx.check_hours and not _hours_ok(hours):
+        errors.append(
+            RowError(
+                "opening_hours",
+                f"cannot parse {hours!r} (e.g. '24/7', 'Mo-Su 07:00-22:00', 'Mo-Fr 06:30-23:00')",
+            )
+        )
+    out["opening_hours"] = hours if has("opening_hours") else None
+    status = attempt(ob.text, data, "status", max_len=40)
+    if status is not None and status.lower() not in STATUSES:
+        errors.append(RowError("status", f"must be one of {', '.join(STATUSES)}, got {status!r}"))
+    out["status"] = (status or "open").lower() if has("status") else None
+
+    prices: list[StagedPrice] = []
+    if any(c in ctx.columns for c in PRICE_COLUMNS):
+        ef = attempt(ob.when, data, "prices_effective_from", ctx.region.tz)
+        explicit = ef is not None
+        at = ef or ctx.now
+        for col, grade in PRICE_COLUMNS.items():
+            price = attempt(ob.decimal, data, col, places=2, lo=Decimal(0), hi=MAX_PRICE)
+            if price is None:
+                continue
+            c = ceiling_in(ctx.ceilings, grade, at)
+            if c is not None and price > c.max_price_cny:
+                errors.append(
+                    RowError(
+                        col,
+                        f"{grade}# price {price:.2f} CNY/L is above the official ceiling {c.max_price_cny:.2f} "
+                        f"of zone {c.zone} in force at {at.isoformat()} (from {c.effective_from.astimezone(ctx.region.tz).isoformat()})",
+                    )
+                )
+                continue
+            prices.append(StagedPrice(grade, price, at, explicit))
+    return out, prices, errors
+
+
+def outside_region(region: Region, lats: Sequence[float], lons: Sequence[float]) -> np.ndarray:
+    """Boolean mask of the WGS-84 points outside the region (vectorised Region.contains)."""
+    lat, lon = np.asarray(lats, dtype=float), np.asarray(lons, dtype=float)
+    west, south, east, north = region.bbox
+    inside = (lat >= south) & (lat <= north) & (lon >= west) & (lon <= east)
+    boundary = region.boundary
+    if boundary is not None and inside.any():
+        shapely.prepare(boundary)
+        idx = np.nonzero(inside)[0]
+        inside[idx] = shapely.contains_xy(boundary, lon[idx], lat[idx])
+    return ~inside
+
+
+def _value_of(data: dict[str, Any], fld: str) -> str | None:
+    keys = fld.split(",")
+    vals = [data.get(k) for k in keys]
+    if all(v is None for v in vals):
+        return None
+    return ",".join("" if v is None else str(v) for v in vals)
+
+
+def match_key(values: dict[str, Any]) -> str:
+    """Stations with the same key within 50 m are one station: the brand code, and for `other`
+    (no brand) also the raw brand, else the name."""
+    brand = str(values.get("brand") or "other")
+    if brand != "other":
+        return brand
+    return "other:" + str(values.get("brand_raw") or values.get("name") or "").strip().lower()
+
+
+def dedupe_in_file(rows: list[ValidRow]) -> tuple[list[ValidRow], list[Reject]]:
+    """Reject the later of two rows with the same source_ref, or with the same match_key within 50 m."""
+    kept: list[ValidRow] = []
+    rejects: list[Reject] = []
+    by_ref: dict[str, int] = {}
+    grid: dict[tuple[str, int, int], list[ValidRow]] = {}
+    cell = 0.001  # degrees: >= 50 m in latitude; longitude cells are wider than 50 m below 60 degrees
+    for r in rows:
+        v = r.values
+        first = by_ref.get(v["source_ref"])
+        if first is not None:
+            rejects.append(Reject(r.row, "source_ref", f"duplicate of row {first}", v["source_ref"]))
+            continue
+        lat, lon, key = v["lat"], v["lon"], match_key(v)
+        gy, gx = math.floor(lat / cell), math.floor(lon / cell)
+        near: ValidRow | None = None
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                for other in grid.get((key, gy + dy, gx + dx), ()):
+                    if _distance_m(lat, lon, other.values["lat"], other.values["lon"]) <= MATCH_RADIUS_M:
+                        near = other
+                        break
+        if near is not None:
+            rejects.append(
+                Reject(
+                    r.row,
+                    "lat,lon",
+                    f"same brand ({v['brand']}) within {MATCH_RADIUS_M:g} m of row {near.row} "
+                    f"({near.values['source_ref']}): a duplicate station",
+                    f"{lat},{lon}",
+                )
+            )
+            continue
+        by_ref[v["source_ref"]] = r.row
+        grid.setdefault((key, gy, gx), []).append(r)
+        kept.append(r)
+    return kept, rejects
+
+
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    from geo._coords import haversine_m
+
+    return haversine_m(lat1, lon1, lat2, lon2)
+
+
+def _osm_rows(path: Path) -> tuple[list[ob.SourceRow], frozenset[str]]:
+    from geo._errors import ExtractError
+    from ingest._osm_stations import read_fuel_stations
+
+    try:
+        stations = read_fuel_stations(path)
+    except ExtractError as exc:
+        raise ob.FileUnreadable(str(exc)) from exc
+    rows = []
+    for i, s in enumerate(stations, start=1):
+        data: dict[str, Any] = {
+            "source_ref": s.source_ref,
+            "name": s.name,
+            "name_en": s.name_en,
+            "brand": s.brand_raw,
+            "address": s.address,
+            "lat": s.lat,
+            "lon": s.lon,
+            "grades": list(s.grades),
+            "opening_hours": s.opening_hours,
+            "amenities": list(s.amenities),
+            "status": s.status,
+        }
+        rows.append(ob.SourceRow(i, data))
+    cols = frozenset(
+        (
+            "source_ref",
+            "name",
+            "name_en",
+            "brand",
+            "address",
+            "lat",
+            "lon",
+            "grades",
+            "opening_hours",
+            "amenities",
+            "status",
+        )
+    )
+    return rows, cols
+
+
+def load_stations(
+    path: Path | str,
+    *,
+    settings: Settings | None = None,
+    dry_run: bool = False,
+    allow_rejects: bool = False,
+    source: str | None = None,
+    show_progress: bool = False,
+    actor: str | None = None,
+) -> Summary:
+    """Validate and load a station file; the Summary says what was (or would be) written.
+
+    Raises ob.FileUnreadable for a missing/unreadable file.
+    """
+    settings = settings or get_settings()
+    p = Path(path)
+    is_osm = ob.detect_format(p) == "osm" if p.is_file() else False
+    if is_osm:
+        src_rows, columns = _osm_rows(p)
+        source = source or "osm"
+    else:
+        infile = ob.read_input(p, list_keys=("stations",))
+        src_rows, columns = infile.rows, infile.columns
+        source = source or "onboarding"
+    if source not in SOURCES:
+        raise ValueError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if not is_osm and "source_ref" not in columns and src_rows:
+        raise ob.FileUnreadable(f"{p}: no source_ref column (the operator's station code is required)")
+    region = resolve_served_region(settings).region
+    actor = actor or f"ingest:{COMMAND}:{p.name}"
+    ob.phase(f"{p.name}: {len(src_rows)} rows, source={source}, region={region.name}")
+
+    def body(conn: psycopg.Connection) -> Summary:
+        return _load_once(
+            conn,
+            src_rows,
+            columns,
+            region=region,
+            source=source,
+            is_osm=is_osm,
+            dry_run=dry_run,
+            allow_rejects=allow_rejects,
+            show_progress=show_progress,
+            actor=actor,
+        )
+
+    return ob.run_load(settings.database_url, region.timezone, body)
+
+
+def _load_once(
+    conn: psycopg.Connection,
+    src_rows: list[ob.SourceRow],
+    columns: frozenset[str],
+    *,
+    region: Region,
+    source: str,
+    is_osm: bool,
+    dry_run: bool,
+    allow_rejects: bool,
+    show_progress: bool,
+    actor: str,
+) -> Summary:
+    summary = Summary(kind="stations", dry_run=dry_run)
+    with conn.transaction() as tx:
+        now = datetime.now(region.tz)
+        ctx = Context(
+            region,
+            now,
+            ceilings_for_zone(conn, region.price_zone),
+            columns,
+            source,
+            not is_osm,
+            defer_region=True,
+        )
+        rejects: list[Reject] = []
+        valid: list[ValidRow] = []
+        for src in ob.progress(src_rows, total=len(src_rows), desc="validating", enabled=show_progress):
+            if src.error is not None:
+                rejects.append(Reject(src.row, src.error.field, src.error.reason))
+                continue
+            values, prices, errors = validate_row(src.data, ctx)
+            if errors:
+                rejects.extend(
+                    Reject(src.row, e.field, e.reason, _value_of(src.data, e.field)) for e in errors
+                )
+                continue
+            valid.append(ValidRow(src.row, values, prices))
+        if valid:
+            outside = outside_region(
+                region, [r.values["lat"] for r in valid], [r.values["lon"] for r in valid]
+            )
+            for r, out in zip(valid, outside, strict=True):
+                if out:
+                    rejects.append(
+                        Reject(
+                            r.row,
+                            "lat,lon",
+                            f"({r.values['lat']:.6f}, {r.values['lon']:.6f}) WGS-84 is outside the served region "
+                            f"{region.display_name} ({region.name})",
+                            f"{r.values['lat']},{r.values['lon']}",
+                        )
+                    )
+            valid = [r for r, out in zip(valid, outside, strict=True) if not out]
+            rejects.sort(key=lambda r: r.row)
+        valid, dup_rejects = dedupe_in_file(valid)
+        if is_osm:  # OSM often maps a station twice (node and outline): skip, the operator cannot fix it
+            for d in dup_rejects:
+                summary.example("skipped OSM duplicates", f"row {d.row}: {d.reason}")
+            if dup_rejects:
+                summary.extra["skipped OSM duplicates"] = len(dup_rejects)
+        else:
+            rejects.extend(dup_rejects)
+
+        ob.phase(f"staging {len(valid)} rows")
+        stage_stations(
+            conn,
+            ob.progress(
+                (
+                    (i, r.row, *(r.values.get(c) for c in _VALUE_COLUMNS))
+                    for i, r in enumerate(valid, start=1)
+                ),
+                total=len(valid),
+                desc="staging",
+                enabled=show_progress,
+            ),
+        )
+        price_rows: list[tuple[Any, ...]] = []
+        for i, r in enumerate(valid, start=1):
+            for sp in r.prices:
+                price_rows.append(
+                    (
+                        len(price_rows) + 1,
+                        r.row,
+                        i,
+                        None,
+                        sp.grade,
+                        sp.price_cny,
+                        sp.effective_from,
+                        None,
+                        "station",
+                        sp.explicit,
+                    )
+                )
+        stage_prices(conn, price_rows)
+        ob.phase("matching against stored stations")
+        keep = [
+            c
+            for c in ("name", "name_en", "address", "grades", "opening_hours", "amenities", "status")
+            if c not in columns
+        ]
+        if "brand" not in columns:
+            keep += ["brand", "brand_raw"]
+        plan = plan_stations(conn, keep=keep)
+        rejects.extend(Reject(row, fld, reason) for row, fld, reason in plan.rejects)
+        rejects.sort(key=lambda r: r.row)
+        pplan = plan_prices(conn, with_stations=True)
+
+        summary.new, summary.updated, summary.unchanged = plan.new, plan.updated, plan.unchanged + plan.kept
+        summary.matched_by_location = plan.matched_by_location
+        summary.rejects = rejects
+        summary.rejected_rows = len({r.row for r in rejects})
+        summary.extra |= {
+            "prices new": pplan.new,
+            "prices updated": pplan.updated,
+            "prices unchanged": pplan.unchanged,
+        }
+        if plan.kept:
+            summary.extra["kept (stronger source)"] = plan.kept
+        for what, items in {**plan.examples, **pplan.examples}.items():
+            for line in items:
+                summary.example(what, line)
+
+        if dry_run or (rejects and not allow_rejects):
+            raise psycopg.Rollback(tx)
+        drop_rejected_stations(conn)
+        ob.phase(f"writing {plan.new} new and {plan.updated} updated stations")
+        apply_stations(conn, actor=actor)
+        link_new_station_prices(conn)  # new stations have their ids now
+        apply_prices(conn, actor=actor, with_stations=True)
+        summary.written = True
+    if summary.written:
+        ob.phase("committed")
+    return summary
+
+
+_VALUE_COLUMNS = (
+    "source",
+    "source_ref",
+    "name",
+    "name_en",
+    "brand",
+    "brand_raw",
+    "address",
+    "lat",
+    "lon",
+    "h3_r7",
+    "h3_r8",
+    "h3_r9",
+    "grades",
+    "opening_hours",
+    "amenities",
+    "status",
+)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM behaves like Ctrl-C: the open transaction is rolled back and the process exits."""
+
+    def _term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = ob.loader_parser(COMMAND, "Load fuel stations from a CSV/JSON/GeoJSON file or an OSM extract.")
+    parser.add_argument(
+        "--source", default=None, choices=SOURCES, help="default: onboarding (osm for OSM files)"
+    )
+    args = ob.parse_args(parser, argv, COMMAND)
+    if isinstance(args, int):
+        return args
+    install_signal_handlers()
+    try:
+        summary = load_stations(
+            args.file,
+            dry_run=args.dry_run,
+            allow_rejects=args.allow_rejects,
+            source=args.source,
+            show_progress=not args.no_progress,
+        )
+    except ob.FileUnreadable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ob.EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    return ob.finish(summary, report=args.report, input_path=args.file, allow_rejects=args.allow_rejects)
