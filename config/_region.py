@@ -154,7 +154,9 @@ def resolve_served_region(settings: Settings) -> ServedRegion:
     """Pick the extract: FUEL_EXTRACT, else the region's configured path, else its demo region."""
     region = load_region(settings.region, settings)
     if settings.extract is not None:
-        return ServedRegion(region, region.name, Path(settings.extract), False, f"{region.name}: {settings.extract}")
+        return ServedRegion(
+            region, region.name, Path(settings.extract), False, f"{region.name}: {settings.extract}"
+        )
     if region.extract:
         path = _expand(region.extract, settings)
         if path.is_file():

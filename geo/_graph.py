@@ -70,7 +70,8 @@ class CompiledGraph:
     edge_maxspeed_kmh: np.ndarray  # float32 [m], NaN when untagged/unparsable
     edge_lanes: np.ndarray  # int8 [m], 0 when untagged
     edge_name: np.ndarray  # int32 [m] index into names (-1: unnamed)
-    edge_geom_offsets: np.ndarray  # int32 (int64 past 2**31 points) [m+1] into geom_lat/geom_lon (the polyline includes both ends)
+    # int32 (int64 past 2**31 points) [m+1] into geom_lat/geom_lon; a polyline includes both ends
+    edge_geom_offsets: np.ndarray
     geom_lat: np.ndarray  # float64
     geom_lon: np.ndarray  # float64
     names: list[str]  # local name (zh where tagged)
@@ -106,7 +107,9 @@ class CompiledGraph:
 
     def nbytes(self) -> int:
         """Memory held by the arrays (names excluded)."""
-        return int(sum(getattr(self, f.name).nbytes for f in fields(self) if _is_array(getattr(self, f.name))))
+        return int(
+            sum(getattr(self, f.name).nbytes for f in fields(self) if _is_array(getattr(self, f.name)))
+        )
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: Path) -> str:
@@ -154,7 +157,9 @@ class CompiledGraph:
             raise GraphCacheError(f"graph cache {path} has a corrupt header") from exc
         payload = data[pos + hlen :]
         if header.get("format") != FORMAT_VERSION:
-            raise GraphCacheError(f"graph cache {path} has format {header.get('format')}, want {FORMAT_VERSION}")
+            raise GraphCacheError(
+                f"graph cache {path} has format {header.get('format')}, want {FORMAT_VERSION}"
+            )
         if len(payload) != header.get("size") or hashlib.sha256(payload).hexdigest() != header.get("sha256"):
             raise GraphCacheError(f"graph cache {path} is truncated or corrupt (checksum mismatch)")
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
