@@ -61,8 +61,8 @@ radii = st.one_of(st.just(MAX_RADIUS), st.floats(min_value=1.0, max_value=MAX_RA
 
 
 @pytest.fixture(scope="module")
-def conn(db_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(db_url, autocommit=True) as c:
+def conn(module_db: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(module_db, autocommit=True) as c:
         yield c
 
 

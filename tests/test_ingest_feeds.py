@@ -20,16 +20,16 @@ NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")
 
 
 @pytest.fixture(scope="module")
-def settings(db_url: str, shared_data: Path) -> Settings:
-    with psycopg.connect(db_url) as conn:
+def settings(module_db: str, shared_data: Path) -> Settings:
+    with psycopg.connect(module_db) as conn:
         load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
-    return Settings(database_url=db_url, extract=NO_EXTRACT, shared_data_dir=shared_data)
+    return Settings(database_url=module_db, extract=NO_EXTRACT, shared_data_dir=shared_data)
 
 
 @pytest.fixture()
-def stations(settings: Settings, db_url: str) -> Iterator[None]:
+def stations(settings: Settings, module_db: str) -> Iterator[None]:
     def wipe() -> None:
-        with psycopg.connect(db_url) as conn:
+        with psycopg.connect(module_db) as conn:
             conn.execute(
                 "TRUNCATE stations, station_refs, prices, promotions, audit_log RESTART IDENTITY CASCADE"
             )
@@ -41,8 +41,8 @@ def stations(settings: Settings, db_url: str) -> Iterator[None]:
     wipe()
 
 
-def n(db_url: str, table: str) -> int:
-    with psycopg.connect(db_url) as conn:
+def n(module_db: str, table: str) -> int:
+    with psycopg.connect(module_db) as conn:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
 
 
@@ -52,18 +52,18 @@ def feed(tmp_path: Path, name: str, lines: list[str]) -> Path:
     return p
 
 
-def test_example_prices_load_once(settings: Settings, stations: None, db_url: str) -> None:
-    before = n(db_url, "prices")
+def test_example_prices_load_once(settings: Settings, stations: None, module_db: str) -> None:
+    before = n(module_db, "prices")
     s = load_prices(EXAMPLES / "prices.csv", settings=settings)
     assert (s.new, s.rejected_rows) == (6, 0)
-    audit = n(db_url, "audit_log")
+    audit = n(module_db, "audit_log")
     again = load_prices(EXAMPLES / "prices.csv", settings=settings)
     assert (again.new, again.updated, again.unchanged) == (0, 0, 6)
-    assert n(db_url, "prices") == before + 6 and n(db_url, "audit_log") == audit
+    assert n(module_db, "prices") == before + 6 and n(module_db, "audit_log") == audit
 
 
 def test_price_rejections_and_nothing_written(
-    settings: Settings, stations: None, db_url: str, tmp_path: Path
+    settings: Settings, stations: None, module_db: str, tmp_path: Path
 ) -> None:
     f = feed(
         tmp_path,
@@ -83,9 +83,9 @@ def test_price_rejections_and_nothing_written(
             ",92,8.80,2026-10-10,feed",  # no station
         ],
     )
-    before = n(db_url, "prices")
+    before = n(module_db, "prices")
     s = load_prices(f, settings=settings)
-    assert not s.written and n(db_url, "prices") == before
+    assert not s.written and n(module_db, "prices") == before
     fields = {(r.row, r.field) for r in s.rejects}
     assert {
         (3, "station"),
@@ -124,7 +124,7 @@ def test_ceiling_in_force_at_effective_from_24h_rule(
 
 
 def test_price_history_update_and_default_now(
-    settings: Settings, stations: None, db_url: str, tmp_path: Path
+    settings: Settings, stations: None, module_db: str, tmp_path: Path
 ) -> None:
     a = feed(tmp_path, "a.csv", ["station,grade,price_cny,effective_from", "3,95,9.40,2026-10-05"])
     b = feed(tmp_path, "b.csv", ["station,grade,price_cny,effective_from", "3,95,9.45,2026-10-05"])
@@ -134,7 +134,7 @@ def test_price_history_update_and_default_now(
     assert load_prices(a, settings=settings).new == 1
     s = load_prices(b, settings=settings)
     assert (s.new, s.updated) == (0, 1)
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(module_db) as conn:
         old, new = conn.execute(
             "SELECT old_value->>'price_cny', new_value->>'price_cny' FROM audit_log"
             " WHERE entity = 'price' AND action = 'update'"
@@ -144,33 +144,33 @@ def test_price_history_update_and_default_now(
     assert load_prices(c, settings=settings, dry_run=True).changed == 0
 
 
-def test_dry_run_prices_writes_nothing(settings: Settings, stations: None, db_url: str) -> None:
-    before = (n(db_url, "prices"), n(db_url, "audit_log"))
+def test_dry_run_prices_writes_nothing(settings: Settings, stations: None, module_db: str) -> None:
+    before = (n(module_db, "prices"), n(module_db, "audit_log"))
     s = load_prices(EXAMPLES / "prices.csv", settings=settings, dry_run=True)
     assert s.new == 6 and not s.written
-    assert (n(db_url, "prices"), n(db_url, "audit_log")) == before
+    assert (n(module_db, "prices"), n(module_db, "audit_log")) == before
 
 
 def test_promotions_load_idempotent_and_update(
-    settings: Settings, stations: None, db_url: str, tmp_path: Path
+    settings: Settings, stations: None, module_db: str, tmp_path: Path
 ) -> None:
     s = load_promotions(EXAMPLES / "promotions.csv", settings=settings)
     assert (s.new, s.rejected_rows) == (5, 0)
-    audit = n(db_url, "audit_log")
+    audit = n(module_db, "audit_log")
     assert load_promotions(EXAMPLES / "promotions.csv", settings=settings).changed == 0
-    assert n(db_url, "audit_log") == audit and n(db_url, "promotions") == 5
+    assert n(module_db, "audit_log") == audit and n(module_db, "promotions") == 5
     text = (EXAMPLES / "promotions.csv").read_text(encoding="utf-8").replace(",0.30,", ",0.35,")
     f = feed(tmp_path, "p.csv", text.splitlines())
     s = load_promotions(f, settings=settings)
     assert (s.new, s.updated, s.unchanged) == (0, 1, 4)
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(module_db) as conn:
         v = conn.execute(
             "SELECT version, value::text FROM promotions WHERE source_ref = 'LJ-PROMO-2026-001'"
         ).fetchone()
         assert v == (2, "0.35")
 
 
-def test_promotion_rejections(settings: Settings, stations: None, db_url: str, tmp_path: Path) -> None:
+def test_promotion_rejections(settings: Settings, stations: None, module_db: str, tmp_path: Path) -> None:
     head = "source_ref,scope,station,brand,kind,value,grades,days_of_week,date_ranges,time_from,valid_from,valid_to"
     f = feed(
         tmp_path,
@@ -193,7 +193,7 @@ def test_promotion_rejections(settings: Settings, stations: None, db_url: str, t
         ],
     )
     s = load_promotions(f, settings=settings)
-    assert not s.written and n(db_url, "promotions") == 0
+    assert not s.written and n(module_db, "promotions") == 0
     got = {(r.row, r.field) for r in s.rejects}
     assert got == {
         (3, "source_ref"),

@@ -29,19 +29,19 @@ HEADER = "source_ref,name,brand,address,lat,lon,coord,grades,opening_hours,ameni
 
 
 @pytest.fixture(scope="module")
-def settings(db_url: str, shared_data: Path) -> Settings:
-    s = Settings(database_url=db_url, extract=NO_EXTRACT, shared_data_dir=shared_data)
-    with psycopg.connect(db_url) as conn:
+def settings(module_db: str, shared_data: Path) -> Settings:
+    s = Settings(database_url=module_db, extract=NO_EXTRACT, shared_data_dir=shared_data)
+    with psycopg.connect(module_db) as conn:
         load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
     return s
 
 
 @pytest.fixture()
-def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def cli_env(module_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`main()` reads settings from the environment: point it at the test database and Lijiang."""
     from config import get_settings
 
-    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("DATABASE_URL", module_db)
     monkeypatch.setenv("FUEL_EXTRACT", str(NO_EXTRACT))
     get_settings.cache_clear()
     yield
@@ -49,9 +49,9 @@ def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture()
-def clean(db_url: str, cli_env: None) -> Iterator[None]:
+def clean(module_db: str, cli_env: None) -> Iterator[None]:
     def wipe() -> None:
-        with psycopg.connect(db_url) as conn:
+        with psycopg.connect(module_db) as conn:
             conn.execute(
                 "TRUNCATE stations, station_refs, prices, promotions, audit_log RESTART IDENTITY CASCADE"
             )
@@ -61,16 +61,16 @@ def clean(db_url: str, cli_env: None) -> Iterator[None]:
     wipe()
 
 
-def counts(db_url: str) -> dict[str, int]:
-    with psycopg.connect(db_url) as conn:
+def counts(module_db: str) -> dict[str, int]:
+    with psycopg.connect(module_db) as conn:
         return {
             t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
             for t in ("stations", "prices", "audit_log", "station_refs")
         }
 
 
-def fingerprint(db_url: str) -> list[tuple[object, ...]]:
-    with psycopg.connect(db_url) as conn:
+def fingerprint(module_db: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(module_db) as conn:
         return conn.execute("SELECT id, version, updated_at, name FROM stations ORDER BY id").fetchall()
 
 
@@ -80,23 +80,23 @@ def write_csv(path: Path, lines: list[str]) -> Path:
 
 
 def test_examples_load_in_every_format_and_twice_changes_nothing(
-    settings: Settings, clean: None, db_url: str
+    settings: Settings, clean: None, module_db: str
 ) -> None:
     s1 = load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)
     s2 = load_stations(EXAMPLES / "stations_gcj02.geojson", settings=settings)
     s3 = load_stations(EXAMPLES / "stations.json", settings=settings)
     assert (s1.new, s2.new, s3.new) == (4, 2, 2) and not (s1.rejects or s2.rejects or s3.rejects)
-    before, fp = counts(db_url), fingerprint(db_url)
+    before, fp = counts(module_db), fingerprint(module_db)
     assert before["stations"] == 8 and before["prices"] == 19
     for f in ("stations_wgs84.csv", "stations_gcj02.geojson", "stations.json"):
         again = load_stations(EXAMPLES / f, settings=settings)
         assert again.new == again.updated == 0 and again.extra["prices new"] == 0
-    assert counts(db_url) == before and fingerprint(db_url) == fp  # no rows, no version/updated_at, no audit
+    assert counts(module_db) == before and fingerprint(module_db) == fp  # no rows, no version/updated_at, no audit
 
 
-def test_gcj02_is_converted_to_wgs84(settings: Settings, clean: None, db_url: str) -> None:
+def test_gcj02_is_converted_to_wgs84(settings: Settings, clean: None, module_db: str) -> None:
     load_stations(EXAMPLES / "stations_gcj02.geojson", settings=settings)
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(module_db) as conn:
         lat, lon = conn.execute(
             "SELECT ST_Y(geom), ST_X(geom) FROM stations WHERE source_ref = 'LJ-YS-005'"
         ).fetchone()  # type: ignore[misc]
@@ -104,14 +104,14 @@ def test_gcj02_is_converted_to_wgs84(settings: Settings, clean: None, db_url: st
 
 
 def test_every_rejection_reason_and_nothing_written(
-    settings: Settings, clean: None, db_url: str, tmp_path: Path
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
 ) -> None:
     report = tmp_path / "rejects.json"
     rc = main(
         ["stations", str(EXAMPLES / "stations_with_errors.csv"), "--report", str(report), "--no-progress"]
     )
     assert rc == 1
-    assert counts(db_url)["stations"] == 0  # the one good row was not written either
+    assert counts(module_db)["stations"] == 0  # the one good row was not written either
     got = {(r["row"], r["field"]) for r in json.loads(report.read_text(encoding="utf-8"))}
     assert got == {
         (3, "source_ref"),  # missing
@@ -131,7 +131,7 @@ def test_every_rejection_reason_and_nothing_written(
 
 
 def test_allow_rejects_writes_the_valid_rows(
-    settings: Settings, clean: None, db_url: str, tmp_path: Path
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
 ) -> None:
     rc = main(
         [
@@ -143,7 +143,7 @@ def test_allow_rejects_writes_the_valid_rows(
             "--no-progress",
         ]
     )
-    assert rc == 0 and counts(db_url)["stations"] == 1
+    assert rc == 0 and counts(module_db)["stations"] == 1
     rows = list(csv.DictReader((tmp_path / "r.csv").open(encoding="utf-8")))
     assert len(rows) == 11 and set(rows[0]) == {"row", "field", "reason", "value"}
 
@@ -184,20 +184,20 @@ def test_geojson_non_point_and_region_from_settings(settings: Settings, clean: N
 
 
 def test_dry_run_writes_nothing_and_reports_the_diff(
-    settings: Settings, clean: None, db_url: str, capsys: pytest.CaptureFixture[str]
+    settings: Settings, clean: None, module_db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)
-    before, fp = counts(db_url), fingerprint(db_url)
+    before, fp = counts(module_db), fingerprint(module_db)
     rc = main(["stations", str(EXAMPLES / "stations_wgs84.csv"), "--dry-run", "--no-progress"])
     assert rc == 0 and "dry run" in capsys.readouterr().out
     rc = main(["stations", str(EXAMPLES / "stations.json"), "--dry-run", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0 and "2 new, 0 updated" in out and "LJ-NL-007" in out
-    assert counts(db_url) == before and fingerprint(db_url) == fp
+    assert counts(module_db) == before and fingerprint(module_db) == fp
 
 
 def test_update_by_key_and_match_by_location(
-    settings: Settings, clean: None, db_url: str, tmp_path: Path
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
 ) -> None:
     load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)
     # same key, new name and price -> updated (version + 1, audit row with the old value)
@@ -219,7 +219,7 @@ def test_update_by_key_and_match_by_location(
     )
     s = load_stations(g, settings=settings)
     assert (s.new, s.updated, s.unchanged, s.matched_by_location) == (1, 1, 0, 1)
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(module_db) as conn:
         assert conn.execute("SELECT station_id FROM station_refs WHERE source_ref = 'NEW-9'").fetchone() == (
             1,
         )
@@ -232,7 +232,7 @@ def test_update_by_key_and_match_by_location(
 
 
 def test_price_history_from_station_file(
-    settings: Settings, clean: None, db_url: str, tmp_path: Path
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
 ) -> None:
     f1 = write_csv(
         tmp_path / "p1.csv", ["S1,中国石化一号站,sinopec,,26.86,100.24,wgs84,92,24/7,,open,8.70,2026-09-01"]
@@ -243,7 +243,7 @@ def test_price_history_from_station_file(
     load_stations(f1, settings=settings)
     s = load_stations(f2, settings=settings)
     assert (s.unchanged, s.extra["prices new"]) == (1, 1)
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(module_db) as conn:
         assert [r[0] for r in conn.execute("SELECT price_cny::text FROM prices ORDER BY effective_from")] == [
             "8.70",
             "8.90",
@@ -253,11 +253,11 @@ def test_price_history_from_station_file(
         )  # prices bump the station version
 
 
-def test_osm_extract_imports_through_the_same_path(db_url: str, shared_data: Path, clean: None) -> None:
-    andorra = Settings(database_url=db_url, region="andorra", shared_data_dir=shared_data)
+def test_osm_extract_imports_through_the_same_path(module_db: str, shared_data: Path, clean: None) -> None:
+    andorra = Settings(database_url=module_db, region="andorra", shared_data_dir=shared_data)
     s = load_stations(shared_data / "osm" / "andorra.osm.pbf", settings=andorra)
     assert s.new >= 17 and not s.rejects and s.written
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(module_db) as conn:
         assert conn.execute("SELECT DISTINCT source FROM stations").fetchall() == [("osm",)]
     assert load_stations(shared_data / "osm" / "andorra.osm.pbf", settings=andorra).changed == 0
 
@@ -321,23 +321,23 @@ def big_file(path: Path, n: int, *, seed: int = 7) -> Path:
     return path
 
 
-def _env(db_url: str) -> dict[str, str]:
+def _env(module_db: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"DATABASE_URL": db_url, "FUEL_EXTRACT": str(NO_EXTRACT), "PYTHONUNBUFFERED": "1"})
+    env.update({"DATABASE_URL": module_db, "FUEL_EXTRACT": str(NO_EXTRACT), "PYTHONUNBUFFERED": "1"})
     return env
 
 
 @pytest.mark.slow
 def test_sigkill_while_writing_leaves_the_database_as_it_was(
-    settings: Settings, clean: None, db_url: str, tmp_path: Path
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
 ) -> None:
     load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)
-    before = counts(db_url)
+    before = counts(module_db)
     f = big_file(tmp_path / "big.csv", 60_000)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ingest", "stations", str(f), "--no-progress"],
         cwd=PROJECT_ROOT,
-        env=_env(db_url),
+        env=_env(module_db),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -355,7 +355,7 @@ def test_sigkill_while_writing_leaves_the_database_as_it_was(
                 break
         assert seen_write, "the loader never reached the write phase"
         # the staged rows are in the open transaction: wait until the server works on them, then kill
-        with psycopg.connect(db_url, autocommit=True) as conn:
+        with psycopg.connect(module_db, autocommit=True) as conn:
             for _ in range(400):
                 busy = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
@@ -373,12 +373,12 @@ def test_sigkill_while_writing_leaves_the_database_as_it_was(
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     time.sleep(0.5)  # the server notices the dropped connection and rolls back
-    assert counts(db_url) == before
+    assert counts(module_db) == before
 
 
 @pytest.mark.slow
 def test_100k_rows_load_fast_and_reload_is_a_noop(
-    settings: Settings, clean: None, db_url: str, tmp_path: Path
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
 ) -> None:
     f = big_file(tmp_path / "100k.csv", 100_000)
     t0 = time.perf_counter()
@@ -390,5 +390,5 @@ def test_100k_rows_load_fast_and_reload_is_a_noop(
     second = time.perf_counter() - t0
     print(f"\n100k stations (+200k prices, audit rows): first load {first:.1f} s, reload {second:.1f} s")
     assert s2.changed == 0 and s2.extra["prices new"] == 0
-    assert counts(db_url)["stations"] == 100_000
+    assert counts(module_db)["stations"] == 100_000
     assert first < 60

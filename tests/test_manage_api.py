@@ -31,27 +31,27 @@ PROMO = {
 
 
 @pytest.fixture(scope="module")
-def env(db_url: str, shared_data: Path) -> Iterator[dict[str, Any]]:
+def env(module_db: str, shared_data: Path) -> Iterator[dict[str, Any]]:
     settings = Settings(
-        database_url=db_url,
+        database_url=module_db,
         extract=NO_EXTRACT,
         shared_data_dir=shared_data,
         admin_api_key=ADMIN,
         secret_key="test-secret-0123456789abcdef",
     )
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(module_db) as conn:
         conn.execute(
             "TRUNCATE stations, station_refs, prices, promotions, audit_log, api_keys RESTART IDENTITY CASCADE"
         )
         load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
     load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)  # stations 1..4
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(module_db) as conn:
         keys = {
             "operator": create_api_key(conn, "ops-desk", "operator", secret_key=settings.secret_key),
             "manager": create_api_key(conn, "fuhui-manager", "manager", [1], secret_key=settings.secret_key),
         }
     with TestClient(create_app(settings)) as client:
-        yield {"client": client, "keys": keys, "db_url": db_url}
+        yield {"client": client, "keys": keys, "module_db": module_db}
 
 
 def version_of(client: TestClient, key: str, path: str) -> str:
@@ -60,8 +60,8 @@ def version_of(client: TestClient, key: str, path: str) -> str:
     return r.headers["ETag"]
 
 
-def audit_count(db_url: str) -> int:
-    with psycopg.connect(db_url) as conn:
+def audit_count(module_db: str) -> int:
+    with psycopg.connect(module_db) as conn:
         return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])  # type: ignore[index]
 
 
@@ -137,9 +137,9 @@ def test_preconditions_etag_and_stale_version(env: dict[str, Any]) -> None:
     assert r.status_code == 409 and r.json()["error"]["current_version"] == int(etag.strip('"')) + 1
     # the body's version works too; the same content again changes nothing (no bump, no audit)
     v = int(r.headers["ETag"].strip('"'))
-    before = audit_count(env["db_url"])
+    before = audit_count(env["module_db"])
     r = c.patch("/v1/stations/4", json={"address": "黄山镇民主路1号", "version": v}, headers=h)
-    assert r.status_code == 200 and r.headers["ETag"] == f'"{v}"' and audit_count(env["db_url"]) == before
+    assert r.status_code == 200 and r.headers["ETag"] == f'"{v}"' and audit_count(env["module_db"]) == before
     assert c.get("/v1/manage/stations/999999", headers=h).status_code == 404
 
 
@@ -182,7 +182,7 @@ def test_prices_history_and_audit(env: dict[str, Any]) -> None:
     )
     assert r2.status_code == 200 and [p["action"] for p in r2.json()["prices"]] == ["unchanged", "unchanged"]
     assert r2.json()["version"] == r.json()["version"]
-    with psycopg.connect(env["db_url"]) as conn:
+    with psycopg.connect(env["module_db"]) as conn:
         rows = conn.execute(
             "SELECT actor, action, new_value->>'price_cny' FROM audit_log WHERE entity = 'price'"
             " AND new_value->>'station_id' = '3' AND new_value->>'grade' = '95' AND actor = 'admin' ORDER BY id"
@@ -205,7 +205,7 @@ def test_promotion_lifecycle_and_brand_scope(env: dict[str, Any]) -> None:
     assert c.delete(f"/v1/promotions/{pid}", headers=mgr).status_code == 428
     assert c.delete(f"/v1/promotions/{pid}", headers={**mgr, "If-Match": '"2"'}).status_code == 204
     assert c.get(f"/v1/promotions/{pid}", headers=mgr).status_code == 404
-    with psycopg.connect(env["db_url"]) as conn:
+    with psycopg.connect(env["module_db"]) as conn:
         actions = [
             r[0]
             for r in conn.execute(

@@ -58,9 +58,9 @@ def regions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ids(db_url: str, shared_data: Path) -> dict[str, int]:
+def ids(module_db: str, shared_data: Path) -> dict[str, int]:
     out: dict[str, int] = {}
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with psycopg.connect(module_db, autocommit=True) as conn:
         load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
         for ref, (bearing, dist, brand, grades, _) in LAYOUT.items():
             lat, lon = destination(*Q, bearing, dist)
@@ -121,9 +121,9 @@ def ids(db_url: str, shared_data: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def client(db_url: str, regions_dir: Path, ids: dict[str, int]) -> Iterator[TestClient]:
+def client(module_db: str, regions_dir: Path, ids: dict[str, int]) -> Iterator[TestClient]:
     settings = Settings(
-        database_url=db_url,
+        database_url=module_db,
         env="test",
         region="lijiang",
         regions_dir=regions_dir,

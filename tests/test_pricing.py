@@ -162,8 +162,8 @@ def test_member_payment_topup_litres_validity() -> None:
 
 # --- ceilings ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def conn(db_url: str, shared_data: Path) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(db_url, autocommit=True) as c:
+def conn(module_db: str, shared_data: Path) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(module_db, autocommit=True) as c:
         load_guidance_file(c, shared_data / "prices" / "yunnan_guidance_prices.json")
         yield c
 
@@ -280,11 +280,11 @@ def test_promotions_for_stations_station_and_brand_scope(conn: psycopg.Connectio
     assert brand.days_of_week == (6,) and brand.date_ranges == ((date(2026, 11, 1), date(2026, 11, 30)),)
 
 
-def test_guidance_command(db_url: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_guidance_command(module_db: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from config import get_settings
     from ingest._guidance import main
 
-    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("DATABASE_URL", module_db)
     get_settings.cache_clear()
     try:
         path = str(shared_data / "prices" / "yunnan_guidance_prices.json")
@@ -293,7 +293,7 @@ def test_guidance_command(db_url: str, shared_data: Path, monkeypatch: pytest.Mo
         assert main(["guidance", "/nonexistent.json"]) == 1
     finally:
         get_settings.cache_clear()
-    with psycopg.connect(db_url) as c:
+    with psycopg.connect(module_db) as c:
         n = c.execute("SELECT count(*) FROM price_ceilings WHERE zone = 'yunnan-4'").fetchone()
         assert n is not None and n[0] == 8
 

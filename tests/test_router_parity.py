@@ -202,3 +202,42 @@ def test_parity_distance_many(world):
     pts = _points(g, rng, 300)
     for i in range(150):
         _check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng), metric="distance")
+
+
+def test_parity_period_tables_with_fast_live_on_one_class(world):
+    """Peak departures with FAST live observations (factor up to 1.3, clamped to 1) on residential
+    streets only, slow ones elsewhere: the per-class live maxima keep a period table usable (the single
+    global maximum, 1.0, would exceed every table's smallest ceiling and switch them all off), and
+    results stay exact."""
+    g, r, ref = world
+    from geo._graph import CLASS_INDEX
+
+    rng = np.random.default_rng(7)
+    t_obs = datetime(2026, 3, 10, 8, 0, tzinfo=TZ).timestamp()
+    res_edges = np.flatnonzero(g.edge_class == CLASS_INDEX["residential"])
+    other = np.flatnonzero(g.edge_class != CLASS_INDEX["residential"])
+    fast = rng.choice(res_edges, 150, replace=False)
+    slow = rng.choice(other, 150, replace=False)
+    batch = [
+        {"edge_id": int(e), "observed_at": t_obs - float(rng.uniform(0, 1800)), "factor": float(rng.uniform(0.7, 1.3))}
+        for e in fast
+    ] + [
+        {"edge_id": int(e), "observed_at": t_obs - float(rng.uniform(0, 1800)), "factor": float(rng.uniform(0.1, 0.55))}
+        for e in slow
+    ]  # fmt: skip
+    r.live.apply(batch)
+    try:
+        st = r.live.snapshot()
+        assert st.fmax == 1.0 and all(st.fmax > p.smin for p in r._periods)  # a global bound: no table
+        assert st.class_fmax[CLASS_INDEX["residential"]] == 1.0
+        assert st.class_fmax[CLASS_INDEX["primary"]] <= 0.55
+        pts = _points(g, rng, 160)
+        used = 0
+        for i in range(80):
+            dep = t_obs + float(rng.uniform(0, 5400))
+            ctx = r._ctx(dep, free_flow=False, metric="time")
+            used += r._period(ctx, 0.0)[0] >= 0
+            _check(r, ref, pts[2 * i], pts[2 * i + 1], dep)
+        assert used > 40
+    finally:
+        r.live.clear()
