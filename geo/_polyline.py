@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from numba import njit
 
 from geo._coords import EARTH_RADIUS_M
 from geo._graph import CompiledGraph
@@ -44,27 +46,99 @@ def cut(lat: np.ndarray, lon: np.ndarray, f0: float, f1: float) -> tuple[np.ndar
 
 
 def route_polyline(
-    g: CompiledGraph, edges: Sequence[int], first_frac: float, last_frac: float
+    g: CompiledGraph, edges: Sequence[int] | np.ndarray, first_frac: float, last_frac: float
 ) -> list[tuple[float, float]]:
-    """[(lat, lon)] along road edges, the first from `first_frac`, the last up to `last_frac`."""
-    if not edges:
+    """[(lat, lon)] along road edges, the first from `first_frac`, the last up to `last_frac`.
+
+    One compiled call over the edge list (same arithmetic as `cut` on the first and last edge: local
+    equirectangular lengths, `numpy.interp` at the cut points; the middle edges' vertices copied, each
+    edge's first vertex dropped since it repeats the previous edge's last)."""
+    if len(edges) == 0:
         return []
     ed = np.asarray(edges, dtype=np.int64)
-    n = len(ed)
-    a = g.edge_geom_offsets[ed]
-    b = g.edge_geom_offsets[ed + 1]
-    if n == 1:
-        la, lo = cut(g.geom_lat[a[0] : b[0]], g.geom_lon[a[0] : b[0]], first_frac, last_frac)
-        return list(zip(la.tolist(), lo.tolist(), strict=True))
-    la0, lo0 = cut(g.geom_lat[a[0] : b[0]], g.geom_lon[a[0] : b[0]], first_frac, 1.0)
-    la1, lo1 = cut(g.geom_lat[a[-1] : b[-1]], g.geom_lon[a[-1] : b[-1]], 0.0, last_frac)
-    # middle edges: every vertex but the first of each (it repeats the previous edge's last)
-    ma, mb = a[1:-1] + 1, b[1:-1]
-    cnt = mb - ma
-    idx = np.repeat(ma - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt) + np.arange(int(cnt.sum()))
-    la = np.concatenate((la0, g.geom_lat[idx], la1[1:]))
-    lo = np.concatenate((lo0, g.geom_lon[idx], lo1[1:]))
+    la, lo = _route_coords(
+        ed, float(first_frac), float(last_frac), g.edge_geom_offsets, g.geom_lat, g.geom_lon
+    )
     return list(zip(la.tolist(), lo.tolist(), strict=True))
+
+
+@njit(cache=True, nogil=True)
+def _interp(x: float, c: np.ndarray, v: np.ndarray, a: int, n: int) -> float:
+    """numpy.interp(x, c[:n], v[a:a+n]) for non-decreasing c (bit for bit: same branches and formula)."""
+    if x >= c[n - 1]:
+        return float(v[a + n - 1])
+    if x < c[0]:
+        return float(v[a])
+    j = 0
+    while j + 1 < n and c[j + 1] <= x:
+        j += 1
+    if x == c[j]:
+        return float(v[a + j])
+    slope = (v[a + j + 1] - v[a + j]) / (c[j + 1] - c[j])
+    r = slope * (x - c[j]) + v[a + j]
+    if math.isnan(r):
+        r = slope * (x - c[j + 1]) + v[a + j + 1]
+        if math.isnan(r) and v[a + j] == v[a + j + 1]:
+            r = float(v[a + j])
+    return float(r)
+
+
+@njit(cache=True, nogil=True)
+def _cut_into(la_out: np.ndarray, lo_out: np.ndarray, k: int, glat: np.ndarray, glon: np.ndarray, a: int, b: int,
+              f0: float, f1: float, skip_first: bool) -> int:  # fmt: skip
+    """Write `cut(glat[a:b], glon[a:b], f0, f1)` (minus its first point if `skip_first`) at k; new k."""
+    n = b - a
+    c = np.zeros(n)
+    for i in range(1, n):
+        kk = math.cos(math.radians((glat[a + i - 1] + glat[a + i]) / 2.0))
+        dy = (glat[a + i] - glat[a + i - 1]) * _M_PER_DEG
+        dx = (glon[a + i] - glon[a + i - 1]) * _M_PER_DEG * kk
+        c[i] = c[i - 1] + math.hypot(dx, dy)
+    total = c[n - 1]
+    if total <= 0.0:
+        if not skip_first:
+            la_out[k] = glat[a]
+            lo_out[k] = glon[a]
+            k += 1
+        return k
+    d0, d1 = f0 * total, f1 * total
+    if not skip_first:
+        la_out[k] = _interp(d0, c, glat, a, n)
+        lo_out[k] = _interp(d0, c, glon, a, n)
+        k += 1
+    for i in range(n):
+        if c[i] > d0 and c[i] < d1:
+            la_out[k] = glat[a + i]
+            lo_out[k] = glon[a + i]
+            k += 1
+    la_out[k] = _interp(d1, c, glat, a, n)
+    lo_out[k] = _interp(d1, c, glon, a, n)
+    return k + 1
+
+
+@njit(cache=True, nogil=True)
+def _route_coords(edges: np.ndarray, f0: float, f1: float, offs: np.ndarray, glat: np.ndarray,
+                  glon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    n = edges.shape[0]
+    cap = 2
+    for i in range(n):
+        cap += offs[edges[i] + 1] - offs[edges[i]] + 1
+    la = np.empty(cap)
+    lo = np.empty(cap)
+    a0, b0 = offs[edges[0]], offs[edges[0] + 1]
+    if n == 1:
+        k = _cut_into(la, lo, 0, glat, glon, a0, b0, f0, f1, False)
+        return la[:k], lo[:k]
+    k = _cut_into(la, lo, 0, glat, glon, a0, b0, f0, 1.0, False)
+    for i in range(1, n - 1):
+        e = edges[i]
+        for p in range(offs[e] + 1, offs[e + 1]):
+            la[k] = glat[p]
+            lo[k] = glon[p]
+            k += 1
+    a1, b1 = offs[edges[n - 1]], offs[edges[n - 1] + 1]
+    k = _cut_into(la, lo, k, glat, glon, a1, b1, 0.0, f1, True)
+    return la[:k], lo[:k]
 
 
 def encode(points: Iterable[tuple[float, float]], precision: int = 5) -> str:

@@ -37,13 +37,13 @@ from geo._graph import ROAD_CLASSES, CompiledGraph
 from geo._landmarks import landmark_margin, landmark_tables, period_vectors
 from geo._polyline import route_polyline
 from geo._snap import Snap, Snapper
-from geo._steps import Step, build_steps
+from geo._steps import Step, build_steps, edge_bearings
 from geo._traffic import BIN_S, TABLE_BINS, LiveState, LiveTraffic, TrafficProfile, to_epoch
 
 ALT_PENALTY = 1.4
 ALT_MAX_OVERLAP = 0.7
 ALT_MAX_STRETCH = 1.4
-ACTIVE_LANDMARKS = 6
+ACTIVE_LANDMARKS = 12
 PERIOD_TABLES = 4  # landmark tables under per-class factor ceilings, computed at load (not in the file)
 PERIOD_DAY_WEIGHT = np.array([5.0, 2.0, 0.3])  # how often each day type occurs (weekday, weekend, holiday)
 PERIOD_SLACK = 1.25  # use a period table when its horizon covers 1.25 x the estimated trip
@@ -161,6 +161,10 @@ class Router:
         self.snapper = Snapper(g, max_snap_m=max_snap_m)
         n, m = g.n_nodes, g.n_road_edges
         self._keys, self._override_ids = profile.edge_keys(m, g.edge_class)
+        # profile column -> road class (an edge override column takes its edge's class)
+        self._key_class = np.concatenate(
+            (np.arange(len(ROAD_CLASSES)), g.edge_class[self._override_ids].astype(np.int64))
+        )
         self._len = np.ascontiguousarray(g.edge_length_m, dtype=np.float64)
         self._spd = np.ascontiguousarray(g.edge_speed_mps, dtype=np.float64)
         self._offsets = np.ascontiguousarray(g.offsets, dtype=np.int64)
@@ -181,6 +185,8 @@ class Router:
             np.int64
         )
         self._rev = _reverse_edges(g)
+        # first / last segment bearing of every road edge (steps), computed once
+        self._bear_start, self._bear_end = edge_bearings(g, np.arange(m, dtype=np.int64))
         L = g.lm_from.shape[0] if g.lm_from.ndim == 2 and g.lm_from.shape[1] == n else 0
         self._lm_from = np.asarray(g.lm_from if L else np.zeros((0, n), np.float32), dtype=np.float32)
         self._lm_to = np.asarray(g.lm_to if L else np.zeros((0, n), np.float32), dtype=np.float32)
@@ -310,9 +316,8 @@ class Router:
         hit = self._win_cache.get(key)
         if hit is not None:
             return hit
-        fmax = np.maximum.accumulate(ctx.table.max(axis=1))
-        lf = ctx.live.fmax
-        fmax = np.maximum(fmax, lf)
+        # per-bin factor bound (profile and per-class live maxima, see `_live_bound`), running max
+        fmax = np.maximum.accumulate(self._live_bound(ctx).max(axis=1))
         hs: list[float] = []
         fs: list[float] = []
         for k in range(1, len(fmax) + 1):
@@ -380,22 +385,32 @@ class Router:
                 )
             )
         out.sort(key=lambda p: p.tight)
-        # key column -> road class (edge overrides take their edge's class ceiling)
-        self._key_class = np.concatenate(
-            (np.arange(len(ROAD_CLASSES)), g.edge_class[self._override_ids].astype(np.int64))
-        )
         return out
+
+    def _live_bound(self, ctx: _Ctx) -> np.ndarray:
+        """bound[k, key] >= every factor the kernel can use in relative bin k on an edge with profile
+        column `key`, profile and live overlay together.
+
+        Proof. The kernel's factor for edge e (column key, class c = `_key_class[key]`; an override column
+        is one edge, of its own class) in bin k is either the profile value ``P = table[k, key]`` or
+        ``w * x + (1 - w) * P`` with ``w`` in [0, 1] and ``x`` the live factor held for e. ``x`` is at most
+        ``class_fmax[c]``, the largest live factor held on any edge of class c, and a convex combination
+        is at most the larger of its two terms, so the factor is at most
+        ``max(table[k, key], class_fmax[c])``. Closures only remove arcs. So one fast observation on a
+        residential street lifts the bound of residential columns only, not every class's."""
+        return np.asarray(np.maximum(ctx.table, ctx.live.class_fmax[self._key_class][None, :]))
 
     def _period(self, ctx: _Ctx, est: float) -> tuple[int, float]:
         """(index of the sharpest period table whose horizon covers the estimated trip, horizon in
         seconds relative to b0*900), or (-1, -1.0). The horizon is the start of the first bin where some
-        profile factor or the largest live factor exceeds the table's ceiling for that column."""
+        column's factor bound (`_live_bound`: profile, and the live maximum of its road class) exceeds
+        the table's ceiling for that column's class."""
         if not self._periods:
             return -1, -1.0
         key = (ctx.b0, ctx.live.version)
         hz = self._period_cache.get(key)
         if hz is None:
-            bound = np.maximum(ctx.table, ctx.live.fmax)
+            bound = self._live_bound(ctx)
             hs = []
             for per in self._periods:
                 viol = (bound > per.ceil[self._key_class][None, :]).any(axis=1)
@@ -520,12 +535,16 @@ class Router:
         edges = path.tolist()
         f0 = first_off / float(self._len[path[0]]) if self._len[path[0]] > 0 else 0.0
         f1 = last_end / float(self._len[path[-1]]) if self._len[path[-1]] > 0 else 1.0
-        poly = route_polyline(self.g, edges, f0, f1)
+        poly = route_polyline(self.g, path, f0, f1)
         if poly:
             poly[0] = (s.lat, s.lon) if edges[0] == s.edge else poly[0]
             poly[-1] = (d.lat, d.lon) if edges[-1] == d.edge else poly[-1]
         entry = (times[:-1] - times[0]).tolist()
-        st = build_steps(self.g, edges, lens.tolist(), np.diff(times).tolist(), poly) if steps else []
+        st = (
+            build_steps(self.g, path, lens, np.diff(times), poly, (self._bear_start, self._bear_end))
+            if steps
+            else []
+        )
         return RouteResult(
             distance_m=dist,
             duration_s=duration,

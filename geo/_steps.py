@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from geo._graph import CompiledGraph
 
@@ -65,14 +66,15 @@ def edge_bearings(g: CompiledGraph, edges: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 _KINDS = ("straight", "slight_right", "right", "sharp_right", "uturn", "slight_left", "left", "sharp_left")
+_BREAKS = np.array([False, False, True, True, True, False, True, True])  # kinds that start a new step
 
 
 def _turn_kinds(delta: np.ndarray) -> np.ndarray:
+    """Index into _KINDS per bearing change (same thresholds as `turn_type`)."""
     d = (delta + 180.0) % 360.0 - 180.0
     ad = np.abs(d)
-    level = np.select([ad < 20, ad < 50, ad < 120, ad < 170], [0, 1, 2, 3], 4)
-    left = (d < 0) & (level >= 1) & (level <= 3)
-    return np.asarray(np.where(left, level + 4, level))
+    level = (ad >= 20).astype(np.int64) + (ad >= 50) + (ad >= 120) + (ad >= 170)
+    return np.asarray(level + 4 * ((d < 0) & (level >= 1) & (level <= 3)))
 
 
 def turn_type(delta: float) -> str:
@@ -91,8 +93,7 @@ def turn_type(delta: float) -> str:
     return "uturn"
 
 
-def _names(g: CompiledGraph, e: int) -> tuple[str, str]:
-    k = int(g.edge_name[e])
+def _names(g: CompiledGraph, k: int) -> tuple[str, str]:
     if k < 0:
         return "", ""
     zh = g.names[k]
@@ -102,58 +103,67 @@ def _names(g: CompiledGraph, e: int) -> tuple[str, str]:
 
 def build_steps(
     g: CompiledGraph,
-    edges: Sequence[int],
-    edge_dist_m: Sequence[float],
-    edge_time_s: Sequence[float],
+    edges: Sequence[int] | np.ndarray,
+    edge_dist_m: Sequence[float] | np.ndarray,
+    edge_time_s: Sequence[float] | np.ndarray,
     polyline: Sequence[tuple[float, float]],
+    bearings: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Step]:
-    """Steps for a path; `edge_dist_m` / `edge_time_s` are what is driven on each edge (partial ends)."""
-    if not edges:
+    """Steps for a path; `edge_dist_m` / `edge_time_s` are what is driven on each edge (partial ends).
+
+    `bearings`: (first, last) segment bearing of EVERY road edge, precomputed once (the router passes
+    them); without it they are computed for the path's edges. Array work only, then one Step per step."""
+    ed = np.asarray(edges, dtype=np.int64)
+    n = len(ed)
+    if n == 0:
         return []
+    e_first = int(ed[0])
     start_pt = (
         polyline[0]
         if polyline
-        else (float(g.node_lat[g.edge_u[edges[0]]]), float(g.node_lon[g.edge_u[edges[0]]]))
+        else (float(g.node_lat[g.edge_u[e_first]]), float(g.node_lon[g.edge_u[e_first]]))
     )
     end_pt = polyline[-1] if polyline else start_pt
-    ed = np.asarray(edges, dtype=np.int64)
-    b_start, b_end = edge_bearings(g, ed)
-    groups: list[tuple[int, str]] = [(0, "depart")]
-    if len(ed) > 1:
-        prev, nxt = ed[:-1], ed[1:]
-        kinds = _turn_kinds(b_start[1:] - b_end[:-1])
-        uturn = (
-            (g.edge_u[nxt] == g.edge_v[prev])
-            & (g.edge_v[nxt] == g.edge_u[prev])
-            & (g.edge_way[nxt] == g.edge_way[prev])
-        )
-        kinds = np.where(uturn, 4, kinds)
-        new = (g.edge_name[nxt] != g.edge_name[prev]) | np.isin(kinds, (2, 3, 4, 6, 7))
-        for i in (np.flatnonzero(new) + 1).tolist():
-            groups.append((i, _KINDS[int(kinds[i - 1])]))
-    dist_c = np.concatenate(([0.0], np.cumsum(edge_dist_m)))
-    time_c = np.concatenate(([0.0], np.cumsum(edge_time_s)))
+    if bearings is None:
+        b_start, b_end = edge_bearings(g, ed)
+    else:
+        b_start, b_end = bearings[0][ed], bearings[1][ed]
+    names = g.edge_name[ed]
+    if n > 1:
+        starts, kinds = _step_starts(ed, b_start, b_end, g.edge_u, g.edge_v, g.edge_way, names)
+        step_kinds, starts_l = kinds.tolist(), starts.tolist()
+    else:
+        step_kinds, starts_l = [], []
+    i0s = [0, *starts_l]
+    kinds_l = [-1, *step_kinds]
+    bounds = np.array([*i0s, n])
+    dist_c = np.concatenate(([0.0], np.cumsum(np.asarray(edge_dist_m, dtype=np.float64))))[bounds]
+    time_c = np.concatenate(([0.0], np.cumsum(np.asarray(edge_time_s, dtype=np.float64))))[bounds]
+    dist_l = np.diff(dist_c).tolist()
+    dur_l = np.diff(time_c).tolist()
+    i0a = np.asarray(i0s)
+    b_after = b_start[i0a].tolist()
+    b_before = b_end[np.maximum(i0a - 1, 0)].tolist()
+    name_k = names[i0a].tolist()
+    u = g.edge_u[ed[i0a]]
+    loc_lat = g.node_lat[u].tolist()
+    loc_lon = g.node_lon[u].tolist()
     steps: list[Step] = []
-    for gi, (i0, kind) in enumerate(groups):
-        i1 = groups[gi + 1][0] if gi + 1 < len(groups) else len(edges)
-        e0 = int(edges[i0])
-        zh, en = _names(g, e0)
-        dist = float(dist_c[i1] - dist_c[i0])
-        dur = float(time_c[i1] - time_c[i0])
-        b_after = float(b_start[i0])
-        b_before = float(b_end[i0 - 1]) if i0 > 0 else b_after
-        if kind == "depart":
-            loc = start_pt
-            c = int(((b_after + 22.5) % 360) // 45)
+    for j, i0 in enumerate(i0s):
+        zh, en = _names(g, name_k[j])
+        ba = b_after[j]
+        if j == 0:
+            c = int(((ba + 22.5) % 360) // 45)
             tz = f"从{zh}出发，向{_COMPASS_ZH[c]}行驶" if zh else f"向{_COMPASS_ZH[c]}出发"
             te = f"Head {_COMPASS_EN[c]} on {en}" if en else f"Head {_COMPASS_EN[c]}"
+            steps.append(Step("depart", zh, en, tz, te, dist_l[j], dur_l[j], start_pt, ba, ba, 0))
         else:
-            u = int(g.edge_u[e0])
-            loc = (float(g.node_lat[u]), float(g.node_lon[u]))
+            kind = _KINDS[kinds_l[j]]
             vz, ve = _VERB[kind]
             tz = f"{vz}进入{zh}" if zh else vz
             te = f"{ve} onto {en}" if en else ve
-        steps.append(Step(kind, zh, en, tz, te, dist, dur, loc, b_before, b_after, i0))
+            loc = (loc_lat[j], loc_lon[j])
+            steps.append(Step(kind, zh, en, tz, te, dist_l[j], dur_l[j], loc, b_before[j], ba, i0))
     last_b = float(b_end[-1])
     steps.append(
         Step(
@@ -167,10 +177,43 @@ def build_steps(
             end_pt,
             last_b,
             last_b,
-            len(edges) - 1,
+            n - 1,
         )
     )
     return steps
+
+
+@njit(cache=True, nogil=True)
+def _step_starts(ed, b_start, b_end, edge_u, edge_v, edge_way, names):
+    """(edge index where each step after the first starts, its kind index into _KINDS): a new step at a
+    name change or a turn of kind right/sharp/U (same thresholds and arithmetic as `_turn_kinds`)."""
+    n = ed.shape[0]
+    starts = np.empty(n, np.int64)
+    kinds = np.empty(n, np.int64)
+    k = 0
+    for i in range(1, n):
+        p, q = ed[i - 1], ed[i]
+        d = (b_start[i] - b_end[i - 1] + 180.0) % 360.0 - 180.0
+        ad = abs(d)
+        if edge_u[q] == edge_v[p] and edge_v[q] == edge_u[p] and edge_way[q] == edge_way[p]:
+            kind = 4
+        elif ad < 20:
+            kind = 0
+        elif ad < 50:
+            kind = 1
+        elif ad < 120:
+            kind = 2
+        elif ad < 170:
+            kind = 3
+        else:
+            kind = 4
+        if d < 0 and 1 <= kind <= 3:
+            kind += 4
+        if names[i] != names[i - 1] or kind in (2, 3, 4, 6, 7):
+            starts[k] = i
+            kinds[k] = kind
+            k += 1
+    return starts[:k], kinds[:k]
 
 
 __all__ = ["Step", "build_steps", "turn_type"]

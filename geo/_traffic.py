@@ -52,7 +52,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -310,6 +310,8 @@ class LiveState:
     data: np.ndarray  # float64 [m, 3]: factor, observed_at, expires_at (Unix seconds)
     version: int
     fmax: float = 0.0  # largest live factor held (bounds the overlay from above)
+    # largest live factor held per road class (0 where none): class_fmax[edge_class[e]] >= factor of e
+    class_fmax: np.ndarray = field(default_factory=lambda: np.zeros(len(ROAD_CLASSES)))
 
     @classmethod
     def empty(cls, m: int, version: int = 0) -> LiveState:
@@ -435,8 +437,11 @@ class LiveTraffic:
                 flag[e] = 2 if c else 1
                 data[e, 0], data[e, 1], data[e, 2] = f, o, x
                 applied += 1
-            fl = data[flag == 1, 0]
-            self._state = LiveState(flag, data, cur.version + 1, float(fl.max()) if fl.size else 0.0)
+            live = flag == 1
+            fl = data[live, 0]
+            cmax = np.zeros(len(ROAD_CLASSES))
+            np.maximum.at(cmax, g.edge_class[live].astype(np.int64), fl)
+            self._state = LiveState(flag, data, cur.version + 1, float(fl.max()) if fl.size else 0.0, cmax)
             return ApplyResult(applied, stale, cur.version + 1)
 
     def _check(
