@@ -91,7 +91,8 @@ def test_examples_load_in_every_format_and_twice_changes_nothing(
     for f in ("stations_wgs84.csv", "stations_gcj02.geojson", "stations.json"):
         again = load_stations(EXAMPLES / f, settings=settings)
         assert again.new == again.updated == 0 and again.extra["prices new"] == 0
-    assert counts(module_db) == before and fingerprint(module_db) == fp  # no rows, no version/updated_at, no audit
+    # no rows, no version/updated_at, no audit
+    assert counts(module_db) == before and fingerprint(module_db) == fp
 
 
 def test_gcj02_is_converted_to_wgs84(settings: Settings, clean: None, module_db: str) -> None:
