@@ -39,9 +39,11 @@ Nodes are re-opened if a better label
 appears (so tiny inconsistencies from rounding cannot cost exactness); labels are exact arrival times.
 
 Workspace (per thread, reused): dist/len/parent/h arrays are valid only where ``stamp == epoch``, so a
-query never initialises whole-graph arrays. The binary heap (lazy deletion) has a fixed capacity: when
+query never initialises whole-graph arrays. The 4-ary heap (lazy deletion) has a fixed capacity: when
 it is full the kernel returns settled = -1 and the caller doubles it and reruns (growing inside the hot
 loop cost about 30 % of the speed).
+Before relaxing a node's arcs the kernel prefetches the heads' workspace rows and landmark rows (a hint
+only: the heads are random in memory and those loads dominated the per-node cost).
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 BIN = 900.0
 DAY = 96
@@ -57,8 +62,26 @@ EARTH_R = 6371008.8  # must equal geo._coords.EARTH_RADIUS_M (checked by the rou
 GEO_SHRINK = 1.0 - 1e-9  # float slack of the straight-line bound
 
 
+@intrinsic
+def _prefetch(typingctx, arr, i, j):
+    """Hint the CPU to load the cache line holding arr[i, j] (2-D C-contiguous; no effect on results)."""
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp, types.intp), codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _cost(e, key, v0, t, d, mode, b0, table, lv_flag, lv, decay):
+def _cost(e, key, v0, t, d, mode, b0, table, lv_flag, lv, decay, any_lv=True):
     """Cost of driving d metres of road edge e (profile key, free-flow speed v0) entered at time t."""
     if mode == 2:
         return d
@@ -68,7 +91,7 @@ def _cost(e, key, v0, t, d, mode, b0, table, lv_flag, lv, decay):
     n_k = table.shape[0]
     tt = t
     rem = d
-    has_live = lv_flag[e] == 1
+    has_live = any_lv and lv_flag[e] == 1
     while True:
         kk = k if k < n_k else n_k - DAY + (k - (n_k - DAY)) % DAY
         f = table[kk, key]
@@ -166,6 +189,49 @@ def _pen(e, pen_e):
     return p < n and pen_e[p] == e
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _push(heap, hn, key, v):
+    """4-ary min-heap, entries interleaved: heap[2i] = key, heap[2i + 1] = node."""
+    pos = hn
+    while pos > 0:
+        pp = (pos - 1) >> 2
+        pk = heap[2 * pp]
+        if pk <= key:
+            break
+        heap[2 * pos] = pk
+        heap[2 * pos + 1] = heap[2 * pp + 1]
+        pos = pp
+    heap[2 * pos] = key
+    heap[2 * pos + 1] = v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pop_fix(heap, hn):
+    """Move the last entry (index hn, already removed from the count) down from the root."""
+    lk = heap[2 * hn]
+    lvv = heap[2 * hn + 1]
+    pos = 0
+    while True:
+        c = 4 * pos + 1
+        if c >= hn:
+            break
+        bc = c
+        bk = heap[2 * c]
+        ce = c + 4 if c + 4 <= hn else hn
+        for c2 in range(c + 1, ce):
+            k2 = heap[2 * c2]
+            if k2 < bk:
+                bk = k2
+                bc = c2
+        if bk >= lk:
+            break
+        heap[2 * pos] = bk
+        heap[2 * pos + 1] = heap[2 * bc + 1]
+        pos = bc
+    heap[2 * pos] = lk
+    heap[2 * pos + 1] = lvv
+
+
 @njit(cache=True, nogil=True)
 def search(
     offsets,
@@ -182,6 +248,7 @@ def search(
     table,
     lv_flag,
     lv,
+    any_lv,
     # sources / targets
     src_edge,
     src_off,
@@ -209,12 +276,13 @@ def search(
     nd,
     par,
     epoch,
-    heap_k,
-    heap_v,
+    heap,
 ):
     """arc_i[a] = (head, road edge, profile key) int32; arc_f[a] = (length m, free-flow m/s);
     edge_f[e] = (length, speed, key); lv[e] = (factor, observed, expires) with lv_flag[e] 0 none,
-    1 live factor, 2 closure; nd[v] = (label, h, length, stamp); par[v] = (parent node, road edge)."""
+    1 live factor, 2 closure (any_lv False: lv_flag is all 0 and is not read in the hot loop);
+    nd[v] = (label, h, length, stamp, key of the label); par[v] = (parent node, road edge);
+    heap: 4-ary, (key, node) interleaved, capacity heap.shape[0] // 2."""
     best = np.full(n_tg, np.inf)
     blen = np.full(n_tg, np.inf)
     bnode = np.full(n_tg, -2, np.int64)
@@ -227,7 +295,7 @@ def search(
     tg_hi = tg_edge[n_t - 1] if n_t > 0 else -1
     n_lm = lmt.shape[1] // 2
     n_geo = hg.shape[0]
-    cap = heap_k.shape[0]
+    cap = heap.shape[0] // 2
     hn = 0
     settled = 0
     fep = float(epoch)
@@ -288,49 +356,32 @@ def search(
             if hn >= cap:
                 return best, blen, bnode, bvar, -1
             key = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
-            pos = hn
+            nd[v, 4] = key
+            _push(heap, hn, key, v)
             hn += 1
-            while pos > 0:
-                pp = (pos - 1) >> 1
-                if heap_k[pp] <= key:
-                    break
-                heap_k[pos] = heap_k[pp]
-                heap_v[pos] = heap_v[pp]
-                pos = pp
-            heap_k[pos] = key
-            heap_v[pos] = v
 
     while hn > 0:
-        key = heap_k[0]
-        u = heap_v[0]
+        key = heap[0]
+        u = int(heap[1])
         hn -= 1
         if hn > 0:
-            lk = heap_k[hn]
-            lvv = heap_v[hn]
-            pos = 0
-            while True:
-                ch = 2 * pos + 1
-                if ch >= hn:
-                    break
-                if ch + 1 < hn and heap_k[ch + 1] < heap_k[ch]:
-                    ch += 1
-                if heap_k[ch] >= lk:
-                    break
-                heap_k[pos] = heap_k[ch]
-                heap_v[pos] = heap_v[ch]
-                pos = ch
-            heap_k[pos] = lk
-            heap_v[pos] = lvv
+            _pop_fix(heap, hn)
         if key >= worst or key > max_cost:
             break
+        if key > nd[u, 4]:
+            continue  # stale entry (nd[u, 4] is the key of the latest label)
         lu = nd[u, 0]
-        if key > _key(lu, nd[u, 1], win_h, win_f, per_h, per_s):
-            continue  # stale entry
         du = nd[u, 2]
         settled += 1
         for a in range(offsets[u], offsets[u + 1]):
+            w = arc_i[a, 0]
+            _prefetch(nd, w, 0)  # type: ignore[call-arg]
+            if n_geo == 0 and n_lm > 0:
+                _prefetch(lmt, w, 0)
+                _prefetch(lmt, w, n_lm)
+        for a in range(offsets[u], offsets[u + 1]):
             e = arc_i[a, 1]
-            if lv_flag[e] == 2 and _closed(e, t_abs, lv_flag, lv):
+            if any_lv and lv_flag[e] == 2 and _closed(e, t_abs, lv_flag, lv):
                 continue  # closed at departure
             pen = pen_f if _pen(e, pen_e) else 1.0
             ekey = arc_i[a, 2]
@@ -338,7 +389,9 @@ def search(
             if tg_lo <= e <= tg_hi:
                 j = np.searchsorted(tg_edge, e)
                 while j < n_t and tg_edge[j] == e:
-                    cand = lu + pen * _cost(e, ekey, v0, lu, tg_off[j], mode, b0, table, lv_flag, lv, decay)
+                    cand = lu + pen * _cost(
+                        e, ekey, v0, lu, tg_off[j], mode, b0, table, lv_flag, lv, decay, any_lv
+                    )
                     ti = tg_id[j]
                     if cand < best[ti]:
                         if best[ti] == np.inf:
@@ -352,7 +405,7 @@ def search(
                     j += 1
             v = arc_i[a, 0]
             ln = arc_f[a, 0]
-            nl = lu + pen * _cost(e, ekey, v0, lu, ln, mode, b0, table, lv_flag, lv, decay)
+            nl = lu + pen * _cost(e, ekey, v0, lu, ln, mode, b0, table, lv_flag, lv, decay, any_lv)
             if nd[v, 3] != fep:
                 nd[v, 3] = fep
                 nd[v, 0] = np.inf
@@ -369,17 +422,9 @@ def search(
                 if hn >= cap:
                     return best, blen, bnode, bvar, -1
                 key2 = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
-                pos = hn
+                nd[v, 4] = key2
+                _push(heap, hn, key2, v)
                 hn += 1
-                while pos > 0:
-                    pp = (pos - 1) >> 1
-                    if heap_k[pp] <= key2:
-                        break
-                    heap_k[pos] = heap_k[pp]
-                    heap_v[pos] = heap_v[pp]
-                    pos = pp
-                heap_k[pos] = key2
-                heap_v[pos] = v
     for ti in range(n_tg):
         if best[ti] < np.inf:
             best[ti] -= start

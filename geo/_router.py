@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -38,7 +38,17 @@ from geo._landmarks import landmark_margin, landmark_tables, period_vectors
 from geo._polyline import route_polyline
 from geo._snap import Snap, Snapper
 from geo._steps import Step, build_steps, edge_bearings
-from geo._traffic import BIN_S, TABLE_BINS, LiveState, LiveTraffic, TrafficProfile, to_epoch
+from geo._traffic import (
+    BIN_S,
+    BINS_PER_DAY,
+    DAY_TYPE_INDEX,
+    DAY_TYPES,
+    TABLE_BINS,
+    LiveState,
+    LiveTraffic,
+    TrafficProfile,
+    to_epoch,
+)
 
 ALT_PENALTY = 1.4
 ALT_MAX_OVERLAP = 0.7
@@ -47,6 +57,8 @@ ACTIVE_LANDMARKS = 12
 PERIOD_TABLES = 4  # landmark tables under per-class factor ceilings, computed at load (not in the file)
 PERIOD_DAY_WEIGHT = np.array([5.0, 2.0, 0.3])  # how often each day type occurs (weekday, weekend, holiday)
 PERIOD_SLACK = 1.25  # use a period table when its horizon covers 1.25 x the estimated trip
+TABLE_CACHE = 256  # per-departure-bin profile tables kept (LRU; 192 x columns float64 each)
+_EPOCH_DATE = date(1970, 1, 1)
 _EMPTY_I64 = np.zeros(0, np.int64)
 _EMPTY_F64 = np.zeros(0, np.float64)
 _EMPTY_HG = np.zeros((0, 4), np.float64)
@@ -86,20 +98,19 @@ class MatrixResult:
 
 
 class _Workspace:
-    """Per-thread search state: nd[v] = (label, h, length, stamp), par[v] = (parent node, road edge)."""
+    """Per-thread search state: nd[v] = (label, h, length, stamp, key), par[v] = (parent node, road
+    edge), heap = (key, node) pairs interleaved (capacity len(heap) // 2)."""
 
-    __slots__ = ("epoch", "heap_k", "heap_v", "nd", "par")
+    __slots__ = ("epoch", "heap", "nd", "par")
 
     def __init__(self, n: int, cap: int) -> None:
-        self.nd = np.zeros((n, 4), np.float64)
+        self.nd = np.zeros((n, 5), np.float64)
         self.par = np.empty((n, 2), np.int64)
         self.epoch = 0
-        self.heap_k = np.empty(cap, np.float64)
-        self.heap_v = np.empty(cap, np.int32)
+        self.heap = np.empty(2 * cap, np.float64)
 
     def grow(self) -> None:
-        self.heap_k = np.empty(2 * len(self.heap_k), np.float64)
-        self.heap_v = np.empty(2 * len(self.heap_v), np.int32)
+        self.heap = np.empty(2 * len(self.heap), np.float64)
 
     def next_epoch(self) -> int:
         self.epoch += 1
@@ -204,9 +215,18 @@ class Router:
         self._geo_ok = bool(K.EARTH_R == EARTH_RADIUS_M and np.all(self._len >= chord * K.GEO_SHRINK - 1e-6))
         self._period_cache: dict[tuple[int, int], tuple[float, ...]] = {}
         self._empty_live = LiveState.empty(m, -1)
+        self._live_any_cache: tuple[LiveState | None, bool] = (None, False)
         self._pool: queue.SimpleQueue[_Workspace] = queue.SimpleQueue()
         self._tables: OrderedDict[int, np.ndarray] = OrderedDict()
         self._tables_lock = threading.Lock()
+        # whole-day profile rows per day type, built once: row dt * 96 + local bin -> factor per column
+        n_cls = len(ROAD_CLASSES)
+        day = np.empty((len(DAY_TYPES), BINS_PER_DAY, n_cls + len(self._override_ids)))
+        day[:, :, :n_cls] = profile.factors.transpose(0, 2, 1)
+        for i, e in enumerate(self._override_ids.tolist()):
+            day[:, :, n_cls + i] = profile.edge_factors[e]
+        self._day_rows = np.ascontiguousarray(day.reshape(len(DAY_TYPES) * BINS_PER_DAY, -1))
+        self._day_type: dict[date, int] = {}
         self._win_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._flat_table = np.ones((1, len(ROAD_CLASSES) + len(self._override_ids)))
 
@@ -217,12 +237,42 @@ class Router:
             if t is not None:
                 self._tables.move_to_end(b0)
                 return t
-        t = self.profile.table(b0, self.holidays, self.tz, self._override_ids, TABLE_BINS)
+        t = self._build_table(b0)
         with self._tables_lock:
             self._tables[b0] = t
-            while len(self._tables) > 32:
+            while len(self._tables) > TABLE_CACHE:
                 self._tables.popitem(last=False)
         return t
+
+    def _build_table(self, b0: int) -> np.ndarray:
+        """`TrafficProfile.table(b0, ..., TABLE_BINS)` by row gathers from the per-day-type rows.
+
+        When the zone's UTC offset is the same at the first, middle and last bin and a whole number of
+        bins (no offset change inside the 48 h table: zones change offset months apart), local bin of
+        absolute bin B is ``(B + off / 900) mod 96`` and its local date is day ``(B + off / 900) // 96``
+        after 1970-01-01, exactly what `local_bins` derives from ``datetime.fromtimestamp``. Otherwise
+        the profile builds it bin by bin."""
+        n = TABLE_BINS
+        offs = {datetime.fromtimestamp((b0 + k) * BIN_S, self.tz).utcoffset() for k in (0, n // 2, n - 1)}
+        off = offs.pop().total_seconds() if len(offs) == 1 else 0.5  # type: ignore[union-attr]
+        if off % BIN_S:
+            return self.profile.table(b0, self.holidays, self.tz, self._override_ids, n)
+        loc = np.arange(b0 + int(off) // BIN_S, b0 + int(off) // BIN_S + n, dtype=np.int64)
+        days = loc // BINS_PER_DAY
+        d_lo = int(days[0])
+        dts = np.array([self._dtype(d) for d in range(d_lo, int(days[-1]) + 1)], np.int64)
+        rows = dts[days - d_lo] * BINS_PER_DAY + loc % BINS_PER_DAY
+        return self._day_rows[rows]
+
+    def _dtype(self, day_index: int) -> int:
+        d = _EPOCH_DATE + timedelta(days=day_index)
+        dt = self._day_type.get(d)
+        if dt is None:
+            dt = DAY_TYPE_INDEX[self.holidays.day_type(d)]
+            if len(self._day_type) > 4096:
+                self._day_type.clear()
+            self._day_type[d] = dt
+        return dt
 
     def _ctx(self, depart_at: datetime | float, *, free_flow: bool, metric: str) -> _Ctx:
         if metric not in ("time", "distance"):
@@ -286,10 +336,11 @@ class Router:
                 best, blen, bnode, bvar, settled = K.search(
                     self._offsets, self._arc_i, self._arc_f, self._edge_f, self._edge_head,
                     ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, self.decay_s, ctx.table, lv.flag, lv.data,
+                    self._live_any(lv),
                     src_edge, src_off, tg_edge, tg_off, tg_id, n_tg,
                     lmt, act, t_from, t_to, margin, win_h, win_f, per_h, per_s, self._node_rad, hg,
                     pen, ALT_PENALTY, max_cost + (ctx.t0 if ctx.mode != 2 else 0.0),
-                    ws.nd, ws.par, epoch, ws.heap_k, ws.heap_v,
+                    ws.nd, ws.par, epoch, ws.heap,
                 )  # fmt: skip
                 if settled >= 0:
                     break
@@ -331,6 +382,18 @@ class Router:
             self._win_cache.clear()
         self._win_cache[key] = out
         return out
+
+    def _live_any(self, lv: LiveState) -> bool:
+        """Whether the snapshot holds any observation (the kernel skips overlay reads otherwise);
+        scanned once per published snapshot, not per query."""
+        if lv is self._empty_live:
+            return False
+        hit = self._live_any_cache
+        if hit[0] is lv:
+            return hit[1]
+        anyv = bool(lv.flag.any())
+        self._live_any_cache = (lv, anyv)
+        return anyv
 
     def _get_ws(self) -> _Workspace:
         try:
