@@ -26,6 +26,7 @@ path with source=osm (their opening_hours are kept as mapped, not validated).
 from __future__ import annotations
 
 import math
+import operator
 import signal
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ import shapely
 
 from config import Region, Settings, get_settings, resolve_served_region
 from geo._brands import normalize_brand
-from geo._coords import to_wgs84
+from geo._coords import haversine_m, to_wgs84
 from geo._hours import open_now
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
@@ -54,7 +55,6 @@ from store._onboarding import (
     apply_prices,
     apply_stations,
     drop_rejected_stations,
-    link_new_station_prices,
     plan_prices,
     plan_stations,
     stage_prices,
@@ -94,6 +94,20 @@ class Context:
     source: str
     check_hours: bool = True
     defer_region: bool = False  # the caller checks the region for all rows at once (outside_region)
+    price_columns: bool = field(init=False)
+    _ceiling_cache: dict[tuple[str, datetime], Ceiling | None] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.price_columns = any(c in self.columns for c in PRICE_COLUMNS)
+
+    def ceiling(self, grade: str, at: datetime) -> Ceiling | None:
+        """ceiling_in over self.ceilings, remembered per (grade, at): files repeat the same dates."""
+        key = (grade, at)
+        try:
+            return self._ceiling_cache[key]
+        except KeyError:
+            c = self._ceiling_cache[key] = ceiling_in(self.ceilings, grade, at)
+            return c
 
 
 def _cells(lat: float, lon: float) -> tuple[int, int, int]:
@@ -129,6 +143,15 @@ def _hours_ok(text: str) -> bool:
     return open_now(text, datetime(2026, 1, 5, 12, 0)) is not None
 
 
+@lru_cache(maxsize=4096)
+def _price(raw: str, col: str) -> Decimal | RowError | None:
+    """ob.decimal of a price column's text (places=2, 0 < x <= MAX_PRICE), or its RowError."""
+    try:
+        return ob.decimal({col: raw}, col, places=2, lo=Decimal(0), hi=MAX_PRICE)
+    except RowError as exc:
+        return exc
+
+
 def _listish(v: Any) -> str | None:
     if v is None:
         return None
@@ -153,14 +176,36 @@ def validate_row(
             errors.append(exc)
             return None
 
+    def text(key: str, max_len: int) -> str | None:  # ob.text, with a fast path for plain strings
+        v = data.get(key)
+        if v is None:
+            return None
+        if type(v) is str:
+            s = v.strip()
+            if len(s) <= max_len:
+                return s or None
+        return attempt(ob.text, data, key, max_len=max_len)
+
+    def number(key: str) -> float | None:  # ob.number(required=True), with a fast path
+        v = data.get(key)
+        if type(v) is str:
+            try:
+                x = float(v)
+            except ValueError:
+                pass
+            else:
+                if x - x == 0.0:  # finite
+                    return x
+        return attempt(ob.number, data, key, required=True)
+
     ref = attempt(ob.required_text, data, "source_ref", max_len=100)
     out["source_ref"] = ref
     has = ctx.columns.__contains__
-    name = attempt(ob.text, data, "name", max_len=200)
+    name = text("name", 200)
     out["name"] = (name or "") if has("name") else None
-    out["name_en"] = attempt(ob.text, data, "name_en", max_len=200) if has("name_en") else None
-    out["address"] = attempt(ob.text, data, "address", max_len=500) if has("address") else None
-    brand_text = attempt(ob.text, data, "brand", max_len=100)
+    out["name_en"] = text("name_en", 200) if has("name_en") else None
+    out["address"] = text("address", 500) if has("address") else None
+    brand_text = text("brand", 100)
     if has("brand"):
         out["brand"] = _brand(brand_text)
         out["brand_raw"] = brand_text
@@ -168,9 +213,9 @@ def validate_row(
         out["brand"] = _brand(name)
         out["brand_raw"] = None
 
-    lat = attempt(ob.number, data, "lat", required=True)
-    lon = attempt(ob.number, data, "lon", required=True)
-    coord = (attempt(ob.text, data, "coord", max_len=10) or "wgs84").lower()
+    lat = number("lat")
+    lon = number("lon")
+    coord = (text("coord", 10) or "wgs84").lower()
     if coord not in COORD_SYSTEMS:
         errors.append(RowError("coord", f"must be one of {', '.join(COORD_SYSTEMS)}, got {coord!r}"))
     elif lat is not None and lon is not None:
@@ -206,7 +251,7 @@ def validate_row(
         out["amenities"] = list(amenities)
     else:
         out["amenities"] = None
-    hours = attempt(ob.text, data, "opening_hours", max_len=200)
+    hours = text("opening_hours", 200)
     if hours is not None and ctx.check_hours and not _hours_ok(hours):
         errors.append(
             RowError(
@@ -215,21 +260,33 @@ def validate_row(
             )
         )
     out["opening_hours"] = hours if has("opening_hours") else None
-    status = attempt(ob.text, data, "status", max_len=40)
+    status = text("status", 40)
     if status is not None and status.lower() not in STATUSES:
         errors.append(RowError("status", f"must be one of {', '.join(STATUSES)}, got {status!r}"))
     out["status"] = (status or "open").lower() if has("status") else None
 
     prices: list[StagedPrice] = []
-    if any(c in ctx.columns for c in PRICE_COLUMNS):
+    if ctx.price_columns:
         ef = attempt(ob.when, data, "prices_effective_from", ctx.region.tz)
         explicit = ef is not None
         at = ef or ctx.now
         for col, grade in PRICE_COLUMNS.items():
-            price = attempt(ob.decimal, data, col, places=2, lo=Decimal(0), hi=MAX_PRICE)
-            if price is None:
-                continue
-            c = ceiling_in(ctx.ceilings, grade, at)
+            raw = data.get(col)
+            if raw is None or raw == "":
+                continue  # ob.decimal gives None for a missing or empty value (not required)
+            if type(raw) is str:
+                parsed = _price(raw, col)
+                if parsed is None:
+                    continue
+                if isinstance(parsed, RowError):
+                    errors.append(parsed)
+                    continue
+                price = parsed
+            else:
+                price = attempt(ob.decimal, data, col, places=2, lo=Decimal(0), hi=MAX_PRICE)
+                if price is None:
+                    continue
+            c = ctx.ceiling(grade, at)
             if c is not None and price > c.max_price_cny:
                 errors.append(
                     RowError(
@@ -313,8 +370,6 @@ def dedupe_in_file(rows: list[ValidRow]) -> tuple[list[ValidRow], list[Reject]]:
 
 
 def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    from geo._coords import haversine_m
-
     return haversine_m(lat1, lon1, lat2, lon2)
 
 
@@ -424,6 +479,7 @@ def _load_once(
 ) -> Summary:
     summary = Summary(kind="stations", dry_run=dry_run)
     with conn.transaction() as tx:
+        conn.execute("SET LOCAL work_mem = '64MB'")  # staging joins/sorts of 100k rows stay in memory
         now = datetime.now(region.tz)
         ctx = Context(
             region,
@@ -477,10 +533,7 @@ def _load_once(
         stage_stations(
             conn,
             ob.progress(
-                (
-                    (i, r.row, *(r.values.get(c) for c in _VALUE_COLUMNS))
-                    for i, r in enumerate(valid, start=1)
-                ),
+                ((i, r.row, *_stage_values(r.values)) for i, r in enumerate(valid, start=1)),
                 total=len(valid),
                 desc="staging",
                 enabled=show_progress,
@@ -537,8 +590,7 @@ def _load_once(
         drop_rejected_stations(conn)
         ob.phase(f"writing {plan.new} new and {plan.updated} updated stations")
         apply_stations(conn, actor=actor)
-        link_new_station_prices(conn)  # new stations have their ids now
-        apply_prices(conn, actor=actor, with_stations=True)
+        apply_prices(conn, actor=actor, with_stations=True)  # joins the new stations' ids
         summary.written = True
     if summary.written:
         ob.phase("committed")
@@ -563,6 +615,9 @@ _VALUE_COLUMNS = (
     "amenities",
     "status",
 )
+
+# every key is set by validate_row for a valid row
+_stage_values = operator.itemgetter(*_VALUE_COLUMNS)
 
 
 def install_signal_handlers() -> None:

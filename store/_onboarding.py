@@ -116,21 +116,46 @@ def stage_stations(conn: psycopg.Connection, rows: Iterable[Sequence[Any]]) -> i
         "CREATE TEMP TABLE onboard_stations (seq int4 PRIMARY KEY, row_no int4, source text, source_ref text,"
         " name text, name_en text, brand text, brand_raw text, address text, lat float8, lon float8,"
         " h3_r7 int8, h3_r8 int8, h3_r9 int8, grades text[], opening_hours text, amenities text[],"
-        " status text, target_id bigint, matched_by text, match_m float8, action text, reject text)"
+        " status text, target_id bigint, matched_by text, match_m float8, action text DEFAULT 'new', reject text)"
         " ON COMMIT DROP"
     )
     n = 0
+    # text[] columns go as array literals (typed text, parsed by the server): the same few lists
+    # repeat on every row, and a cached literal is much cheaper than dumping a list per row.
+    arrays = [i for i, t in enumerate(_STAGE_TYPES) if t == "text[]"]
+    types = ["text" if t == "text[]" else t for t in _STAGE_TYPES]
+    literals: dict[tuple[Any, ...], str] = {}
     with (
         conn.cursor() as cur,
         cur.copy("COPY onboard_stations (" + ", ".join(STAGE_COLUMNS) + ") FROM STDIN") as cp,
     ):
-        cp.set_types(list(_STAGE_TYPES))
+        cp.set_types(types)
         for row in rows:
+            row = list(row)
+            for i in arrays:
+                v = row[i]
+                if v is not None:
+                    key = tuple(v)
+                    lit = literals.get(key)
+                    if lit is None:
+                        lit = literals[key] = _array_literal(key)
+                    row[i] = lit
             cp.write_row(row)
             n += 1
     conn.execute("CREATE INDEX ON onboard_stations (source, source_ref)")
     conn.execute("ANALYZE onboard_stations")
     return n
+
+
+def _array_literal(items: Sequence[Any]) -> str:
+    """A PostgreSQL text[] input literal: every element double-quoted (NULL for None)."""
+
+    def quote(x: Any) -> str:
+        if x is None:
+            return "NULL"
+        return '"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "{" + ",".join(quote(x) for x in items) + "}"
 
 
 def plan_stations(conn: psycopg.Connection, *, keep: Iterable[str] = ()) -> StationPlan:
@@ -161,7 +186,7 @@ def plan_stations(conn: psycopg.Connection, *, keep: Iterable[str] = ()) -> Stat
     )
     # Two rows on one stored station: the key match wins, else the earlier row; the others are rejected.
     conn.execute(
-        "UPDATE onboard_stations st SET reject = format("
+        "UPDATE onboard_stations st SET action = NULL, reject = format("
         "   CASE WHEN st.matched_by = 'location'"
         "   THEN 'same brand within %%s m of station %%s, which row %%s of this file already updates'"
         "   ELSE 'station %%s is already updated by row %%s of this file (same key or alias)' END,"
@@ -194,8 +219,7 @@ def plan_stations(conn: psycopg.Connection, *, keep: Iterable[str] = ()) -> Stat
         " FROM stations s WHERE s.id = st.target_id AND st.reject IS NULL",
         {"order": SOURCE_PRECEDENCE},
     )
-    if _rows(conn, "SELECT count(*) FROM onboard_stations WHERE target_id IS NULL")[0][0]:
-        conn.execute("UPDATE onboard_stations SET action = 'new' WHERE target_id IS NULL AND reject IS NULL")
+    # unmatched rows keep the staging default action 'new' (rejected rows have none)
     plan = StationPlan()
     for action, by, n in _rows(
         conn, "SELECT action, matched_by, count(*) FROM onboard_stations WHERE reject IS NULL GROUP BY 1, 2"
@@ -402,14 +426,6 @@ def plan_prices(conn: psycopg.Connection, *, with_stations: bool = False) -> Pri
     return plan
 
 
-def link_new_station_prices(conn: psycopg.Connection) -> None:
-    """After apply_stations: the prices of stations created by this load get their station ids."""
-    conn.execute(
-        "UPDATE onboard_prices p SET station_id = st.target_id FROM onboard_stations st"
-        " WHERE st.seq = p.station_seq AND p.station_id IS NULL"
-    )
-
-
 _PRICE_JSON = (
     "jsonb_build_object('station_id', {a}.station_id, 'grade', {a}.grade, 'price_cny', {a}.price_cny,"
     " 'effective_from', {a}.effective_from, 'source', {a}.source)"
@@ -432,10 +448,19 @@ def apply_prices(conn: psycopg.Connection, *, actor: str, with_stations: bool = 
         " SELECT %s, 'update', 'price', upd.id::text, old.j, upd.j FROM upd JOIN old USING (id)",
         (actor,),
     ).rowcount
+    # with_stations: the prices of stations created by this load take their ids from the staged
+    # station rows (apply_stations set target_id), joined here rather than copied over first.
+    station_id = (
+        "coalesce(op.station_id, st.target_id) FROM onboard_prices op"
+        " LEFT JOIN onboard_stations st ON st.seq = op.station_seq"
+        if with_stations
+        else "op.station_id FROM onboard_prices op"
+    )
     inserted = conn.execute(
-        "WITH ins AS (INSERT INTO prices (station_id, grade, price_cny, effective_from, observed_at, source)"
-        "   SELECT station_id, grade, price_cny, effective_from, coalesce(observed_at, now()), source"
-        "   FROM onboard_prices WHERE action = 'new' ORDER BY seq RETURNING prices.*)"
+        "WITH ins AS (INSERT INTO prices (grade, price_cny, effective_from, observed_at, source, station_id)"
+        "   SELECT op.grade, op.price_cny, op.effective_from, coalesce(op.observed_at, now()), op.source, "
+        + station_id
+        + " WHERE op.action = 'new' ORDER BY op.seq RETURNING prices.*)"
         " INSERT INTO audit_log (actor, action, entity, entity_id, old_value, new_value)"
         " SELECT %s, 'create', 'price', ins.id::text, NULL, " + _PRICE_JSON.format(a="ins") + " FROM ins",
         (actor,),
