@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api._params import parse_at, parse_bbox, parse_coord, parse_float, parse_int, parse_lat, parse_lon
 from api._state import AppState, get_state
-from geo import FuelError, InvalidInput, NoRoadNear, RouteNotFound, from_wgs84, to_wgs84
+from geo import InvalidInput, NoRoadNear, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import cut, encode
 from geo._router import Router, RouteResult
 from geo._steps import Step
@@ -427,19 +427,16 @@ def post_traffic(body: TrafficBatch, state: AppState = Depends(get_state)) -> di
     if sync is not None:
         resolved = _resolved(r, items)
         expires = max(datetime.fromtimestamp(x["expires_at"], tz) for x in resolved)
-        try:
-            with state.db.transaction() as conn:
-                batch_id = save_batch(
-                    conn,
-                    region=state.region.name,
-                    graph_hash=sync.graph_hash,
-                    origin=sync.origin,
-                    items=resolved,
-                    expires_at=expires,
-                )
-            sync.mark_own(batch_id)
-        except FuelError:
-            raise
+        with state.db.transaction() as conn:
+            batch_id = save_batch(
+                conn,
+                region=state.region.name,
+                graph_hash=sync.graph_hash,
+                origin=sync.origin,
+                items=resolved,
+                expires_at=expires,
+            )
+        sync.mark_own(batch_id)
     return {"applied": result.applied, "stale": result.stale, "version": result.version, "batch_id": batch_id}
 
 

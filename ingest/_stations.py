@@ -60,6 +60,7 @@ from store._onboarding import (
     stage_prices,
     stage_stations,
 )
+from store._stations import STATION_COLUMNS
 
 COMMAND = "stations"
 COORD_SYSTEMS = ("wgs84", "gcj02", "bd09")
@@ -597,24 +598,7 @@ def _load_once(
     return summary
 
 
-_VALUE_COLUMNS = (
-    "source",
-    "source_ref",
-    "name",
-    "name_en",
-    "brand",
-    "brand_raw",
-    "address",
-    "lat",
-    "lon",
-    "h3_r7",
-    "h3_r8",
-    "h3_r9",
-    "grades",
-    "opening_hours",
-    "amenities",
-    "status",
-)
+_VALUE_COLUMNS = STATION_COLUMNS
 
 # every key is set by validate_row for a valid row
 _stage_values = operator.itemgetter(*_VALUE_COLUMNS)

@@ -27,6 +27,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from store._stations import STATION_COLUMNS
+
 MATCH_RADIUS_M = 50.0
 SOURCE_PRECEDENCE = ["demo", "osm", "onboarding"]  # weakest first
 # Station columns an onboarding file may leave out; absent columns keep the stored value on update.
@@ -42,26 +44,7 @@ KEEPABLE = (
     "status",
 )
 
-STAGE_COLUMNS = (
-    "seq",
-    "row_no",
-    "source",
-    "source_ref",
-    "name",
-    "name_en",
-    "brand",
-    "brand_raw",
-    "address",
-    "lat",
-    "lon",
-    "h3_r7",
-    "h3_r8",
-    "h3_r9",
-    "grades",
-    "opening_hours",
-    "amenities",
-    "status",
-)
+STAGE_COLUMNS = ("seq", "row_no", *STATION_COLUMNS)
 _STAGE_TYPES = (
     "int4",
     "int4",

@@ -65,7 +65,7 @@ class UpsertCounts:
         return self.inserted + self.updated + self.unchanged
 
 
-_COLUMNS = (
+STATION_COLUMNS = (
     "source",
     "source_ref",
     "name",
@@ -82,7 +82,7 @@ _COLUMNS = (
     "opening_hours",
     "amenities",
     "status",
-)
+)  # what a station row carries, in staging/COPY order
 _TYPES = (
     "text",
     "text",
@@ -185,7 +185,7 @@ def upsert_stations(conn: psycopg.Connection, stations: Iterable[StationIn]) -> 
             " h3_r8 int8, h3_r9 int8, grades text[], opening_hours text, amenities text[], status text)"
             " ON COMMIT DROP"
         )
-        copy_sql = "COPY stations_staging (" + ", ".join(_COLUMNS) + ") FROM STDIN"  # fixed names
+        copy_sql = "COPY stations_staging (" + ", ".join(STATION_COLUMNS) + ") FROM STDIN"  # fixed names
         with conn.cursor() as ccur, ccur.copy(copy_sql) as copy:
             copy.set_types(list(_TYPES))
             for row in rows:

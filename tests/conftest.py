@@ -13,7 +13,23 @@ from config import PROJECT_ROOT
 from store import create_database, drop_database, migrate
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
-FIXTURES = PROJECT_ROOT / "data" / "fixtures"
+
+
+def _write_fixtures() -> Path:
+    import atexit
+    import shutil
+    import tempfile
+
+    from tests.osm_fixtures import OSM_FIXTURES
+
+    folder = Path(tempfile.mkdtemp(prefix="fuel-osm-fixtures-"))
+    atexit.register(shutil.rmtree, folder, True)
+    for name, text in OSM_FIXTURES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+FIXTURES = _write_fixtures()  # hand-written OSM XML (tests/osm_fixtures.py) as files
 BASE_URL = os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/lijiang_fuel")
 
 

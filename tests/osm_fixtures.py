@@ -1,0 +1,257 @@
+"""Small hand-written OSM XML fixtures, written to a temporary folder by tests/conftest.py.
+
+Kept as Python strings so that no OSM data file is committed.
+"""
+
+from __future__ import annotations
+
+OSM_FIXTURES: dict[str, str] = {
+    "missing_refs.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+  <node id="1" version="1" lat="26.8700000" lon="100.2310000"/>
+  <node id="2" version="1" lat="26.8700000" lon="100.2320000"/>
+  <node id="3" version="1" lat="26.8700000" lon="100.2330000"/>
+  <node id="4" version="1" lat="26.8700000" lon="100.2340000"/>
+  <node id="5" version="1" lat="26.8700000" lon="100.2350000"/>
+  <way id="201" version="1">
+    <nd ref="1"/>
+    <nd ref="2"/>
+    <nd ref="999"/>
+    <nd ref="3"/>
+    <nd ref="4"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <way id="202" version="1">
+    <nd ref="2"/>
+    <nd ref="3"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <way id="203" version="1">
+    <nd ref="4"/>
+    <nd ref="5"/>
+    <nd ref="998"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <way id="204" version="1">
+    <nd ref="997"/>
+    <nd ref="996"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <way id="205" version="1">
+    <nd ref="1"/>
+    <nd ref="4"/>
+    <tag k="highway" v="residential"/>
+  </way>
+</osm>
+""",
+    "network.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+  <node id="1" version="1" lat="26.8700000" lon="100.2300000"/>
+  <node id="2" version="1" lat="26.8700000" lon="100.2310000"/>
+  <node id="3" version="1" lat="26.8710000" lon="100.2310000"/>
+  <node id="4" version="1" lat="26.8710000" lon="100.2300000"/>
+  <node id="5" version="1" lat="26.8720000" lon="100.2310000"/>
+  <node id="6" version="1" lat="26.8730000" lon="100.2315000"/>
+  <node id="7" version="1" lat="26.8730000" lon="100.2305000"/>
+  <node id="8" version="1" lat="26.8710000" lon="100.2290000"/>
+  <node id="9" version="1" lat="26.8690000" lon="100.2300000"/>
+  <node id="10" version="1" lat="26.8690000" lon="100.2310000"/>
+  <node id="11" version="1" lat="26.8700000" lon="100.2290000"/>
+  <node id="12" version="1" lat="26.8720000" lon="100.2300000"/>
+  <node id="14" version="1" lat="26.8710000" lon="100.2320000"/>
+  <node id="15" version="1" lat="26.8700000" lon="100.2320000"/>
+  <way id="101" version="1">
+    <nd ref="1"/>
+    <nd ref="2"/>
+    <tag k="highway" v="primary"/>
+    <tag k="name" v="古城路"/>
+    <tag k="name:zh" v="古城路"/>
+    <tag k="name:en" v="Gucheng Road"/>
+    <tag k="maxspeed" v="60"/>
+    <tag k="maxspeed:backward" v="40"/>
+    <tag k="lanes" v="4"/>
+  </way>
+  <way id="102" version="1">
+    <nd ref="2"/>
+    <nd ref="3"/>
+    <tag k="highway" v="residential"/>
+    <tag k="oneway" v="-1"/>
+  </way>
+  <way id="103" version="1">
+    <nd ref="3"/>
+    <nd ref="4"/>
+    <tag k="highway" v="residential"/>
+    <tag k="access" v="destination"/>
+  </way>
+  <way id="104" version="1">
+    <nd ref="4"/>
+    <nd ref="1"/>
+    <tag k="highway" v="residential"/>
+    <tag k="maxspeed" v="CN:urban"/>
+  </way>
+  <way id="105" version="1">
+    <nd ref="5"/>
+    <nd ref="6"/>
+    <nd ref="7"/>
+    <nd ref="5"/>
+    <tag k="highway" v="tertiary"/>
+    <tag k="junction" v="roundabout"/>
+  </way>
+  <way id="106" version="1">
+    <nd ref="3"/>
+    <nd ref="5"/>
+    <tag k="highway" v="tertiary"/>
+    <tag k="maxspeed" v="35 mph"/>
+  </way>
+  <way id="107" version="1">
+    <nd ref="4"/>
+    <nd ref="8"/>
+    <tag k="highway" v="residential"/>
+    <tag k="access" v="private"/>
+  </way>
+  <way id="108" version="1">
+    <nd ref="1"/>
+    <nd ref="9"/>
+    <tag k="highway" v="service"/>
+    <tag k="service" v="parking_aisle"/>
+  </way>
+  <way id="109" version="1">
+    <nd ref="2"/>
+    <nd ref="10"/>
+    <tag k="highway" v="service"/>
+  </way>
+  <way id="110" version="1">
+    <nd ref="1"/>
+    <nd ref="11"/>
+    <tag k="highway" v="footway"/>
+  </way>
+  <way id="111" version="1">
+    <nd ref="4"/>
+    <nd ref="12"/>
+    <tag k="highway" v="residential"/>
+    <tag k="area" v="yes"/>
+  </way>
+  <way id="112" version="1">
+    <nd ref="3"/>
+    <nd ref="14"/>
+    <tag k="highway" v="residential"/>
+    <tag k="access" v="no"/>
+    <tag k="motorcar" v="yes"/>
+  </way>
+  <way id="113" version="1">
+    <nd ref="2"/>
+    <nd ref="15"/>
+    <tag k="highway" v="residential"/>
+    <tag k="vehicle" v="yes"/>
+    <tag k="motor_vehicle" v="private"/>
+  </way>
+</osm>
+""",
+    "restriction.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+<!-- 3x3 grid, 0.001 degree blocks near Lijiang; relation 900 forbids W1->W3 left turn at 111,
+     relation 901 forces straight on from W4 at 111. -->
+  <node id="100" version="1" lat="26.8700000" lon="100.2300000"/>
+  <node id="101" version="1" lat="26.8700000" lon="100.2310000"/>
+  <node id="102" version="1" lat="26.8700000" lon="100.2320000"/>
+  <node id="110" version="1" lat="26.8710000" lon="100.2300000"/>
+  <node id="111" version="1" lat="26.8710000" lon="100.2310000"/>
+  <node id="112" version="1" lat="26.8710000" lon="100.2320000"/>
+  <node id="120" version="1" lat="26.8720000" lon="100.2300000"/>
+  <node id="121" version="1" lat="26.8720000" lon="100.2310000"/>
+  <node id="122" version="1" lat="26.8720000" lon="100.2320000"/>
+  <node id="99" version="1" lat="26.8710000" lon="100.2290000"/>
+  <way id="1" version="1">
+    <nd ref="99"/>
+    <nd ref="110"/>
+    <nd ref="111"/>
+    <tag k="highway" v="residential"/>
+    <tag k="name" v="West Street"/>
+  </way>
+  <way id="2" version="1">
+    <nd ref="111"/>
+    <nd ref="112"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <way id="3" version="1">
+    <nd ref="111"/>
+    <nd ref="121"/>
+    <tag k="highway" v="residential"/>
+    <tag k="name" v="North Street"/>
+  </way>
+  <way id="4" version="1">
+    <nd ref="101"/>
+    <nd ref="111"/>
+    <tag k="highway" v="residential"/>
+    <tag k="name" v="South Street"/>
+  </way>
+  <way id="5" version="1">
+    <nd ref="100"/>
+    <nd ref="101"/>
+    <nd ref="102"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <way id="6" version="1">
+    <nd ref="121"/>
+    <nd ref="122"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <way id="7" version="1">
+    <nd ref="100"/>
+    <nd ref="110"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <way id="8" version="1">
+    <nd ref="112"/>
+    <nd ref="122"/>
+    <tag k="highway" v="residential"/>
+  </way>
+  <relation id="900" version="1">
+    <member type="way" ref="1" role="from"/>
+    <member type="node" ref="111" role="via"/>
+    <member type="way" ref="3" role="to"/>
+    <tag k="type" v="restriction"/>
+    <tag k="restriction" v="no_left_turn"/>
+  </relation>
+  <relation id="901" version="1">
+    <member type="way" ref="4" role="from"/>
+    <member type="node" ref="111" role="via"/>
+    <member type="way" ref="3" role="to"/>
+    <tag k="type" v="restriction"/>
+    <tag k="restriction" v="only_straight_on"/>
+  </relation>
+  <relation id="902" version="1">
+    <member type="way" ref="2" role="from"/>
+    <member type="node" ref="111" role="via"/>
+    <member type="way" ref="3" role="to"/>
+    <tag k="type" v="restriction"/>
+    <tag k="restriction" v="no_right_turn"/>
+    <tag k="except" v="motorcar"/>
+  </relation>
+  <relation id="903" version="1">
+    <member type="way" ref="7" role="from"/>
+    <member type="way" ref="1" role="via"/>
+    <member type="way" ref="3" role="to"/>
+    <tag k="type" v="restriction"/>
+    <tag k="restriction" v="no_u_turn"/>
+  </relation>
+  <relation id="904" version="1">
+    <member type="way" ref="2" role="from"/>
+    <member type="node" ref="111" role="via"/>
+    <member type="way" ref="6" role="to"/>
+    <tag k="type" v="restriction"/>
+    <tag k="restriction" v="no_left_turn"/>
+  </relation>
+  <relation id="905" version="1">
+    <member type="way" ref="2" role="from"/>
+    <member type="node" ref="111" role="via"/>
+    <member type="way" ref="77777" role="to"/>
+    <tag k="type" v="restriction"/>
+    <tag k="restriction" v="no_left_turn"/>
+  </relation>
+</osm>
+""",
+}
