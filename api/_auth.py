@@ -2,7 +2,8 @@
 
 - no key: 401 with `WWW-Authenticate: ApiKey header="X-API-Key"`; an unknown key: 401;
 - settings.admin_api_key is an operator key (actor "admin"); stored keys (store/_auth.py, hashed with
-  HMAC-SHA256 under settings.secret_key) are operator (every station) or manager (own stations);
+  HMAC-SHA256 under settings.secret_key) are operator (every station), manager (own stations) or
+  traffic (live traffic feed only);
 - a manager writing another station's data: 403.
 """
 
@@ -53,6 +54,13 @@ def require_station(principal: Principal, station_id: int) -> None:
         raise Forbidden(f"key {principal.name!r} may not write station {station_id}")
 
 
+def require_role(principal: Principal, what: str, *roles: str) -> None:
+    """403 unless the key has one of `roles`."""
+    if principal.role not in roles:
+        raise Forbidden(
+            f"key {principal.name!r} ({principal.role}) may not {what}: {' or '.join(roles)} keys only"
+        )
+
+
 def require_operator(principal: Principal, what: str) -> None:
-    if principal.role != "operator":
-        raise Forbidden(f"key {principal.name!r} (manager) may not write {what}: operators only")
+    require_role(principal, f"write {what}", "operator")
