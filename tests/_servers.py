@@ -13,6 +13,10 @@ import httpx
 
 from config import PROJECT_ROOT
 
+# Secrets of the test environment: tests never run with the development secrets.
+TEST_SECRET_KEY = "test-secret-7QmZp2VxK9rT4bWc8NfJ3hLdYs6GuEa1"
+TEST_ADMIN_KEY = "test-admin-5RkX8pVn2WqJ7cTz4LmB9hFd3YsGeA6u"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -28,6 +32,8 @@ class Server:
         env.update(
             DATABASE_URL=db_url,
             FUEL_ENV="test",
+            FUEL_SECRET_KEY=TEST_SECRET_KEY,
+            FUEL_ADMIN_API_KEY=TEST_ADMIN_KEY,
             FUEL_RATE_LIMIT_PER_MINUTE="1000000",
             FUEL_DB_TIMEOUT_S="1",
         )

@@ -11,6 +11,7 @@ import pytest
 
 from config import PROJECT_ROOT
 from store import create_database, drop_database, migrate
+from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -80,6 +81,8 @@ def demo_settings(demo_db: str, shared_data: Path):  # type: ignore[no-untyped-d
         shared_data_dir=shared_data,
         rate_limit_per_minute=1_000_000,
         env="test",
+        secret_key=TEST_SECRET_KEY,
+        admin_api_key=TEST_ADMIN_KEY,
     )
 
 

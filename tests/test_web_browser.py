@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from config import PROJECT_ROOT, Settings
+from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY
 
 pytestmark = pytest.mark.browser
 
@@ -69,7 +70,13 @@ def _free_port() -> int:
 def demo_db(db_url: str, shared_data: Path) -> str:
     from ingest._load_region import load_region_data
 
-    settings = Settings(database_url=db_url, env="test", region="andorra")
+    settings = Settings(
+        database_url=db_url,
+        env="test",
+        region="andorra",
+        secret_key=TEST_SECRET_KEY,
+        admin_api_key=TEST_ADMIN_KEY,
+    )
     load_region_data(
         settings,
         region_name="andorra",
@@ -89,6 +96,8 @@ def server(demo_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         **os.environ,
         "DATABASE_URL": demo_db,
         "FUEL_ENV": "test",
+        "FUEL_SECRET_KEY": TEST_SECRET_KEY,
+        "FUEL_ADMIN_API_KEY": TEST_ADMIN_KEY,
         "FUEL_REGION": "andorra",
         "FUEL_RATE_LIMIT_PER_MINUTE": "100000",
         "PYTHONUNBUFFERED": "1",
