@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         served = resolve_served_region(settings)
         db = Database(
-            settings.database_url,
+            settings.service_url,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout_s=settings.db_timeout_s,
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.router = load_router(settings, served)
         if state.router is not None:
             sync = TrafficSync(
-                settings.database_url,
+                settings.service_url,
                 region=served.region.name,
                 graph_hash=graph_identity(state.router.g.meta),
                 live=state.router.live,

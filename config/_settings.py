@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 600
     max_body_bytes: int = 5 * 1024 * 1024
 
+    # --- the service's database role (least privilege; created by migration 0008) ---
+    # The API connects as this role, on the server and database of DATABASE_URL; migrations and the ingest
+    # CLI use DATABASE_URL itself (the owner). FUEL_SERVICE_DATABASE_URL overrides the derived URL (a
+    # password, another host); an empty role makes the API use DATABASE_URL as it is.
+    service_db_role: str = "fuel_app"
+    service_database_url: str | None = None
+
     overpass_url: str = "https://overpass-api.de/api/interpreter"
     overpass_timeout_s: float = 180.0
 
@@ -75,6 +82,20 @@ class Settings(BaseSettings):
                     f"refusing to start in production with development secrets: {', '.join(unsafe)}"
                 )
         return self
+
+    @property
+    def service_url(self) -> str:
+        """The URL the API connects with: FUEL_SERVICE_DATABASE_URL, else DATABASE_URL as the service role."""
+        if self.service_database_url:
+            return self.service_database_url
+        if not self.service_db_role:
+            return self.database_url
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(self.database_url)
+        params.pop("password", None)  # the owner's password is not the service role's
+        params["user"] = self.service_db_role
+        return make_conninfo("", **params)
 
     @property
     def graph_cache_dir(self) -> Path:

@@ -17,6 +17,7 @@ COMMANDS = {
     "guidance": "ingest._guidance",
     "od-pairs": "ingest._od_pairs",
     "fetch-region": "ingest._fetch_region",
+    "keys": "ingest._keys",
 }
 
 
