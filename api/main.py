@@ -93,7 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:  # the readiness probe reports, it does not raise
             checks["database_error"] = type(exc).__name__
         ok = bool(checks["database"]) and bool(checks["graph"])
-        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+        retry = {} if ok else {"Retry-After": str(_errors.RETRY_AFTER_S)}
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503, headers=retry)
 
     # [routers] one line per feature module
     app.include_router(_routing.router)

@@ -3,6 +3,7 @@ Every query in the project is parameterised."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -281,7 +282,15 @@ class Database:
             self.pool.connection(timeout=self.timeout_s) as conn,
             self.watchdog.guard(conn, self.work_deadline_s),
         ):
-            yield conn
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+                raise
+            # End the implicit transaction while still watched: the pool would otherwise commit
+            # after the deadline no longer applies, and wait as long as a hung server does.
+            conn.commit()
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
