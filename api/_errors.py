@@ -14,9 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api._auth import Forbidden, PreconditionRequired, Unauthorized
 from geo import Conflict, FuelError, InvalidInput, NotFound, RouteNotFound
+from store._db import DatabaseBusy
 from store._manage import VersionConflict
 
 log = logging.getLogger("api")
+RETRY_AFTER_S = 2  # every 503 for database trouble says when to retry
 
 STATUS: list[tuple[type[Exception], int]] = [
     (Unauthorized, 401),
@@ -33,9 +35,17 @@ def _body(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
 
+def _unavailable(message: str) -> JSONResponse:
+    resp = _body(503, "DatabaseUnavailable", message, retry_after_s=RETRY_AFTER_S)
+    resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return resp
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(FuelError)
     async def _fuel(_: Request, exc: FuelError) -> JSONResponse:
+        if isinstance(exc, DatabaseBusy):
+            return _unavailable(str(exc))
         for cls, status in STATUS:
             if isinstance(exc, cls):
                 extra: dict[str, Any] = {}
@@ -73,9 +83,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg_pool.PoolTimeout)
     async def _pool(_: Request, exc: Exception) -> JSONResponse:
-        return _body(503, "DatabaseUnavailable", "database unavailable, retry shortly", retry_after_s=2)
+        return _unavailable("database unavailable, retry shortly")
 
     @app.exception_handler(psycopg.OperationalError)
     async def _db(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database error: %s", exc)
-        return _body(503, "DatabaseUnavailable", "database unavailable, retry shortly", retry_after_s=2)
+        return _unavailable("database unavailable, retry shortly")

@@ -34,7 +34,12 @@ def load_router(settings: Settings, served: ServedRegion) -> Router | None:
         max_snap_m=settings.max_snap_m,
         decay_s=settings.traffic_decay_s,
     )
-    router.live.max_ahead_s = settings.traffic_max_ahead_s
+    router.live.set_limits(
+        skew_s=settings.traffic_future_skew_s,
+        max_ahead_s=settings.traffic_max_ahead_s,
+        max_closure_s=settings.traffic_max_closure_s,
+        max_age_s=settings.traffic_max_age_s,
+    )
     router.warmup()
     log.info(
         "road graph %s: %d nodes, %d road edges (%s) ready in %.2f s",

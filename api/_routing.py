@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -10,14 +10,18 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api._auth import authenticate, require_role
 from api._params import parse_at, parse_bbox, parse_coord, parse_float, parse_int, parse_lat, parse_lon
 from api._state import AppState, get_state
+from api._sync import TrafficSync
 from geo import InvalidInput, NoRoadNear, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import cut, encode
 from geo._router import Router, RouteResult
 from geo._steps import Step
+from store._audit import record
+from store._auth import Principal
 from store._road_edges import road_edges_in_bbox
-from store._traffic import save_batch
+from store._traffic import save_batch, save_clear
 
 router = APIRouter(tags=["routing"])
 ATTRIBUTION = "Routes © OpenStreetMap contributors, ODbL 1.0"
@@ -399,9 +403,9 @@ class TrafficUpdate(BaseModel):
     v_osm: int | None = Field(None, ge=1)
     speed_kmh: float | None = Field(None, description="observed speed")
     factor: float | None = Field(None, description="observed / free-flow speed, (0, 1.5]")
-    closed: bool = False
-    observed_at: datetime
-    expires_at: datetime | None = None
+    closed: bool = Field(False, description="the road is closed (from observed_at, never in the future)")
+    observed_at: datetime = Field(description="naive = region time; at most a few seconds ahead of now")
+    expires_at: datetime | None = Field(None, description="default observed_at + the decay time")
 
 
 class TrafficBatch(BaseModel):
@@ -409,56 +413,90 @@ class TrafficBatch(BaseModel):
     updates: list[TrafficUpdate] = Field(..., min_length=1, max_length=10_000)
 
 
-@router.post("/v1/traffic")
-def post_traffic(body: TrafficBatch, state: AppState = Depends(get_state)) -> dict[str, Any]:
-    """Apply live observations, all or nothing: one bad item rejects the whole batch (422 lists each)."""
+class TrafficAccepted(BaseModel):
+    batch_id: int = Field(description="the stored batch; every worker applies it")
+    applied: int = Field(description="observations that are now the latest for their edge")
+    stale: int = Field(description="observations behind the one held for their edge (skipped)")
+    version: int = Field(description="live traffic version of the worker that answered")
+
+
+class TrafficCleared(BaseModel):
+    clear_id: int = Field(description="batches stored before this id no longer count, in every worker")
+
+
+def need_sync(state: AppState) -> TrafficSync:
+    sync: TrafficSync | None = state.extras.get("sync")
+    if sync is None:
+        raise RouteNotFound(f"the road graph of {state.region.name} is not loaded")
+    return sync
+
+
+@router.post("/v1/traffic", response_model=TrafficAccepted)
+def post_traffic(
+    body: TrafficBatch,
+    principal: Principal = Depends(authenticate),
+    state: AppState = Depends(get_state),
+) -> TrafficAccepted:
+    """Live observations from a traffic feed (`traffic` or `operator` key), all or nothing: every item is
+    checked first (a 422 lists each bad one); the batch is stored and audited, then every worker applies it."""
+    require_role(principal, "post live traffic", "traffic", "operator")
     r = need_router(state)
-    tz = state.region.tz
-    items = []
-    for u in body.updates:
-        d = u.model_dump(exclude_none=True)
-        for k in ("observed_at", "expires_at"):
-            if k in d and d[k].tzinfo is None:
-                d[k] = d[k].replace(tzinfo=tz)
-        items.append(d)
-    result = r.live.apply(items)
-    sync = state.extras.get("sync")
-    batch_id = None
-    if sync is not None:
-        resolved = _resolved(r, items)
-        expires = max(datetime.fromtimestamp(x["expires_at"], tz) for x in resolved)
-        with state.db.transaction() as conn:
-            batch_id = save_batch(
-                conn,
-                region=state.region.name,
-                graph_hash=sync.graph_hash,
-                origin=sync.origin,
-                items=resolved,
-                expires_at=expires,
-            )
-        sync.mark_own(batch_id)
-    return {"applied": result.applied, "stale": result.stale, "version": result.version, "batch_id": batch_id}
+    sync = need_sync(state)
+    items = r.live.prepare(u.model_dump(exclude_none=True) for u in body.updates)
+    expires = datetime.fromtimestamp(max(x["expires_at"] for x in items), UTC)
+    with state.db.transaction() as conn:
+        batch_id = save_batch(
+            conn,
+            region=state.region.name,
+            graph_hash=sync.graph_hash,
+            origin=sync.origin,
+            actor=principal.name,
+            items=items,
+            expires_at=expires,
+        )
+        record(
+            conn,
+            actor=principal.name,
+            action="create",
+            entity="live_traffic",
+            entity_id=batch_id,
+            old=None,
+            new={
+                "region": state.region.name,
+                "items": len(items),
+                "closures": sum(1 for x in items if x.get("closed")),
+                "edges": sorted({int(x["edge_id"]) for x in items})[:50],
+                "expires_at": expires,
+            },
+        )
+    result = sync.apply_batch(batch_id, items)
+    return TrafficAccepted(
+        batch_id=batch_id, applied=result.applied, stale=result.stale, version=result.version
+    )
 
 
-def _resolved(r: Router, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Items addressed by edge id with epoch times, as every worker applies them."""
-    out = []
-    decay = r.live.decay_s
-    for d in items:
-        e = d.get("edge_id")
-        if e is None:
-            e = r.live.resolve_osm(int(d["way_id"]), int(d["u_osm"]), int(d["v_osm"]))
-        obs = d["observed_at"].timestamp()
-        exp = d["expires_at"].timestamp() if "expires_at" in d else obs + decay
-        item: dict[str, Any] = {"edge_id": int(e), "observed_at": obs, "expires_at": exp}
-        if d.get("closed"):
-            item["closed"] = True
-        elif "factor" in d:
-            item["factor"] = d["factor"]
-        else:
-            item["speed_kmh"] = d["speed_kmh"]
-        out.append(item)
-    return out
+@router.delete("/v1/traffic", response_model=TrafficCleared)
+def clear_traffic(
+    principal: Principal = Depends(authenticate), state: AppState = Depends(get_state)
+) -> TrafficCleared:
+    """Drop all live traffic of the region (`operator` key), in every worker and for good: a worker that
+    starts later replays only batches stored after the clear. Routes go back to the historical profile."""
+    require_role(principal, "clear live traffic", "operator")
+    sync = need_sync(state)
+    with state.db.transaction() as conn:
+        clear_id = save_clear(conn, region=state.region.name, origin=sync.origin, actor=principal.name)
+        record(
+            conn,
+            actor=principal.name,
+            action="delete",
+            entity="live_traffic",
+            entity_id=clear_id,
+            old={"region": state.region.name, "cleared_through": clear_id},
+            new=None,
+        )
+    with state.db.connection() as conn:
+        sync.rebuild(conn)
+    return TrafficCleared(clear_id=clear_id)
 
 
 @router.get("/v1/traffic")

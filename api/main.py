@@ -34,6 +34,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout_s=settings.db_timeout_s,
+            statement_timeout_s=settings.db_statement_timeout_s,
+            work_deadline_s=settings.db_work_deadline_s,
+            cancel_timeout_s=settings.db_cancel_timeout_s,
+            max_concurrent=settings.db_max_concurrent,
+            queue_wait_s=settings.db_queue_wait_s,
+            keepalives_idle_s=settings.db_keepalives_idle_s,
+            keepalives_interval_s=settings.db_keepalives_interval_s,
+            keepalives_count=settings.db_keepalives_count,
+            tcp_user_timeout_s=settings.db_tcp_user_timeout_s,
         )
         db.open()
         state = AppState(settings=settings, served=served, db=db)
@@ -45,6 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 region=served.region.name,
                 graph_hash=graph_identity(state.router.g.meta),
                 live=state.router.live,
+                db=db,
+                keep_s=settings.traffic_max_age_s + settings.traffic_max_ahead_s,
+                purge_interval_s=settings.traffic_purge_interval_s,
+                purge_limit=settings.traffic_purge_limit,
             )
             sync.start()
             state.extras["sync"] = sync
@@ -65,8 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _security.install(app, settings)
 
     @app.get("/health", tags=["ops"])
-    def health() -> dict[str, str]:
-        """The process is up."""
+    async def health() -> dict[str, str]:
+        """The process is up. Runs on the event loop: it never waits behind database work."""
         return {"status": "ok"}
 
     @app.get("/ready", tags=["ops"])
@@ -80,7 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:  # the readiness probe reports, it does not raise
             checks["database_error"] = type(exc).__name__
         ok = bool(checks["database"]) and bool(checks["graph"])
-        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+        retry = {} if ok else {"Retry-After": str(_errors.RETRY_AFTER_S)}
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503, headers=retry)
 
     # [routers] one line per feature module
     app.include_router(_routing.router)

@@ -171,7 +171,7 @@ def _live_batch(ctx: Ctx, c: httpx.Client, pairs: list[Any]) -> list[float]:
             for e in ids
         ]  # fmt: skip
         t0 = time.perf_counter()
-        resp = c.post("/v1/traffic", json={"updates": upd})
+        resp = c.post("/v1/traffic", json={"updates": upd}, headers={"X-API-Key": ctx.settings.admin_api_key})
         if resp.status_code != 200:
             print(f"  live batch rejected: {resp.status_code} {resp.text[:300]}", flush=True)
             continue
@@ -389,7 +389,12 @@ def load(ctx: Ctx, srv: Server, db_url: str) -> None:
     clients, seconds = ctx.n(50, 50), ctx.n(45.0, 8.0)
     pairs = ctx.pairs(DEMO_EXTRACT, 300, salt=91)
     g = ctx.graph(DEMO_EXTRACT)
-    writes: dict[str, Any] = {"mode": "traffic", "n_edges": g.n_road_edges, "batch": 5}
+    writes: dict[str, Any] = {
+        "mode": "traffic",
+        "n_edges": g.n_road_edges,
+        "batch": 5,
+        "api_key": ctx.settings.admin_api_key,
+    }
     with httpx.Client(base_url=srv.base, timeout=30) as c:
         has_prices = _price_endpoint(c)
         probe = _price_probe(c, db_url, ctx.settings.admin_api_key, clients) if has_prices else None

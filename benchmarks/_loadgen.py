@@ -48,7 +48,7 @@ async def _write(
         }
         for _ in range(w.get("batch", 5))
     ]
-    return await client.post("/v1/traffic", json={"updates": updates})
+    return await client.post("/v1/traffic", json={"updates": updates}, headers={"X-API-Key": w["api_key"]})
 
 
 async def _client(

@@ -66,6 +66,23 @@ class Settings(BaseSettings):
     overpass_url: str = "https://overpass-api.de/api/interpreter"
     overpass_timeout_s: float = 180.0
 
+    # ---- Live traffic feed (POST/DELETE /v1/traffic) and a hung database failing fast ----
+    # Intake rules: non-closure items may be this far ahead of our clock; closures never.
+    traffic_future_skew_s: float = Field(5.0, ge=0, le=60)
+    traffic_max_closure_s: float = Field(6 * 3_600.0, gt=0)  # longest closure a feed may post
+    traffic_max_age_s: float = Field(3_600.0, gt=0)  # oldest observation accepted
+    traffic_purge_interval_s: float = Field(300.0, gt=0)  # each worker purges stored batches this often
+    traffic_purge_limit: int = Field(1_000, ge=1)  # rows deleted per purge round
+    db_statement_timeout_s: float = Field(5.0, gt=0)  # PostgreSQL ends a statement after this
+    db_work_deadline_s: float = Field(10.0, gt=0)  # a request's database block is cut off after this
+    db_cancel_timeout_s: float = Field(0.5, gt=0)  # time given to a cancel before the socket is shut
+    db_max_concurrent: int = Field(24, ge=1)  # database blocks running or waiting at once, per worker
+    db_queue_wait_s: float = Field(0.5, ge=0)  # wait for one of those slots before answering 503
+    db_keepalives_idle_s: int = Field(10, ge=1)
+    db_keepalives_interval_s: int = Field(5, ge=1)
+    db_keepalives_count: int = Field(3, ge=1)
+    db_tcp_user_timeout_s: float = Field(15.0, gt=0)  # unacknowledged data: the kernel drops the link
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.env == "production":

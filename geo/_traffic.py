@@ -28,7 +28,7 @@ path (compositions of increasing functions are increasing). Time-dependent Dijks
 earliest arrival is thus exact (no waiting needed).
 
 Closures. A closure that could start or end mid-trip would break label-setting optimality (arriving
-earlier could be worse). Closures cannot start in the future (``observed_at <= now + skew``), so we
+earlier could be worse). Closures cannot start in the future (``observed_at <= now``), so we
 evaluate them at departure: closed for the whole query. The only approximation is a closure that
 ends mid-trip, treated as lasting the trip (conservative; a trip in one region takes hours at most).
 
@@ -37,11 +37,19 @@ Per-query table. For a query departing in bin ``B0`` the router builds ``table[k
 repeat the table's last day). Keys are the road classes, then one key per edge with a per-edge profile
 override. The live arrays are read by the kernel directly, so a query needs no Python callbacks.
 
-Live updates are applied in batches, all-or-nothing: every item is validated first; if any is bad,
-`InvalidInput` lists all bad items (index and reason) and NOTHING of the batch is applied. Per edge the
-latest observation wins; an item older than the one held is skipped (counted as ``stale``). State is
-copy-on-write: a batch copies the arrays, writes, and swaps one reference, so a reader that took
-``snapshot()`` never sees half a batch.
+Live updates come in batches, all-or-nothing, in two steps. `prepare` checks every item against the
+intake rules (known edge, finite values, observed no later than now + ``skew_s`` and closures not after
+now at all, not older than ``max_age_s``, expiring after the observation and at most ``max_ahead_s``
+ahead, closures at most ``max_closure_s`` long); if any item is bad, `InvalidInput` lists all bad items
+(index and reason) and nothing is returned. It returns the items as they are stored (edge id, Unix
+times, a factor or a closure). `apply_stored` applies stored batches, each under its batch id.
+
+Order. Per edge the observation with the greatest key ``(observed_at, batch id, index in the batch)``
+wins; anything else is skipped (counted as ``stale``). Applying is therefore idempotent and does not
+depend on the order batches arrive in: every worker that applies the same batches holds the same
+overlay. `rebuild(through, batches)` replaces the overlay by the given batches after a clear (batch ids
+up to ``through`` are then ignored for good). State is copy-on-write: a batch copies the arrays, writes,
+and swaps one reference, so a reader that took ``snapshot()`` never sees half a batch.
 """
 
 from __future__ import annotations
@@ -277,7 +285,10 @@ def to_epoch(value: datetime | float | int, tz: ZoneInfo, param: str) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=tz)
-        return value.timestamp()
+        try:
+            return value.timestamp()
+        except (OverflowError, ValueError, OSError) as exc:
+            raise InvalidInput(param, f"{value.isoformat()} is out of range") from exc
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     raise InvalidInput(param, f"expected a datetime or Unix seconds, got {value!r}")
@@ -339,8 +350,13 @@ class LiveState:
 @dataclass(frozen=True)
 class ApplyResult:
     applied: int
-    stale: int  # older than the observation already held for the edge: skipped
+    stale: int  # behind the observation already held for the edge, or cleared: skipped
     version: int
+    rejected: tuple[int, ...] = ()  # stored batches refused whole because an item is malformed
+
+
+# (batch id, index in batch, edge, factor, observed_at, expires_at, closed)
+_Row = tuple[int, int, int, float, float, float, bool]
 
 
 class LiveTraffic:
@@ -356,6 +372,8 @@ class LiveTraffic:
         decay_s: float = 3600.0,
         max_ahead_s: float = 7 * 86400.0,
         skew_s: float = 60.0,
+        max_closure_s: float | None = None,
+        max_age_s: float | None = None,
         clock: Any = time.time,
     ) -> None:
         if decay_s <= 0:
@@ -367,17 +385,48 @@ class LiveTraffic:
         self.decay_s = float(decay_s)
         self.max_ahead_s = float(max_ahead_s)
         self.skew_s = float(skew_s)
+        self.max_closure_s = max_closure_s
+        self.max_age_s = max_age_s
         self._clock = clock
         self._lock = threading.Lock()
         m = g.n_road_edges
         self._keys, self._override_ids = profile.edge_keys(m, g.edge_class)
         self._state = LiveState.empty(m)
+        self._rank = np.zeros((m, 2), np.int64)  # (batch id, index in batch) of the observation held
+        self._cleared_through = 0  # batches up to this id were cleared: never applied again
+        self._last_id = 0  # the largest batch id seen (in-process batches number on from it)
         # (way, u_osm, v_osm) -> edge, as a sorted hash array (built once, no per-edge Python objects)
         u_osm = g.node_osm[g.edge_u].astype(np.uint64)
         v_osm = g.node_osm[g.edge_v].astype(np.uint64)
         h = _osm_hash(g.edge_way.astype(np.uint64), u_osm, v_osm)
         self._hash_order = np.argsort(h, kind="stable")
         self._hash_sorted = h[self._hash_order]
+
+    def set_limits(
+        self,
+        *,
+        skew_s: float | None = None,
+        max_ahead_s: float | None = None,
+        max_closure_s: float | None = None,
+        max_age_s: float | None = None,
+    ) -> None:
+        """Intake rules of `prepare` (seconds; None keeps the current value)."""
+        for name, value in (
+            ("skew_s", skew_s),
+            ("max_ahead_s", max_ahead_s),
+            ("max_closure_s", max_closure_s),
+            ("max_age_s", max_age_s),
+        ):
+            if value is None:
+                continue
+            if not math.isfinite(value) or value < 0:
+                raise InvalidInput(name, f"must be a finite number of seconds >= 0, got {value}")
+            setattr(self, name, float(value))
+
+    @property
+    def cleared_through(self) -> int:
+        """Batch ids up to this one were cleared (0: never cleared)."""
+        return self._cleared_through
 
     def snapshot(self) -> LiveState:
         return self._state
@@ -403,14 +452,15 @@ class LiveTraffic:
             i += 1
         return -1
 
-    def apply(self, batch: Iterable[LiveUpdate | Mapping[str, Any]]) -> ApplyResult:
-        """Validate every item, then apply all of them atomically (or raise InvalidInput, apply none)."""
+    # ---- intake ---------------------------------------------------------------------------------
+    def prepare(self, batch: Iterable[LiveUpdate | Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Check every item against the intake rules; return them as stored, or raise InvalidInput
+        listing every bad item (nothing is returned then, so nothing can be stored or applied)."""
         items = list(batch)
         now = float(self._clock())
-        g = self._g
-        m = g.n_road_edges
+        m = self._g.n_road_edges
         errors: list[str] = []
-        parsed: list[tuple[int, float, float, float, bool]] = []
+        out: list[dict[str, Any]] = []
         for i, raw in enumerate(items):
             try:
                 it = raw if isinstance(raw, LiveUpdate) else LiveUpdate(**dict(raw))
@@ -418,31 +468,22 @@ class LiveTraffic:
                 errors.append(f"[{i}] malformed item: {exc}")
                 continue
             reason, row = self._check(it, now, m)
-            if reason:
+            if reason or row is None:
                 errors.append(f"[{i}] {reason}")
-            elif row is not None:
-                parsed.append(row)
+                continue
+            e, f, o, x, closed = row
+            item: dict[str, Any] = {"edge_id": e, "observed_at": o, "expires_at": x}
+            if closed:
+                item["closed"] = True
+            else:
+                item["factor"] = f
+            out.append(item)
         if errors:
+            shown = "; ".join(errors[:100]) + (f"; and {len(errors) - 100} more" if len(errors) > 100 else "")
             raise InvalidInput(
-                "updates", f"{len(errors)} of {len(items)} items rejected, none applied: " + "; ".join(errors)
+                "updates", f"{len(errors)} of {len(items)} items rejected, none applied: {shown}"
             )
-        with self._lock:
-            cur = self._state
-            flag, data = cur.flag.copy(), cur.data.copy()
-            applied = stale = 0
-            for e, f, o, x, c in parsed:
-                if flag[e] and o < data[e, 1]:
-                    stale += 1
-                    continue
-                flag[e] = 2 if c else 1
-                data[e, 0], data[e, 1], data[e, 2] = f, o, x
-                applied += 1
-            live = flag == 1
-            fl = data[live, 0]
-            cmax = np.zeros(len(ROAD_CLASSES))
-            np.maximum.at(cmax, g.edge_class[live].astype(np.int64), fl)
-            self._state = LiveState(flag, data, cur.version + 1, float(fl.max()) if fl.size else 0.0, cmax)
-            return ApplyResult(applied, stale, cur.version + 1)
+        return out
 
     def _check(
         self, it: LiveUpdate, now: float, m: int
@@ -462,14 +503,20 @@ class LiveTraffic:
             o = to_epoch(it.observed_at, self.tz, "observed_at")
             x = o + self.decay_s if it.expires_at is None else to_epoch(it.expires_at, self.tz, "expires_at")
         except InvalidInput as exc:
-            return exc.message, None
+            return f"{exc.param} {exc.message}", None
+        if it.closed and o > now:
+            return f"a closure cannot start in the future (observed_at is {o - now:.1f} s ahead)", None
         if o > now + self.skew_s:
-            return f"observed_at is {o - now:.0f} s in the future", None
+            return f"observed_at is {o - now:.0f} s in the future (at most {self.skew_s:.0f} s allowed)", None
+        if self.max_age_s is not None and o < now - self.max_age_s:
+            return f"observed_at is {now - o:.0f} s old, above the limit of {self.max_age_s:.0f} s", None
         if x <= o:
             return "expires_at is not after observed_at", None
         if x > now + self.max_ahead_s:
             return f"expires_at more than {self.max_ahead_s:.0f} s ahead", None
         if it.closed:
+            if self.max_closure_s is not None and x - o > self.max_closure_s:
+                return f"a closure of {x - o:.0f} s is above the cap of {self.max_closure_s:.0f} s", None
             return "", (e, 1.0, o, x, True)
         given = [v for v in (it.speed_kmh, it.speed_mps, it.factor) if v is not None]
         if len(given) != 1:
@@ -485,9 +532,91 @@ class LiveTraffic:
             return f"factor {f:.3f} outside (0, {MAX_LIVE_FACTOR}]", None
         return "", (e, min(f, 1.0), o, x, False)
 
-    def clear(self) -> None:
+    # ---- applying ---------------------------------------------------------------------------------
+    def apply(self, batch: Iterable[LiveUpdate | Mapping[str, Any]]) -> ApplyResult:
+        """`prepare` then apply in this process only, numbered after every batch seen (tests, tools)."""
+        items = self.prepare(batch)
         with self._lock:
-            self._state = LiveState.empty(self._g.n_road_edges, self._state.version + 1)
+            self._last_id = max(self._last_id, self._cleared_through) + 1
+            batch_id = self._last_id
+        return self.apply_stored([(batch_id, items)])
+
+    def apply_stored(self, batches: Iterable[tuple[int, Sequence[Mapping[str, Any]]]]) -> ApplyResult:
+        """Apply stored batches (id, items as `prepare` returns them) in one step. A batch with a
+        malformed item is refused whole (listed in `rejected`); one cleared already is stale."""
+        rows, rejected, n = self._rows(batches)
+        with self._lock:
+            cur = self._state
+            flag, data, rank = cur.flag.copy(), cur.data.copy(), self._rank.copy()
+            applied = self._merge(flag, data, rank, rows)
+            stale = n - applied
+            if applied == 0:
+                return ApplyResult(0, stale, cur.version, rejected)
+            self._publish(flag, data, rank, cur.version + 1)
+            return ApplyResult(applied, stale, cur.version + 1, rejected)
+
+    def rebuild(
+        self, through: int, batches: Iterable[tuple[int, Sequence[Mapping[str, Any]]]]
+    ) -> ApplyResult:
+        """Replace the overlay by `batches` after a clear of every batch id up to `through`."""
+        rows, rejected, n = self._rows(batches)
+        with self._lock:
+            m = self._g.n_road_edges
+            empty = LiveState.empty(m)
+            flag, data, rank = empty.flag, empty.data, np.zeros((m, 2), np.int64)
+            self._cleared_through = int(through)
+            self._last_id = max(self._last_id, int(through))
+            applied = self._merge(flag, data, rank, rows)
+            version = self._state.version + 1
+            self._publish(flag, data, rank, version)
+            return ApplyResult(applied, n - applied, version, rejected)
+
+    def clear(self) -> None:
+        """Drop every observation held (in this process only)."""
+        with self._lock:
+            m = self._g.n_road_edges
+            self._rank = np.zeros((m, 2), np.int64)
+            self._state = LiveState.empty(m, self._state.version + 1)
+
+    def _rows(
+        self, batches: Iterable[tuple[int, Sequence[Mapping[str, Any]]]]
+    ) -> tuple[list[_Row], tuple[int, ...], int]:
+        m = self._g.n_road_edges
+        rows: list[_Row] = []
+        rejected: list[int] = []
+        n = 0
+        for batch_id, items in batches:
+            try:
+                parsed = [(int(batch_id), i, *_stored_row(it, m)) for i, it in enumerate(items)]
+            except (KeyError, TypeError, ValueError):
+                rejected.append(int(batch_id))
+                continue
+            rows.extend(parsed)
+            n += len(parsed)
+        return rows, tuple(rejected), n
+
+    def _merge(self, flag: np.ndarray, data: np.ndarray, rank: np.ndarray, rows: list[_Row]) -> int:
+        """Write rows into the arrays where their key beats the one held; return how many won."""
+        applied = 0
+        for b, i, e, f, o, x, c in rows:
+            self._last_id = max(self._last_id, b)
+            if b <= self._cleared_through:
+                continue
+            if flag[e] and (o, b, i) <= (float(data[e, 1]), int(rank[e, 0]), int(rank[e, 1])):
+                continue
+            flag[e] = 2 if c else 1
+            data[e, 0], data[e, 1], data[e, 2] = f, o, x
+            rank[e, 0], rank[e, 1] = b, i
+            applied += 1
+        return applied
+
+    def _publish(self, flag: np.ndarray, data: np.ndarray, rank: np.ndarray, version: int) -> None:
+        live = flag == 1
+        fl = data[live, 0]
+        cmax = np.zeros(len(ROAD_CLASSES))
+        np.maximum.at(cmax, self._g.edge_class[live].astype(np.int64), fl)
+        self._rank = rank
+        self._state = LiveState(flag, data, version, float(fl.max()) if fl.size else 0.0, cmax)
 
     def congestion(self, edge_ids: Sequence[int] | np.ndarray, t: datetime | float) -> np.ndarray:
         """Current factor per edge at time t (profile + live, same bin rules as routing); 0 = closed."""
@@ -500,6 +629,20 @@ class LiveTraffic:
         p = tab[self._keys[e]]
         st = self._state
         return live_factor(p, st, e, b, self.decay_s, ts)
+
+
+def _stored_row(item: Mapping[str, Any], m: int) -> tuple[int, float, float, float, bool]:
+    """(edge, factor, observed_at, expires_at, closed) of a stored item; ValueError if malformed."""
+    e = int(item["edge_id"])
+    o, x = float(item["observed_at"]), float(item["expires_at"])
+    if not 0 <= e < m or not (math.isfinite(o) and math.isfinite(x)) or x <= o:
+        raise ValueError(f"bad stored item {dict(item)!r}")
+    if item.get("closed"):
+        return e, 1.0, o, x, True
+    f = float(item["factor"])
+    if not (0 < f <= MAX_LIVE_FACTOR) or not math.isfinite(f):
+        raise ValueError(f"bad stored factor {f!r}")
+    return e, min(f, 1.0), o, x, False
 
 
 def live_factor(p: np.ndarray, st: LiveState, e: np.ndarray, b: int, decay_s: float, t0: float) -> np.ndarray:

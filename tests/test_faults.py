@@ -23,11 +23,12 @@ import pytest
 from config import Settings
 from ingest._load_region import load_region_data
 from store import create_database, migrate
-from tests._servers import Server, free_port
+from tests._servers import TEST_ADMIN_KEY, Server, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TZ = ZoneInfo("Asia/Shanghai")
 NEARBY = {"lat": 42.5063, "lon": 1.5218, "radius_m": 20000}
+FEED = {"X-API-Key": TEST_ADMIN_KEY}  # live traffic is posted with an operator (or traffic) key
 
 
 class PrivatePostgres:
@@ -108,7 +109,7 @@ def test_live_traffic_reaches_every_worker_within_1s(two_workers: tuple[Server, 
         ]
     }
     t0 = time.perf_counter()
-    assert httpx.post(a.base + "/v1/traffic", json=body).status_code == 200
+    assert httpx.post(a.base + "/v1/traffic", json=body, headers=FEED).status_code == 200
     seen = None
     while time.perf_counter() - t0 < 1.0:
         edges = httpx.get(b.base + "/v1/traffic", params={"bbox": "1.40,42.42,1.80,42.66"}).json()["edges"]
@@ -125,7 +126,7 @@ def test_live_traffic_reaches_every_worker_within_1s(two_workers: tuple[Server, 
     reopen = {
         "updates": [{"edge_id": edge, "factor": 1.0, "observed_at": (now + timedelta(seconds=1)).isoformat()}]
     }
-    assert httpx.post(a.base + "/v1/traffic", json=reopen).status_code == 200
+    assert httpx.post(a.base + "/v1/traffic", json=reopen, headers=FEED).status_code == 200
 
 
 def test_database_restart_fails_fast_and_recovers(

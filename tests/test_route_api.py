@@ -10,11 +10,13 @@ import pytest
 
 from geo import from_wgs84, haversine_m
 from geo._polyline import decode
+from tests._servers import TEST_ADMIN_KEY
 
 TZ = ZoneInfo("Asia/Shanghai")
 A = (42.5063, 1.5218)  # Andorra la Vella
 B = (42.5347, 1.5800)  # Encamp
 C = (42.5447, 1.5148)  # La Massana
+FEED = {"X-API-Key": TEST_ADMIN_KEY}  # live traffic is posted with an operator (or traffic) key
 
 
 def q(p: tuple[float, float]) -> str:
@@ -161,7 +163,7 @@ def test_live_closure_changes_the_route_and_bad_batch_applies_nothing(client) ->
             {"edge_id": middle[0], "factor": 0.5, "observed_at": (now + timedelta(hours=2)).isoformat()},
         ]
     }
-    r = client.post("/v1/traffic", json=bad)
+    r = client.post("/v1/traffic", json=bad, headers=FEED)
     assert r.status_code == 422
     msg = r.json()["error"]["message"]
     assert "[1]" in msg and "[2]" in msg and "[3]" in msg and "none applied" in msg
@@ -175,7 +177,7 @@ def test_live_closure_changes_the_route_and_bad_batch_applies_nothing(client) ->
             for e in middle
         ]
     }
-    r = client.post("/v1/traffic", json=ok)
+    r = client.post("/v1/traffic", json=ok, headers=FEED)
     assert r.status_code == 200, r.text
     assert r.json()["applied"] == len(middle)
     after = client.get("/v1/route", params=params)
@@ -191,4 +193,4 @@ def test_live_closure_changes_the_route_and_bad_batch_applies_nothing(client) ->
     # reopen: a newer observation at free flow
     later = (now + timedelta(seconds=1)).isoformat()
     reopen = {"updates": [{"edge_id": e, "factor": 1.0, "observed_at": later} for e in middle]}
-    assert client.post("/v1/traffic", json=reopen).status_code == 200
+    assert client.post("/v1/traffic", json=reopen, headers=FEED).status_code == 200

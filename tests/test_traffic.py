@@ -193,3 +193,106 @@ def test_fifo_edges(e, t1, dt, frac, live_f):
     r2 = ref.travel(e, b0 * 900 + t1 + dt, d, 0, st_)
     assert b0 * 900 + t1 + dt + r2 >= b0 * 900 + t1 + r1 - 1e-6
     assert r1 == pytest.approx(a1 - t1, rel=1e-9, abs=1e-6)
+
+
+def _same_overlay(x: LiveTraffic, y: LiveTraffic) -> bool:
+    a, b = x.snapshot(), y.snapshot()
+    return bool(np.array_equal(a.flag, b.flag) and np.array_equal(a.data, b.data))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 5), st.sampled_from([0.0, 60.0]), st.sampled_from([0.2, 0.4, 0.6, None])
+            ),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    order=st.randoms(use_true_random=False),
+)
+def test_stored_batches_give_one_overlay_whatever_their_order(batches, order):
+    """Per edge the greatest (observed_at, batch id, index) wins: arrival order and repeats do not matter."""
+    g = _graph_and_ref()[0]
+    stored = [
+        (
+            bid,
+            [
+                {"edge_id": e, "observed_at": NOW - dt, "expires_at": NOW + 600}
+                | ({"closed": True} if f is None else {"factor": f})
+                for e, dt, f in items
+            ],
+        )
+        for bid, items in enumerate(batches, start=1)
+    ]
+    in_order, shuffled = _live(g), _live(g)
+    for b in stored:
+        in_order.apply_stored([b])
+    mixed = stored + stored[: len(stored) // 2]
+    order.shuffle(mixed)
+    for b in mixed:
+        shuffled.apply_stored([b])
+    assert _same_overlay(in_order, shuffled)
+    at_once = _live(g)
+    at_once.apply_stored(list(reversed(stored)))
+    assert _same_overlay(in_order, at_once)
+
+
+def test_equal_observation_times_the_higher_batch_wins_and_a_clear_is_final(g):
+    live = _live(g)
+    hi = live.apply_stored(
+        [(7, [{"edge_id": 1, "factor": 0.6, "observed_at": NOW, "expires_at": NOW + 600}])]
+    )
+    lo = live.apply_stored(
+        [(5, [{"edge_id": 1, "factor": 0.3, "observed_at": NOW, "expires_at": NOW + 600}])]
+    )
+    assert (hi.applied, lo.applied, lo.stale) == (1, 0, 1)
+    assert live.snapshot().factor[1] == 0.6
+    assert lo.version == hi.version  # nothing changed: no new version
+    # a clear through id 7, then only batch 9: earlier batches never come back
+    late = [{"edge_id": 2, "closed": True, "observed_at": NOW, "expires_at": NOW + 600}]
+    live.rebuild(7, [(9, late)])
+    assert live.cleared_through == 7 and live.snapshot().flag[1] == 0 and live.snapshot().flag[2] == 2
+    again = live.apply_stored(
+        [(6, [{"edge_id": 1, "factor": 0.2, "observed_at": NOW + 1, "expires_at": NOW + 600}])]
+    )
+    assert again.applied == 0 and live.snapshot().flag[1] == 0
+    # a malformed stored batch is refused whole
+    bad = live.apply_stored(
+        [(10, [{"edge_id": 3, "factor": 0.5, "observed_at": NOW, "expires_at": NOW + 1}, {"edge_id": -1}])]
+    )
+    assert bad.rejected == (10,) and live.snapshot().flag[3] == 0
+
+
+def test_intake_rules_for_feeds(g):
+    live = _live(g)
+    live.set_limits(skew_s=5, max_ahead_s=86400, max_closure_s=3600, max_age_s=3600)
+    ok = live.prepare(
+        [
+            {"edge_id": 0, "observed_at": NOW + 4, "factor": 0.5},
+            {"edge_id": 1, "observed_at": NOW, "closed": True, "expires_at": NOW + 3600},
+            {"edge_id": 2, "observed_at": NOW - 3000, "speed_mps": float(g.edge_speed_mps[2]) * 1.2},
+        ]
+    )
+    assert ok[0] == {"edge_id": 0, "observed_at": NOW + 4, "expires_at": NOW + 4 + 3600, "factor": 0.5}
+    assert ok[1]["closed"] is True and ok[2]["factor"] == 1.0  # faster than free flow: clamped
+    bad = [
+        {"edge_id": 0, "observed_at": NOW + 1, "closed": True},  # a closure starting in the future
+        {"edge_id": 0, "observed_at": NOW + 6, "factor": 0.5},  # beyond the skew
+        {"edge_id": 0, "observed_at": NOW, "closed": True, "expires_at": NOW + 3601},  # above the cap
+        {"edge_id": 0, "observed_at": NOW - 3601, "factor": 0.5},  # too old
+        {"edge_id": 0, "observed_at": datetime(1, 1, 1), "factor": 0.5},  # year 1
+        {"edge_id": 0, "observed_at": NOW, "factor": float("nan")},
+        {"edge_id": 0, "observed_at": float("inf"), "factor": 0.5},
+    ]
+    with pytest.raises(InvalidInput) as ei:
+        live.prepare([{"edge_id": 5, "observed_at": NOW, "factor": 0.5}, *bad])
+    msg = str(ei.value)
+    assert "[0]" not in msg and all(f"[{i}]" in msg for i in range(1, len(bad) + 1))
+    assert "future" in msg and "cap" in msg and "old" in msg
+    with pytest.raises(InvalidInput):
+        live.set_limits(skew_s=float("nan"))
