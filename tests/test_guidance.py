@@ -105,7 +105,9 @@ def test_roundabout_second_exit_new_name_end_of_road(town: Router) -> None:
     assert rb.exit == 2 and rb.name == "北路"
     assert rb.text_zh == "进入环岛，从第2出口驶出，进入北路"
     assert rb.text_en == "Enter the roundabout and take the 2nd exit onto North Road"
-    assert res.steps[0].text_zh == "从南路出发，向北行驶" and res.steps[0].text_en == "Head north on South Road"
+    assert (
+        res.steps[0].text_zh == "从南路出发，向北行驶" and res.steps[0].text_en == "Head north on South Road"
+    )
     assert res.steps[3].text_en == "Continue onto Yulong Road"
     assert res.steps[4].text_zh == "在道路尽头右转，进入丽江大道"
     assert res.steps[4].text_en == "At the end of the road, turn right onto Lijiang Avenue"
