@@ -255,9 +255,9 @@ class _Ctx:
 
     def waypoint(self, s: Snap, *, nodes: bool = False) -> dict[str, Any]:
         g = self.router.g
-        k = int(g.edge_name[s.edge])
+        k, r = int(g.edge_name[s.edge]), int(self.router.guide.refs_idx[s.edge])
         w: dict[str, Any] = {
-            "name": g.names[k] if k >= 0 else "",
+            "name": g.names[k] if k >= 0 else (g.refs[r] if r >= 0 else ""),  # the road number when unnamed
             "location": [round(s.lon, 6), round(s.lat, 6)],
             "distance": round(s.distance_m, 6),
         }

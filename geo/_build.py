@@ -144,7 +144,7 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
     ref_table: dict[str, int] = {}
     for i, tags in enumerate(osm.way_tags):
         r = tags.get("ref", "").strip()
-        if r:
+        if r and r.lower() != "fixme":  # a mapper's placeholder, not a road number
             ref[i] = ref_table.setdefault(r, len(ref_table))
         junction = tags.get("junction", "")
         if junction in ("roundabout", "circular"):

@@ -193,6 +193,8 @@ class Guide:
         flags = g.edge_flags if g.edge_flags.shape[0] == m else np.zeros(m, np.uint8)
         self.flags = flags
         self.refs_idx = g.edge_ref if g.edge_ref.shape[0] == m else np.full(m, -1, np.int32)
+        # each road number of a ref ("CG3i4; CG-3" is two)
+        self.ref_sets = [frozenset(t.strip() for t in r.split(";") if t.strip()) for r in g.refs]
 
     def arms(self, v: int) -> tuple[list[int], list[int], list[float]]:
         a, b = int(self.arm_ptr[v]), int(self.arm_ptr[v + 1])
@@ -345,15 +347,20 @@ def heading(lat: np.ndarray, lon: np.ndarray, *, reverse: bool = False, metres: 
 
 
 def _same_road(g: CompiledGraph, guide: Guide, p: int, q: int) -> bool:
+    """One road for the driver: the same name, a road number in common, or the same unnamed way."""
     np_, nq = int(g.edge_name[p]), int(g.edge_name[q])
     rp, rq = int(guide.refs_idx[p]), int(guide.refs_idx[q])
     if np_ < 0 and nq < 0 and rp < 0 and rq < 0:
         return bool(g.edge_way[p] == g.edge_way[q])
-    return np_ == nq and rp == rq
+    if np_ >= 0 and np_ == nq:
+        return rp == rq or rp < 0 or rq < 0 or bool(guide.ref_sets[rp] & guide.ref_sets[rq])
+    return rp >= 0 and rq >= 0 and bool(guide.ref_sets[rp] & guide.ref_sets[rq])
 
 
 def _shown_change(g: CompiledGraph, guide: Guide, p: int, q: int) -> bool:
-    return int(g.edge_name[p]) != int(g.edge_name[q]) or int(guide.refs_idx[p]) != int(guide.refs_idx[q])
+    """Worth a "new name": another road, and one with a name or number to announce."""
+    named = int(g.edge_name[q]) >= 0 or int(guide.refs_idx[q]) >= 0
+    return named and not _same_road(g, guide, p, q)
 
 
 def _classify(g: CompiledGraph, guide: Guide, p: int, q: int, delta: float) -> tuple[str, str] | None:
