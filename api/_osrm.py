@@ -59,6 +59,43 @@ OPTIONS = {
     "nearest": (*COMMON, "number"),
 }  # fmt: skip
 ROUTE_ANNOTATIONS = ("duration", "nodes", "distance", "weight", "datasources", "speed")
+_DOC = {
+    "bearings": "{value},{range};... per coordinate (degrees; empty = any)",
+    "radiuses": "{metres}|unlimited;... per coordinate",
+    "generate_hints": "true (default) | false",
+    "hints": "{base64};... per coordinate (checked, then ignored)",
+    "approaches": "unrestricted|curb|opposite;... per coordinate",
+    "exclude": "motorway,toll,ferry",
+    "snapping": "default | any",
+    "skip_waypoints": "true | false (default)",
+    "alternatives": "true | false (default) | N (at most 3)",
+    "steps": "true | false (default)",
+    "annotations": "route: true | false | duration,nodes,distance,weight,datasources,speed; table: duration,distance",
+    "geometries": "polyline (default) | polyline6 | geojson",
+    "overview": "simplified (default) | full | false",
+    "continue_straight": "default | true | false",
+    "waypoints": "{index};... (every coordinate)",
+    "sources": "{index};... | all",
+    "destinations": "{index};... | all",
+    "fallback_speed": "m/s > 0, for cells without a route",
+    "fallback_coordinate": "input (default) | snapped",
+    "scale_factor": "> 0, multiplies durations",
+    "number": "nearest segments to return, 1 to 100",
+}
+
+
+def _openapi(service: str) -> dict[str, Any]:
+    """The service's options in the OpenAPI schema (parsed by hand: unknown options are refused)."""
+    params = [
+        {"name": k, "in": "query", "required": False, "schema": {"type": "string"}, "description": _DOC[k]}
+        for k in OPTIONS[service]
+    ]
+    return {
+        "parameters": params,
+        "responses": {"400": {"description": "OSRM error `{code, message}` (docs/http.md)"}},
+    }
+
+
 _B64 = re.compile(r"^[A-Za-z0-9_\-+/=]*$")
 _FLOAT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
@@ -381,7 +418,7 @@ def _route(r: Router, legs: list[RouteResult], *, steps: bool, kind: str, overvi
 
 
 # ---- services ----------------------------------------------------------------------------------
-@router.get("/route/v1/{profile}/{coordinates}")
+@router.get("/route/v1/{profile}/{coordinates}", openapi_extra=_openapi("route"))
 @_osrm_errors
 def osrm_route(
     profile: str, coordinates: str, request: Request, state: AppState = Depends(get_state)
@@ -447,7 +484,7 @@ def osrm_route(
     return _respond(body)
 
 
-@router.get("/table/v1/{profile}/{coordinates}")
+@router.get("/table/v1/{profile}/{coordinates}", openapi_extra=_openapi("table"))
 @_osrm_errors
 def osrm_table(
     profile: str, coordinates: str, request: Request, state: AppState = Depends(get_state)
@@ -511,7 +548,7 @@ def _cells(a: np.ndarray) -> list[list[float | None]]:
     return [[round(float(v), 1) if math.isfinite(v) else None for v in row] for row in a]
 
 
-@router.get("/nearest/v1/{profile}/{coordinates}")
+@router.get("/nearest/v1/{profile}/{coordinates}", openapi_extra=_openapi("nearest"))
 @_osrm_errors
 def osrm_nearest(
     profile: str, coordinates: str, request: Request, state: AppState = Depends(get_state)

@@ -294,3 +294,15 @@ def test_any_profile_name(client) -> None:  # type: ignore[no-untyped-def]
     for profile in ("driving", "car", "mapbox/driving-traffic".replace("/", "-")):
         d = ok(client, f"/route/v1/{profile}/{ll(A, B)}")
         assert math.isfinite(d["routes"][0]["duration"])
+
+
+def test_options_are_in_the_openapi_schema(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/route/v1/{profile}/{coordinates}"]["get"]
+    names = {p["name"] for p in op["parameters"]}
+    assert {"profile", "coordinates", "alternatives", "steps", "radiuses", "exclude"} <= names
+    assert "400" in op["responses"]
+    assert (
+        "/table/v1/{profile}/{coordinates}" in spec["paths"]
+        and "/nearest/v1/{profile}/{coordinates}" in spec["paths"]
+    )
