@@ -263,7 +263,7 @@ def _ordinal_en(n: int) -> str:
     return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
 
 
-def _texts(kind: str, mod: str, road: _Road, *, exit_no: int | None, rotary: str, waypoint: int) -> tuple[str, str]:  # fmt: skip
+def _texts(kind: str, mod: str, road: _Road, *, exit_no: int | None, rotary: _Road | None, waypoint: int) -> tuple[str, str]:  # fmt: skip
     """(zh, en) instruction for a maneuver type, modifier and the road taken."""
     rz, re_ = road.zh(), road.en()
     onto_z = f"，进入{rz}" if rz else ""
@@ -274,10 +274,15 @@ def _texts(kind: str, mod: str, road: _Road, *, exit_no: int | None, rotary: str
             return f"到达第{waypoint}个途经点", f"Arrive at waypoint {waypoint}"
         return "到达目的地", "Arrive at your destination"
     if kind in ("roundabout", "rotary"):
-        ring_z = f"进入{rotary}环岛" if rotary else "进入环岛"
+        rz_name, re_name = (rotary.zh(), rotary.en()) if rotary else ("", "")
+        ring_z = (
+            f"进入{rz_name}"
+            if rz_name.endswith(("环岛", "转盘"))
+            else (f"进入{rz_name}环岛" if rz_name else "进入环岛")
+        )
         ring_e = (
-            f"Enter {rotary}"
-            if rotary
+            f"Enter {re_name}"
+            if re_name
             else ("Enter the traffic circle" if kind == "rotary" else "Enter the roundabout")
         )
         if exit_no is None:
@@ -547,8 +552,9 @@ def build_steps(
         # a ring's step is named after the road it is left by
         named = int(ed[b]) if kind in ("roundabout", "rotary") and b < n and exit_no is not None else q
         road = _road(g, guide, named)
-        rotary = _road(g, guide, q).zh() if kind == "rotary" else ""
-        tz, te = _texts(kind, mod, road, exit_no=exit_no, rotary=rotary, waypoint=0)
+        ring = _road(g, guide, q) if kind == "rotary" else None
+        rotary = ring.zh() if ring else ""
+        tz, te = _texts(kind, mod, road, exit_no=exit_no, rotary=ring, waypoint=0)
         loc = (float(g.node_lat[g.edge_v[p]]), float(g.node_lon[g.edge_v[p]]))
         here = ((intersections.get(a) or guide.intersection(p, q)), *inters) if detail else ()
         steps.append(
@@ -559,7 +565,7 @@ def build_steps(
         )  # fmt: skip
     bb = _int_bearing(heading(lat, lon, reverse=True))
     end = (float(lat[-1]), float(lon[-1]))
-    tz, te = _texts("arrive", "", _Road("", "", ""), exit_no=None, rotary="", waypoint=waypoint)
+    tz, te = _texts("arrive", "", _Road("", "", ""), exit_no=None, rotary=None, waypoint=waypoint)
     last_road = _road(g, guide, int(ed[hi_i]))
     steps.append(
         Step("arrive", last_road.name, last_road.name_en, tz, te, 0.0, 0.0, end, bb, 0, n - 1, "arrive", "",

@@ -30,7 +30,7 @@ NODES = {
     1: (0.3, 0.0), 2: (0.212, -0.212), 3: (0.0, -0.3), 4: (-0.212, -0.212),  # roundabout, N W S E
     5: (-0.3, 0.0), 6: (-0.212, 0.212), 7: (0.0, 0.3), 8: (0.212, 0.212),
     20: (-5, 0), 21: (-3, 0), 30: (0, 3), 40: (3, 0), 41: (6, 0), 50: (6, -3), 51: (6, 3),
-    60: (0, -3), 61: (3, -3), 62: (0, -6),
+    60: (0, -3), 61: (3, -3), 62: (0, -6), 70: (7.5, 6), 71: (4.5, 6),
     200: (-8, -6), 201: (-8, -3), 202: (-8, 0), 203: (-8, 3), 204: (-8, 6),
     210: (-6.5, -3), 211: (-7.2, 4.2), 212: (-7, 6),
 }  # fmt: skip
@@ -43,6 +43,8 @@ WAYS = [
     (105, [50, 41, 51], {"highway": "primary", "name": "丽江大道", "name:en": "Lijiang Avenue"}),
     (106, [3, 60, 61], {"highway": "primary", "name": "西路", "name:en": "West Road", "ref": "G214"}),
     (107, [60, 62], {"highway": "residential", "name": "小路", "name:en": "Lane"}),
+    (108, [51, 70], {"highway": "secondary", "name": "花园路", "name:en": "Garden Road"}),
+    (109, [51, 71], {"highway": "secondary", "name": "滨河路", "name:en": "Riverside Road"}),
     (110, [200, 201, 202, 203, 204], {"highway": "motorway", "name": "京昆高速", "ref": "G5", "toll": "yes"}),
     (111, [20, 210, 200], {"highway": "motorway_link", "oneway": "yes"}),
     (112, [203, 211, 20], {"highway": "motorway_link", "oneway": "yes"}),
@@ -50,11 +52,13 @@ WAYS = [
 ]
 
 
-def town_xml() -> str:
+def town_xml(ring: dict[str, str] | None = None) -> str:
+    """The town as OSM XML; `ring` replaces the roundabout's tags."""
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6" generator="tests">']
     for nid, (n, e) in NODES.items():
         lines.append(f'  <node id="{nid}" version="1" lat="{LAT0 + n * U:.7f}" lon="{LON0 + e * U:.7f}"/>')
     for wid, refs, tags in WAYS:
+        tags = ring if ring is not None and wid == 100 else tags
         lines.append(f'  <way id="{wid}" version="1">')
         lines += [f'    <nd ref="{r}"/>' for r in refs]
         lines += [f'    <tag k="{k}" v="{v}"/>' for k, v in tags.items()]
@@ -140,6 +144,29 @@ def test_on_ramp_merge_off_ramp(town: Router) -> None:
     assert types[:2] == ["depart", "off ramp"] and "roundabout" in types
     assert off.steps[1].modifier == "slight left"
     assert off.steps[1].text_en == "Take the exit on the left"
+
+
+def test_traffic_circle_is_a_rotary_with_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "circle.osm"
+    ring = {"highway": "primary", "junction": "circular", "name": "文化环岛", "name:en": "Culture Circle"}
+    path.write_text(town_xml(ring), encoding="utf-8")
+    region = load_region("lijiang")
+    r = Router(build_graph(path, speeds_kmh=region.speeds_kmh), profile=TrafficProfile.default(), holidays=region.holidays, tz=TZ)  # fmt: skip
+    res = r.route(at(-4, 0), at(6, 2), depart_at=DEP)
+    rot = res.steps[1]
+    assert (rot.type, rot.exit, rot.rotary_name) == ("rotary", 2, "文化环岛")
+    assert rot.text_zh == "进入文化环岛，从第2出口驶出，进入北路"
+    assert rot.text_en == "Enter Culture Circle and take the 2nd exit onto North Road"
+    assert res.steps[2].type == "exit rotary"
+
+
+def test_fork(town: Router) -> None:
+    res = town.route(at(6, 2), at(7, 5), depart_at=DEP)
+    assert kinds(res.steps) == [("depart", ""), ("fork", "slight left"), ("arrive", "")]
+    assert res.steps[1].text_zh == "在岔路口靠左行驶，进入花园路"
+    assert res.steps[1].text_en == "Keep left at the fork onto Garden Road"
+    right = town.route(at(6, 2), at(5, 5), depart_at=DEP)
+    assert kinds(right.steps)[1] == ("fork", "slight right")
 
 
 def test_exclude_motorway_and_toll(town: Router) -> None:

@@ -151,7 +151,7 @@ def test_osrm_text_instructions_compile_every_step(server: str, tmp_path: Path) 
         "end of road",
         "continue",
     } <= types
-    assert {"on ramp", "off ramp", "merge"} <= types
+    assert {"on ramp", "off ramp", "merge", "fork"} <= types
     first_town = [c for c in compiled if c["route"] == len(responses)]
     rb = next(c for c in first_town if c["type"] == "roundabout")
     assert "2nd exit" in rb["text"]["en"] and "第二出口" in rb["text"]["zh-Hans"]
