@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api._auth import Forbidden, PreconditionRequired, Unauthorized
+from api._osrm import OsrmError
 from geo import Conflict, FuelError, InvalidInput, NotFound, RouteNotFound
 from store._db import DatabaseBusy
 from store._manage import VersionConflict
@@ -62,6 +63,11 @@ def install(app: FastAPI) -> None:
                 return resp
         log.exception("unmapped service error")
         return _body(503, type(exc).__name__, str(exc))
+
+    @app.exception_handler(OsrmError)
+    async def _osrm(_: Request, exc: OsrmError) -> JSONResponse:
+        """The OSRM-compatible services answer in OSRM's shape (its docs/http.md)."""
+        return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

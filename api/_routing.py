@@ -1,4 +1,4 @@
-"""Routes, matrices and live traffic over HTTP: /v1/route, /route/v1/driving (OSRM), /v1/matrix, /v1/traffic."""
+"""Routes, matrices and live traffic over HTTP: /v1/route, /v1/matrix, /v1/traffic (OSRM: api/_osrm.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api._auth import authenticate, require_role
 from api._params import parse_at, parse_bbox, parse_coord, parse_float, parse_int, parse_lat, parse_lon
 from api._state import AppState, get_state
 from api._sync import TrafficSync
-from geo import InvalidInput, NoRoadNear, RouteNotFound, from_wgs84, to_wgs84
+from geo import InvalidInput, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import cut, encode
 from geo._router import Router, RouteResult
 from geo._steps import Step
@@ -99,16 +98,24 @@ def edge_pieces(r: Router, res: RouteResult) -> list[dict[str, Any]]:
 
 def _step(s: Step, coord: str) -> dict[str, Any]:
     la, lo = out_point(s.location[0], s.location[1], coord)
-    return {
+    out: dict[str, Any] = {
         "maneuver": s.maneuver,
+        "type": s.type,
+        "modifier": s.modifier or None,
         "name": s.name,
         "name_en": s.name_en,
+        "ref": s.ref or None,
         "text_zh": s.text_zh,
         "text_en": s.text_en,
         "distance_m": round(s.distance_m, 1),
         "duration_s": round(s.duration_s, 1),
         "location": [round(lo, 7), round(la, 7)],
+        "bearing_before": s.bearing_before,
+        "bearing_after": s.bearing_after,
     }
+    if s.exit is not None:
+        out["exit"] = s.exit
+    return out
 
 
 def route_json(r: Router, res: RouteResult, coord: str) -> dict[str, Any]:
@@ -206,150 +213,6 @@ def route(
     body["coord"] = c
     body["attribution"] = ATTRIBUTION
     return body
-
-
-# ---- OSRM-compatible ---------------------------------------------------------------------------
-def _osrm_error(code: str, message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
-
-
-_OSRM_TYPES = {"depart": "depart", "arrive": "arrive", "uturn": "continue"}
-_OSRM_MODIFIERS = {
-    "straight": "straight",
-    "slight_left": "slight left",
-    "slight_right": "slight right",
-    "left": "left",
-    "right": "right",
-    "sharp_left": "sharp left",
-    "sharp_right": "sharp right",
-    "uturn": "uturn",
-}
-
-
-def _osrm_bool(value: str | None, name: str, default: bool) -> bool:
-    if value is None:
-        return default
-    if value in ("true", "false"):
-        return value == "true"
-    raise InvalidInput(name, f"must be true or false, got {value!r}")
-
-
-def _osrm_geometry(points: list[tuple[float, float]], kind: str) -> Any:
-    if kind == "geojson":
-        return {"type": "LineString", "coordinates": [[round(lo, 6), round(la, 6)] for la, lo in points]}
-    return encode(points, precision=6 if kind == "polyline6" else 5)
-
-
-def _osrm_route(res: RouteResult, *, steps: bool, geometries: str, overview: str) -> dict[str, Any]:
-    step_list = []
-    if steps:
-        for s in res.steps:
-            kind = _OSRM_TYPES.get(s.maneuver, "turn")
-            maneuver: dict[str, Any] = {
-                "type": kind,
-                "location": [round(s.location[1], 6), round(s.location[0], 6)],
-                "bearing_before": round(s.bearing_before),
-                "bearing_after": round(s.bearing_after),
-            }
-            if s.maneuver in _OSRM_MODIFIERS:
-                maneuver["modifier"] = _OSRM_MODIFIERS[s.maneuver]
-            step_list.append(
-                {
-                    "distance": round(s.distance_m, 1),
-                    "duration": round(s.duration_s, 1),
-                    "weight": round(s.duration_s, 1),
-                    "name": s.name,
-                    "mode": "driving",
-                    "driving_side": "right",
-                    "maneuver": maneuver,
-                    "geometry": _osrm_geometry([s.location], geometries),
-                    "intersections": [],
-                }
-            )
-    out: dict[str, Any] = {
-        "distance": round(res.distance_m, 1),
-        "duration": round(res.duration_s, 1),
-        "weight": round(res.duration_s, 1),
-        "weight_name": "duration",
-        "legs": [
-            {
-                "distance": round(res.distance_m, 1),
-                "duration": round(res.duration_s, 1),
-                "weight": round(res.duration_s, 1),
-                "summary": ", ".join(dict.fromkeys(s.name for s in res.steps if s.name))[:80],
-                "steps": step_list,
-            }
-        ],
-    }
-    if overview != "false":
-        pts = res.polyline
-        if overview == "simplified" and len(pts) > 2:
-            from shapely.geometry import LineString
-
-            line = LineString([(lo, la) for la, lo in pts]).simplify(0.00005)
-            pts = [(y, x) for x, y in line.coords]
-        out["geometry"] = _osrm_geometry(pts, geometries)
-    return out
-
-
-@router.get("/route/v1/driving/{coordinates}", tags=["osrm"])
-def osrm_route(
-    coordinates: str,
-    alternatives: str | None = None,
-    steps: str | None = None,
-    geometries: str | None = None,
-    overview: str | None = None,
-    state: AppState = Depends(get_state),
-) -> JSONResponse:
-    """OSRM's route service (v5): `lon,lat;lon,lat`, WGS-84. Errors follow OSRM: 400 with a code."""
-    try:
-        pts = []
-        for i, part in enumerate(coordinates.split(";")):
-            xy = part.split(",")
-            if len(xy) != 2:
-                raise InvalidInput("coordinates", f"coordinate {i} must be lon,lat")
-            lon = parse_lon(xy[0], "coordinates")
-            lat = parse_lat(xy[1], "coordinates")
-            pts.append((lat, lon))
-        if len(pts) != 2:
-            raise InvalidInput("coordinates", "exactly two coordinates (origin;destination) are supported")
-        geo_kind = geometries or "polyline"
-        if geo_kind not in ("polyline", "polyline6", "geojson"):
-            raise InvalidInput("geometries", "must be polyline, polyline6 or geojson")
-        ov = overview or "simplified"
-        if ov not in ("simplified", "full", "false"):
-            raise InvalidInput("overview", "must be simplified, full or false")
-        want_steps = _osrm_bool(steps, "steps", False)
-        if alternatives in (None, "false"):
-            n_alt = 0
-        elif alternatives == "true":
-            n_alt = 2
-        else:
-            n_alt = parse_int(alternatives, "alternatives", default=0, lo=0, hi=2)
-        r = need_router(state)
-        res = r.route(pts[0], pts[1], depart_at=datetime.now(state.region.tz), alternatives=n_alt)
-    except NoRoadNear as exc:
-        return _osrm_error("NoSegment", exc.message)
-    except InvalidInput as exc:
-        return _osrm_error("InvalidQuery", f"{exc.param}: {exc.message}")
-    except RouteNotFound as exc:
-        return _osrm_error("NoRoute", str(exc))
-    routes = [
-        _osrm_route(x, steps=want_steps, geometries=geo_kind, overview=ov) for x in [res, *res.alternatives]
-    ]
-    waypoints = [
-        {
-            "name": "",
-            "location": [round(res.from_snapped[1], 6), round(res.from_snapped[0], 6)],
-            "distance": round(res.snap_from_m, 1),
-        },
-        {
-            "name": "",
-            "location": [round(res.to_snapped[1], 6), round(res.to_snapped[0], 6)],
-            "distance": round(res.snap_to_m, 1),
-        },
-    ]
-    return JSONResponse({"code": "Ok", "routes": routes, "waypoints": waypoints})
 
 
 # ---- /v1/matrix --------------------------------------------------------------------------------

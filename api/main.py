@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import _errors, _manage, _map, _ranking, _routing, _security, _stations
+from api import _errors, _manage, _map, _osrm, _ranking, _routing, _security, _stations
 from api._graph import load_router
 from api._state import AppState, get_state
 from api._sync import TrafficSync
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_stations.router)  # stations: nearby, one, bbox
     app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
+    app.include_router(_osrm.router)  # OSRM v5 route/table/nearest (last: its catch-alls shadow nothing)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

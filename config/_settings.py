@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     service_db_role: str = "fuel_app"
     service_database_url: str | None = None
 
+    # --- OSRM-compatible API (/route/v1, /table/v1, /nearest/v1): bounds per request ---
+    # table cells are bounded by max_matrix_cells; alternatives by geo._router.MAX_ALTERNATIVES.
+    osrm_max_waypoints: int = 25  # coordinates of one route request (legs = waypoints - 1)
+    osrm_max_nearest: int = 100  # `number` of the nearest service
+
     overpass_url: str = "https://overpass-api.de/api/interpreter"
     overpass_timeout_s: float = 180.0
 

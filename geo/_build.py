@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from geo._coords import haversine_m_array
 from geo._errors import ExtractError
-from geo._graph import CLASS_INDEX, CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
 from geo._maxspeed import freeflow_mps, parse_maxspeed
 from geo._osm import OsmRoads, Restriction, oneway_direction, read_roads
 
@@ -125,6 +125,9 @@ class _WayAttrs:
     speed: np.ndarray  # float64 [ways, 2] m/s
     names: list[str]
     names_en: list[str]
+    ref: np.ndarray  # int32 index into refs, -1 none
+    flags: np.ndarray  # uint8 FLAG_* bits
+    refs: list[str]
 
 
 def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
@@ -136,7 +139,18 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
     maxspeed = np.full((n, 2), np.nan, np.float32)
     speed = np.zeros((n, 2), np.float64)
     table: dict[tuple[str, str], int] = {}
+    ref = np.full(n, -1, np.int32)
+    flags = np.zeros(n, np.uint8)
+    ref_table: dict[str, int] = {}
     for i, tags in enumerate(osm.way_tags):
+        r = tags.get("ref", "").strip()
+        if r and r.lower() != "fixme":  # a mapper's placeholder, not a road number
+            ref[i] = ref_table.setdefault(r, len(ref_table))
+        junction = tags.get("junction", "")
+        if junction in ("roundabout", "circular"):
+            flags[i] |= FLAG_ROUNDABOUT | (FLAG_CIRCULAR if junction == "circular" else 0)
+        if tags.get("toll", "") == "yes":
+            flags[i] |= FLAG_TOLL
         oneway[i] = oneway_direction(tags)
         hw = tags["highway"]
         cls[i] = CLASS_INDEX[hw]
@@ -155,7 +169,7 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
             speed[i, d] = freeflow_mps(ms, hw, speeds_kmh)
     names = [k[0] for k in table]
     names_en = [k[1] for k in table]
-    return _WayAttrs(oneway, cls, name, lanes, maxspeed, speed, names, names_en)
+    return _WayAttrs(oneway, cls, name, lanes, maxspeed, speed, names, names_en, ref, flags, list(ref_table))
 
 
 @dataclass
@@ -422,6 +436,10 @@ def _assemble(
         names=wa.names,
         names_en=wa.names_en,
         edge_rev=_kept_twins(ed.twin[ke], edge_keep, new_edge),
+        edge_ref=wa.ref[way],
+        edge_flags=wa.flags[way],
+        geom_osm=osm.refs[gpos].astype(np.int64),
+        refs=wa.refs,
     )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from geo._errors import GraphCacheError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: edge_ref, edge_flags, geom_osm, refs (guidance: road numbers, roundabouts, tolls)
 _MAGIC = b"FUELGRAPH1\n"
 
 # Road classes, in a fixed order: arrays store the index.
@@ -47,6 +47,11 @@ ROAD_CLASSES: tuple[str, ...] = (
     "road",
 )
 CLASS_INDEX = {name: i for i, name in enumerate(ROAD_CLASSES)}
+
+# edge_flags bits (per way, so both directions of a segment share them)
+FLAG_ROUNDABOUT = 1  # junction=roundabout or junction=circular
+FLAG_CIRCULAR = 2  # junction=circular (a traffic circle: "rotary" in guidance)
+FLAG_TOLL = 4  # toll=yes
 
 
 @dataclass
@@ -78,11 +83,16 @@ class CompiledGraph:
     names_en: list[str]  # English name or ""
     # the opposite direction of the same OSM segment (int32 [m], -1 if one-way); empty = unknown
     edge_rev: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    # road number of each edge (OSM `ref`, e.g. "G214"): int32 [m] index into refs, -1 none; empty = unknown
+    edge_ref: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    edge_flags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # uint8 [m] FLAG_*
+    geom_osm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # OSM node id per geom point
     # landmarks for A* (ALT): free-flow travel times, seconds, float32 [L, n]
     lm_nodes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     lm_from: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     lm_to: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     meta: dict[str, Any] = field(default_factory=dict)
+    refs: list[str] = field(default_factory=list)  # road numbers (edge_ref indexes)
 
     @property
     def n_nodes(self) -> int:
@@ -125,6 +135,7 @@ class CompiledGraph:
                 "size": len(payload),
                 "names": self.names,
                 "names_en": self.names_en,
+                "refs": self.refs,
                 "meta": self.meta,
             },
             ensure_ascii=False,
@@ -164,7 +175,13 @@ class CompiledGraph:
             raise GraphCacheError(f"graph cache {path} is truncated or corrupt (checksum mismatch)")
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        return cls(**arrays, names=header["names"], names_en=header["names_en"], meta=header["meta"])
+        return cls(
+            **arrays,
+            names=header["names"],
+            names_en=header["names_en"],
+            meta=header["meta"],
+            refs=header.get("refs", []),
+        )
 
 
 def _is_array(value: object) -> bool:

@@ -56,6 +56,8 @@ KEPT_TAGS = frozenset(
         "maxspeed:backward",
         "oneway",
         "junction",
+        "ref",
+        "toll",
     }
 )
 _ACCESS_KEYS = ("access", "vehicle", "motor_vehicle", "motorcar")  # least to most specific

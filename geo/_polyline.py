@@ -55,11 +55,19 @@ def route_polyline(
     edge's first vertex dropped since it repeats the previous edge's last)."""
     if len(edges) == 0:
         return []
-    ed = np.asarray(edges, dtype=np.int64)
-    la, lo = _route_coords(
-        ed, float(first_frac), float(last_frac), g.edge_geom_offsets, g.geom_lat, g.geom_lon
-    )
+    la, lo, _, _ = route_coords(g, edges, first_frac, last_frac)
     return list(zip(la.tolist(), lo.tolist(), strict=True))
+
+
+def route_coords(
+    g: CompiledGraph, edges: Sequence[int] | np.ndarray, first_frac: float, last_frac: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lat, lon, vertex, start) of `route_polyline`: `vertex[k]` is the geometry index (into
+    geom_lat/geom_lon/geom_osm) of point k (for a cut end: the vertex behind the start, ahead of the
+    end), `start[i]` the index of the point where edge i begins (edge i ends at start[i + 1], the last
+    at the last point)."""
+    ed = np.asarray(edges, dtype=np.int64)
+    return _route_coords(ed, float(first_frac), float(last_frac), g.edge_geom_offsets, g.geom_lat, g.geom_lon)
 
 
 @njit(cache=True, nogil=True)
@@ -84,9 +92,10 @@ def _interp(x: float, c: np.ndarray, v: np.ndarray, a: int, n: int) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _cut_into(la_out: np.ndarray, lo_out: np.ndarray, k: int, glat: np.ndarray, glon: np.ndarray, a: int, b: int,
-              f0: float, f1: float, skip_first: bool) -> int:  # fmt: skip
-    """Write `cut(glat[a:b], glon[a:b], f0, f1)` (minus its first point if `skip_first`) at k; new k."""
+def _cut_into(la_out: np.ndarray, lo_out: np.ndarray, gi_out: np.ndarray, k: int, glat: np.ndarray,
+              glon: np.ndarray, a: int, b: int, f0: float, f1: float, skip_first: bool) -> int:  # fmt: skip
+    """Write `cut(glat[a:b], glon[a:b], f0, f1)` (minus its first point if `skip_first`) at k; new k.
+    `gi_out`: the geometry index of each written point (a cut point: the vertex behind / ahead)."""
     n = b - a
     c = np.zeros(n)
     for i in range(1, n):
@@ -99,46 +108,61 @@ def _cut_into(la_out: np.ndarray, lo_out: np.ndarray, k: int, glat: np.ndarray, 
         if not skip_first:
             la_out[k] = glat[a]
             lo_out[k] = glon[a]
+            gi_out[k] = a
             k += 1
         return k
     d0, d1 = f0 * total, f1 * total
     if not skip_first:
         la_out[k] = _interp(d0, c, glat, a, n)
         lo_out[k] = _interp(d0, c, glon, a, n)
+        j = 0
+        while j + 1 < n - 1 and c[j + 1] <= d0:
+            j += 1
+        gi_out[k] = a + j
         k += 1
     for i in range(n):
         if c[i] > d0 and c[i] < d1:
             la_out[k] = glat[a + i]
             lo_out[k] = glon[a + i]
+            gi_out[k] = a + i
             k += 1
     la_out[k] = _interp(d1, c, glat, a, n)
     lo_out[k] = _interp(d1, c, glon, a, n)
+    j = n - 1
+    while j - 1 > 0 and c[j - 1] >= d1:
+        j -= 1
+    gi_out[k] = a + j
     return k + 1
 
 
 @njit(cache=True, nogil=True)
 def _route_coords(edges: np.ndarray, f0: float, f1: float, offs: np.ndarray, glat: np.ndarray,
-                  glon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                  glon: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     n = edges.shape[0]
     cap = 2
     for i in range(n):
         cap += offs[edges[i] + 1] - offs[edges[i]] + 1
     la = np.empty(cap)
     lo = np.empty(cap)
+    gi = np.empty(cap, np.int64)
+    starts = np.zeros(n, np.int64)
     a0, b0 = offs[edges[0]], offs[edges[0] + 1]
     if n == 1:
-        k = _cut_into(la, lo, 0, glat, glon, a0, b0, f0, f1, False)
-        return la[:k], lo[:k]
-    k = _cut_into(la, lo, 0, glat, glon, a0, b0, f0, 1.0, False)
+        k = _cut_into(la, lo, gi, 0, glat, glon, a0, b0, f0, f1, False)
+        return la[:k], lo[:k], gi[:k], starts
+    k = _cut_into(la, lo, gi, 0, glat, glon, a0, b0, f0, 1.0, False)
     for i in range(1, n - 1):
         e = edges[i]
+        starts[i] = k - 1
         for p in range(offs[e] + 1, offs[e + 1]):
             la[k] = glat[p]
             lo[k] = glon[p]
+            gi[k] = p
             k += 1
+    starts[n - 1] = k - 1
     a1, b1 = offs[edges[n - 1]], offs[edges[n - 1] + 1]
-    k = _cut_into(la, lo, k, glat, glon, a1, b1, 0.0, f1, True)
-    return la[:k], lo[:k]
+    k = _cut_into(la, lo, gi, k, glat, glon, a1, b1, 0.0, f1, True)
+    return la[:k], lo[:k], gi[:k], starts
 
 
 def encode(points: Iterable[tuple[float, float]], precision: int = 5) -> str:
@@ -180,4 +204,4 @@ def decode(text: str, precision: int = 5) -> list[tuple[float, float]]:
     return pts
 
 
-__all__ = ["cumulative_m", "cut", "decode", "encode", "point_at", "route_polyline"]
+__all__ = ["cumulative_m", "cut", "decode", "encode", "point_at", "route_coords", "route_polyline"]

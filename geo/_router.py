@@ -22,7 +22,7 @@ import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -33,11 +33,11 @@ from config._region import Holidays
 from geo import _kernels as K
 from geo._coords import EARTH_RADIUS_M, haversine_m_array
 from geo._errors import InvalidInput, NoRoadNear, RouteNotFound
-from geo._graph import ROAD_CLASSES, CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_TOLL, ROAD_CLASSES, CompiledGraph
 from geo._landmarks import landmark_margin, landmark_tables, period_vectors
-from geo._polyline import route_polyline
+from geo._polyline import route_coords
 from geo._snap import Snap, Snapper
-from geo._steps import Step, build_steps, edge_bearings
+from geo._steps import Guide, Step, build_steps, edge_bearings
 from geo._traffic import (
     BIN_S,
     BINS_PER_DAY,
@@ -50,6 +50,8 @@ from geo._traffic import (
     to_epoch,
 )
 
+MAX_ALTERNATIVES = 3
+EXCLUDABLE = ("motorway", "toll", "ferry")  # road classes a route can avoid (ferries: none in the graph)
 ALT_PENALTY = 1.4
 ALT_MAX_OVERLAP = 0.7
 ALT_MAX_STRETCH = 1.4
@@ -89,6 +91,10 @@ class RouteResult:
     stretch: float = 1.0  # alternatives: cost / best cost
     metric: str = "time"
     settled: int = 0  # nodes settled by the search (diagnostics)
+    edge_starts: list[int] = field(default_factory=list)  # polyline index where each edge begins
+    vertices: list[int] = field(default_factory=list)  # geometry index of each polyline point (OSM ids)
+    edge_time_s: list[float] = field(default_factory=list)  # time spent on each edge
+    edge_dist_m: list[float] = field(default_factory=list)  # length driven on each edge
 
 
 @dataclass
@@ -150,6 +156,7 @@ class _Ctx:
     t_abs: float
     table: np.ndarray
     live: LiveState
+    detail: bool = False  # steps describe every junction passed (OSRM intersections)
 
 
 class Router:
@@ -198,6 +205,11 @@ class Router:
         self._rev = _reverse_edges(g)
         # first / last segment bearing of every road edge (steps), computed once
         self._bear_start, self._bear_end = edge_bearings(g, np.arange(m, dtype=np.int64))
+        self.guide = Guide(
+            g, rev=self._rev, edge_head=self._edge_head, b_start=self._bear_start, b_end=self._bear_end
+        )
+        self._excl_cache: OrderedDict[tuple[int, int, frozenset[str]], LiveState] = OrderedDict()
+        self._excl_lock = threading.Lock()
         L = g.lm_from.shape[0] if g.lm_from.ndim == 2 and g.lm_from.shape[1] == n else 0
         self._lm_from = np.asarray(g.lm_from if L else np.zeros((0, n), np.float32), dtype=np.float32)
         self._lm_to = np.asarray(g.lm_to if L else np.zeros((0, n), np.float32), dtype=np.float32)
@@ -284,12 +296,17 @@ class Router:
         live = self._empty_live if free_flow else self.live.snapshot()
         return _Ctx(mode, b0, t_abs - b0 * BIN_S, t_abs, table, live)
 
-    def _variants(self, s: Snap) -> tuple[list[int], list[float]]:
-        """(edges, metres from tail) for a snapped point: its edge and the reverse edge if any."""
+    def _variants(self, s: Snap, direction: int = 0) -> tuple[list[int], list[float]]:
+        """(edges, metres from tail) for a snapped point: its edge and the reverse edge if any.
+        `direction` 1 keeps only its edge (travel along the edge), -1 only the reverse edge."""
         e = s.edge
-        edges, offs = [e], [s.fraction * float(self._len[e])]
+        edges: list[int] = []
+        offs: list[float] = []
+        if direction >= 0:
+            edges.append(e)
+            offs.append(s.fraction * float(self._len[e]))
         r = int(self._rev[e])
-        if r >= 0:
+        if r >= 0 and direction <= 0:
             edges.append(r)
             offs.append((1.0 - s.fraction) * float(self._len[r]))
         return edges, offs
@@ -514,8 +531,8 @@ class Router:
         Raises NoRoadNear("from"/"to"), RouteNotFound (no path, including because of closures),
         InvalidInput for bad options. `depart_at`: aware datetime, naive = region-local, or Unix s.
         """
-        if not 0 <= alternatives <= 2:
-            raise InvalidInput("alternatives", "must be 0, 1 or 2")
+        if not 0 <= alternatives <= MAX_ALTERNATIVES:
+            raise InvalidInput("alternatives", f"must be 0 to {MAX_ALTERNATIVES}")
         ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
         try:  # both ends in one index query; errors are re-raised per end (same params and messages)
             s0, d0 = self.snapper.snap_many([from_latlon, to_latlon], "from")
@@ -526,16 +543,40 @@ class Router:
         return self.route_snapped(s, d, ctx=ctx, alternatives=alternatives, steps=steps, metric=metric)
 
     def route_snapped(
-        self, s: Snap, d: Snap, *, ctx: _Ctx, alternatives: int = 0, steps: bool = True, metric: str = "time"
-    ) -> RouteResult:
+        self, s: Snap, d: Snap, *, ctx: _Ctx, alternatives: int = 0, steps: bool = True, metric: str = "time",
+        src_dir: int = 0, dst_dir: int = 0,
+    ) -> RouteResult:  # fmt: skip
+        """Route between snapped points; `src_dir` / `dst_dir` restrict the direction of travel on the
+        snapped road (1 along its edge, -1 against it, 0 either; see `_variants`)."""
         depart = datetime.fromtimestamp(ctx.t_abs, self.tz)
-        if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
+        same = (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon)
+        if same and (src_dir == 0 or dst_dir == 0 or src_dir == dst_dir):
+            e0 = s.edge if src_dir >= 0 or self._rev[s.edge] < 0 else int(self._rev[s.edge])
+            z = np.zeros(1)
+            st = (
+                build_steps(
+                    self.g,
+                    self.guide,
+                    [e0],
+                    z,
+                    z,
+                    np.array([s.lat]),
+                    np.array([s.lon]),
+                    np.zeros(1, np.int64),
+                    detail=ctx.detail,
+                )
+                if steps
+                else []
+            )
             return RouteResult(
-                0.0, 0.0, 0.0, 0.0, [s.edge], s.fraction, s.fraction, [0.0], [(s.lat, s.lon)],
-                s.distance_m, d.distance_m, (s.lat, s.lon), (d.lat, d.lon), depart, depart, [], metric=metric,
+                0.0, 0.0, 0.0, 0.0, [e0], s.fraction, s.fraction, [0.0], [(s.lat, s.lon)],
+                s.distance_m, d.distance_m, (s.lat, s.lon), (d.lat, d.lon), depart, depart, st, metric=metric,
+                edge_starts=[0], vertices=[int(self.g.edge_geom_offsets[e0])], edge_time_s=[0.0], edge_dist_m=[0.0],
             )  # fmt: skip
-        src = self._variants(s)
-        te, to = self._variants(d)
+        src = self._variants(s, src_dir)
+        te, to = self._variants(d, dst_dir)
+        if not src[0] or not te:
+            raise RouteNotFound("no drivable path: a waypoint's road cannot be driven in the direction asked")
         tg_edge = np.asarray(te, np.int64)
         tg_off = np.asarray(to, np.float64)
         tg_id = np.zeros(len(te), np.int64)
@@ -550,6 +591,90 @@ class Router:
                 ctx, main, src, tg_edge, tg_off, s, d, depart, alternatives, steps, metric
             )
         return main
+
+    def route_legs(
+        self,
+        snaps: Sequence[Snap],
+        *,
+        depart_at: datetime | float,
+        alternatives: int = 0,
+        steps: bool = True,
+        exclude: Sequence[str] = (),
+        directions: Sequence[tuple[int, int]] | None = None,
+        continue_straight: bool = False,
+        free_flow: bool = False,
+        metric: Metric = "time",
+    ) -> list[list[RouteResult]]:
+        """Routes through two or more snapped waypoints in order: a list of routes (the best first, then
+        alternatives, which exist for two waypoints only), each a list of legs (one per pair of
+        consecutive waypoints). Each leg departs when the previous one arrives.
+
+        `exclude`: classes of road to avoid (`EXCLUDABLE`). `directions[i]` = (arrive, depart) direction
+        restriction at waypoint i (1 along its snapped edge, -1 against it, 0 either).
+        `continue_straight`: no U-turn at intermediate waypoints (a leg leaves a waypoint in the
+        direction the previous leg arrived). Raises RouteNotFound naming the leg, InvalidInput."""
+        if len(snaps) < 2:
+            raise InvalidInput("coordinates", "a route needs at least two waypoints")
+        if not 0 <= alternatives <= MAX_ALTERNATIVES:
+            raise InvalidInput("alternatives", f"must be 0 to {MAX_ALTERNATIVES}")
+        bad = sorted(set(exclude) - set(EXCLUDABLE))
+        if bad:
+            raise InvalidInput("exclude", f"unknown class {bad[0]!r}: choose from {', '.join(EXCLUDABLE)}")
+        dirs = list(directions) if directions is not None else [(0, 0)] * len(snaps)
+        t = to_epoch(depart_at, self.tz, "depart_at")
+        legs: list[RouteResult] = []
+        alts: list[RouteResult] = []
+        for k in range(len(snaps) - 1):
+            ctx = self._ctx(t, free_flow=free_flow, metric=metric)
+            ctx.detail = steps
+            if exclude:
+                ctx.live = self._excluding(ctx.live, frozenset(exclude))
+            src_dir = dirs[k][1]
+            if continue_straight and k > 0 and src_dir == 0:
+                last = legs[-1].edges[-1]
+                src_dir = 1 if last == snaps[k].edge else (-1 if last == int(self._rev[snaps[k].edge]) else 0)
+            try:
+                res = self.route_snapped(
+                    snaps[k], snaps[k + 1], ctx=ctx, alternatives=alternatives if len(snaps) == 2 else 0,
+                    steps=steps, metric=metric, src_dir=src_dir, dst_dir=dirs[k + 1][0],
+                )  # fmt: skip
+            except RouteNotFound as exc:
+                why = f"no route avoiding {', '.join(sorted(exclude))}" if exclude else str(exc)
+                raise RouteNotFound(f"leg {k} (waypoint {k} to {k + 1}): {why}") from exc
+            if steps and k < len(snaps) - 2 and res.steps:
+                res.steps[-1] = replace(
+                    res.steps[-1], text_zh=f"到达第{k + 1}个途经点", text_en=f"Arrive at waypoint {k + 1}"
+                )
+            alts = res.alternatives
+            res.alternatives = []
+            legs.append(res)
+            t = res.arrive_at.timestamp()
+        return [legs] + [[a] for a in alts]
+
+    def _excluding(self, live: LiveState, classes: frozenset[str]) -> LiveState:
+        """`live` with every edge of the excluded classes closed for good (cached per snapshot)."""
+        key = (id(live), live.version, classes)
+        with self._excl_lock:
+            hit = self._excl_cache.get(key)
+            if hit is not None:
+                return hit
+        g = self.g
+        mask = np.zeros(g.n_road_edges, bool)
+        if "motorway" in classes:
+            mask |= np.isin(g.edge_class, [CLASS_INDEX["motorway"], CLASS_INDEX["motorway_link"]])
+        if "toll" in classes and g.edge_flags.shape[0] == g.n_road_edges:
+            mask |= (g.edge_flags & FLAG_TOLL) != 0
+        flag = live.flag.copy()
+        data = live.data.copy()
+        flag[mask] = 2
+        data[mask, 1] = 0.0
+        data[mask, 2] = np.inf
+        out = LiveState(flag, data, live.version, live.fmax, live.class_fmax)
+        with self._excl_lock:
+            self._excl_cache[key] = out
+            while len(self._excl_cache) > 2:
+                self._excl_cache.popitem(last=False)
+        return out
 
     def _why_not(self, ctx: _Ctx, src: Any, tg_edge: np.ndarray, tg_off: np.ndarray) -> str:
         closed_now = ctx.live.closed_at(ctx.t_abs)
@@ -598,13 +723,17 @@ class Router:
         edges = path.tolist()
         f0 = first_off / float(self._len[path[0]]) if self._len[path[0]] > 0 else 0.0
         f1 = last_end / float(self._len[path[-1]]) if self._len[path[-1]] > 0 else 1.0
-        poly = route_polyline(self.g, path, f0, f1)
-        if poly:
-            poly[0] = (s.lat, s.lon) if edges[0] == s.edge else poly[0]
-            poly[-1] = (d.lat, d.lon) if edges[-1] == d.edge else poly[-1]
+        la, lo, vert, starts = route_coords(self.g, path, f0, f1)
+        if len(la):
+            if edges[0] == s.edge:
+                la[0], lo[0] = s.lat, s.lon
+            if edges[-1] == d.edge:
+                la[-1], lo[-1] = d.lat, d.lon
+        poly = list(zip(la.tolist(), lo.tolist(), strict=True))
         entry = (times[:-1] - times[0]).tolist()
+        dts = np.diff(times)
         st = (
-            build_steps(self.g, path, lens, np.diff(times), poly, (self._bear_start, self._bear_end))
+            build_steps(self.g, self.guide, path, lens, dts, la, lo, starts, detail=ctx.detail)
             if steps
             else []
         )
@@ -626,6 +755,10 @@ class Router:
             arrive_at=depart + timedelta(seconds=duration),
             steps=st,
             metric=metric,
+            edge_starts=starts.tolist(),
+            vertices=vert.tolist(),
+            edge_time_s=dts.tolist(),
+            edge_dist_m=lens.tolist(),
         )
 
     def _alternatives(
@@ -676,6 +809,129 @@ class Router:
                 )
             out.append(sn)
         return out
+
+    def snap_filtered(
+        self,
+        lat: float,
+        lon: float,
+        *,
+        radius_m: float | None = None,
+        bearing: tuple[float, float] | None = None,
+        approach: str = "unrestricted",
+        candidates: int = 10,
+    ) -> tuple[Snap, int, int] | None:
+        """The nearest road point within `radius_m` (at most `max_snap_m`) that can be driven in a
+        direction within `bearing` = (value, range) degrees, among the `candidates` nearest segments:
+        (snap, arrive direction, depart direction) with directions as in `route_snapped`, or None.
+        `approach` "curb" (arrive and leave with the point on the right, the driving side) or
+        "opposite" restrict the direction on two-way roads."""
+        for sn, b_fwd in self._unique_candidates(lat, lon, radius_m, candidates if bearing else 1):
+            fwd, back = True, int(self._rev[sn.edge]) >= 0
+            if bearing is not None:
+                fwd = abs((b_fwd - bearing[0] + 180.0) % 360.0 - 180.0) <= bearing[1]
+                back = back and abs((b_fwd + 180.0 - bearing[0] + 180.0) % 360.0 - 180.0) <= bearing[1]
+            if not (fwd or back):
+                continue
+            d = 0 if fwd and back else (1 if fwd else -1)
+            if approach in ("curb", "opposite") and d == 0 and sn.distance_m > 0.01:
+                to_pt = math.degrees(
+                    math.atan2(
+                        math.radians(lon - sn.lon) * math.cos(math.radians(lat)), math.radians(lat - sn.lat)
+                    )
+                )
+                right = ((to_pt - b_fwd + 360.0) % 360.0) < 180.0  # the point is right of the edge direction
+                d = 1 if right == (approach == "curb") else -1
+            return sn, d, d
+        return None
+
+    def _unique_candidates(
+        self, lat: float, lon: float, radius_m: float | None, limit: int
+    ) -> list[tuple[Snap, float]]:
+        """`Snapper.candidates`, one per two-way segment (a graph without twin records indexes both)."""
+        if radius_m is None and limit == 1:
+            sn = self.snapper.snap_many([(lat, lon)], "coordinates")[0]
+            if sn is None:
+                return []
+            pl = self.g.edge_polyline(sn.edge)
+            cum = np.concatenate(
+                (
+                    [0.0],
+                    np.cumsum(np.hypot(np.diff(pl[:, 0]), np.diff(pl[:, 1]) * math.cos(math.radians(lat)))),
+                )
+            )
+            k = int(
+                np.clip(np.searchsorted(cum, sn.fraction * cum[-1], side="right") - 1, 0, max(len(pl) - 2, 0))
+            )
+            a, b = pl[k], pl[min(k + 1, len(pl) - 1)]
+            bearing = (
+                math.degrees(math.atan2((b[1] - a[1]) * math.cos(math.radians(a[0])), b[0] - a[0])) % 360.0
+            )
+            return [(sn, bearing)]
+        out: list[tuple[Snap, float]] = []
+        seen: set[int] = set()
+        for sn, b in self.snapper.candidates(lat, lon, radius_m=radius_m, limit=2 * limit):
+            if sn.edge in seen:
+                continue
+            seen.add(sn.edge)
+            r = int(self._rev[sn.edge])
+            if r >= 0:
+                seen.add(r)
+            out.append((sn, b))
+        return out[:limit]
+
+    def nearest(self, lat: float, lon: float, *, number: int = 1, radius_m: float | None = None,
+                bearing: tuple[float, float] | None = None) -> list[Snap]:  # fmt: skip
+        """The `number` nearest road segments (one per two-way segment), nearest first."""
+        out = []
+        for sn, b_fwd in self._unique_candidates(lat, lon, radius_m, max(number, 1) * (3 if bearing else 1)):
+            if bearing is not None:
+                fwd = abs((b_fwd - bearing[0] + 180.0) % 360.0 - 180.0) <= bearing[1]
+                back = (
+                    int(self._rev[sn.edge]) >= 0 and abs((b_fwd - bearing[0]) % 360.0 - 180.0) <= bearing[1]
+                )
+                if not (fwd or back):
+                    continue
+            out.append(sn)
+        return out[:number]
+
+    def annotate(self, res: RouteResult) -> dict[str, list[Any]]:
+        """Per segment of the route polyline: distance (m), duration (s, the time of its edge shared by
+        length) and speed (m/s); per point: the OSM node id (for a cut end: the node behind the start,
+        ahead of the end; 0 when the graph keeps no node ids)."""
+        pts = np.asarray(res.polyline, np.float64).reshape(-1, 2)
+        if len(pts) < 2:
+            return {"distance": [], "duration": [], "speed": [], "nodes": self._osm_ids(res.vertices)}
+        seg_d = haversine_m_array(pts[:-1, 0], pts[:-1, 1], pts[1:, 0], pts[1:, 1])
+        starts = np.asarray(res.edge_starts or [0], np.int64)
+        owner = np.clip(np.searchsorted(starts, np.arange(len(seg_d)), side="right") - 1, 0, len(starts) - 1)
+        per_edge = np.bincount(owner, weights=seg_d, minlength=len(starts))
+        times = np.asarray(res.edge_time_s or [res.duration_s], np.float64)
+        share = np.divide(seg_d, per_edge[owner], out=np.zeros_like(seg_d), where=per_edge[owner] > 0)
+        dur = times[owner] * share
+        speed = np.divide(seg_d, dur, out=np.zeros_like(seg_d), where=dur > 0)
+        return {
+            "distance": np.round(seg_d, 1).tolist(),
+            "duration": np.round(dur, 1).tolist(),
+            "speed": np.round(speed, 1).tolist(),
+            "nodes": self._osm_ids(res.vertices),
+        }
+
+    def _osm_ids(self, vertices: Sequence[int]) -> list[int]:
+        geom_osm = self.g.geom_osm
+        if geom_osm.shape[0] != self.g.geom_lat.shape[0]:
+            return [0] * len(vertices)
+        return [int(x) for x in geom_osm[np.asarray(vertices, np.int64)]]
+
+    def segment_nodes(self, s: Snap) -> tuple[int, int]:
+        """OSM ids of the two ends of the segment a snap lies on (edge ends without node ids)."""
+        a, b = int(self.g.edge_geom_offsets[s.edge]), int(self.g.edge_geom_offsets[s.edge + 1])
+        if self.g.geom_osm.shape[0] == self.g.geom_lat.shape[0] and b - a >= 2:
+            pl = self.g.edge_polyline(s.edge)
+            cum = np.concatenate(([0.0], np.cumsum(np.hypot(np.diff(pl[:, 0]), np.diff(pl[:, 1])))))
+            k = int(np.clip(np.searchsorted(cum, s.fraction * cum[-1], side="right") - 1, 0, b - a - 2))
+            return int(self.g.geom_osm[a + k]), int(self.g.geom_osm[a + k + 1])
+        g = self.g
+        return int(g.node_osm[g.edge_u[s.edge]]), int(g.node_osm[g.edge_v[s.edge]])
 
     def one_to_many(
         self,
@@ -813,4 +1069,4 @@ def _reverse_edges(g: CompiledGraph) -> np.ndarray:
     return rev
 
 
-__all__ = ["MatrixResult", "RouteResult", "Router"]
+__all__ = ["EXCLUDABLE", "MAX_ALTERNATIVES", "MatrixResult", "RouteResult", "Router"]

@@ -150,6 +150,66 @@ class Snapper:
             raise NoRoadNear(param, f"no road near ({lat:.6f}, {lon:.6f}) within {self.max_snap_m:.0f} m")
         return s
 
+    def candidates(
+        self, lat: float, lon: float, *, radius_m: float | None = None, limit: int = 1
+    ) -> list[tuple[Snap, float]]:
+        """Up to `limit` road segments nearest to (lat, lon) within `radius_m` (at most `max_snap_m`),
+        nearest first, one per two-way road segment: (snap on it, bearing of the road at the snap point
+        in its edge's direction, 0-360). Bounded: scans the grid cells within the radius only."""
+        if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
+            raise InvalidInput("coordinates", "must be finite lat in [-90, 90], lon in [-180, 180]")
+        limit_m = self.max_snap_m if radius_m is None else min(float(radius_m), self.max_snap_m)
+        r = limit_m * 1.05 + 1.0
+        px, py = (lon - self.lon0) * self.kx, (lat - self.lat0) * _M_PER_DEG
+        c = self._cell
+        x0 = max(math.floor((px - r - self._gx0) / c), 0)
+        x1 = min(math.floor((px + r - self._gx0) / c), self._nx - 1)
+        y0 = max(math.floor((py - r - self._gy0) / c), 0)
+        y1 = min(math.floor((py + r - self._gy0) / c), self._ny - 1)
+        if x0 > x1 or y0 > y1:
+            return []
+        cells = (np.arange(y0, y1 + 1)[:, None] * self._nx + np.arange(x0, x1 + 1)[None, :]).ravel()
+        a, b = self._cell_ptr[cells], self._cell_ptr[cells + 1]
+        cnt = b - a
+        if cnt.sum() == 0:
+            return []
+        idx = np.repeat(a - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt) + np.arange(int(cnt.sum()))
+        seg = np.unique(self._cell_seg[idx])
+        ax, ay = self._x[seg], self._y[seg]
+        vx, vy = self._x[seg + 1] - ax, self._y[seg + 1] - ay
+        l2 = vx * vx + vy * vy
+        t = np.clip(
+            np.where(l2 > 0, ((px - ax) * vx + (py - ay) * vy) / np.where(l2 > 0, l2, 1.0), 0.0), 0, 1
+        )
+        d = np.hypot(px - (ax + t * vx), py - (ay + t * vy))
+        edge = self._pt_edge[seg]
+        order = np.lexsort((edge, d))
+        _, first = np.unique(edge[order], return_index=True)
+        pick = order[np.sort(first)]
+        pick = pick[d[pick] <= r][: max(1, int(limit)) * 2]
+        out: list[tuple[Snap, float]] = []
+        for k in pick.tolist():
+            sg, tt = int(seg[k]), float(t[k])
+            sx, sy = float(ax[k] + tt * vx[k]), float(ay[k] + tt * vy[k])
+            slat, slon = sy / _M_PER_DEG + self.lat0, sx / self.kx + self.lon0
+            dist = _haversine(lat, lon, slat, slon)
+            if dist > limit_m:
+                continue
+            e = int(edge[k])
+            el = float(self._edge_len[e])
+            frac = (float(self._cum[sg]) + tt * math.sqrt(float(l2[k]))) / el if el > 0 else 0.0
+            bearing = (math.degrees(math.atan2(float(vx[k]), float(vy[k]))) + 360.0) % 360.0
+            out.append((Snap(e, min(max(frac, 0.0), 1.0), slat, slon, dist), bearing))
+        out.sort(key=lambda x: (x[0].distance_m, x[0].edge))
+        return out[: max(1, int(limit))]
+
+
+def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dl = math.radians(lon2 - lon1)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
 
 @njit(cache=True, nogil=True)
 def _snap_points(pts, lat0, lon0, kx, mpd, earth_r, gx0, gy0, cell, nx, ny, cell_ptr, cell_seg, x, y, pt_edge, cum,

@@ -1,9 +1,29 @@
-"""Turn-by-turn steps in Chinese and English from a path of road edges.
+"""Turn-by-turn guidance in Chinese and English from a path of road edges (OSRM v5 maneuver model).
 
-Consecutive edges form one step while the road name stays the same and the turn between them is
-below 45 degrees; a new name or a sharper turn starts a step. The maneuver comes from the bearing
-change between the end of the previous edge and the start of the next: |d| < 20 straight, < 50 slight,
-< 120 turn, < 170 sharp, else (or driving back along the same way) a U-turn.
+A step starts where the driver has something to do; between steps the road is followed. Decisions are
+taken at junctions (`Guide`: the road arms of every junction, built once per graph) from the bearing
+change ``d`` between the end of the incoming edge and the start of the outgoing one (positive =
+clockwise = right; |d| < 20 straight, < 50 slight, < 120 turn, < 170 sharp, else U-turn) and from the
+other arms that could have been taken there (turn restrictions respected: `entry`):
+
+- roundabout / rotary (``junction=roundabout`` / ``junction=circular``): one step where the ring is
+  entered, with `exit` = the number of exits passed including the one taken (an exit is a junction on
+  the ring with a road that may be entered leaving it), then an ``exit roundabout`` step where it is
+  left. A route that ends on the ring has no exit; one that starts on it has only the exit step;
+- ``continue``: the road (same name and number, or the same unnamed way) goes on but is not the
+  obvious way ahead (it turns while another road goes straight), and every U-turn on the same road;
+- ``off ramp`` / ``on ramp`` / ``merge``: motorway or trunk -> link, other road -> motorway or trunk
+  link, link -> motorway or trunk;
+- ``end of road``: a T-junction where nothing goes on straight ahead; ``fork``: two roads ahead,
+  neither the continuation of the current road;
+- ``new name``: the road ahead is the obvious way but its name or number changes (also where two ways
+  simply meet); otherwise ``turn``.
+
+Nothing is said where the road is followed through a junction. Road numbers (`ref`, e.g. G214) are
+given with the name, and stand in for it on unnamed roads. A first or last edge driven for less than
+`MIN_DRIVEN_M` does not make a step of its own: the route starts (ends) at its junction.
+Bearings are integers 0-359. The depart bearing is the direction from the start to the point
+`HEADING_M` metres along the route; the arrive bearing from the point as far before the end.
 """
 
 from __future__ import annotations
@@ -12,27 +32,56 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
-from geo._graph import CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
+
+MIN_DRIVEN_M = 1.0
+HEADING_M = 20.0
 
 _COMPASS_ZH = ("北", "东北", "东", "东南", "南", "西南", "西", "西北")
 _COMPASS_EN = ("north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest")
-_VERB = {
-    "straight": ("直行", "Continue straight"),
-    "slight_left": ("稍向左转", "Turn slightly left"),
-    "slight_right": ("稍向右转", "Turn slightly right"),
-    "left": ("左转", "Turn left"),
-    "right": ("右转", "Turn right"),
-    "sharp_left": ("向左急转", "Turn sharp left"),
-    "sharp_right": ("向右急转", "Turn sharp right"),
-    "uturn": ("掉头", "Make a U-turn"),
+_MOD_ZH = {
+    "straight": "直行",
+    "slight left": "稍向左转",
+    "slight right": "稍向右转",
+    "left": "左转",
+    "right": "右转",
+    "sharp left": "向左急转",
+    "sharp right": "向右急转",
+    "uturn": "掉头",
 }
+_MOD_EN = {
+    "straight": "Go straight",
+    "slight left": "Turn slightly left",
+    "slight right": "Turn slightly right",
+    "left": "Turn left",
+    "right": "Turn right",
+    "sharp left": "Turn sharp left",
+    "sharp right": "Turn sharp right",
+    "uturn": "Make a U-turn",
+}
+_SIDE_ZH = {"left": "左", "right": "右"}
+_MOTORWAYS = frozenset({CLASS_INDEX["motorway"], CLASS_INDEX["trunk"]})
+_LINKS = frozenset({CLASS_INDEX[c] for c in ("motorway_link", "trunk_link", "primary_link", "secondary_link", "tertiary_link")})  # fmt: skip
+_MOTORWAY_LINKS = frozenset({CLASS_INDEX["motorway_link"], CLASS_INDEX["trunk_link"]})
+_MOTORWAY_CLASS = frozenset({CLASS_INDEX["motorway"], CLASS_INDEX["motorway_link"]})
+
+
+@dataclass(frozen=True)
+class Intersection:
+    """A junction passed by a step (the first is where its maneuver happens), as OSRM describes it."""
+
+    location: tuple[float, float]  # (lat, lon)
+    bearings: tuple[int, ...]  # every road arm, leaving the junction, 0-359, ascending
+    entry: tuple[bool, ...]  # whether each arm may be entered from the incoming road
+    in_: int | None  # arm the route arrives on (None at the departure)
+    out: int | None  # arm the route leaves on (None at the arrival)
+    classes: tuple[str, ...] = ()  # of the road taken: "motorway", "toll"
 
 
 @dataclass(frozen=True)
 class Step:
-    maneuver: str  # depart, straight, slight_left, ..., uturn, arrive
+    maneuver: str  # depart, straight, slight_left, ..., sharp_right, uturn, arrive (direction of the step)
     name: str  # local (zh) road name, "" when unnamed
     name_en: str
     text_zh: str
@@ -40,9 +89,16 @@ class Step:
     distance_m: float
     duration_s: float
     location: tuple[float, float]  # (lat, lon) where the maneuver happens
-    bearing_before: float
-    bearing_after: float
+    bearing_before: int  # 0-359
+    bearing_after: int
     first_edge_index: int  # index into the route's edge list
+    type: str = "turn"  # OSRM maneuver type: depart, turn, continue, new name, roundabout, ...
+    modifier: str = ""  # OSRM modifier ("" for depart and arrive)
+    ref: str = ""  # road number(s), e.g. "G214"
+    exit: int | None = None  # roundabout / rotary: number of the exit taken
+    rotary_name: str = ""
+    geometry: tuple[int, int] = (0, 0)  # first and last point of the step in the route polyline
+    intersections: tuple[Intersection, ...] = ()
 
 
 def _bearings(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
@@ -55,8 +111,8 @@ def _bearings(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.nda
 
 def edge_bearings(g: CompiledGraph, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bearing of the first and of the last polyline segment of each edge (vectorised)."""
-    a = g.edge_geom_offsets[edges]
-    b = g.edge_geom_offsets[edges + 1]
+    a = g.edge_geom_offsets[edges].astype(np.int64)
+    b = g.edge_geom_offsets[edges + 1].astype(np.int64)
     la, lo = g.geom_lat, g.geom_lon
     a1 = np.minimum(a + 1, b - 1)
     b2 = np.maximum(b - 2, a)
@@ -65,155 +121,472 @@ def edge_bearings(g: CompiledGraph, edges: np.ndarray) -> tuple[np.ndarray, np.n
     return start, end
 
 
-_KINDS = ("straight", "slight_right", "right", "sharp_right", "uturn", "slight_left", "left", "sharp_left")
-_BREAKS = np.array([False, False, True, True, True, False, True, True])  # kinds that start a new step
-
-
-def _turn_kinds(delta: np.ndarray) -> np.ndarray:
-    """Index into _KINDS per bearing change (same thresholds as `turn_type`)."""
-    d = (delta + 180.0) % 360.0 - 180.0
-    ad = np.abs(d)
-    level = (ad >= 20).astype(np.int64) + (ad >= 50) + (ad >= 120) + (ad >= 170)
-    return np.asarray(level + 4 * ((d < 0) & (level >= 1) & (level <= 3)))
-
-
 def turn_type(delta: float) -> str:
     """Maneuver for a bearing change in degrees (positive = clockwise = right)."""
-    d = (delta + 180.0) % 360.0 - 180.0
+    return _modifier(delta).replace(" ", "_")
+
+
+def _norm(delta: float) -> float:
+    return (delta + 180.0) % 360.0 - 180.0
+
+
+def _modifier(delta: float) -> str:
+    d = _norm(delta)
     ad = abs(d)
     if ad < 20:
         return "straight"
     side = "right" if d > 0 else "left"
     if ad < 50:
-        return f"slight_{side}"
+        return f"slight {side}"
     if ad < 120:
         return side
     if ad < 170:
-        return f"sharp_{side}"
+        return f"sharp {side}"
     return "uturn"
 
 
-def _names(g: CompiledGraph, k: int) -> tuple[str, str]:
-    if k < 0:
-        return "", ""
-    zh = g.names[k]
-    en = g.names_en[k] if k < len(g.names_en) and g.names_en[k] else zh
-    return zh, en
+def _int_bearing(b: float) -> int:
+    return round(b) % 360
+
+
+class Guide:
+    """The road arms of every junction (built once per graph, vectorised): an arm is one road segment
+    at the junction, with the edge leaving along it (or -1), the edge arriving along it (or -1) and the
+    bearing leaving the junction. Entry is checked against the arcs of the incoming edge's head (turn
+    restrictions are compiled into the arcs, see `geo._graph`)."""
+
+    def __init__(
+        self,
+        g: CompiledGraph,
+        *,
+        rev: np.ndarray,
+        edge_head: np.ndarray,
+        b_start: np.ndarray,
+        b_end: np.ndarray,
+    ) -> None:
+        self.g = g
+        m = g.n_road_edges
+        self.rev = rev
+        self.edge_head = edge_head
+        self.b_start = b_start
+        self.b_end = b_end
+        ids = np.arange(m, dtype=np.int64)
+        seg = np.where(rev >= 0, np.minimum(ids, rev), ids)
+        node = np.concatenate((g.edge_u.astype(np.int64), g.edge_v.astype(np.int64)))
+        segs = np.concatenate((seg, seg))
+        out_e = np.concatenate((ids, np.full(m, -1, np.int64)))
+        in_e = np.concatenate((np.full(m, -1, np.int64), ids))
+        bear = np.concatenate((b_start, (b_end + 180.0) % 360.0))
+        has_out = np.concatenate((np.ones(m, bool), np.zeros(m, bool)))
+        order = np.lexsort((~has_out, segs, node))
+        node, segs, out_e, in_e, bear = node[order], segs[order], out_e[order], in_e[order], bear[order]
+        first = np.ones(len(node), bool)
+        first[1:] = (node[1:] != node[:-1]) | (segs[1:] != segs[:-1])
+        starts = np.flatnonzero(first)
+        self.arm_out = np.maximum.reduceat(out_e, starts) if len(starts) else np.zeros(0, np.int64)
+        self.arm_in = np.maximum.reduceat(in_e, starts) if len(starts) else np.zeros(0, np.int64)
+        self.arm_bear = bear[starts]  # the out record sorts first in its group: its bearing wins
+        arm_node = node[starts]
+        n = g.n_nodes
+        self.arm_ptr = np.concatenate(([0], np.cumsum(np.bincount(arm_node, minlength=n)))).astype(np.int64)
+        self.degree = np.diff(self.arm_ptr)
+        flags = g.edge_flags if g.edge_flags.shape[0] == m else np.zeros(m, np.uint8)
+        self.flags = flags
+        self.refs_idx = g.edge_ref if g.edge_ref.shape[0] == m else np.full(m, -1, np.int32)
+        # each road number of a ref ("CG3i4; CG-3" is two)
+        self.ref_sets = [frozenset(t.strip() for t in r.split(";") if t.strip()) for r in g.refs]
+
+    def arms(self, v: int) -> tuple[list[int], list[int], list[float]]:
+        a, b = int(self.arm_ptr[v]), int(self.arm_ptr[v + 1])
+        return self.arm_out[a:b].tolist(), self.arm_in[a:b].tolist(), self.arm_bear[a:b].tolist()
+
+    def allowed(self, e_in: int) -> set[int]:
+        """Road edges that may be taken after `e_in` (its head's arcs)."""
+        g = self.g
+        h = int(self.edge_head[e_in])
+        return set(g.arc_edge[int(g.offsets[h]) : int(g.offsets[h + 1])].tolist())
+
+    def intersection(self, e_in: int, e_out: int) -> Intersection:
+        v = int(self.g.edge_v[e_in])
+        outs, ins, bears = self.arms(v)
+        ok = self.allowed(e_in)
+        order = sorted(range(len(outs)), key=lambda k: (_int_bearing(bears[k]), k))
+        pos = {k: i for i, k in enumerate(order)}
+        i_in = next((pos[k] for k in range(len(outs)) if ins[k] == e_in), None)
+        i_out = next((pos[k] for k in range(len(outs)) if outs[k] == e_out), None)
+        return Intersection(
+            (float(self.g.node_lat[v]), float(self.g.node_lon[v])),
+            tuple(_int_bearing(bears[k]) for k in order),
+            tuple(outs[k] >= 0 and outs[k] in ok for k in order),
+            i_in,
+            i_out,
+            self.classes(e_out),
+        )
+
+    def classes(self, e: int) -> tuple[str, ...]:
+        out = []
+        if int(self.g.edge_class[e]) in _MOTORWAY_CLASS:
+            out.append("motorway")
+        if int(self.flags[e]) & FLAG_TOLL:
+            out.append("toll")
+        return tuple(out)
+
+
+@dataclass
+class _Road:
+    name: str
+    name_en: str
+    ref: str
+
+    def zh(self) -> str:
+        if self.name and self.ref and self.ref not in self.name:
+            return f"{self.name}（{self.ref}）"
+        return self.name or self.ref
+
+    def en(self) -> str:
+        if self.name_en and self.ref and self.ref not in self.name_en:
+            return f"{self.name_en} ({self.ref})"
+        return self.name_en or self.ref
+
+
+def _road(g: CompiledGraph, guide: Guide, e: int) -> _Road:
+    k = int(g.edge_name[e])
+    zh = g.names[k] if k >= 0 else ""
+    en = (g.names_en[k] if k < len(g.names_en) and g.names_en[k] else zh) if k >= 0 else ""
+    r = int(guide.refs_idx[e])
+    return _Road(zh, en, g.refs[r] if 0 <= r < len(g.refs) else "")
+
+
+def _ordinal_en(n: int) -> str:
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
+
+
+def _texts(kind: str, mod: str, road: _Road, *, exit_no: int | None, rotary: _Road | None, waypoint: int) -> tuple[str, str]:  # fmt: skip
+    """(zh, en) instruction for a maneuver type, modifier and the road taken."""
+    rz, re_ = road.zh(), road.en()
+    onto_z = f"，进入{rz}" if rz else ""
+    onto_e = f" onto {re_}" if re_ else ""
+    side = "left" if "left" in mod else "right"
+    if kind == "arrive":
+        if waypoint:
+            return f"到达第{waypoint}个途经点", f"Arrive at waypoint {waypoint}"
+        return "到达目的地", "Arrive at your destination"
+    if kind in ("roundabout", "rotary"):
+        rz_name, re_name = (rotary.zh(), rotary.en()) if rotary else ("", "")
+        ring_z = (
+            f"进入{rz_name}"
+            if rz_name.endswith(("环岛", "转盘"))
+            else (f"进入{rz_name}环岛" if rz_name else "进入环岛")
+        )
+        ring_e = (
+            f"Enter {re_name}"
+            if re_name
+            else ("Enter the traffic circle" if kind == "rotary" else "Enter the roundabout")
+        )
+        if exit_no is None:
+            return ring_z, ring_e
+        return (
+            f"{ring_z}，从第{exit_no}出口驶出{onto_z}",
+            f"{ring_e} and take the {_ordinal_en(exit_no)} exit{onto_e}",
+        )
+    if kind in ("exit roundabout", "exit rotary"):
+        what = "traffic circle" if kind == "exit rotary" else "roundabout"
+        return f"驶出环岛{onto_z}", f"Exit the {what}{onto_e}"
+    if kind == "continue":
+        if mod == "uturn":
+            return (f"掉头，继续沿{rz}行驶" if rz else "掉头"), (f"Make a U-turn and continue on {re_}" if re_ else "Make a U-turn")  # fmt: skip
+        if mod == "straight":
+            return (f"继续沿{rz}直行" if rz else "继续直行"), (f"Continue straight on {re_}" if re_ else "Continue straight")  # fmt: skip
+        verb_z = {"slight left": "靠左", "slight right": "靠右"}.get(mod, _MOD_ZH[mod])
+        verb_e = {"slight left": "Keep left", "slight right": "Keep right"}.get(mod, _MOD_EN[mod])
+        return (
+            (f"{verb_z}，继续沿{rz}行驶" if rz else verb_z),
+            (f"{verb_e} to stay on {re_}" if re_ else verb_e),
+        )
+    if kind == "new name":
+        if mod == "straight":
+            return (f"继续直行{onto_z}"), (f"Continue onto {re_}" if re_ else "Continue straight")
+        return f"{_MOD_ZH[mod]}{onto_z}", f"{_MOD_EN[mod]}{onto_e}"
+    if kind == "merge":
+        return (f"向{_SIDE_ZH[side]}并入{rz}" if rz else f"向{_SIDE_ZH[side]}并道"), f"Merge {side}{onto_e}"
+    if kind == "on ramp":
+        return f"从{_SIDE_ZH[side]}侧驶入匝道{onto_z}", f"Take the ramp on the {side}{onto_e}"
+    if kind == "off ramp":
+        return f"从{_SIDE_ZH[side]}侧出口驶出{onto_z}", f"Take the exit on the {side}{onto_e}"
+    if kind == "fork":
+        if mod == "straight":
+            return f"在岔路口直行{onto_z}", f"Go straight at the fork{onto_e}"
+        return f"在岔路口靠{_SIDE_ZH[side]}行驶{onto_z}", f"Keep {side} at the fork{onto_e}"
+    if kind == "end of road":
+        return f"在道路尽头{_MOD_ZH[mod]}{onto_z}", f"At the end of the road, {_MOD_EN[mod].lower()}{onto_e}"
+    verb_z, verb_e = _MOD_ZH[mod], _MOD_EN[mod]
+    return (f"{verb_z}进入{rz}" if rz else verb_z), f"{verb_e}{onto_e}"
+
+
+def _cum_m(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    if len(lat) < 2:
+        return np.zeros(len(lat))
+    k = np.cos(np.radians((lat[:-1] + lat[1:]) / 2))
+    dy = np.diff(lat) * 111_194.93
+    dx = np.diff(lon) * 111_194.93 * k
+    return np.concatenate(([0.0], np.cumsum(np.hypot(dx, dy))))
+
+
+def heading(lat: np.ndarray, lon: np.ndarray, *, reverse: bool = False, metres: float = HEADING_M) -> float:
+    """Bearing from the start of a polyline to the point `metres` along it (reverse: from the point
+    `metres` before the end to the end); 0 for a polyline without length."""
+    c = _cum_m(lat, lon)
+    if len(c) < 2 or c[-1] <= 0:
+        return 0.0
+    if reverse:
+        x = max(0.0, c[-1] - metres)
+        la, lo = float(np.interp(x, c, lat)), float(np.interp(x, c, lon))
+        if la == lat[-1] and lo == lon[-1]:
+            return 0.0
+        return float(_bearings(np.array([la]), np.array([lo]), lat[-1:], lon[-1:])[0])
+    x = min(c[-1], metres)
+    la, lo = float(np.interp(x, c, lat)), float(np.interp(x, c, lon))
+    return float(_bearings(lat[:1], lon[:1], np.array([la]), np.array([lo]))[0])
+
+
+def _same_road(g: CompiledGraph, guide: Guide, p: int, q: int) -> bool:
+    """One road for the driver: the same name, a road number in common, or the same unnamed way."""
+    np_, nq = int(g.edge_name[p]), int(g.edge_name[q])
+    rp, rq = int(guide.refs_idx[p]), int(guide.refs_idx[q])
+    if np_ < 0 and nq < 0 and rp < 0 and rq < 0:
+        return bool(g.edge_way[p] == g.edge_way[q])
+    if np_ >= 0 and np_ == nq:
+        return rp == rq or rp < 0 or rq < 0 or bool(guide.ref_sets[rp] & guide.ref_sets[rq])
+    return rp >= 0 and rq >= 0 and bool(guide.ref_sets[rp] & guide.ref_sets[rq])
+
+
+def _shown_change(g: CompiledGraph, guide: Guide, p: int, q: int) -> bool:
+    """Worth a "new name": another road, and one with a name or number to announce."""
+    named = int(g.edge_name[q]) >= 0 or int(guide.refs_idx[q]) >= 0
+    return named and not _same_road(g, guide, p, q)
+
+
+def _classify(g: CompiledGraph, guide: Guide, p: int, q: int, delta: float) -> tuple[str, str] | None:
+    """(type, modifier) of the move p -> q at a junction outside roundabouts, None when nothing is said."""
+    v = int(g.edge_v[p])
+    d = _norm(delta)
+    mod = _modifier(d)
+    same = _same_road(g, guide, p, q)
+    if q == int(guide.rev[p]) or mod == "uturn":
+        return ("continue" if same else "turn"), "uturn"
+    c_in, c_out = int(g.edge_class[p]), int(g.edge_class[q])
+    ramp = _ramp(c_in, c_out)
+    if int(guide.degree[v]) <= 2:  # no choice here: only a change of road is worth saying
+        if ramp:
+            return ramp, _ramp_mod(mod, d, [])
+        return ("new name", mod) if _shown_change(g, guide, p, q) else None
+    outs, ins, bears = guide.arms(v)
+    ok = guide.allowed(p)
+    others = [
+        (_norm(bears[k] - guide.b_end[p]), outs[k])
+        for k in range(len(outs))
+        if outs[k] >= 0 and outs[k] != q and outs[k] in ok and ins[k] != p
+    ]
+    if ramp:
+        return ramp, _ramp_mod(mod, d, others)
+    best_other = min((abs(x) for x, _ in others), default=180.0)
+    if same:
+        if abs(d) < 45 and abs(d) <= best_other + 5:
+            return None
+        return "continue", mod
+    if not others:  # the only way on
+        return ("new name", mod) if _shown_change(g, guide, p, q) else None
+    if abs(d) >= 45 and best_other >= 45 and len(others) == 1 and (others[0][0] > 0) != (d > 0):
+        return "end of road", ("right" if d > 0 else "left")
+    ahead = [x for x, o in others if abs(x) < 60]
+    if abs(d) < 60 and ahead and not any(_same_road(g, guide, p, o) for _, o in others):
+        if all(x > d for x in ahead):
+            return "fork", "slight left"
+        if all(x < d for x in ahead):
+            return "fork", "slight right"
+        return "fork", "straight"
+    if abs(d) < 35 and all(abs(x) >= 45 and abs(x) > abs(d) + 15 for x, _ in others):
+        return ("new name", mod) if _shown_change(g, guide, p, q) else None
+    return "turn", mod
+
+
+def _ramp(c_in: int, c_out: int) -> str:
+    """off ramp (motorway or trunk -> link), on ramp (other road -> motorway or trunk link), merge (link ->
+    motorway or trunk), or ""."""
+    if c_in in _MOTORWAYS and c_out in _LINKS:
+        return "off ramp"
+    if c_out in _MOTORWAY_LINKS and c_in not in _MOTORWAYS and c_in not in _LINKS:
+        return "on ramp"
+    if c_in in _LINKS and c_out in _MOTORWAYS:
+        return "merge"
+    return ""
+
+
+def _ramp_mod(mod: str, d: float, others: list[tuple[float, int]]) -> str:
+    """A ramp or merge is to one side: a straight one takes the side away from the main road."""
+    if mod != "straight":
+        return mod
+    main = min(others, key=lambda x: abs(x[0]), default=(0.0, -1))[0]
+    return "slight right" if d >= main else "slight left"
 
 
 def build_steps(
     g: CompiledGraph,
+    guide: Guide,
     edges: Sequence[int] | np.ndarray,
     edge_dist_m: Sequence[float] | np.ndarray,
     edge_time_s: Sequence[float] | np.ndarray,
-    polyline: Sequence[tuple[float, float]],
-    bearings: tuple[np.ndarray, np.ndarray] | None = None,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    starts: np.ndarray,
+    *,
+    waypoint: int = 0,
+    detail: bool = True,
 ) -> list[Step]:
-    """Steps for a path; `edge_dist_m` / `edge_time_s` are what is driven on each edge (partial ends).
-
-    `bearings`: (first, last) segment bearing of EVERY road edge, precomputed once (the router passes
-    them); without it they are computed for the path's edges. Array work only, then one Step per step."""
+    """Steps for one leg. `edge_dist_m` / `edge_time_s`: what is driven on each edge (partial ends);
+    `lat`/`lon`: the leg's polyline, `starts[i]` the polyline index where edge i begins (see
+    `geo._polyline.route_coords`). `waypoint` > 0: the leg ends at that intermediate waypoint.
+    `detail`: describe the junctions passed (`Step.intersections`); without it only the maneuvers."""
     ed = np.asarray(edges, dtype=np.int64)
     n = len(ed)
     if n == 0:
         return []
-    e_first = int(ed[0])
-    start_pt = (
-        polyline[0]
-        if polyline
-        else (float(g.node_lat[g.edge_u[e_first]]), float(g.node_lon[g.edge_u[e_first]]))
-    )
-    end_pt = polyline[-1] if polyline else start_pt
-    if bearings is None:
-        b_start, b_end = edge_bearings(g, ed)
-    else:
-        b_start, b_end = bearings[0][ed], bearings[1][ed]
-    names = g.edge_name[ed]
-    if n > 1:
-        starts, kinds = _step_starts(ed, b_start, b_end, g.edge_u, g.edge_v, g.edge_way, names)
-        step_kinds, starts_l = kinds.tolist(), starts.tolist()
-    else:
-        step_kinds, starts_l = [], []
-    i0s = [0, *starts_l]
-    kinds_l = [-1, *step_kinds]
-    bounds = np.array([*i0s, n])
-    dist_c = np.concatenate(([0.0], np.cumsum(np.asarray(edge_dist_m, dtype=np.float64))))[bounds]
-    time_c = np.concatenate(([0.0], np.cumsum(np.asarray(edge_time_s, dtype=np.float64))))[bounds]
-    dist_l = np.diff(dist_c).tolist()
-    dur_l = np.diff(time_c).tolist()
-    i0a = np.asarray(i0s)
-    b_after = b_start[i0a].tolist()
-    b_before = b_end[np.maximum(i0a - 1, 0)].tolist()
-    name_k = names[i0a].tolist()
-    u = g.edge_u[ed[i0a]]
-    loc_lat = g.node_lat[u].tolist()
-    loc_lon = g.node_lon[u].tolist()
+    dist = np.asarray(edge_dist_m, dtype=np.float64)
+    tim = np.asarray(edge_time_s, dtype=np.float64)
+    last_pt = len(lat) - 1
+    pt_of = [int(x) for x in starts] + [last_pt]
+    lo_i = 1 if n > 1 and dist[0] < MIN_DRIVEN_M else 0  # first edge that makes a step
+    hi_i = n - 2 if n > 1 and dist[-1] < MIN_DRIVEN_M else n - 1  # last one
+    hi_i = max(hi_i, lo_i)
+    flags = guide.flags
+    rb = (flags[ed] & FLAG_ROUNDABOUT) != 0
+    b_start, b_end = guide.b_start, guide.b_end
+    # what happens at each transition i (edge i-1 -> edge i): (type, modifier) or None
+    events: dict[int, tuple[str, str, int | None]] = {}
+    intersections: dict[int, Intersection] = {}
+    # straight on along the same road, no ring: nothing to say (most junctions of a route)
+    pe, qe = ed[:-1], ed[1:]
+    dl = (b_start[qe] - b_end[pe] + 180.0) % 360.0 - 180.0
+    quiet = (
+        (np.abs(dl) < 20)
+        & (g.edge_name[pe] == g.edge_name[qe])
+        & (guide.refs_idx[pe] == guide.refs_idx[qe])
+        & ((g.edge_name[pe] >= 0) | (guide.refs_idx[pe] >= 0) | (g.edge_way[pe] == g.edge_way[qe]))
+        & (guide.rev[pe] != qe)
+        & ~rb[:-1]
+        & ~rb[1:]
+    ).tolist()
+    i = lo_i + 1
+    while i <= hi_i:
+        p, q = int(ed[i - 1]), int(ed[i])
+        v = int(g.edge_v[p])
+        deg = int(guide.degree[v])
+        delta = float(b_start[q] - b_end[p])
+        if detail and (deg >= 3 or q == int(guide.rev[p])):
+            intersections[i] = guide.intersection(p, q)
+        if quiet[i - 1]:
+            i += 1
+            continue
+        if not rb[i - 1] and rb[i]:  # entering a ring
+            j, exits = i, 0
+            while j <= hi_i and rb[j]:
+                if j + 1 <= hi_i:  # the route goes on past the head of this ring edge
+                    exits += _leaves_ring(g, guide, int(ed[j]), flags)
+                j += 1
+            circ = bool(flags[q] & FLAG_CIRCULAR)
+            for k in range(i + 1, min(j, hi_i) + 1):
+                if detail and int(guide.degree[int(g.edge_v[int(ed[k - 1])])]) >= 3:
+                    intersections[k] = guide.intersection(int(ed[k - 1]), int(ed[k]))
+            if j > hi_i:  # the route ends on the ring
+                events[i] = ("rotary" if circ else "roundabout", _modifier(delta), None)
+                break
+            whole = _entry_mod(float(b_start[int(ed[j])] - b_end[p]))  # entering to leaving
+            events[i] = ("rotary" if circ else "roundabout", whole, max(exits, 1))
+            events[j] = ("exit rotary" if circ else "exit roundabout", whole, max(exits, 1))
+            i = j + 1
+            continue
+        if rb[i - 1] and not rb[i]:  # leaving a ring the route started on
+            events[i] = (
+                "exit rotary" if flags[p] & FLAG_CIRCULAR else "exit roundabout",
+                _modifier(delta),
+                None,
+            )
+        elif not (rb[i - 1] and rb[i]):
+            c = _classify(g, guide, p, q, delta)
+            if c is not None:
+                events[i] = (c[0], c[1], None)
+        i += 1
+    bounds = [lo_i, *sorted(events), n]
+    bounds[0] = 0
+    cd = np.concatenate(([0.0], np.cumsum(dist)))
+    ct = np.concatenate(([0.0], np.cumsum(tim)))
     steps: list[Step] = []
-    for j, i0 in enumerate(i0s):
-        zh, en = _names(g, name_k[j])
-        ba = b_after[j]
-        if j == 0:
-            c = int(((ba + 22.5) % 360) // 45)
-            tz = f"从{zh}出发，向{_COMPASS_ZH[c]}行驶" if zh else f"向{_COMPASS_ZH[c]}出发"
-            te = f"Head {_COMPASS_EN[c]} on {en}" if en else f"Head {_COMPASS_EN[c]}"
-            steps.append(Step("depart", zh, en, tz, te, dist_l[j], dur_l[j], start_pt, ba, ba, 0))
-        else:
-            kind = _KINDS[kinds_l[j]]
-            vz, ve = _VERB[kind]
-            tz = f"{vz}进入{zh}" if zh else vz
-            te = f"{ve} onto {en}" if en else ve
-            loc = (loc_lat[j], loc_lon[j])
-            steps.append(Step(kind, zh, en, tz, te, dist_l[j], dur_l[j], loc, b_before[j], ba, i0))
-    last_b = float(b_end[-1])
+    for s_i in range(len(bounds) - 1):
+        a, b = bounds[s_i], bounds[s_i + 1]
+        e_road = int(ed[max(a, lo_i)]) if s_i == 0 else int(ed[a])
+        p0, p1 = pt_of[a], pt_of[b]
+        if p1 <= p0:
+            p1 = min(p0 + 1, last_pt)
+        geom = (p0, p1)
+        inters = [intersections[k] for k in range(a + 1, b) if k in intersections]
+        dist_s, dur_s = float(cd[b] - cd[a]), float(ct[b] - ct[a])
+        if s_i == 0:
+            road = _road(g, guide, e_road)
+            ba = _int_bearing(heading(lat, lon))
+            c8 = int(((ba + 22.5) % 360) // 45)
+            rz, re_ = road.zh(), road.en()
+            tz = f"从{rz}出发，向{_COMPASS_ZH[c8]}行驶" if rz else f"向{_COMPASS_ZH[c8]}出发"
+            te = f"Head {_COMPASS_EN[c8]} on {re_}" if re_ else f"Head {_COMPASS_EN[c8]}"
+            first = Intersection(
+                (float(lat[0]), float(lon[0])), (ba,), (True,), None, 0, guide.classes(e_road)
+            )
+            steps.append(
+                Step("depart", road.name, road.name_en, tz, te, dist_s, dur_s, (float(lat[0]), float(lon[0])),
+                     0, ba, 0, "depart", "", road.ref, None, "", geom, (first, *inters) if detail else ())
+            )  # fmt: skip
+            continue
+        kind, mod, exit_no = events[a]
+        p, q = int(ed[a - 1]), int(ed[a])
+        # a ring's step is named after the road it is left by
+        named = int(ed[b]) if kind in ("roundabout", "rotary") and b < n and exit_no is not None else q
+        road = _road(g, guide, named)
+        ring = _road(g, guide, q) if kind == "rotary" else None
+        rotary = ring.zh() if ring else ""
+        tz, te = _texts(kind, mod, road, exit_no=exit_no, rotary=ring, waypoint=0)
+        loc = (float(g.node_lat[g.edge_v[p]]), float(g.node_lon[g.edge_v[p]]))
+        here = ((intersections.get(a) or guide.intersection(p, q)), *inters) if detail else ()
+        steps.append(
+            Step(mod.replace(" ", "_"), road.name, road.name_en, tz, te, dist_s, dur_s, loc,
+                 _int_bearing(float(b_end[p])), _int_bearing(float(b_start[q])), a, kind, mod, road.ref,
+                 exit_no if kind in ("roundabout", "rotary", "exit roundabout", "exit rotary") else None,
+                 rotary, geom, here)
+        )  # fmt: skip
+    bb = _int_bearing(heading(lat, lon, reverse=True))
+    end = (float(lat[-1]), float(lon[-1]))
+    tz, te = _texts("arrive", "", _Road("", "", ""), exit_no=None, rotary=None, waypoint=waypoint)
+    last_road = _road(g, guide, int(ed[hi_i]))
     steps.append(
-        Step(
-            "arrive",
-            "",
-            "",
-            "到达目的地",
-            "Arrive at your destination",
-            0.0,
-            0.0,
-            end_pt,
-            last_b,
-            last_b,
-            n - 1,
-        )
-    )
+        Step("arrive", last_road.name, last_road.name_en, tz, te, 0.0, 0.0, end, bb, 0, n - 1, "arrive", "",
+             last_road.ref, None, "", (last_pt, last_pt),
+             (Intersection(end, ((bb + 180) % 360,), (True,), 0, None),) if detail else ())
+    )  # fmt: skip
     return steps
 
 
-@njit(cache=True, nogil=True)
-def _step_starts(ed, b_start, b_end, edge_u, edge_v, edge_way, names):
-    """(edge index where each step after the first starts, its kind index into _KINDS): a new step at a
-    name change or a turn of kind right/sharp/U (same thresholds and arithmetic as `_turn_kinds`)."""
-    n = ed.shape[0]
-    starts = np.empty(n, np.int64)
-    kinds = np.empty(n, np.int64)
-    k = 0
-    for i in range(1, n):
-        p, q = ed[i - 1], ed[i]
-        d = (b_start[i] - b_end[i - 1] + 180.0) % 360.0 - 180.0
-        ad = abs(d)
-        if edge_u[q] == edge_v[p] and edge_v[q] == edge_u[p] and edge_way[q] == edge_way[p]:
-            kind = 4
-        elif ad < 20:
-            kind = 0
-        elif ad < 50:
-            kind = 1
-        elif ad < 120:
-            kind = 2
-        elif ad < 170:
-            kind = 3
-        else:
-            kind = 4
-        if d < 0 and 1 <= kind <= 3:
-            kind += 4
-        if names[i] != names[i - 1] or kind in (2, 3, 4, 6, 7):
-            starts[k] = i
-            kinds[k] = kind
-            k += 1
-    return starts[:k], kinds[:k]
+def _entry_mod(total: float) -> str:
+    """Modifier of a roundabout: the direction of the whole move, from entering to leaving."""
+    m = _modifier(total)
+    return "straight" if m == "uturn" else m
 
 
-__all__ = ["Step", "build_steps", "turn_type"]
+def _leaves_ring(g: CompiledGraph, guide: Guide, e: int, flags: np.ndarray) -> int:
+    """1 when the head of ring edge `e` has a road leaving the ring that may be entered from `e`."""
+    v = int(g.edge_v[e])
+    outs, _ins, _ = guide.arms(v)
+    ok = guide.allowed(e)
+    return int(any(o >= 0 and o in ok and not (int(flags[o]) & FLAG_ROUNDABOUT) for o in outs))
+
+
+__all__ = ["Guide", "Intersection", "Step", "build_steps", "edge_bearings", "heading", "turn_type"]

@@ -181,7 +181,7 @@ def test_result_fields_polyline_and_steps(router):
 def test_bad_options(router):
     p = _pt(router.g, 1)
     with pytest.raises(InvalidInput):
-        router.route(p, p, depart_at=DEP, alternatives=3)
+        router.route(p, p, depart_at=DEP, alternatives=4)
     with pytest.raises(InvalidInput):
         router.route(p, p, depart_at=DEP, metric="bogus")
 
