@@ -38,6 +38,7 @@ from geo._plausible import PlausibilityRules
 from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
 from store._auth import Principal
 from store._manage import (
+    brands_of,
     create_promotion,
     delete_promotion,
     get_promotion_row,
@@ -334,13 +335,8 @@ def _may_read_promotion(principal: Principal, p: Promotion, conn: Any) -> None:
         return
     if principal.role == "operator":
         return
-    if principal.role == "manager" and principal.station_ids:
-        mine = conn.execute(
-            "SELECT 1 FROM stations WHERE id = ANY(%s) AND brand = %s LIMIT 1",
-            (sorted(principal.station_ids), p.brand),
-        ).fetchone()
-        if mine is not None:
-            return
+    if principal.role == "manager" and p.brand in brands_of(conn, principal.station_ids):
+        return
     raise Forbidden(f"key {principal.name!r} may not read promotion {p.id}")
 
 

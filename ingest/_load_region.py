@@ -136,4 +136,9 @@ def main(argv: list[str]) -> int:
         f"{st['inserted']} new / {st['updated']} updated / {st['unchanged']} unchanged, "
         f"demo prices {summary.get('demo_prices_written', 0)}, {summary['seconds']} s"
     )
+    if summary.get("future_prices_removed"):
+        print(
+            f"a new ceiling notice removed {summary['future_prices_removed']} stored future prices outside "
+            "its band (audited; see audit_log, actor load-region:<region>, action delete)"
+        )
     return 0

@@ -12,7 +12,7 @@ own version. A write that changes nothing bumps nothing and writes no audit row.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -77,6 +77,15 @@ def get_station_row(conn: psycopg.Connection, station_id: int, *, lock: bool = F
     if row is None:
         raise NotFound(f"station {station_id} not found")
     return row
+
+
+def brands_of(conn: psycopg.Connection, station_ids: Iterable[int]) -> set[str]:
+    """The brands of the given stations."""
+    ids = sorted({int(i) for i in station_ids})
+    if not ids:
+        return set()
+    rows = conn.execute("SELECT DISTINCT brand FROM stations WHERE id = ANY(%s)", (ids,)).fetchall()
+    return {str(r["brand"] if isinstance(r, dict) else r[0]) for r in rows}
 
 
 def _check(entity: str, entity_id: int, current: int, expected: int) -> None:

@@ -4,6 +4,7 @@ atomicity under a killed process, and the 100k-row load time."""
 from __future__ import annotations
 
 import csv
+import getpass
 import json
 import os
 import random
@@ -299,6 +300,34 @@ def test_price_for_a_grade_the_matched_station_does_not_sell(
     s = load_stations(f, settings=settings, dry_run=True)
     assert [(r.row, r.field) for r in s.rejects] == [(2, "price_98"), (3, "price_92")]
     assert "price.grade_not_sold" in s.rejects[0].reason
+
+
+def test_a_file_never_overwrites_a_field_the_manager_set(
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
+) -> None:
+    from store._manage import patch_station
+
+    load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)
+    with psycopg.connect(module_db) as conn:
+        version = conn.execute("SELECT version FROM stations WHERE id = 1").fetchone()
+        assert version is not None
+        patch_station(conn, 1, version[0], {"name": "福慧路加油站（经理）"}, actor="gc001-manager")
+    assert load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings).changed == 0
+    text = (EXAMPLES / "stations_wgs84.csv").read_text(encoding="utf-8")
+    moved = tmp_path / "moved.csv"
+    moved.write_text(
+        text.replace("云南省丽江市古城区福慧路128号", "云南省丽江市古城区福慧路130号"), encoding="utf-8"
+    )
+    s = load_stations(moved, settings=settings)
+    assert (s.new, s.updated) == (0, 1)
+    with psycopg.connect(module_db) as conn:
+        row = conn.execute("SELECT name, address FROM stations WHERE id = 1").fetchone()
+        actors = conn.execute(
+            "SELECT actor FROM audit_log WHERE entity = 'station' AND entity_id = '1' AND action = 'update'"
+            " ORDER BY id"
+        ).fetchall()
+    assert row == ("福慧路加油站（经理）", "云南省丽江市古城区福慧路130号")
+    assert [a for (a,) in actors] == ["gc001-manager", f"cli:{getpass.getuser()}"]
 
 
 # ---- big files: atomicity under SIGKILL, and speed ---------------------------------------------------

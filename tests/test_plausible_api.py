@@ -8,8 +8,11 @@ manager reads of other stations, and promotion keys that collide across stations
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -17,14 +20,17 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from config import PROJECT_ROOT, Settings
+from geo._pricing import Promotion
 from ingest._guidance import load_guidance_file
 from ingest._stations import load_stations
 from store._auth import create_api_key
+from store._promotions import upsert_promotion
 from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY
 
 EXAMPLES = PROJECT_ROOT / "data" / "examples"
 NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")
 ADMIN = {"X-API-Key": TEST_ADMIN_KEY}
+SINCE = datetime(2026, 10, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 PROMO = {
     "title": "周末92号每升优惠0.30元",
     "grades": ["92"],
@@ -165,6 +171,20 @@ def test_manager_reads_are_scoped_to_their_stations(env: dict[str, Any]) -> None
     assert c.get(f"/v1/promotions/{other.json()['id']}", headers=mgr).status_code == 403
     assert c.get(f"/v1/promotions/{mine.json()['id']}", headers=mgr).status_code == 200
     assert c.get(f"/v1/promotions/{other.json()['id']}", headers=ADMIN).status_code == 200
+    # brand promotions: readable by managers of a station of that brand (station 1 is Sinopec)
+    with psycopg.connect(env["db"]) as conn:
+        brand_ids = {
+            brand: upsert_promotion(
+                conn,
+                Promotion(kind="percent_off", value=Decimal(3), scope="brand", brand=brand, valid_from=SINCE,
+                          source="feed", source_ref=f"brand-{brand}"),
+                actor="test-setup",
+                zone="yunnan-4",
+            )[0]
+            for brand in ("sinopec", "petrochina")
+        }  # fmt: skip
+    assert c.get(f"/v1/promotions/{brand_ids['sinopec']}", headers=mgr).status_code == 200
+    assert c.get(f"/v1/promotions/{brand_ids['petrochina']}", headers=mgr).status_code == 403
 
 
 def test_promotion_source_ref_is_unique_per_station_not_globally(env: dict[str, Any]) -> None:
