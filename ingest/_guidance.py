@@ -137,9 +137,11 @@ def main(argv: list[str]) -> int:
         print(f"guidance file {path} not found")
         return 1
     settings = get_settings()
-    zone = resolve_served_region(settings).region.price_zone
+    region = resolve_served_region(settings).region
+    zone = region.price_zone
     try:
         with psycopg.connect(settings.database_url) as conn:
+            conn.execute("SELECT set_config('TimeZone', %s, false)", (region.timezone,))  # for messages
             loaded = load_guidance_file(
                 conn,
                 path,

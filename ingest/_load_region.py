@@ -58,6 +58,7 @@ def load_region_data(
     }
     guidance = settings.shared_data_dir / "prices" / "yunnan_guidance_prices.json"
     with psycopg.connect(settings.database_url) as conn, conn.transaction():
+        conn.execute("SELECT set_config('TimeZone', %s, true)", (region.timezone,))  # times in messages
         if guidance.is_file():
             loaded = load_guidance_file(conn, guidance, actor=actor, zone=region.price_zone, rules=rules)
             summary["ceilings"] = (loaded.total, loaded.changed)
