@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api._auth import Forbidden, PreconditionRequired, Unauthorized
 from api._osrm import OsrmError
-from geo import Conflict, FuelError, InvalidInput, NotFound, RouteNotFound
+from geo import Conflict, FuelError, ImplausibleValue, InvalidInput, NotFound, RouteNotFound
 from store._db import DatabaseBusy
 from store._manage import VersionConflict
 
@@ -52,6 +52,8 @@ def install(app: FastAPI) -> None:
                 extra: dict[str, Any] = {}
                 if isinstance(exc, InvalidInput):
                     extra["param"] = exc.param
+                    if isinstance(exc, ImplausibleValue):  # the broken rule and the allowed range
+                        extra.update(exc.details)
                     return _body(status, type(exc).__name__, exc.message, **extra)
                 if isinstance(exc, VersionConflict):
                     resp = _body(status, "VersionConflict", str(exc), current_version=exc.current_version)

@@ -14,8 +14,10 @@ Endpoints:
 - GET    /v1/promotions/{id}             one promotion with its version
 - PUT    /v1/promotions/{id}             replace its editable fields
 - DELETE /v1/promotions/{id}
-Managers may write their own stations (and those stations' promotions) only; brand-wide promotions
-are operator-only.
+Managers read and write their own stations (and those stations' promotions) only: another station's
+resource is a 403. Brand-wide promotions are written by operators only; a manager may read those of
+the brands of its stations. Every value is checked for plausibility (geo/_plausible.py): an
+implausible one is a 422 naming the field, the rule and the allowed range.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from api._auth import Forbidden, PreconditionRequired, authenticate, require_ope
 from api._state import AppState, get_state
 from geo._errors import InvalidInput
 from geo._hours import open_now
+from geo._plausible import PlausibilityRules
 from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
 from store._auth import Principal
 from store._manage import (
+    brands_of,
     create_promotion,
     delete_promotion,
     get_promotion_row,
@@ -286,8 +290,6 @@ def _promotion_in(body: PromotionBase, state: AppState, **key: Any) -> Promotion
     valid_from, valid_to = aware(body.valid_from), aware(body.valid_to)
     if valid_to is not None and valid_from is not None and valid_to <= valid_from:
         raise InvalidInput("valid_to", "must be after valid_from")
-    if body.kind == "percent_off" and body.value >= 100:
-        raise InvalidInput("value", f"percent_off must be below 100, got {body.value}")
     for a, b in body.date_ranges:
         if b < a:
             raise InvalidInput("date_ranges", f"range {a}..{b} ends before it starts")
@@ -319,6 +321,29 @@ def _may_write_promotion(principal: Principal, p: Promotion) -> None:
         require_station(principal, p.station_id)
 
 
+def _may_read_station(principal: Principal, station_id: int) -> None:
+    """Operators read every station, managers their own (the stations they may write)."""
+    if not principal.may_write_station(station_id):
+        raise Forbidden(f"key {principal.name!r} may not read station {station_id}")
+
+
+def _may_read_promotion(principal: Principal, p: Promotion, conn: Any) -> None:
+    """A station promotion: as its station. A brand promotion: operators, and managers of a station of
+    that brand."""
+    if p.scope == "station" and p.station_id is not None:
+        _may_read_station(principal, p.station_id)
+        return
+    if principal.role == "operator":
+        return
+    if principal.role == "manager" and p.brand in brands_of(conn, principal.station_ids):
+        return
+    raise Forbidden(f"key {principal.name!r} may not read promotion {p.id}")
+
+
+def _rules(state: AppState) -> PlausibilityRules:
+    return PlausibilityRules.from_settings(state.settings)
+
+
 # ---- endpoints --------------------------------------------------------------------------------------
 
 
@@ -330,6 +355,7 @@ def read_station(
     state: AppState = Depends(get_state),
 ) -> StationPublic:
     """The station as a manager edits it, with its version (also the ETag)."""
+    _may_read_station(principal, station_id)
     with state.db.connection() as conn:
         row = get_station_row(conn, station_id)
         now = datetime.now(state.served.region.tz)
@@ -416,6 +442,7 @@ def put_prices(
             zone=region.price_zone,
             now=datetime.now(tz),
             actor=principal.name,
+            rules=_rules(state),
         )
     _etag(response, new_version)
     return PricesResult(
@@ -450,7 +477,9 @@ def post_promotion(
     )
     with state.db.connection() as conn:
         get_station_row(conn, station_id)  # 404 for an unknown station
-        stored, version, created = create_promotion(conn, promo, actor=principal.name)
+        stored, version, created = create_promotion(
+            conn, promo, actor=principal.name, zone=state.region.price_zone, rules=_rules(state)
+        )
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/promotions/{stored.id}"
@@ -465,8 +494,10 @@ def read_promotion(
     principal: Principal = Depends(authenticate),
     state: AppState = Depends(get_state),
 ) -> PromotionPublic:
+    """One promotion with its version (also the ETag)."""
     with state.db.connection() as conn:
         promo, version = get_promotion_row(conn, promotion_id)
+        _may_read_promotion(principal, promo, conn)
     _etag(response, version)
     return _promotion_public(promo, version)
 
@@ -489,7 +520,15 @@ def put_promotion(
         body, state, id=promotion_id, scope=current.scope, station_id=current.station_id, brand=current.brand
     )
     with state.db.connection() as conn:
-        stored, new_version, _ = update_promotion(conn, promotion_id, version, promo, actor=principal.name)
+        stored, new_version, _ = update_promotion(
+            conn,
+            promotion_id,
+            version,
+            promo,
+            actor=principal.name,
+            zone=state.region.price_zone,
+            rules=_rules(state),
+        )
     _etag(response, new_version)
     return _promotion_public(stored, new_version)
 

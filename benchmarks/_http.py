@@ -360,7 +360,8 @@ def _price_probe(c: httpx.Client, db_url: str, key: str, clients: int) -> tuple[
 
     with psycopg.connect(db_url) as conn:
         ids = [int(r[0]) for r in conn.execute(
-            "SELECT id FROM stations ORDER BY (source = 'osm') DESC, id LIMIT %s", (4 * clients,)
+            "SELECT id FROM stations WHERE '92' = ANY(grades) ORDER BY (source = 'osm') DESC, id LIMIT %s",
+            (4 * clients,),
         ).fetchall()]  # fmt: skip
     if not ids:
         return False, [], "no stations"
@@ -369,7 +370,7 @@ def _price_probe(c: httpx.Client, db_url: str, key: str, clients: int) -> tuple[
         return False, ids, f"GET /v1/manage/stations -> {got.status_code}"
     put = c.put(
         f"/v1/stations/{ids[0]}/prices",
-        json={"prices": [{"grade": "92", "price_cny": "6.50"}]},
+        json={"prices": [{"grade": "92", "price_cny": "7.50"}]},
         headers={"X-API-Key": key, "If-Match": got.headers.get("etag", "")},
     )
     return put.status_code == 200, ids, f"PUT -> {put.status_code} {put.text[:120]}"
@@ -400,10 +401,10 @@ def load(ctx: Ctx, srv: Server, db_url: str) -> None:
         probe = _price_probe(c, db_url, ctx.settings.admin_api_key, clients) if has_prices else None
     if probe is not None and probe[0]:
         writes |= {"mode": "prices", "station_ids": probe[1], "api_key": ctx.settings.admin_api_key,
-                   "price_lo": 6.0, "price_hi": 7.0, "grade": "92"}  # fmt: skip
+                   "price_lo": 7.0, "price_hi": 8.5, "grade": "92"}  # fmt: skip
         note = (
             "Writes: GET /v1/manage/stations/{id} (X-API-Key: the dev admin key) for the fresh ETag, then"
-            " PUT /v1/stations/{id}/prices with If-Match (92# at 6.00-7.00 CNY, under the zone-4 ceiling); each"
+            " PUT /v1/stations/{id}/prices with If-Match (92# at 7.00-8.50 CNY, within the plausible band under the zone-4 ceiling); each"
             " client owns its own stations, so no writer sends a stale version."
         )
     elif has_prices:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,18 @@ class Settings(BaseSettings):
     db_keepalives_interval_s: int = Field(5, ge=1)
     db_keepalives_count: int = Field(3, ge=1)
     db_tcp_user_timeout_s: float = Field(15.0, gt=0)  # unacknowledged data: the kernel drops the link
+
+    # ---- Plausible data (geo/_plausible.py): bounds that every write path checks (manager API, ingest
+    # loaders, load-region). A price lies in [ceiling x (1 - band), ceiling] of its grade's official
+    # ceiling in force at effective_from; 98# (no ceiling) in [c95 x (1 - band), c95 x (1 + 98_over_95)].
+    plausible_price_band: Decimal = Field(Decimal("0.25"), gt=0, lt=1)
+    plausible_98_over_95: Decimal = Field(Decimal("0.35"), ge=0, le=2)
+    plausible_price_max_age_days: int = Field(365, ge=1)  # effective_from at most this many days back
+    plausible_price_max_ahead_days: int = Field(60, ge=1)  # ... and at most this many days ahead
+    plausible_max_percent_off: Decimal = Field(Decimal(30), gt=0, lt=100)
+    plausible_max_off_per_litre: Decimal = Field(Decimal("0.30"), gt=0, lt=1)  # x the grade's ceiling
+    plausible_max_off_per_order_fen: int = Field(10_000, gt=0)  # cny_off_per_order cap, integer fen
+    plausible_max_topup_bonus_percent: Decimal = Field(Decimal(20), gt=0, le=100)
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

@@ -30,7 +30,32 @@ class Conflict(FuelError, RuntimeError):
     """A write was based on a stale version."""
 
 
-class PriceAboveCeiling(InvalidInput):
+class ImplausibleValue(InvalidInput):
+    """A value is well-formed but implausible (geo/_plausible.py): `rule` names the rule it breaks and
+    `allowed` the allowed range as {"min", "max"} (decimal strings; None for an open side)."""
+
+    def __init__(
+        self,
+        param: str,
+        message: str,
+        *,
+        rule: str = "price.above_ceiling",
+        allowed: dict[str, str | None] | None = None,
+    ) -> None:
+        super().__init__(param, message)
+        self.rule = rule
+        self.allowed = allowed
+
+    @property
+    def details(self) -> dict[str, object]:
+        """What the API adds to the error body besides the message and the param."""
+        out: dict[str, object] = {"rule": self.rule}
+        if self.allowed is not None:
+            out["allowed"] = dict(self.allowed)
+        return out
+
+
+class PriceAboveCeiling(ImplausibleValue):
     """A station price is above the official ceiling in force for its grade."""
 
 

@@ -1,6 +1,9 @@
 """Seeded demo prices and promotions for the stations of a region (source osm/demo). Idempotent.
 
-Prices: for each station and grade it offers, a list price a little (0.05-0.45 CNY) below the
+Everything is written through the one audited, plausibility-checked path (store._prices.insert_prices,
+store._promotions.upsert_promotion) as `actor` (load-region: `load-region:<region>`).
+
+Prices: for each station and grade it sells (a station listing no grades gets none), a list price a little (0.05-0.45 CNY) below the
 ceiling of the region's price zone in force at the price's effective_from; 98# (no ceiling) is about
 ceiling(95#) + 0.70. effective_from is local midnight three days before `now`. A (station, grade)
 whose demo price already dates from the current ceiling notice, or that has any non-demo price in
@@ -27,6 +30,7 @@ from typing import Any
 import psycopg
 
 from config import Region
+from geo._plausible import PlausibilityRules
 from geo._pricing import Promotion
 from store._ceilings import Ceiling, ceiling_in, ceilings_for_zone
 from store._prices import PriceIn, insert_prices
@@ -70,7 +74,15 @@ def _skip_existing(
     return since is None or effective_from >= since
 
 
-def seed_demo(conn: psycopg.Connection, region: Region, *, seed: int = 0, now: datetime) -> DemoSummary:
+def seed_demo(
+    conn: psycopg.Connection,
+    region: Region,
+    *,
+    seed: int = 0,
+    now: datetime,
+    actor: str,
+    rules: PlausibilityRules | None = None,
+) -> DemoSummary:
     """Seed demo prices and promotions for the region's osm/demo stations (see the module docstring)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -86,7 +98,7 @@ def seed_demo(conn: psycopg.Connection, region: Region, *, seed: int = 0, now: d
     prices: list[PriceIn] = []
     for s in stations:
         rng = random.Random(f"{seed}:{s['source']}:{s['source_ref']}")
-        for grade in s["grades"] or region.default_grades:
+        for grade in s["grades"] or ():
             base, ceiling = _base_price(grade, effective_from, ceilings)
             since = ceiling.effective_from if ceiling is not None else None
             if _skip_existing(conn, int(s["id"]), grade, now, since):
@@ -94,9 +106,13 @@ def seed_demo(conn: psycopg.Connection, region: Region, *, seed: int = 0, now: d
             below = Decimal(rng.randrange(5, 46)) / 100
             prices.append(PriceIn(int(s["id"]), grade, base - below, effective_from, source="demo"))
     with conn.transaction():
-        written = insert_prices(conn, prices, zone=region.price_zone)
+        written = insert_prices(conn, prices, zone=region.price_zone, actor=actor, rules=rules, now=now)
         promos = _demo_promotions(stations, seed=seed, tz_now=local_now)
-        promo_written = sum(1 for p in promos if upsert_promotion(conn, p, replace=False)[1])
+        promo_written = sum(
+            1
+            for p in promos
+            if upsert_promotion(conn, p, actor=actor, zone=region.price_zone, rules=rules, replace=False)[1]
+        )
     return DemoSummary(stations=len(stations), prices_written=written, promotions_written=promo_written)
 
 

@@ -1,24 +1,34 @@
-"""`python -m ingest guidance [FILE]`: load the official Yunnan price ceilings into price_ceilings.
+"""`python -m ingest guidance [FILE] [--actor NAME]`: load the official Yunnan price ceilings into
+price_ceilings, each new or corrected ceiling with an audit row (entity price_ceiling).
 
 The file is ../shared/data/prices/yunnan_guidance_prices.json (or one of the same shape): notices of
 one zone (`zone.code`, `notices[].prices`), each in force from 24:00 Asia/Shanghai of its adjustment
 date (`effective_from`, checked against that rule), plus optionally `other_zones_<date>` tables keyed
 "<zone code> (<cities>)" for the notice of that date. Idempotent: loading twice changes nothing.
+
+A new notice re-checks the stored future prices (effective_from after now) of the served region's price
+zone: those outside the band of the ceiling now in force at their effective_from (geo/_plausible.py)
+are removed, each with an audit row (action delete, with the rule and the reason), and listed. They are
+removed rather than the notice rejected: the official ceiling is the authority, a price set against an
+older one is what is now wrong.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import psycopg
 
+from geo._plausible import PlausibilityRules
 from geo._pricing import KNOWN_GRADES
 from store._ceilings import Ceiling, upsert_ceilings
+from store._prices import RemovedPrice, remove_implausible_future_prices
 
 NOTICE_TZ = ZoneInfo("Asia/Shanghai")
 
@@ -77,28 +87,79 @@ def parse_guidance(data: dict[str, Any]) -> list[Ceiling]:
     return out
 
 
-def load_guidance_file(conn: psycopg.Connection, path: Path | str) -> tuple[int, int]:
-    """Load a guidance file; returns (ceilings in the file, rows changed)."""
+class GuidanceLoad(NamedTuple):
+    total: int  # ceilings in the file
+    changed: int  # ceilings written (new or corrected), each audited
+    removed: list[RemovedPrice]  # stored future prices the new ceilings made implausible (deleted, audited)
+
+
+def load_guidance_file(
+    conn: psycopg.Connection,
+    path: Path | str,
+    *,
+    actor: str,
+    zone: str | None = None,
+    rules: PlausibilityRules | None = None,
+    now: datetime | None = None,
+) -> GuidanceLoad:
+    """Load a guidance file in one transaction: its ceilings (each change audited as `actor`), then, when
+    any changed, the stored future prices re-checked against the ceilings of `zone` (default: the served
+    region's price zone): a price outside the band of its new ceiling is removed, with an audit row."""
     ceilings = parse_guidance(json.loads(Path(path).read_text(encoding="utf-8")))
-    return len(ceilings), upsert_ceilings(conn, ceilings)
+    if zone is None:
+        from config import get_settings, resolve_served_region
+
+        zone = resolve_served_region(get_settings()).region.price_zone
+    with conn.transaction():
+        written = upsert_ceilings(conn, ceilings, actor=actor)
+        removed = (
+            remove_implausible_future_prices(conn, zone=zone, actor=actor, rules=rules, now=now)
+            if written
+            else []
+        )
+    return GuidanceLoad(len(ceilings), len(written), removed)
 
 
 def main(argv: list[str]) -> int:
-    from config import get_settings
+    from config import get_settings, resolve_served_region
+    from ingest._onboarding import add_actor_option, default_actor
 
-    args = argv[1:] if argv and argv[0] == "guidance" else argv
-    if args and args[0] in ("-h", "--help"):
-        print("usage: python -m ingest guidance [FILE]  (default: shared yunnan_guidance_prices.json)")
-        return 0
-    path = Path(args[0]) if args else default_guidance_file()
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest guidance",
+        description="Load the official price ceilings; stored future prices above (or far below) a new "
+        "ceiling are removed, each with an audit row, and listed.",
+    )
+    parser.add_argument("file", nargs="?", type=Path, default=None, help="default: the shared Yunnan file")
+    add_actor_option(parser)
+    args = parser.parse_args(argv[1:] if argv and argv[0] == "guidance" else argv)
+    path = args.file or default_guidance_file()
     if not path.is_file():
         print(f"guidance file {path} not found")
         return 1
+    settings = get_settings()
+    region = resolve_served_region(settings).region
+    zone = region.price_zone
     try:
-        with psycopg.connect(get_settings().database_url) as conn:
-            total, changed = load_guidance_file(conn, path)
+        with psycopg.connect(settings.database_url) as conn:
+            conn.execute("SELECT set_config('TimeZone', %s, false)", (region.timezone,))  # for messages
+            loaded = load_guidance_file(
+                conn,
+                path,
+                actor=args.actor or default_actor(),
+                zone=zone,
+                rules=PlausibilityRules.from_settings(settings),
+            )
     except ValueError as exc:
         print(f"guidance file {path} rejected: {exc}")
         return 1
-    print(f"price ceilings: {total} in {path.name}, {changed} new or changed")
+    print(f"price ceilings: {loaded.total} in {path.name}, {loaded.changed} new or changed")
+    if loaded.removed:
+        print(
+            f"removed {len(loaded.removed)} future prices of zone {zone} that the new ceilings make implausible:"
+        )
+        for r in loaded.removed:
+            print(
+                f"  price {r.id}: station {r.station_id} {r.grade}# {r.price_cny:.2f} CNY/L from "
+                f"{r.effective_from.isoformat()} ({r.reason})"
+            )
     return 0

@@ -4,6 +4,10 @@ Builds (or loads from cache) the compiled road graph, then in ONE transaction: l
 price ceilings, replaces the region's road_edges when the graph changed, upserts the extract's
 amenity=fuel stations and, for the demo region, seeds demo prices and promotions. A second run on
 the same database changes nothing and takes about a second (cache hit, road edges unchanged).
+
+Ceilings, stations, prices and promotions go through the audited, plausibility-checked writes with the
+actor `load-region:<region>`; a station field the manager API set is never overwritten (the extract
+updates only the fields OSM still owns).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from config import Settings, get_settings, resolve_served_region
 from config import load_region as load_region_config
 from geo import ExtractError
 from geo._graphcache import graph_identity, load_or_build
+from geo._plausible import PlausibilityRules
 from ingest._demo import seed_demo
 from ingest._guidance import load_guidance_file
 from ingest._osm_stations import read_fuel_stations
@@ -32,6 +37,8 @@ def load_region_data(
     settings: Settings, *, region_name: str, extract: Path, demo: bool = False, progress: bool = True
 ) -> dict[str, Any]:
     region = load_region_config(region_name, settings)
+    actor = f"load-region:{region.name}"
+    rules = PlausibilityRules.from_settings(settings)
     t0 = time.perf_counter()
     g = load_or_build(
         extract, speeds_kmh=region.speeds_kmh, cache_dir=settings.graph_cache_dir, progress=progress
@@ -51,8 +58,11 @@ def load_region_data(
     }
     guidance = settings.shared_data_dir / "prices" / "yunnan_guidance_prices.json"
     with psycopg.connect(settings.database_url) as conn, conn.transaction():
+        conn.execute("SELECT set_config('TimeZone', %s, true)", (region.timezone,))  # times in messages
         if guidance.is_file():
-            summary["ceilings"] = load_guidance_file(conn, guidance)
+            loaded = load_guidance_file(conn, guidance, actor=actor, zone=region.price_zone, rules=rules)
+            summary["ceilings"] = (loaded.total, loaded.changed)
+            summary["future_prices_removed"] = len(loaded.removed)
         row = conn.execute(
             "SELECT graph_hash FROM regions_loaded WHERE region = %s", (region.name,)
         ).fetchone()
@@ -60,14 +70,14 @@ def load_region_data(
             summary["road_edges_written"] = replace_road_edges(conn, region.name, g)
         else:
             summary["road_edges_written"] = 0
-        counts = upsert_stations(conn, stations)
+        counts = upsert_stations(conn, stations, actor=actor)
         summary["stations"] = {
             "inserted": counts.inserted,
             "updated": counts.updated,
             "unchanged": counts.unchanged,
         }
         if demo:
-            demo_summary = seed_demo(conn, region, now=datetime.now(region.tz))
+            demo_summary = seed_demo(conn, region, now=datetime.now(region.tz), actor=actor, rules=rules)
             summary["demo_prices_written"] = demo_summary.prices_written
             summary["demo_promotions_written"] = demo_summary.promotions_written
         conn.execute(
@@ -127,4 +137,9 @@ def main(argv: list[str]) -> int:
         f"{st['inserted']} new / {st['updated']} updated / {st['unchanged']} unchanged, "
         f"demo prices {summary.get('demo_prices_written', 0)}, {summary['seconds']} s"
     )
+    if summary.get("future_prices_removed"):
+        print(
+            f"a new ceiling notice removed {summary['future_prices_removed']} stored future prices outside "
+            "its band (audited; see audit_log, actor load-region:<region>, action delete)"
+        )
     return 0

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import io
 import json
+import os
 import sys
 import time as time_module
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -462,9 +464,27 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def default_actor() -> str:
+    """The audit actor of a command run by hand: `cli:<os user>`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        user = f"uid{os.getuid()}"
+    return f"cli:{user}"
+
+
+def add_actor_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--actor",
+        default=None,
+        help="who is writing, for the audit log (default: cli:<os user>)",
+    )
+
+
 def loader_parser(command: str, description: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"python -m ingest {command}", description=description)
     p.add_argument("file", type=Path, help="CSV, JSON or GeoJSON file")
+    add_actor_option(p)
     p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     p.add_argument(
         "--allow-rejects",

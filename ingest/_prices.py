@@ -12,8 +12,12 @@ Rules (see data/examples/README.md):
   is corrected in place (audit row with the old value);
 - a row without effective_from whose price equals the price in force now changes nothing (so the
   same feed loaded twice adds nothing);
-- each price must be within the official ceiling of the region's price zone in force at its
-  effective_from (the notice of day D is in force from 24:00 of D), 98# has none;
+- each price must be plausible (geo/_plausible.py, thresholds in settings): a grade the station sells,
+  effective_from after the first ceiling notice, not too old nor too far ahead, and within the band
+  of the official ceiling of the region's price zone in force at its effective_from (the notice of
+  day D is in force from 24:00 of D; 98#, which has none, within a band of the 95# ceiling); a reject
+  names the rule and the allowed range;
+- every written row has an audit row (actor: --actor, default cli:<os user>);
 - rejects, --allow-rejects, --dry-run, atomicity and exit codes as for `ingest stations`.
 """
 
@@ -29,10 +33,11 @@ from typing import Any
 import psycopg
 
 from config import Settings, get_settings, resolve_served_region
+from geo._plausible import PlausibilityRules, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
 from ingest._onboarding import Reject, RowError, Summary
-from store._ceilings import ceiling_in, ceilings_for_zone
+from store._ceilings import ceiling_book
 from store._onboarding import (
     apply_prices,
     existing_station_ids,
@@ -40,6 +45,7 @@ from store._onboarding import (
     resolve_station_refs,
     stage_prices,
 )
+from store._prices import station_grades
 
 COMMAND = "prices"
 PRICE_SOURCES = ("station", "feed", "official")
@@ -75,14 +81,15 @@ def load_prices(
     p = Path(path)
     infile = ob.read_input(p, list_keys=("prices",))
     region = resolve_served_region(settings).region
-    actor = actor or f"ingest:{COMMAND}:{p.name}"
+    actor = actor or ob.default_actor()
+    rules = PlausibilityRules.from_settings(settings)
     ob.phase(f"{p.name}: {len(infile.rows)} rows, region={region.name}, price zone={region.price_zone}")
 
     def body(conn: psycopg.Connection) -> Summary:
         summary = Summary(kind="prices", dry_run=dry_run)
         with conn.transaction() as tx:
             now = datetime.now(region.tz)
-            ceilings = ceilings_for_zone(conn, region.price_zone)
+            book = ceiling_book(conn, region.price_zone)
             keys: list[tuple[int, tuple[str, int | str] | None]] = []
             for src in infile.rows:
                 try:
@@ -91,6 +98,7 @@ def load_prices(
                     keys.append((src.row, None))
             refs = resolve_station_refs(conn, [str(k[1]) for _, k in keys if k and k[0] == "ref"])
             ids = existing_station_ids(conn, [int(k[1]) for _, k in keys if k and k[0] == "id"])
+            sells = station_grades(conn, [*refs.values(), *ids])
             rejects: list[Reject] = []
             staged: list[tuple[Any, ...]] = []
             seen: dict[tuple[int, str, datetime], int] = {}
@@ -134,17 +142,22 @@ def load_prices(
                         RowError("source", f"must be one of {', '.join(PRICE_SOURCES)}, got {source!r}")
                     )
                 at = ef if isinstance(ef, datetime) else now
-                if price is not None and grade is not None:
-                    c = ceiling_in(ceilings, grade, at)
-                    if c is not None and price > c.max_price_cny:
-                        errors.append(
-                            RowError(
-                                "price_cny",
-                                f"{grade}# price {price:.2f} CNY/L is above the official ceiling "
-                                f"{c.max_price_cny:.2f} of zone {c.zone} in force at {at.isoformat()} "
-                                f"(from {c.effective_from.astimezone(region.tz).isoformat()})",
-                            )
-                        )
+                if (
+                    price is not None
+                    and grade is not None
+                    and not any(e.field == "effective_from" for e in errors)
+                ):
+                    problem = price_problem(
+                        grade,
+                        price,
+                        at,
+                        book=book,
+                        rules=rules,
+                        now=now,
+                        sells=sells.get(station_id, ()) if station_id is not None else None,
+                    )
+                    if problem is not None:
+                        errors.append(RowError(problem.field, problem.reason))
                 if not errors and station_id is not None and grade is not None:
                     k = (station_id, grade, at)
                     if k in seen:
@@ -207,6 +220,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         summary = load_prices(
             args.file,
+            actor=args.actor,
             dry_run=args.dry_run,
             allow_rejects=args.allow_rejects,
             show_progress=not args.no_progress,

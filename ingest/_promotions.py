@@ -1,5 +1,6 @@
-"""`python -m ingest promotions FILE [--dry-run] [--allow-rejects] [--report PATH] [--no-progress]`:
-promotions from a feed (CSV, JSON), keyed by (source, source_ref) for idempotence.
+"""`python -m ingest promotions FILE [--dry-run] [--allow-rejects] [--report PATH] [--no-progress]
+[--actor NAME]`: promotions from a feed (CSV, JSON), keyed by (station or brand, source, source_ref) for
+idempotence: a source_ref is unique per station (per brand for brand promotions).
 
 Columns: source_ref (required), source (default feed), scope (station | brand; default station when a
 station is given, else brand), station (id or operator code; scope station), brand (scope brand;
@@ -9,15 +10,17 @@ cny_off_per_litre | cny_off_per_order | topup_bonus), value, min_amount_cny, min
 time_from, time_to (HH:MM, local), members_only, payment_methods ("wechat;alipay"), valid_from
 (required; naive = local time), valid_to.
 
-The same source_ref with the same content is unchanged; with other content it is updated (version
-+1, audit row with the old value). Rejects, dry run, atomicity and exit codes as for `ingest stations`.
-Promotion files are small: rows are written one by one, inside the one transaction.
+The same key with the same content is unchanged; with other content it is updated (version +1, audit
+row with the old value, actor --actor or cli:<os user>). Values are capped per kind (geo/_plausible.py:
+percent_off, cny_off_per_litre against the grade's ceiling, cny_off_per_order, topup_bonus); a reject
+names the rule and the allowed maximum. Rejects, dry run, atomicity and exit codes as for
+`ingest stations`. Promotion files are small: rows are written one by one (store._promotions.
+upsert_promotion, the one write of a promotion), inside the one transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -29,13 +32,19 @@ import psycopg
 
 from config import Settings, get_settings, resolve_served_region
 from geo._brands import normalize_brand
+from geo._plausible import CeilingBook, PlausibilityRules, promotion_problem
 from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
 from ingest import _onboarding as ob
 from ingest._onboarding import Reject, RowError, Summary
 from ingest._prices import station_of
-from store._audit import record
+from store._ceilings import ceiling_book
 from store._onboarding import existing_station_ids, resolve_station_refs
-from store._promotions import promotion_from_row, upsert_promotion
+from store._promotions import (
+    find_promotion,
+    promotion_target,
+    same_promotion,
+    upsert_promotion,
+)
 
 COMMAND = "promotions"
 DAYS = {"mo": 1, "tu": 2, "we": 3, "th": 4, "fr": 5, "sa": 6, "su": 7}
@@ -71,9 +80,16 @@ def _ranges(items: list[str] | None) -> tuple[tuple[date, date], ...]:
 
 
 def promotion_from_data(
-    d: dict[str, Any], *, tz: Any, station_id: int | None, errors: list[RowError]
+    d: dict[str, Any],
+    *,
+    tz: Any,
+    station_id: int | None,
+    errors: list[RowError],
+    book: CeilingBook,
+    rules: PlausibilityRules,
 ) -> Promotion | None:
-    """Validate one row into a Promotion (station_id already resolved); None with `errors` filled."""
+    """Validate one row into a Promotion (station_id already resolved), its value capped by the
+    plausibility rules; None with `errors` filled."""
     a = ob.attempt
     source_ref = a(errors, ob.required_text, d, "source_ref", max_len=100)
     source = (a(errors, ob.text, d, "source", max_len=40) or "feed").lower()
@@ -103,8 +119,6 @@ def promotion_from_data(
     if kind not in PROMOTION_KINDS:
         errors.append(RowError("kind", f"must be one of {', '.join(PROMOTION_KINDS)}, got {kind!r}"))
     value = a(errors, ob.decimal, d, "value", places=2, lo=Decimal(0), hi=Decimal("999999"), required=True)
-    if value is not None and kind == "percent_off" and value >= 100:
-        errors.append(RowError("value", f"percent_off must be below 100, got {value}"))
     min_amount = a(errors, ob.decimal, d, "min_amount_cny", places=2, lo=Decimal(0), hi=Decimal("99999999"))
     min_litres = a(errors, ob.decimal, d, "min_litres", places=2, lo=Decimal(0), hi=Decimal("999999"))
     days = a(errors, _days, a(errors, ob.text_list, d, "days_of_week"))
@@ -125,7 +139,7 @@ def promotion_from_data(
     if errors:
         return None
     try:
-        return Promotion(
+        promo = Promotion(
             kind=kind,  # type: ignore[arg-type]
             value=Decimal(value or 0),
             scope=scope,
@@ -151,11 +165,11 @@ def promotion_from_data(
     except ValueError as exc:
         errors.append(RowError("row", str(exc)))
         return None
-
-
-def same_promotion(a: Promotion, b: Promotion) -> bool:
-    """Equal content, ignoring the database id."""
-    return dataclasses.replace(a, id=None) == dataclasses.replace(b, id=None)
+    problem = promotion_problem(promo, book=book, rules=rules)
+    if problem is not None:
+        errors.append(RowError(problem.field, problem.reason))
+        return None
+    return promo
 
 
 def load_promotions(
@@ -171,7 +185,8 @@ def load_promotions(
     p = Path(path)
     infile = ob.read_input(p, list_keys=("promotions",))
     region = resolve_served_region(settings).region
-    actor = actor or f"ingest:{COMMAND}:{p.name}"
+    actor = actor or ob.default_actor()
+    rules = PlausibilityRules.from_settings(settings)
     ob.phase(f"{p.name}: {len(infile.rows)} rows, region={region.name}")
 
     def body(conn: psycopg.Connection) -> Summary:
@@ -186,9 +201,10 @@ def load_promotions(
                         keys[src.row] = station_of(src.data)
             refs = resolve_station_refs(conn, [str(k[1]) for k in keys.values() if k[0] == "ref"])
             ids = existing_station_ids(conn, [int(k[1]) for k in keys.values() if k[0] == "id"])
+            book = ceiling_book(conn, region.price_zone)
             rejects: list[Reject] = []
             valid: list[tuple[int, Promotion]] = []
-            seen: dict[tuple[str, str], int] = {}
+            seen: dict[tuple[str, str, str], int] = {}
             for src in ob.progress(
                 infile.rows, total=len(infile.rows), desc="validating", enabled=show_progress
             ):
@@ -207,11 +223,15 @@ def load_promotions(
                             errors.append(RowError("station", f"no station {key}"))
                     except RowError as exc:
                         errors.append(exc)
-                promo = promotion_from_data(src.data, tz=region.tz, station_id=station_id, errors=errors)
+                promo = promotion_from_data(
+                    src.data, tz=region.tz, station_id=station_id, errors=errors, book=book, rules=rules
+                )
                 if promo is not None:
-                    k = (promo.source, str(promo.source_ref))
+                    k = (promotion_target(promo), promo.source, str(promo.source_ref))
                     if k in seen:
-                        errors.append(RowError("source_ref", f"duplicate of row {seen[k]}"))
+                        errors.append(
+                            RowError("source_ref", f"duplicate of row {seen[k]} (same station or brand)")
+                        )
                     else:
                         seen[k] = src.row
                 if errors or promo is None:
@@ -226,23 +246,13 @@ def load_promotions(
                     )
                     continue
                 valid.append((src.row, promo))
-            stored: dict[tuple[str, str], Promotion] = {}
-            if valid:
-                rows = conn.execute(
-                    "SELECT id, scope, station_id, brand, title, title_en, grades, kind, value, min_amount_cny,"
-                    " min_litres, days_of_week, date_ranges, public_holidays_only, time_from, time_to,"
-                    " members_only, payment_methods, valid_from, valid_to, source, source_ref FROM promotions"
-                    " WHERE (source, source_ref) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-                    ([pr.source for _, pr in valid], [str(pr.source_ref) for _, pr in valid]),
-                ).fetchall()
-                for r in rows:
-                    sp = promotion_from_row(r)
-                    stored[(sp.source, str(sp.source_ref))] = sp
-            plan: list[tuple[str, Promotion, Promotion | None]] = []
+            plan: list[tuple[str, Promotion]] = []
             for row, pr in valid:
-                old = stored.get((pr.source, str(pr.source_ref)))
-                action = "new" if old is None else ("unchanged" if same_promotion(old, pr) else "updated")
-                plan.append((action, pr, old))
+                found = find_promotion(conn, pr)
+                action = (
+                    "new" if found is None else ("unchanged" if same_promotion(found[0], pr) else "updated")
+                )
+                plan.append((action, pr))
                 setattr(summary, action, getattr(summary, action) + 1)
                 if action != "unchanged":
                     summary.example(action, f"row {row} {pr.source_ref} {pr.title} ({pr.kind} {pr.value})")
@@ -250,29 +260,13 @@ def load_promotions(
             summary.rejected_rows = len({r.row for r in rejects})
             if dry_run or (rejects and not allow_rejects):
                 raise psycopg.Rollback(tx)
-            for action, pr, old in plan:
-                if action == "unchanged":
-                    continue
-                pid, _ = upsert_promotion(conn, pr)
-                record(
-                    conn,
-                    actor=actor,
-                    action="create" if old is None else "update",
-                    entity="promotion",
-                    entity_id=pid,
-                    old=None if old is None else promotion_json(old),
-                    new=promotion_json(dataclasses.replace(pr, id=pid)),
-                )
+            for action, pr in plan:
+                if action != "unchanged":
+                    upsert_promotion(conn, pr, actor=actor, zone=region.price_zone, rules=rules)
             summary.written = True
         return summary
 
     return ob.run_load(settings.database_url, region.timezone, body)
-
-
-def promotion_json(p: Promotion) -> dict[str, Any]:
-    d = dataclasses.asdict(p)
-    d["date_ranges"] = [[a.isoformat(), b.isoformat()] for a, b in p.date_ranges]
-    return d
 
 
 def main(argv: Sequence[str]) -> int:
@@ -286,6 +280,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         summary = load_promotions(
             args.file,
+            actor=args.actor,
             dry_run=args.dry_run,
             allow_rejects=args.allow_rejects,
             show_progress=not args.no_progress,

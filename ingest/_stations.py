@@ -17,7 +17,12 @@ The rules:
   staging table, commit. A crash, Ctrl-C or kill before the commit leaves the database unchanged;
 - matching and idempotence: see store/_onboarding.py (key, alias, then same brand within 50 m);
   a column absent from the file keeps the stored value of a matched station;
-- --dry-run runs everything up to the write and prints what would change.
+- --dry-run runs everything up to the write and prints what would change;
+- prices must be plausible (geo/_plausible.py): a grade the station sells, a plausible
+  prices_effective_from, within the band of the official ceiling in force then; a reject names the
+  rule and the allowed range;
+- every written station and price has an audit row (actor: --actor, default cli:<os user>); a field
+  the station manager API set keeps its stored value.
 
 An OSM extract (.osm.pbf, .osm, .osm.gz, .osm.bz2) imports its amenity=fuel stations through the same
 path with source=osm (their opening_hours are kept as mapped, not validated).
@@ -46,19 +51,22 @@ from config import Region, Settings, get_settings, resolve_served_region
 from geo._brands import normalize_brand
 from geo._coords import haversine_m, to_wgs84
 from geo._hours import open_now
+from geo._plausible import CeilingBook, PlausibilityRules, Problem, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
 from ingest._onboarding import Reject, RowError, Summary
-from store._ceilings import Ceiling, ceiling_in, ceilings_for_zone
+from store._ceilings import ceiling_book
 from store._onboarding import (
     MATCH_RADIUS_M,
     apply_prices,
     apply_stations,
     drop_rejected_stations,
+    drop_staged_prices,
     plan_prices,
     plan_stations,
     stage_prices,
     stage_stations,
+    staged_prices_with_grades,
 )
 from store._stations import STATION_COLUMNS
 
@@ -90,25 +98,30 @@ class ValidRow:
 class Context:
     region: Region
     now: datetime
-    ceilings: list[Ceiling]
+    book: CeilingBook
     columns: frozenset[str]
     source: str
     check_hours: bool = True
     defer_region: bool = False  # the caller checks the region for all rows at once (outside_region)
+    rules: PlausibilityRules = field(default_factory=PlausibilityRules)
     price_columns: bool = field(init=False)
-    _ceiling_cache: dict[tuple[str, datetime], Ceiling | None] = field(init=False, default_factory=dict)
+    _price_cache: dict[tuple[Any, ...], Problem | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.price_columns = any(c in self.columns for c in PRICE_COLUMNS)
 
-    def ceiling(self, grade: str, at: datetime) -> Ceiling | None:
-        """ceiling_in over self.ceilings, remembered per (grade, at): files repeat the same dates."""
-        key = (grade, at)
+    def price_problem(
+        self, grade: str, price: Decimal, at: datetime, sells: tuple[str, ...] | None
+    ) -> Problem | None:
+        """geo._plausible.price_problem, remembered per input: files repeat the same values."""
+        key = (grade, price, at, sells)
         try:
-            return self._ceiling_cache[key]
+            return self._price_cache[key]
         except KeyError:
-            c = self._ceiling_cache[key] = ceiling_in(self.ceilings, grade, at)
-            return c
+            p = self._price_cache[key] = price_problem(
+                grade, price, at, book=self.book, rules=self.rules, now=self.now, sells=sells
+            )
+            return p
 
 
 def _cells(lat: float, lon: float) -> tuple[int, int, int]:
@@ -271,6 +284,8 @@ def validate_row(
         ef = attempt(ob.when, data, "prices_effective_from", ctx.region.tz)
         explicit = ef is not None
         at = ef or ctx.now
+        # without a grades column the station's stored grades decide, after matching (_load_once)
+        sells = tuple(out["grades"]) if out["grades"] is not None else None
         for col, grade in PRICE_COLUMNS.items():
             raw = data.get(col)
             if raw is None or raw == "":
@@ -287,15 +302,11 @@ def validate_row(
                 price = attempt(ob.decimal, data, col, places=2, lo=Decimal(0), hi=MAX_PRICE)
                 if price is None:
                     continue
-            c = ctx.ceiling(grade, at)
-            if c is not None and price > c.max_price_cny:
-                errors.append(
-                    RowError(
-                        col,
-                        f"{grade}# price {price:.2f} CNY/L is above the official ceiling {c.max_price_cny:.2f} "
-                        f"of zone {c.zone} in force at {at.isoformat()} (from {c.effective_from.astimezone(ctx.region.tz).isoformat()})",
-                    )
-                )
+            problem = ctx.price_problem(grade, price, at, sells)
+            if problem is not None:
+                fld = "prices_effective_from" if problem.field == "effective_from" else col
+                if not any(e.field == fld and e.reason == problem.reason for e in errors):
+                    errors.append(RowError(fld, problem.reason))
                 continue
             prices.append(StagedPrice(grade, price, at, explicit))
     return out, prices, errors
@@ -445,7 +456,8 @@ def load_stations(
     if not is_osm and "source_ref" not in columns and src_rows:
         raise ob.FileUnreadable(f"{p}: no source_ref column (the operator's station code is required)")
     region = resolve_served_region(settings).region
-    actor = actor or f"ingest:{COMMAND}:{p.name}"
+    actor = actor or ob.default_actor()
+    rules = PlausibilityRules.from_settings(settings)
     ob.phase(f"{p.name}: {len(src_rows)} rows, source={source}, region={region.name}")
 
     def body(conn: psycopg.Connection) -> Summary:
@@ -460,6 +472,7 @@ def load_stations(
             allow_rejects=allow_rejects,
             show_progress=show_progress,
             actor=actor,
+            rules=rules,
         )
 
     return ob.run_load(settings.database_url, region.timezone, body)
@@ -477,6 +490,7 @@ def _load_once(
     allow_rejects: bool,
     show_progress: bool,
     actor: str,
+    rules: PlausibilityRules,
 ) -> Summary:
     summary = Summary(kind="stations", dry_run=dry_run)
     with conn.transaction() as tx:
@@ -485,11 +499,12 @@ def _load_once(
         ctx = Context(
             region,
             now,
-            ceilings_for_zone(conn, region.price_zone),
+            ceiling_book(conn, region.price_zone),
             columns,
             source,
             not is_osm,
             defer_region=True,
+            rules=rules,
         )
         rejects: list[Reject] = []
         valid: list[ValidRow] = []
@@ -568,6 +583,14 @@ def _load_once(
             keep += ["brand", "brand_raw"]
         plan = plan_stations(conn, keep=keep)
         rejects.extend(Reject(row, fld, reason) for row, fld, reason in plan.rejects)
+        if ctx.price_columns and "grades" not in columns:  # the grades are the matched stations' now
+            dropped: list[int] = []
+            for seq, row_no, grade, price, at, sells in staged_prices_with_grades(conn):
+                problem = ctx.price_problem(grade, price, at, sells)
+                if problem is not None:
+                    dropped.append(seq)
+                    rejects.append(Reject(row_no, f"price_{grade}", problem.reason, f"{price}"))
+            drop_staged_prices(conn, dropped)
         rejects.sort(key=lambda r: r.row)
         pplan = plan_prices(conn, with_stations=True)
 
@@ -625,6 +648,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         summary = load_stations(
             args.file,
+            actor=args.actor,
             dry_run=args.dry_run,
             allow_rejects=args.allow_rejects,
             source=args.source,

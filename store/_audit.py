@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -65,3 +65,41 @@ def audit_rows(
     )
     names = [d.name for d in cur.description or ()]
     return [r if isinstance(r, dict) else dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def record_many(
+    conn: psycopg.Connection,
+    *,
+    actor: str,
+    entries: Iterable[tuple[str, str, int | str, Mapping[str, Any] | None, Mapping[str, Any] | None]],
+) -> int:
+    """Audit rows (action, entity, entity_id, old, new) of one writer, in one round trip; returns the count.
+    Call it inside the transaction that makes the changes."""
+    rows = []
+    for action, entity, entity_id, old, new in entries:
+        if action not in ACTIONS:
+            raise ValueError(f"audit action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        rows.append(
+            (
+                actor,
+                action,
+                entity,
+                str(entity_id),
+                None if old is None else Jsonb(jsonable(old)),
+                None if new is None else Jsonb(jsonable(new)),
+            )
+        )
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO audit_log (actor, action, entity, entity_id, old_value, new_value)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+    return len(rows)
+
+
+def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(old values, new values) of the keys whose value differs: what a write changed, nothing else."""
+    keys = [k for k in new if jsonable(old.get(k)) != jsonable(new[k])]
+    return {k: old.get(k) for k in keys}, {k: new[k] for k in keys}

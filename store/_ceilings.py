@@ -10,6 +10,9 @@ from typing import Any
 
 import psycopg
 
+from geo._plausible import CeilingBook, PlausibilityRules
+from store._audit import record
+
 
 @dataclass(frozen=True)
 class Ceiling:
@@ -21,30 +24,68 @@ class Ceiling:
     source_url: str | None = None
 
 
-def upsert_ceilings(conn: psycopg.Connection, ceilings: Iterable[Ceiling]) -> int:
-    """Insert or correct ceilings keyed by (zone, grade, effective_from); return rows changed.
+def ceiling_key(c: Ceiling) -> str:
+    """The audit entity id of a ceiling: zone/grade/effective_from."""
+    return f"{c.zone}/{c.grade}/{c.effective_from.isoformat()}"
 
-    Idempotent: loading the same notices again changes nothing and returns 0.
+
+def _audit_form(c: Ceiling) -> dict[str, Any]:
+    return {
+        "zone": c.zone,
+        "grade": c.grade,
+        "max_price_cny": c.max_price_cny,
+        "effective_from": c.effective_from,
+        "adjustment_date": c.adjustment_date,
+        "source_url": c.source_url,
+    }
+
+
+def upsert_ceilings(conn: psycopg.Connection, ceilings: Iterable[Ceiling], *, actor: str) -> list[Ceiling]:
+    """Insert or correct ceilings keyed by (zone, grade, effective_from), each change with its audit row
+    (entity `price_ceiling`, actor `actor`); return the ceilings written (new or changed).
+
+    Idempotent: loading the same notices again changes nothing and returns [].
     """
-    changed = 0
+    todo = list(ceilings)
+    for c in todo:
+        if c.max_price_cny <= 0:
+            raise ValueError(f"ceiling {c.zone}/{c.grade} must be > 0, got {c.max_price_cny}")
+        if c.effective_from.tzinfo is None:
+            raise ValueError(f"ceiling {c.zone}/{c.grade}: effective_from needs a time zone")
+    written: list[Ceiling] = []
     with conn.transaction():
-        for c in ceilings:
-            if c.max_price_cny <= 0:
-                raise ValueError(f"ceiling {c.zone}/{c.grade} must be > 0, got {c.max_price_cny}")
-            if c.effective_from.tzinfo is None:
-                raise ValueError(f"ceiling {c.zone}/{c.grade}: effective_from needs a time zone")
-            cur = conn.execute(
+        for c in todo:
+            row = conn.execute(
+                "SELECT zone, grade, max_price_cny, effective_from, adjustment_date, source_url"
+                " FROM price_ceilings WHERE zone = %s AND grade = %s AND effective_from = %s FOR UPDATE",
+                (c.zone, c.grade, c.effective_from),
+            ).fetchone()
+            old = _ceiling(row) if row is not None else None
+            if old is not None and (old.max_price_cny, old.adjustment_date, old.source_url) == (
+                c.max_price_cny,
+                c.adjustment_date,
+                c.source_url,
+            ):
+                continue
+            conn.execute(
                 "INSERT INTO price_ceilings (zone, grade, max_price_cny, effective_from, adjustment_date,"
                 " source_url) VALUES (%s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (zone, grade, effective_from) DO UPDATE SET"
                 " max_price_cny = EXCLUDED.max_price_cny, adjustment_date = EXCLUDED.adjustment_date,"
-                " source_url = EXCLUDED.source_url"
-                " WHERE (price_ceilings.max_price_cny, price_ceilings.adjustment_date, price_ceilings.source_url)"
-                " IS DISTINCT FROM (EXCLUDED.max_price_cny, EXCLUDED.adjustment_date, EXCLUDED.source_url)",
+                " source_url = EXCLUDED.source_url",
                 (c.zone, c.grade, c.max_price_cny, c.effective_from, c.adjustment_date, c.source_url),
             )
-            changed += cur.rowcount
-    return changed
+            record(
+                conn,
+                actor=actor,
+                action="create" if old is None else "update",
+                entity="price_ceiling",
+                entity_id=ceiling_key(c),
+                old=None if old is None else _audit_form(old),
+                new=_audit_form(c),
+            )
+            written.append(c)
+    return written
 
 
 def _ceiling(row: Any) -> Ceiling:
@@ -92,3 +133,15 @@ def ceiling_in(ceilings: Iterable[Ceiling], grade: str, at: datetime) -> Ceiling
         ):
             best = c
     return best
+
+
+def ceiling_book(conn: psycopg.Connection, zone: str) -> CeilingBook:
+    """The official ceilings of `zone`, indexed for the plausibility rules (geo/_plausible.py)."""
+    return CeilingBook(ceilings_for_zone(conn, zone), zone=zone)
+
+
+def default_rules() -> PlausibilityRules:
+    """The plausibility thresholds of the settings (FUEL_PLAUSIBLE_*), for writers not handed any."""
+    from config import get_settings
+
+    return PlausibilityRules.from_settings(get_settings())

@@ -12,7 +12,7 @@ own version. A write that changes nothing bumps nothing and writes no audit row.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -21,17 +21,28 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from geo._errors import Conflict, NotFound, PriceAboveCeiling
+from geo._errors import Conflict, NotFound
+from geo._plausible import PlausibilityRules, price_problem
 from geo._pricing import Promotion
 from store._audit import record
-from store._ceilings import ceiling_in, ceilings_for_zone
-from store._promotions import promotion_from_row, upsert_promotion
+from store._ceilings import ceiling_book
+from store._prices import price_audit
+from store._promotions import (
+    check_promotion,
+    find_promotion,
+    promotion_audit,
+    promotion_from_row,
+    same_promotion,
+    update_terms,
+    upsert_promotion,
+)
+from store._stations import MANAGER_EDITABLE
 
-STATION_EDITABLE = ("name", "name_en", "address", "opening_hours", "status", "grades", "amenities")
+STATION_EDITABLE = MANAGER_EDITABLE
 _STATION_SELECT = (
     "SELECT id, source, source_ref, name, name_en, brand, brand_raw, address, ST_Y(geom) AS lat,"
-    " ST_X(geom) AS lon, grades, opening_hours, amenities, status, version, created_at, updated_at"
-    " FROM stations WHERE id = %s"
+    " ST_X(geom) AS lon, grades, opening_hours, amenities, status, manager_fields, version, created_at,"
+    " updated_at FROM stations WHERE id = %s"
 )
 _PROMO_SELECT = (
     "SELECT id, scope, station_id, brand, title, title_en, grades, kind, value, min_amount_cny, min_litres,"
@@ -68,6 +79,15 @@ def get_station_row(conn: psycopg.Connection, station_id: int, *, lock: bool = F
     return row
 
 
+def brands_of(conn: psycopg.Connection, station_ids: Iterable[int]) -> set[str]:
+    """The brands of the given stations."""
+    ids = sorted({int(i) for i in station_ids})
+    if not ids:
+        return set()
+    rows = conn.execute("SELECT DISTINCT brand FROM stations WHERE id = ANY(%s)", (ids,)).fetchall()
+    return {str(r["brand"] if isinstance(r, dict) else r[0]) for r in rows}
+
+
 def _check(entity: str, entity_id: int, current: int, expected: int) -> None:
     if int(current) != int(expected):
         raise VersionConflict(entity, entity_id, int(current), int(expected))
@@ -88,7 +108,10 @@ def patch_station(
     *,
     actor: str,
 ) -> tuple[dict[str, Any], bool]:
-    """Apply `changes` (keys from STATION_EDITABLE). Returns (row after, changed)."""
+    """Apply `changes` (keys from STATION_EDITABLE). Returns (row after, changed).
+
+    The changed fields join the station's `manager_fields`: later bulk loads (load-region, OSM and
+    onboarding files) keep the manager's values of those fields."""
     with conn.transaction():
         row = get_station_row(conn, station_id, lock=True)
         _check("station", station_id, row["version"], expected_version)
@@ -98,11 +121,15 @@ def patch_station(
         sets = sql.SQL(", ").join(
             sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in diff
         )
+        # the fields set here are the manager's from now on: bulk loads leave them alone
         query = sql.SQL(
-            "UPDATE stations SET {sets}, version = version + 1, updated_at = now()"
+            "UPDATE stations SET {sets}, manager_fields = ARRAY(SELECT DISTINCT f FROM"
+            " unnest(manager_fields || %(owned)s::text[]) AS f ORDER BY f),"
+            " version = version + 1, updated_at = now()"
             " WHERE id = %(id)s AND version = %(version)s RETURNING id"
         ).format(sets=sets)
-        done = conn.execute(query, {**diff, "id": station_id, "version": expected_version}).fetchone()
+        params = {**diff, "owned": sorted(diff), "id": station_id, "version": expected_version}
+        done = conn.execute(query, params).fetchone()
         if done is None:  # cannot happen under the row lock; kept as the guard the contract names
             current = get_station_row(conn, station_id)
             raise VersionConflict("station", station_id, current["version"], expected_version)
@@ -143,30 +170,30 @@ def set_prices(
     zone: str,
     now: datetime,
     actor: str,
+    rules: PlausibilityRules,
     source: str = "station",
 ) -> tuple[int, list[PriceChange]]:
     """Set list prices (grade, price, effective_from or None = now). Returns (station version, changes).
 
-    Each price must be within the ceiling in force at its effective_from (PriceAboveCeiling names the
-    grade, the price and the ceiling). A price without effective_from equal to the one in force now
-    changes nothing.
+    Each price must be plausible (geo/_plausible.py): a grade the station sells, a plausible
+    effective_from, within the band of the ceiling of `zone` in force then. The first one that is not
+    raises ImplausibleValue (or PriceAboveCeiling) with param `prices.<i>.<field>`, before anything is
+    written. A price without effective_from equal to the one in force now changes nothing.
     """
     with conn.transaction():
         row = get_station_row(conn, station_id, lock=True)
         _check("station", station_id, row["version"], expected_version)
-        ceilings = ceilings_for_zone(conn, zone)
-        out: list[PriceChange] = []
+        book = ceiling_book(conn, zone)
+        sells = tuple(row["grades"] or ())
         for i, (grade, price, ef) in enumerate(prices):
+            problem = price_problem(
+                grade, Decimal(price), ef or now, book=book, rules=rules, now=now, sells=sells
+            )
+            if problem is not None:
+                raise problem.error(f"prices.{i}.{problem.field}")
+        out: list[PriceChange] = []
+        for grade, price, ef in prices:
             at = ef or now
-            c = ceiling_in(ceilings, grade, at)
-            if c is not None and Decimal(price) > c.max_price_cny:
-                err = PriceAboveCeiling(
-                    f"prices.{i}.price_cny",
-                    f"grade {grade}#: price {Decimal(price):.2f} CNY/L is above the official ceiling "
-                    f"{c.max_price_cny:.2f} CNY/L (zone {c.zone}, in force at {at.isoformat()} since "
-                    f"{c.effective_from.isoformat()})",
-                )
-                raise err
             same = _one(
                 conn,
                 "SELECT id, price_cny, source FROM prices WHERE station_id = %s AND grade = %s AND effective_from = %s",
@@ -182,8 +209,14 @@ def set_prices(
                     "UPDATE prices SET price_cny = %s, source = %s, observed_at = now() WHERE id = %s",
                     (price, source, same["id"]),
                 )
-                _price_audit(
-                    conn, actor, "update", int(same["id"]), station_id, grade, at, source, same, price
+                record(
+                    conn,
+                    actor=actor,
+                    action="update",
+                    entity="price",
+                    entity_id=int(same["id"]),
+                    old=price_audit(station_id, grade, at, same["price_cny"], same["source"]),
+                    new=price_audit(station_id, grade, at, Decimal(price), source),
                 )
                 out.append(PriceChange(grade, Decimal(price), at, "updated", Decimal(same["price_cny"])))
                 continue
@@ -204,7 +237,15 @@ def set_prices(
                 (station_id, grade, price, at, source),
             )
             assert new is not None
-            _price_audit(conn, actor, "create", int(new["id"]), station_id, grade, at, source, None, price)
+            record(
+                conn,
+                actor=actor,
+                action="create",
+                entity="price",
+                entity_id=int(new["id"]),
+                old=None,
+                new=price_audit(station_id, grade, at, Decimal(price), source),
+            )
             out.append(PriceChange(grade, Decimal(price), at, "new"))
         version = int(row["version"])
         if any(c.action != "unchanged" for c in out):
@@ -217,30 +258,6 @@ def set_prices(
                 raise VersionConflict("station", station_id, version, expected_version)
             version = int(bumped["version"])
         return version, out
-
-
-def _price_audit(
-    conn: psycopg.Connection,
-    actor: str,
-    action: str,
-    price_id: int,
-    station_id: int,
-    grade: str,
-    at: datetime,
-    source: str,
-    old: Mapping[str, Any] | None,
-    price: Decimal,
-) -> None:
-    base = {"station_id": station_id, "grade": grade, "effective_from": at}
-    record(
-        conn,
-        actor=actor,
-        action=action,
-        entity="price",
-        entity_id=price_id,
-        old=None if old is None else {**base, "price_cny": old["price_cny"], "source": old["source"]},
-        new={**base, "price_cny": Decimal(price), "source": source},
-    )
 
 
 # ---- promotions -------------------------------------------------------------------------------------
@@ -256,54 +273,45 @@ def get_promotion_row(
     return promotion_from_row(row), version
 
 
-def promotion_audit(p: Promotion) -> dict[str, Any]:
-    d = dataclasses.asdict(p)
-    d["date_ranges"] = [[a.isoformat(), b.isoformat()] for a, b in p.date_ranges]
-    return d
-
-
-def _same(a: Promotion, b: Promotion) -> bool:
-    return dataclasses.replace(a, id=None) == dataclasses.replace(b, id=None)
-
-
 def create_promotion(
-    conn: psycopg.Connection, promo: Promotion, *, actor: str
+    conn: psycopg.Connection,
+    promo: Promotion,
+    *,
+    actor: str,
+    zone: str,
+    rules: PlausibilityRules,
 ) -> tuple[Promotion, int, bool]:
-    """Insert; returns (promotion, version, created). The same (source, source_ref) again with the same
-    content returns the stored one (created False: a retried POST is harmless); other content: Conflict."""
+    """Insert (checked and audited by store._promotions.upsert_promotion); returns (promotion, version,
+    created). The same key (its station or brand, source, source_ref) again with the same content
+    returns the stored one (created False: a retried POST is harmless); other content: Conflict."""
+    check_promotion(conn, promo, zone=zone, rules=rules)
     with conn.transaction():
-        found = _one(
-            conn,
-            "SELECT id FROM promotions WHERE source = %s AND source_ref = %s FOR UPDATE",
-            (promo.source, promo.source_ref),
-        )
+        found = find_promotion(conn, promo, lock=True)
         if found is not None:
-            stored, version = get_promotion_row(conn, int(found["id"]))
-            if _same(stored, promo):
+            stored, version = found
+            if same_promotion(stored, promo):
                 return stored, version, False
             raise Conflict(
-                f"source_ref {promo.source_ref!r} already names promotion {found['id']} with other content: "
-                f"change it with PUT /v1/promotions/{found['id']}"
+                f"source_ref {promo.source_ref!r} already names promotion {stored.id} with other content: "
+                f"change it with PUT /v1/promotions/{stored.id}"
             )
-        pid, _ = upsert_promotion(conn, promo, replace=False)
+        pid, _ = upsert_promotion(conn, promo, actor=actor, zone=zone, rules=rules, replace=False)
         stored, version = get_promotion_row(conn, pid)
-        record(
-            conn,
-            actor=actor,
-            action="create",
-            entity="promotion",
-            entity_id=pid,
-            old=None,
-            new=promotion_audit(stored),
-        )
         return stored, version, True
 
 
 def update_promotion(
-    conn: psycopg.Connection, promotion_id: int, expected_version: int, promo: Promotion, *, actor: str
+    conn: psycopg.Connection,
+    promotion_id: int,
+    expected_version: int,
+    promo: Promotion,
+    *,
+    actor: str,
+    zone: str,
+    rules: PlausibilityRules,
 ) -> tuple[Promotion, int, bool]:
-    """Replace the editable fields (scope, station, brand, source, source_ref stay). Returns
-    (promotion, version, changed)."""
+    """Replace the editable fields (scope, station, brand, source, source_ref stay), checked like a new
+    promotion. Returns (promotion, version, changed)."""
     with conn.transaction():
         old, version = get_promotion_row(conn, promotion_id, lock=True)
         _check("promotion", promotion_id, version, expected_version)
@@ -316,37 +324,10 @@ def update_promotion(
             source=old.source,
             source_ref=old.source_ref,
         )
-        if _same(old, new):
+        if same_promotion(old, new):
             return old, version, False
-        done = _one(
-            conn,
-            "UPDATE promotions SET title = %s, title_en = %s, grades = %s, kind = %s, value = %s,"
-            " min_amount_cny = %s, min_litres = %s, days_of_week = %s, date_ranges = %s::jsonb,"
-            " public_holidays_only = %s, time_from = %s, time_to = %s, members_only = %s,"
-            " payment_methods = %s, valid_from = %s, valid_to = %s, version = version + 1, updated_at = now()"
-            " WHERE id = %s AND version = %s RETURNING version",
-            (
-                new.title,
-                new.title_en,
-                list(new.grades),
-                new.kind,
-                new.value,
-                new.min_amount_cny,
-                new.min_litres,
-                list(new.days_of_week),
-                _json_ranges(new),
-                new.public_holidays_only,
-                new.time_from,
-                new.time_to,
-                new.members_only,
-                [m.lower() for m in new.payment_methods],
-                new.valid_from,
-                new.valid_to,
-                promotion_id,
-                expected_version,
-            ),
-        )
-        if done is None:
+        check_promotion(conn, new, zone=zone, rules=rules)
+        if update_terms(conn, promotion_id, new, expected_version) is None:
             raise VersionConflict("promotion", promotion_id, version, expected_version)
         stored, version = get_promotion_row(conn, promotion_id)
         record(
@@ -359,12 +340,6 @@ def update_promotion(
             new=promotion_audit(stored),
         )
         return stored, version, True
-
-
-def _json_ranges(p: Promotion) -> str:
-    import json
-
-    return json.dumps([[a.isoformat(), b.isoformat()] for a, b in p.date_ranges])
 
 
 def delete_promotion(

@@ -13,7 +13,8 @@ Station matching, in order:
    the row updates that station ("matched by location") and its key is remembered as an alias.
 Two rows of one file that land on the same stored station: the later one is rejected.
 Source precedence: a row never overwrites a station from a stronger source
-(onboarding > osm > demo); such a row only records its alias ("kept").
+(onboarding > osm > demo); such a row only records its alias ("kept"). A field the station manager API
+set (stations.manager_fields) keeps its stored value whatever the file says.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from store._stations import STATION_COLUMNS
+from store._stations import MANAGER_EDITABLE, STATION_COLUMNS
 
 MATCH_RADIUS_M = 50.0
 SOURCE_PRECEDENCE = ["demo", "osm", "onboarding"]  # weakest first
@@ -190,6 +191,13 @@ def plan_stations(conn: psycopg.Connection, *, keep: Iterable[str] = ()) -> Stat
                     " WHERE s.id = st.target_id AND st.reject IS NULL"
                 ).format(c=ident)
             )
+    # fields the station manager API owns keep the stored value (a file never overwrites them); most
+    # loads match no such station (an index answers that), and the staging statistics must know the
+    # matches before the join is planned
+    owned = conn.execute("SELECT EXISTS (SELECT 1 FROM stations WHERE manager_fields <> '{}')").fetchone()
+    if owned is not None and (owned["exists"] if isinstance(owned, dict) else owned[0]):
+        conn.execute("ANALYZE onboard_stations")
+        _keep_manager_fields(conn)
     conn.execute(
         "UPDATE onboard_stations st SET action = CASE"
         "  WHEN array_position(%(order)s::text[], st.source) < array_position(%(order)s::text[], s.source)"
@@ -236,6 +244,23 @@ def plan_stations(conn: psycopg.Connection, *, keep: Iterable[str] = ()) -> Stat
                 )
             plan.examples.setdefault(label, []).append(f"row {row_no} {ref} {name or ''}{how}")
     return plan
+
+
+def _keep_manager_fields(conn: psycopg.Connection) -> None:
+    """Staged rows matched to a station take its stored value of every field the manager API owns."""
+    conn.execute(
+        sql.SQL(
+            "UPDATE onboard_stations st SET {sets} FROM stations s"
+            " WHERE s.id = st.target_id AND st.reject IS NULL AND s.manager_fields <> '{{}}'"
+        ).format(
+            sets=sql.SQL(", ").join(
+                sql.SQL("{c} = CASE WHEN {n} = ANY(s.manager_fields) THEN s.{c} ELSE st.{c} END").format(
+                    c=sql.Identifier(col), n=sql.Literal(col)
+                )
+                for col in MANAGER_EDITABLE
+            )
+        )
+    )
 
 
 def _rows(conn: psycopg.Connection, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -407,6 +432,27 @@ def plan_prices(conn: psycopg.Connection, *, with_stations: bool = False) -> Pri
                 f"row {row_no} {station} {grade}# {price} CNY/L from {ef.isoformat()}"
             )
     return plan
+
+
+def staged_prices_with_grades(
+    conn: psycopg.Connection,
+) -> list[tuple[int, int, str, Decimal, datetime, tuple[str, ...]]]:
+    """(seq, row_no, grade, price, effective_from, grades of its station) of the staged prices of a
+    stations file: the station's grades as planned (the stored ones when the file has no grades column;
+    none for a new station without them)."""
+    return [
+        (int(seq), int(row_no), str(grade), Decimal(price), ef, tuple(grades or ()))
+        for seq, row_no, grade, price, ef, grades in _rows(
+            conn,
+            "SELECT p.seq, p.row_no, p.grade, p.price_cny, p.effective_from, st.grades FROM onboard_prices p"
+            " JOIN onboard_stations st ON st.seq = p.station_seq WHERE st.reject IS NULL ORDER BY p.seq",
+        )
+    ]
+
+
+def drop_staged_prices(conn: psycopg.Connection, seqs: Sequence[int]) -> None:
+    if seqs:
+        conn.execute("DELETE FROM onboard_prices WHERE seq = ANY(%s)", (list(seqs),))
 
 
 _PRICE_JSON = (

@@ -1,18 +1,20 @@
-"""Station list prices: history rows, the price in force at a time, ceiling checks on insert."""
+"""Station list prices: history rows (plausibility-checked and audited on write), the price in force at a time."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
-from geo._errors import PriceAboveCeiling
+from geo._plausible import PlausibilityRules, band_problem, price_problem, reference_grade
 from geo._pricing import KNOWN_GRADES
-from store._ceilings import Ceiling, ceiling_in, ceilings_for_zone
+from store._audit import record_many
+from store._ceilings import ceiling_book, default_rules
 
 PRICE_SOURCES = ("station", "feed", "official", "demo")
 
@@ -37,24 +39,16 @@ class CurrentPrice:
     source: str
 
 
-def check_ceiling(price: PriceIn, ceilings: Iterable[Ceiling]) -> None:
-    """Raise PriceAboveCeiling when `price` is above the ceiling in force at its effective_from.
-
-    Grades without a ceiling (98#) and times before the first notice pass.
-    """
-    c = ceiling_in(ceilings, price.grade, price.effective_from)
-    if c is not None and Decimal(price.price_cny) > c.max_price_cny:
-        notice = c.adjustment_date.isoformat() if c.adjustment_date else c.effective_from.isoformat()
-        err = PriceAboveCeiling(
-            "price_cny",
-            f"station {price.station_id} grade {price.grade}#: price {Decimal(price.price_cny):.2f} CNY/L is above "
-            f"the official ceiling {c.max_price_cny:.2f} CNY/L of zone {c.zone} (notice of {notice}, "
-            f"in force from {c.effective_from.isoformat()})",
-        )
-        err.station_id = price.station_id  # type: ignore[attr-defined]
-        err.grade = price.grade  # type: ignore[attr-defined]
-        err.ceiling = c  # type: ignore[attr-defined]
-        raise err
+def station_grades(conn: psycopg.Connection, ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    """{station id: the grades it sells} for the ids that exist."""
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return {}
+    out: dict[int, tuple[str, ...]] = {}
+    for r in conn.execute("SELECT id, grades FROM stations WHERE id = ANY(%s)", (wanted,)).fetchall():
+        d = _as_dict(r, ("id", "grades"))
+        out[int(d["id"])] = tuple(d["grades"] or ())
+    return out
 
 
 def _validate(p: PriceIn) -> None:
@@ -68,37 +62,189 @@ def _validate(p: PriceIn) -> None:
         raise ValueError("effective_from needs a time zone")
 
 
-def insert_prices(conn: psycopg.Connection, prices: Sequence[PriceIn], *, zone: str) -> int:
-    """Insert price history rows after checking each against the ceilings of `zone`.
+def check_prices(
+    conn: psycopg.Connection,
+    prices: Sequence[PriceIn],
+    *,
+    zone: str,
+    rules: PlausibilityRules,
+    now: datetime,
+) -> None:
+    """Raise the ImplausibleValue (or PriceAboveCeiling) of the first implausible price: each must be
+    for a grade its station sells, dated plausibly, and within the band of the ceiling of `zone` in
+    force at its effective_from (geo/_plausible.py). The message names the station."""
+    book = ceiling_book(conn, zone)
+    sells = station_grades(conn, [p.station_id for p in prices])
+    for p in prices:
+        _validate(p)
+        problem = price_problem(
+            p.grade,
+            Decimal(p.price_cny),
+            p.effective_from,
+            book=book,
+            rules=rules,
+            now=now,
+            sells=sells.get(p.station_id, ()),
+        )
+        if problem is not None:
+            err = dataclasses.replace(problem, message=f"station {p.station_id}: {problem.message}").error()
+            err.station_id = p.station_id  # type: ignore[attr-defined]
+            err.grade = p.grade  # type: ignore[attr-defined]
+            raise err
 
-    All or nothing: one price above its ceiling raises PriceAboveCeiling and nothing is written.
-    A row with the same (station, grade, effective_from) is corrected in place when its price or
-    source differ; identical rows are left alone. Returns the number of rows written.
+
+def price_audit(
+    station_id: int, grade: str, effective_from: datetime, price_cny: Decimal, source: str
+) -> dict[str, Any]:
+    """The audit form of a price row."""
+    return {
+        "station_id": station_id,
+        "grade": grade,
+        "effective_from": effective_from,
+        "price_cny": Decimal(price_cny),
+        "source": source,
+    }
+
+
+def insert_prices(
+    conn: psycopg.Connection,
+    prices: Sequence[PriceIn],
+    *,
+    zone: str,
+    actor: str,
+    rules: PlausibilityRules | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Insert price history rows after checking each for plausibility (see check_prices), each written
+    row with its audit row (actor `actor`); the stations whose prices changed get a new version.
+
+    All or nothing: one implausible price raises and nothing is written. A row with the same (station,
+    grade, effective_from) is corrected in place when its price or source differ; identical rows are
+    left alone. Returns the number of rows written.
     """
     if not prices:
         return 0
-    ceilings = ceilings_for_zone(conn, zone)
-    for p in prices:
-        _validate(p)
-        check_ceiling(p, ceilings)
-    written = 0
+    check_prices(conn, prices, zone=zone, rules=rules or default_rules(), now=now or datetime.now(UTC))
+    audit: list[tuple[str, str, int | str, dict[str, Any] | None, dict[str, Any] | None]] = []
+    touched: set[int] = set()
     with conn.transaction(), conn.cursor() as cur:
         for p in prices:
+            cur.execute(
+                "SELECT id, price_cny, source FROM prices"
+                " WHERE station_id = %s AND grade = %s AND effective_from = %s FOR UPDATE",
+                (p.station_id, p.grade, p.effective_from),
+            )
+            row = cur.fetchone()
+            old = None if row is None else _as_dict(row, ("id", "price_cny", "source"))
+            if old is not None and (Decimal(old["price_cny"]), old["source"]) == (
+                Decimal(p.price_cny),
+                p.source,
+            ):
+                continue
             cur.execute(
                 "INSERT INTO prices (station_id, grade, price_cny, effective_from, observed_at, source)"
                 " VALUES (%s, %s, %s, %s, coalesce(%s, now()), %s)"
                 " ON CONFLICT (station_id, grade, effective_from) DO UPDATE SET"
                 " price_cny = EXCLUDED.price_cny, source = EXCLUDED.source, observed_at = EXCLUDED.observed_at"
-                " WHERE (prices.price_cny, prices.source) IS DISTINCT FROM (EXCLUDED.price_cny, EXCLUDED.source)",
+                " RETURNING id",
                 (p.station_id, p.grade, p.price_cny, p.effective_from, p.observed_at, p.source),
             )
-            written += cur.rowcount
-    return written
+            got = cur.fetchone()
+            assert got is not None
+            new = price_audit(p.station_id, p.grade, p.effective_from, p.price_cny, p.source)
+            before = (
+                None
+                if old is None
+                else price_audit(p.station_id, p.grade, p.effective_from, old["price_cny"], old["source"])
+            )
+            audit.append(
+                ("create" if old is None else "update", "price", _as_dict(got, ("id",))["id"], before, new)
+            )
+            touched.add(p.station_id)
+        if touched:
+            cur.execute("UPDATE stations SET version = version + 1 WHERE id = ANY(%s)", (sorted(touched),))
+        record_many(conn, actor=actor, entries=audit)
+    return len(audit)
 
 
-def insert_price(conn: psycopg.Connection, price: PriceIn, *, zone: str) -> int:
+def insert_price(
+    conn: psycopg.Connection,
+    price: PriceIn,
+    *,
+    zone: str,
+    actor: str,
+    rules: PlausibilityRules | None = None,
+    now: datetime | None = None,
+) -> int:
     """One price (see insert_prices); returns rows written (0 when identical to a stored row)."""
-    return insert_prices(conn, [price], zone=zone)
+    return insert_prices(conn, [price], zone=zone, actor=actor, rules=rules, now=now)
+
+
+@dataclass(frozen=True)
+class RemovedPrice:
+    id: int
+    station_id: int
+    grade: str
+    price_cny: Decimal
+    effective_from: datetime
+    rule: str
+    reason: str
+
+
+def remove_implausible_future_prices(
+    conn: psycopg.Connection,
+    *,
+    zone: str,
+    actor: str,
+    rules: PlausibilityRules | None = None,
+    now: datetime | None = None,
+) -> list[RemovedPrice]:
+    """Re-check the stored future prices (effective_from after `now`) against the ceilings of `zone` now
+    stored (run after a new notice is loaded): each price outside the band of the ceiling in force at
+    its effective_from is deleted, with an audit row (action delete; new_value: rule and reason), and
+    its station gets a new version. Returns what was removed, oldest first."""
+    rules = rules or default_rules()
+    book = ceiling_book(conn, zone)
+    keys = ("id", "station_id", "grade", "price_cny", "effective_from", "source")
+    removed: list[RemovedPrice] = []
+    audit: list[tuple[str, str, int | str, dict[str, Any] | None, dict[str, Any] | None]] = []
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT id, station_id, grade, price_cny, effective_from, source FROM prices"
+            " WHERE effective_from > %s ORDER BY effective_from, station_id, grade FOR UPDATE",
+            (now or datetime.now(UTC),),
+        ).fetchall()
+        for r in map(lambda row: _as_dict(row, keys), rows):
+            ceiling = book.at(reference_grade(r["grade"]), r["effective_from"])
+            if ceiling is None:
+                continue
+            problem = band_problem(
+                r["grade"], Decimal(r["price_cny"]), r["effective_from"], ceiling=ceiling, rules=rules
+            )
+            if problem is None:
+                continue
+            removed.append(
+                RemovedPrice(
+                    int(r["id"]),
+                    int(r["station_id"]),
+                    r["grade"],
+                    Decimal(r["price_cny"]),
+                    r["effective_from"],
+                    problem.rule,
+                    problem.reason,
+                )
+            )
+            old = price_audit(r["station_id"], r["grade"], r["effective_from"], r["price_cny"], r["source"])
+            audit.append(("delete", "price", r["id"], old, {"rule": problem.rule, "reason": problem.message}))
+        if removed:
+            ids = [p.id for p in removed]
+            conn.execute("DELETE FROM prices WHERE id = ANY(%s)", (ids,))
+            conn.execute(
+                "UPDATE stations SET version = version + 1 WHERE id = ANY(%s)",
+                (sorted({p.station_id for p in removed}),),
+            )
+            record_many(conn, actor=actor, entries=audit)
+    return removed
 
 
 _PRICE_KEYS = ("station_id", "grade", "price_cny", "effective_from", "observed_at", "source")

@@ -1,7 +1,9 @@
-"""Promotions: upsert by (source, source_ref), and the promotions that can apply to a set of stations."""
+"""Promotions: the checked, audited upsert keyed by (target, source, source_ref), and the promotions that
+can apply to a set of stations. A source_ref is unique per station (station promotions) or per brand."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -10,7 +12,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from geo._plausible import PlausibilityRules, promotion_problem
 from geo._pricing import Promotion, parse_date_ranges
+from store._audit import record
+from store._ceilings import ceiling_book, default_rules
 
 _FIELDS = (
     "id, scope, station_id, brand, title, title_en, grades, kind, value, min_amount_cny, min_litres,"
@@ -55,48 +60,152 @@ _INSERT = (
     " min_litres, days_of_week, date_ranges, public_holidays_only, time_from, time_to, members_only,"
     " payment_methods, valid_from, valid_to, source, source_ref)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (target, source, source_ref) DO NOTHING RETURNING id"
 )
 
 
-def upsert_promotion(conn: psycopg.Connection, promo: Promotion, *, replace: bool = True) -> tuple[int, bool]:
-    """Insert, or (replace=True) update when changed, keyed on (source, source_ref).
+def promotion_target(p: Promotion) -> str:
+    """Whose promotion it is: `station:<id>` or `brand:<brand>`. A source_ref is unique per target."""
+    if p.scope == "station":
+        if p.station_id is None:
+            raise ValueError("a station promotion needs station_id")
+        return f"station:{int(p.station_id)}"
+    if p.scope == "brand" and p.brand:
+        return f"brand:{p.brand}"
+    raise ValueError(
+        f"a promotion is of scope station (with station_id) or brand (with brand), got {p.scope!r}"
+    )
+
+
+def promotion_audit(p: Promotion) -> dict[str, Any]:
+    """The audit (and JSON) form of a promotion."""
+    d = dataclasses.asdict(p)
+    d["date_ranges"] = [[a.isoformat(), b.isoformat()] for a, b in p.date_ranges]
+    return d
+
+
+def same_promotion(a: Promotion, b: Promotion) -> bool:
+    """Equal content, ignoring the database id."""
+    return dataclasses.replace(a, id=None) == dataclasses.replace(b, id=None)
+
+
+def check_promotion(
+    conn: psycopg.Connection, promo: Promotion, *, zone: str, rules: PlausibilityRules | None = None
+) -> None:
+    """Raise ImplausibleValue (param `value`) when the promotion's value breaks its kind's cap
+    (geo/_plausible.py; a discount per litre is bounded by the ceilings of `zone`)."""
+    problem = promotion_problem(promo, book=ceiling_book(conn, zone), rules=rules or default_rules())
+    if problem is not None:
+        raise problem.error()
+
+
+def find_promotion(
+    conn: psycopg.Connection, promo: Promotion, *, lock: bool = False
+) -> tuple[Promotion, int] | None:
+    """The stored promotion with the same key (target, source, source_ref) and its version."""
+    row = conn.execute(
+        f"SELECT {_FIELDS}, version FROM promotions WHERE target = %s AND source = %s AND source_ref = %s"
+        + (" FOR UPDATE" if lock else ""),
+        (promotion_target(promo), promo.source, promo.source_ref),
+    ).fetchone()
+    if row is None:
+        return None
+    d = dict(row) if isinstance(row, dict) else dict(zip((*_KEYS, "version"), row, strict=True))
+    version = int(d.pop("version"))
+    return promotion_from_row(d), version
+
+
+def update_terms(
+    conn: psycopg.Connection, promotion_id: int, promo: Promotion, expected_version: int
+) -> int | None:
+    """Replace the terms of a stored promotion (its key stays) if it is still at `expected_version`;
+    the new version, or None when the version moved (no audit row: the caller writes it)."""
+    row = conn.execute(
+        "UPDATE promotions SET title = %s, title_en = %s, grades = %s, kind = %s, value = %s,"
+        " min_amount_cny = %s, min_litres = %s, days_of_week = %s, date_ranges = %s,"
+        " public_holidays_only = %s, time_from = %s, time_to = %s, members_only = %s,"
+        " payment_methods = %s, valid_from = %s, valid_to = %s, version = version + 1, updated_at = now()"
+        " WHERE id = %s AND version = %s RETURNING version",
+        (
+            promo.title,
+            promo.title_en,
+            list(promo.grades),
+            promo.kind,
+            promo.value,
+            promo.min_amount_cny,
+            promo.min_litres,
+            list(promo.days_of_week),
+            Jsonb([[a.isoformat(), b.isoformat()] for a, b in promo.date_ranges]),
+            promo.public_holidays_only,
+            promo.time_from,
+            promo.time_to,
+            promo.members_only,
+            [m.lower() for m in promo.payment_methods],
+            promo.valid_from,
+            promo.valid_to,
+            promotion_id,
+            expected_version,
+        ),
+    ).fetchone()
+    if row is None:
+        return None
+    return int(row["version"] if isinstance(row, dict) else row[0])
+
+
+def upsert_promotion(
+    conn: psycopg.Connection,
+    promo: Promotion,
+    *,
+    actor: str,
+    zone: str,
+    rules: PlausibilityRules | None = None,
+    replace: bool = True,
+) -> tuple[int, bool]:
+    """The one write of a promotion by its key (target, source, source_ref): checked for plausibility
+    (check_promotion), then inserted, or (replace=True) its terms updated when they changed, with the
+    audit row (actor `actor`) in the same transaction.
 
     Returns (id, written): written is False when nothing changed (or replace=False and it existed).
     """
+    check_promotion(conn, promo, zone=zone, rules=rules)
     params = _params(promo)
-    if replace:
-        sql = (
-            _INSERT + " ON CONFLICT (source, source_ref) DO UPDATE SET"
-            " scope = EXCLUDED.scope, station_id = EXCLUDED.station_id, brand = EXCLUDED.brand,"
-            " title = EXCLUDED.title, title_en = EXCLUDED.title_en, grades = EXCLUDED.grades,"
-            " kind = EXCLUDED.kind, value = EXCLUDED.value, min_amount_cny = EXCLUDED.min_amount_cny,"
-            " min_litres = EXCLUDED.min_litres, days_of_week = EXCLUDED.days_of_week,"
-            " date_ranges = EXCLUDED.date_ranges, public_holidays_only = EXCLUDED.public_holidays_only,"
-            " time_from = EXCLUDED.time_from, time_to = EXCLUDED.time_to, members_only = EXCLUDED.members_only,"
-            " payment_methods = EXCLUDED.payment_methods, valid_from = EXCLUDED.valid_from,"
-            " valid_to = EXCLUDED.valid_to, version = promotions.version + 1, updated_at = now()"
-            " WHERE (promotions.scope, promotions.station_id, promotions.brand, promotions.title,"
-            " promotions.title_en, promotions.grades, promotions.kind, promotions.value,"
-            " promotions.min_amount_cny, promotions.min_litres, promotions.days_of_week, promotions.date_ranges,"
-            " promotions.public_holidays_only, promotions.time_from, promotions.time_to,"
-            " promotions.members_only, promotions.payment_methods, promotions.valid_from, promotions.valid_to)"
-            " IS DISTINCT FROM (EXCLUDED.scope, EXCLUDED.station_id, EXCLUDED.brand, EXCLUDED.title,"
-            " EXCLUDED.title_en, EXCLUDED.grades, EXCLUDED.kind, EXCLUDED.value, EXCLUDED.min_amount_cny,"
-            " EXCLUDED.min_litres, EXCLUDED.days_of_week, EXCLUDED.date_ranges, EXCLUDED.public_holidays_only,"
-            " EXCLUDED.time_from, EXCLUDED.time_to, EXCLUDED.members_only, EXCLUDED.payment_methods,"
-            " EXCLUDED.valid_from, EXCLUDED.valid_to)"
-            " RETURNING id"
+    promotion_target(promo)
+    with conn.transaction():
+        found = find_promotion(conn, promo, lock=True)
+        if found is None:
+            row = conn.execute(_INSERT, params).fetchone()  # fixed SQL text, parameters bound
+            if row is not None:
+                pid = int(row["id"] if isinstance(row, dict) else row[0])
+                stored = get_promotion(conn, pid)
+                record(
+                    conn,
+                    actor=actor,
+                    action="create",
+                    entity="promotion",
+                    entity_id=pid,
+                    old=None,
+                    new=promotion_audit(stored or promo),
+                )
+                return pid, True
+            found = find_promotion(conn, promo, lock=True)  # inserted by a concurrent writer just now
+            assert found is not None
+        old, version = found
+        pid = int(old.id or 0)
+        if not replace or same_promotion(old, promo):
+            return pid, False
+        if update_terms(conn, pid, promo, version) is None:  # cannot happen under the row lock
+            raise RuntimeError(f"promotion {pid} changed while locked")
+        stored = get_promotion(conn, pid)
+        record(
+            conn,
+            actor=actor,
+            action="update",
+            entity="promotion",
+            entity_id=pid,
+            old=promotion_audit(old),
+            new=promotion_audit(stored or promo),
         )
-    else:
-        sql = _INSERT + " ON CONFLICT (source, source_ref) DO NOTHING RETURNING id"
-    row = conn.execute(sql, params).fetchone()  # fixed SQL text, parameters bound
-    if row is not None:
-        return int(row["id"] if isinstance(row, dict) else row[0]), True
-    found = conn.execute(
-        "SELECT id FROM promotions WHERE source = %s AND source_ref = %s", (promo.source, promo.source_ref)
-    ).fetchone()
-    assert found is not None
-    return int(found["id"] if isinstance(found, dict) else found[0]), False
+        return pid, True
 
 
 def promotion_from_row(row: Any) -> Promotion:

@@ -1,20 +1,23 @@
 """Stations: upsert (one and bulk), get, bbox, and the H3-prefiltered nearby search.
 
-Upserts key on (source, source_ref). A row whose content did not change is left alone (no version
-bump), so re-running a loader is a no-op. H3 columns are computed in Python (geo._h3cells).
+Upserts key on (source, source_ref), are audited, and keep the fields the station manager API owns. A row
+whose content did not change is left alone (no version bump, no audit row), so re-running a loader is a
+no-op. H3 columns are computed in Python (geo._h3cells).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from geo._brands import BRANDS
 from geo._h3cells import DEFAULT_MAX_CELLS, cells_for_point, covering_cells
+from store._audit import changed_fields, record_many
 
 SOURCES = ("osm", "onboarding", "demo")
 STATUSES = ("open", "closed", "temporarily_closed")
@@ -108,22 +111,58 @@ STATION_FIELDS = (
     " s.amenities, s.status, s.version, s.created_at, s.updated_at"
 )
 
-# Shared by the single and the bulk upsert: only rows whose content changed are updated.
-_ON_CONFLICT = """
-ON CONFLICT (source, source_ref) DO UPDATE SET
-    name = EXCLUDED.name, name_en = EXCLUDED.name_en, brand = EXCLUDED.brand, brand_raw = EXCLUDED.brand_raw,
-    address = EXCLUDED.address, geom = EXCLUDED.geom, h3_r7 = EXCLUDED.h3_r7, h3_r8 = EXCLUDED.h3_r8,
-    h3_r9 = EXCLUDED.h3_r9, grades = EXCLUDED.grades, opening_hours = EXCLUDED.opening_hours,
-    amenities = EXCLUDED.amenities, status = EXCLUDED.status,
-    version = stations.version + 1, updated_at = now()
-WHERE (stations.name, stations.name_en, stations.brand, stations.brand_raw, stations.address,
-       stations.grades, stations.opening_hours, stations.amenities, stations.status)
-      IS DISTINCT FROM
-      (EXCLUDED.name, EXCLUDED.name_en, EXCLUDED.brand, EXCLUDED.brand_raw, EXCLUDED.address,
-       EXCLUDED.grades, EXCLUDED.opening_hours, EXCLUDED.amenities, EXCLUDED.status)
-   OR NOT ST_Equals(stations.geom, EXCLUDED.geom)
-RETURNING id, (xmax = 0) AS inserted
-"""
+# Fields the station manager API may set (PATCH). Once set through the API a field is the manager's
+# (stations.manager_fields): bulk loads keep the stored value of such a field.
+MANAGER_EDITABLE = ("name", "name_en", "address", "opening_hours", "status", "grades", "amenities")
+_UPDATED = (
+    "name",
+    "name_en",
+    "brand",
+    "brand_raw",
+    "address",
+    "geom",
+    "h3_r7",
+    "h3_r8",
+    "h3_r9",
+    "grades",
+    "opening_hours",
+    "amenities",
+    "status",
+)
+
+
+def _incoming(col: str) -> sql.Composable:
+    """The value a load writes to `col`: the loaded one, or the stored one when the manager owns it."""
+    if col in MANAGER_EDITABLE:
+        return sql.SQL(
+            "CASE WHEN {name} = ANY(stations.manager_fields) THEN stations.{c} ELSE EXCLUDED.{c} END"
+        ).format(name=sql.Literal(col), c=sql.Identifier(col))
+    return sql.SQL("EXCLUDED.{c}").format(c=sql.Identifier(col))
+
+
+_COMPARED = [c for c in _UPDATED if c != "geom" and not c.startswith("h3_")]
+# Only rows whose content changed are updated; manager-owned fields keep their stored values.
+_ON_CONFLICT = sql.SQL(
+    " ON CONFLICT (source, source_ref) DO UPDATE SET {sets}, version = stations.version + 1, updated_at = now()"
+    " WHERE ({incoming}) IS DISTINCT FROM ({stored}) OR NOT ST_Equals(stations.geom, EXCLUDED.geom)"
+).format(
+    sets=sql.SQL(", ").join(
+        sql.SQL("{c} = {v}").format(c=sql.Identifier(c), v=_incoming(c)) for c in _UPDATED
+    ),
+    incoming=sql.SQL(", ").join(_incoming(c) for c in _COMPARED),
+    stored=sql.SQL(", ").join(sql.SQL("stations.{c}").format(c=sql.Identifier(c)) for c in _COMPARED),
+)
+
+
+def _station_json(alias: str) -> sql.Composable:
+    """jsonb of a station row as audited (no version: an audit row says what changed)."""
+    a = sql.Identifier(alias)
+    return sql.SQL(
+        "jsonb_build_object('source', {a}.source, 'source_ref', {a}.source_ref, 'name', {a}.name,"
+        " 'name_en', {a}.name_en, 'brand', {a}.brand, 'brand_raw', {a}.brand_raw, 'address', {a}.address,"
+        " 'lat', ST_Y({a}.geom), 'lon', ST_X({a}.geom), 'grades', {a}.grades,"
+        " 'opening_hours', {a}.opening_hours, 'amenities', {a}.amenities, 'status', {a}.status)"
+    ).format(a=a)
 
 
 def _row(s: StationIn) -> tuple[Any, ...]:
@@ -149,19 +188,9 @@ def _row(s: StationIn) -> tuple[Any, ...]:
     )
 
 
-def upsert_station(conn: psycopg.Connection, station: StationIn) -> int:
-    """Insert or update one station by (source, source_ref); return its id."""
-    row = _row(station)
-    cur = conn.execute(
-        "INSERT INTO stations (source, source_ref, name, name_en, brand, brand_raw, address, geom,"
-        " h3_r7, h3_r8, h3_r9, grades, opening_hours, amenities, status)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326),"
-        " %s, %s, %s, %s, %s, %s, %s)" + _ON_CONFLICT,
-        (*row[:7], row[8], row[7], *row[9:]),
-    )
-    got = cur.fetchone()
-    if got is not None:
-        return int(_get(got, "id", 0))
+def upsert_station(conn: psycopg.Connection, station: StationIn, *, actor: str) -> int:
+    """Insert or update one station by (source, source_ref), audited (see upsert_stations); its id."""
+    upsert_stations(conn, [station], actor=actor)
     found = conn.execute(
         "SELECT id FROM stations WHERE source = %s AND source_ref = %s", (station.source, station.source_ref)
     ).fetchone()
@@ -169,8 +198,11 @@ def upsert_station(conn: psycopg.Connection, station: StationIn) -> int:
     return int(_get(found, "id", 0))
 
 
-def upsert_stations(conn: psycopg.Connection, stations: Iterable[StationIn]) -> UpsertCounts:
-    """Bulk upsert: COPY into a temporary staging table, then one INSERT ... ON CONFLICT.
+def upsert_stations(conn: psycopg.Connection, stations: Iterable[StationIn], *, actor: str) -> UpsertCounts:
+    """Bulk upsert keyed by (source, source_ref): COPY into a temporary staging table, then one
+    INSERT ... ON CONFLICT that updates only the rows whose content changed and never a field the
+    station manager API owns (manager_fields). Each created station gets an audit row with its content,
+    each updated one a row with just the fields that changed (old and new), actor `actor`.
 
     Atomic (one transaction or savepoint). Duplicate keys in the input: the last one wins.
     """
@@ -190,20 +222,37 @@ def upsert_stations(conn: psycopg.Connection, stations: Iterable[StationIn]) -> 
             copy.set_types(list(_TYPES))
             for row in rows:
                 copy.write_row(row)
-        cur = conn.execute(
-            "INSERT INTO stations (source, source_ref, name, name_en, brand, brand_raw, address, geom,"
-            " h3_r7, h3_r8, h3_r9, grades, opening_hours, amenities, status)"
-            " SELECT DISTINCT ON (source, source_ref) source, source_ref, name, name_en, brand, brand_raw,"
-            " address, ST_SetSRID(ST_MakePoint(lon, lat), 4326), h3_r7, h3_r8, h3_r9, grades,"
-            " opening_hours, amenities, status"
-            " FROM stations_staging ORDER BY source, source_ref, seq DESC" + _ON_CONFLICT
-        )
-        changed = cur.fetchall()
+        query = sql.SQL(
+            "WITH src AS (SELECT DISTINCT ON (source, source_ref) * FROM stations_staging"
+            "   ORDER BY source, source_ref, seq DESC),"
+            " old AS (SELECT s.id, {old_json} AS j FROM stations s JOIN src USING (source, source_ref)),"
+            " up AS (INSERT INTO stations (source, source_ref, name, name_en, brand, brand_raw, address, geom,"
+            "   h3_r7, h3_r8, h3_r9, grades, opening_hours, amenities, status)"
+            "   SELECT source, source_ref, name, name_en, brand, brand_raw, address,"
+            "   ST_SetSRID(ST_MakePoint(lon, lat), 4326), h3_r7, h3_r8, h3_r9, grades, opening_hours,"
+            "   amenities, status FROM src {on_conflict}"
+            "   RETURNING id, (xmax = 0) AS inserted, {new_json} AS j)"
+            " SELECT up.id, up.inserted, old.j AS old, up.j AS new FROM up LEFT JOIN old USING (id) ORDER BY up.id"
+        ).format(old_json=_station_json("s"), new_json=_station_json("stations"), on_conflict=_ON_CONFLICT)
+        changed = [_as_row(r) for r in conn.execute(query).fetchall()]
         conn.execute("DROP TABLE IF EXISTS pg_temp.stations_staging")
+        entries: list[tuple[str, str, int | str, Mapping[str, Any] | None, Mapping[str, Any] | None]] = []
+        for sid, created, old, new in changed:
+            if created:
+                entries.append(("create", "station", sid, None, new))
+            else:
+                entries.append(("update", "station", sid, *changed_fields(old or {}, new)))
+        record_many(conn, actor=actor, entries=entries)
     distinct = len({(r[0], r[1]) for r in rows})
-    inserted = sum(1 for r in changed if _get(r, "inserted", 1))
+    inserted = sum(1 for r in changed if r[1])
     updated = len(changed) - inserted
     return UpsertCounts(inserted=inserted, updated=updated, unchanged=distinct - len(changed))
+
+
+def _as_row(r: Any) -> tuple[int, bool, dict[str, Any] | None, dict[str, Any]]:
+    if isinstance(r, dict):
+        return int(r["id"]), bool(r["inserted"]), r["old"], r["new"]
+    return int(r[0]), bool(r[1]), r[2], r[3]
 
 
 def _get(row: Any, key: str, index: int) -> Any:

@@ -56,6 +56,7 @@ def ids(rank_db: str, line: np.ndarray) -> dict[str, int]:
             conn,
             [PriceIn(out[ref], "92", Decimal(p), SINCE) for ref, (_, _, p) in LAYOUT.items()],
             zone="yunnan-4",
+            actor="test-setup",
         )
     return out
 

@@ -104,6 +104,7 @@ def _seed(conn: psycopg.Connection, lat: float, lon: float, radius: float, beari
             for j, (a, o) in enumerate(pts)
             if -90 < a < 90
         ],
+        actor="test-setup",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -22,7 +23,7 @@ NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")
 @pytest.fixture(scope="module")
 def settings(module_db: str, shared_data: Path) -> Settings:
     with psycopg.connect(module_db) as conn:
-        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
+        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
     return Settings(database_url=module_db, extract=NO_EXTRACT, shared_data_dir=shared_data)
 
 
@@ -114,7 +115,7 @@ def test_ceiling_in_force_at_effective_from_24h_rule(
             "station,grade,price_cny,effective_from",
             "LJ-GC-001,92,8.95,2026-09-24T23:59:00",  # still the April ceiling: rejected
             "LJ-GC-002,92,8.95,2026-09-25T00:00:00",  # the new ceiling is in force: fine
-            "LJ-GC-002,98,12.50,2026-09-25T00:00:00",  # 98# has no ceiling
+            "LJ-GC-001,98,12.50,2026-09-25T00:00:00",  # 98# has no ceiling (within its band over 95#)
             "LJ-GC-002,92,8.90,2027-01-01T00:00:00",  # future-dated
         ],
     )
@@ -209,3 +210,156 @@ def test_promotion_rejections(settings: Settings, stations: None, module_db: str
         (13, "valid_to"),
         (14, "source_ref"),
     }
+
+
+# ---- plausibility: every rule a feed can break, with the rule and the allowed range in the report ----
+
+
+def test_implausible_feed_prices_are_rejected_with_rule_and_range(
+    settings: Settings, stations: None, module_db: str, tmp_path: Path
+) -> None:
+    f = feed(
+        tmp_path,
+        "implausible.csv",
+        [
+            "station,grade,price_cny,effective_from",
+            "LJ-GC-001,95,0.95,2026-10-12",  # a typo: below the band of the 95# ceiling 9.63
+            "LJ-GC-001,92,99.99,2020-01-01",  # back-dated before the first ceiling notice
+            "LJ-GC-001,98,99.99,2026-10-12",  # 98# has no ceiling: bounded by the 95# one
+            "LJ-GC-002,98,10.40,2026-10-12",  # LJ-GC-002 sells no 98#
+            "LJ-GC-001,92,8.80,2031-01-01",  # absurdly far ahead
+            "LJ-GC-001,92,8.80,2026-10-12",  # fine
+        ],
+    )
+    before = (n(module_db, "prices"), n(module_db, "audit_log"))
+    s = load_prices(f, settings=settings)
+    assert not s.written and (n(module_db, "prices"), n(module_db, "audit_log")) == before
+    got = {(r.row, r.field): r.reason for r in s.rejects}
+    assert set(got) == {
+        (2, "price_cny"),
+        (3, "effective_from"),
+        (4, "price_cny"),
+        (5, "grade"),
+        (6, "effective_from"),
+    }
+    assert "price.below_band" in got[(2, "price_cny")] and "7.23-9.63" in got[(2, "price_cny")]
+    assert "price.before_first_notice" in got[(3, "effective_from")]
+    assert "price.above_band" in got[(4, "price_cny")] and "7.23-13.00" in got[(4, "price_cny")]
+    assert "price.grade_not_sold" in got[(5, "grade")]
+    assert "price.too_far_ahead" in got[(6, "effective_from")]
+    assert load_prices(f, settings=settings, allow_rejects=True).new == 1
+
+
+def test_implausible_promotions_are_rejected(
+    settings: Settings, stations: None, module_db: str, tmp_path: Path
+) -> None:
+    f = feed(
+        tmp_path,
+        "promos.csv",
+        [
+            "source_ref,station,kind,value,grades,valid_from",
+            "X1,LJ-GC-001,cny_off_per_litre,999999,92,2026-10-01",  # effective price 0.01
+            "X2,LJ-GC-001,percent_off,50,,2026-10-01",
+            "X3,LJ-GC-001,cny_off_per_order,5000,,2026-10-01",
+            "X4,LJ-GC-001,topup_bonus,80,,2026-10-01",
+            "X5,LJ-GC-001,cny_off_per_litre,0.50,92,2026-10-01",  # fine
+        ],
+    )
+    s = load_promotions(f, settings=settings)
+    assert not s.written and n(module_db, "promotions") == 0
+    got = {(r.row, r.field): r.reason for r in s.rejects}
+    assert set(got) == {(2, "value"), (3, "value"), (4, "value"), (5, "value")}
+    assert "promotion.cny_off_per_litre" in got[(2, "value")] and "2.69" in got[(2, "value")]
+    assert "promotion.percent_off" in got[(3, "value")]
+    assert "promotion.cny_off_per_order" in got[(4, "value")]
+    assert "promotion.topup_bonus" in got[(5, "value")]
+
+
+def test_promotion_source_ref_is_per_station_in_feeds(
+    settings: Settings, stations: None, module_db: str, tmp_path: Path
+) -> None:
+    f = feed(
+        tmp_path,
+        "same-ref.csv",
+        [
+            "source_ref,station,kind,value,valid_from",
+            "WEEKEND,LJ-GC-001,cny_off_per_litre,0.30,2026-10-01",
+            "WEEKEND,LJ-GC-002,cny_off_per_litre,0.20,2026-10-01",  # another station's own promotion
+        ],
+    )
+    s = load_promotions(f, settings=settings)
+    assert (s.new, s.rejected_rows) == (2, 0)
+    assert load_promotions(f, settings=settings).changed == 0
+
+
+def test_loaders_audit_with_the_cli_actor(
+    settings: Settings, stations: None, module_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    from config import get_settings
+    from ingest._prices import main as prices_main
+    from ingest._promotions import main as promotions_main
+
+    monkeypatch.setenv("DATABASE_URL", module_db)
+    monkeypatch.setenv("FUEL_EXTRACT", str(NO_EXTRACT))
+    get_settings.cache_clear()
+    try:
+        a = feed(tmp_path, "a.csv", ["station,grade,price_cny,effective_from", "3,95,9.40,2026-10-05"])
+        assert prices_main(["prices", str(a), "--no-progress", "--actor", "ops:alice"]) == 0
+        assert promotions_main(["promotions", str(EXAMPLES / "promotions.csv"), "--no-progress"]) == 0
+    finally:
+        get_settings.cache_clear()
+    with psycopg.connect(module_db) as conn:
+        actors = dict(
+            conn.execute("SELECT entity, actor FROM audit_log WHERE entity <> 'station'").fetchall()
+        )
+    assert actors == {"price": "ops:alice", "promotion": f"cli:{getpass.getuser()}"}
+
+
+def test_a_new_notice_removes_future_prices_above_its_ceiling(
+    settings: Settings, stations: None, module_db: str, tmp_path: Path, shared_data: Path
+) -> None:
+    import json
+    from datetime import datetime, timedelta
+
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    soon, later = today + timedelta(days=10), today + timedelta(days=20)
+    f = feed(
+        tmp_path,
+        "future.csv",
+        [
+            "station,grade,price_cny,effective_from",
+            f"LJ-GC-001,92,8.95,{soon}",  # fine under 8.99, above the next notice's 8.60
+            f"LJ-GC-001,95,9.20,{soon}",  # fine under both
+            f"LJ-GC-002,92,8.50,{later}",  # fine under both
+        ],
+    )
+    assert load_prices(f, settings=settings).new == 3
+    doc = json.loads((shared_data / "prices" / "yunnan_guidance_prices.json").read_text(encoding="utf-8"))
+    adj = today + timedelta(days=2)
+    doc["notices"].append(
+        {"adjustment_date": adj.isoformat(), "prices": {"89": 7.95, "92": 8.60, "95": 9.25, "0": 8.30}}
+    )
+    path = tmp_path / "notice.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    try:
+        with psycopg.connect(module_db) as conn:
+            loaded = load_guidance_file(conn, path, actor="guidance:test")
+            left = conn.execute(
+                "SELECT station_id, grade FROM prices WHERE effective_from > now() ORDER BY 1, 2"
+            ).fetchall()
+            removed = conn.execute(
+                "SELECT actor, old_value->>'price_cny', new_value->>'rule' FROM audit_log"
+                " WHERE entity = 'price' AND action = 'delete'"
+            ).fetchall()
+            ceilings = conn.execute(
+                "SELECT count(*) FROM audit_log WHERE entity = 'price_ceiling' AND actor = 'guidance:test'"
+            ).fetchone()
+    finally:
+        with psycopg.connect(module_db) as conn:
+            conn.execute("DELETE FROM price_ceilings WHERE adjustment_date = %s", (adj,))
+    assert left == [(3, "95"), (4, "92")]  # LJ-GC-001 is station 3, LJ-GC-002 station 4
+    assert removed == [("guidance:test", "8.95", "price.above_ceiling")]
+    assert [(r.station_id, r.grade) for r in loaded.removed] == [(3, "92")]
+    assert ceilings == (4,)  # the new notice's four grades, audited

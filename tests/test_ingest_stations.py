@@ -4,6 +4,7 @@ atomicity under a killed process, and the 100k-row load time."""
 from __future__ import annotations
 
 import csv
+import getpass
 import json
 import os
 import random
@@ -32,7 +33,7 @@ HEADER = "source_ref,name,brand,address,lat,lon,coord,grades,opening_hours,ameni
 def settings(module_db: str, shared_data: Path) -> Settings:
     s = Settings(database_url=module_db, extract=NO_EXTRACT, shared_data_dir=shared_data)
     with psycopg.connect(module_db) as conn:
-        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
+        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
     return s
 
 
@@ -261,6 +262,72 @@ def test_osm_extract_imports_through_the_same_path(module_db: str, shared_data: 
     with psycopg.connect(module_db) as conn:
         assert conn.execute("SELECT DISTINCT source FROM stations").fetchall() == [("osm",)]
     assert load_stations(shared_data / "osm" / "andorra.osm.pbf", settings=andorra).changed == 0
+
+
+def test_station_file_prices_must_be_plausible(
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
+) -> None:
+    f = tmp_path / "implausible.csv"
+    f.write_text(
+        "source_ref,name,brand,lat,lon,grades,price_92,price_95,price_98,prices_effective_from\n"
+        "P1,中国石化一号站,sinopec,26.86,100.24,92;95,8.80,0.95,,2026-10-01\n"  # 95# typo
+        "P2,中国石化二号站,sinopec,26.87,100.25,92;95,8.80,9.40,10.40,2026-10-01\n"  # sells no 98#
+        "P3,中国石化三号站,sinopec,26.88,100.26,92;95,99.99,,,2020-01-01\n"  # back-dated, no ceiling then
+        "P4,中国石化四号站,sinopec,26.89,100.27,92;95,8.80,9.40,,2026-10-01\n",  # fine
+        encoding="utf-8",
+    )
+    s = load_stations(f, settings=settings)
+    assert not s.written and counts(module_db)["stations"] == 0
+    got = {(r.row, r.field): r.reason for r in s.rejects}
+    assert set(got) == {(2, "price_95"), (3, "price_98"), (4, "prices_effective_from")}
+    assert "price.below_band" in got[(2, "price_95")] and "7.23-9.63" in got[(2, "price_95")]
+    assert "price.grade_not_sold" in got[(3, "price_98")]
+    assert "price.before_first_notice" in got[(4, "prices_effective_from")]
+
+
+def test_price_for_a_grade_the_matched_station_does_not_sell(
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
+) -> None:
+    """Without a grades column, a matched station's stored grades decide (a new one sells nothing yet)."""
+    load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)  # LJ-GC-002 sells 92, 95, 0
+    f = tmp_path / "no-grades.csv"
+    f.write_text(
+        "source_ref,name,brand,lat,lon,price_92,price_98,prices_effective_from\n"
+        "LJ-GC-002,中国石油丽江香格里拉大道加油站,中国石油,26.8461,100.217,8.80,10.40,2026-10-03\n"
+        "NEW-1,中国石化新站,中国石化,26.90,100.30,8.80,,2026-10-03\n",
+        encoding="utf-8",
+    )
+    s = load_stations(f, settings=settings, dry_run=True)
+    assert [(r.row, r.field) for r in s.rejects] == [(2, "price_98"), (3, "price_92")]
+    assert "price.grade_not_sold" in s.rejects[0].reason
+
+
+def test_a_file_never_overwrites_a_field_the_manager_set(
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
+) -> None:
+    from store._manage import patch_station
+
+    load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)
+    with psycopg.connect(module_db) as conn:
+        version = conn.execute("SELECT version FROM stations WHERE id = 1").fetchone()
+        assert version is not None
+        patch_station(conn, 1, version[0], {"name": "福慧路加油站（经理）"}, actor="gc001-manager")
+    assert load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings).changed == 0
+    text = (EXAMPLES / "stations_wgs84.csv").read_text(encoding="utf-8")
+    moved = tmp_path / "moved.csv"
+    moved.write_text(
+        text.replace("云南省丽江市古城区福慧路128号", "云南省丽江市古城区福慧路130号"), encoding="utf-8"
+    )
+    s = load_stations(moved, settings=settings)
+    assert (s.new, s.updated) == (0, 1)
+    with psycopg.connect(module_db) as conn:
+        row = conn.execute("SELECT name, address FROM stations WHERE id = 1").fetchone()
+        actors = conn.execute(
+            "SELECT actor FROM audit_log WHERE entity = 'station' AND entity_id = '1' AND action = 'update'"
+            " ORDER BY id"
+        ).fetchall()
+    assert row == ("福慧路加油站（经理）", "云南省丽江市古城区福慧路130号")
+    assert [a for (a,) in actors] == ["gc001-manager", f"cli:{getpass.getuser()}"]
 
 
 # ---- big files: atomicity under SIGKILL, and speed ---------------------------------------------------

@@ -43,7 +43,7 @@ def env(module_db: str, shared_data: Path) -> Iterator[dict[str, Any]]:
         conn.execute(
             "TRUNCATE stations, station_refs, prices, promotions, audit_log, api_keys RESTART IDENTITY CASCADE"
         )
-        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
+        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
     load_stations(EXAMPLES / "stations_wgs84.csv", settings=settings)  # stations 1..4
     with psycopg.connect(module_db) as conn:
         keys = {

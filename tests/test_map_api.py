@@ -75,7 +75,7 @@ def where() -> dict[str, tuple[float, float]]:
 def ids(db_url: str, shared_data: Path, where: dict[str, tuple[float, float]]) -> dict[str, int]:
     out: dict[str, int] = {}
     with psycopg.connect(db_url, autocommit=True) as conn:
-        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
+        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
         for ref, (_, _, brand, status, grades, _) in LAYOUT.items():
             lat, lon = where[ref]
             out[ref] = upsert_station(
@@ -91,6 +91,7 @@ def ids(db_url: str, shared_data: Path, where: dict[str, tuple[float, float]]) -
                     grades=grades,
                     status=status,
                 ),
+                actor="test-setup",
             )
         since = datetime(2026, 11, 1, tzinfo=SH)
         insert_prices(
@@ -101,6 +102,7 @@ def ids(db_url: str, shared_data: Path, where: dict[str, tuple[float, float]]) -
                 for g, p in spec[5].items()
             ],
             zone="yunnan-4",
+            actor="test-setup",
         )
         upsert_promotion(
             conn,
@@ -116,6 +118,8 @@ def ids(db_url: str, shared_data: Path, where: dict[str, tuple[float, float]]) -
                 source="feed",
                 source_ref="maptest:m3",
             ),
+            actor="test-setup",
+            zone="yunnan-4",
         )
     return out
 

@@ -61,7 +61,7 @@ def regions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ids(module_db: str, shared_data: Path) -> dict[str, int]:
     out: dict[str, int] = {}
     with psycopg.connect(module_db, autocommit=True) as conn:
-        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json")
+        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
         for ref, (bearing, dist, brand, grades, _) in LAYOUT.items():
             lat, lon = destination(*Q, bearing, dist)
             out[ref] = upsert_station(
@@ -78,6 +78,7 @@ def ids(module_db: str, shared_data: Path) -> dict[str, int]:
                     grades=grades,
                     opening_hours="Mo-Su 07:00-22:00",
                 ),
+                actor="test-setup",
             )
         since = datetime(2026, 11, 1, tzinfo=SH)
         insert_prices(
@@ -88,6 +89,7 @@ def ids(module_db: str, shared_data: Path) -> dict[str, int]:
                 for g, p in spec[4].items()
             ],
             zone="yunnan-4",
+            actor="test-setup",
         )
         common: dict[str, Any] = {"valid_from": since, "source": "feed"}
         upsert_promotion(
@@ -103,6 +105,8 @@ def ids(module_db: str, shared_data: Path) -> dict[str, int]:
                 source_ref="apitest:sat",
                 **common,
             ),
+            actor="test-setup",
+            zone="yunnan-4",
         )
         upsert_promotion(
             conn,
@@ -116,6 +120,8 @@ def ids(module_db: str, shared_data: Path) -> dict[str, int]:
                 source_ref="apitest:member",
                 **common,
             ),
+            actor="test-setup",
+            zone="yunnan-4",
         )
     return out
 

@@ -30,7 +30,7 @@ def conn(module_db: str) -> Iterator[psycopg.Connection]:
             )
         )
     with psycopg.connect(module_db, autocommit=True) as c:
-        upsert_stations(c, stations)
+        upsert_stations(c, stations, actor="test-setup")
         yield c
 
 

@@ -135,19 +135,19 @@ def test_tag_helpers() -> None:
 @pytest.fixture(scope="module")
 def conn(module_db: str, shared_data: Path) -> Iterator[psycopg.Connection]:
     with psycopg.connect(module_db, autocommit=True) as c:
-        load_guidance_file(c, shared_data / "prices" / "yunnan_guidance_prices.json")
+        load_guidance_file(c, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
         yield c
 
 
 def test_bulk_upsert_is_idempotent_and_updates(conn: psycopg.Connection, shared_data: Path) -> None:
     stations = read_fuel_stations(shared_data / "osm" / "andorra.osm.pbf")
-    first = upsert_stations(conn, stations)
+    first = upsert_stations(conn, stations, actor="test-setup")
     assert first.inserted + first.unchanged == 19  # unchanged when another test loaded them first
-    again = upsert_stations(conn, stations)
+    again = upsert_stations(conn, stations, actor="test-setup")
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 19)
     s0 = stations[0]
     moved = StationIn(**{**s0.__dict__, "name": "Renamed", "lat": s0.lat + 0.001})
-    changed = upsert_stations(conn, [moved, moved])  # duplicates: last one wins
+    changed = upsert_stations(conn, [moved, moved], actor="test-setup")  # duplicates: last one wins
     assert (changed.inserted, changed.updated) == (0, 1)
     row = conn.execute(
         "SELECT id FROM stations WHERE source = 'osm' AND source_ref = %s", (s0.source_ref,)
@@ -156,18 +156,18 @@ def test_bulk_upsert_is_idempotent_and_updates(conn: psycopg.Connection, shared_
     st = get_station(conn, row[0])
     assert st is not None and st["name"] == "Renamed" and st["version"] == 2
     assert abs(st["lat"] - (s0.lat + 0.001)) < 1e-9
-    upsert_stations(conn, [s0])  # restore
+    upsert_stations(conn, [s0], actor="test-setup")  # restore
 
 
 def test_seed_demo_prices_below_ceiling_and_idempotent(conn: psycopg.Connection, shared_data: Path) -> None:
-    upsert_stations(conn, read_fuel_stations(shared_data / "osm" / "andorra.osm.pbf"))
+    upsert_stations(conn, read_fuel_stations(shared_data / "osm" / "andorra.osm.pbf"), actor="test-setup")
     region = load_region("andorra")
     now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    first = seed_demo(conn, region, seed=0, now=now)
+    first = seed_demo(conn, region, seed=0, now=now, actor="test-setup")
     assert first.stations == 19 and first.prices_written > 0 and first.promotions_written == 5
-    second = seed_demo(conn, region, seed=0, now=now)
+    second = seed_demo(conn, region, seed=0, now=now, actor="test-setup")
     assert (second.prices_written, second.promotions_written) == (0, 0)
-    later = seed_demo(conn, region, seed=0, now=datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
+    later = seed_demo(conn, region, seed=0, now=datetime(2026, 11, 26, 9, 0, tzinfo=UTC), actor="test-setup")
     assert (later.prices_written, later.promotions_written) == (0, 0)
     ids = [r[0] for r in conn.execute("SELECT id FROM stations WHERE source = 'osm' AND ST_X(geom) < 2")]
     prices = current_prices(conn, ids, now)

@@ -164,7 +164,7 @@ def test_member_payment_topup_litres_validity() -> None:
 @pytest.fixture(scope="module")
 def conn(module_db: str, shared_data: Path) -> Iterator[psycopg.Connection]:
     with psycopg.connect(module_db, autocommit=True) as c:
-        load_guidance_file(c, shared_data / "prices" / "yunnan_guidance_prices.json")
+        load_guidance_file(c, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
         yield c
 
 
@@ -175,8 +175,8 @@ def test_guidance_parse_and_idempotent_load(conn: psycopg.Connection, shared_dat
     assert len(zone4) == 8 and {c.grade for c in zone4} == {"89", "92", "95", "0"}
     assert {c.zone for c in ceilings} >= {"yunnan-1", "yunnan-5"}
     assert in_force_from(date(2026, 9, 24)) == local(2026, 9, 25)
-    total, changed = load_guidance_file(conn, path)
-    assert total == len(ceilings) and changed == 0
+    loaded = load_guidance_file(conn, path, actor="test-setup")
+    assert (loaded.total, loaded.changed, loaded.removed) == (len(ceilings), 0, [])
 
 
 def test_ceiling_in_force_switches_at_local_midnight(conn: psycopg.Connection) -> None:
@@ -190,18 +190,27 @@ def test_ceiling_in_force_switches_at_local_midnight(conn: psycopg.Connection) -
     assert ceiling_at(conn, "yunnan-4", "98", local(2026, 11, 1)) is None
 
 
+GRADES = ("92", "95", "98", "0")
+
+
 def _station(conn: psycopg.Connection, ref: str) -> int:
     # Kunming: away from the Lijiang stations of the API tests
-    return upsert_station(conn, StationIn("onboarding", ref, 25.04, 102.71, name="测试站", brand="sinopec"))
+    station = StationIn("onboarding", ref, 25.04, 102.71, name="测试站", brand="sinopec", grades=GRADES)
+    return upsert_station(conn, station, actor="test-setup")
 
 
 def test_price_above_ceiling_rejected_98_accepted(conn: psycopg.Connection) -> None:
     sid = _station(conn, "pricing/ceiling")
     at = local(2026, 10, 1)
-    insert_price(conn, PriceIn(sid, "92", D("8.99"), at, source="station"), zone="yunnan-4")  # at the ceiling
+    insert_price(
+        conn, PriceIn(sid, "92", D("8.99"), at, source="station"), zone="yunnan-4", actor="test-setup"
+    )  # at the ceiling
     with pytest.raises(PriceAboveCeiling) as err:
         insert_price(
-            conn, PriceIn(sid, "92", D("9.00"), local(2026, 10, 2), source="station"), zone="yunnan-4"
+            conn,
+            PriceIn(sid, "92", D("9.00"), local(2026, 10, 2), source="station"),
+            zone="yunnan-4",
+            actor="test-setup",
         )
     msg = str(err.value)
     assert err.value.param == "price_cny"
@@ -210,13 +219,24 @@ def test_price_above_ceiling_rejected_98_accepted(conn: psycopg.Connection) -> N
     # 9.00 was fine under the old notice? No: 8.83 then. 8.90 is above the April ceiling, below September's.
     with pytest.raises(PriceAboveCeiling):
         insert_price(
-            conn, PriceIn(sid, "92", D("8.90"), local(2026, 9, 24, 23, 59), source="station"), zone="yunnan-4"
+            conn,
+            PriceIn(sid, "92", D("8.90"), local(2026, 9, 24, 23, 59), source="station"),
+            zone="yunnan-4",
+            actor="test-setup",
         )
     insert_price(
-        conn, PriceIn(sid, "92", D("8.90"), local(2026, 9, 25, 0, 0), source="station"), zone="yunnan-4"
+        conn,
+        PriceIn(sid, "92", D("8.90"), local(2026, 9, 25, 0, 0), source="station"),
+        zone="yunnan-4",
+        actor="test-setup",
     )
     # 98# has no ceiling
-    assert insert_price(conn, PriceIn(sid, "98", D("12.50"), at, source="station"), zone="yunnan-4") == 1
+    assert (
+        insert_price(
+            conn, PriceIn(sid, "98", D("12.50"), at, source="station"), zone="yunnan-4", actor="test-setup"
+        )
+        == 1
+    )
     # a batch with one bad row writes nothing
     with pytest.raises(PriceAboveCeiling):
         insert_prices(
@@ -226,6 +246,7 @@ def test_price_above_ceiling_rejected_98_accepted(conn: psycopg.Connection) -> N
                 PriceIn(sid, "0", D("9.99"), local(2026, 11, 1)),
             ],
             zone="yunnan-4",
+            actor="test-setup",
         )
     assert not price_history(conn, sid, grade="95")
 
@@ -233,8 +254,15 @@ def test_price_above_ceiling_rejected_98_accepted(conn: psycopg.Connection) -> N
 def test_current_price_is_newest_not_after_at(conn: psycopg.Connection) -> None:
     sid = _station(conn, "pricing/current")
     for day, p in ((1, "8.50"), (10, "8.70"), (20, "8.60")):
-        insert_price(conn, PriceIn(sid, "92", D(p), local(2026, 10, day)), zone="yunnan-4")
-    assert insert_price(conn, PriceIn(sid, "92", D("8.60"), local(2026, 10, 20)), zone="yunnan-4") == 0
+        insert_price(
+            conn, PriceIn(sid, "92", D(p), local(2026, 10, day)), zone="yunnan-4", actor="test-setup"
+        )
+    assert (
+        insert_price(
+            conn, PriceIn(sid, "92", D("8.60"), local(2026, 10, 20)), zone="yunnan-4", actor="test-setup"
+        )
+        == 0
+    )
     cur = current_prices(conn, [sid], local(2026, 10, 15))[sid]["92"]
     assert cur.price_cny == D("8.70") and cur.effective_from == local(2026, 10, 10)
     assert current_prices(conn, [sid], local(2026, 9, 30)) == {}
@@ -271,8 +299,10 @@ def test_promotions_for_stations_station_and_brand_scope(conn: psycopg.Connectio
         source="station",
         source_ref="t:old",
     )
-    ids = [upsert_promotion(conn, p)[0] for p in (p_station, p_brand, p_old)]
-    assert upsert_promotion(conn, p_station) == (ids[0], False)
+    ids = [
+        upsert_promotion(conn, p, actor="test-setup", zone="yunnan-4")[0] for p in (p_station, p_brand, p_old)
+    ]
+    assert upsert_promotion(conn, p_station, actor="test-setup", zone="yunnan-4") == (ids[0], False)
     got = promotions_for_stations(conn, [(sid, "sinopec"), (other, "sinopec")], at=local(2026, 11, 28))
     assert sorted(p.id for p in got[sid] if p.id is not None) == sorted(ids[:2])
     assert [p.id for p in got[other]] == [ids[1]]

@@ -119,6 +119,7 @@ def add_station(conn: psycopg.Connection, ref: str, p: tuple[float, float], grad
             brand="other",
             grades=grades,
         ),
+        actor="test-setup",
     )
 
 
@@ -141,7 +142,7 @@ def ids(rank_db: str, rank_client: TestClient) -> dict[str, int]:
         ]
         # the official cut at 24:00 on Wednesday night: FAR's diesel 8.40 -> 7.60 from Thursday 00:00
         rows.append(PriceIn(out["FAR"], "0", Decimal("7.60"), datetime(2026, 11, 26, 0, 0, tzinfo=TZ)))
-        insert_prices(conn, rows, zone="yunnan-4")
+        insert_prices(conn, rows, zone="yunnan-4", actor="test-setup")
         common: dict[str, Any] = {"valid_from": SINCE, "source": "station", "scope": "station"}
         upsert_promotion(
             conn,
@@ -155,6 +156,8 @@ def ids(rank_db: str, rank_client: TestClient) -> dict[str, int]:
                 source_ref="ranktest:sat-95",
                 **common,
             ),
+            actor="test-setup",
+            zone="yunnan-4",
         )
         upsert_promotion(
             conn,
@@ -169,6 +172,8 @@ def ids(rank_db: str, rank_client: TestClient) -> dict[str, int]:
                 source_ref="ranktest:evening-98",
                 **common,
             ),
+            actor="test-setup",
+            zone="yunnan-4",
         )
     return out
 
