@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api._auth import Forbidden, PreconditionRequired, Unauthorized
 from api._osrm import OsrmError
-from geo import Conflict, FuelError, ImplausibleValue, InvalidInput, NotFound, RouteNotFound
+from geo import BudgetExceeded, Conflict, FuelError, ImplausibleValue, InvalidInput, NotFound, RouteNotFound
 from store._db import DatabaseBusy
 from store._manage import VersionConflict
 
@@ -29,6 +29,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (RouteNotFound, 404),
     (NotFound, 404),
     (Conflict, 409),
+    (BudgetExceeded, 503),
 ]
 
 
@@ -62,6 +63,8 @@ def install(app: FastAPI) -> None:
                 resp = _body(status, type(exc).__name__, str(exc))
                 if isinstance(exc, Unauthorized):
                     resp.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+                if isinstance(exc, BudgetExceeded):
+                    resp.headers["Retry-After"] = "1"
                 return resp
         log.exception("unmapped service error")
         return _body(503, type(exc).__name__, str(exc))

@@ -1,10 +1,14 @@
 """Stations along a route: GET /v1/stations/along-route (from, to) and POST (a route already computed).
 
-Corridor: stations within `corridor_m` (default 1000, at most 5000) of the route line. The buffered line
-is covered with H3 cells (geo._ranking.corridor_cells: resolution from the corridor width and route
-length) to prefilter in SQL (h3_rX = ANY(cells) and a bounding box), then the exact distance to the
-line is checked (geo._ranking.corridor_positions). The ALONG_ROUTE_CANDIDATES nearest to the line are
-ranked.
+Corridor: stations within `corridor_m` (default 1000, at most 5000) of the route line. The line (the
+client's, or the router's for GET) is simplified to min(10 m, corridor / 20) and must stay within the
+caps (settings.max_route_points after simplification, settings.max_route_km long: 422 naming the
+limit and the value). The simplified line is densified and covered with H3 grid disks
+(geo._ranking.corridor_cells; no buffering of client geometry) to prefilter in SQL (h3_rX = ANY(cells)
+and a bounding box), then the exact distance to the line as given is checked
+(geo._ranking.corridor_positions). The ALONG_ROUTE_CANDIDATES nearest to the line are ranked. The
+request stops at settings.along_route_budget_s: 422 naming the POSTed geometry when its geometry work
+ran out of time, 503 (Retry-After) when the searches did.
 
 Each station (its `grades` block priced at its arrival time): offset_m (from the line), along_m (distance along the route from the start), side
 (left/right of the direction of travel; China drives on the right, so right-side stations need no
@@ -28,6 +32,7 @@ with the same options as the GET query; the origin and destination are the first
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,7 +67,7 @@ from api._stations import (
     purchase_out,
     station_snaps,
 )
-from geo import InvalidInput, RouteNotFound, from_wgs84, to_wgs84
+from geo import Budget, InvalidInput, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import encode
 from geo._ranking import (
     arrival,
@@ -71,7 +76,10 @@ from geo._ranking import (
     detours,
     drive_times,
     legs_to,
+    line_length_m,
     price_at,
+    simplify_line,
+    simplify_tolerance_m,
 )
 from store._prices import station_prices_between
 from store._promotions import promotions_between
@@ -80,7 +88,7 @@ from store._stations import stations_in_cells
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 
 ALONG_ROUTE_CANDIDATES = 50  # one second-leg search each
-MAX_ROUTE_POINTS = 20_000
+MAX_INPUT_POINTS = 20_000  # points of a POSTed line as sent (the body size limit applies as well)
 MAX_CORRIDOR_ROWS = 5_000
 
 
@@ -151,6 +159,7 @@ def along_route(
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """Stations along the fastest route from `from` to `to`, with detours and total costs."""
+    budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
     c = parse_coord(coord)
     a = parse_point(from_, "from", c)
     b = parse_point(to, "to", c)
@@ -184,7 +193,8 @@ def along_route(
         "arrive_at": res.arrive_at.isoformat(),
         "polyline6": encode([_out(p, c) for p in res.polyline], precision=6),
     }
-    return _along(state, res.polyline, a, b, opt, c, route, from_param="from", to_param="to")
+    line = _bounded_line(state, res.polyline, opt.corridor_m, param="to", budget=budget, client=False)
+    return _along(state, line, a, b, opt, c, route, from_param="from", to_param="to", budget=budget)
 
 
 class AlongRouteRequest(BaseModel):
@@ -219,8 +229,8 @@ def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> l
         ]
     else:
         raw = [tuple(p) if len(p) == 2 else p for p in geometry]
-    if not 1 <= len(raw) <= MAX_ROUTE_POINTS:
-        raise InvalidInput("geometry", f"needs 1 to {MAX_ROUTE_POINTS} points, got {len(raw)}")
+    if not 1 <= len(raw) <= MAX_INPUT_POINTS:
+        raise InvalidInput("geometry", f"needs 1 to {MAX_INPUT_POINTS:,} points, got {len(raw):,}")
     out: list[tuple[float, float]] = []
     for i, p in enumerate(raw):
         if not isinstance(p, tuple) or len(p) != 2:
@@ -237,8 +247,9 @@ def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> l
 @router.post("/along-route")
 def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
     """Stations along a route the client already has (e.g. from /v1/route), with detours and costs."""
+    budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
     c = parse_coord(body.coord)
-    line = _route_points(body.geometry, c)
+    points = _route_points(body.geometry, c)
     cp = parse_cost_params(
         state.settings,
         litres=body.litres,
@@ -260,9 +271,63 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
         limit=body.limit,
         cp=cp,
     )
-    length = float(corridor_positions(line, line[:1]).route_length_m)
-    route = {"distance_m": round(length, 1), "depart_at": opt.at.isoformat(), "points": len(line)}
-    return _along(state, line, line[0], line[-1], opt, c, route, from_param="geometry", to_param="geometry")
+    line = _bounded_line(state, points, opt.corridor_m, param="geometry", budget=budget, client=True)
+    route = {"distance_m": round(line.length_m, 1), "depart_at": opt.at.isoformat(), "points": len(points)}
+    return _along(
+        state,
+        line,
+        points[0],
+        points[-1],
+        opt,
+        c,
+        route,
+        from_param="geometry",
+        to_param="geometry",
+        budget=budget,
+    )
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A route line within the caps: as given (the exact check) and simplified (the H3 cover)."""
+
+    points: list[tuple[float, float]]
+    simple: np.ndarray
+    tolerance_m: float
+    length_m: float
+    param: str | None  # names the line in errors when its geometry is the client's
+
+
+def _bounded_line(
+    state: AppState,
+    points: list[tuple[float, float]],
+    corridor_m: float,
+    *,
+    param: str,
+    budget: Budget,
+    client: bool,
+) -> _Line:
+    """The line checked against settings.max_route_km, simplified, checked against
+    settings.max_route_points; InvalidInput(param) names the limit and the value."""
+    s = state.settings
+    length = line_length_m(points)
+    if length > s.max_route_km * 1000.0:
+        raise InvalidInput(
+            param,
+            f"the route is {length / 1000.0:,.1f} km long, above the limit of {s.max_route_km:,g} km",
+        )
+    tol = simplify_tolerance_m(corridor_m)
+    simple = simplify_line(points, tol)
+    if len(simple) > s.max_route_points:
+        raise InvalidInput(
+            param,
+            f"the route has {len(simple):,} points after simplification to {tol:g} m, above the limit of "
+            f"{s.max_route_points:,}; "
+            + ("send a simpler line" if client else "choose a shorter trip or a wider corridor"),
+        )
+    line = _Line(points, simple, tol, length, param if client else None)
+    budget.check(param=line.param)
+    return line
 
 
 def _out(p: tuple[float, float], coord: str) -> tuple[float, float]:
@@ -271,7 +336,7 @@ def _out(p: tuple[float, float], coord: str) -> tuple[float, float]:
 
 def _along(
     state: AppState,
-    line: list[tuple[float, float]],
+    line: _Line,
     origin: tuple[float, float],
     dest: tuple[float, float],
     opt: _Options,
@@ -280,18 +345,21 @@ def _along(
     *,
     from_param: str,
     to_param: str,
+    budget: Budget,
 ) -> dict[str, Any]:
     region = state.served.region
     r = need_router(state)
     at = opt.at
     o_snap = r.snapper.snap(origin[0], origin[1], param=from_param)
     d_snap = r.snapper.snap(dest[0], dest[1], param=to_param)
-    cover = corridor_cells(line, opt.corridor_m)
+    cover = corridor_cells(line.simple, opt.corridor_m, tolerance_m=line.tolerance_m)
+    budget.check(param=line.param)
     with state.db.connection() as conn:
         rows = stations_in_cells(
             conn, res=cover.res, cells=cover.cells, bbox=cover.bbox, grade=opt.grade, limit=MAX_CORRIDOR_ROWS
         )
-        pos = corridor_positions(line, [(float(x["lat"]), float(x["lon"])) for x in rows])
+        pos = corridor_positions(line.points, [(float(x["lat"]), float(x["lon"])) for x in rows])
+        budget.check(param=line.param)
         inside = [k for k in range(len(rows)) if pos.offset_m[k] <= opt.corridor_m]
         inside.sort(key=lambda k: (pos.offset_m[k], int(rows[k]["id"])))
         in_corridor = len(inside)
@@ -317,7 +385,8 @@ def _along(
         )
         t0 = at.timestamp()
         departs = [t0 + float(t_os[k]) if reach[k] else math.nan for k in range(len(rows))]
-        t_sd, d_sd = legs_to(r, snaps, d_snap, depart_at=departs)
+        budget.check()
+        t_sd, d_sd = legs_to(r, snaps, d_snap, depart_at=departs, budget=budget)
         det = detours(t_os, t_sd, t_od)
         det_m = np.maximum(0.0, d_os + d_sd - d_od)
         pairs = [(i, x["brand"]) for i, x in zip(ids, rows, strict=True)]

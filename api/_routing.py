@@ -13,7 +13,7 @@ from api._auth import authenticate, require_role
 from api._params import parse_at, parse_bbox, parse_coord, parse_float, parse_int, parse_lat, parse_lon
 from api._state import AppState, get_state
 from api._sync import TrafficSync
-from geo import InvalidInput, RouteNotFound, from_wgs84, to_wgs84
+from geo import Budget, InvalidInput, NoRoadNear, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import cut, encode
 from geo._router import Router, RouteResult
 from geo._steps import Step
@@ -218,19 +218,33 @@ def route(
 # ---- /v1/matrix --------------------------------------------------------------------------------
 class MatrixRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sources: list[tuple[float, float]] = Field(..., min_length=1, description="[[lat, lon], ...]")
-    targets: list[tuple[float, float]] | None = Field(None, description="default: the sources")
+    sources: list[tuple[float, float]] = Field(
+        ..., min_length=1, description="[[lat, lon], ...]; at most settings.max_matrix_sources"
+    )
+    targets: list[tuple[float, float]] | None = Field(
+        None, description="default: the sources; at least one, at most settings.max_matrix_targets"
+    )
     depart_at: str | None = None
     coord: str | None = None
 
 
 @router.post("/v1/matrix")
 def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
-    """Travel times (s) and distances (m), sources x targets, at a departure time; null = unreachable."""
+    """Travel times (s) and distances (m), sources x targets, at a departure time; null = unreachable.
+
+    Bounded: sources, targets and cells are capped (settings; 422 naming the list, the limit and the
+    count), every coordinate is checked before any search, and the searches (one per source) stop at
+    settings.matrix_budget_s with a 503."""
+    s = state.settings
     c = parse_coord(body.coord)
     targets = body.targets if body.targets is not None else body.sources
+    budget = Budget(s.matrix_budget_s, what=f"the {len(body.sources)} x {len(targets)} matrix")
+    if not targets:
+        raise InvalidInput("targets", "needs at least one point (leave it out to use the sources)")
+    _cap("sources", len(body.sources), s.max_matrix_sources)
+    _cap("targets", len(targets), s.max_matrix_targets)
     cells = len(body.sources) * len(targets)
-    cap = state.settings.max_matrix_cells
+    cap = s.max_matrix_cells
     if cells > cap:
         raise InvalidInput(
             "sources", f"{len(body.sources)} x {len(targets)} = {cells} cells, above the cap of {cap}"
@@ -238,12 +252,17 @@ def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[st
     src = [_checked(p, f"sources[{i}]", c) for i, p in enumerate(body.sources)]
     dst = [_checked(p, f"targets[{i}]", c) for i, p in enumerate(targets)]
     at = parse_at(body.depart_at, state.region.tz, "depart_at")
-    res = need_router(state).matrix(src, dst, depart_at=at)
+    res = need_router(state).matrix(src, dst, depart_at=at, budget=budget)
     return {
         "durations_s": _nullable(res.durations_s),
         "distances_m": _nullable(res.distances_m),
         "depart_at": at.isoformat(),
     }
+
+
+def _cap(param: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise InvalidInput(param, f"has {count:,} points, above the limit of {limit:,}")
 
 
 def _checked(p: tuple[float, float], param: str, coord: str) -> tuple[float, float]:

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     osrm_max_waypoints: int = 25  # coordinates of one route request (legs = waypoints - 1)
     osrm_max_nearest: int = 100  # `number` of the nearest service
 
+    # ---- Bounded requests: caps and time budgets of along-route and matrix (api/_ranking, api/_routing)
+    max_route_points: int = Field(5_000, ge=2)  # along-route line, after simplification
+    max_route_km: float = Field(1_000.0, gt=0)  # along-route line, total length
+    along_route_budget_s: float = Field(10.0, gt=0)
+    max_matrix_sources: int = Field(100, ge=1)  # one search each
+    max_matrix_targets: int = Field(1_000, ge=1)
+    matrix_budget_s: float = Field(10.0, gt=0)
+
     overpass_url: str = "https://overpass-api.de/api/interpreter"
     overpass_timeout_s: float = 180.0
 

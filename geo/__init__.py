@@ -1,8 +1,10 @@
 """Pure computation: geometry, H3, coordinate systems, road graph, traffic, router. No HTTP, no SQL."""
 
 from geo._brands import BRANDS, brand_from_tags, normalize_brand
+from geo._budget import Budget
 from geo._coords import CoordSystem, bearing_deg, from_wgs84, haversine_m, haversine_m_array, to_wgs84
 from geo._errors import (
+    BudgetExceeded,
     Conflict,
     ExtractError,
     FuelError,
@@ -40,6 +42,8 @@ __all__ = [
     "ROAD_CLASSES",
     "AppliedPromotion",
     "ApplyResult",
+    "Budget",
+    "BudgetExceeded",
     "CompiledGraph",
     "Conflict",
     "CoordSystem",

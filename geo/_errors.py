@@ -22,6 +22,10 @@ class RouteNotFound(FuelError, LookupError):
     """No drivable path joins the two points."""
 
 
+class BudgetExceeded(FuelError, TimeoutError):
+    """A request's work did not finish within its time budget (geo._budget); nothing was written."""
+
+
 class NotFound(FuelError, LookupError):
     """An entity (station, promotion, edge) does not exist."""
 

@@ -20,9 +20,11 @@ stations reached after midnight.
 Thresholds: with a `min_litres` / `min_amount_cny` promotion, buying a little more can cost less in
 total (the discount starts). Without such thresholds the total never decreases with the litres.
 
-Along a route (`corridor_cells`, `corridor_positions`, `detours`): stations within `corridor_m` of
-the route line, found by covering the buffered line with H3 cells then an exact distance check; the
-detour is time(origin -> station) + time(station -> destination, leaving at the arrival at the
+Along a route (`simplify_line`, `corridor_cells`, `corridor_positions`, `detours`): stations within
+`corridor_m` of the route line. The line is simplified (tolerance well inside the corridor), the
+simplified line densified and covered with H3 grid disks (no buffering of client geometry: the cost is
+linear in the length and the points), and the stations in the cover get the exact distance check
+against the line as given; the detour is time(origin -> station) + time(station -> destination, leaving at the arrival at the
 station) - time(origin -> destination), all traffic-aware.
 """
 
@@ -37,12 +39,13 @@ from datetime import datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol, TypeVar
 
-import h3
 import numpy as np
-from shapely.geometry import LineString, Point, Polygon
+from h3.api import basic_int as h3i
+from shapely.geometry import LineString
 
+from geo._budget import Budget
 from geo._coords import EARTH_RADIUS_M, haversine_m_array
-from geo._h3cells import max_edge_m
+from geo._h3cells import disk_size, max_edge_m, rings_for_radius
 from geo._pricing import NO_HOLIDAYS, AppliedPromotion, HolidayCalendar, Promotion, effective_price
 from geo._snap import Snap
 
@@ -68,6 +71,10 @@ _M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 CORRIDOR_RESOLUTIONS: tuple[int, ...] = (9, 8, 7)  # finest first
 CORRIDOR_TARGET_CELLS = 4_000
 CORRIDOR_MAX_CELLS = 60_000
+CORRIDOR_MAX_WORK = 300_000  # grid_disk cells enumerated per resolution tried
+CORRIDOR_MAX_SAMPLES = 50_000  # densified points of a corridor line (beyond: bounding box only)
+SIMPLIFY_MAX_M = 10.0  # simplification tolerance: min(SIMPLIFY_MAX_M, corridor / 20)
+SIMPLIFY_CHUNK = 1_000  # Douglas-Peucker runs on pieces of this many points
 
 
 def search_bound_s(radius_m: float) -> float:
@@ -128,17 +135,23 @@ def legs_to(
     destination: Snap,
     *,
     depart_at: Sequence[float],
+    budget: Budget | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(durations s, distances m) from each source to `destination`, source k leaving at depart_at[k]
     (Unix seconds; NaN/inf = skip). The router has no backward search, so this is one search per
-    source (each stops when the destination is settled): cost grows linearly with the sources."""
+    source (each stops when the destination is settled): cost grows linearly with the sources.
+    `budget` is checked before every search but the first (BudgetExceeded when spent)."""
     n = len(sources)
     dur = np.full(n, np.inf)
     dist = np.full(n, np.inf)
+    searched = False
     for k, s in enumerate(sources):
         t = depart_at[k]
         if s is None or not math.isfinite(t):
             continue
+        if budget is not None and searched:
+            budget.check()
+        searched = True
         d, m = router.one_to_many_snapped(s, [destination], depart_at=t)
         dur[k], dist[k] = float(d[0]), float(m[0])
     return dur, dist
@@ -315,53 +328,121 @@ def _as_line(points: Sequence[tuple[float, float]] | np.ndarray) -> np.ndarray:
     return pts[keep]
 
 
-def corridor_cells(points: Sequence[tuple[float, float]] | np.ndarray, corridor_m: float) -> CorridorCover:
-    """H3 cells whose union surely covers every point within `corridor_m` of the route (lat, lon).
-
-    The line is buffered (local equirectangular metres) by corridor + the largest cell circumradius
-    at the chosen resolution (+ the projection's worst scale error), and the cells whose centres fall
-    in that polygon are taken: a point within the corridor lies in a cell whose centre is within
-    corridor + circumradius of the line, hence inside the polygon. Resolution: the finest of 9/8/7
-    whose estimated cell count stays under CORRIDOR_TARGET_CELLS."""
+def line_length_m(points: Sequence[tuple[float, float]] | np.ndarray) -> float:
+    """Haversine length of a (lat, lon) line: the sum of its segments."""
     pts = _as_line(points)
+    if len(pts) < 2:
+        return 0.0
+    return float(haversine_m_array(pts[:-1, 0], pts[:-1, 1], pts[1:, 0], pts[1:, 1]).sum())
+
+
+def simplify_tolerance_m(corridor_m: float) -> float:
+    """How far the simplified route may stray from the client's line: well inside the corridor."""
+    return min(SIMPLIFY_MAX_M, corridor_m / 20.0)
+
+
+def simplify_line(points: Sequence[tuple[float, float]] | np.ndarray, tolerance_m: float) -> np.ndarray:
+    """Douglas-Peucker (shapely) on the (lat, lon) line in local metres: every point of the line lies
+    within `tolerance_m` of the result, and every point of the result within `tolerance_m` of the line
+    (its vertices are vertices of the line; first and last kept). Runs on pieces of SIMPLIFY_CHUNK
+    points, so the worst case (a zig-zag, quadratic for Douglas-Peucker) stays linear in the points."""
+    pts = _as_line(points)
+    if len(pts) <= 2 or tolerance_m <= 0:
+        return pts
     lat0, lon0 = float(pts[:, 0].mean()), float(pts[:, 1].mean())
     x, y = _project(pts[:, 0], pts[:, 1], lat0, lon0)
-    tol = min(10.0, corridor_m / 20.0)
-    geom: Any = Point(x[0], y[0]) if len(pts) == 1 else LineString(np.column_stack((x, y)))
-    if tol > 0 and len(pts) > 2:
-        geom = geom.simplify(tol, preserve_topology=False)
-    length = float(geom.length)
-    # worst east-west scale error of the projection over the buffered area
-    span = (corridor_m + 2_000.0) / _M_PER_DEG
-    lat_hi = min(89.0, max(abs(float(pts[:, 0].min())), abs(float(pts[:, 0].max()))) + span)
-    scale = max(1.0, math.cos(math.radians(lat0)) / math.cos(math.radians(lat_hi)))
-    res = CORRIDOR_RESOLUTIONS[-1]
-    for r in CORRIDOR_RESOLUTIONS:
-        width = 2.0 * (corridor_m + max_edge_m(r))
-        est = (length * width + math.pi * width * width / 4) / float(h3.average_hexagon_area(r, unit="m^2"))
-        if est <= CORRIDOR_TARGET_CELLS:
-            res = r
-            break
-    dist = ((corridor_m + tol) * scale + max_edge_m(res)) * 1.01 + 1.0
-    poly = geom.buffer(dist, quad_segs=8)
+    xy = np.column_stack((x, y))
+    # east-west metres of the frame are exact at lat0 and longer than the ground nearer the equator
+    near = float(np.abs(pts[:, 0]).min())
+    tol = tolerance_m / max(1.0, math.cos(math.radians(near)) / math.cos(math.radians(lat0)))
+    parts = [xy[:1]]
+    for s in range(0, len(xy) - 1, SIMPLIFY_CHUNK):
+        piece = xy[s : s + SIMPLIFY_CHUNK + 1]
+        c = np.asarray(LineString(piece).simplify(tol, preserve_topology=False).coords).reshape(-1, 2)
+        if len(c) < 2 or not (np.array_equal(c[0], piece[0]) and np.array_equal(c[-1], piece[-1])):
+            c = piece[[0, -1]]
+        parts.append(c[1:])
+    out_xy = np.concatenate(parts)
     kx = _M_PER_DEG * math.cos(math.radians(lat0))
+    out = np.column_stack((out_xy[:, 1] / _M_PER_DEG + lat0, out_xy[:, 0] / kx + lon0))
+    out[0], out[-1] = pts[0], pts[-1]
+    return out
 
-    def ring(coords: Any) -> list[tuple[float, float]]:
-        a = np.asarray(coords)
-        return list(zip((a[:, 1] / _M_PER_DEG + lat0).tolist(), (a[:, 0] / kx + lon0).tolist(), strict=True))
 
-    minx, miny, maxx, maxy = poly.bounds
-    bbox = (minx / kx + lon0, miny / _M_PER_DEG + lat0, maxx / kx + lon0, maxy / _M_PER_DEG + lat0)
-    polys = [poly] if isinstance(poly, Polygon) else list(getattr(poly, "geoms", []))
-    width = 2.0 * (corridor_m + max_edge_m(res))
-    est = (length * width + math.pi * width * width / 4) / float(h3.average_hexagon_area(res, unit="m^2"))
-    if est > CORRIDOR_MAX_CELLS:
-        return CorridorCover(res, None, bbox)
-    cells: set[str] = set()
-    for p in polys:
-        shape = h3.LatLngPoly(ring(p.exterior.coords)[:-1], *[ring(i.coords)[:-1] for i in p.interiors])
-        cells.update(h3.polygon_to_cells(shape, res))
-    return CorridorCover(res, sorted(h3.str_to_int(c) for c in cells), bbox)
+def _densify(pts: np.ndarray, step_m: float) -> np.ndarray | None:
+    """Points along the (lat, lon) line, ends and vertices included, at most `step_m` metres apart
+    (over the ground, along the segments, which are straight in lat/lon as `corridor_positions` draws
+    them); None when there would be more than CORRIDOR_MAX_SAMPLES."""
+    if len(pts) == 1:
+        return pts
+    lat, lon = pts[:, 0], pts[:, 1]
+    dlat, dlon = np.diff(lat), np.diff(lon)
+    # cos(latitude) is largest where |latitude| is smallest: an upper bound of each segment's length
+    low = np.where(lat[:-1] * lat[1:] < 0, 0.0, np.minimum(np.abs(lat[:-1]), np.abs(lat[1:])))
+    seg = _M_PER_DEG * np.hypot(dlat, dlon * np.cos(np.radians(low)))
+    n = np.maximum(1, np.ceil(seg / step_m)).astype(np.int64)
+    total = int(n.sum())
+    if total + 1 > CORRIDOR_MAX_SAMPLES:
+        return None
+    seg_of = np.repeat(np.arange(len(n)), n)
+    t = (np.arange(total) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
+    return np.vstack(
+        (np.column_stack((lat[seg_of] + t * dlat[seg_of], lon[seg_of] + t * dlon[seg_of])), pts[-1:])
+    )
+
+
+def corridor_cells(
+    points: Sequence[tuple[float, float]] | np.ndarray, corridor_m: float, *, tolerance_m: float = 0.0
+) -> CorridorCover:
+    """H3 cells whose union surely covers every point within `corridor_m` of the route, where `points`
+    (lat, lon) is the route or its simplification within `tolerance_m` (`simplify_line`).
+
+    No geometry is buffered. The line is densified to points at most `step` metres apart; each point's
+    cell is grown by `k` rings (grid_disk), `k` such that the disk covers the circle of radius
+    R = (corridor + tolerance + step / 2) x 1.01 + 1 m around the point (geo._h3cells). A point within
+    the corridor of the route is within corridor + tolerance of a point x of `points`' line; x lies on
+    a segment whose samples are at most `step` apart, so one of them is within step / 2 of x: the point
+    is within R of a sample, hence in its disk (1 % and 1 m cover the equirectangular frame in which
+    `corridor_positions` measures and float rounding). The bounding box is the samples' box grown by R.
+    Resolution: the finest of 9/8/7 whose cover has at most CORRIDOR_TARGET_CELLS cells, else the
+    coarsest within CORRIDOR_MAX_CELLS, else none (bounding box only). The work is bounded: at most
+    CORRIDOR_MAX_SAMPLES samples and CORRIDOR_MAX_WORK disk cells per resolution tried."""
+    pts = _as_line(points)
+    reach = float(corridor_m) + float(tolerance_m)
+    step = max(max_edge_m(CORRIDOR_RESOLUTIONS[0]), reach / 2.0)
+    radius = (reach + step / 2.0) * 1.01 + 1.0
+    samples = _densify(pts, step)
+    box = pts if samples is None else samples  # a segment lies in the box of its ends
+    pad_lat = radius / _M_PER_DEG
+    far = min(89.0, float(np.abs(box[:, 0]).max()) + pad_lat)
+    pad_lon = radius / (_M_PER_DEG * math.cos(math.radians(far)))
+    bbox = (
+        float(box[:, 1].min()) - pad_lon,
+        float(box[:, 0].min()) - pad_lat,
+        float(box[:, 1].max()) + pad_lon,
+        float(box[:, 0].max()) + pad_lat,
+    )
+    coarsest = CORRIDOR_RESOLUTIONS[-1]
+    if samples is None:
+        return CorridorCover(coarsest, None, bbox)
+    lats, lons = samples[:, 0].tolist(), samples[:, 1].tolist()
+    fallback: CorridorCover | None = None
+    for res in CORRIDOR_RESOLUTIONS:
+        k = rings_for_radius(radius, res)
+        disk = disk_size(k)
+        if disk > CORRIDOR_MAX_WORK:
+            continue
+        centres = {h3i.latlng_to_cell(a, b, res) for a, b in zip(lats, lons, strict=True)}
+        if len(centres) * disk > CORRIDOR_MAX_WORK:
+            continue
+        cells: set[int] = set()
+        for c in centres:
+            cells.update(h3i.grid_disk(c, k))
+        if len(cells) <= CORRIDOR_TARGET_CELLS:
+            return CorridorCover(res, sorted(cells), bbox)
+        if len(cells) <= CORRIDOR_MAX_CELLS:
+            fallback = CorridorCover(res, sorted(cells), bbox)
+    return fallback if fallback is not None else CorridorCover(coarsest, None, bbox)
 
 
 @dataclass(frozen=True)
@@ -434,8 +515,11 @@ __all__ = [
     "drive_times",
     "fill_up_cost",
     "legs_to",
+    "line_length_m",
     "litres_for",
     "price_at",
     "search_bound_s",
+    "simplify_line",
+    "simplify_tolerance_m",
     "worth_it",
 ]

@@ -31,6 +31,7 @@ import numpy as np
 
 from config._region import Holidays
 from geo import _kernels as K
+from geo._budget import Budget
 from geo._coords import EARTH_RADIUS_M, haversine_m_array
 from geo._errors import InvalidInput, NoRoadNear, RouteNotFound
 from geo._graph import CLASS_INDEX, FLAG_TOLL, ROAD_CLASSES, CompiledGraph
@@ -1019,15 +1020,20 @@ class Router:
         depart_at: datetime | float,
         free_flow: bool = False,
         metric: Metric = "time",
+        budget: Budget | None = None,
     ) -> MatrixResult:
         """Durations and distances [sources x targets]: one one-to-many search per source (a Python
-        loop over sources; each search is one compiled call that settles every target)."""
+        loop over sources; each search is one compiled call that settles every target, at most the
+        whole graph). `budget` is checked before every search but the first: BudgetExceeded when
+        spent, and no partial matrix is returned."""
         ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
         ss = self._snap_all(sources, "sources")
         ts = self._snap_all(targets, "targets")
         dur = np.full((len(ss), len(ts)), np.inf)
         dist = np.full((len(ss), len(ts)), np.inf)
         for i, s in enumerate(ss):
+            if budget is not None and i:
+                budget.check()
             dur[i], dist[i] = self._one_to_many_snapped(ctx, s, ts, math.inf)
         return MatrixResult(dur, dist)
 
