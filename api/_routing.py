@@ -13,7 +13,7 @@ from api._auth import authenticate, require_role
 from api._params import parse_at, parse_bbox, parse_coord, parse_float, parse_int, parse_lat, parse_lon
 from api._state import AppState, get_state
 from api._sync import TrafficSync
-from geo import Budget, InvalidInput, NoRoadNear, RouteNotFound, from_wgs84, to_wgs84
+from geo import Budget, InvalidInput, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import cut, encode
 from geo._router import Router, RouteResult
 from geo._steps import Step
