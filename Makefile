@@ -10,7 +10,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 export DATABASE_URL ?= postgresql://root@127.0.0.1:5432/$(DB_NAME)
-# Local dev defaults; the service refuses these outside FUEL_ENV=development.
+# Local dev defaults; the service refuses the development secrets outside FUEL_ENV=development on a
+# loopback HOST (set FUEL_SECRET_KEY and FUEL_ADMIN_API_KEY to serve on another address).
 export FUEL_ENV ?= development
 
 .PHONY: run test lint bench venv postgres db web browser migrate load clean-cache
@@ -58,8 +59,25 @@ browser:
 		|| echo "chromium could not be installed: browser tests will skip"; \
 	fi
 
+# uvicorn flags, each a limit on what one client can hold:
+# --no-proxy-headers: the app alone decides whom to believe in X-Forwarded-For (FUEL_TRUSTED_PROXIES);
+#   uvicorn's default trusts it from loopback, which let any local client pick its own address.
+# --http h11 + --h11-max-incomplete-event-size 32768: uvicorn refuses a request head above 32 KiB
+#   before the app sees it (httptools has no such cap); the app answers 431 from 16 KiB
+#   (FUEL_MAX_HEADER_BYTES), so the clear JSON answer comes first and the hard cap only backs it.
+# --timeout-keep-alive 5: an idle keep-alive connection is closed after 5 s; browsers and the
+#   mini-program reuse a connection within a page's burst of requests, and longer only holds sockets.
+# --limit-concurrency 200: past 200 open connections and tasks per worker new ones get a 503 at once,
+#   so clients that trickle their request heads cannot take every socket; uvicorn has no timeout of
+#   its own for a request head, so in production the proxy in front sets one (nginx
+#   client_header_timeout 10s).
+# FUEL_BIND_HOST tells the app where it listens: the development secrets are accepted on loopback only.
+UVICORN_FLAGS := --no-access-log --no-proxy-headers --http h11 --h11-max-incomplete-event-size 32768 \
+	--timeout-keep-alive 5 --limit-concurrency 200
+
 run: venv load web
-	$(VENV)/bin/uvicorn api.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
+	FUEL_BIND_HOST=$(HOST) $(VENV)/bin/uvicorn api.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		$(UVICORN_FLAGS)
 
 lint: venv
 	$(VENV)/bin/ruff check geo ingest api store config tests benchmarks

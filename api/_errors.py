@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api._auth import Forbidden, PreconditionRequired, Unauthorized
+from api._limits import RateLimited
+from api._text import TEXT_PATTERN, TEXT_RULE
 from geo import Conflict, FuelError, InvalidInput, NotFound, RouteNotFound
 from store._manage import VersionConflict
 
@@ -26,6 +28,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (RouteNotFound, 404),
     (NotFound, 404),
     (Conflict, 409),
+    (RateLimited, 429),
 ]
 
 
@@ -47,18 +50,26 @@ def install(app: FastAPI) -> None:
                     resp.headers["ETag"] = f'"{exc.current_version}"'
                     return resp
                 resp = _body(status, type(exc).__name__, str(exc))
+                if isinstance(exc, RateLimited):
+                    resp.headers["Retry-After"] = str(exc.retry_after_s)
                 if isinstance(exc, Unauthorized):
                     resp.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
                 return resp
-        log.exception("unmapped service error")
-        return _body(503, type(exc).__name__, str(exc))
+        log.exception("unmapped service error")  # the detail (it may name server files) stays in the log
+        return _body(503, type(exc).__name__, "the service cannot answer this right now; retry later")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path")]
-            problems.append({"param": ".".join(loc) or "request", "message": err.get("msg", "invalid")})
+            message = err.get("msg", "invalid")
+            if (
+                err.get("type") == "string_pattern_mismatch"
+                and (err.get("ctx") or {}).get("pattern") == TEXT_PATTERN
+            ):
+                message = TEXT_RULE
+            problems.append({"param": ".".join(loc) or "request", "message": message})
         msg = "; ".join(f"{p['param']}: {p['message']}" for p in problems)
         return _body(
             422, "InvalidInput", msg, param=problems[0]["param"] if problems else None, errors=problems
@@ -74,6 +85,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(psycopg_pool.PoolTimeout)
     async def _pool(_: Request, exc: Exception) -> JSONResponse:
         return _body(503, "DatabaseUnavailable", "database unavailable, retry shortly", retry_after_s=2)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        # a value the database cannot hold (out-of-range number or date, NUL in text): the input's fault
+        log.info("value refused by the database: %s", exc)
+        reason = exc.diag.message_primary or str(exc).split("\n", 1)[0] or "a value is out of range"
+        return _body(422, "InvalidInput", f"the database refused a value: {reason}", param=None)
 
     @app.exception_handler(psycopg.OperationalError)
     async def _db(_: Request, exc: Exception) -> JSONResponse:

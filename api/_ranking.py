@@ -50,6 +50,7 @@ from api._params import (
     parse_lon,
 )
 from api._routing import need_router, parse_point
+from api._security import charge, count_points
 from api._state import AppState, get_state
 from api._stations import (
     CostParams,
@@ -237,6 +238,7 @@ def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> l
 @router.post("/along-route")
 def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
     """Stations along a route the client already has (e.g. from /v1/route), with detours and costs."""
+    charge(count_points(body.geometry), "route_points")
     c = parse_coord(body.coord)
     line = _route_points(body.geometry, c)
     cp = parse_cost_params(

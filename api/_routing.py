@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api._params import parse_at, parse_bbox, parse_coord, parse_float, parse_int, parse_lat, parse_lon
+from api._security import charge
 from api._state import AppState, get_state
 from geo import InvalidInput, NoRoadNear, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import cut, encode
@@ -360,6 +361,7 @@ class MatrixRequest(BaseModel):
 @router.post("/v1/matrix")
 def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
     """Travel times (s) and distances (m), sources x targets, at a departure time; null = unreachable."""
+    charge(len(body.sources) * len(body.targets or body.sources), "matrix_cells")
     c = parse_coord(body.coord)
     targets = body.targets if body.targets is not None else body.sources
     cells = len(body.sources) * len(targets)

@@ -48,6 +48,7 @@ class Server:
                 str(self.port),
                 "--log-level",
                 "warning",
+                "--no-proxy-headers",  # as `make run`: X-Forwarded-For is the app's to judge
             ],
             cwd=PROJECT_ROOT,
             env=env,
