@@ -62,18 +62,19 @@ browser:
 # uvicorn flags, each a limit on what one client can hold:
 # --no-proxy-headers: the app alone decides whom to believe in X-Forwarded-For (FUEL_TRUSTED_PROXIES);
 #   uvicorn's default trusts it from loopback, which let any local client pick its own address.
-# --http h11 + --h11-max-incomplete-event-size 32768: uvicorn refuses a request head above 32 KiB
-#   before the app sees it (httptools has no such cap); the app answers 431 from 16 KiB
-#   (FUEL_MAX_HEADER_BYTES), so the clear JSON answer comes first and the hard cap only backs it.
-# --timeout-keep-alive 5: an idle keep-alive connection is closed after 5 s; browsers and the
-#   mini-program reuse a connection within a page's burst of requests, and longer only holds sockets.
-# --limit-concurrency 200: past 200 open connections and tasks per worker new ones get a 503 at once,
-#   so clients that trickle their request heads cannot take every socket; uvicorn has no timeout of
-#   its own for a request head, so in production the proxy in front sets one (nginx
-#   client_header_timeout 10s).
+# --http api._http:H11WithHeadTimeout: uvicorn's h11 protocol plus a deadline for the request head,
+#   FUEL_HEADER_TIMEOUT_S (default 10 s: a phone on a poor mobile link sends a head in well under a
+#   second; 10 s leaves room for a retransmit or two and stops clients that trickle headers a byte at a
+#   time from holding sockets; uvicorn has no such timeout of its own).
+# --h11-max-incomplete-event-size 32768: a request head above 32 KiB is refused before the app sees
+#   it (httptools has no such cap); the app answers 431 from 16 KiB (FUEL_MAX_HEADER_BYTES), so the
+#   clear JSON answer comes first and this hard cap backs it.
+# --timeout-keep-alive 5: an idle keep-alive connection is closed after 5 s; the map page and the
+#   mini-program reuse a connection within a burst of requests, and longer only holds sockets.
+# --limit-concurrency 200: past 200 open connections and tasks per worker new ones get a 503 at once.
 # FUEL_BIND_HOST tells the app where it listens: the development secrets are accepted on loopback only.
-UVICORN_FLAGS := --no-access-log --no-proxy-headers --http h11 --h11-max-incomplete-event-size 32768 \
-	--timeout-keep-alive 5 --limit-concurrency 200
+UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHeadTimeout \
+	--h11-max-incomplete-event-size 32768 --timeout-keep-alive 5 --limit-concurrency 200
 
 run: venv load web
 	FUEL_BIND_HOST=$(HOST) $(VENV)/bin/uvicorn api.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 
 from fastapi import Depends, Header, Request
 
-from api._limits import RateLimited, limits_of
+from api._limits import Limits, RateLimited, limits_of
 from api._state import AppState, get_state
 from config import Settings
 from geo._errors import FuelError
@@ -24,6 +25,8 @@ from store import Database
 from store._auth import Principal, principal_for_key
 
 ADMIN_ACTOR = "admin"
+AUTH_FAILURES = "auth-failures"  # the limiter's kind for failed authentications per address
+KEY_REFUSED = "fuel_key_refused"  # request state: the rate limiter already found the key invalid
 MAX_KEY_CHARS = 256  # longer is never a key of ours: refused without a database look-up
 log = logging.getLogger("api.auth")
 
@@ -52,6 +55,19 @@ def principal_for(settings: Settings, db: Database, key: str) -> Principal | Non
         return principal_for_key(conn, key, secret_key=settings.secret_key)
 
 
+def failures_wait(limits: Limits, settings: Settings, address: str) -> float | None:
+    """Seconds until `address` may try a key again, or None when it has failures left this minute."""
+    return limits.limiter.over(AUTH_FAILURES, address, limit=settings.auth_failures_per_minute)
+
+
+def record_failure(limits: Limits | None, settings: Settings, address: str, key: str) -> None:
+    """Log a key that did not authenticate (its first characters only) and count it against the address."""
+    key = key.strip()
+    log.warning("failed authentication from %s: key %r... (%d characters)", address, key[:6], len(key))
+    if limits is not None:
+        limits.limiter.hit(AUTH_FAILURES, address, limit=settings.auth_failures_per_minute)
+
+
 def authenticate(
     request: Request,
     x_api_key: str | None = Header(None, alias="X-API-Key", description="an operator or manager API key"),
@@ -61,18 +77,16 @@ def authenticate(
         raise Unauthorized("an API key is required: send it in the X-API-Key header")
     limits = limits_of(request.app)
     address = limits.address(request.scope) if limits else str((request.scope.get("client") or ("?",))[0])
-    if limits is not None:
-        wait = limits.limiter.over("auth-failures", address, limit=state.settings.auth_failures_per_minute)
-        if wait is not None:
-            raise RateLimited(
-                f"too many failed authentications from {address}; retry in {max(1, round(wait))} s", wait
-            )
+    if request.scope.get("state", {}).get(KEY_REFUSED):
+        raise Unauthorized("the API key is not valid")  # looked up, logged and counted on the way in
+    wait = failures_wait(limits, state.settings, address) if limits is not None else None
+    if wait is not None:
+        raise RateLimited(
+            f"too many failed authentications from {address}; retry in {math.ceil(wait)} s", wait
+        )
     principal = principal_for(state.settings, state.db, x_api_key)
     if principal is None:
-        key = x_api_key.strip()
-        log.warning("failed authentication from %s: key %r... (%d characters)", address, key[:6], len(key))
-        if limits is not None:
-            limits.limiter.hit("auth-failures", address, limit=state.settings.auth_failures_per_minute)
+        record_failure(limits, state.settings, address, x_api_key)
         raise Unauthorized("the API key is not valid")
     return principal
 

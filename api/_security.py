@@ -26,7 +26,7 @@ from cachetools import TTLCache
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api._auth import principal_for
+from api._auth import KEY_REFUSED, failures_wait, principal_for, record_failure
 from api._limits import Limiter, Limits, RateLimited, parse_networks
 from config import Settings, is_loopback
 
@@ -194,6 +194,7 @@ class Guard:
         self.app = app
         self.settings = settings
         self.limits = limits
+        # validated API keys by their SHA-256 (a long made-up key is never held) -> principal name
         self.keys: TTLCache[bytes, str] = TTLCache(
             maxsize=settings.api_key_cache_size, ttl=settings.api_key_cache_s
         )
@@ -279,11 +280,11 @@ class Guard:
         name = self.keys.get(digest)
         if name is not None:
             return "key:" + name
-        # An unknown key is looked up in the database only while its address has budget left.
-        if self.limits.limiter.over(REQUESTS, address, limit=self.settings.rate_limit_per_minute):
-            return address
+        # A key not seen lately is looked up in the database; one that fails counts as a failed
+        # authentication of its address, and an address out of those gets no more look-ups.
         state = getattr(scope["app"].state, "fuel", None) if "app" in scope else None
-        if state is None:
+        ip = address.removeprefix("ip:")
+        if state is None or failures_wait(self.limits, self.settings, ip) is not None:
             return address
         text = key.decode("latin-1")
         try:
@@ -291,6 +292,8 @@ class Guard:
         except (psycopg.Error, psycopg_pool.PoolTimeout):  # database down: the address limits
             return address
         if principal is None:
+            record_failure(self.limits, self.settings, ip, text)
+            scope.setdefault("state", {})[KEY_REFUSED] = True  # authenticate() need not look again
             return address
         self.keys[digest] = principal.name
         return "key:" + principal.name

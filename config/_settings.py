@@ -17,7 +17,7 @@ DEV_SECRET = "dev-only-secret-change-me"
 DEV_ADMIN_KEY = "dev-admin-key"
 SECRET_RULE = (
     "at least 32 characters from a random generator (at least 12 different characters, no repeated "
-    "pattern, an estimated 128 bits or more), e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+    "pattern, an estimated 160 bits or more), e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
 )
 
 
@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     api_key_cache_size: int = Field(10_000, ge=1)
     # Total bytes of request headers (431 above).
     max_header_bytes: int = Field(16_384, ge=1_024)
+    # Seconds a connection may take to send a complete request head (api/_http.py, `make run`).
+    header_timeout_s: float = Field(10.0, gt=0)
     # Dates in requests (`at`, `depart_at`) must lie within this many days of now.
     max_date_offset_days: int = Field(730, ge=1)
 
@@ -169,8 +171,8 @@ def secret_problem(value: str) -> str | None:
     if value in (value + value)[1:-1]:
         return "a repeated pattern"
     bits = -sum(n * math.log2(n / len(value)) for n in counts.values())
-    if bits < 128:
-        return f"an estimated {bits:.0f} bits, below 128"
+    if bits < 160:
+        return f"an estimated {bits:.0f} bits, below 160"
     return None
 
 
