@@ -14,7 +14,7 @@ export DATABASE_URL ?= postgresql://root@127.0.0.1:5432/$(DB_NAME)
 # loopback HOST (set FUEL_SECRET_KEY and FUEL_ADMIN_API_KEY to serve on another address).
 export FUEL_ENV ?= development
 
-.PHONY: run test lint bench venv postgres db web browser migrate load clean-cache
+.PHONY: run test lint bench venv postgres redis db web browser migrate load clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ postgres:
 		echo "PostGIS/pgRouting missing: installing from Debian packages"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			postgresql-$(PG_VERSION)-postgis-3 postgresql-$(PG_VERSION)-pgrouting >/dev/null; \
+	fi
+
+# Redis for the rate limits shared by the workers (only when nothing answers on 127.0.0.1:6379).
+redis:
+	@if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
+		echo "Redis is down: starting redis-server on 127.0.0.1:6379"; \
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null; \
+		for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done; \
 	fi
 
 db: postgres venv
@@ -76,7 +84,7 @@ browser:
 UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHeadTimeout \
 	--h11-max-incomplete-event-size 32768 --timeout-keep-alive 5 --limit-concurrency 200
 
-run: venv load web
+run: venv redis load web
 	FUEL_BIND_HOST=$(HOST) $(VENV)/bin/uvicorn api.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 		$(UVICORN_FLAGS)
 
@@ -85,7 +93,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check geo ingest api store config tests benchmarks
 	$(VENV)/bin/mypy
 
-test: venv postgres web browser lint
+test: venv postgres redis web browser lint
 	$(VENV)/bin/pytest -q
 
 bench: venv load
