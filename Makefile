@@ -10,10 +10,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 export DATABASE_URL ?= postgresql://root@127.0.0.1:5432/$(DB_NAME)
-# Local dev defaults; the service refuses these outside FUEL_ENV=development.
+# Local dev defaults; the service refuses the development secrets outside FUEL_ENV=development on a
+# loopback HOST (set FUEL_SECRET_KEY and FUEL_ADMIN_API_KEY to serve on another address).
 export FUEL_ENV ?= development
 
-.PHONY: run test lint bench venv postgres db web browser migrate load clean-cache
+.PHONY: run test lint bench venv postgres redis db web browser migrate load clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,14 @@ postgres:
 		echo "PostGIS/pgRouting missing: installing from Debian packages"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			postgresql-$(PG_VERSION)-postgis-3 postgresql-$(PG_VERSION)-pgrouting >/dev/null; \
+	fi
+
+# Redis for the rate limits shared by the workers (only when nothing answers on 127.0.0.1:6379).
+redis:
+	@if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
+		echo "Redis is down: starting redis-server on 127.0.0.1:6379"; \
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null; \
+		for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done; \
 	fi
 
 db: postgres venv
@@ -58,15 +67,33 @@ browser:
 		|| echo "chromium could not be installed: browser tests will skip"; \
 	fi
 
-run: venv load web
-	$(VENV)/bin/uvicorn api.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-access-log
+# uvicorn flags, each a limit on what one client can hold:
+# --no-proxy-headers: the app alone decides whom to believe in X-Forwarded-For (FUEL_TRUSTED_PROXIES);
+#   uvicorn's default trusts it from loopback, which let any local client pick its own address.
+# --http api._http:H11WithHeadTimeout: uvicorn's h11 protocol plus a deadline for the request head,
+#   FUEL_HEADER_TIMEOUT_S (default 10 s: a phone on a poor mobile link sends a head in well under a
+#   second; 10 s leaves room for a retransmit or two and stops clients that trickle headers a byte at a
+#   time from holding sockets; uvicorn has no such timeout of its own).
+# --h11-max-incomplete-event-size 32768: a request head above 32 KiB is refused before the app sees
+#   it (httptools has no such cap); the app answers 431 from 16 KiB (FUEL_MAX_HEADER_BYTES), so the
+#   clear JSON answer comes first and this hard cap backs it.
+# --timeout-keep-alive 5: an idle keep-alive connection is closed after 5 s; the map page and the
+#   mini-program reuse a connection within a burst of requests, and longer only holds sockets.
+# --limit-concurrency 200: past 200 open connections and tasks per worker new ones get a 503 at once.
+# FUEL_BIND_HOST tells the app where it listens: the development secrets are accepted on loopback only.
+UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHeadTimeout \
+	--h11-max-incomplete-event-size 32768 --timeout-keep-alive 5 --limit-concurrency 200
+
+run: venv redis load web
+	FUEL_BIND_HOST=$(HOST) $(VENV)/bin/uvicorn api.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		$(UVICORN_FLAGS)
 
 lint: venv
 	$(VENV)/bin/ruff check geo ingest api store config tests benchmarks
 	$(VENV)/bin/ruff format --check geo ingest api store config tests benchmarks
 	$(VENV)/bin/mypy
 
-test: venv postgres web browser lint
+test: venv postgres redis web browser lint
 	$(VENV)/bin/pytest -q
 
 bench: venv load

@@ -4,20 +4,31 @@
 - settings.admin_api_key is an operator key (actor "admin"); stored keys (store/_auth.py, hashed with
   HMAC-SHA256 under settings.secret_key) are operator (every station), manager (own stations) or
   traffic (live traffic feed only);
-- a manager writing another station's data: 403.
+- a manager writing another station's data: 403;
+- failed authentications are logged (client address and the key's first characters, never the key)
+  and limited per client address: past settings.auth_failures_per_minute in a minute, 429.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+import math
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 
+from api._limits import Limits, RateLimited, limits_of
 from api._state import AppState, get_state
+from config import Settings
 from geo._errors import FuelError
+from store import Database
 from store._auth import Principal, principal_for_key
 
 ADMIN_ACTOR = "admin"
+AUTH_FAILURES = "auth-failures"  # the limiter's kind for failed authentications per address
+KEY_REFUSED = "fuel_key_refused"  # request state: the rate limiter already found the key invalid
+MAX_KEY_CHARS = 256  # longer is never a key of ours: refused without a database look-up
+log = logging.getLogger("api.auth")
 
 
 class Unauthorized(FuelError, PermissionError):
@@ -32,19 +43,50 @@ class PreconditionRequired(FuelError, ValueError):
     """A write without the version it is based on (428)."""
 
 
+def principal_for(settings: Settings, db: Database, key: str) -> Principal | None:
+    """The principal of a valid key (the static admin key, when on, or a stored one), else None."""
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_CHARS:
+        return None
+    admin = settings.admin_api_key
+    if admin and hmac.compare_digest(key.encode(), admin.encode()):
+        return Principal(ADMIN_ACTOR, "operator")
+    with db.connection() as conn:
+        return principal_for_key(conn, key, secret_key=settings.secret_key)
+
+
+def failures_wait(limits: Limits, settings: Settings, address: str) -> float | None:
+    """Seconds until `address` may try a key again, or None when it has failures left this minute."""
+    return limits.limiter.over(AUTH_FAILURES, address, limit=settings.auth_failures_per_minute)
+
+
+def record_failure(limits: Limits | None, settings: Settings, address: str, key: str) -> None:
+    """Log a key that did not authenticate (its first characters only) and count it against the address."""
+    key = key.strip()
+    log.warning("failed authentication from %s: key %r... (%d characters)", address, key[:6], len(key))
+    if limits is not None:
+        limits.limiter.hit(AUTH_FAILURES, address, limit=settings.auth_failures_per_minute)
+
+
 def authenticate(
+    request: Request,
     x_api_key: str | None = Header(None, alias="X-API-Key", description="an operator or manager API key"),
     state: AppState = Depends(get_state),
 ) -> Principal:
     if x_api_key is None or not x_api_key.strip():
         raise Unauthorized("an API key is required: send it in the X-API-Key header")
-    key = x_api_key.strip()
-    admin = state.settings.admin_api_key
-    if admin and hmac.compare_digest(key.encode(), admin.encode()):
-        return Principal(ADMIN_ACTOR, "operator")
-    with state.db.connection() as conn:
-        principal = principal_for_key(conn, key, secret_key=state.settings.secret_key)
+    limits = limits_of(request.app)
+    address = limits.address(request.scope) if limits else str((request.scope.get("client") or ("?",))[0])
+    if request.scope.get("state", {}).get(KEY_REFUSED):
+        raise Unauthorized("the API key is not valid")  # looked up, logged and counted on the way in
+    wait = failures_wait(limits, state.settings, address) if limits is not None else None
+    if wait is not None:
+        raise RateLimited(
+            f"too many failed authentications from {address}; retry in {math.ceil(wait)} s", wait
+        )
+    principal = principal_for(state.settings, state.db, x_api_key)
     if principal is None:
+        record_failure(limits, state.settings, address, x_api_key)
         raise Unauthorized("the API key is not valid")
     return principal
 

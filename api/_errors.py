@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api._auth import Forbidden, PreconditionRequired, Unauthorized
+from api._limits import RateLimited
 from api._osrm import OsrmError
+from api._text import TEXT_PATTERN, TEXT_RULE
 from geo import BudgetExceeded, Conflict, FuelError, ImplausibleValue, InvalidInput, NotFound, RouteNotFound
 from store._db import DatabaseBusy
 from store._manage import VersionConflict
@@ -30,6 +32,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (BudgetExceeded, 503),
+    (RateLimited, 429),
 ]
 
 
@@ -61,13 +64,15 @@ def install(app: FastAPI) -> None:
                     resp.headers["ETag"] = f'"{exc.current_version}"'
                     return resp
                 resp = _body(status, type(exc).__name__, str(exc))
+                if isinstance(exc, RateLimited):
+                    resp.headers["Retry-After"] = str(exc.retry_after_s)
                 if isinstance(exc, Unauthorized):
                     resp.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
                 if isinstance(exc, BudgetExceeded):
                     resp.headers["Retry-After"] = "1"
                 return resp
-        log.exception("unmapped service error")
-        return _body(503, type(exc).__name__, str(exc))
+        log.exception("unmapped service error")  # the detail (it may name server files) stays in the log
+        return _body(503, type(exc).__name__, "the service cannot answer this right now; retry later")
 
     @app.exception_handler(OsrmError)
     async def _osrm(_: Request, exc: OsrmError) -> JSONResponse:
@@ -79,7 +84,13 @@ def install(app: FastAPI) -> None:
         problems = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path")]
-            problems.append({"param": ".".join(loc) or "request", "message": err.get("msg", "invalid")})
+            message = err.get("msg", "invalid")
+            if (
+                err.get("type") == "string_pattern_mismatch"
+                and (err.get("ctx") or {}).get("pattern") == TEXT_PATTERN
+            ):
+                message = TEXT_RULE
+            problems.append({"param": ".".join(loc) or "request", "message": message})
         msg = "; ".join(f"{p['param']}: {p['message']}" for p in problems)
         return _body(
             422, "InvalidInput", msg, param=problems[0]["param"] if problems else None, errors=problems
@@ -95,6 +106,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(psycopg_pool.PoolTimeout)
     async def _pool(_: Request, exc: Exception) -> JSONResponse:
         return _unavailable("database unavailable, retry shortly")
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        # a value the database cannot hold (out-of-range number or date, NUL in text): the input's fault
+        log.info("value refused by the database: %s", exc)
+        reason = exc.diag.message_primary or str(exc).split("\n", 1)[0] or "a value is out of range"
+        return _body(422, "InvalidInput", f"the database refused a value: {reason}", param=None)
 
     @app.exception_handler(psycopg.OperationalError)
     async def _db(_: Request, exc: Exception) -> JSONResponse:

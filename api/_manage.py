@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api._auth import Forbidden, PreconditionRequired, authenticate, require_operator, require_station
 from api._state import AppState, get_state
+from api._text import Text
 from geo._errors import InvalidInput
 from geo._hours import open_now
 from geo._plausible import PlausibilityRules
@@ -78,13 +79,13 @@ class StationUpdate(BaseModel):
     """PATCH body: only the fields sent are changed (null clears name_en, address, opening_hours)."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=200)
-    name_en: str | None = Field(None, max_length=200)
-    address: str | None = Field(None, max_length=500)
-    opening_hours: str | None = Field(None, max_length=200)
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    name_en: Text | None = Field(None, max_length=200)
+    address: Text | None = Field(None, max_length=500)
+    opening_hours: Text | None = Field(None, max_length=200)
     status: Literal["open", "closed", "temporarily_closed"] | None = None
-    grades: list[str] | None = None
-    amenities: list[str] | None = None
+    grades: list[Text] | None = None
+    amenities: list[Text] | None = None
     version: int | None = Field(None, ge=1, description="alternative to If-Match")
 
     @field_validator("grades")
@@ -112,7 +113,7 @@ class StationUpdate(BaseModel):
 
 class PriceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grade: str
+    grade: Text
     price_cny: Decimal = Field(gt=0, le=100, decimal_places=2)
     effective_from: datetime | None = Field(None, description="ISO-8601; naive = region local; default now")
 
@@ -140,9 +141,9 @@ class PricePublic(BaseModel):
 
 class PromotionBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field("", max_length=200)
-    title_en: str | None = Field(None, max_length=200)
-    grades: list[str] = Field(default_factory=list)
+    title: Text = Field("", max_length=200)
+    title_en: Text | None = Field(None, max_length=200)
+    grades: list[Text] = Field(default_factory=list)
     kind: Literal["percent_off", "cny_off_per_litre", "cny_off_per_order", "topup_bonus"]
     value: Decimal = Field(gt=0, le=999999, decimal_places=2)
     min_amount_cny: Decimal | None = Field(None, gt=0, decimal_places=2)
@@ -153,7 +154,7 @@ class PromotionBase(BaseModel):
     time_from: time | None = None
     time_to: time | None = None
     members_only: bool = False
-    payment_methods: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list)
+    payment_methods: list[Annotated[Text, Field(min_length=1, max_length=40)]] = Field(default_factory=list)
     valid_from: datetime
     valid_to: datetime | None = None
 
@@ -164,7 +165,7 @@ class PromotionBase(BaseModel):
 
 
 class PromotionCreate(PromotionBase):
-    source_ref: str | None = Field(None, max_length=100, description="your id: a retried POST is harmless")
+    source_ref: Text | None = Field(None, max_length=100, description="your id: a retried POST is harmless")
 
 
 class PromotionUpdate(PromotionBase):

@@ -286,7 +286,7 @@ def _envelope(state: AppState, coord: str, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"region": state.region.name, "coord": coord, **extra}
     body["attribution"] = ATTRIBUTION
     if state.served.is_demo:
-        body["served_note"] = state.served.note
+        body["served_note"] = state.served.public_note
     return body
 
 
@@ -686,5 +686,5 @@ def map_region(
         "is_demo": state.served.is_demo,
     }
     if state.served.is_demo:
-        body["served_note"] = state.served.note
+        body["served_note"] = state.served.public_note
     return body

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
+from api._security import request_settings
+from config import Settings
 from geo._coords import from_wgs84, to_wgs84
 from geo._errors import InvalidInput
 from geo._pricing import KNOWN_GRADES, normalize_grade
@@ -133,10 +135,21 @@ def parse_sort(value: str | None, grade: str | None, param: str = "sort") -> str
     return v
 
 
-def parse_at(value: str | None, tz: tzinfo, param: str = "at") -> datetime:
-    """ISO-8601 with or without offset; naive = the region's local time. Default: now. Aware result."""
+def date_window_days() -> int:
+    """How far from now a date in a request may lie (settings.max_date_offset_days)."""
+    settings = request_settings()
+    if settings is not None:
+        return settings.max_date_offset_days
+    default = Settings.model_fields["max_date_offset_days"].default
+    return int(default)
+
+
+def parse_at(value: str | None, tz: tzinfo, param: str = "at", *, window_days: int | None = None) -> datetime:
+    """ISO-8601 with or without offset; naive = the region's local time. Default: now. Aware result,
+    within `window_days` (default: the settings' max_date_offset_days) of now."""
+    now = datetime.now(tz)
     if value is None or value.strip() == "":
-        return datetime.now(tz)
+        return now
     text = value.strip()
     if text.endswith(("z", "Z")):
         text = text[:-1] + "+00:00"
@@ -148,10 +161,15 @@ def parse_at(value: str | None, tz: tzinfo, param: str = "at") -> datetime:
         ) from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=tz)
+    days = window_days if window_days is not None else date_window_days()
     try:
-        return at.astimezone(tz)
+        at = at.astimezone(tz)
+        outside = abs(at - now) > timedelta(days=days)
     except (OverflowError, ValueError):
-        raise InvalidInput(param, f"is out of range: {value!r}") from None
+        outside = True
+    if outside:
+        raise InvalidInput(param, f"must be within {days} days of now, got {value!r}")
+    return at
 
 
 def parse_bool(value: str | None, param: str, *, default: bool = False) -> bool:

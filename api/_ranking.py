@@ -55,6 +55,7 @@ from api._params import (
     parse_lon,
 )
 from api._routing import need_router, parse_point
+from api._security import charge, count_points
 from api._state import AppState, get_state
 from api._stations import (
     CostParams,
@@ -247,6 +248,7 @@ def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> l
 @router.post("/along-route")
 def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
     """Stations along a route the client already has (e.g. from /v1/route), with detours and costs."""
+    charge(count_points(body.geometry), "route_points")
     budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
     c = parse_coord(body.coord)
     points = _route_points(body.geometry, c)

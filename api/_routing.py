@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api._auth import authenticate, require_role
 from api._params import parse_at, parse_bbox, parse_coord, parse_float, parse_int, parse_lat, parse_lon
+from api._security import charge
 from api._state import AppState, get_state
 from api._sync import TrafficSync
 from geo import Budget, InvalidInput, RouteNotFound, from_wgs84, to_wgs84
@@ -235,6 +236,7 @@ def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[st
     Bounded: sources, targets and cells are capped (settings; 422 naming the list, the limit and the
     count), every coordinate is checked before any search, and the searches (one per source) stop at
     settings.matrix_budget_s with a 503."""
+    charge(len(body.sources) * len(body.targets or body.sources), "matrix_cells")
     s = state.settings
     c = parse_coord(body.coord)
     targets = body.targets if body.targets is not None else body.sources

@@ -217,7 +217,7 @@ def _envelope(state: AppState, coord: str, at: datetime, **extra: Any) -> dict[s
         "attribution": region.attribution,
     }
     if state.served.is_demo:
-        body["served_note"] = state.served.note
+        body["served_note"] = state.served.public_note
     return body
 
 

@@ -73,6 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Fuel stations near you, their prices and promotions, and traffic-aware routes to them.",
         version="0.1.0",
         lifespan=lifespan,
+        # API docs and schema: FUEL_DOCS_ENABLED, off in production unless asked for
+        docs_url="/docs" if settings.docs_served else None,
+        redoc_url="/redoc" if settings.docs_served else None,
+        openapi_url="/openapi.json" if settings.docs_served else None,
     )
     _errors.install(app)
     _security.install(app, settings)

@@ -1,7 +1,7 @@
 """Typed settings and region configs: the one place the service reads its configuration."""
 
 from config._region import Holidays, Region, ServedRegion, load_region, regions_dir, resolve_served_region
-from config._settings import PROJECT_ROOT, Settings, UnsafeSettingsError, get_settings
+from config._settings import PROJECT_ROOT, Settings, UnsafeSettingsError, get_settings, is_loopback
 
 __all__ = [
     "PROJECT_ROOT",
@@ -11,6 +11,7 @@ __all__ = [
     "Settings",
     "UnsafeSettingsError",
     "get_settings",
+    "is_loopback",
     "load_region",
     "regions_dir",
     "resolve_served_region",

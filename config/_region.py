@@ -142,7 +142,19 @@ class ServedRegion:
     configured: str  # the region asked for in settings
     extract: Path | None
     is_demo: bool
-    note: str
+    note: str  # for operators and logs: names the files
+
+    @property
+    def public_note(self) -> str:
+        """The note for API answers: the regions by name, never a server path."""
+        if self.is_demo:
+            return (
+                f"No {self.configured} extract is installed on this server: serving the demo region "
+                f"{self.region.display_name} instead"
+            )
+        if self.extract is None:
+            return f"No {self.configured} extract is installed on this server"
+        return f"{self.region.display_name}: OpenStreetMap extract"
 
 
 def _expand(path: str, settings: Settings) -> Path:

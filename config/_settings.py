@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import math
+from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-only-secret-change-me"
 DEV_ADMIN_KEY = "dev-admin-key"
+SECRET_RULE = (
+    "at least 32 characters from a random generator (at least 12 different characters, no repeated "
+    "pattern, an estimated 160 bits or more), e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+)
 
 
 class UnsafeSettingsError(RuntimeError):
@@ -52,7 +59,9 @@ class Settings(BaseSettings):
     traffic_profile: Path | None = None
 
     secret_key: str = DEV_SECRET
-    admin_api_key: str = DEV_ADMIN_KEY
+    admin_api_key: str = (
+        DEV_ADMIN_KEY  # the static operator key; "" = off (off unless set outside development)
+    )
     cors_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000"]
     rate_limit_per_minute: int = 600
     max_body_bytes: int = 5 * 1024 * 1024
@@ -109,21 +118,70 @@ class Settings(BaseSettings):
     plausible_max_off_per_order_fen: int = Field(10_000, gt=0)  # cny_off_per_order cap, integer fen
     plausible_max_topup_bonus_percent: Decimal = Field(Decimal(20), gt=0, le=100)
 
+    # --- Security: abuse limits, fail-closed settings, bad input (api/_security.py, api/_limits.py) ---
+    # The address the server listens on (`make run` sets it from HOST). The development secrets are
+    # accepted only with env=development and a loopback bind_host.
+    bind_host: str = "127.0.0.1"
+    # /docs, /redoc and /openapi.json: None = served except in production.
+    docs_enabled: bool | None = None
+    # Direct peers (addresses or networks) whose X-Forwarded-For is believed, e.g. ["10.0.0.0/8"].
+    trusted_proxies: list[str] = []
+    # Redis key prefix of the limits shared by every worker (REDIS_URL); while Redis is unreachable
+    # each worker limits on its own and tries Redis again after redis_retry_s.
+    rate_limit_prefix: str = "fuel"
+    redis_retry_s: float = 5.0
+    # Weighted POST requests: this many matrix cells, or route points, cost one request.
+    rate_cost_matrix_cells: int = Field(25, ge=1)
+    rate_cost_route_points: int = Field(100, ge=1)
+    # Failed API-key authentications a client address may make in a minute before 429.
+    auth_failures_per_minute: int = Field(10, ge=1)
+    # Validated API keys are remembered this long, at most this many, to key the rate limits.
+    api_key_cache_s: float = 60.0
+    api_key_cache_size: int = Field(10_000, ge=1)
+    # Total bytes of request headers (431 above).
+    max_header_bytes: int = Field(16_384, ge=1_024)
+    # Seconds a connection may take to send a complete request head (api/_http.py, `make run`).
+    header_timeout_s: float = Field(10.0, gt=0)
+    # Dates in requests (`at`, `depart_at`) must lie within this many days of now.
+    max_date_offset_days: int = Field(730, ge=1)
+
     @model_validator(mode="after")
-    def _refuse_unsafe_defaults(self) -> Settings:
+    def _refuse_unsafe_settings(self) -> Settings:
+        if "admin_api_key" not in self.model_fields_set and not self.dev_secrets_allowed:
+            self.admin_api_key = ""  # the static admin key is off unless configured
+        dev = [
+            name
+            for name, value, default in (
+                ("FUEL_SECRET_KEY", self.secret_key, DEV_SECRET),
+                ("FUEL_ADMIN_API_KEY", self.admin_api_key, DEV_ADMIN_KEY),
+            )
+            if value == default
+        ]
+        if dev and not self.dev_secrets_allowed:
+            raise UnsafeSettingsError(
+                f"refusing to start with the development secrets ({', '.join(dev)}): they are accepted only "
+                f"with FUEL_ENV=development and a loopback FUEL_BIND_HOST (env={self.env}, "
+                f"bind_host={self.bind_host}); set {' and '.join(dev)}"
+            )
         if self.env == "production":
-            unsafe = [
-                name
-                for name, value, default in (
-                    ("FUEL_SECRET_KEY", self.secret_key, DEV_SECRET),
-                    ("FUEL_ADMIN_API_KEY", self.admin_api_key, DEV_ADMIN_KEY),
+            weak = [
+                f"{name} ({problem})"
+                for name, value in (
+                    ("FUEL_SECRET_KEY", self.secret_key),
+                    ("FUEL_ADMIN_API_KEY", self.admin_api_key),
                 )
-                if value == default or len(value) < 16
+                if value and (problem := secret_problem(value))
             ]
-            if unsafe:
+            if weak:
                 raise UnsafeSettingsError(
-                    f"refusing to start in production with development secrets: {', '.join(unsafe)}"
+                    f"refusing to start in production with weak secrets: {'; '.join(weak)}. "
+                    f"A secret needs {SECRET_RULE}"
                 )
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"FUEL_TRUSTED_PROXIES: {proxy!r} is not an address or network") from None
         return self
 
     @property
@@ -141,8 +199,45 @@ class Settings(BaseSettings):
         return make_conninfo("", **params)
 
     @property
+    def dev_secrets_allowed(self) -> bool:
+        return self.env == "development" and is_loopback(self.bind_host)
+
+    @property
+    def uses_dev_secrets(self) -> bool:
+        return self.secret_key == DEV_SECRET or self.admin_api_key == DEV_ADMIN_KEY
+
+    @property
+    def docs_served(self) -> bool:
+        return self.docs_enabled if self.docs_enabled is not None else self.env != "production"
+
+    @property
     def graph_cache_dir(self) -> Path:
         return self.cache_dir / "graphs"
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def secret_problem(value: str) -> str | None:
+    """Why `value` is not a strong secret (see SECRET_RULE), or None."""
+    if len(value) < 32:
+        return f"{len(value)} characters, fewer than 32"
+    counts = Counter(value)
+    if len(counts) < 12:
+        return f"only {len(counts)} different characters"
+    if value in (value + value)[1:-1]:
+        return "a repeated pattern"
+    bits = -sum(n * math.log2(n / len(value)) for n in counts.values())
+    if bits < 160:
+        return f"an estimated {bits:.0f} bits, below 160"
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 import httpx
 
@@ -25,7 +26,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, db_url: str, **env_extra: str) -> None:
+    def __init__(self, db_url: str, *, uvicorn_args: Sequence[str] = (), **env_extra: str) -> None:
         self.port = free_port()
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         env = dict(os.environ)
@@ -48,6 +49,8 @@ class Server:
                 str(self.port),
                 "--log-level",
                 "warning",
+                "--no-proxy-headers",  # as `make run`: X-Forwarded-For is the app's to judge
+                *uvicorn_args,
             ],
             cwd=PROJECT_ROOT,
             env=env,

@@ -1,0 +1,174 @@
+"""Rate limits shared by every worker: a moving window (the `limits` library) in Redis.
+
+A client gets at most `limit` units in any 60 seconds, whichever worker serves it (a moving window
+has no edge where two windows' budgets add up). While Redis is unreachable each worker keeps the
+same windows in its own memory (so N workers allow up to N times the limit, never unlimited), logs
+that once, and tries Redis again every `retry_s` seconds.
+
+Clients are a validated API key's principal or the client address (api/_security.py); the address
+honours X-Forwarded-For only from trusted proxies (client_address below).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from geo._errors import FuelError
+
+log = logging.getLogger("api.limits")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class RateLimited(FuelError, RuntimeError):
+    """Over a rate limit (429); `retry_after_s` is when one more unit fits."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, math.ceil(retry_after_s))
+
+
+class Limiter:
+    """Moving one-minute windows per (kind, client), in Redis, or in this process while Redis is down."""
+
+    def __init__(self, redis_url: str, *, prefix: str, retry_s: float = 5.0) -> None:
+        self.prefix = prefix
+        self.retry_s = retry_s
+        # Short timeouts and no retries: a Redis outage costs one failed call per retry_s, not a stall.
+        pool = redis.ConnectionPool.from_url(
+            redis_url, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0)
+        )
+        shared = RedisStorage(redis_url, connection_pool=pool, wrap_exceptions=True)
+        self._shared = MovingWindowRateLimiter(shared)
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+
+    @property
+    def shared(self) -> bool:
+        """Whether the limits are currently kept in Redis (shared by every worker)."""
+        return self._down_since is None
+
+    def hit(self, kind: str, client: str, *, limit: int, cost: int = 1) -> float | None:
+        """Take `cost` units (at most the whole limit); None if they fit, else the seconds to wait."""
+        item = RateLimitItemPerMinute(limit)
+        cost = min(max(1, cost), limit)
+        ids = (self.prefix, kind, client)
+        strategy = self._strategy()
+        try:
+            ok = strategy.hit(item, *ids, cost=cost)
+            wait = None if ok else self._wait(strategy, item, ids)
+        except (StorageError, RedisError) as exc:
+            self._redis_failed(exc)
+            local = self._local
+            return None if local.hit(item, *ids, cost=cost) else self._wait(local, item, ids)
+        self._reached(strategy)
+        return wait
+
+    def over(self, kind: str, client: str, *, limit: int) -> float | None:
+        """Without taking anything: None if one more unit fits, else the seconds to wait."""
+        item = RateLimitItemPerMinute(limit)
+        ids = (self.prefix, kind, client)
+        strategy = self._strategy()
+        try:
+            wait = None if strategy.test(item, *ids) else self._wait(strategy, item, ids)
+        except (StorageError, RedisError) as exc:
+            self._redis_failed(exc)
+            local = self._local
+            return None if local.test(item, *ids) else self._wait(local, item, ids)
+        self._reached(strategy)
+        return wait
+
+    def _strategy(self) -> MovingWindowRateLimiter:
+        if self._down_since is None or time.monotonic() >= self._retry_at:
+            return self._shared
+        return self._local
+
+    def _wait(self, strategy: MovingWindowRateLimiter, item: RateLimitItem, ids: tuple[str, ...]) -> float:
+        stats = strategy.get_window_stats(item, *ids)
+        return max(1.0, stats.reset_time - time.time())
+
+    def _redis_failed(self, exc: Exception) -> None:
+        with self._lock:
+            self._retry_at = time.monotonic() + self.retry_s
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning(
+                    "Redis unreachable (%s): rate limits are kept by each worker on its own until it is back",
+                    type(exc).__name__,
+                )
+
+    def _reached(self, strategy: MovingWindowRateLimiter) -> None:
+        if strategy is self._shared and self._down_since is not None:
+            with self._lock:
+                if self._down_since is not None:
+                    log.warning("Redis is back: rate limits are shared by every worker again")
+                    self._down_since = None
+
+
+def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip())
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+    ip = _ip(address)
+    return ip is not None and any(ip in net for net in proxies)
+
+
+def client_address(scope: MutableMapping[str, Any], proxies: tuple[Network, ...]) -> str:
+    """The client's address: the direct peer, or, when that peer is a trusted proxy, the right-most
+    X-Forwarded-For address that is not a trusted proxy (earlier entries are the client's own say)."""
+    peer = str((scope.get("client") or ("unknown",))[0])
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops: list[str] = []
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-for":
+            hops.extend(h.strip() for h in value.decode("latin-1").split(","))
+    for hop in reversed(hops):
+        if _ip(hop) is None:
+            return peer  # a malformed chain: the proxy itself is the client we can vouch for
+        if not _trusted(hop, proxies):
+            return str(_ip(hop))
+    return peer
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the app limits with: the limiter and the proxies whose X-Forwarded-For is believed."""
+
+    limiter: Limiter
+    proxies: tuple[Network, ...]
+
+    def address(self, scope: MutableMapping[str, Any]) -> str:
+        return client_address(scope, self.proxies)
+
+
+def limits_of(app: Any) -> Limits | None:
+    """The app's Limits (set by api/_security.install), or None."""
+    limits = getattr(app.state, "limits", None)
+    return limits if isinstance(limits, Limits) else None
