@@ -44,6 +44,7 @@ _UNLIMITED_PREFIXES = ("/health", "/ready", "/static/", "/docs", "/redoc", "/ope
 def _limited(path: str) -> bool:
     return path != "/" and not path.startswith(_UNLIMITED_PREFIXES)
 
+
 REQUESTS = "requests"  # the limiter's kind for the per-client request budget
 Cost = Literal["matrix_cells", "route_points"]
 
@@ -232,11 +233,7 @@ class Guard:
         budget_token = None
         settings_token = _settings.set(self.settings)
         try:
-            if (
-                scope["type"] == "http"
-                and scope.get("method") != "OPTIONS"
-                and _limited(path)
-            ):
+            if scope["type"] == "http" and scope.get("method") != "OPTIONS" and _limited(path):
                 client = await self._client(scope)
                 limit = self.settings.rate_limit_per_minute
                 wait = self.limits.limiter.hit(REQUESTS, client, limit=limit)

@@ -53,6 +53,21 @@ def test_rate_limit_gives_429_with_retry_after(demo_settings: Settings, stored_k
         assert c.get("/health").status_code == 200
 
 
+def test_osrm_services_share_the_clients_budget(demo_settings: Settings) -> None:
+    lonlat = f"{ANDORRA_A[1]},{ANDORRA_A[0]};{ANDORRA_B[1]},{ANDORRA_B[0]}"
+    with TestClient(create_app(limited(demo_settings, rate_limit_per_minute=4))) as c:
+        paths = [
+            f"/route/v1/driving/{lonlat}",
+            f"/table/v1/car/{lonlat}",
+            f"/nearest/v1/driving/{ANDORRA_A[1]},{ANDORRA_A[0]}",
+            f"/trip/v1/driving/{lonlat}",  # an OSRM service we do not offer is counted too
+        ]
+        assert [c.get(p).status_code for p in paths] == [200, 200, 200, 400]
+        r = c.get(f"/route/v1/bike/{lonlat}")
+        assert r.status_code == 429 and "retry-after" in r.headers
+        assert c.get("/").status_code == 200 and c.get("/ready").status_code == 200
+
+
 def test_made_up_api_keys_get_no_budget_of_their_own(demo_settings: Settings) -> None:
     with TestClient(create_app(limited(demo_settings, rate_limit_per_minute=5))) as c:
         codes = [
