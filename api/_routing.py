@@ -236,7 +236,6 @@ def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[st
     Bounded: sources, targets and cells are capped (settings; 422 naming the list, the limit and the
     count), every coordinate is checked before any search, and the searches (one per source) stop at
     settings.matrix_budget_s with a 503."""
-    charge(len(body.sources) * len(body.targets or body.sources), "matrix_cells")
     s = state.settings
     c = parse_coord(body.coord)
     targets = body.targets if body.targets is not None else body.sources
@@ -251,6 +250,7 @@ def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[st
         raise InvalidInput(
             "sources", f"{len(body.sources)} x {len(targets)} = {cells} cells, above the cap of {cap}"
         )
+    charge(cells, "matrix_cells")  # after the caps: a refused matrix costs one request, not its cells
     src = [_checked(p, f"sources[{i}]", c) for i, p in enumerate(body.sources)]
     dst = [_checked(p, f"targets[{i}]", c) for i, p in enumerate(targets)]
     at = parse_at(body.depart_at, state.region.tz, "depart_at")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 
 import httpx
@@ -17,6 +18,8 @@ from config import PROJECT_ROOT
 # Secrets of the test environment: tests never run with the development secrets.
 TEST_SECRET_KEY = "test-secret-7QmZp2VxK9rT4bWc8NfJ3hLdYs6GuEa1"
 TEST_ADMIN_KEY = "test-admin-5RkX8pVn2WqJ7cTz4LmB9hFd3YsGeA6u"
+# Rate-limit windows in Redis of this test run only: other runs on the machine keep theirs.
+TEST_RATE_PREFIX = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def free_port() -> int:
@@ -34,6 +37,7 @@ class Server:
             DATABASE_URL=db_url,
             FUEL_ENV="test",
             FUEL_SECRET_KEY=TEST_SECRET_KEY,
+            FUEL_RATE_LIMIT_PREFIX=TEST_RATE_PREFIX,
             FUEL_ADMIN_API_KEY=TEST_ADMIN_KEY,
             FUEL_RATE_LIMIT_PER_MINUTE="1000000",
             FUEL_DB_TIMEOUT_S="1",

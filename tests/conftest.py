@@ -11,7 +11,7 @@ import pytest
 
 from config import PROJECT_ROOT
 from store import create_database, drop_database, migrate
-from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY
+from tests._servers import TEST_ADMIN_KEY, TEST_RATE_PREFIX, TEST_SECRET_KEY
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -83,6 +83,7 @@ def demo_settings(demo_db: str, shared_data: Path):  # type: ignore[no-untyped-d
         env="test",
         secret_key=TEST_SECRET_KEY,
         admin_api_key=TEST_ADMIN_KEY,
+        rate_limit_prefix=TEST_RATE_PREFIX,
     )
 
 

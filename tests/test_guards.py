@@ -78,13 +78,14 @@ def test_made_up_api_keys_get_no_budget_of_their_own(demo_settings: Settings) ->
 
 
 def test_post_requests_are_limited_and_matrix_is_charged_by_cells(demo_settings: Settings) -> None:
-    settings = limited(demo_settings, rate_limit_per_minute=20, rate_cost_matrix_cells=1)
+    settings = limited(demo_settings, rate_limit_per_minute=21, rate_cost_matrix_cells=1)
     with TestClient(create_app(settings)) as c:
         three = {"sources": [ANDORRA_A, ANDORRA_B, ANDORRA_A]}  # no targets: 3 x 3 = 9 cells
         assert c.post("/v1/matrix", json=three).status_code == 200
-        empty_targets = {"sources": [ANDORRA_A, ANDORRA_B, ANDORRA_A], "targets": []}  # counted as 3 x 3
-        assert c.post("/v1/matrix", json=empty_targets).status_code in (200, 422)
-        r = c.post("/v1/matrix", json=three)  # 18 used: 9 more do not fit in 20
+        assert c.post("/v1/matrix", json=three).status_code == 200
+        refused = {"sources": [ANDORRA_A] * 200, "targets": []}  # a 422 costs one request, not cells
+        assert c.post("/v1/matrix", json=refused).status_code == 422
+        r = c.post("/v1/matrix", json=three)  # 9 + 9 + 1 used: 9 more do not fit in 21
         assert r.status_code == 429, r.text
         assert int(r.headers["retry-after"]) >= 1
         assert "9 matrix cells" in r.json()["error"]["message"]

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from config import PROJECT_ROOT, Settings
-from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY
+from tests._servers import TEST_ADMIN_KEY, TEST_RATE_PREFIX, TEST_SECRET_KEY
 
 pytestmark = pytest.mark.browser
 
@@ -98,6 +98,7 @@ def server(demo_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         "FUEL_ENV": "test",
         "FUEL_SECRET_KEY": TEST_SECRET_KEY,
         "FUEL_ADMIN_API_KEY": TEST_ADMIN_KEY,
+        "FUEL_RATE_LIMIT_PREFIX": TEST_RATE_PREFIX,
         "FUEL_REGION": "andorra",
         "FUEL_RATE_LIMIT_PER_MINUTE": "100000",
         "PYTHONUNBUFFERED": "1",
