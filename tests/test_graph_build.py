@@ -297,11 +297,11 @@ def test_road_edges_in_postgis(db_url: str) -> None:
 
 
 def test_roads_cli(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    module_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ingest._roads import main
 
-    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("DATABASE_URL", module_db)  # not the session database: its demo roads stay
     monkeypatch.setenv("FUEL_CACHE_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
@@ -312,7 +312,7 @@ def test_roads_cli(
         assert main(["roads", extract, "--region", "andorra", "--no-progress"]) == 0
         assert main(["roads", extract, "--region", "andorra", "--no-progress"]) == 0
         assert "cache hit" in capsys.readouterr().out
-        with psycopg.connect(db_url) as conn:
+        with psycopg.connect(module_db) as conn:
             assert count_road_edges(conn, "andorra") == 20
         assert main(["roads", str(tmp_path / "missing.osm.pbf"), "--no-db"]) == 2
         assert "not found" in capsys.readouterr().err
