@@ -37,10 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    import matplotlib
+    try:  # the `bench` extra; osmnx and networkx are the osmnx section's, checked here to fail at once
+        import matplotlib
+        import networkx  # noqa: F401
+        import osmnx  # noqa: F401
 
+        from benchmarks import _http, _perf, _quality
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in ("benchmarks", "geo", "ingest", "api", "store", "config"):
+            raise
+        print(
+            f"benchmarks: need the optional 'bench' dependencies, and module {exc.name} is not installed: "
+            "pip install -e '.[bench]'",
+            file=sys.stderr,
+        )
+        return 1
     matplotlib.use("Agg")
-    from benchmarks import _http, _perf, _quality
     from benchmarks._common import make_ctx
 
     ctx = make_ctx(args.seed, args.quick)

@@ -1,33 +1,73 @@
-"""`python -m ingest COMMAND ...`: the loaders and command-line tools."""
+"""`python -m ingest COMMAND ...`: the loaders and command-line tools, as one command group.
+
+`python -m ingest --help` lists the commands; `python -m ingest COMMAND --help` describes one and
+touches nothing. Exit status: 0 ok, 1 failure (one line on stderr), 2 usage error.
+"""
 
 from __future__ import annotations
 
-import importlib
+import argparse
 import sys
 
-# command -> module with a `main(argv) -> int`
-COMMANDS = {
-    "create-db": "ingest._setup",
-    "migrate": "ingest._setup",
-    "load-region": "ingest._load_region",
-    "roads": "ingest._roads",
-    "stations": "ingest._stations",
-    "prices": "ingest._prices",
-    "promotions": "ingest._promotions",
-    "guidance": "ingest._guidance",
-    "od-pairs": "ingest._od_pairs",
-    "fetch-region": "ingest._fetch_region",
-    "keys": "ingest._keys",
-}
+import psycopg
+from pydantic import ValidationError
+
+from config import UnsafeSettingsError
+from geo._errors import FuelError
+from ingest import (
+    _fetch_region,
+    _guidance,
+    _keys,
+    _load_region,
+    _od_pairs,
+    _prices,
+    _promotions,
+    _roads,
+    _setup,
+    _stations,
+)
+from ingest._cli import EXIT_USAGE, described, fail, one_line
+
+# In the order of a first set-up: database, region, then the feeds and tools.
+MODULES = (
+    _setup,  # create-db, migrate
+    _load_region,
+    _fetch_region,
+    _roads,
+    _stations,
+    _prices,
+    _promotions,
+    _guidance,
+    _keys,
+    _od_pairs,
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description=described(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="The database is DATABASE_URL; settings are read from FUEL_* variables (see README).",
+    )
+    commands = p.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    for module in MODULES:
+        module.add_parser(commands)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
-        print("usage: python -m ingest {" + ",".join(COMMANDS) + "} [options]", file=sys.stderr)
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    module = importlib.import_module(COMMANDS[args[0]])
-    return int(module.main(args))
+    try:
+        args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): argparse has printed it
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except (psycopg.Error, FuelError, OSError, UnsafeSettingsError, ValidationError) as exc:
+        return fail(args.command, one_line(exc))
+    except KeyboardInterrupt:
+        print(f"ingest {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import osmium
 from shapely.geometry import box
@@ -34,15 +34,12 @@ from shapely.geometry.base import BaseGeometry
 
 from config import PROJECT_ROOT, Region, Settings, load_region
 from geo._errors import ExtractError
-from ingest._overpass import (
-    Download,
-    OverpassError,
-    Retry,
-    fetch,
-    interpreter_url,
-    osmnx_settings,
-    write_osm_xml,
-)
+from ingest._cli import Commands, add_command, missing_extra
+
+if (
+    TYPE_CHECKING
+):  # ingest._overpass needs the `fetch` extra (osmnx, requests): imported when the command runs
+    from ingest._overpass import Download, Retry
 
 GENERATOR = "lijiang-fuel fetch-region (Overpass API via osmnx queries)"
 # pyosmium/libosmium format names by file suffix.
@@ -158,11 +155,16 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m ingest fetch-region",
+def add_parser(commands: Commands) -> None:
+    p = add_command(
+        commands,
+        "fetch-region",
+        run,
+        summary="download a region's roads and fuel stations from Overpass, then load them (extra: fetch)",
         description="Download a region's drivable roads, turn restrictions and fuel stations from an "
-        "Overpass API endpoint into a dated OSM extract, point the region at it, then load it.",
+        "Overpass API endpoint into a dated OSM extract, point the region at it, then load it.\n\n"
+        + __doc__.split("\n\n", 1)[1]
+        + "\nNeeds the optional `fetch` dependencies: pip install 'lijiang-fuel[fetch]'.",
     )
     p.add_argument("region", help="region name (data/regions/<name>.toml), e.g. lijiang")
     p.add_argument("--endpoint", help="Overpass interpreter URL (default: FUEL_OVERPASS_URL)")
@@ -183,18 +185,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-rate-limit", action="store_true", help="do not consult the endpoint's /status")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
 
 
-def main(argv: list[str] | None = None, *, settings: Settings | None = None) -> int:
-    args_in = list(sys.argv[1:] if argv is None else argv)
-    if args_in and args_in[0] == "fetch-region":
-        args_in = args_in[1:]
+def run(args: argparse.Namespace) -> int:
     try:
-        args = _parser().parse_args(args_in)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    settings = settings or Settings()
+        from ingest._overpass import OverpassError, Retry, interpreter_url
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] in ("ingest", "geo", "config", "store", "api"):
+            raise
+        return missing_extra(exc, extra="fetch", command="fetch-region")
+    settings = Settings()  # read now: the environment of this run, not a cached copy
     try:
         region = load_region(args.region, settings)
     except FileNotFoundError as exc:
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None, *, settings: Settings | None = None) -> 
     endpoint = interpreter_url(args.endpoint or settings.overpass_url)
     timeout_s = float(args.timeout if args.timeout is not None else settings.overpass_timeout_s)
     try:
-        result = run(
+        result = fetch_extract(
             settings,
             region,
             endpoint=endpoint,
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None, *, settings: Settings | None = None) -> 
 
 @dataclass(frozen=True)
 class Fetched:
-    """What `run` published: the dated file, the extract to load, and how to undo the switch."""
+    """What `fetch_extract` published: the dated file, the extract to load, and how to undo the switch."""
 
     dated: Path
     extract: Path  # the region's configured extract (replaced), else the dated file
@@ -254,7 +254,7 @@ class Fetched:
         return f"; removed the new {self.extract} (there was none before)"
 
 
-def run(
+def fetch_extract(
     settings: Settings,
     region: Region,
     *,
@@ -267,6 +267,8 @@ def run(
     progress: bool = True,
 ) -> Fetched:
     """Download, write, validate and publish the extract. Raises before publishing if anything fails."""
+    from ingest._overpass import OverpassError, fetch, osmnx_settings, write_osm_xml
+
     started = dt.datetime.now(region.tz)
     target = configured_extract(region, settings)
     out = out_dir or (target.parent if target else settings.cache_dir / "extracts")
@@ -374,18 +376,8 @@ def _check(stats: ExtractStats, dl: Download, final: Path) -> None:
 
 def load_fetched(settings: Settings, region: Region, fetched: Fetched, *, progress: bool) -> int:
     """Load the fresh extract the normal way; if that fails, undo the switch so file and database agree."""
-    try:
-        from ingest._load_region import load_region as load_extract
-    except ModuleNotFoundError as exc:
-        if exc.name != "ingest._load_region":
-            raise
-        fetched.keep()
-        print(
-            f"fetch-region {region.name}: extract ready at {fetched.extract}, but ingest._load_region is not "
-            "available in this tree: run `python -m ingest load-region` once it is",
-            file=sys.stderr,
-        )
-        return 3
+    from ingest._load_region import load_region as load_extract
+
     try:
         summary: dict[str, Any] = load_extract(
             settings, region_name=region.name, extract=fetched.extract, progress=progress

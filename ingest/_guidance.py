@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +28,8 @@ import psycopg
 
 from geo._plausible import PlausibilityRules
 from geo._pricing import KNOWN_GRADES
+from ingest._cli import Commands, add_command, described, one_line
+from ingest._onboarding import add_actor_option
 from store._ceilings import Ceiling, upsert_ceilings
 from store._prices import RemovedPrice, remove_implausible_future_prices
 
@@ -120,21 +123,25 @@ def load_guidance_file(
     return GuidanceLoad(len(ceilings), len(written), removed)
 
 
-def main(argv: list[str]) -> int:
-    from config import get_settings, resolve_served_region
-    from ingest._onboarding import add_actor_option, default_actor
-
-    parser = argparse.ArgumentParser(
-        prog="python -m ingest guidance",
-        description="Load the official price ceilings; stored future prices above (or far below) a new "
-        "ceiling are removed, each with an audit row, and listed.",
+def add_parser(commands: Commands) -> None:
+    p = add_command(
+        commands,
+        "guidance",
+        run,
+        summary="load the official Yunnan price ceilings (audited; drops future prices they make implausible)",
+        description=described(__doc__),
     )
-    parser.add_argument("file", nargs="?", type=Path, default=None, help="default: the shared Yunnan file")
-    add_actor_option(parser)
-    args = parser.parse_args(argv[1:] if argv and argv[0] == "guidance" else argv)
+    p.add_argument("file", nargs="?", type=Path, default=None, help="default: the shared Yunnan file")
+    add_actor_option(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from config import get_settings, resolve_served_region
+    from ingest._onboarding import default_actor
+
     path = args.file or default_guidance_file()
     if not path.is_file():
-        print(f"guidance file {path} not found")
+        print(f"ingest guidance: guidance file {path} not found", file=sys.stderr)
         return 1
     settings = get_settings()
     region = resolve_served_region(settings).region
@@ -150,7 +157,7 @@ def main(argv: list[str]) -> int:
                 rules=PlausibilityRules.from_settings(settings),
             )
     except ValueError as exc:
-        print(f"guidance file {path} rejected: {exc}")
+        print(f"ingest guidance: guidance file {path} rejected: {one_line(exc)}", file=sys.stderr)
         return 1
     print(f"price ceilings: {loaded.total} in {path.name}, {loaded.changed} new or changed")
     if loaded.removed:

@@ -13,8 +13,10 @@ import sys
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import psycopg
+
 from config import get_settings
-from store import Database
+from ingest._cli import Commands, add_command, described
 from store._audit import record
 from store._auth import ROLES, create_api_key, list_api_keys, revoke_api_key
 
@@ -58,29 +60,33 @@ def _expiry(value: str) -> datetime:
     return at
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ingest keys", description=__doc__.split("\n")[0])
+def add_parser(commands: Commands) -> None:
+    p = add_command(
+        commands,
+        "keys",
+        run,
+        summary="create, list and revoke API keys (operators, station managers, traffic feeds)",
+        description=described(__doc__),
+    )
     sub = p.add_subparsers(dest="action", required=True, metavar="{create,list,revoke}")
-    c = sub.add_parser("create", help="create a key and print it once")
+    actions = {
+        "create": "create a key and print it once",
+        "list": "list keys (names, roles, stations, expiry; never the keys)",
+        "revoke": "revoke a key by name (kept for the audit trail)",
+    }
+    c, _, r = (sub.add_parser(name, help=text, description=text) for name, text in actions.items())
     c.add_argument("--name", required=True, help="unique name: the actor in the audit log")
     c.add_argument("--role", required=True, choices=ROLES, help="operator, manager or traffic")
     c.add_argument("--stations", type=_stations, default=[], help="manager keys: station ids, e.g. 12,15")
     c.add_argument("--expires", type=_expiry, help="ISO-8601 date/time (Asia/Shanghai if naive) or Nd")
-    sub.add_parser("list", help="list keys (names, roles, stations, expiry; never the keys)")
-    r = sub.add_parser("revoke", help="revoke a key by name (kept for the audit trail)")
     r.add_argument("name")
-    return p
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv[1:])
+def run(args: argparse.Namespace) -> int:
     settings = get_settings()
-    db = Database(settings.database_url, min_size=1, max_size=1)
-    db.open()
-    try:
+    with psycopg.connect(settings.database_url) as conn:
         if args.action == "list":
-            with db.connection() as conn:
-                rows = list_api_keys(conn)
+            rows = list_api_keys(conn)
             now = datetime.now(TZ)
             for k in rows:
                 state = (
@@ -99,7 +105,7 @@ def main(argv: list[str]) -> int:
         actor = cli_actor()
         if args.action == "create":
             try:
-                with db.transaction() as conn:
+                with conn.transaction():
                     key = create_api_key(
                         conn,
                         args.name,
@@ -123,7 +129,7 @@ def main(argv: list[str]) -> int:
             print(key)
             print(f"key {args.name.strip()!r} ({args.role}): shown once, store it now", file=sys.stderr)
             return 0
-        with db.transaction() as conn:
+        with conn.transaction():
             n = revoke_api_key(conn, args.name)
             if n:
                 record(
@@ -140,5 +146,3 @@ def main(argv: list[str]) -> int:
             return 1
         print(f"revoked {args.name!r}")
         return 0
-    finally:
-        db.close()

@@ -26,6 +26,7 @@ from config import load_region as load_region_config
 from geo import ExtractError
 from geo._graphcache import graph_identity, load_or_build
 from geo._plausible import PlausibilityRules
+from ingest._cli import Commands, add_command, described
 from ingest._demo import seed_demo
 from ingest._guidance import load_guidance_file
 from ingest._osm_stations import read_fuel_stations
@@ -108,10 +109,18 @@ def load_region(
     return load_region_data(settings, region_name=region_name, extract=extract, demo=demo, progress=progress)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ingest load-region", description=__doc__.splitlines()[0])
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv[1:])
+def add_parser(commands: Commands) -> None:
+    p = add_command(
+        commands,
+        "load-region",
+        run,
+        summary="make the served region ready: road graph, road_edges, ceilings, stations (idempotent)",
+        description=described(__doc__),
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     served = resolve_served_region(settings)
     if served.is_demo:

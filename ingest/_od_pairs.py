@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from geo._graph import CompiledGraph
+from ingest._cli import Commands, add_command, described
 
 TZ = ZoneInfo("Asia/Shanghai")
 # A plain weekday in Lijiang (no holiday), morning to evening: rush hours included.
@@ -160,24 +161,25 @@ def _iso(value: str) -> datetime:
     return dt.replace(tzinfo=TZ) if dt.tzinfo is None else dt.astimezone(TZ)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ingest od-pairs", description=__doc__.splitlines()[0])
-    parser.add_argument("extract", type=Path, help="OSM extract (.osm.pbf, .osm, .osm.gz, .osm.bz2)")
-    parser.add_argument("--n", type=int, required=True, help="number of pairs (>= 1)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, default=None, help="output file (default: stdout)")
-    parser.add_argument(
-        "--depart-from", type=_iso, default=DEFAULT_FROM, help="ISO-8601; naive = Asia/Shanghai"
+def add_parser(commands: Commands) -> None:
+    p = add_command(
+        commands,
+        "od-pairs",
+        run,
+        summary="write seeded origin-destination pairs on the drivable roads of an extract (JSON)",
+        description=described(__doc__),
     )
-    parser.add_argument("--depart-to", type=_iso, default=DEFAULT_TO, help="ISO-8601; naive = Asia/Shanghai")
-    parser.add_argument("--min-distance-m", type=float, default=0.0)
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="compiled-graph cache (default: settings)"
-    )
-    try:
-        args = parser.parse_args(argv[1:] if argv and argv[0] == "od-pairs" else argv)
-    except SystemExit as exc:
-        return 0 if exc.code == 0 else 2
+    p.add_argument("extract", type=Path, help="OSM extract (.osm.pbf, .osm, .osm.gz, .osm.bz2)")
+    p.add_argument("--n", type=int, required=True, help="number of pairs (>= 1)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", type=Path, default=None, help="output file (default: stdout)")
+    p.add_argument("--depart-from", type=_iso, default=DEFAULT_FROM, help="ISO-8601; naive = Asia/Shanghai")
+    p.add_argument("--depart-to", type=_iso, default=DEFAULT_TO, help="ISO-8601; naive = Asia/Shanghai")
+    p.add_argument("--min-distance-m", type=float, default=0.0)
+    p.add_argument("--cache-dir", type=Path, default=None, help="compiled-graph cache (default: settings)")
+
+
+def run(args: argparse.Namespace) -> int:
     if args.n < 1:
         print("od-pairs: --n must be at least 1", file=sys.stderr)
         return 2

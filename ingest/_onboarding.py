@@ -34,9 +34,9 @@ from typing import Any, TypeVar
 import psycopg
 from tqdm import tqdm
 
-EXIT_OK = 0
-EXIT_REJECTS = 1
-EXIT_USAGE = 2
+from ingest._cli import EXIT_FAILURE, EXIT_OK, Commands, Run, add_command
+
+EXIT_REJECTS = EXIT_FAILURE  # rows were rejected and nothing was written
 EXAMPLES_SHOWN = 5
 
 T = TypeVar("T")
@@ -457,13 +457,6 @@ def phase(message: str) -> None:
 # ---- command line ----------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse exits 2 itself; keep it, but say it our way
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-
-
 def default_actor() -> str:
     """The audit actor of a command run by hand: `cli:<os user>`."""
     try:
@@ -481,8 +474,11 @@ def add_actor_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def loader_parser(command: str, description: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m ingest {command}", description=description)
+def add_loader_parser(
+    commands: Commands, command: str, run: Run, *, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """The subparser of a file loader (stations, prices, promotions): the file and the shared options."""
+    p = add_command(commands, command, run, summary=summary, description=description)
     p.add_argument("file", type=Path, help="CSV, JSON or GeoJSON file")
     add_actor_option(p)
     p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
@@ -494,16 +490,6 @@ def loader_parser(command: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, default=None, help="reject report: .csv or .json, '-' for stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
-
-
-def parse_args(
-    parser: argparse.ArgumentParser, argv: Sequence[str], command: str
-) -> argparse.Namespace | int:
-    args = list(argv[1:] if argv and argv[0] == command else argv)
-    try:
-        return parser.parse_args(args)
-    except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
 
 
 def finish(summary: Summary, *, report: Path | None, input_path: Path, allow_rejects: bool) -> int:

@@ -23,8 +23,8 @@ Rules (see data/examples/README.md):
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +36,7 @@ from config import Settings, get_settings, resolve_served_region
 from geo._plausible import PlausibilityRules, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
+from ingest._cli import EXIT_USAGE, Commands, described
 from ingest._onboarding import Reject, RowError, Summary
 from store._ceilings import ceiling_book
 from store._onboarding import (
@@ -209,13 +210,19 @@ def _value(d: dict[str, Any], fld: str) -> str | None:
     return None if v is None else str(v)
 
 
-def main(argv: Sequence[str]) -> int:
+def add_parser(commands: Commands) -> None:
+    ob.add_loader_parser(
+        commands,
+        COMMAND,
+        run,
+        summary="load station list prices (history rows) from a CSV/JSON feed",
+        description=described(__doc__),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     from ingest._stations import install_signal_handlers
 
-    parser = ob.loader_parser(COMMAND, "Load station list prices (history rows) from a CSV/JSON feed.")
-    args = ob.parse_args(parser, argv, COMMAND)
-    if isinstance(args, int):
-        return args
     install_signal_handlers()
     try:
         summary = load_prices(
@@ -227,7 +234,7 @@ def main(argv: Sequence[str]) -> int:
         )
     except ob.FileUnreadable as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return ob.EXIT_USAGE
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130

@@ -20,9 +20,9 @@ upsert_promotion, the one write of a promotion), inside the one transaction.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
-from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +35,7 @@ from geo._brands import normalize_brand
 from geo._plausible import CeilingBook, PlausibilityRules, promotion_problem
 from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
 from ingest import _onboarding as ob
+from ingest._cli import EXIT_USAGE, Commands, described
 from ingest._onboarding import Reject, RowError, Summary
 from ingest._prices import station_of
 from store._ceilings import ceiling_book
@@ -269,13 +270,19 @@ def load_promotions(
     return ob.run_load(settings.database_url, region.timezone, body)
 
 
-def main(argv: Sequence[str]) -> int:
+def add_parser(commands: Commands) -> None:
+    ob.add_loader_parser(
+        commands,
+        COMMAND,
+        run,
+        summary="load promotions from a CSV/JSON feed",
+        description=described(__doc__),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     from ingest._stations import install_signal_handlers
 
-    parser = ob.loader_parser(COMMAND, "Load promotions from a CSV/JSON feed.")
-    args = ob.parse_args(parser, argv, COMMAND)
-    if isinstance(args, int):
-        return args
     install_signal_handlers()
     try:
         summary = load_promotions(
@@ -287,7 +294,7 @@ def main(argv: Sequence[str]) -> int:
         )
     except ob.FileUnreadable as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return ob.EXIT_USAGE
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130

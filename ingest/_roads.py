@@ -18,16 +18,22 @@ from config import get_settings, load_region
 from geo._errors import ExtractError
 from geo._graph import CompiledGraph
 from geo._graphcache import load_or_build
+from ingest._cli import Commands, add_command, described
 from store._road_edges import replace_road_edges
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ingest roads", description=__doc__.splitlines()[0])
+def add_parser(commands: Commands) -> None:
+    p = add_command(
+        commands,
+        "roads",
+        run,
+        summary="build the compiled road graph of an OSM extract and load PostGIS road_edges",
+        description=described(__doc__),
+    )
     p.add_argument("extract", type=Path, help="OSM extract (.osm, .osm.gz, .osm.bz2, .osm.pbf)")
     p.add_argument("--region", default=None, help="region config name (default: the configured region)")
     p.add_argument("--no-db", action="store_true", help="build the graph cache only, do not write PostGIS")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
 
 
 def summary(g: CompiledGraph, seconds: float) -> str:
@@ -45,8 +51,7 @@ def summary(g: CompiledGraph, seconds: float) -> str:
     )
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv[1:])
+def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     extract: Path = args.extract

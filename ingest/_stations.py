@@ -30,6 +30,7 @@ path with source=osm (their opening_hours are kept as mapped, not validated).
 
 from __future__ import annotations
 
+import argparse
 import math
 import operator
 import signal
@@ -54,6 +55,7 @@ from geo._hours import open_now
 from geo._plausible import CeilingBook, PlausibilityRules, Problem, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
+from ingest._cli import EXIT_USAGE, Commands, described
 from ingest._onboarding import Reject, RowError, Summary
 from store._ceilings import ceiling_book
 from store._onboarding import (
@@ -636,14 +638,20 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _term)
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = ob.loader_parser(COMMAND, "Load fuel stations from a CSV/JSON/GeoJSON file or an OSM extract.")
+def add_parser(commands: Commands) -> None:
+    parser = ob.add_loader_parser(
+        commands,
+        COMMAND,
+        run,
+        summary="load fuel stations from an operator file (CSV, JSON, GeoJSON) or an OSM extract",
+        description=described(__doc__),
+    )
     parser.add_argument(
         "--source", default=None, choices=SOURCES, help="default: onboarding (osm for OSM files)"
     )
-    args = ob.parse_args(parser, argv, COMMAND)
-    if isinstance(args, int):
-        return args
+
+
+def run(args: argparse.Namespace) -> int:
     install_signal_handlers()
     try:
         summary = load_stations(
@@ -656,7 +664,7 @@ def main(argv: Sequence[str]) -> int:
         )
     except ob.FileUnreadable as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return ob.EXIT_USAGE
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130

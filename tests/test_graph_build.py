@@ -299,7 +299,7 @@ def test_road_edges_in_postgis(db_url: str) -> None:
 def test_roads_cli(
     module_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ingest._roads import main
+    from ingest.__main__ import main
 
     monkeypatch.setenv("DATABASE_URL", module_db)  # not the session database: its demo roads stay
     monkeypatch.setenv("FUEL_CACHE_DIR", str(tmp_path))

@@ -298,16 +298,15 @@ def test_loaders_audit_with_the_cli_actor(
     import getpass
 
     from config import get_settings
-    from ingest._prices import main as prices_main
-    from ingest._promotions import main as promotions_main
+    from ingest.__main__ import main
 
     monkeypatch.setenv("DATABASE_URL", module_db)
     monkeypatch.setenv("FUEL_EXTRACT", str(NO_EXTRACT))
     get_settings.cache_clear()
     try:
         a = feed(tmp_path, "a.csv", ["station,grade,price_cny,effective_from", "3,95,9.40,2026-10-05"])
-        assert prices_main(["prices", str(a), "--no-progress", "--actor", "ops:alice"]) == 0
-        assert promotions_main(["promotions", str(EXAMPLES / "promotions.csv"), "--no-progress"]) == 0
+        assert main(["prices", str(a), "--no-progress", "--actor", "ops:alice"]) == 0
+        assert main(["promotions", str(EXAMPLES / "promotions.csv"), "--no-progress"]) == 0
     finally:
         get_settings.cache_clear()
     with psycopg.connect(module_db) as conn:

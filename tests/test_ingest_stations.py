@@ -20,8 +20,9 @@ import pytest
 
 from config import PROJECT_ROOT, Settings, load_region
 from geo._coords import from_wgs84
+from ingest.__main__ import main
 from ingest._guidance import load_guidance_file
-from ingest._stations import load_stations, main
+from ingest._stations import load_stations
 
 EXAMPLES = PROJECT_ROOT / "data" / "examples"
 NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")  # serve Lijiang itself (not the demo stand-in)

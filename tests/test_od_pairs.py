@@ -10,8 +10,7 @@ from typing import Any
 import osmium
 import pytest
 
-from ingest.__main__ import main as ingest_main
-from ingest._od_pairs import main
+from ingest.__main__ import main
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +69,7 @@ def test_n_bbox_and_departures(oakland: Path, cache_dir: Path, tmp_path: Path) -
 
 def test_via_ingest_dispatcher(oakland: Path, cache_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "d.json"
-    rc = ingest_main(["od-pairs", str(oakland), "--n", "3", "--out", str(out), "--cache-dir", str(cache_dir)])
+    rc = main(["od-pairs", str(oakland), "--n", "3", "--out", str(out), "--cache-dir", str(cache_dir)])
     assert rc == 0 and len(json.loads(out.read_text(encoding="utf-8"))["pairs"]) == 3
 
 

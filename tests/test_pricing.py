@@ -312,7 +312,7 @@ def test_promotions_for_stations_station_and_brand_scope(conn: psycopg.Connectio
 
 def test_guidance_command(module_db: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from config import get_settings
-    from ingest._guidance import main
+    from ingest.__main__ import main
 
     monkeypatch.setenv("DATABASE_URL", module_db)
     get_settings.cache_clear()
