@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from config._region import Holidays
 from geo._graph import CompiledGraph
-from geo._snap import Snap
+from geo._snap import JUNCTION_TOL_M, Snap
 from geo._traffic import DAY_TYPE_INDEX, LiveState, TrafficProfile
 
 
@@ -62,6 +62,13 @@ class ReferenceRouter:
                 by_key.get((int(v), int(u), int(w)), -1)
                 for u, v, w in zip(g.edge_u, g.edge_v, g.edge_way, strict=True)
             ]
+        self.tail = g.edge_u.tolist()
+        self.head = g.edge_v.tolist()
+        self.leaving: dict[int, list[int]] = {}
+        self.entering: dict[int, list[int]] = {}
+        for e in range(m):
+            self.leaving.setdefault(self.tail[e], []).append(e)
+            self.entering.setdefault(self.head[e], []).append(e)
         self._bin_cache: dict[int, tuple[int, int]] = {}
 
     def _day_bin(self, b: int) -> tuple[int, int]:
@@ -110,7 +117,22 @@ class ReferenceRouter:
             return False
         return math.floor(float(live.data[e, 1]) / 900) * 900 <= t_dep < float(live.data[e, 2])
 
-    def variants(self, s: Snap) -> list[tuple[int, float]]:
+    def junction(self, s: Snap) -> int:
+        """The junction a snap stands on (within JUNCTION_TOL_M of an end of its edge), else -1."""
+        along = s.fraction * self.length[s.edge]
+        back = self.length[s.edge] - along
+        if min(along, back) > JUNCTION_TOL_M:
+            return -1
+        return self.tail[s.edge] if along <= back else self.head[s.edge]
+
+    def variants(self, s: Snap, end: str = "source") -> list[tuple[int, float]]:
+        """Where a route may start (end="source") or finish: on a junction, every edge leaving it (from
+        its tail) or entering it (to its head); elsewhere its edge and the opposite direction."""
+        j = self.junction(s)
+        if j >= 0 and end == "source":
+            return [(e, 0.0) for e in self.leaving.get(j, [])]
+        if j >= 0:
+            return [(e, self.length[e]) for e in self.entering.get(j, [])]
         out = [(s.edge, s.fraction * self.length[s.edge])]
         r = self.rev[s.edge]
         if r >= 0:
@@ -121,8 +143,10 @@ class ReferenceRouter:
         """Cost (seconds, or metres for mode 2) of the best route, inf when there is none."""
         if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
             return 0.0
+        if self.junction(s) >= 0 and self.junction(s) == self.junction(d):
+            return 0.0
         src = self.variants(s)
-        tgt = self.variants(d)
+        tgt = self.variants(d, "target")
         t0 = t_dep if mode != 2 else 0.0
         best = math.inf
         for e, off in src:

@@ -37,7 +37,7 @@ from geo._errors import InvalidInput, NoRoadNear, RouteNotFound
 from geo._graph import CLASS_INDEX, FLAG_TOLL, ROAD_CLASSES, CompiledGraph
 from geo._landmarks import landmark_margin, landmark_tables, period_vectors
 from geo._polyline import route_coords
-from geo._snap import Snap, Snapper
+from geo._snap import Snap, Snapper, snap_junction
 from geo._steps import Guide, Step, build_steps, edge_bearings
 from geo._traffic import (
     BIN_S,
@@ -204,6 +204,10 @@ class Router:
             np.int64
         )
         self._rev = _reverse_edges(g)
+        # road edges arriving at each junction (phantom targets); leaving ones are the plain node's arcs
+        by_head = np.argsort(g.edge_v, kind="stable")
+        self._in_edges = by_head.astype(np.int64)
+        self._in_ptr = np.concatenate(([0], np.cumsum(np.bincount(g.edge_v, minlength=n)))).astype(np.int64)
         # first / last segment bearing of every road edge (steps), computed once
         self._bear_start, self._bear_end = edge_bearings(g, np.arange(m, dtype=np.int64))
         self.guide = Guide(
@@ -297,9 +301,23 @@ class Router:
         live = self._empty_live if free_flow else self.live.snapshot()
         return _Ctx(mode, b0, t_abs - b0 * BIN_S, t_abs, table, live)
 
-    def _variants(self, s: Snap, direction: int = 0) -> tuple[list[int], list[float]]:
-        """(edges, metres from tail) for a snapped point: its edge and the reverse edge if any.
+    def _variants(
+        self, s: Snap, direction: int = 0, *, end: Literal["source", "target"] = "source"
+    ) -> tuple[list[int], list[float]]:
+        """(edges, metres from tail) for a snapped point.
+
+        On a junction (`geo._snap.snap_junction`) and with no direction asked, the point is a phantom
+        endpoint: a source leaves by every edge out of the junction (from its tail), a target is reached
+        by every edge into it (at its head). Otherwise: its edge and the reverse edge if any;
         `direction` 1 keeps only its edge (travel along the edge), -1 only the reverse edge."""
+        if direction == 0:
+            j = snap_junction(self.g, s)
+            if j >= 0:
+                if end == "source":
+                    out = self.g.arc_edge[self._offsets[j] : self._offsets[j + 1]].astype(np.int64).tolist()
+                    return out, [0.0] * len(out)
+                inn = self._in_edges[self._in_ptr[j] : self._in_ptr[j + 1]].tolist()
+                return inn, [float(self._len[e]) for e in inn]
         e = s.edge
         edges: list[int] = []
         offs: list[float] = []
@@ -311,6 +329,13 @@ class Router:
             edges.append(r)
             offs.append((1.0 - s.fraction) * float(self._len[r]))
         return edges, offs
+
+    def _same_place(self, s: Snap, d: Snap) -> bool:
+        """Whether two snaps are the same point of the network (no driving between them)."""
+        if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
+            return True
+        j = snap_junction(self.g, s)
+        return j >= 0 and j == snap_junction(self.g, d)
 
     def _run(
         self,
@@ -550,7 +575,7 @@ class Router:
         """Route between snapped points; `src_dir` / `dst_dir` restrict the direction of travel on the
         snapped road (1 along its edge, -1 against it, 0 either; see `_variants`)."""
         depart = datetime.fromtimestamp(ctx.t_abs, self.tz)
-        same = (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon)
+        same = self._same_place(s, d)
         if same and (src_dir == 0 or dst_dir == 0 or src_dir == dst_dir):
             e0 = s.edge if src_dir >= 0 or self._rev[s.edge] < 0 else int(self._rev[s.edge])
             z = np.zeros(1)
@@ -575,7 +600,7 @@ class Router:
                 edge_starts=[0], vertices=[int(self.g.edge_geom_offsets[e0])], edge_time_s=[0.0], edge_dist_m=[0.0],
             )  # fmt: skip
         src = self._variants(s, src_dir)
-        te, to = self._variants(d, dst_dir)
+        te, to = self._variants(d, dst_dir, end="target")
         if not src[0] or not te:
             raise RouteNotFound("no drivable path: a waypoint's road cannot be driven in the direction asked")
         tg_edge = np.asarray(te, np.int64)
@@ -994,7 +1019,7 @@ class Router:
         to: list[float] = []
         ti: list[int] = []
         for k, d in enumerate(tsn):
-            a, b = self._variants(d)
+            a, b = self._variants(d, end="target")
             te += a
             to += b
             ti += [k] * len(a)
@@ -1006,7 +1031,7 @@ class Router:
         )  # fmt: skip
         cost, length = res.cost.copy(), res.length.copy()
         for k, d in enumerate(tsn):
-            if (d.edge == s.edge and d.fraction == s.fraction) or (d.lat == s.lat and d.lon == s.lon):
+            if self._same_place(s, d):
                 cost[k], length[k] = 0.0, 0.0
         if ctx.mode == 2:
             return length, length

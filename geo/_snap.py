@@ -36,6 +36,9 @@ from geo._graph import CompiledGraph
 _M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 MAX_CELLS = 1 << 22  # cap on grid cells (memory of the cell pointer array)
 _EPS = 1e-6  # metres of slack against float rounding at cell borders
+# A snap this close (metres along its edge) to an end junction stands ON that junction: a route may
+# leave it by any out-edge and reach it by any in-edge (phantom endpoint), not only along the snapped edge.
+JUNCTION_TOL_M = 1.0
 
 
 @dataclass(frozen=True)
@@ -301,4 +304,15 @@ def _snap_points(pts, lat0, lon0, kx, mpd, earth_r, gx0, gy0, cell, nx, ny, cell
     return out_e, out_f, out_la, out_lo, out_d
 
 
-__all__ = ["Snap", "Snapper"]
+def snap_junction(g: CompiledGraph, s: Snap) -> int:
+    """The junction a snap stands on (within `JUNCTION_TOL_M` along its edge of an end), else -1.
+    On an edge shorter than twice the tolerance, the nearer end."""
+    e = s.edge
+    length = float(g.edge_length_m[e])
+    to_tail, to_head = s.fraction * length, (1.0 - s.fraction) * length
+    if min(to_tail, to_head) > JUNCTION_TOL_M:
+        return -1
+    return int(g.edge_u[e]) if to_tail <= to_head else int(g.edge_v[e])
+
+
+__all__ = ["JUNCTION_TOL_M", "Snap", "Snapper", "snap_junction"]

@@ -254,4 +254,28 @@ OSM_FIXTURES: dict[str, str] = {
   </relation>
 </osm>
 """,
+    # a one-way street (way 10, listed first so the junction snap picks it) leaving junction 2; the
+    # direct road back to 1 is way 11; the long way round is way 12 (3-4-5-1)
+    "junction_oneway.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+  <node id="1" version="1" lat="26.8700000" lon="100.2300000"/>
+  <node id="2" version="1" lat="26.8700000" lon="100.2310000"/>
+  <node id="3" version="1" lat="26.8700000" lon="100.2320000"/>
+  <node id="4" version="1" lat="26.8710000" lon="100.2320000"/>
+  <node id="5" version="1" lat="26.8710000" lon="100.2300000"/>
+  <way id="10" version="1">
+    <nd ref="2"/><nd ref="3"/>
+    <tag k="highway" v="residential"/><tag k="oneway" v="yes"/><tag k="name" v="单行街"/>
+  </way>
+  <way id="11" version="1">
+    <nd ref="1"/><nd ref="2"/>
+    <tag k="highway" v="residential"/><tag k="name" v="直行路"/>
+  </way>
+  <way id="12" version="1">
+    <nd ref="3"/><nd ref="4"/><nd ref="5"/><nd ref="1"/>
+    <tag k="highway" v="residential"/><tag k="name" v="环路"/>
+  </way>
+</osm>
+""",
 }

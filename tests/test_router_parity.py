@@ -241,3 +241,17 @@ def test_parity_period_tables_with_fast_live_on_one_class(world):
         assert used > 40
     finally:
         r.live.clear()
+
+
+def test_parity_junction_endpoints(world):
+    """Points on junctions (phantom endpoints: any road out, any road in) agree with the reference."""
+    g, r, ref = world
+    rng = np.random.default_rng(5)
+    n_j = int(np.count_nonzero(g.node_base == np.arange(g.n_nodes)))
+    js = rng.integers(0, n_j, 240)
+    pts = [(float(g.node_lat[j]), float(g.node_lon[j])) for j in js]
+    out = []
+    for i in range(120):
+        metric = ("time", "distance")[i % 2]
+        out.append(_check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng), metric=metric))
+    assert out.count("ok") >= 100
