@@ -18,10 +18,11 @@ Steps (`build_graph`):
    (starts) at the via node. When from-way == to-way, a `*_u_turn` restriction concerns the reverse
    edge of the incoming one; any other value concerns the other edges of that way leaving the node.
    U-turns are allowed unless a restriction forbids them.
-5. The largest strongly connected component of the ARC graph (after splitting) is kept. A junction is
-   also kept when one of its split copies is (it may have only restricted incoming edges, so no arc
-   into the plain node; it still is a valid origin, its outgoing arcs are a superset of its copies').
-   Arcs, road edges and copies outside are dropped, and everything is renumbered.
+5. Every road is kept, also small strongly connected components (a one-way-heavy estate, a clipped
+   corner of the extract, a lone one-way road): dropping them made whole ways vanish and their points
+   snap to another road far away. `geo._components` finds the main (largest) component at load; the
+   snapper prefers it (rule in `geo._snap`) and the router answers "not connected" between parts that
+   do not join. The counts report `components` and the junctions and road edges outside the main one.
 """
 
 from __future__ import annotations
@@ -305,18 +306,21 @@ def _arcs(seg: _Segments, ed: _Edges, sp: _Split) -> _Arcs:
     return _Arcs(np.concatenate(tails), head_of[edge], edge, n_j + len(sp.copy_edge), base)
 
 
-def _keep_scc(arcs: _Arcs, n_junctions: int) -> tuple[np.ndarray, np.ndarray]:
-    """(node kept, arc kept) for the largest strongly connected component of the arc graph."""
+def _keep_all(arcs: _Arcs, n_junctions: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(node kept, arc kept, component counts): every node and arc is kept (module doc, step 5)."""
     n = arcs.n_nodes
+    if n < 2 or len(arcs.tail) == 0:
+        raise ExtractError("the drivable network has no road between two junctions")
     mat = csr_matrix((np.ones(len(arcs.tail), np.int8), (arcs.tail, arcs.head)), shape=(n, n))
-    _, labels = connected_components(mat, directed=True, connection="strong")
-    big = np.bincount(labels).argmax()
-    keep = labels == big
-    keep[arcs.base[np.flatnonzero(keep[n_junctions:]) + n_junctions]] = True
-    arc_keep = keep[arcs.tail] & keep[arcs.head]
-    if keep.sum() < 2 or not arc_keep.any():
-        raise ExtractError("the drivable network has no strongly connected part with two or more nodes")
-    return keep, arc_keep
+    count, labels = connected_components(mat, directed=True, connection="strong")
+    main = labels == np.bincount(labels).argmax()
+    main[arcs.base[np.flatnonzero(main[n_junctions:]) + n_junctions]] = True
+    c = {
+        "components": int(count),
+        "junctions_outside_main": int(n_junctions - main[:n_junctions].sum()),
+        "arcs_outside_main": int((~(main[arcs.tail] & main[arcs.head])).sum()),
+    }
+    return np.ones(n, bool), np.ones(len(arcs.tail), bool), c
 
 
 def _peak_mb() -> float:
@@ -341,21 +345,16 @@ def build_graph(extract: Path, *, speeds_kmh: dict[str, float], progress: bool =
         bar.update()
         arcs = _arcs(seg, ed, sp)
         n_j = int(seg.junction.sum())
-        keep, arc_keep = _keep_scc(arcs, n_j)
+        keep, arc_keep, comp_counts = _keep_all(arcs, n_j)
         bar.update()
         g = _assemble(osm, seg, wa, ed, arcs, keep, arc_keep)
         bar.update()
-    counts: dict[str, Any] = dict(osm.counts) | sp.counts
+    counts: dict[str, Any] = dict(osm.counts) | sp.counts | comp_counts
     counts |= {
         "nodes": g.n_nodes,
         "junctions": int(np.count_nonzero(g.node_base == np.arange(g.n_nodes))),
         "arcs": g.n_arcs,
         "road_edges": g.n_road_edges,
-        "junctions_before_scc": n_j,
-        "road_edges_before_scc": len(ed.u),
-        "dropped_junctions_scc": n_j - int(keep[:n_j].sum()),
-        "dropped_road_edges_scc": len(ed.u) - g.n_road_edges,
-        "dropped_split_nodes_scc": len(sp.copy_edge) - int(keep[n_j:].sum()),
     }
     g.meta = {
         "source": str(extract.resolve()),

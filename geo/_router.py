@@ -32,6 +32,7 @@ import numpy as np
 from config._region import Holidays
 from geo import _kernels as K
 from geo._budget import Budget
+from geo._components import components
 from geo._coords import EARTH_RADIUS_M, haversine_m_array
 from geo._errors import InvalidInput, NoRoadNear, RouteNotFound
 from geo._graph import CLASS_INDEX, FLAG_TOLL, ROAD_CLASSES, CompiledGraph
@@ -177,7 +178,8 @@ class Router:
         self.tz = tz
         self.live = LiveTraffic(g, profile, holidays, tz, decay_s=decay_s)
         self.decay_s = float(decay_s)
-        self.snapper = Snapper(g, max_snap_m=max_snap_m)
+        self.components = components(g)
+        self.snapper = Snapper(g, max_snap_m=max_snap_m, main_edges=self.components.edge_main)
         n, m = g.n_nodes, g.n_road_edges
         self._keys, self._override_ids = profile.edge_keys(m, g.edge_class)
         # profile column -> road class (an edge override column takes its edge's class)
@@ -713,6 +715,12 @@ class Router:
                 return (
                     f"no drivable path: closed roads ({int(closed_now.sum())} closed now) block every route"
                 )
+        comp = self.components.edge_component
+        if len({int(comp[e]) for e in src[0]} & {int(comp[e]) for e in tg_edge.tolist()}) == 0:
+            return (
+                "not connected: the two points lie on parts of the road network that no drivable road "
+                "joins (one-way roads, barriers, access rules or turn restrictions)"
+            )
         return "no drivable path joins the two points (one-way roads or turn restrictions)"
 
     def _result(

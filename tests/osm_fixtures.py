@@ -278,4 +278,37 @@ OSM_FIXTURES: dict[str, str] = {
   </way>
 </osm>
 """,
+    # a small extract: a two-way square (ways 1-4), a lone one-way street (way 20) 222 m north of it and
+    # an isolated two-way road (way 30) 99 m east of it: three parts that no road joins
+    "small_parts.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+  <node id="1" version="1" lat="26.8700000" lon="100.2300000"/>
+  <node id="2" version="1" lat="26.8700000" lon="100.2310000"/>
+  <node id="3" version="1" lat="26.8710000" lon="100.2310000"/>
+  <node id="4" version="1" lat="26.8710000" lon="100.2300000"/>
+  <node id="10" version="1" lat="26.8730000" lon="100.2300000"/>
+  <node id="11" version="1" lat="26.8730000" lon="100.2310000"/>
+  <node id="12" version="1" lat="26.8714000" lon="100.2320000"/>
+  <node id="13" version="1" lat="26.8724000" lon="100.2320000"/>
+  <way id="1" version="1"><nd ref="1"/><nd ref="2"/><tag k="highway" v="residential"/></way>
+  <way id="2" version="1"><nd ref="2"/><nd ref="3"/><tag k="highway" v="residential"/></way>
+  <way id="3" version="1"><nd ref="3"/><nd ref="4"/><tag k="highway" v="residential"/></way>
+  <way id="4" version="1"><nd ref="4"/><nd ref="1"/><tag k="highway" v="residential"/></way>
+  <way id="20" version="1">
+    <nd ref="10"/><nd ref="11"/><tag k="highway" v="residential"/><tag k="oneway" v="yes"/>
+  </way>
+  <way id="30" version="1"><nd ref="12"/><nd ref="13"/><tag k="highway" v="service"/></way>
+</osm>
+""",
+    "lone_oneway.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+  <node id="10" version="1" lat="26.8730000" lon="100.2300000"/>
+  <node id="11" version="1" lat="26.8730000" lon="100.2310000"/>
+  <way id="20" version="1">
+    <nd ref="10"/><nd ref="11"/><tag k="highway" v="residential"/><tag k="oneway" v="yes"/>
+  </way>
+</osm>
+""",
 }

@@ -77,3 +77,31 @@ def test_junction_end_arrives_by_any_road_and_mid_edge_goes_either_way() -> None
     )
     # the same junction as both ends is an empty route
     assert r.route(node(g, 2), node(g, 2), depart_at=DEP).distance_m == 0.0
+
+
+# ---- 2. every road is kept -------------------------------------------------------------------------
+def test_small_parts_are_kept_and_snapped_to_when_much_closer() -> None:
+    r = fixture_router("small_parts.osm")
+    g = r.g
+    assert set(np.unique(g.edge_way).tolist()) == {1, 2, 3, 4, 20, 30}
+    assert g.meta["counts"]["components"] >= 3
+    on_lone = (26.8730, 100.2305)  # on the lone one-way street, 222 m from the square
+    assert int(g.edge_way[r.snapper.snap(*on_lone).edge]) == 20
+    near_small = (26.8719, 100.2318)  # 20 m from way 30, 103 m from the square: the small part wins
+    assert int(g.edge_way[r.snapper.snap(*near_small).edge]) == 30
+    between = (26.8716, 100.2316)  # 40 m from way 30, 89 m from the square: the main part wins
+    assert int(g.edge_way[r.snapper.snap(*between).edge]) in (1, 2, 3, 4)
+    # driving along the lone street works; reaching the square from it does not
+    res = r.route(on_lone, (26.8730, 100.2309), depart_at=DEP, metric="distance")
+    assert res.distance_m == pytest.approx(39.7, abs=0.5)
+    with pytest.raises(RouteNotFound, match="not connected"):
+        r.route(on_lone, node(g, 1), depart_at=DEP)
+
+
+def test_lone_one_way_street_builds() -> None:
+    r = fixture_router("lone_oneway.osm")
+    assert r.g.n_road_edges == 1
+    res = r.route((26.8730, 100.2301), (26.8730, 100.2309), depart_at=DEP, metric="distance")
+    assert res.distance_m == pytest.approx(79.4, abs=0.5)
+    with pytest.raises(RouteNotFound):
+        r.route((26.8730, 100.2309), (26.8730, 100.2301), depart_at=DEP)
