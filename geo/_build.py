@@ -42,12 +42,12 @@ from tqdm import tqdm
 
 from geo._coords import haversine_m_array
 from geo._errors import ExtractError
-from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_RESTRICTED, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
 from geo._maxspeed import freeflow_mps, parse_maxspeed
 from geo._osm import OsmRoads, Restriction, oneway_direction, read_roads
 
 MIN_LENGTH_M = 0.1
-_CODE_FILES = ("_osm.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py")
+_CODE_FILES = ("_osm.py", "_access.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py")
 
 
 def build_code_hash() -> str:
@@ -90,6 +90,7 @@ def _segments(osm: OsmRoads) -> _Segments:
     junction[nidx[offsets[:-1]]] = True
     junction[nidx[offsets[1:] - 1]] = True
     via = np.array([n for r in osm.restrictions for n in r.via_nodes], dtype=np.int64)
+    via = np.concatenate((via, osm.blocked_nodes))  # barriers end edges too (U-turn only there)
     if via.size:
         pos = np.searchsorted(uniq, via).clip(0, len(uniq) - 1)
         junction[pos[uniq[pos] == via]] = True
@@ -152,7 +153,9 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
             flags[i] |= FLAG_ROUNDABOUT | (FLAG_CIRCULAR if junction == "circular" else 0)
         if tags.get("toll", "") == "yes":
             flags[i] |= FLAG_TOLL
-        oneway[i] = oneway_direction(tags)
+        oneway[i] = osm.way_oneway[i] if osm.way_oneway else oneway_direction(tags)
+        if osm.way_restricted and osm.way_restricted[i]:
+            flags[i] |= FLAG_RESTRICTED
         hw = tags["highway"]
         cls[i] = CLASS_INDEX[hw]
         en = tags.get("name:en", "")
@@ -236,8 +239,10 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
         "restrictions_skipped_not_at_junction": 0,
     }
     way_index = {w: i for i, w in enumerate(osm.way_ids)}
+    pos = np.searchsorted(seg.uniq, osm.blocked_nodes).clip(0, max(len(seg.uniq) - 1, 0))
+    blocked = pos[seg.uniq[pos] == osm.blocked_nodes].tolist() if len(seg.uniq) else []
     node_index = {int(n): i for i, n in enumerate(seg.uniq)} if osm.restrictions else {}
-    via = {node_index[n] for r in osm.restrictions for n in r.via_nodes if n in node_index}
+    via = {node_index[n] for r in osm.restrictions for n in r.via_nodes if n in node_index} | set(blocked)
     in_at: dict[int, dict[int, list[int]]] = {v: {} for v in via}
     out_at: dict[int, dict[int, list[int]]] = {v: {} for v in via}
     for e in np.flatnonzero(np.isin(ed.v, list(via))).tolist():
@@ -267,6 +272,14 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
         c["restrictions_applied"] += 1
         for e, targets in found:
             rules.setdefault(e, []).append((r.kind, targets))
+    # a barrier node: whoever arrives may only turn back (the twin edge), nobody passes through
+    c["barriers_applied"] = 0
+    for v in blocked:
+        arriving = [e for es in in_at[v].values() for e in es]
+        c["barriers_applied"] += bool(arriving)
+        for e in arriving:
+            back = int(ed.twin[e])
+            rules.setdefault(e, []).append(("only", {back} if back >= 0 else set()))
     copy_edge = np.array(sorted(rules), dtype=np.int64)
     allowed = []
     for e in copy_edge.tolist():

@@ -312,3 +312,25 @@ OSM_FIXTURES: dict[str, str] = {
 </osm>
 """,
 }
+
+
+def ladder(way_tags: str = "", node_tags: str = "", *, highway: str = "residential") -> str:
+    """Two parallel streets (south 1-2-3, north 4-5-6, 222 m apart) joined by three rungs: west 1-4,
+    east 3-6, and the middle one 2-7-5 (way 30, node 7 halfway) carrying `way_tags` (and `highway`)
+    and `node_tags` on node 7. Direct 2 -> 5 is 222 m; around a closed middle rung it is about 421 m."""
+    nodes = {
+        1: (26.870, 100.230), 2: (26.870, 100.231), 3: (26.870, 100.232),
+        4: (26.872, 100.230), 5: (26.872, 100.231), 6: (26.872, 100.232), 7: (26.871, 100.231),
+    }  # fmt: skip
+    ways = {10: ([1, 2, 3], ""), 20: ([4, 5, 6], ""), 40: ([1, 4], ""), 50: ([3, 6], "")}
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6" generator="hand-written test fixture">']
+    for i, (la, lo) in nodes.items():
+        extra = node_tags if i == 7 else ""
+        out.append(f'  <node id="{i}" version="1" lat="{la:.7f}" lon="{lo:.7f}">{extra}</node>')
+    for w, (refs, _) in ways.items():
+        nds = "".join(f'<nd ref="{r}"/>' for r in refs)
+        out.append(f'  <way id="{w}" version="1">{nds}<tag k="highway" v="residential"/></way>')
+    mid = '<nd ref="2"/><nd ref="7"/><nd ref="5"/>'
+    out.append(f'  <way id="30" version="1">{mid}<tag k="highway" v="{highway}"/>{way_tags}</way>')
+    out.append("</osm>")
+    return "\n".join(out) + "\n"

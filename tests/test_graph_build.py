@@ -17,7 +17,7 @@ from config import get_settings, load_region
 from geo import ExtractError
 from geo._build import build_graph
 from geo._coords import haversine_m_array
-from geo._graph import CLASS_INDEX, ROAD_CLASSES, CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_RESTRICTED, ROAD_CLASSES, CompiledGraph
 from geo._graphcache import cache_path, load_or_build
 from store._road_edges import count_road_edges, replace_road_edges, road_edges_in_bbox
 from tests.conftest import FIXTURES
@@ -137,8 +137,11 @@ def test_network_policy() -> None:
     g = build_graph(FIXTURES / "network.osm", speeds_kmh=SPEEDS)
     check_graph(g)
     ways = set(np.unique(g.edge_way).tolist())
-    assert ways == {101, 102, 103, 104, 105, 106, 109, 112}
-    # 107 access=private, 108 parking_aisle, 110 footway, 111 area=yes, 113 motor_vehicle=private: excluded
+    assert ways == {101, 102, 103, 104, 105, 106, 107, 109, 112, 113}  # 103: access=destination
+    # 108 parking_aisle, 110 footway, 111 area=yes: excluded; 107 access=private and 113
+    # motor_vehicle=private are kept for trips that start or end on them (no through traffic)
+    restricted = {int(w) for w in g.edge_way[(g.edge_flags & FLAG_RESTRICTED) != 0]}
+    assert restricted == {103, 107, 113}
     assert edges_of(g, 102) == [(3, 2)]  # oneway=-1: against the node order only
     assert edges_of(g, 105) == [(5, 6), (6, 5)]  # roundabout: one-way, split at 6 so no self-loop
     e6 = np.flatnonzero((g.edge_way == 105) & (g.node_osm[g.edge_u] == 6))[0]

@@ -4,6 +4,7 @@ junction endpoints, kept components, node barriers, the car access policy, vehic
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -17,6 +18,7 @@ from geo._reference import ReferenceRouter, empty_live
 from geo._router import Router
 from geo._traffic import TrafficProfile
 from tests.conftest import FIXTURES
+from tests.osm_fixtures import ladder
 
 TZ = ZoneInfo("Asia/Shanghai")
 HOL = load_region("lijiang").holidays
@@ -105,3 +107,84 @@ def test_lone_one_way_street_builds() -> None:
     assert res.distance_m == pytest.approx(79.4, abs=0.5)
     with pytest.raises(RouteNotFound):
         r.route((26.8730, 100.2309), (26.8730, 100.2301), depart_at=DEP)
+
+
+# ---- 3 and 4. node tags and the car access policy (geo._access) -----------------------------------
+def tag(**kv: str) -> str:
+    return "".join(f'<tag k="{k.replace("__", ":")}" v="{v}"/>' for k, v in kv.items())
+
+
+def ladder_distance(tmp_path: Path, a: int, b: int, way_tags: str = "", node_tags: str = "", **kw: str) -> float:
+    """Shortest distance from node a to node b of the ladder fixture, inf when unreachable."""
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(way_tags, node_tags, **kw))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    try:
+        return r.route(node(g, a), node(g, b), depart_at=DEP, metric="distance").distance_m
+    except RouteNotFound:
+        return float("inf")
+
+
+DIRECT, AROUND = 222.4, 421.0
+
+
+@pytest.mark.parametrize(
+    ("node_tags", "open_"),
+    [
+        ("", True),
+        (tag(barrier="bollard"), False),
+        (tag(barrier="block"), False),
+        (tag(barrier="kerb"), False),
+        (tag(barrier="chain"), False),
+        (tag(barrier="jersey_barrier"), False),
+        (tag(barrier="gate"), True),
+        (tag(barrier="lift_gate", access="no"), False),
+        (tag(barrier="lift_gate", motorcar="yes"), True),
+        (tag(barrier="bollard", motor_vehicle="yes"), True),
+        (tag(barrier="toll_booth"), True),
+        (tag(barrier="entrance"), True),
+        (tag(access="no"), False),
+        (tag(barrier="gate", access="private"), True),
+    ],
+)
+def test_node_barriers_and_access(tmp_path: Path, node_tags: str, open_: bool) -> None:
+    there = ladder_distance(tmp_path, 2, 5, node_tags=node_tags)
+    assert there == pytest.approx(DIRECT if open_ else AROUND, abs=1.5)
+    # a barrier still lets a driver reach the road up to it and turn back
+    assert ladder_distance(tmp_path, 2, 7, node_tags=node_tags) == pytest.approx(111.2, abs=1.0)
+
+
+@pytest.mark.parametrize(
+    ("way_tags", "forward", "backward"),  # 2 -> 5 along the way's node order, 5 -> 2 against it
+    [
+        (tag(access="psv"), False, False),
+        (tag(motor_vehicle="bus"), False, False),
+        (tag(access="taxi"), False, False),
+        (tag(access="foot"), False, False),
+        (tag(access="emergency"), False, False),
+        (tag(access="military"), False, False),
+        (tag(access="no", motorcar="yes"), True, True),
+        (tag(access="forestry;permissive"), True, True),
+        (tag(access__forward="no"), False, True),
+        (tag(motor_vehicle__backward="no"), True, False),
+        (tag(oneway__motorcar="yes"), True, False),
+        (tag(oneway="yes", oneway__motor_vehicle="no"), True, True),
+        (tag(oneway="reversible"), False, False),
+        (tag(construction="yes"), False, False),
+        (tag(construction="minor"), True, True),
+        (tag(smoothness="impassable"), False, False),
+        (tag(impassable="yes"), False, False),
+    ],
+)
+def test_way_access_policy(tmp_path: Path, way_tags: str, forward: bool, backward: bool) -> None:
+    assert ladder_distance(tmp_path, 2, 5, way_tags) == pytest.approx(DIRECT if forward else AROUND, abs=1.5)
+    assert ladder_distance(tmp_path, 5, 2, way_tags) == pytest.approx(DIRECT if backward else AROUND, abs=1.5)
+
+
+@pytest.mark.parametrize(
+    ("highway", "way_tags"),
+    [("footway", tag(access="yes")), ("construction", ""), ("cycleway", tag(motorcar="yes"))],
+)
+def test_non_roads_stay_closed(tmp_path: Path, highway: str, way_tags: str) -> None:
+    assert ladder_distance(tmp_path, 2, 5, way_tags, highway=highway) == pytest.approx(AROUND, abs=1.5)
