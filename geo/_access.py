@@ -97,17 +97,17 @@ def oneway_value(tags: dict[str, str]) -> str:
 def directions(tags: dict[str, str]) -> tuple[int, int]:
     """(forward, backward) decisions for a car on a way already known to be a road."""
     value = oneway_value(tags)
-    fw = bw = access(tags) if access(tags) is not None else ALLOW
     fwd_tag, bwd_tag = access(tags, "forward"), access(tags, "backward")
-    fw = fwd_tag if fwd_tag is not None else fw
-    bw = bwd_tag if bwd_tag is not None else bw
+    fw = fwd_tag if fwd_tag is not None else ALLOW
+    bw = bwd_tag if bwd_tag is not None else ALLOW
     if value in ("yes", "1", "true"):
         bw = DENY
     elif value in ("-1", "reverse"):
         fw = DENY
-    elif value not in ("no", "0", "false", "reversible", "alternating"):
-        if tags.get("junction") in ("roundabout", "circular") or tags.get("highway") == "motorway":
-            bw = DENY
+    elif value not in ("no", "0", "false", "reversible", "alternating") and (
+        tags.get("junction") in ("roundabout", "circular") or tags.get("highway") == "motorway"
+    ):
+        bw = DENY
     return fw, bw
 
 

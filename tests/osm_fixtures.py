@@ -323,7 +323,10 @@ def ladder(way_tags: str = "", node_tags: str = "", *, highway: str = "residenti
         4: (26.872, 100.230), 5: (26.872, 100.231), 6: (26.872, 100.232), 7: (26.871, 100.231),
     }  # fmt: skip
     ways = {10: ([1, 2, 3], ""), 20: ([4, 5, 6], ""), 40: ([1, 4], ""), 50: ([3, 6], "")}
-    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6" generator="hand-written test fixture">']
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<osm version="0.6" generator="hand-written test fixture">',
+    ]
     for i, (la, lo) in nodes.items():
         extra = node_tags if i == 7 else ""
         out.append(f'  <node id="{i}" version="1" lat="{la:.7f}" lon="{lo:.7f}">{extra}</node>')

@@ -114,7 +114,9 @@ def tag(**kv: str) -> str:
     return "".join(f'<tag k="{k.replace("__", ":")}" v="{v}"/>' for k, v in kv.items())
 
 
-def ladder_distance(tmp_path: Path, a: int, b: int, way_tags: str = "", node_tags: str = "", **kw: str) -> float:
+def ladder_distance(
+    tmp_path: Path, a: int, b: int, way_tags: str = "", node_tags: str = "", **kw: str
+) -> float:
     """Shortest distance from node a to node b of the ladder fixture, inf when unreachable."""
     p = tmp_path / "ladder.osm"
     p.write_text(ladder(way_tags, node_tags, **kw))
