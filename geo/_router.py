@@ -35,7 +35,7 @@ from geo._budget import Budget
 from geo._components import components
 from geo._coords import EARTH_RADIUS_M, haversine_m_array
 from geo._errors import InvalidInput, NoRoadNear, RouteNotFound
-from geo._graph import CLASS_INDEX, FLAG_TOLL, ROAD_CLASSES, CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_RESTRICTED, FLAG_TOLL, ROAD_CLASSES, CompiledGraph
 from geo._landmarks import landmark_margin, landmark_tables, period_vectors
 from geo._polyline import route_coords
 from geo._snap import Snap, Snapper, snap_junction
@@ -53,6 +53,8 @@ from geo._traffic import (
 )
 
 MAX_ALTERNATIVES = 3
+RESTRICTED_PENALTY_S = 300.0  # default entry cost of a destination/private road (no through traffic)
+RESTRICTED_PENALTY_MPS = 10.0  # the same cost in metres for metric="distance": seconds x 10 m/s
 EXCLUDABLE = ("motorway", "toll", "ferry")  # road classes a route can avoid (ferries: none in the graph)
 ALT_PENALTY = 1.4
 ALT_MAX_OVERLAP = 0.7
@@ -106,13 +108,13 @@ class MatrixResult:
 
 
 class _Workspace:
-    """Per-thread search state: nd[v] = (label, h, length, stamp, key), par[v] = (parent node, road
+    """Per-thread search state: nd[v] = (label, h, length, stamp, key, entry costs), par[v] = (parent node, road
     edge), heap = (key, node) pairs interleaved (capacity len(heap) // 2)."""
 
     __slots__ = ("epoch", "heap", "nd", "par")
 
     def __init__(self, n: int, cap: int) -> None:
-        self.nd = np.zeros((n, 5), np.float64)
+        self.nd = np.zeros((n, 6), np.float64)
         self.par = np.empty((n, 2), np.int64)
         self.epoch = 0
         self.heap = np.empty(2 * cap, np.float64)
@@ -171,6 +173,7 @@ class Router:
         tz: ZoneInfo,
         max_snap_m: float = 1000.0,
         decay_s: float = 3600.0,
+        restricted_penalty_s: float = RESTRICTED_PENALTY_S,
     ) -> None:
         self.g = g
         self.profile = profile
@@ -190,13 +193,23 @@ class Router:
         self._spd = np.ascontiguousarray(g.edge_speed_mps, dtype=np.float64)
         self._offsets = np.ascontiguousarray(g.offsets, dtype=np.int64)
         # packed copies for the kernel: what a relaxation reads sits together in memory
+        # entry cost of restricted roads (no through traffic): seconds; metres in distance mode (x 10 m/s)
+        self.restricted_penalty_s = float(restricted_penalty_s)
+        flags = g.edge_flags if g.edge_flags.shape[0] == m else np.zeros(m, np.uint8)
+        self._entry_s = np.where((flags & FLAG_RESTRICTED) != 0, self.restricted_penalty_s, 0.0)
         self._edge_f = np.ascontiguousarray(
-            np.column_stack((self._len, self._spd, self._keys.astype(np.float64)))
+            np.column_stack((self._len, self._spd, self._keys.astype(np.float64), self._entry_s))
         )
+        self._edge_f_dist = self._edge_f.copy()
+        self._edge_f_dist[:, 3] *= RESTRICTED_PENALTY_MPS
         self._arc_i = np.ascontiguousarray(
             np.column_stack((g.arc_head, g.arc_edge, self._keys[g.arc_edge])).astype(np.int32)
         )
-        self._arc_f = np.ascontiguousarray(np.column_stack((self._len[g.arc_edge], self._spd[g.arc_edge])))
+        self._arc_f = np.ascontiguousarray(
+            np.column_stack((self._len[g.arc_edge], self._spd[g.arc_edge], self._entry_s[g.arc_edge]))
+        )
+        self._arc_f_dist = self._arc_f.copy()
+        self._arc_f_dist[:, 2] *= RESTRICTED_PENALTY_MPS
         self._edge_head = np.full(m, -1, np.int64)
         self._edge_head[g.arc_edge] = g.arc_head
         arc_tail = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.offsets))
@@ -379,7 +392,8 @@ class Router:
             while True:
                 epoch = ws.next_epoch()
                 best, blen, bnode, bvar, settled = K.search(
-                    self._offsets, self._arc_i, self._arc_f, self._edge_f, self._edge_head,
+                    self._offsets, self._arc_i, self._arc_f_dist if ctx.mode == 2 else self._arc_f,
+                    self._edge_f_dist if ctx.mode == 2 else self._edge_f, self._edge_head,
                     ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, self.decay_s, ctx.table, lv.flag, lv.data,
                     self._live_any(lv),
                     src_edge, src_off, tg_edge, tg_off, tg_id, n_tg,

@@ -190,3 +190,28 @@ def test_way_access_policy(tmp_path: Path, way_tags: str, forward: bool, backwar
 )
 def test_non_roads_stay_closed(tmp_path: Path, highway: str, way_tags: str) -> None:
     assert ladder_distance(tmp_path, 2, 5, way_tags, highway=highway) == pytest.approx(AROUND, abs=1.5)
+
+
+@pytest.mark.parametrize("value", ["destination", "private"])
+def test_destination_and_private_roads_carry_no_through_traffic(tmp_path: Path, value: str) -> None:
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(tag(access=value)))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ, restricted_penalty_s=120.0)
+    through = r.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True)
+    assert through.distance_m == pytest.approx(AROUND, abs=1.5)  # around, not through the private rung
+    # a trip that starts or ends on it uses it, and the reported time is the true driving time
+    into = r.route(node(g, 2), node(g, 7), depart_at=DEP, free_flow=True)
+    assert into.distance_m == pytest.approx(111.2, abs=1.0)
+    assert into.duration_s == pytest.approx(
+        into.distance_m / float(g.edge_speed_mps[into.edges[0]]), rel=1e-6
+    )
+    out = r.route(node(g, 7), node(g, 5), depart_at=DEP, free_flow=True)
+    assert out.distance_m == pytest.approx(111.2, abs=1.0)
+    dur, _ = r.one_to_many(node(g, 2), [node(g, 7)], depart_at=DEP, free_flow=True)
+    assert dur[0] == pytest.approx(into.duration_s, rel=1e-6)  # matrices report true times too
+    # without the penalty the rung is just a road
+    r0 = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ, restricted_penalty_s=0.0)
+    assert r0.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True).distance_m == pytest.approx(
+        DIRECT, abs=1.5
+    )
