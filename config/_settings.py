@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     traffic_max_ahead_s: float = 24 * 3_600.0
     traffic_profile: Path | None = None
 
+    # --- routes a driver can trust (geo/_access.py): no through traffic on destination/private roads ---
+    # entry cost (seconds) of each destination/private road edge a route drives into; 0 = plain roads
+    route_restricted_penalty_s: float = Field(default=300.0, ge=0.0, le=86_400.0)
+
     secret_key: str = DEV_SECRET
     admin_api_key: str = (
         DEV_ADMIN_KEY  # the static operator key; "" = off (off unless set outside development)

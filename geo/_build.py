@@ -18,10 +18,11 @@ Steps (`build_graph`):
    (starts) at the via node. When from-way == to-way, a `*_u_turn` restriction concerns the reverse
    edge of the incoming one; any other value concerns the other edges of that way leaving the node.
    U-turns are allowed unless a restriction forbids them.
-5. The largest strongly connected component of the ARC graph (after splitting) is kept. A junction is
-   also kept when one of its split copies is (it may have only restricted incoming edges, so no arc
-   into the plain node; it still is a valid origin, its outgoing arcs are a superset of its copies').
-   Arcs, road edges and copies outside are dropped, and everything is renumbered.
+5. Every road is kept, also small strongly connected components (a one-way-heavy estate, a clipped
+   corner of the extract, a lone one-way road): dropping them made whole ways vanish and their points
+   snap to another road far away. `geo._components` finds the main (largest) component at load; the
+   snapper prefers it (rule in `geo._snap`) and the router answers "not connected" between parts that
+   do not join. The counts report `components` and the junctions and road edges outside the main one.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ from tqdm import tqdm
 
 from geo._coords import haversine_m_array
 from geo._errors import ExtractError
-from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_RESTRICTED, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
 from geo._maxspeed import freeflow_mps, parse_maxspeed
 from geo._osm import OsmRoads, Restriction, oneway_direction, read_roads
 
 MIN_LENGTH_M = 0.1
-_CODE_FILES = ("_osm.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py")
+_CODE_FILES = ("_osm.py", "_access.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py")
 
 
 def build_code_hash() -> str:
@@ -89,6 +90,7 @@ def _segments(osm: OsmRoads) -> _Segments:
     junction[nidx[offsets[:-1]]] = True
     junction[nidx[offsets[1:] - 1]] = True
     via = np.array([n for r in osm.restrictions for n in r.via_nodes], dtype=np.int64)
+    via = np.concatenate((via, osm.blocked_nodes))  # barriers end edges too (U-turn only there)
     if via.size:
         pos = np.searchsorted(uniq, via).clip(0, len(uniq) - 1)
         junction[pos[uniq[pos] == via]] = True
@@ -151,7 +153,9 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
             flags[i] |= FLAG_ROUNDABOUT | (FLAG_CIRCULAR if junction == "circular" else 0)
         if tags.get("toll", "") == "yes":
             flags[i] |= FLAG_TOLL
-        oneway[i] = oneway_direction(tags)
+        oneway[i] = osm.way_oneway[i] if osm.way_oneway else oneway_direction(tags)
+        if osm.way_restricted and osm.way_restricted[i]:
+            flags[i] |= FLAG_RESTRICTED
         hw = tags["highway"]
         cls[i] = CLASS_INDEX[hw]
         en = tags.get("name:en", "")
@@ -235,8 +239,10 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
         "restrictions_skipped_not_at_junction": 0,
     }
     way_index = {w: i for i, w in enumerate(osm.way_ids)}
+    pos = np.searchsorted(seg.uniq, osm.blocked_nodes).clip(0, max(len(seg.uniq) - 1, 0))
+    blocked = pos[seg.uniq[pos] == osm.blocked_nodes].tolist() if len(seg.uniq) else []
     node_index = {int(n): i for i, n in enumerate(seg.uniq)} if osm.restrictions else {}
-    via = {node_index[n] for r in osm.restrictions for n in r.via_nodes if n in node_index}
+    via = {node_index[n] for r in osm.restrictions for n in r.via_nodes if n in node_index} | set(blocked)
     in_at: dict[int, dict[int, list[int]]] = {v: {} for v in via}
     out_at: dict[int, dict[int, list[int]]] = {v: {} for v in via}
     for e in np.flatnonzero(np.isin(ed.v, list(via))).tolist():
@@ -266,6 +272,14 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
         c["restrictions_applied"] += 1
         for e, targets in found:
             rules.setdefault(e, []).append((r.kind, targets))
+    # a barrier node: whoever arrives may only turn back (the twin edge), nobody passes through
+    c["barriers_applied"] = 0
+    for v in blocked:
+        arriving = [e for es in in_at[v].values() for e in es]
+        c["barriers_applied"] += bool(arriving)
+        for e in arriving:
+            back = int(ed.twin[e])
+            rules.setdefault(e, []).append(("only", {back} if back >= 0 else set()))
     copy_edge = np.array(sorted(rules), dtype=np.int64)
     allowed = []
     for e in copy_edge.tolist():
@@ -305,18 +319,21 @@ def _arcs(seg: _Segments, ed: _Edges, sp: _Split) -> _Arcs:
     return _Arcs(np.concatenate(tails), head_of[edge], edge, n_j + len(sp.copy_edge), base)
 
 
-def _keep_scc(arcs: _Arcs, n_junctions: int) -> tuple[np.ndarray, np.ndarray]:
-    """(node kept, arc kept) for the largest strongly connected component of the arc graph."""
+def _keep_all(arcs: _Arcs, n_junctions: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(node kept, arc kept, component counts): every node and arc is kept (module doc, step 5)."""
     n = arcs.n_nodes
+    if n < 2 or len(arcs.tail) == 0:
+        raise ExtractError("the drivable network has no road between two junctions")
     mat = csr_matrix((np.ones(len(arcs.tail), np.int8), (arcs.tail, arcs.head)), shape=(n, n))
-    _, labels = connected_components(mat, directed=True, connection="strong")
-    big = np.bincount(labels).argmax()
-    keep = labels == big
-    keep[arcs.base[np.flatnonzero(keep[n_junctions:]) + n_junctions]] = True
-    arc_keep = keep[arcs.tail] & keep[arcs.head]
-    if keep.sum() < 2 or not arc_keep.any():
-        raise ExtractError("the drivable network has no strongly connected part with two or more nodes")
-    return keep, arc_keep
+    count, labels = connected_components(mat, directed=True, connection="strong")
+    main = labels == np.bincount(labels).argmax()
+    main[arcs.base[np.flatnonzero(main[n_junctions:]) + n_junctions]] = True
+    c = {
+        "components": int(count),
+        "junctions_outside_main": int(n_junctions - main[:n_junctions].sum()),
+        "arcs_outside_main": int((~(main[arcs.tail] & main[arcs.head])).sum()),
+    }
+    return np.ones(n, bool), np.ones(len(arcs.tail), bool), c
 
 
 def _peak_mb() -> float:
@@ -341,21 +358,16 @@ def build_graph(extract: Path, *, speeds_kmh: dict[str, float], progress: bool =
         bar.update()
         arcs = _arcs(seg, ed, sp)
         n_j = int(seg.junction.sum())
-        keep, arc_keep = _keep_scc(arcs, n_j)
+        keep, arc_keep, comp_counts = _keep_all(arcs, n_j)
         bar.update()
         g = _assemble(osm, seg, wa, ed, arcs, keep, arc_keep)
         bar.update()
-    counts: dict[str, Any] = dict(osm.counts) | sp.counts
+    counts: dict[str, Any] = dict(osm.counts) | sp.counts | comp_counts
     counts |= {
         "nodes": g.n_nodes,
         "junctions": int(np.count_nonzero(g.node_base == np.arange(g.n_nodes))),
         "arcs": g.n_arcs,
         "road_edges": g.n_road_edges,
-        "junctions_before_scc": n_j,
-        "road_edges_before_scc": len(ed.u),
-        "dropped_junctions_scc": n_j - int(keep[:n_j].sum()),
-        "dropped_road_edges_scc": len(ed.u) - g.n_road_edges,
-        "dropped_split_nodes_scc": len(sp.copy_edge) - int(keep[n_j:].sum()),
     }
     g.meta = {
         "source": str(extract.resolve()),

@@ -25,7 +25,9 @@ import numpy as np
 
 from geo._errors import GraphCacheError
 
-FORMAT_VERSION = 2  # 2: edge_ref, edge_flags, geom_osm, refs (guidance: road numbers, roundabouts, tolls)
+# 2: edge_ref, edge_flags, geom_osm, refs (guidance: road numbers, roundabouts, tolls)
+# 3: every component kept, car access profile (FLAG_RESTRICTED), node barriers as U-turn-only splits
+FORMAT_VERSION = 3
 _MAGIC = b"FUELGRAPH1\n"
 
 # Road classes, in a fixed order: arrays store the index.
@@ -52,6 +54,7 @@ CLASS_INDEX = {name: i for i, name in enumerate(ROAD_CLASSES)}
 FLAG_ROUNDABOUT = 1  # junction=roundabout or junction=circular
 FLAG_CIRCULAR = 2  # junction=circular (a traffic circle: "rotary" in guidance)
 FLAG_TOLL = 4  # toll=yes
+FLAG_RESTRICTED = 8  # destination/private access: no through traffic (geo._access)
 
 
 @dataclass

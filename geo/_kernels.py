@@ -35,6 +35,13 @@ polyline, whose ends are the junction coordinates, so the road distance from nod
 point ``off`` metres past the tail ``u`` of its edge is at least ``haversine(v, u) + off``; ``hg`` holds
 (lat rad, lon rad, cos lat, off) per target variant and the bound is the min over them (slightly shrunk
 for float rounding). ``node_rad[v] = (lat rad, lon rad, cos lat)``.
+Restricted roads (destination/private access, no through traffic): ``arc_f[a, 2]`` is an additive
+cost (seconds, or metres in mode 2) paid on entering the arc's road edge from a node, never on the
+source edge unless the route starts at its tail (a phantom endpoint on a junction; ``edge_f[e, 3]``);
+labels include it (so a route uses such roads only where it cannot avoid them), it is
+tracked per label in ``nd[v, 5]`` (traffic is read at the true clock time, label less entry costs) and
+taken off the returned costs, which stay true travel costs. An
+additive constant keeps FIFO, and labels only grow, so every bound above stays a lower bound.
 Nodes are re-opened if a better label
 appears (so tiny inconsistencies from rounding cannot cost exactness); labels are exact arrival times.
 
@@ -278,15 +285,17 @@ def search(
     epoch,
     heap,
 ):
-    """arc_i[a] = (head, road edge, profile key) int32; arc_f[a] = (length m, free-flow m/s);
+    """arc_i[a] = (head, road edge, profile key) int32; arc_f[a] = (length m, free-flow m/s, entry cost);
     edge_f[e] = (length, speed, key); lv[e] = (factor, observed, expires) with lv_flag[e] 0 none,
     1 live factor, 2 closure (any_lv False: lv_flag is all 0 and is not read in the hot loop);
-    nd[v] = (label, h, length, stamp, key of the label); par[v] = (parent node, road edge);
+    nd[v] = (label, h, length, stamp, key of the label, entry costs in the label); par[v] = (parent
+    node, road edge);
     heap: 4-ary, (key, node) interleaved, capacity heap.shape[0] // 2."""
     best = np.full(n_tg, np.inf)
     blen = np.full(n_tg, np.inf)
     bnode = np.full(n_tg, -2, np.int64)
     bvar = np.full(n_tg, -1, np.int64)
+    bpen = np.zeros(n_tg)
     n_found = 0
     worst = np.inf
     start = t0 if mode != 2 else 0.0
@@ -320,12 +329,15 @@ def search(
                 )
                 if _pen(e, pen_e):
                     c *= pen_f
+                ep = edge_f[e, 3] if src_off[i] == 0.0 else 0.0
+                c += ep
                 ti = tg_id[j]
                 if start + c < best[ti]:
                     if best[ti] == np.inf:
                         n_found += 1
                     best[ti] = start + c
                     blen[ti] = tg_off[j] - src_off[i]
+                    bpen[ti] = ep
                     bnode[ti] = -1
                     bvar[ti] = j * 65536 + i
     if n_found == n_tg and n_tg > 0:
@@ -341,7 +353,8 @@ def search(
         c = _cost(e, int(edge_f[e, 2]), edge_f[e, 1], start, rest, mode, b0, table, lv_flag, lv, decay)
         if _pen(e, pen_e):
             c *= pen_f
-        nl = start + c
+        ep = edge_f[e, 3] if src_off[i] == 0.0 else 0.0
+        nl = start + c + ep
         if nd[v, 3] != fep:
             nd[v, 3] = fep
             nd[v, 0] = np.inf
@@ -351,6 +364,7 @@ def search(
         if nl < nd[v, 0]:
             nd[v, 0] = nl
             nd[v, 2] = rest
+            nd[v, 5] = ep
             par[v, 0] = -1
             par[v, 1] = -(i + 1)
             if hn >= cap:
@@ -372,6 +386,7 @@ def search(
             continue  # stale entry (nd[u, 4] is the key of the latest label)
         lu = nd[u, 0]
         du = nd[u, 2]
+        pu = nd[u, 5]
         settled += 1
         for a in range(offsets[u], offsets[u + 1]):
             w = arc_i[a, 0]
@@ -386,11 +401,15 @@ def search(
             pen = pen_f if _pen(e, pen_e) else 1.0
             ekey = arc_i[a, 2]
             v0 = arc_f[a, 1]
+            ap = arc_f[a, 2]
             if tg_lo <= e <= tg_hi:
                 j = np.searchsorted(tg_edge, e)
                 while j < n_t and tg_edge[j] == e:
-                    cand = lu + pen * _cost(
-                        e, ekey, v0, lu, tg_off[j], mode, b0, table, lv_flag, lv, decay, any_lv
+                    cand = (
+                        lu
+                        + pen
+                        * _cost(e, ekey, v0, lu - pu, tg_off[j], mode, b0, table, lv_flag, lv, decay, any_lv)
+                        + ap
                     )
                     ti = tg_id[j]
                     if cand < best[ti]:
@@ -398,6 +417,7 @@ def search(
                             n_found += 1
                         best[ti] = cand
                         blen[ti] = du + tg_off[j]
+                        bpen[ti] = pu + ap
                         bnode[ti] = u
                         bvar[ti] = j
                         if n_found == n_tg:
@@ -405,7 +425,7 @@ def search(
                     j += 1
             v = arc_i[a, 0]
             ln = arc_f[a, 0]
-            nl = lu + pen * _cost(e, ekey, v0, lu, ln, mode, b0, table, lv_flag, lv, decay, any_lv)
+            nl = lu + pen * _cost(e, ekey, v0, lu - pu, ln, mode, b0, table, lv_flag, lv, decay, any_lv) + ap
             if nd[v, 3] != fep:
                 nd[v, 3] = fep
                 nd[v, 0] = np.inf
@@ -417,6 +437,7 @@ def search(
             if nl < nd[v, 0]:
                 nd[v, 0] = nl
                 nd[v, 2] = du + ln
+                nd[v, 5] = pu + ap
                 par[v, 0] = u
                 par[v, 1] = e
                 if hn >= cap:
@@ -427,7 +448,7 @@ def search(
                 hn += 1
     for ti in range(n_tg):
         if best[ti] < np.inf:
-            best[ti] -= start
+            best[ti] -= start + bpen[ti]
     return best, blen, bnode, bvar, settled
 
 

@@ -1,17 +1,10 @@
 """Reading an OSM extract (.osm, .osm.gz, .osm.bz2, .osm.pbf) with pyosmium: drivable ways and turn restrictions.
 
-Which ways are kept (the drivable network for a motor car):
-- `highway` in `geo._graph.ROAD_CLASSES` (motorway .. living_street, service, road);
-- not `area=yes`;
-- motor-vehicle access: the most specific of `access` < `vehicle` < `motor_vehicle` < `motorcar` that
-  is tagged decides; `no`, `private`, `agricultural` and `forestry` exclude the way, anything else
-  (`yes`, `destination`, `permissive`, `designated`, `customers`, ...) keeps it;
-- service roads are kept, except `service=parking_aisle`, `driveway`, `drive-through` and
-  `emergency_access` (private or non-through access that would only add noise and dead ends).
-
-One-way (`oneway_direction`): `oneway=yes/1/true` is +1, `oneway=-1/reverse` is -1 (drive against the
-way's node order), `junction=roundabout/circular` and `highway=motorway` imply +1 unless `oneway=no`;
-`reversible`/`alternating` ways (direction changes by time) are treated as two-way.
+Which ways are kept, in which direction, and which nodes block cars: the car profile of
+`geo._access` (access hierarchy with directional variants, lists read as a whole, restricted
+destination/private roads, construction, impassable and reversible ways, one-way keys, node barriers).
+Service roads are kept, except `service=parking_aisle`, `driveway`, `drive-through` and
+`emergency_access` (private or non-through access that would only add noise and dead ends).
 
 Clipped extracts: a way that references nodes missing from the file is SPLIT at every missing node
 (the runs of consecutive present nodes become separate pieces of the same way; a run of fewer than two
@@ -38,6 +31,7 @@ import numpy as np
 import osmium
 from tqdm import tqdm
 
+from geo._access import ALLOW, DENY, RESTRICT, directions, excluded, node_blocks
 from geo._errors import ExtractError
 from geo._graph import CLASS_INDEX
 
@@ -60,8 +54,6 @@ KEPT_TAGS = frozenset(
         "toll",
     }
 )
-_ACCESS_KEYS = ("access", "vehicle", "motor_vehicle", "motorcar")  # least to most specific
-_ACCESS_DENIED = frozenset({"no", "private", "agricultural", "forestry"})
 _SERVICE_EXCLUDED = frozenset({"parking_aisle", "driveway", "drive-through", "emergency_access"})
 RESTRICTION_VALUES = frozenset(
     {
@@ -108,33 +100,33 @@ class OsmRoads:
     piece_way: np.ndarray  # int32 [pieces]: index into way_ids
     restrictions: list[Restriction]
     counts: dict[str, int] = field(default_factory=dict)
+    way_oneway: list[int] = field(default_factory=list)  # per kept way: +1, -1 or 0 (`oneway_direction`)
+    way_restricted: list[bool] = field(default_factory=list)  # destination/private: no through traffic
+    blocked_nodes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # barriers (sorted)
 
 
 def is_drivable(tags: dict[str, str]) -> bool:
-    """Whether a way with these tags belongs to the motor-car network (policy in the module doc)."""
-    if tags.get("highway") not in CLASS_INDEX or tags.get("area") == "yes":
+    """Whether a way with these tags belongs to the motor-car network in some direction (`geo._access`)."""
+    if tags.get("highway") not in CLASS_INDEX or excluded(tags):
         return False
     if tags.get("highway") == "service" and tags.get("service") in _SERVICE_EXCLUDED:
         return False
-    decision = "yes"
-    for key in _ACCESS_KEYS:
-        if key in tags:
-            decision = tags[key].split(";")[0].strip()
-    return decision not in _ACCESS_DENIED
+    return max(directions(tags)) > DENY
 
 
 def oneway_direction(tags: dict[str, str]) -> int:
-    """+1 one-way along the node order, -1 against it, 0 two-way."""
-    value = tags.get("oneway", "").strip().lower()
-    if value in ("yes", "1", "true"):
+    """+1 drivable along the node order only, -1 against it only, 0 both ways (`geo._access`)."""
+    fw, bw = directions(tags)
+    if bw == DENY and fw > DENY:
         return 1
-    if value in ("-1", "reverse"):
+    if fw == DENY and bw > DENY:
         return -1
-    if value in ("no", "0", "false", "reversible", "alternating"):
-        return 0
-    if tags.get("junction") in ("roundabout", "circular") or tags.get("highway") == "motorway":
-        return 1
     return 0
+
+
+def is_restricted(tags: dict[str, str]) -> bool:
+    """Destination/private-like access in a drivable direction: no through traffic (`geo._access`)."""
+    return RESTRICT in directions(tags) and ALLOW not in directions(tags)
 
 
 def check_extract(path: Path) -> None:
@@ -182,6 +174,9 @@ class _Collector:
         self.piece_offsets: list[int] = [0]
         self.piece_way: list[int] = []
         self.restrictions: list[Restriction] = []
+        self.way_oneway: list[int] = []
+        self.way_restricted: list[bool] = []
+        self.blocked: list[int] = []
         self.counts = {
             "highway_ways": 0,
             "ways_kept": 0,
@@ -217,6 +212,8 @@ class _Collector:
         if len(self.piece_way) and self.piece_way[-1] == widx:
             self.way_ids.append(int(w.id))
             self.way_tags.append({k: v for k, v in tags.items() if k in KEPT_TAGS})
+            self.way_oneway.append(oneway_direction(tags))
+            self.way_restricted.append(is_restricted(tags))
             self.counts["ways_kept"] += 1
 
     def _flush(self, run: list[tuple[int, float, float]], widx: int) -> None:
@@ -252,7 +249,10 @@ def read_roads(path: Path, *, progress: bool = False) -> OsmRoads:
         if pending == 50_000:
             bar.update(pending)
             pending = 0
-        if isinstance(obj, osmium.osm.Way):
+        if isinstance(obj, osmium.osm.Node):
+            if len(obj.tags) and node_blocks({t.k: t.v for t in obj.tags}):
+                col.blocked.append(int(obj.id))
+        elif isinstance(obj, osmium.osm.Way):
             col.way(obj)
         elif isinstance(obj, osmium.osm.Relation):
             if str(obj.tags.get("type", "")).startswith("restriction"):
@@ -273,5 +273,8 @@ def read_roads(path: Path, *, progress: bool = False) -> OsmRoads:
         piece_offsets=np.asarray(col.piece_offsets, dtype=np.int64),
         piece_way=np.asarray(col.piece_way, dtype=np.int32),
         restrictions=col.restrictions,
-        counts=dict(col.counts, restrictions_read=len(col.restrictions)),
+        counts=dict(col.counts, restrictions_read=len(col.restrictions), blocking_nodes=len(col.blocked)),
+        way_oneway=col.way_oneway,
+        way_restricted=col.way_restricted,
+        blocked_nodes=np.unique(np.asarray(col.blocked, dtype=np.int64)),
     )

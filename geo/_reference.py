@@ -18,8 +18,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from config._region import Holidays
-from geo._graph import CompiledGraph
-from geo._snap import Snap
+from geo._graph import FLAG_RESTRICTED, CompiledGraph
+from geo._snap import JUNCTION_TOL_M, Snap
 from geo._traffic import DAY_TYPE_INDEX, LiveState, TrafficProfile
 
 
@@ -31,6 +31,7 @@ class ReferenceRouter:
         holidays: Holidays,
         tz: ZoneInfo,
         decay_s: float = 3600.0,
+        restricted_penalty_s: float = 300.0,
     ) -> None:
         self.g = g
         self.profile = profile
@@ -62,6 +63,15 @@ class ReferenceRouter:
                 by_key.get((int(v), int(u), int(w)), -1)
                 for u, v, w in zip(g.edge_u, g.edge_v, g.edge_way, strict=True)
             ]
+        flags = g.edge_flags.tolist() if g.edge_flags.shape[0] == m else [0] * m
+        self.entry = [restricted_penalty_s if f & FLAG_RESTRICTED else 0.0 for f in flags]
+        self.tail = g.edge_u.tolist()
+        self.head = g.edge_v.tolist()
+        self.leaving: dict[int, list[int]] = {}
+        self.entering: dict[int, list[int]] = {}
+        for e in range(m):
+            self.leaving.setdefault(self.tail[e], []).append(e)
+            self.entering.setdefault(self.head[e], []).append(e)
         self._bin_cache: dict[int, tuple[int, int]] = {}
 
     def _day_bin(self, b: int) -> tuple[int, int]:
@@ -110,7 +120,22 @@ class ReferenceRouter:
             return False
         return math.floor(float(live.data[e, 1]) / 900) * 900 <= t_dep < float(live.data[e, 2])
 
-    def variants(self, s: Snap) -> list[tuple[int, float]]:
+    def junction(self, s: Snap) -> int:
+        """The junction a snap stands on (within JUNCTION_TOL_M of an end of its edge), else -1."""
+        along = s.fraction * self.length[s.edge]
+        back = self.length[s.edge] - along
+        if min(along, back) > JUNCTION_TOL_M:
+            return -1
+        return self.tail[s.edge] if along <= back else self.head[s.edge]
+
+    def variants(self, s: Snap, end: str = "source") -> list[tuple[int, float]]:
+        """Where a route may start (end="source") or finish: on a junction, every edge leaving it (from
+        its tail) or entering it (to its head); elsewhere its edge and the opposite direction."""
+        j = self.junction(s)
+        if j >= 0 and end == "source":
+            return [(e, 0.0) for e in self.leaving.get(j, [])]
+        if j >= 0:
+            return [(e, self.length[e]) for e in self.entering.get(j, [])]
         out = [(s.edge, s.fraction * self.length[s.edge])]
         r = self.rev[s.edge]
         if r >= 0:
@@ -121,28 +146,39 @@ class ReferenceRouter:
         """Cost (seconds, or metres for mode 2) of the best route, inf when there is none."""
         if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
             return 0.0
+        if self.junction(s) >= 0 and self.junction(s) == self.junction(d):
+            return 0.0
         src = self.variants(s)
-        tgt = self.variants(d)
+        tgt = self.variants(d, "target")
         t0 = t_dep if mode != 2 else 0.0
-        best = math.inf
+        scale = 10.0 if mode == 2 else 1.0  # entry cost of a restricted road: seconds, or x 10 m/s
+
+        def entry(e: int) -> float:
+            return self.entry[e] * scale
+
+        # labels: (cost with entry costs of restricted roads, true cost); traffic read at the true time
+        best = (math.inf, math.inf)
         for e, off in src:
             for e2, off2 in tgt:
                 if e == e2 and off2 >= off:
-                    best = min(best, t0 + self.travel(e, t0, off2 - off, mode, live))
-        lab: dict[int, float] = {}
-        heap: list[tuple[float, int]] = []
+                    c = self.travel(e, t0, off2 - off, mode, live)
+                    p = entry(e) if off == 0.0 else 0.0
+                    best = min(best, (t0 + c + p, t0 + c))
+        lab: dict[int, tuple[float, float]] = {}
+        heap: list[tuple[float, float, int]] = []
         for e, off in src:
-            c = t0 + self.travel(e, t0, self.length[e] - off, mode, live)
-            if c < lab.get(e, math.inf):
-                lab[e] = c
-                heapq.heappush(heap, (c, e))
+            c = self.travel(e, t0, self.length[e] - off, mode, live)
+            p = entry(e) if off == 0.0 else 0.0
+            if (t0 + c + p, t0 + c) < lab.get(e, (math.inf, math.inf)):
+                lab[e] = (t0 + c + p, t0 + c)
+                heapq.heappush(heap, (t0 + c + p, t0 + c, e))
         tg_of: dict[int, list[float]] = {}
         for e2, off2 in tgt:
             tg_of.setdefault(e2, []).append(off2)
         done: set[int] = set()
         while heap:
-            t, e = heapq.heappop(heap)
-            if t >= best:
+            lp, t, e = heapq.heappop(heap)
+            if lp >= best[0]:
                 break
             if e in done:
                 continue
@@ -151,12 +187,14 @@ class ReferenceRouter:
                 if self.closed(e2, t_dep, live):
                     continue
                 for off2 in tg_of.get(e2, ()):
-                    best = min(best, t + self.travel(e2, t, off2, mode, live))
-                nt = t + self.travel(e2, t, self.length[e2], mode, live)
-                if nt < lab.get(e2, math.inf):
-                    lab[e2] = nt
-                    heapq.heappush(heap, (nt, e2))
-        return best - t0 if best < math.inf else math.inf
+                    c = self.travel(e2, t, off2, mode, live)
+                    best = min(best, (lp + c + entry(e2), t + c))
+                c = self.travel(e2, t, self.length[e2], mode, live)
+                nl = (lp + c + entry(e2), t + c)
+                if nl < lab.get(e2, (math.inf, math.inf)):
+                    lab[e2] = nl
+                    heapq.heappush(heap, (nl[0], nl[1], e2))
+        return best[1] - t0 if best[1] < math.inf else math.inf
 
     def path_cost(
         self,

@@ -32,12 +32,13 @@ import numpy as np
 from config._region import Holidays
 from geo import _kernels as K
 from geo._budget import Budget
+from geo._components import components
 from geo._coords import EARTH_RADIUS_M, haversine_m_array
 from geo._errors import InvalidInput, NoRoadNear, RouteNotFound
-from geo._graph import CLASS_INDEX, FLAG_TOLL, ROAD_CLASSES, CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_RESTRICTED, FLAG_TOLL, ROAD_CLASSES, CompiledGraph
 from geo._landmarks import landmark_margin, landmark_tables, period_vectors
 from geo._polyline import route_coords
-from geo._snap import Snap, Snapper
+from geo._snap import Snap, Snapper, snap_junction
 from geo._steps import Guide, Step, build_steps, edge_bearings
 from geo._traffic import (
     BIN_S,
@@ -52,6 +53,8 @@ from geo._traffic import (
 )
 
 MAX_ALTERNATIVES = 3
+RESTRICTED_PENALTY_S = 300.0  # default entry cost of a destination/private road (no through traffic)
+RESTRICTED_PENALTY_MPS = 10.0  # the same cost in metres for metric="distance": seconds x 10 m/s
 EXCLUDABLE = ("motorway", "toll", "ferry")  # road classes a route can avoid (ferries: none in the graph)
 ALT_PENALTY = 1.4
 ALT_MAX_OVERLAP = 0.7
@@ -105,13 +108,13 @@ class MatrixResult:
 
 
 class _Workspace:
-    """Per-thread search state: nd[v] = (label, h, length, stamp, key), par[v] = (parent node, road
+    """Per-thread search state: nd[v] = (label, h, length, stamp, key, entry costs), par[v] = (parent node, road
     edge), heap = (key, node) pairs interleaved (capacity len(heap) // 2)."""
 
     __slots__ = ("epoch", "heap", "nd", "par")
 
     def __init__(self, n: int, cap: int) -> None:
-        self.nd = np.zeros((n, 5), np.float64)
+        self.nd = np.zeros((n, 6), np.float64)
         self.par = np.empty((n, 2), np.int64)
         self.epoch = 0
         self.heap = np.empty(2 * cap, np.float64)
@@ -170,6 +173,7 @@ class Router:
         tz: ZoneInfo,
         max_snap_m: float = 1000.0,
         decay_s: float = 3600.0,
+        restricted_penalty_s: float = RESTRICTED_PENALTY_S,
     ) -> None:
         self.g = g
         self.profile = profile
@@ -177,7 +181,8 @@ class Router:
         self.tz = tz
         self.live = LiveTraffic(g, profile, holidays, tz, decay_s=decay_s)
         self.decay_s = float(decay_s)
-        self.snapper = Snapper(g, max_snap_m=max_snap_m)
+        self.components = components(g)
+        self.snapper = Snapper(g, max_snap_m=max_snap_m, main_edges=self.components.edge_main)
         n, m = g.n_nodes, g.n_road_edges
         self._keys, self._override_ids = profile.edge_keys(m, g.edge_class)
         # profile column -> road class (an edge override column takes its edge's class)
@@ -188,13 +193,23 @@ class Router:
         self._spd = np.ascontiguousarray(g.edge_speed_mps, dtype=np.float64)
         self._offsets = np.ascontiguousarray(g.offsets, dtype=np.int64)
         # packed copies for the kernel: what a relaxation reads sits together in memory
+        # entry cost of restricted roads (no through traffic): seconds; metres in distance mode (x 10 m/s)
+        self.restricted_penalty_s = float(restricted_penalty_s)
+        flags = g.edge_flags if g.edge_flags.shape[0] == m else np.zeros(m, np.uint8)
+        self._entry_s = np.where((flags & FLAG_RESTRICTED) != 0, self.restricted_penalty_s, 0.0)
         self._edge_f = np.ascontiguousarray(
-            np.column_stack((self._len, self._spd, self._keys.astype(np.float64)))
+            np.column_stack((self._len, self._spd, self._keys.astype(np.float64), self._entry_s))
         )
+        self._edge_f_dist = self._edge_f.copy()
+        self._edge_f_dist[:, 3] *= RESTRICTED_PENALTY_MPS
         self._arc_i = np.ascontiguousarray(
             np.column_stack((g.arc_head, g.arc_edge, self._keys[g.arc_edge])).astype(np.int32)
         )
-        self._arc_f = np.ascontiguousarray(np.column_stack((self._len[g.arc_edge], self._spd[g.arc_edge])))
+        self._arc_f = np.ascontiguousarray(
+            np.column_stack((self._len[g.arc_edge], self._spd[g.arc_edge], self._entry_s[g.arc_edge]))
+        )
+        self._arc_f_dist = self._arc_f.copy()
+        self._arc_f_dist[:, 2] *= RESTRICTED_PENALTY_MPS
         self._edge_head = np.full(m, -1, np.int64)
         self._edge_head[g.arc_edge] = g.arc_head
         arc_tail = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.offsets))
@@ -204,6 +219,10 @@ class Router:
             np.int64
         )
         self._rev = _reverse_edges(g)
+        # road edges arriving at each junction (phantom targets); leaving ones are the plain node's arcs
+        by_head = np.argsort(g.edge_v, kind="stable")
+        self._in_edges = by_head.astype(np.int64)
+        self._in_ptr = np.concatenate(([0], np.cumsum(np.bincount(g.edge_v, minlength=n)))).astype(np.int64)
         # first / last segment bearing of every road edge (steps), computed once
         self._bear_start, self._bear_end = edge_bearings(g, np.arange(m, dtype=np.int64))
         self.guide = Guide(
@@ -297,9 +316,23 @@ class Router:
         live = self._empty_live if free_flow else self.live.snapshot()
         return _Ctx(mode, b0, t_abs - b0 * BIN_S, t_abs, table, live)
 
-    def _variants(self, s: Snap, direction: int = 0) -> tuple[list[int], list[float]]:
-        """(edges, metres from tail) for a snapped point: its edge and the reverse edge if any.
+    def _variants(
+        self, s: Snap, direction: int = 0, *, end: Literal["source", "target"] = "source"
+    ) -> tuple[list[int], list[float]]:
+        """(edges, metres from tail) for a snapped point.
+
+        On a junction (`geo._snap.snap_junction`) and with no direction asked, the point is a phantom
+        endpoint: a source leaves by every edge out of the junction (from its tail), a target is reached
+        by every edge into it (at its head). Otherwise: its edge and the reverse edge if any;
         `direction` 1 keeps only its edge (travel along the edge), -1 only the reverse edge."""
+        if direction == 0:
+            j = snap_junction(self.g, s)
+            if j >= 0:
+                if end == "source":
+                    out = self.g.arc_edge[self._offsets[j] : self._offsets[j + 1]].astype(np.int64).tolist()
+                    return out, [0.0] * len(out)
+                inn = self._in_edges[self._in_ptr[j] : self._in_ptr[j + 1]].tolist()
+                return inn, [float(self._len[e]) for e in inn]
         e = s.edge
         edges: list[int] = []
         offs: list[float] = []
@@ -311,6 +344,13 @@ class Router:
             edges.append(r)
             offs.append((1.0 - s.fraction) * float(self._len[r]))
         return edges, offs
+
+    def _same_place(self, s: Snap, d: Snap) -> bool:
+        """Whether two snaps are the same point of the network (no driving between them)."""
+        if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
+            return True
+        j = snap_junction(self.g, s)
+        return j >= 0 and j == snap_junction(self.g, d)
 
     def _run(
         self,
@@ -352,7 +392,8 @@ class Router:
             while True:
                 epoch = ws.next_epoch()
                 best, blen, bnode, bvar, settled = K.search(
-                    self._offsets, self._arc_i, self._arc_f, self._edge_f, self._edge_head,
+                    self._offsets, self._arc_i, self._arc_f_dist if ctx.mode == 2 else self._arc_f,
+                    self._edge_f_dist if ctx.mode == 2 else self._edge_f, self._edge_head,
                     ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, self.decay_s, ctx.table, lv.flag, lv.data,
                     self._live_any(lv),
                     src_edge, src_off, tg_edge, tg_off, tg_id, n_tg,
@@ -550,7 +591,7 @@ class Router:
         """Route between snapped points; `src_dir` / `dst_dir` restrict the direction of travel on the
         snapped road (1 along its edge, -1 against it, 0 either; see `_variants`)."""
         depart = datetime.fromtimestamp(ctx.t_abs, self.tz)
-        same = (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon)
+        same = self._same_place(s, d)
         if same and (src_dir == 0 or dst_dir == 0 or src_dir == dst_dir):
             e0 = s.edge if src_dir >= 0 or self._rev[s.edge] < 0 else int(self._rev[s.edge])
             z = np.zeros(1)
@@ -575,7 +616,7 @@ class Router:
                 edge_starts=[0], vertices=[int(self.g.edge_geom_offsets[e0])], edge_time_s=[0.0], edge_dist_m=[0.0],
             )  # fmt: skip
         src = self._variants(s, src_dir)
-        te, to = self._variants(d, dst_dir)
+        te, to = self._variants(d, dst_dir, end="target")
         if not src[0] or not te:
             raise RouteNotFound("no drivable path: a waypoint's road cannot be driven in the direction asked")
         tg_edge = np.asarray(te, np.int64)
@@ -688,6 +729,12 @@ class Router:
                 return (
                     f"no drivable path: closed roads ({int(closed_now.sum())} closed now) block every route"
                 )
+        comp = self.components.edge_component
+        if len({int(comp[e]) for e in src[0]} & {int(comp[e]) for e in tg_edge.tolist()}) == 0:
+            return (
+                "not connected: the two points lie on parts of the road network that no drivable road "
+                "joins (one-way roads, barriers, access rules or turn restrictions)"
+            )
         return "no drivable path joins the two points (one-way roads or turn restrictions)"
 
     def _result(
@@ -994,7 +1041,7 @@ class Router:
         to: list[float] = []
         ti: list[int] = []
         for k, d in enumerate(tsn):
-            a, b = self._variants(d)
+            a, b = self._variants(d, end="target")
             te += a
             to += b
             ti += [k] * len(a)
@@ -1006,7 +1053,7 @@ class Router:
         )  # fmt: skip
         cost, length = res.cost.copy(), res.length.copy()
         for k, d in enumerate(tsn):
-            if (d.edge == s.edge and d.fraction == s.fraction) or (d.lat == s.lat and d.lon == s.lon):
+            if self._same_place(s, d):
                 cost[k], length[k] = 0.0, 0.0
         if ctx.mode == 2:
             return length, length

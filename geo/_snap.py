@@ -16,6 +16,14 @@ away, so no unseen segment can be closer. It also stops once ``R * c`` exceeds t
 (`max_snap_m` widened for the projection error): nothing unseen is within it. The answer is therefore
 the exact nearest segment (ties: smallest edge id among the scanned ones); there is no fallback path.
 The shapely geometries (`lines`, `tree`) are still available, built on first use.
+
+Components. Every road is kept, also those of small strongly connected components (a one-way-heavy
+estate, a clipped corner of the extract). Given the main component's edges (`main_edges`), the
+snapper keeps two grids, one per side, and snaps to the nearest edge of the MAIN component unless an
+edge of a smaller component is much closer: it wins when the main-component distance exceeds
+``SMALL_RATIO * d_small + SMALL_MARGIN_M`` (twice as far plus 25 m), e.g. a point on an isolated car
+park road 3 m away keeps it unless a main road lies within 31 m. So a point on a road is routed from
+that road, and a point between roads prefers the one connected to the rest of the network.
 """
 
 from __future__ import annotations
@@ -36,6 +44,22 @@ from geo._graph import CompiledGraph
 _M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 MAX_CELLS = 1 << 22  # cap on grid cells (memory of the cell pointer array)
 _EPS = 1e-6  # metres of slack against float rounding at cell borders
+# A snap this close (metres along its edge) to an end junction stands ON that junction: a route may
+# leave it by any out-edge and reach it by any in-edge (phantom endpoint), not only along the snapped edge.
+JUNCTION_TOL_M = 1.0
+SMALL_RATIO = 2.0  # snapping prefers the main component unless a smaller one is much closer (module doc)
+SMALL_MARGIN_M = 25.0
+
+
+@dataclass(frozen=True)
+class _Grid:
+    gx0: float
+    gy0: float
+    cell: float
+    nx: int
+    ny: int
+    cell_ptr: np.ndarray  # int64 [nx * ny + 1]
+    cell_seg: np.ndarray  # int64 segment (first point index) per registration
 
 
 @dataclass(frozen=True)
@@ -48,7 +72,14 @@ class Snap:
 
 
 class Snapper:
-    def __init__(self, g: CompiledGraph, *, max_snap_m: float = 1000.0, cell_m: float = 100.0) -> None:
+    def __init__(
+        self,
+        g: CompiledGraph,
+        *,
+        max_snap_m: float = 1000.0,
+        cell_m: float = 100.0,
+        main_edges: np.ndarray | None = None,
+    ) -> None:
         self.g = g
         self.max_snap_m = float(max_snap_m)
         self.radius = self.max_snap_m * 1.05 + 1.0  # the projection error is < 2 %: search a little wider
@@ -73,22 +104,22 @@ class Snapper:
         rev = g.edge_rev.astype(np.int64) if g.edge_rev.shape[0] == m else np.full(m, -1, np.int64)
         keep_edge = (rev < 0) | (np.arange(m) < rev)
         seg = np.flatnonzero(valid & keep_edge[pt_edge[:-1]]) if x.size > 1 else np.zeros(0, np.int64)
-        self._build_grid(seg, float(cell_m))
+        self._grids = [self._build_grid(seg, float(cell_m))]
+        if main_edges is not None and main_edges.shape[0] == m and not main_edges.all():
+            in_main = main_edges[pt_edge[seg]]
+            self._grids = [self._build_grid(seg[in_main], float(cell_m))]
+            small = seg[~in_main]  # usually few: a coarser grid keeps its pointer array small
+            self._grids.append(self._build_grid(small, float(cell_m), min(MAX_CELLS, 1024 + 16 * small.size)))
         self._lines: np.ndarray | None = None
         self._strtree: Any = None
 
-    def _build_grid(self, seg: np.ndarray, cell: float) -> None:
+    def _build_grid(self, seg: np.ndarray, cell: float, max_cells: int = MAX_CELLS) -> _Grid:
         x, y = self._x, self._y
         if seg.size == 0:
-            self._gx0 = self._gy0 = 0.0
-            self._cell = max(cell, 1.0)
-            self._nx = self._ny = 1
-            self._cell_ptr = np.zeros(2, np.int64)
-            self._cell_seg = np.zeros(0, np.int64)
-            return
+            return _Grid(0.0, 0.0, max(cell, 1.0), 1, 1, np.zeros(2, np.int64), np.zeros(0, np.int64))
         gx0, gy0 = float(x.min()), float(y.min())
         w, h = float(x.max()) - gx0, float(y.max()) - gy0
-        cell = max(cell, math.sqrt(max(w * h, 1.0) / MAX_CELLS), 1.0)
+        cell = max(cell, math.sqrt(max(w * h, 1.0) / max_cells), 1.0)
         nx, ny = int(w // cell) + 1, int(h // cell) + 1
         ax, bx = x[seg], x[seg + 1]
         ay, by = y[seg], y[seg + 1]
@@ -102,11 +133,9 @@ class Snapper:
         j = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
         cid = (y0[rep] + j // wx[rep]) * nx + (x0[rep] + j % wx[rep])
         order = np.argsort(cid, kind="stable")
-        self._cell_seg = np.ascontiguousarray(seg[rep[order]], dtype=np.int64)
-        self._cell_ptr = np.concatenate(([0], np.cumsum(np.bincount(cid, minlength=nx * ny)))).astype(
-            np.int64
-        )
-        self._gx0, self._gy0, self._cell, self._nx, self._ny = gx0, gy0, cell, nx, ny
+        cell_seg = np.ascontiguousarray(seg[rep[order]], dtype=np.int64)
+        cell_ptr = np.concatenate(([0], np.cumsum(np.bincount(cid, minlength=nx * ny)))).astype(np.int64)
+        return _Grid(gx0, gy0, cell, nx, ny, cell_ptr, cell_seg)
 
     # shapely geometries (tests, diagnostics), built on first use
     @property
@@ -130,14 +159,26 @@ class Snapper:
     ) -> list[Snap | None]:
         """Snap each (lat, lon); None where no road is within max_snap_m."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        res = _snap_points(
-            pts, self.lat0, self.lon0, self.kx, _M_PER_DEG, EARTH_RADIUS_M, self._gx0, self._gy0, self._cell,
-            self._nx, self._ny, self._cell_ptr, self._cell_seg, self._x, self._y, self._pt_edge, self._cum,
-            self._edge_len, self.radius, self.max_snap_m, _EPS,
-        )  # fmt: skip
-        if res is None:
-            raise InvalidInput(param, "coordinates must be finite lat in [-90, 90], lon in [-180, 180]")
-        be, frac, slat, slon, dist = res
+        found = []
+        for gr in self._grids:
+            res = _snap_points(
+                pts, self.lat0, self.lon0, self.kx, _M_PER_DEG, EARTH_RADIUS_M, gr.gx0, gr.gy0, gr.cell,
+                gr.nx, gr.ny, gr.cell_ptr, gr.cell_seg, self._x, self._y, self._pt_edge, self._cum,
+                self._edge_len, self.radius, self.max_snap_m, _EPS,
+            )  # fmt: skip
+            if res is None:
+                raise InvalidInput(param, "coordinates must be finite lat in [-90, 90], lon in [-180, 180]")
+            found.append(res)
+        be, frac, slat, slon, dist = found[0]
+        if len(found) > 1:  # main component unless a smaller one is much closer (module doc)
+            se, sf, sla, slo, sd = found[1]
+            small = (se >= 0) & ((be < 0) | (dist > SMALL_RATIO * sd + SMALL_MARGIN_M))
+            be, frac = np.where(small, se, be), np.where(small, sf, frac)
+            slat, slon, dist = (
+                np.where(small, sla, slat),
+                np.where(small, slo, slon),
+                np.where(small, sd, dist),
+            )
         return [
             Snap(e, f, la, lo, d) if e >= 0 else None
             for e, f, la, lo, d in zip(be.tolist(), frac.tolist(), slat.tolist(), slon.tolist(), dist.tolist(), strict=True)
@@ -161,20 +202,10 @@ class Snapper:
         limit_m = self.max_snap_m if radius_m is None else min(float(radius_m), self.max_snap_m)
         r = limit_m * 1.05 + 1.0
         px, py = (lon - self.lon0) * self.kx, (lat - self.lat0) * _M_PER_DEG
-        c = self._cell
-        x0 = max(math.floor((px - r - self._gx0) / c), 0)
-        x1 = min(math.floor((px + r - self._gx0) / c), self._nx - 1)
-        y0 = max(math.floor((py - r - self._gy0) / c), 0)
-        y1 = min(math.floor((py + r - self._gy0) / c), self._ny - 1)
-        if x0 > x1 or y0 > y1:
+        parts = [_grid_segments(gr, px, py, r) for gr in self._grids]
+        seg = np.unique(np.concatenate(parts))
+        if seg.size == 0:
             return []
-        cells = (np.arange(y0, y1 + 1)[:, None] * self._nx + np.arange(x0, x1 + 1)[None, :]).ravel()
-        a, b = self._cell_ptr[cells], self._cell_ptr[cells + 1]
-        cnt = b - a
-        if cnt.sum() == 0:
-            return []
-        idx = np.repeat(a - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt) + np.arange(int(cnt.sum()))
-        seg = np.unique(self._cell_seg[idx])
         ax, ay = self._x[seg], self._y[seg]
         vx, vy = self._x[seg + 1] - ax, self._y[seg + 1] - ay
         l2 = vx * vx + vy * vy
@@ -202,6 +233,24 @@ class Snapper:
             out.append((Snap(e, min(max(frac, 0.0), 1.0), slat, slon, dist), bearing))
         out.sort(key=lambda x: (x[0].distance_m, x[0].edge))
         return out[: max(1, int(limit))]
+
+
+def _grid_segments(gr: _Grid, px: float, py: float, r: float) -> np.ndarray:
+    """Segments registered in the cells of grid `gr` within `r` of the projected point (px, py)."""
+    c = gr.cell
+    x0 = max(math.floor((px - r - gr.gx0) / c), 0)
+    x1 = min(math.floor((px + r - gr.gx0) / c), gr.nx - 1)
+    y0 = max(math.floor((py - r - gr.gy0) / c), 0)
+    y1 = min(math.floor((py + r - gr.gy0) / c), gr.ny - 1)
+    if x0 > x1 or y0 > y1:
+        return np.zeros(0, np.int64)
+    cells = (np.arange(y0, y1 + 1)[:, None] * gr.nx + np.arange(x0, x1 + 1)[None, :]).ravel()
+    a, b = gr.cell_ptr[cells], gr.cell_ptr[cells + 1]
+    cnt = b - a
+    if cnt.sum() == 0:
+        return np.zeros(0, np.int64)
+    idx = np.repeat(a - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt) + np.arange(int(cnt.sum()))
+    return np.asarray(gr.cell_seg[idx], np.int64)
 
 
 def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -301,4 +350,15 @@ def _snap_points(pts, lat0, lon0, kx, mpd, earth_r, gx0, gy0, cell, nx, ny, cell
     return out_e, out_f, out_la, out_lo, out_d
 
 
-__all__ = ["Snap", "Snapper"]
+def snap_junction(g: CompiledGraph, s: Snap) -> int:
+    """The junction a snap stands on (within `JUNCTION_TOL_M` along its edge of an end), else -1.
+    On an edge shorter than twice the tolerance, the nearer end."""
+    e = s.edge
+    length = float(g.edge_length_m[e])
+    to_tail, to_head = s.fraction * length, (1.0 - s.fraction) * length
+    if min(to_tail, to_head) > JUNCTION_TOL_M:
+        return -1
+    return int(g.edge_u[e]) if to_tail <= to_head else int(g.edge_v[e])
+
+
+__all__ = ["JUNCTION_TOL_M", "Snap", "Snapper", "snap_junction"]

@@ -44,7 +44,7 @@ def summary(g: CompiledGraph, seconds: float) -> str:
         f"roads: {c.get('junctions', g.n_nodes)} junctions ({g.n_nodes} nodes with split copies), "
         f"{g.n_road_edges} road edges, {g.n_arcs} arcs; "
         f"dropped {c.get('missing_refs', 0)} missing node references, "
-        f"{c.get('dropped_road_edges_scc', 0)} edges outside the main component; "
+        f"{c.get('components', 1)} components kept ({c.get('junctions_outside_main', 0)} junctions outside the main one); "
         f"restrictions {c.get('restrictions_read', 0)} read, {c.get('restrictions_applied', 0)} applied, "
         f"{skipped} skipped; cache {g.meta.get('cache', '?')}; {seconds:.2f} s; "
         f"peak memory {g.meta.get('peak_memory_mb', 0):.0f} MB"

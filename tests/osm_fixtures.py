@@ -254,4 +254,86 @@ OSM_FIXTURES: dict[str, str] = {
   </relation>
 </osm>
 """,
+    # a one-way street (way 10, listed first so the junction snap picks it) leaving junction 2; the
+    # direct road back to 1 is way 11; the long way round is way 12 (3-4-5-1)
+    "junction_oneway.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+  <node id="1" version="1" lat="26.8700000" lon="100.2300000"/>
+  <node id="2" version="1" lat="26.8700000" lon="100.2310000"/>
+  <node id="3" version="1" lat="26.8700000" lon="100.2320000"/>
+  <node id="4" version="1" lat="26.8710000" lon="100.2320000"/>
+  <node id="5" version="1" lat="26.8710000" lon="100.2300000"/>
+  <way id="10" version="1">
+    <nd ref="2"/><nd ref="3"/>
+    <tag k="highway" v="residential"/><tag k="oneway" v="yes"/><tag k="name" v="单行街"/>
+  </way>
+  <way id="11" version="1">
+    <nd ref="1"/><nd ref="2"/>
+    <tag k="highway" v="residential"/><tag k="name" v="直行路"/>
+  </way>
+  <way id="12" version="1">
+    <nd ref="3"/><nd ref="4"/><nd ref="5"/><nd ref="1"/>
+    <tag k="highway" v="residential"/><tag k="name" v="环路"/>
+  </way>
+</osm>
+""",
+    # a small extract: a two-way square (ways 1-4), a lone one-way street (way 20) 222 m north of it and
+    # an isolated two-way road (way 30) 99 m east of it: three parts that no road joins
+    "small_parts.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+  <node id="1" version="1" lat="26.8700000" lon="100.2300000"/>
+  <node id="2" version="1" lat="26.8700000" lon="100.2310000"/>
+  <node id="3" version="1" lat="26.8710000" lon="100.2310000"/>
+  <node id="4" version="1" lat="26.8710000" lon="100.2300000"/>
+  <node id="10" version="1" lat="26.8730000" lon="100.2300000"/>
+  <node id="11" version="1" lat="26.8730000" lon="100.2310000"/>
+  <node id="12" version="1" lat="26.8714000" lon="100.2320000"/>
+  <node id="13" version="1" lat="26.8724000" lon="100.2320000"/>
+  <way id="1" version="1"><nd ref="1"/><nd ref="2"/><tag k="highway" v="residential"/></way>
+  <way id="2" version="1"><nd ref="2"/><nd ref="3"/><tag k="highway" v="residential"/></way>
+  <way id="3" version="1"><nd ref="3"/><nd ref="4"/><tag k="highway" v="residential"/></way>
+  <way id="4" version="1"><nd ref="4"/><nd ref="1"/><tag k="highway" v="residential"/></way>
+  <way id="20" version="1">
+    <nd ref="10"/><nd ref="11"/><tag k="highway" v="residential"/><tag k="oneway" v="yes"/>
+  </way>
+  <way id="30" version="1"><nd ref="12"/><nd ref="13"/><tag k="highway" v="service"/></way>
+</osm>
+""",
+    "lone_oneway.osm": """\
+<?xml version="1.0" encoding="UTF-8"?>
+<osm version="0.6" generator="hand-written test fixture">
+  <node id="10" version="1" lat="26.8730000" lon="100.2300000"/>
+  <node id="11" version="1" lat="26.8730000" lon="100.2310000"/>
+  <way id="20" version="1">
+    <nd ref="10"/><nd ref="11"/><tag k="highway" v="residential"/><tag k="oneway" v="yes"/>
+  </way>
+</osm>
+""",
 }
+
+
+def ladder(way_tags: str = "", node_tags: str = "", *, highway: str = "residential") -> str:
+    """Two parallel streets (south 1-2-3, north 4-5-6, 222 m apart) joined by three rungs: west 1-4,
+    east 3-6, and the middle one 2-7-5 (way 30, node 7 halfway) carrying `way_tags` (and `highway`)
+    and `node_tags` on node 7. Direct 2 -> 5 is 222 m; around a closed middle rung it is about 421 m."""
+    nodes = {
+        1: (26.870, 100.230), 2: (26.870, 100.231), 3: (26.870, 100.232),
+        4: (26.872, 100.230), 5: (26.872, 100.231), 6: (26.872, 100.232), 7: (26.871, 100.231),
+    }  # fmt: skip
+    ways = {10: ([1, 2, 3], ""), 20: ([4, 5, 6], ""), 40: ([1, 4], ""), 50: ([3, 6], "")}
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<osm version="0.6" generator="hand-written test fixture">',
+    ]
+    for i, (la, lo) in nodes.items():
+        extra = node_tags if i == 7 else ""
+        out.append(f'  <node id="{i}" version="1" lat="{la:.7f}" lon="{lo:.7f}">{extra}</node>')
+    for w, (refs, _) in ways.items():
+        nds = "".join(f'<nd ref="{r}"/>' for r in refs)
+        out.append(f'  <way id="{w}" version="1">{nds}<tag k="highway" v="residential"/></way>')
+    mid = '<nd ref="2"/><nd ref="7"/><nd ref="5"/>'
+    out.append(f'  <way id="30" version="1">{mid}<tag k="highway" v="{highway}"/>{way_tags}</way>')
+    out.append("</osm>")
+    return "\n".join(out) + "\n"

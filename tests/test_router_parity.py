@@ -241,3 +241,45 @@ def test_parity_period_tables_with_fast_live_on_one_class(world):
         assert used > 40
     finally:
         r.live.clear()
+
+
+def test_parity_junction_endpoints(world):
+    """Points on junctions (phantom endpoints: any road out, any road in) agree with the reference."""
+    g, r, ref = world
+    rng = np.random.default_rng(5)
+    n_j = int(np.count_nonzero(g.node_base == np.arange(g.n_nodes)))
+    js = rng.integers(0, n_j, 240)
+    pts = [(float(g.node_lat[j]), float(g.node_lon[j])) for j in js]
+    out = []
+    for i in range(120):
+        metric = ("time", "distance")[i % 2]
+        out.append(_check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng), metric=metric))
+    assert out.count("ok") >= 100
+
+
+def test_parity_restricted_roads():
+    """Destination/private roads (an entry cost, no through traffic) agree with the reference too."""
+    from dataclasses import replace
+
+    from geo._graph import FLAG_RESTRICTED
+
+    g0 = synthetic_graph(2500, seed=11, restrictions=80)
+    rng = np.random.default_rng(9)
+    flags = (
+        g0.edge_flags.copy()
+        if g0.edge_flags.shape[0] == g0.n_road_edges
+        else np.zeros(g0.n_road_edges, np.uint8)
+    )
+    flags[rng.random(g0.n_road_edges) < 0.15] |= FLAG_RESTRICTED
+    g = replace(g0, edge_flags=flags)
+    prof = TrafficProfile.default()
+    r = Router(g, profile=prof, holidays=HOL, tz=TZ, restricted_penalty_s=90.0)
+    ref = ReferenceRouter(g, prof, HOL, TZ, restricted_penalty_s=90.0)
+    pts = _points(g, rng, 200)
+    n_j = int(np.count_nonzero(g.node_base == np.arange(g.n_nodes)))
+    pts += [(float(g.node_lat[j]), float(g.node_lon[j])) for j in rng.integers(0, n_j, 80)]
+    out = []
+    for i in range(140):
+        metric = ("time", "distance")[i % 2]
+        out.append(_check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng), metric=metric))
+    assert out.count("ok") >= 100

@@ -1,0 +1,217 @@
+"""Routes a driver can trust, each rule on a hand-made OSM fixture (tests/osm_fixtures.py):
+junction endpoints, kept components, node barriers, the car access policy, vehicles, restrictions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from config import load_region
+from geo import RouteNotFound
+from geo._build import build_graph
+from geo._graph import CompiledGraph
+from geo._reference import ReferenceRouter, empty_live
+from geo._router import Router
+from geo._traffic import TrafficProfile
+from tests.conftest import FIXTURES
+from tests.osm_fixtures import ladder
+
+TZ = ZoneInfo("Asia/Shanghai")
+HOL = load_region("lijiang").holidays
+SPEEDS = load_region("lijiang").speeds_kmh
+DEP = datetime(2026, 3, 10, 3, 0, tzinfo=TZ)
+
+
+def fixture_router(name: str, **build: object) -> Router:
+    g = build_graph(FIXTURES / name, speeds_kmh=SPEEDS, **build)  # type: ignore[arg-type]
+    return Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+
+
+def node(g: CompiledGraph, osm_id: int) -> tuple[float, float]:
+    """Coordinates of an OSM node of the graph's geometry."""
+    i = int(np.flatnonzero(g.geom_osm == osm_id)[0])
+    return float(g.geom_lat[i]), float(g.geom_lon[i])
+
+
+def osm_path(r: Router, edges: list[int]) -> list[int]:
+    g = r.g
+    return [int(g.node_osm[g.edge_u[edges[0]]])] + [int(g.node_osm[g.edge_v[e]]) for e in edges]
+
+
+def reference_distance(r: Router, a: tuple[float, float], b: tuple[float, float]) -> float:
+    ref = ReferenceRouter(r.g, TrafficProfile.default(), HOL, TZ)
+    s, d = r.snapper.snap(*a), r.snapper.snap(*b)
+    return ref.cost(s, d, DEP.timestamp(), empty_live(r.g.n_road_edges), 2)
+
+
+# ---- 1. phantom endpoints ------------------------------------------------------------------------
+def test_junction_start_on_a_one_way_street_leaves_by_any_road() -> None:
+    r = fixture_router("junction_oneway.osm")
+    g = r.g
+    s = r.snapper.snap(*node(g, 2))
+    assert int(g.edge_way[s.edge]) == 10  # the tie at junction 2 snaps to the one-way street
+    res = r.route(node(g, 2), node(g, 1), depart_at=DEP, metric="distance")
+    assert osm_path(r, res.edges) == [2, 1]
+    assert res.distance_m == pytest.approx(99.3, abs=0.5)  # not the 520 m loop by the one-way street
+    assert res.distance_m == pytest.approx(reference_distance(r, node(g, 2), node(g, 1)), rel=1e-9)
+    assert [st.name for st in res.steps] == ["直行路", "直行路"]  # depart, arrive: no 0 m one-way step
+    assert all(st.distance_m >= 1.0 for st in res.steps if st.maneuver != "arrive")
+
+
+def test_junction_end_arrives_by_any_road_and_mid_edge_goes_either_way() -> None:
+    r = fixture_router("junction_oneway.osm")
+    g = r.g
+    res = r.route(node(g, 5), node(g, 2), depart_at=DEP, metric="distance")
+    assert osm_path(r, res.edges)[-2:] == [1, 2]
+    assert res.steps[-1].name == "直行路" and "单行街" not in [st.name for st in res.steps]
+    assert res.distance_m == pytest.approx(reference_distance(r, node(g, 5), node(g, 2)), rel=1e-9)
+    # a point in the middle of the two-way road 1-2 may go either way
+    mid = ((node(g, 1)[0] + node(g, 2)[0]) / 2, (node(g, 1)[1] + node(g, 2)[1]) / 2)
+    assert r.route(mid, node(g, 1), depart_at=DEP, metric="distance").distance_m == pytest.approx(
+        49.6, abs=0.5
+    )
+    assert r.route(mid, node(g, 2), depart_at=DEP, metric="distance").distance_m == pytest.approx(
+        49.6, abs=0.5
+    )
+    # the same junction as both ends is an empty route
+    assert r.route(node(g, 2), node(g, 2), depart_at=DEP).distance_m == 0.0
+
+
+# ---- 2. every road is kept -------------------------------------------------------------------------
+def test_small_parts_are_kept_and_snapped_to_when_much_closer() -> None:
+    r = fixture_router("small_parts.osm")
+    g = r.g
+    assert set(np.unique(g.edge_way).tolist()) == {1, 2, 3, 4, 20, 30}
+    assert g.meta["counts"]["components"] >= 3
+    on_lone = (26.8730, 100.2305)  # on the lone one-way street, 222 m from the square
+    assert int(g.edge_way[r.snapper.snap(*on_lone).edge]) == 20
+    near_small = (26.8719, 100.2318)  # 20 m from way 30, 103 m from the square: the small part wins
+    assert int(g.edge_way[r.snapper.snap(*near_small).edge]) == 30
+    between = (26.8716, 100.2316)  # 40 m from way 30, 89 m from the square: the main part wins
+    assert int(g.edge_way[r.snapper.snap(*between).edge]) in (1, 2, 3, 4)
+    # driving along the lone street works; reaching the square from it does not
+    res = r.route(on_lone, (26.8730, 100.2309), depart_at=DEP, metric="distance")
+    assert res.distance_m == pytest.approx(39.7, abs=0.5)
+    with pytest.raises(RouteNotFound, match="not connected"):
+        r.route(on_lone, node(g, 1), depart_at=DEP)
+
+
+def test_lone_one_way_street_builds() -> None:
+    r = fixture_router("lone_oneway.osm")
+    assert r.g.n_road_edges == 1
+    res = r.route((26.8730, 100.2301), (26.8730, 100.2309), depart_at=DEP, metric="distance")
+    assert res.distance_m == pytest.approx(79.4, abs=0.5)
+    with pytest.raises(RouteNotFound):
+        r.route((26.8730, 100.2309), (26.8730, 100.2301), depart_at=DEP)
+
+
+# ---- 3 and 4. node tags and the car access policy (geo._access) -----------------------------------
+def tag(**kv: str) -> str:
+    return "".join(f'<tag k="{k.replace("__", ":")}" v="{v}"/>' for k, v in kv.items())
+
+
+def ladder_distance(
+    tmp_path: Path, a: int, b: int, way_tags: str = "", node_tags: str = "", **kw: str
+) -> float:
+    """Shortest distance from node a to node b of the ladder fixture, inf when unreachable."""
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(way_tags, node_tags, **kw))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    try:
+        return r.route(node(g, a), node(g, b), depart_at=DEP, metric="distance").distance_m
+    except RouteNotFound:
+        return float("inf")
+
+
+DIRECT, AROUND = 222.4, 421.0
+
+
+@pytest.mark.parametrize(
+    ("node_tags", "open_"),
+    [
+        ("", True),
+        (tag(barrier="bollard"), False),
+        (tag(barrier="block"), False),
+        (tag(barrier="kerb"), False),
+        (tag(barrier="chain"), False),
+        (tag(barrier="jersey_barrier"), False),
+        (tag(barrier="gate"), True),
+        (tag(barrier="lift_gate", access="no"), False),
+        (tag(barrier="lift_gate", motorcar="yes"), True),
+        (tag(barrier="bollard", motor_vehicle="yes"), True),
+        (tag(barrier="toll_booth"), True),
+        (tag(barrier="entrance"), True),
+        (tag(access="no"), False),
+        (tag(barrier="gate", access="private"), True),
+    ],
+)
+def test_node_barriers_and_access(tmp_path: Path, node_tags: str, open_: bool) -> None:
+    there = ladder_distance(tmp_path, 2, 5, node_tags=node_tags)
+    assert there == pytest.approx(DIRECT if open_ else AROUND, abs=1.5)
+    # a barrier still lets a driver reach the road up to it and turn back
+    assert ladder_distance(tmp_path, 2, 7, node_tags=node_tags) == pytest.approx(111.2, abs=1.0)
+
+
+@pytest.mark.parametrize(
+    ("way_tags", "forward", "backward"),  # 2 -> 5 along the way's node order, 5 -> 2 against it
+    [
+        (tag(access="psv"), False, False),
+        (tag(motor_vehicle="bus"), False, False),
+        (tag(access="taxi"), False, False),
+        (tag(access="foot"), False, False),
+        (tag(access="emergency"), False, False),
+        (tag(access="military"), False, False),
+        (tag(access="no", motorcar="yes"), True, True),
+        (tag(access="forestry;permissive"), True, True),
+        (tag(access__forward="no"), False, True),
+        (tag(motor_vehicle__backward="no"), True, False),
+        (tag(oneway__motorcar="yes"), True, False),
+        (tag(oneway="yes", oneway__motor_vehicle="no"), True, True),
+        (tag(oneway="reversible"), False, False),
+        (tag(construction="yes"), False, False),
+        (tag(construction="minor"), True, True),
+        (tag(smoothness="impassable"), False, False),
+        (tag(impassable="yes"), False, False),
+    ],
+)
+def test_way_access_policy(tmp_path: Path, way_tags: str, forward: bool, backward: bool) -> None:
+    assert ladder_distance(tmp_path, 2, 5, way_tags) == pytest.approx(DIRECT if forward else AROUND, abs=1.5)
+    assert ladder_distance(tmp_path, 5, 2, way_tags) == pytest.approx(DIRECT if backward else AROUND, abs=1.5)
+
+
+@pytest.mark.parametrize(
+    ("highway", "way_tags"),
+    [("footway", tag(access="yes")), ("construction", ""), ("cycleway", tag(motorcar="yes"))],
+)
+def test_non_roads_stay_closed(tmp_path: Path, highway: str, way_tags: str) -> None:
+    assert ladder_distance(tmp_path, 2, 5, way_tags, highway=highway) == pytest.approx(AROUND, abs=1.5)
+
+
+@pytest.mark.parametrize("value", ["destination", "private"])
+def test_destination_and_private_roads_carry_no_through_traffic(tmp_path: Path, value: str) -> None:
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(tag(access=value)))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ, restricted_penalty_s=120.0)
+    through = r.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True)
+    assert through.distance_m == pytest.approx(AROUND, abs=1.5)  # around, not through the private rung
+    # a trip that starts or ends on it uses it, and the reported time is the true driving time
+    into = r.route(node(g, 2), node(g, 7), depart_at=DEP, free_flow=True)
+    assert into.distance_m == pytest.approx(111.2, abs=1.0)
+    assert into.duration_s == pytest.approx(
+        into.distance_m / float(g.edge_speed_mps[into.edges[0]]), rel=1e-6
+    )
+    out = r.route(node(g, 7), node(g, 5), depart_at=DEP, free_flow=True)
+    assert out.distance_m == pytest.approx(111.2, abs=1.0)
+    dur, _ = r.one_to_many(node(g, 2), [node(g, 7)], depart_at=DEP, free_flow=True)
+    assert dur[0] == pytest.approx(into.duration_s, rel=1e-6)  # matrices report true times too
+    # without the penalty the rung is just a road
+    r0 = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ, restricted_penalty_s=0.0)
+    assert r0.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True).distance_m == pytest.approx(
+        DIRECT, abs=1.5
+    )
