@@ -1,6 +1,6 @@
 """`python -m benchmarks [--seed S] [--quick] [--only SECTION ...]`: route-quality and performance benchmarks.
 
-Sections: optimality, pgrouting, osmnx, traffic, alternatives, perf, http, stations, ranking, load.
+Sections: optimality, pgrouting, osmnx, quality, traffic, alternatives, perf, http, stations, ranking, load.
 Writes reports/bench.md, reports/bench.json and PNG plots; prints every bar as a PASS/FAIL line at the end.
 Exit status 0 when it ran (bars may FAIL: they are findings, listed in the report), 1 when a section crashed.
 """
@@ -16,6 +16,7 @@ SECTIONS = (
     "optimality",
     "pgrouting",
     "osmnx",
+    "quality",
     "traffic",
     "alternatives",
     "perf",
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [
         ("optimality", _quality.optimality),
         ("osmnx", _quality.osmnx_agreement),
+        ("quality", _quality.independent),
         ("traffic", _quality.traffic),
         ("alternatives", _quality.alternatives),
         ("perf", _perf.performance),

@@ -337,3 +337,45 @@ def ladder(way_tags: str = "", node_tags: str = "", *, highway: str = "residenti
     out.append(f'  <way id="30" version="1">{mid}<tag k="highway" v="{highway}"/>{way_tags}</way>')
     out.append("</osm>")
     return "\n".join(out) + "\n"
+
+
+def ladders(cases: list[tuple[str, str, str, str]]) -> str:
+    """One ladder per case, side by side (ladder k is `ladder()` shifted 0.004 deg east, its node and way
+    ids + 100 k), ladder k's node 3 joined to ladder k+1's node 1 by a street. Each ladder also has a
+    south spur 8-2 (way 60, 111 m) and a north spur 5-9 (way 70), so 8 -> 9 is 444 m by the middle rung
+    (way 30 carrying the case's `way_tags` and `highway`, node 7 its `node_tags`) and 642 m around it.
+    A case's fourth item, when not empty, is a restriction relation's tag value from way 60 via node 2
+    to way 30 (relation id 900 + k)."""
+    base = {
+        1: (26.870, 0.000), 2: (26.870, 0.001), 3: (26.870, 0.002), 4: (26.872, 0.000),
+        5: (26.872, 0.001), 6: (26.872, 0.002), 7: (26.871, 0.001), 8: (26.869, 0.001), 9: (26.873, 0.001),
+    }  # fmt: skip
+    ways = {10: [1, 2, 3], 20: [4, 5, 6], 40: [1, 4], 50: [3, 6], 60: [8, 2], 70: [5, 9]}
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<osm version="0.6" generator="hand-written test fixture">',
+    ]
+    rels = []
+    for k, (way_tags, node_tags, highway, restriction) in enumerate(cases):
+        o, lon0 = 100 * k, 100.230 + 0.004 * k
+        for i, (la, lo) in base.items():
+            extra = node_tags if i == 7 else ""
+            out.append(
+                f'  <node id="{o + i}" version="1" lat="{la:.7f}" lon="{lon0 + lo:.7f}">{extra}</node>'
+            )
+        for w, refs in ways.items():
+            nds = "".join(f'<nd ref="{o + r}"/>' for r in refs)
+            out.append(f'  <way id="{o + w}" version="1">{nds}<tag k="highway" v="residential"/></way>')
+        mid = "".join(f'<nd ref="{o + r}"/>' for r in (2, 7, 5))
+        out.append(f'  <way id="{o + 30}" version="1">{mid}<tag k="highway" v="{highway}"/>{way_tags}</way>')
+        if k:
+            join = f'<nd ref="{o - 100 + 3}"/><nd ref="{o + 1}"/>'
+            out.append(f'  <way id="{o + 80}" version="1">{join}<tag k="highway" v="residential"/></way>')
+        if restriction:
+            rels.append(
+                f'  <relation id="{900 + k}" version="1"><member type="way" ref="{o + 60}" role="from"/>'
+                f'<member type="node" ref="{o + 2}" role="via"/><member type="way" ref="{o + 30}" role="to"/>'
+                f'<tag k="type" v="restriction"/><tag k="restriction" v="{restriction}"/></relation>'
+            )
+    out += [*rels, "</osm>"]
+    return "\n".join(out) + "\n"

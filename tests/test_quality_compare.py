@@ -1,0 +1,116 @@
+"""The independent-engine comparison (benchmarks/_independent.py): osmnx builds its own graph from a
+hand-made extract (tests/osm_fixtures.py `ladders`) where each ladder holds one known difference, and every
+disagreement with our router gets its class."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from config import load_region
+from geo._build import build_graph
+from geo._router import Router
+from geo._traffic import TrafficProfile
+from tests.osm_fixtures import ladders
+
+ox = pytest.importorskip("osmnx")  # the `bench` extra
+
+from benchmarks import _independent as ind  # noqa: E402
+
+TZ = ZoneInfo("Asia/Shanghai")
+DEP = datetime(2026, 3, 10, 3, 0, tzinfo=TZ)
+CASES = {  # ladder k: (way tags of the middle rung, tags of its middle node, its highway, restriction)
+    "plain": ("", "", "residential", ""),
+    "bus only": ('<tag k="access" v="no"/><tag k="bus" v="yes"/>', "", "residential", ""),
+    "bollard": ("", '<tag k="barrier" v="bollard"/>', "residential", ""),
+    "no straight on": ("", "", "residential", "no_straight_on"),
+    "service": ("", "", "service", ""),
+    "destination": ('<tag k="access" v="destination"/>', "", "residential", ""),
+}
+
+
+@pytest.fixture(scope="module")
+def cmp(tmp_path_factory: pytest.TempPathFactory) -> ind.Comparison:
+    folder = tmp_path_factory.mktemp("independent")
+    extract = folder / "ladders.osm"
+    extract.write_text(ladders(list(CASES.values())), encoding="utf-8")
+    region = load_region("lijiang")
+    g = build_graph(extract, speeds_kmh=region.speeds_kmh)
+    r = Router(g, profile=TrafficProfile.default(), holidays=region.holidays, tz=TZ)
+    return ind.Comparison.build(extract, r, folder / "osmnx.osm")
+
+
+def _junction(c: ind.Comparison, osm_id: int) -> int:
+    g = c.r.g
+    return next(j for j in range(g.n_nodes) if int(g.node_osm[j]) == osm_id and int(g.node_base[j]) == j)
+
+
+def _spur_to_spur(c: ind.Comparison, case: str) -> tuple[float, float, ind.Verdict]:
+    o = 100 * list(CASES).index(case)
+    return c.compare(_junction(c, o + 8), _junction(c, o + 9), DEP)
+
+
+def test_the_other_graph_is_osmnxs_own() -> None:
+    """osmnx's drive filter, evaluated on tags, keeps what osmnx keeps (a bus-only street, no service)."""
+    drive = ind.osmnx_filter("drive")
+    assert ind.filter_matches(drive, {"highway": "residential", "access": "no", "bus": "yes"})
+    assert not ind.filter_matches(drive, {"highway": "service"})
+    assert not ind.filter_matches(drive, {"highway": "residential", "access": "private"})
+    assert not ind.filter_matches(drive, {"highway": "residential", "motor_vehicle": "no"})
+    assert not ind.filter_matches(drive, {"building": "yes"})
+    with pytest.raises(ValueError, match="unsupported"):
+        ind.parse_overpass_filter('["highway"](poly:"1 2")')
+
+
+def test_same_roads_agree(cmp: ind.Comparison) -> None:
+    ours, theirs, v = _spur_to_spur(cmp, "plain")
+    assert v.cls is None and v.rel_diff <= ind.TOL
+    assert ours == pytest.approx(444.0, rel=0.01) and theirs == pytest.approx(ours, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("case", "cls", "subject"),
+    [
+        ("bus only", "policy", "way 130"),
+        ("bollard", "barrier", "node 207"),
+        ("no straight on", "turn restriction", "relation 903"),
+        ("destination", "policy", "way 530"),
+    ],
+)
+def test_osmnx_shorter_explained(cmp: ind.Comparison, case: str, cls: str, subject: str) -> None:
+    ours, theirs, v = _spur_to_spur(cmp, case)
+    assert theirs == pytest.approx(444.0, rel=0.01)
+    assert ours == pytest.approx(642.0, rel=0.01)
+    assert (v.cls, v.shorter, v.subject) == (cls, "osmnx", subject)
+
+
+def test_service_road_osmnx_drops_is_policy(cmp: ind.Comparison) -> None:
+    ours, theirs, v = _spur_to_spur(cmp, "service")
+    assert ours == pytest.approx(444.0, rel=0.01) and theirs == pytest.approx(642.0, rel=0.01)
+    assert (v.cls, v.shorter, v.subject) == ("policy", "ours", "way 430")
+    assert "highway=service" in v.detail and "osmnx's filter drops it" in v.detail
+
+
+def test_no_path_on_one_side_is_component() -> None:
+    v = ind.explain(1000.0, math.inf, [], [], [], ind.OurNetwork({}, set(), set(), []), set(), _no_ways())
+    assert (v.cls, v.detail) == ("component", "no path in osmnx")
+    assert (
+        ind.explain(
+            math.inf, math.inf, [], [], [], ind.OurNetwork({}, set(), set(), []), set(), _no_ways()
+        ).cls
+        is None
+    )
+
+
+def test_unexplained_difference_is_other() -> None:
+    """Both engines may drive every segment, yet lengths differ: nothing explains it."""
+    net = ind.OurNetwork({(1, 2): 10, (2, 3): 10}, set(), set(), [])
+    v = ind.explain(300.0, 200.0, [1, 2, 3], [1, 2, 3], [10, 10], net, {(1, 2), (2, 3)}, _no_ways())
+    assert (v.cls, v.shorter) == ("other", "osmnx")
+
+
+def _no_ways() -> ind.ExtractWays:
+    return ind.ExtractWays(tags={}, refs={}, kept=set())
