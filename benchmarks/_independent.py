@@ -213,7 +213,14 @@ def explain(
         if not math.isfinite(ours_m) and not math.isfinite(theirs_m):
             return Verdict(None, "-", 0.0)
         side = "ours" if not math.isfinite(ours_m) else "osmnx"
-        return Verdict("component", "-", rd, f"no path in {side}", f"no path in {side}")
+        detail, subject = f"no path in {side}", f"no path in {side}"
+        if side == "ours" and their_nodes:  # what on osmnx's path cuts it off for us
+            _, why, subject = _why_osmnx_shorter(list(their_nodes), list(their_ways), net, ways)
+            detail += f", cut off by {why}" if why else ""
+        elif side == "osmnx" and our_nodes:
+            _, why, subject = _why_ours_shorter(list(our_nodes), net, their_segments, ways)
+            detail += f", cut off by {why}" if why else ""
+        return Verdict("component", "-", rd, detail, subject or detail)
     shorter = "equal" if ours_m == theirs_m else ("ours" if ours_m < theirs_m else "osmnx")
     if rd <= tol:
         return Verdict(None, shorter, rd)
@@ -365,9 +372,11 @@ class Comparison:
             theirs = math.inf
         our_nodes: list[int] = []
         their_nodes: list[int] = []
-        if res is not None and math.isfinite(theirs) and rel_difference(ours, theirs) > TOL:
-            our_nodes = dedupe(int(x) for x in g.geom_osm[np.asarray(res.vertices, np.int64)])
-            their_nodes = [int(x) for x in nx.shortest_path(self.G_full, oa, ob, weight="length")]
+        if rel_difference(ours, theirs) > TOL:
+            if res is not None:
+                our_nodes = dedupe(int(x) for x in g.geom_osm[np.asarray(res.vertices, np.int64)])
+            if math.isfinite(theirs):
+                their_nodes = [int(x) for x in nx.shortest_path(self.G_full, oa, ob, weight="length")]
         verdict = explain(
             ours, theirs, our_nodes, their_nodes, their_path_ways(self.G_full, their_nodes),
             self.net, self.their_segments, self.ways,

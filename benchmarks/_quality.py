@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from benchmarks._common import EXTRACTS, OSM, RUSH, Ctx, Progress, p50, ratio, rel_diff
+from benchmarks._independent import TOL as TOL_INDEPENDENT
 from geo._errors import RouteNotFound
 from geo._graph import CompiledGraph
 from geo._reference import ReferenceRouter
@@ -584,112 +585,156 @@ INDEPENDENT_EXTRACTS = ("andorra.osm.pbf", "shenzhen_longgang.osm.gz", "beijing_
 
 def independent(ctx: Ctx) -> None:
     """Our shortest-distance routes vs osmnx's, osmnx's graph built by osmnx from the extract itself."""
-    from benchmarks import _independent as ind
-
     sec = ctx.report.section("3b. Independent engine: osmnx's own graph from the extract (shortest distance)")
     sec.text += [
         "osmnx builds its graph from the extract itself, as its users would: the ways passing osmnx's own",
-        "`drive` filter (the Overpass filter osmnx sends, evaluated tag by tag) are written to plain .osm",
-        "XML with pyosmium and loaded with `ox.graph_from_xml` (its one-way rules, largest weakly connected",
-        "component, `simplify_graph`, great-circle lengths); nothing of our graph goes into it. Pairs: seeded",
-        "OSM node ids that are junctions in both graphs (ours: no restriction via node, snapping onto a",
-        "two-way road end). osmnx: `nx.shortest_path_length(G, o, d, weight='length')`; ours:",
-        "`Router.route(..., metric='distance')`. Relative difference: |ours - osmnx| / the shorter. A pair",
-        "disagrees beyond 1 % (or when one side has no path) and is explained by the first thing on the",
-        "SHORTER side's path the other may not use: *component* (a side has no path, or osmnx dropped the",
-        "way's component), *barrier* (a node we block on osmnx's path), *policy* (a way one side drives and",
-        "the other not, or not that way, or not through: destination/private), *turn restriction* (osmnx",
-        "reads none: its path makes a banned turn), *clipped way* (osmnx joins a way's nodes across the",
-        "extract edge), *other* (unexplained: a finding).",
+        "network filter (`drive`, and `drive_service` which keeps service roads as we do; the Overpass filter",
+        "osmnx sends, evaluated tag by tag) are written to plain .osm XML with pyosmium and loaded with",
+        "`ox.graph_from_xml` (its one-way rules, largest weakly connected component, `simplify_graph`,",
+        "great-circle lengths); nothing of our graph goes into it. Pairs: seeded OSM node ids that are",
+        "junctions in both graphs (ours: no restriction via node, snapping onto a two-way road end). osmnx:",
+        "`nx.shortest_path_length(G, o, d, weight='length')`; ours: `Router.route(..., metric='distance')`.",
+        "Relative difference: |ours - osmnx| / the shorter. A pair disagrees beyond 1 % (or when one side",
+        "has no path) and is explained by the first thing on the SHORTER side's path the other may not use:",
+        "*component* (a side has no path, or osmnx dropped the way's component), *barrier* (a node we block",
+        "on osmnx's path), *policy* (a way one side drives and the other not, or not that way, or not",
+        "through: destination/private), *turn restriction* (osmnx reads none: its path makes a banned turn),",
+        "*clipped way* (osmnx joins a way's nodes across the extract edge), *other* (unexplained: a finding).",
     ]
-    n = ctx.n(300, 40)
     rows: list[list[Any]] = []
     class_rows: list[list[Any]] = []
-    hist: dict[str, np.ndarray] = {}
-    data: dict[str, Any] = {}
-    others = 0
+    hist: dict[str, dict[str, np.ndarray]] = {}
     names = [x for x in INDEPENDENT_EXTRACTS if (OSM / x).is_file()]
     with tempfile.TemporaryDirectory(prefix="fuel-bench-") as tmp:
-        for name in names:
-            t0 = time.perf_counter()
-            xml = Path(tmp) / (name.split(".")[0] + ".osm")
-            r = ctx.router(name)
-            g = r.g
-            cmp = ind.Comparison.build(OSM / name, r, xml)
-            G = cmp.G
-            build_s = time.perf_counter() - t0
-            cand = cmp.common(junction_candidates(r).tolist())
-            if len(cand) < 2:
-                rows.append([name, f"{len(G)} / {g.n_nodes}", len(cand), 0] + ["-"] * 7)
-                continue
-            rng = np.random.default_rng(ctx.seed + 71)
-            pairs: list[tuple[int, int]] = []
-            while len(pairs) < n:
-                a, b = (int(x) for x in rng.choice(cand, 2))
-                if a != b:
-                    pairs.append((a, b))
-            verdicts: list[ind.Verdict] = []
-            examples: dict[str, list[str]] = {}
-            prog = Progress(f"independent {name}", n)
-            t1 = time.perf_counter()
-            for i, (a, b) in enumerate(pairs, 1):
-                ours, theirs, v = cmp.compare(a, b, RUSH)
-                verdicts.append(v)
-                if v.cls is not None:
-                    ex = examples.setdefault(v.cls, [])
-                    if len(ex) < 3 or v.cls == "other":
-                        oa, ob = int(g.node_osm[a]), int(g.node_osm[b])
-                        ex.append(f"{oa} -> {ob}: ours {ours:.0f} m, osmnx {theirs:.0f} m; {v.detail}")
-                prog.tick(i)
-            route_s = time.perf_counter() - t1
-            rds = np.asarray([v.rel_diff for v in verdicts if math.isfinite(v.rel_diff)], float)
-            counts = {c: sum(1 for v in verdicts if v.cls == c) for c in ind.CLASSES}
-            others += counts["other"]
-            within = sum(1 for v in verdicts if v.cls is None)
-            shorter = {
-                k: sum(1 for v in verdicts if v.cls is not None and v.shorter == k) for k in ("ours", "osmnx")
-            }
-            hist[name.split(".")[0]] = 100.0 * rds
-            rows.append(
-                [name, f"{len(G)} / {g.n_nodes}", len(cand), len(verdicts), f"{100 * within / len(verdicts):.1f} %",
-                 f"{100 * float(np.median(rds)) if rds.size else math.nan:.3f} %",
-                 f"{100 * float(np.percentile(rds, 95)) if rds.size else math.nan:.2f} %",
-                 shorter["osmnx"], shorter["ours"], counts["component"], round(build_s + route_s, 1)]
-            )  # fmt: skip
-            for c in ind.CLASSES:
-                if counts[c]:
-                    subjects = {v.subject for v in verdicts if v.cls == c}
+        for network_type in ("drive", "drive_service"):
+            for name in names:
+                d = _independent_one(ctx, name, network_type, Path(tmp))
+                label = f"{name} ({network_type})"
+                sec.data[label] = d
+                if not d["pairs"]:
+                    rows.append([label, d["nodes"], d["common_junctions"], 0] + ["-"] * 7)
+                    continue
+                hist.setdefault(name.split(".")[0], {})[network_type] = 100.0 * np.asarray(d.pop("rel_diffs"))
+                rows.append(
+                    [label, d["nodes"], d["common_junctions"], d["pairs"], f"{100 * d['within_1pct'] / d['pairs']:.1f} %",
+                     f"{100 * d['median_rel_diff']:.3f} %", f"{100 * d['p95_rel_diff']:.2f} %",
+                     d["shorter"]["osmnx"], d["shorter"]["ours"], d["classes"]["component"], round(d["seconds"], 1)]
+                )  # fmt: skip
+                for c, causes in d["causes"].items():
+                    top = sorted(causes.items(), key=lambda kv: -kv[1][0])[:3]
                     class_rows.append(
-                        [name, c, counts[c], len(subjects), "<br>".join(examples.get(c, [])[:3])]
+                        [
+                            label,
+                            c,
+                            d["classes"][c],
+                            len(causes),
+                            "<br>".join(f"{k} x {ex}" for _, (k, ex) in top),
+                        ]
                     )
-            for ex in examples.get("other", []):
-                print(f"  UNEXPLAINED {name} {ex}", flush=True)
-                sec.text.append(f"- unexplained ({name}): {ex}")
-            data[name] = {
-                "pairs": len(verdicts), "within_1pct": within, "classes": counts, "shorter": shorter,
-                "median_rel_diff": float(np.median(rds)) if rds.size else None,
-                "p95_rel_diff": float(np.percentile(rds, 95)) if rds.size else None,
-                "osmnx_nodes": len(G), "our_nodes": g.n_nodes, "common_junctions": len(cand),
-                "osmnx_build_s": build_s, "routes_s": route_s, "examples": examples,
-            }  # fmt: skip
+                for subject, (k, ex) in d["causes"].get("other", {}).items():
+                    print(f"  UNEXPLAINED {label} {subject}: {ex}", flush=True)
+                    sec.text.append(f"- unexplained ({label}, {k} pairs): {ex}")
     sec.tables.append(
-        (["extract", "nodes osmnx / ours", "common junctions", "pairs", "within 1 %", "median rel diff",
-          "p95 rel diff", "osmnx shorter (>1 %)", "ours shorter (>1 %)", "no path one side", "s"], rows)
+        (["extract (osmnx filter)", "nodes osmnx / ours", "common junctions", "pairs", "within 1 %",
+          "median rel diff", "p95 rel diff", "osmnx shorter (>1 %)", "ours shorter (>1 %)", "no path one side",
+          "s"], rows)
     )  # fmt: skip
-    sec.tables.append((["extract", "class", "pairs", "distinct causes", "examples (first 3)"], class_rows))
-    sec.data.update(data)
-    _hist(ctx, "independent_rel_diff", hist, "|ours - osmnx| / shorter (%), finite pairs", sec)
-    total = sum(d["pairs"] for d in data.values())
+    sec.tables.append(
+        (
+            ["extract (osmnx filter)", "class", "pairs", "distinct causes", "top causes: pairs x example"],
+            class_rows,
+        )
+    )
+    _rel_diff_plot(ctx, hist, sec)
+    done = {k: d for k, d in sec.data.items() if d["pairs"]}
+    others = sum(d["classes"]["other"] for d in done.values())
     ctx.report.bar(
         "independent engine (osmnx from the extract): every disagreement beyond 1 % explained (no 'other')",
-        others == 0 and total > 0,
+        others == 0 and bool(done),
         "; ".join(
-            f"{k.split('.')[0]} {100 * d['within_1pct'] / d['pairs']:.1f} % within 1 % of {d['pairs']}"
-            f" (osmnx shorter {d['shorter']['osmnx']}, ours shorter {d['shorter']['ours']}, other {d['classes']['other']})"
-            for k, d in data.items()
+            f"{k.split('.')[0]}{' +service' if 'service' in k else ''} {100 * d['within_1pct'] / d['pairs']:.1f} %"
+            f" within 1 % of {d['pairs']} (osmnx shorter {d['shorter']['osmnx']}, ours shorter"
+            f" {d['shorter']['ours']}, other {d['classes']['other']})"
+            for k, d in done.items()
         )
         or "no extract",
     )
+
+
+def _rel_diff_plot(ctx: Ctx, series: dict[str, dict[str, np.ndarray]], sec: Any) -> None:
+    """One panel per extract: histogram of the relative difference (%, pairs with a path on both sides)
+    for each osmnx filter, log counts (most pairs agree exactly), the 1 % line marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not series:
+        return
+    fig, axes = plt.subplots(len(series), 1, figsize=(7, 2.4 * len(series)), squeeze=False)
+    for ax, (extract, by_filter) in zip(axes[:, 0], series.items(), strict=True):
+        top = max((float(a.max()) for a in by_filter.values() if len(a)), default=1.0)
+        bins = np.linspace(0.0, max(top, 2.0), 41)
+        for label, a in by_filter.items():
+            if len(a):
+                ax.hist(a, bins=bins, alpha=0.6, log=True, label=f"osmnx {label}")
+        ax.axvline(100 * TOL_INDEPENDENT, color="k", linestyle=":", linewidth=1)
+        ax.set_title(extract, fontsize=9)
+        ax.set_ylabel("pairs")
+        ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("|ours - osmnx| / shorter (%); dotted: 1 %")
+    fig.tight_layout()
+    path = ctx.report.plot_path("independent_rel_diff")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    sec.plots.append(path.name)
+
+
+def _independent_one(ctx: Ctx, name: str, network_type: str, tmp: Path) -> dict[str, Any]:
+    """One extract against osmnx's graph with its `network_type` filter: counts, classes and causes."""
+    from benchmarks import _independent as ind
+
+    t0 = time.perf_counter()
+    r = ctx.router(name)
+    g = r.g
+    cmp = ind.Comparison.build(
+        OSM / name, r, tmp / f"{name.split('.')[0]}-{network_type}.osm", network_type=network_type
+    )
+    cand = cmp.common(junction_candidates(r).tolist())
+    out: dict[str, Any] = {"nodes": f"{len(cmp.G)} / {g.n_nodes}", "common_junctions": len(cand), "pairs": 0}
+    if len(cand) < 2:
+        return out
+    rng = np.random.default_rng(ctx.seed + 71)
+    n = ctx.n(300, 40)
+    pairs: list[tuple[int, int]] = []
+    while len(pairs) < n:
+        a, b = (int(x) for x in rng.choice(cand, 2))
+        if a != b:
+            pairs.append((a, b))
+    verdicts: list[ind.Verdict] = []
+    causes: dict[str, dict[str, list[Any]]] = {}  # class -> subject -> [pairs, first example]
+    prog = Progress(f"independent {name} {network_type}", n)
+    for i, (a, b) in enumerate(pairs, 1):
+        ours, theirs, v = cmp.compare(a, b, RUSH)
+        verdicts.append(v)
+        if v.cls is not None:
+            ex = f"{int(g.node_osm[a])} -> {int(g.node_osm[b])}: ours {ours:.0f} m, osmnx {theirs:.0f} m; {v.detail}"
+            causes.setdefault(v.cls, {}).setdefault(v.subject, [0, ex])[0] += 1
+        prog.tick(i)
+    rds = [v.rel_diff for v in verdicts if math.isfinite(v.rel_diff)]
+    return out | {
+        "pairs": len(verdicts),
+        "within_1pct": sum(1 for v in verdicts if v.cls is None),
+        "classes": {c: sum(1 for v in verdicts if v.cls == c) for c in ind.CLASSES},
+        "shorter": {
+            k: sum(1 for v in verdicts if v.cls is not None and v.shorter == k) for k in ("ours", "osmnx")
+        },
+        "median_rel_diff": float(np.median(rds)) if rds else math.nan,
+        "p95_rel_diff": float(np.percentile(rds, 95)) if rds else math.nan,
+        "causes": causes,
+        "rel_diffs": rds,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 # ---- 4. traffic awareness ---------------------------------------------------------------------------

@@ -97,6 +97,12 @@ def test_service_road_osmnx_drops_is_policy(cmp: ind.Comparison) -> None:
 def test_no_path_on_one_side_is_component() -> None:
     v = ind.explain(1000.0, math.inf, [], [], [], ind.OurNetwork({}, set(), set(), []), set(), _no_ways())
     assert (v.cls, v.detail) == ("component", "no path in osmnx")
+    # no path in ours: osmnx's path names what cuts it off for us (a bollard at node 2)
+    net = ind.OurNetwork({(1, 2): 10, (2, 3): 10}, set(), {2}, [])
+    ways = ind.ExtractWays(tags={}, refs={10: [1, 2, 3]}, kept={10}, node_tags={2: {"barrier": "bollard"}})
+    v = ind.explain(math.inf, 200.0, [], [1, 2, 3], [10, 10], net, {(1, 2), (2, 3)}, ways)
+    assert (v.cls, v.shorter, v.subject) == ("component", "-", "node 2")
+    assert v.detail == "no path in ours, cut off by node 2 barrier=bollard"
     assert (
         ind.explain(
             math.inf, math.inf, [], [], [], ind.OurNetwork({}, set(), set(), []), set(), _no_ways()
