@@ -40,14 +40,18 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
+from geo._access import ALLOW
 from geo._coords import haversine_m_array
 from geo._errors import ExtractError
 from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_RESTRICTED, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
 from geo._maxspeed import freeflow_mps, parse_maxspeed
 from geo._osm import OsmRoads, Restriction, oneway_direction, read_roads
+from geo._vehicle import hgv_access, way_limits
 
 MIN_LENGTH_M = 0.1
-_CODE_FILES = ("_osm.py", "_access.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py")
+_CODE_FILES = (
+    "_osm.py", "_access.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py", "_vehicle.py",
+)  # fmt: skip
 
 
 def build_code_hash() -> str:
@@ -130,6 +134,8 @@ class _WayAttrs:
     ref: np.ndarray  # int32 index into refs, -1 none
     flags: np.ndarray  # uint8 FLAG_* bits
     refs: list[str]
+    limits: np.ndarray  # float32 [ways, 4] height, weight, width, length (inf: none)
+    hgv: np.ndarray  # uint8 [ways, 2] goods-vehicle access forward, backward
 
 
 def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
@@ -144,7 +150,11 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
     ref = np.full(n, -1, np.int32)
     flags = np.zeros(n, np.uint8)
     ref_table: dict[str, int] = {}
+    limits = np.full((n, 4), np.inf, np.float32)
+    hgv = np.full((n, 2), ALLOW, np.uint8)
     for i, tags in enumerate(osm.way_tags):
+        limits[i] = way_limits(tags)
+        hgv[i] = hgv_access(tags)
         r = tags.get("ref", "").strip()
         if r and r.lower() != "fixme":  # a mapper's placeholder, not a road number
             ref[i] = ref_table.setdefault(r, len(ref_table))
@@ -173,7 +183,9 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
             speed[i, d] = freeflow_mps(ms, hw, speeds_kmh)
     names = [k[0] for k in table]
     names_en = [k[1] for k in table]
-    return _WayAttrs(oneway, cls, name, lanes, maxspeed, speed, names, names_en, ref, flags, list(ref_table))
+    return _WayAttrs(
+        oneway, cls, name, lanes, maxspeed, speed, names, names_en, ref, flags, list(ref_table), limits, hgv
+    )
 
 
 @dataclass
@@ -425,6 +437,8 @@ def _assemble(
     )
     gpos = ed.geom_pos[gsel]
     way, d = ed.way[ke], ed.rev[ke].astype(np.int64)
+    geom_osm = osm.refs[gpos].astype(np.int64)
+    geom_offsets = np.concatenate(([0], np.cumsum(counts))).astype(_index_dtype(int(counts.sum())))
     return CompiledGraph(
         node_lat=j_lat[base],
         node_lon=j_lon[base],
@@ -442,7 +456,7 @@ def _assemble(
         edge_maxspeed_kmh=wa.maxspeed[way, d],
         edge_lanes=wa.lanes[way, d],
         edge_name=wa.name[way],
-        edge_geom_offsets=np.concatenate(([0], np.cumsum(counts))).astype(_index_dtype(int(counts.sum()))),
+        edge_geom_offsets=geom_offsets,
         geom_lat=osm.lat[gpos],
         geom_lon=osm.lon[gpos],
         names=wa.names,
@@ -450,9 +464,32 @@ def _assemble(
         edge_rev=_kept_twins(ed.twin[ke], edge_keep, new_edge),
         edge_ref=wa.ref[way],
         edge_flags=wa.flags[way],
-        geom_osm=osm.refs[gpos].astype(np.int64),
+        geom_osm=geom_osm,
         refs=wa.refs,
+        edge_limits=_edge_limits(wa.limits[way], geom_osm, geom_offsets, osm.node_limits),
+        edge_hgv=wa.hgv[way, d],
     )
+
+
+def _edge_limits(
+    limits: np.ndarray,
+    geom_osm: np.ndarray,
+    geom_offsets: np.ndarray,
+    node_limits: dict[int, tuple[float, float, float, float]],
+) -> np.ndarray:
+    """Way limits per road edge, lowered by the limit of any node its geometry passes through."""
+    out = np.ascontiguousarray(limits, dtype=np.float32)
+    if not node_limits:
+        return out
+    ids = np.fromiter(node_limits, np.int64, len(node_limits))
+    table = np.array([node_limits[int(i)] for i in ids], np.float32).reshape(-1, 4)
+    order = np.argsort(ids)
+    ids, table = ids[order], table[order]
+    pos = np.flatnonzero(np.isin(geom_osm, ids))
+    if pos.size:
+        owner = np.searchsorted(geom_offsets, pos, side="right") - 1
+        np.minimum.at(out, owner, table[np.searchsorted(ids, geom_osm[pos])])
+    return out
 
 
 def _index_dtype(size: int) -> type[np.signedinteger]:

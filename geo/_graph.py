@@ -27,7 +27,8 @@ from geo._errors import GraphCacheError
 
 # 2: edge_ref, edge_flags, geom_osm, refs (guidance: road numbers, roundabouts, tolls)
 # 3: every component kept, car access profile (FLAG_RESTRICTED), node barriers as U-turn-only splits
-FORMAT_VERSION = 3
+# 4: vehicle limits per road edge (edge_limits, edge_hgv), via-way turn restrictions, median U-turns
+FORMAT_VERSION = 4
 _MAGIC = b"FUELGRAPH1\n"
 
 # Road classes, in a fixed order: arrays store the index.
@@ -90,6 +91,10 @@ class CompiledGraph:
     edge_ref: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     edge_flags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # uint8 [m] FLAG_*
     geom_osm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # OSM node id per geom point
+    # physical/legal limits per road edge, float32 [m, 4]: height m, weight t, width m, length m (inf: none)
+    edge_limits: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    # goods-vehicle access per road edge (geo._access ALLOW 2, RESTRICT 1, DENY 0), uint8 [m]; empty = unknown
+    edge_hgv: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     # landmarks for A* (ALT): free-flow travel times, seconds, float32 [L, n]
     lm_nodes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     lm_from: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))

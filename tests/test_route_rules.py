@@ -4,6 +4,7 @@ junction endpoints, kept components, node barriers, the car access policy, vehic
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,12 +12,13 @@ import numpy as np
 import pytest
 
 from config import load_region
-from geo import RouteNotFound
+from geo import InvalidInput, RouteNotFound
 from geo._build import build_graph
 from geo._graph import CompiledGraph
 from geo._reference import ReferenceRouter, empty_live
 from geo._router import Router
 from geo._traffic import TrafficProfile
+from geo._vehicle import CAR, Vehicle, make_vehicle
 from tests.conftest import FIXTURES
 from tests.osm_fixtures import ladder
 
@@ -111,21 +113,33 @@ def test_lone_one_way_street_builds() -> None:
 
 # ---- 3 and 4. node tags and the car access policy (geo._access) -----------------------------------
 def tag(**kv: str) -> str:
-    return "".join(f'<tag k="{k.replace("__", ":")}" v="{v}"/>' for k, v in kv.items())
+    return "".join(f'<tag k="{k.replace("__", ":")}" v="{escape(v)}"/>' for k, v in kv.items())
 
 
 def ladder_distance(
-    tmp_path: Path, a: int, b: int, way_tags: str = "", node_tags: str = "", **kw: str
+    tmp_path: Path,
+    a: int,
+    b: int,
+    way_tags: str = "",
+    node_tags: str = "",
+    vehicle: Vehicle | None = None,
+    **kw: str,
 ) -> float:
-    """Shortest distance from node a to node b of the ladder fixture, inf when unreachable."""
+    """Shortest distance from node a to node b of the ladder fixture, inf when unreachable; the
+    reference router must agree."""
     p = tmp_path / "ladder.osm"
     p.write_text(ladder(way_tags, node_tags, **kw))
     g = build_graph(p, speeds_kmh=SPEEDS)
     r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    ref = ReferenceRouter(g, TrafficProfile.default(), HOL, TZ)
+    s, d = r.snapper.snap(*node(g, a)), r.snapper.snap(*node(g, b))
+    want = ref.cost(s, d, DEP.timestamp(), empty_live(g.n_road_edges), 2, vehicle=vehicle)
     try:
-        return r.route(node(g, a), node(g, b), depart_at=DEP, metric="distance").distance_m
+        got = r.route(node(g, a), node(g, b), depart_at=DEP, metric="distance", vehicle=vehicle).distance_m
     except RouteNotFound:
-        return float("inf")
+        got = float("inf")
+    assert got == pytest.approx(want, rel=1e-9)
+    return got
 
 
 DIRECT, AROUND = 222.4, 421.0
@@ -215,3 +229,93 @@ def test_destination_and_private_roads_carry_no_through_traffic(tmp_path: Path, 
     assert r0.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True).distance_m == pytest.approx(
         DIRECT, abs=1.5
     )
+
+
+# ---- 5. vehicles (geo._vehicle) ---------------------------------------------------------------------
+TRUCK = make_vehicle("truck", height_m=4.0, weight_t=18.0, width_m=2.5, length_m=12.0)
+VAN = make_vehicle("van")
+
+
+@pytest.mark.parametrize(
+    ("way_tags", "node_tags", "car", "van", "truck"),  # open to each (True) or not, 2 -> 5 over the rung
+    [
+        (tag(bridge="yes", maxheight="3"), "", True, True, False),  # a 3 m bridge: a 4 m truck goes round
+        (tag(maxheight="3.5 m"), "", True, True, False),
+        (tag(maxheight="13'6\""), "", True, True, True),  # 4.11 m
+        (tag(maxheight="11'6\""), "", True, True, False),  # 3.51 m
+        (tag(maxheight="default"), "", True, True, True),
+        (tag(maxheight="none"), "", True, True, True),
+        (tag(maxheight="below_default"), "", True, True, True),
+        (tag(maxheight__physical="2.4"), "", True, False, False),
+        (tag(maxheight="4.5", maxheight__physical="3.8"), "", True, True, False),
+        (tag(maxweight="7.5"), "", True, True, False),  # a 7.5 t weight limit
+        (tag(maxweight="7500 kg"), "", True, True, False),
+        (tag(maxwidth="2.2"), "", True, True, False),
+        (tag(maxwidth="2"), "", True, False, False),
+        (tag(maxlength="10"), "", True, True, False),
+        (tag(hgv="no"), "", True, True, False),  # hgv keys bind trucks only
+        (tag(hgv__forward="no"), "", True, True, False),
+        (tag(hgv__backward="no"), "", True, True, True),
+        ("", tag(barrier="height_restrictor", maxheight="2.1"), True, False, False),  # node limit
+        ("", tag(maxweight="5"), True, True, False),
+    ],
+)
+def test_vehicle_limits(
+    tmp_path: Path, way_tags: str, node_tags: str, car: bool, van: bool, truck: bool
+) -> None:
+    for vehicle, open_ in ((CAR, car), (VAN, van), (TRUCK, truck)):
+        got = ladder_distance(tmp_path, 2, 5, way_tags, node_tags, vehicle=vehicle)
+        assert got == pytest.approx(DIRECT if open_ else AROUND, abs=1.5), vehicle.kind
+
+
+def test_hgv_destination_carries_no_truck_through_traffic(tmp_path: Path) -> None:
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(tag(hgv="destination")))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ, restricted_penalty_s=120.0)
+    assert r.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True).distance_m == pytest.approx(
+        DIRECT, abs=1.5
+    )
+    through = r.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True, vehicle=TRUCK)
+    assert through.distance_m == pytest.approx(AROUND, abs=1.5)
+    into = r.route(node(g, 2), node(g, 7), depart_at=DEP, free_flow=True, vehicle=TRUCK)
+    assert into.distance_m == pytest.approx(111.2, abs=1.0)  # a delivery to the street itself
+
+
+def test_truck_diesel_trip_does_not_pass_under_a_low_bridge(tmp_path: Path) -> None:
+    """One search to many targets (the nearby ranking's call) honours the vehicle too."""
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(tag(bridge="yes", maxheight="3")))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    _, car = r.one_to_many(node(g, 2), [node(g, 5)], depart_at=DEP, metric="distance")
+    _, truck = r.one_to_many(node(g, 2), [node(g, 5)], depart_at=DEP, metric="distance", vehicle=TRUCK)
+    assert car[0] == pytest.approx(DIRECT, abs=1.5)
+    assert truck[0] == pytest.approx(AROUND, abs=1.5)
+
+
+def test_no_route_for_a_truck_says_why(tmp_path: Path) -> None:
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(tag(maxheight="3")))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    assert r.route(node(g, 2), node(g, 7), depart_at=DEP).distance_m == pytest.approx(111.2, abs=1.0)
+    with pytest.raises(RouteNotFound, match="for this truck: height"):  # node 7 lies under the bridge
+        r.route(node(g, 2), node(g, 7), depart_at=DEP, vehicle=TRUCK)
+
+
+@pytest.mark.parametrize(
+    ("kind", "dims", "param"),
+    [
+        ("lorry", {}, "vehicle"),
+        ("car", {"height_m": 4.0}, "height_m"),
+        ("truck", {"height_m": 0.2}, "height_m"),
+        ("truck", {"weight_t": float("nan")}, "weight_t"),
+        ("truck", {"width_m": 9.0}, "width_m"),
+        ("van", {"length_m": -1.0}, "length_m"),
+    ],
+)
+def test_vehicle_validation(kind: str, dims: dict[str, float], param: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        make_vehicle(kind, **dims)
+    assert err.value.param == param
