@@ -222,10 +222,19 @@ def _edges(seg: _Segments, wa: _WayAttrs) -> _Edges:
 
 
 # ---- 4. restrictions ----------------------------------------------------------------------------
+MAX_VIA_EDGES = 16  # road edges along the via ways of one restriction (longer: malformed)
+_MANY_ALLOWED = ("no_entry", "no_exit")  # the only values that may name several from (to) ways
+
+
 @dataclass
 class _Split:
-    copy_edge: np.ndarray  # road edge (incoming) of each copy node
-    allowed: list[np.ndarray]  # outgoing road edges of each copy
+    """Private copies of junctions. Copy i stands at junction `base[i]`; `arcs[i]` lists its outgoing
+    (road edge, head) pairs, head -1 meaning the edge's usual head. `entry[e]` is the copy that road
+    edge e enters instead of its head junction (its first copy)."""
+
+    base: list[int]
+    arcs: list[list[tuple[int, int]]]
+    entry: dict[int, int]
     counts: dict[str, int]
 
 
@@ -243,11 +252,40 @@ def _edge_targets(
     return out
 
 
+def _via_paths(
+    r: Restriction, fws: list[int], tws: list[int], vws: set[int], ed: _Edges, out_of: dict[int, list[int]]
+) -> list[tuple[tuple[int, ...], set[int]]]:
+    """(from edge + via edges, to edges) for a via-way restriction: a from-way edge ending on a via way,
+    then road edges of the via ways (each via way used, no junction twice), then a to-way edge leaving."""
+    found: list[tuple[tuple[int, ...], set[int]]] = []
+    tw_set = set(tws)
+    starts = [e for e in range(len(ed.u)) if int(ed.way[e]) in fws] if fws else []
+    for e0 in starts:
+        stack: list[tuple[int, ...]] = [(e0,)]
+        while stack:
+            path = stack.pop()
+            v = int(ed.v[path[-1]])
+            if len(path) > 1 and {int(ed.way[x]) for x in path[1:]} == vws:
+                back = int(ed.twin[path[-1]])
+                to = {f for f in out_of.get(v, []) if int(ed.way[f]) in tw_set and f != back}
+                if to:
+                    found.append((path, to))
+            if len(path) > MAX_VIA_EDGES:
+                continue
+            seen = {int(ed.u[x]) for x in path} | {v}
+            for f in out_of.get(v, []):
+                if int(ed.way[f]) in vws and int(ed.v[f]) not in seen:
+                    stack.append((*path, f))
+    return found
+
+
 def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
     c = {"restrictions_read": len(osm.restrictions), "restrictions_applied": 0}
     c |= {
-        "restrictions_skipped_via_way": 0,
+        "restrictions_applied_via_way": 0,
+        "restrictions_skipped_via_way": 0,  # via ways that no from -> via -> to path joins
         "restrictions_skipped_missing": 0,
+        "restrictions_skipped_malformed": 0,
         "restrictions_skipped_not_at_junction": 0,
     }
     way_index = {w: i for i, w in enumerate(osm.way_ids)}
@@ -261,14 +299,37 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
         in_at[int(ed.v[e])].setdefault(int(ed.way[e]), []).append(e)
     for e in np.flatnonzero(np.isin(ed.u, list(via))).tolist():
         out_at[int(ed.u[e])].setdefault(int(ed.way[e]), []).append(e)
+    out_of: dict[int, list[int]] = {}
+    if any(r.via_ways for r in osm.restrictions):
+        for e in range(len(ed.u)):
+            out_of.setdefault(int(ed.u[e]), []).append(e)
     rules: dict[int, list[tuple[str, set[int]]]] = {}
+    path_rules: dict[tuple[int, ...], list[tuple[str, set[int]]]] = {}
     for r in osm.restrictions:
-        if r.via_ways:
-            c["restrictions_skipped_via_way"] += 1
-            continue
         fws = [way_index[w] for w in r.from_ways if w in way_index]
         tws = [way_index[w] for w in r.to_ways if w in way_index]
-        if len(r.via_nodes) != 1 or r.via_nodes[0] not in node_index or not fws or not tws:
+        if not fws or not tws or not (r.via_nodes or r.via_ways):
+            c["restrictions_skipped_missing"] += 1
+            continue
+        several = len(r.from_ways) > 1 or len(r.to_ways) > 1
+        if (r.via_nodes and r.via_ways) or len(r.via_nodes) > 1 or (several and r.value not in _MANY_ALLOWED):
+            c["restrictions_skipped_malformed"] += 1
+            continue
+        if r.via_ways:
+            vws = {way_index[w] for w in r.via_ways if w in way_index}
+            if len(vws) != len(set(r.via_ways)):
+                c["restrictions_skipped_missing"] += 1
+                continue
+            paths = _via_paths(r, fws, tws, vws, ed, out_of)
+            if not paths:
+                c["restrictions_skipped_via_way"] += 1
+                continue
+            c["restrictions_applied"] += 1
+            c["restrictions_applied_via_way"] += 1  # of restrictions_applied
+            for path, to in paths:
+                path_rules.setdefault(path, []).append((r.kind, to))
+            continue
+        if r.via_nodes[0] not in node_index:
             c["restrictions_skipped_missing"] += 1
             continue
         v = node_index[r.via_nodes[0]]
@@ -292,16 +353,77 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
         for e in arriving:
             back = int(ed.twin[e])
             rules.setdefault(e, []).append(("only", {back} if back >= 0 else set()))
-    copy_edge = np.array(sorted(rules), dtype=np.int64)
-    allowed = []
-    for e in copy_edge.tolist():
+    c["median_u_turns_forbidden"] = _median_u_turns(osm, ed, rules)
+    return _copies(ed, rules, path_rules, c)
+
+
+def _median_u_turns(osm: OsmRoads, ed: _Edges, rules: dict[int, list[tuple[str, set[int]]]]) -> int:
+    """Forbid turning from a one-way road edge onto a one-way edge leaving the same junction in the
+    opposite direction (within `MEDIAN_ANGLE` degrees): a U-turn across a dual carriageway's median.
+    Allowed where that is the junction's only way on (a dead end). Returns the number forbidden."""
+    one = np.flatnonzero(ed.twin < 0)
+    if one.size == 0:
+        return 0
+    lat, lon = osm.lat[ed.geom_pos], osm.lon[ed.geom_pos]
+    g0, g1 = ed.geom_offsets[:-1], ed.geom_offsets[1:]
+    end_b = _bearing(lat[g1 - 2], lon[g1 - 2], lat[g1 - 1], lon[g1 - 1])
+    start_b = _bearing(lat[g0], lon[g0], lat[g0 + 1], lon[g0 + 1])
+    out_n = np.bincount(ed.u, minlength=int(max(ed.u.max(), ed.v.max())) + 1)
+    by_tail: dict[int, list[int]] = {}
+    for f in one.tolist():
+        by_tail.setdefault(int(ed.u[f]), []).append(f)
+    n = 0
+    for e in one.tolist():
         v = int(ed.v[e])
-        ok = {f for fs in out_at[v].values() for f in fs}
-        for kind, targets in rules[e]:
+        if out_n[v] <= 1:
+            continue  # a dead end (its only exit): turning back is the only way on
+        for f in by_tail.get(v, []):
+            if int(ed.way[f]) == int(ed.way[e]) and int(ed.u[e]) == int(ed.v[f]):
+                continue  # a closed one-way loop, not two carriageways
+            turn = abs((start_b[f] - end_b[e] + 180.0) % 360.0 - 180.0)
+            if turn >= 180.0 - MEDIAN_ANGLE:
+                rules.setdefault(e, []).append(("no", {f}))
+                n += 1
+    return n
+
+
+MEDIAN_ANGLE = 30.0
+
+
+def _bearing(la0: np.ndarray, lo0: np.ndarray, la1: np.ndarray, lo1: np.ndarray) -> np.ndarray:
+    dx = np.radians(lo1 - lo0) * np.cos(np.radians((la0 + la1) / 2))
+    dy = np.radians(la1 - la0)
+    return np.asarray(np.degrees(np.arctan2(dx, dy)) % 360.0)
+
+
+def _copies(
+    ed: _Edges,
+    rules: dict[int, list[tuple[str, set[int]]]],
+    path_rules: dict[tuple[int, ...], list[tuple[str, set[int]]]],
+    c: dict[str, int],
+) -> _Split:
+    """Node splitting (see `geo._graph`): one copy per road edge with rules at its head, and one per
+    prefix of a via-way path (from edge, via edges...), each copy's arcs the turns allowed from it."""
+    out_of: dict[int, list[int]] = {}
+    keys: set[tuple[int, ...]] = {(e,) for e in rules}
+    for path in path_rules:
+        keys.update(path[:k] for k in range(1, len(path) + 1))
+    if keys:
+        for e in np.flatnonzero(np.isin(ed.u, [int(ed.v[k[-1]]) for k in keys])).tolist():
+            out_of.setdefault(int(ed.u[e]), []).append(e)
+    order = sorted(keys, key=lambda k: (len(k), k))
+    cid = {k: i for i, k in enumerate(order)}
+    base: list[int] = []
+    arcs: list[list[tuple[int, int]]] = []
+    for k in order:
+        v = int(ed.v[k[-1]])
+        ok = set(out_of.get(v, []))
+        for kind, targets in rules.get(k[-1], []) + path_rules.get(k, []):
             ok = ok & targets if kind == "only" else ok - targets
-        allowed.append(np.array(sorted(ok), dtype=np.int64))
-    c["split_nodes"] = len(copy_edge)
-    return _Split(copy_edge, allowed, c)
+        base.append(v)
+        arcs.append([(f, cid.get((*k, f), -1)) for f in sorted(ok)])
+    c["split_nodes"] = len(order)
+    return _Split(base, arcs, {k[0]: cid[k] for k in order if len(k) == 1}, c)
 
 
 # ---- 5. arcs, strong connectivity, assembly ----------------------------------------------------
@@ -319,16 +441,20 @@ def _arcs(seg: _Segments, ed: _Edges, sp: _Split) -> _Arcs:
     n_j = int(seg.junction.sum())
     m = len(ed.u)
     head_of = jid[ed.v].astype(np.int64)
-    copy_ids = n_j + np.arange(len(sp.copy_edge))
-    head_of[sp.copy_edge] = copy_ids
+    for e, k in sp.entry.items():
+        head_of[e] = n_j + k
     tails = [jid[ed.u].astype(np.int64)]
     edges = [np.arange(m, dtype=np.int64)]
-    for cid, allowed in zip(copy_ids.tolist(), sp.allowed, strict=True):
-        tails.append(np.full(len(allowed), cid, np.int64))
-        edges.append(allowed)
+    heads = [head_of.copy()]
+    for k, out in enumerate(sp.arcs):
+        f = np.array([x for x, _ in out], np.int64)
+        h = np.array([x for _, x in out], np.int64)
+        tails.append(np.full(len(out), n_j + k, np.int64))
+        edges.append(f)
+        heads.append(np.where(h >= 0, n_j + h, head_of[f]) if len(out) else f)
     edge = np.concatenate(edges)
-    base = np.concatenate((np.arange(n_j), jid[ed.v[sp.copy_edge]])).astype(np.int64)
-    return _Arcs(np.concatenate(tails), head_of[edge], edge, n_j + len(sp.copy_edge), base)
+    base = np.concatenate((np.arange(n_j), jid[np.asarray(sp.base, np.int64)])).astype(np.int64)
+    return _Arcs(np.concatenate(tails), np.concatenate(heads), edge, n_j + len(sp.base), base)
 
 
 def _keep_all(arcs: _Arcs, n_junctions: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:

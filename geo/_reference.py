@@ -1,9 +1,9 @@
 """Reference router: plain pure-Python time-dependent Dijkstra (heapq), for tests only.
 
 Independent of the fast path on purpose:
-- EDGE-BASED search: a state is the road edge just driven (standing at its head); the allowed next road
-  edges are read once from the arcs leaving the head node of that edge (this is how the compiled graph
-  encodes turn restrictions), so labels live on road edges, not on (split) nodes;
+- EDGE-BASED search: a state is the arc just driven (a road edge, standing at the node it leads to);
+  the allowed next arcs are those leaving that node (this is how the compiled graph encodes turn
+  restrictions, via-way ones included), so labels live on arcs, not on (split) nodes;
 - its own speed model: day type and local bin from `datetime` per bin, the raw profile arrays, the live
   snapshot, and its own bin-by-bin integration in absolute time (no numba, no per-query table);
 - vehicles: its own reading of the per-edge limits (a road edge is closed when a dimension exceeds
@@ -45,13 +45,17 @@ class ReferenceRouter:
         offsets = g.offsets.tolist()
         arc_head = g.arc_head.tolist()
         arc_edge = g.arc_edge.tolist()
-        head: list[int] = [-1] * m
-        for a, e in enumerate(arc_edge):
-            head[e] = arc_head[a]
-        self.succ: list[list[int]] = []
-        for e in range(m):
-            h = head[e]
-            self.succ.append([] if h < 0 else [arc_edge[a] for a in range(offsets[h], offsets[h + 1])])
+        base = g.node_base.tolist()
+        self.arc_edge = arc_edge
+        # the arc of each road edge that leaves its junction (where a route starting on it drives)
+        self.plain: list[int] = [-1] * m
+        for t in range(len(offsets) - 1):
+            if base[t] == t:
+                for a in range(offsets[t], offsets[t + 1]):
+                    self.plain[arc_edge[a]] = a
+        self.succ: list[list[int]] = [
+            list(range(offsets[arc_head[a]], offsets[arc_head[a] + 1])) for a in range(len(arc_edge))
+        ]
         self.length = g.edge_length_m.tolist()
         self.speed = g.edge_speed_mps.tolist()
         self.cls = g.edge_class.tolist()
@@ -194,26 +198,30 @@ class ReferenceRouter:
                     c = self.travel(e, t0, off2 - off, mode, live)
                     p = entry(e) if off == 0.0 else 0.0
                     best = min(best, (t0 + c + p, t0 + c))
-        lab: dict[int, tuple[float, float]] = {}
+        lab: dict[int, tuple[float, float]] = {}  # per arc
         heap: list[tuple[float, float, int]] = []
         for e, off in src:
+            a0 = self.plain[e]
+            if a0 < 0:
+                continue
             c = self.travel(e, t0, self.length[e] - off, mode, live)
             p = entry(e) if off == 0.0 else 0.0
-            if (t0 + c + p, t0 + c) < lab.get(e, (math.inf, math.inf)):
-                lab[e] = (t0 + c + p, t0 + c)
-                heapq.heappush(heap, (t0 + c + p, t0 + c, e))
+            if (t0 + c + p, t0 + c) < lab.get(a0, (math.inf, math.inf)):
+                lab[a0] = (t0 + c + p, t0 + c)
+                heapq.heappush(heap, (t0 + c + p, t0 + c, a0))
         tg_of: dict[int, list[float]] = {}
         for e2, off2 in tgt:
             tg_of.setdefault(e2, []).append(off2)
         done: set[int] = set()
         while heap:
-            lp, t, e = heapq.heappop(heap)
+            lp, t, a = heapq.heappop(heap)
             if lp >= best[0]:
                 break
-            if e in done:
+            if a in done:
                 continue
-            done.add(e)
-            for e2 in self.succ[e]:
+            done.add(a)
+            for a2 in self.succ[a]:
+                e2 = self.arc_edge[a2]
                 if e2 in shut or self.closed(e2, t_dep, live):
                     continue
                 for off2 in tg_of.get(e2, ()):
@@ -221,9 +229,9 @@ class ReferenceRouter:
                     best = min(best, (lp + c + entry(e2), t + c))
                 c = self.travel(e2, t, self.length[e2], mode, live)
                 nl = (lp + c + entry(e2), t + c)
-                if nl < lab.get(e2, (math.inf, math.inf)):
-                    lab[e2] = nl
-                    heapq.heappush(heap, (nl[0], nl[1], e2))
+                if nl < lab.get(a2, (math.inf, math.inf)):
+                    lab[a2] = nl
+                    heapq.heappush(heap, (nl[0], nl[1], a2))
         return best[1] - t0 if best[1] < math.inf else math.inf
 
     def path_cost(

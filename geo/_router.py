@@ -213,9 +213,12 @@ class Router:
         )
         self._arc_f_dist = self._arc_f.copy()
         self._arc_f_dist[:, 2] *= RESTRICTED_PENALTY_MPS
-        self._edge_head = np.full(m, -1, np.int64)
-        self._edge_head[g.arc_edge] = g.arc_head
         arc_tail = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.offsets))
+        # where a road edge driven from its junction leads (a via-way restriction gives the same road edge
+        # other heads when it is entered from a private copy)
+        plain = g.node_base[arc_tail] == arc_tail
+        self._edge_head = np.full(m, -1, np.int64)
+        self._edge_head[g.arc_edge[plain]] = g.arc_head[plain]
         order = np.argsort(g.arc_edge, kind="stable")
         self._edge_tails = arc_tail[order]
         self._edge_tail_ptr = np.concatenate(([0], np.cumsum(np.bincount(g.arc_edge, minlength=m)))).astype(
