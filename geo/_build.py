@@ -11,13 +11,19 @@ Steps (`build_graph`):
    direction (`maxspeed:forward/backward` and `lanes:forward/backward` when tagged; otherwise `maxspeed`,
    and `lanes` for one-way ways or max(1, lanes // 2) for two-way ways), free-flow speed
    (`geo._maxspeed.freeflow_mps`).
-4. Turn restrictions with a via NODE are compiled by node splitting (see `geo._graph`). Restrictions
-   with a via WAY are not supported: they are counted as `restrictions_skipped_via_way` and ignored.
+4. Turn restrictions with a via node or one or several via ways are compiled by node splitting (see
+   `geo._graph`); `restrictions_applied_via_way` counts the latter. Ignored and counted: missing
+   members (`restrictions_skipped_missing`); several from- or to-ways for a value other than
+   `no_entry` / `no_exit`, several via nodes, or via node and via way together
+   (`restrictions_skipped_malformed`); via ways that no from -> via -> to path joins
+   (`restrictions_skipped_via_way`); a via node the from and to ways do not meet at
+   (`restrictions_skipped_not_at_junction`). U-turns from one one-way edge onto an opposite one-way edge
+   at a junction that has another exit (a dual carriageway's median) are forbidden
+   (`median_u_turns_forbidden`); other U-turns are allowed unless a restriction forbids them.
    `no_entry` / `no_exit` are prohibitions like `no_*` (their several from- or to-ways all count).
    A from-way (to-way) that is not split at the via node contributes every edge of it that ends
    (starts) at the via node. When from-way == to-way, a `*_u_turn` restriction concerns the reverse
    edge of the incoming one; any other value concerns the other edges of that way leaving the node.
-   U-turns are allowed unless a restriction forbids them.
 5. Every road is kept, also small strongly connected components (a one-way-heavy estate, a clipped
    corner of the extract, a lone one-way road): dropping them made whole ways vanish and their points
    snap to another road far away. `geo._components` finds the main (largest) component at load; the
@@ -222,6 +228,7 @@ def _edges(seg: _Segments, wa: _WayAttrs) -> _Edges:
 
 
 # ---- 4. restrictions ----------------------------------------------------------------------------
+MEDIAN_ANGLE = 30.0  # degrees from a full reversal still counted as a U-turn across a median
 MAX_VIA_EDGES = 16  # road edges along the via ways of one restriction (longer: malformed)
 _MANY_ALLOWED = ("no_entry", "no_exit")  # the only values that may name several from (to) ways
 
@@ -385,9 +392,6 @@ def _median_u_turns(osm: OsmRoads, ed: _Edges, rules: dict[int, list[tuple[str, 
                 rules.setdefault(e, []).append(("no", {f}))
                 n += 1
     return n
-
-
-MEDIAN_ANGLE = 30.0
 
 
 def _bearing(la0: np.ndarray, lo0: np.ndarray, la1: np.ndarray, lo1: np.ndarray) -> np.ndarray:
