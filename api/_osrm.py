@@ -14,6 +14,9 @@ Differences from osrm-routed, on purpose: `hints` are checked for syntax and oth
 coordinate is snapped again); `exclude` knows `motorway` (with its links), `toll` and `ferry` (our graph
 holds no ferry, so excluding it changes nothing); `bearings` and `approaches` choose the segment and the
 direction of travel for routes, the segment only for tables; `waypoints` must list every coordinate.
+Extra route options (ours): `vehicle=car|van|truck` with `height_m`, `weight_t`, `width_m`, `length_m`
+(`geo._vehicle`: a van or truck keeps off roads whose maxheight/maxweight/maxwidth/maxlength it exceeds, a
+truck off hgv=no roads too); a bad value is `InvalidValue`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from geo._polyline import decode, encode
 from geo._router import EXCLUDABLE, MAX_ALTERNATIVES, Router, RouteResult
 from geo._snap import Snap
 from geo._steps import Intersection, Step
+from geo._vehicle import BOUNDS, Vehicle, make_vehicle
 
 router = APIRouter(tags=["osrm"])
 
@@ -53,8 +57,9 @@ COMMON = (
     "snapping",
     "skip_waypoints",
 )
+VEHICLE_OPTIONS = ("vehicle", *BOUNDS)  # our extra route options (not in osrm-routed)
 OPTIONS = {
-    "route": (*COMMON, "alternatives", "steps", "annotations", "geometries", "overview", "continue_straight", "waypoints"),
+    "route": (*COMMON, "alternatives", "steps", "annotations", "geometries", "overview", "continue_straight", "waypoints", *VEHICLE_OPTIONS),
     "table": (*COMMON, "sources", "destinations", "annotations", "fallback_speed", "fallback_coordinate", "scale_factor"),
     "nearest": (*COMMON, "number"),
 }  # fmt: skip
@@ -75,6 +80,11 @@ _DOC = {
     "overview": "simplified (default) | full | false",
     "continue_straight": "default | true | false",
     "waypoints": "{index};... (every coordinate)",
+    "vehicle": "car (default) | van | truck (extra option: keeps off roads whose limits the vehicle exceeds)",
+    "height_m": "vehicle height, metres (van/truck; default van 2.6, truck 4.0)",
+    "weight_t": "vehicle weight, tonnes (van/truck; default van 3.5, truck 18)",
+    "width_m": "vehicle width, metres (van/truck; default van 2.1, truck 2.55)",
+    "length_m": "vehicle length, metres (van/truck; default van 6, truck 12)",
     "sources": "{index};... | all",
     "destinations": "{index};... | all",
     "fallback_speed": "m/s > 0, for cells without a route",
@@ -184,6 +194,15 @@ def _number(v: str, name: str) -> float:
     if not _FLOAT.match(v):
         raise OsrmError("InvalidQuery", f"{name} must be a number, got {v!r}")
     return float(v)
+
+
+def _vehicle(opts: dict[str, str]) -> Vehicle:
+    """The extra `vehicle` options of a route request (module doc)."""
+    dims = {k: _number(opts[k], k) for k in BOUNDS if k in opts}
+    try:
+        return make_vehicle(opts.get("vehicle"), **dims)
+    except InvalidInput as exc:
+        raise OsrmError("InvalidValue", str(exc)) from exc
 
 
 def _per_coordinate(opts: dict[str, str], name: str, n: int) -> list[str]:
@@ -460,6 +479,7 @@ def osrm_route(
             raise OsrmError("InvalidValue", "First and last coordinates must be specified as waypoints.")
         if wp != list(range(c.n)):
             raise OsrmError("NotImplemented", "waypoints must list every coordinate (silent via points are not offered)")  # fmt: skip
+    vehicle = _vehicle(c.opts)
     snapped = c.snap()
     try:
         routes = c.router.route_legs(
@@ -470,6 +490,7 @@ def osrm_route(
             exclude=c.exclude,
             directions=[(a, d) for _, a, d in snapped],
             continue_straight=cs != "false",  # the car profile's default: no U-turn at via points
+            vehicle=vehicle,
         )
     except RouteNotFound as exc:
         raise OsrmError("NoRoute", f"Impossible route between points: {exc}") from exc

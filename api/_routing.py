@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query
@@ -18,6 +18,7 @@ from geo import Budget, InvalidInput, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import cut, encode
 from geo._router import Router, RouteResult
 from geo._steps import Step
+from geo._vehicle import make_vehicle
 from store._audit import record
 from store._auth import Principal
 from store._road_edges import road_edges_in_bbox
@@ -179,6 +180,16 @@ def route(
     alternatives: str | None = Query(None, description="0, 1 or 2"),
     coord: str | None = Query(None, description="wgs84 (default) or gcj02, for input and output"),
     format: str | None = Query(None, description="json (default) or wechat"),
+    vehicle: Literal["car", "van", "truck"] = Query(
+        "car",
+        description="car (default), van or truck: a van or truck keeps off roads whose limits it exceeds",
+    ),
+    height_m: float | None = Query(None, description="van/truck height, m (1-6; default van 2.6, truck 4)"),
+    weight_t: float | None = Query(
+        None, description="van/truck weight, t (0.5-100; default van 3.5, truck 18)"
+    ),
+    width_m: float | None = Query(None, description="van/truck width, m (1-4; default van 2.1, truck 2.55)"),
+    length_m: float | None = Query(None, description="van/truck length, m (2-40; default van 6, truck 12)"),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
@@ -192,8 +203,9 @@ def route(
     b = parse_point(to, "to", c)
     at = parse_at(depart_at, state.region.tz, "depart_at")
     n_alt = parse_int(alternatives, "alternatives", default=0, lo=0, hi=2)
+    veh = make_vehicle(vehicle, height_m=height_m, weight_t=weight_t, width_m=width_m, length_m=length_m)
     r = need_router(state)
-    res = r.route(a, b, depart_at=at, alternatives=n_alt)
+    res = r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh)
     if fmt == "wechat":
         return {
             "distance_m": round(res.distance_m, 1),

@@ -11,13 +11,19 @@ Steps (`build_graph`):
    direction (`maxspeed:forward/backward` and `lanes:forward/backward` when tagged; otherwise `maxspeed`,
    and `lanes` for one-way ways or max(1, lanes // 2) for two-way ways), free-flow speed
    (`geo._maxspeed.freeflow_mps`).
-4. Turn restrictions with a via NODE are compiled by node splitting (see `geo._graph`). Restrictions
-   with a via WAY are not supported: they are counted as `restrictions_skipped_via_way` and ignored.
+4. Turn restrictions with a via node or one or several via ways are compiled by node splitting (see
+   `geo._graph`); `restrictions_applied_via_way` counts the latter. Ignored and counted: missing
+   members (`restrictions_skipped_missing`); several from- or to-ways for a value other than
+   `no_entry` / `no_exit`, several via nodes, or via node and via way together
+   (`restrictions_skipped_malformed`); via ways that no from -> via -> to path joins
+   (`restrictions_skipped_via_way`); a via node the from and to ways do not meet at
+   (`restrictions_skipped_not_at_junction`). U-turns from one one-way edge onto an opposite one-way edge
+   at a junction that has another exit (a dual carriageway's median) are forbidden
+   (`median_u_turns_forbidden`); other U-turns are allowed unless a restriction forbids them.
    `no_entry` / `no_exit` are prohibitions like `no_*` (their several from- or to-ways all count).
    A from-way (to-way) that is not split at the via node contributes every edge of it that ends
    (starts) at the via node. When from-way == to-way, a `*_u_turn` restriction concerns the reverse
    edge of the incoming one; any other value concerns the other edges of that way leaving the node.
-   U-turns are allowed unless a restriction forbids them.
 5. Every road is kept, also small strongly connected components (a one-way-heavy estate, a clipped
    corner of the extract, a lone one-way road): dropping them made whole ways vanish and their points
    snap to another road far away. `geo._components` finds the main (largest) component at load; the
@@ -40,14 +46,18 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
+from geo._access import ALLOW
 from geo._coords import haversine_m_array
 from geo._errors import ExtractError
 from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_RESTRICTED, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
 from geo._maxspeed import freeflow_mps, parse_maxspeed
 from geo._osm import OsmRoads, Restriction, oneway_direction, read_roads
+from geo._vehicle import hgv_access, way_limits
 
 MIN_LENGTH_M = 0.1
-_CODE_FILES = ("_osm.py", "_access.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py")
+_CODE_FILES = (
+    "_osm.py", "_access.py", "_build.py", "_maxspeed.py", "_graph.py", "_landmarks.py", "_vehicle.py",
+)  # fmt: skip
 
 
 def build_code_hash() -> str:
@@ -130,6 +140,8 @@ class _WayAttrs:
     ref: np.ndarray  # int32 index into refs, -1 none
     flags: np.ndarray  # uint8 FLAG_* bits
     refs: list[str]
+    limits: np.ndarray  # float32 [ways, 4] height, weight, width, length (inf: none)
+    hgv: np.ndarray  # uint8 [ways, 2] goods-vehicle access forward, backward
 
 
 def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
@@ -144,7 +156,11 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
     ref = np.full(n, -1, np.int32)
     flags = np.zeros(n, np.uint8)
     ref_table: dict[str, int] = {}
+    limits = np.full((n, 4), np.inf, np.float32)
+    hgv = np.full((n, 2), ALLOW, np.uint8)
     for i, tags in enumerate(osm.way_tags):
+        limits[i] = way_limits(tags)
+        hgv[i] = hgv_access(tags)
         r = tags.get("ref", "").strip()
         if r and r.lower() != "fixme":  # a mapper's placeholder, not a road number
             ref[i] = ref_table.setdefault(r, len(ref_table))
@@ -173,7 +189,9 @@ def _way_attrs(osm: OsmRoads, speeds_kmh: dict[str, float]) -> _WayAttrs:
             speed[i, d] = freeflow_mps(ms, hw, speeds_kmh)
     names = [k[0] for k in table]
     names_en = [k[1] for k in table]
-    return _WayAttrs(oneway, cls, name, lanes, maxspeed, speed, names, names_en, ref, flags, list(ref_table))
+    return _WayAttrs(
+        oneway, cls, name, lanes, maxspeed, speed, names, names_en, ref, flags, list(ref_table), limits, hgv
+    )
 
 
 @dataclass
@@ -210,10 +228,20 @@ def _edges(seg: _Segments, wa: _WayAttrs) -> _Edges:
 
 
 # ---- 4. restrictions ----------------------------------------------------------------------------
+MEDIAN_ANGLE = 30.0  # degrees from a full reversal still counted as a U-turn across a median
+MAX_VIA_EDGES = 16  # road edges along the via ways of one restriction (longer: malformed)
+_MANY_ALLOWED = ("no_entry", "no_exit")  # the only values that may name several from (to) ways
+
+
 @dataclass
 class _Split:
-    copy_edge: np.ndarray  # road edge (incoming) of each copy node
-    allowed: list[np.ndarray]  # outgoing road edges of each copy
+    """Private copies of junctions. Copy i stands at junction `base[i]`; `arcs[i]` lists its outgoing
+    (road edge, head) pairs, head -1 meaning the edge's usual head. `entry[e]` is the copy that road
+    edge e enters instead of its head junction (its first copy)."""
+
+    base: list[int]
+    arcs: list[list[tuple[int, int]]]
+    entry: dict[int, int]
     counts: dict[str, int]
 
 
@@ -231,11 +259,40 @@ def _edge_targets(
     return out
 
 
+def _via_paths(
+    r: Restriction, fws: list[int], tws: list[int], vws: set[int], ed: _Edges, out_of: dict[int, list[int]]
+) -> list[tuple[tuple[int, ...], set[int]]]:
+    """(from edge + via edges, to edges) for a via-way restriction: a from-way edge ending on a via way,
+    then road edges of the via ways (each via way used, no junction twice), then a to-way edge leaving."""
+    found: list[tuple[tuple[int, ...], set[int]]] = []
+    tw_set = set(tws)
+    starts = [e for e in range(len(ed.u)) if int(ed.way[e]) in fws] if fws else []
+    for e0 in starts:
+        stack: list[tuple[int, ...]] = [(e0,)]
+        while stack:
+            path = stack.pop()
+            v = int(ed.v[path[-1]])
+            if len(path) > 1 and {int(ed.way[x]) for x in path[1:]} == vws:
+                back = int(ed.twin[path[-1]])
+                to = {f for f in out_of.get(v, []) if int(ed.way[f]) in tw_set and f != back}
+                if to:
+                    found.append((path, to))
+            if len(path) > MAX_VIA_EDGES:
+                continue
+            seen = {int(ed.u[x]) for x in path} | {v}
+            for f in out_of.get(v, []):
+                if int(ed.way[f]) in vws and int(ed.v[f]) not in seen:
+                    stack.append((*path, f))
+    return found
+
+
 def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
     c = {"restrictions_read": len(osm.restrictions), "restrictions_applied": 0}
     c |= {
-        "restrictions_skipped_via_way": 0,
+        "restrictions_applied_via_way": 0,
+        "restrictions_skipped_via_way": 0,  # via ways that no from -> via -> to path joins
         "restrictions_skipped_missing": 0,
+        "restrictions_skipped_malformed": 0,
         "restrictions_skipped_not_at_junction": 0,
     }
     way_index = {w: i for i, w in enumerate(osm.way_ids)}
@@ -249,14 +306,37 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
         in_at[int(ed.v[e])].setdefault(int(ed.way[e]), []).append(e)
     for e in np.flatnonzero(np.isin(ed.u, list(via))).tolist():
         out_at[int(ed.u[e])].setdefault(int(ed.way[e]), []).append(e)
+    out_of: dict[int, list[int]] = {}
+    if any(r.via_ways for r in osm.restrictions):
+        for e in range(len(ed.u)):
+            out_of.setdefault(int(ed.u[e]), []).append(e)
     rules: dict[int, list[tuple[str, set[int]]]] = {}
+    path_rules: dict[tuple[int, ...], list[tuple[str, set[int]]]] = {}
     for r in osm.restrictions:
-        if r.via_ways:
-            c["restrictions_skipped_via_way"] += 1
-            continue
         fws = [way_index[w] for w in r.from_ways if w in way_index]
         tws = [way_index[w] for w in r.to_ways if w in way_index]
-        if len(r.via_nodes) != 1 or r.via_nodes[0] not in node_index or not fws or not tws:
+        if not fws or not tws or not (r.via_nodes or r.via_ways):
+            c["restrictions_skipped_missing"] += 1
+            continue
+        several = len(r.from_ways) > 1 or len(r.to_ways) > 1
+        if (r.via_nodes and r.via_ways) or len(r.via_nodes) > 1 or (several and r.value not in _MANY_ALLOWED):
+            c["restrictions_skipped_malformed"] += 1
+            continue
+        if r.via_ways:
+            vws = {way_index[w] for w in r.via_ways if w in way_index}
+            if len(vws) != len(set(r.via_ways)):
+                c["restrictions_skipped_missing"] += 1
+                continue
+            paths = _via_paths(r, fws, tws, vws, ed, out_of)
+            if not paths:
+                c["restrictions_skipped_via_way"] += 1
+                continue
+            c["restrictions_applied"] += 1
+            c["restrictions_applied_via_way"] += 1  # of restrictions_applied
+            for path, to in paths:
+                path_rules.setdefault(path, []).append((r.kind, to))
+            continue
+        if r.via_nodes[0] not in node_index:
             c["restrictions_skipped_missing"] += 1
             continue
         v = node_index[r.via_nodes[0]]
@@ -280,16 +360,74 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
         for e in arriving:
             back = int(ed.twin[e])
             rules.setdefault(e, []).append(("only", {back} if back >= 0 else set()))
-    copy_edge = np.array(sorted(rules), dtype=np.int64)
-    allowed = []
-    for e in copy_edge.tolist():
+    c["median_u_turns_forbidden"] = _median_u_turns(osm, ed, rules)
+    return _copies(ed, rules, path_rules, c)
+
+
+def _median_u_turns(osm: OsmRoads, ed: _Edges, rules: dict[int, list[tuple[str, set[int]]]]) -> int:
+    """Forbid turning from a one-way road edge onto a one-way edge leaving the same junction in the
+    opposite direction (within `MEDIAN_ANGLE` degrees): a U-turn across a dual carriageway's median.
+    Allowed where that is the junction's only way on (a dead end). Returns the number forbidden."""
+    one = np.flatnonzero(ed.twin < 0)
+    if one.size == 0:
+        return 0
+    lat, lon = osm.lat[ed.geom_pos], osm.lon[ed.geom_pos]
+    g0, g1 = ed.geom_offsets[:-1], ed.geom_offsets[1:]
+    end_b = _bearing(lat[g1 - 2], lon[g1 - 2], lat[g1 - 1], lon[g1 - 1])
+    start_b = _bearing(lat[g0], lon[g0], lat[g0 + 1], lon[g0 + 1])
+    out_n = np.bincount(ed.u, minlength=int(max(ed.u.max(), ed.v.max())) + 1)
+    by_tail: dict[int, list[int]] = {}
+    for f in one.tolist():
+        by_tail.setdefault(int(ed.u[f]), []).append(f)
+    n = 0
+    for e in one.tolist():
         v = int(ed.v[e])
-        ok = {f for fs in out_at[v].values() for f in fs}
-        for kind, targets in rules[e]:
+        if out_n[v] <= 1:
+            continue  # a dead end (its only exit): turning back is the only way on
+        for f in by_tail.get(v, []):
+            if int(ed.way[f]) == int(ed.way[e]) and int(ed.u[e]) == int(ed.v[f]):
+                continue  # a closed one-way loop, not two carriageways
+            turn = abs((start_b[f] - end_b[e] + 180.0) % 360.0 - 180.0)
+            if turn >= 180.0 - MEDIAN_ANGLE:
+                rules.setdefault(e, []).append(("no", {f}))
+                n += 1
+    return n
+
+
+def _bearing(la0: np.ndarray, lo0: np.ndarray, la1: np.ndarray, lo1: np.ndarray) -> np.ndarray:
+    dx = np.radians(lo1 - lo0) * np.cos(np.radians((la0 + la1) / 2))
+    dy = np.radians(la1 - la0)
+    return np.asarray(np.degrees(np.arctan2(dx, dy)) % 360.0)
+
+
+def _copies(
+    ed: _Edges,
+    rules: dict[int, list[tuple[str, set[int]]]],
+    path_rules: dict[tuple[int, ...], list[tuple[str, set[int]]]],
+    c: dict[str, int],
+) -> _Split:
+    """Node splitting (see `geo._graph`): one copy per road edge with rules at its head, and one per
+    prefix of a via-way path (from edge, via edges...), each copy's arcs the turns allowed from it."""
+    out_of: dict[int, list[int]] = {}
+    keys: set[tuple[int, ...]] = {(e,) for e in rules}
+    for path in path_rules:
+        keys.update(path[:k] for k in range(1, len(path) + 1))
+    if keys:
+        for e in np.flatnonzero(np.isin(ed.u, [int(ed.v[k[-1]]) for k in keys])).tolist():
+            out_of.setdefault(int(ed.u[e]), []).append(e)
+    order = sorted(keys, key=lambda k: (len(k), k))
+    cid = {k: i for i, k in enumerate(order)}
+    base: list[int] = []
+    arcs: list[list[tuple[int, int]]] = []
+    for k in order:
+        v = int(ed.v[k[-1]])
+        ok = set(out_of.get(v, []))
+        for kind, targets in rules.get(k[-1], []) + path_rules.get(k, []):
             ok = ok & targets if kind == "only" else ok - targets
-        allowed.append(np.array(sorted(ok), dtype=np.int64))
-    c["split_nodes"] = len(copy_edge)
-    return _Split(copy_edge, allowed, c)
+        base.append(v)
+        arcs.append([(f, cid.get((*k, f), -1)) for f in sorted(ok)])
+    c["split_nodes"] = len(order)
+    return _Split(base, arcs, {k[0]: cid[k] for k in order if len(k) == 1}, c)
 
 
 # ---- 5. arcs, strong connectivity, assembly ----------------------------------------------------
@@ -307,16 +445,20 @@ def _arcs(seg: _Segments, ed: _Edges, sp: _Split) -> _Arcs:
     n_j = int(seg.junction.sum())
     m = len(ed.u)
     head_of = jid[ed.v].astype(np.int64)
-    copy_ids = n_j + np.arange(len(sp.copy_edge))
-    head_of[sp.copy_edge] = copy_ids
+    for e, k in sp.entry.items():
+        head_of[e] = n_j + k
     tails = [jid[ed.u].astype(np.int64)]
     edges = [np.arange(m, dtype=np.int64)]
-    for cid, allowed in zip(copy_ids.tolist(), sp.allowed, strict=True):
-        tails.append(np.full(len(allowed), cid, np.int64))
-        edges.append(allowed)
+    heads = [head_of.copy()]
+    for k, out in enumerate(sp.arcs):
+        f = np.array([x for x, _ in out], np.int64)
+        h = np.array([x for _, x in out], np.int64)
+        tails.append(np.full(len(out), n_j + k, np.int64))
+        edges.append(f)
+        heads.append(np.where(h >= 0, n_j + h, head_of[f]) if len(out) else f)
     edge = np.concatenate(edges)
-    base = np.concatenate((np.arange(n_j), jid[ed.v[sp.copy_edge]])).astype(np.int64)
-    return _Arcs(np.concatenate(tails), head_of[edge], edge, n_j + len(sp.copy_edge), base)
+    base = np.concatenate((np.arange(n_j), jid[np.asarray(sp.base, np.int64)])).astype(np.int64)
+    return _Arcs(np.concatenate(tails), np.concatenate(heads), edge, n_j + len(sp.base), base)
 
 
 def _keep_all(arcs: _Arcs, n_junctions: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -425,6 +567,8 @@ def _assemble(
     )
     gpos = ed.geom_pos[gsel]
     way, d = ed.way[ke], ed.rev[ke].astype(np.int64)
+    geom_osm = osm.refs[gpos].astype(np.int64)
+    geom_offsets = np.concatenate(([0], np.cumsum(counts))).astype(_index_dtype(int(counts.sum())))
     return CompiledGraph(
         node_lat=j_lat[base],
         node_lon=j_lon[base],
@@ -442,7 +586,7 @@ def _assemble(
         edge_maxspeed_kmh=wa.maxspeed[way, d],
         edge_lanes=wa.lanes[way, d],
         edge_name=wa.name[way],
-        edge_geom_offsets=np.concatenate(([0], np.cumsum(counts))).astype(_index_dtype(int(counts.sum()))),
+        edge_geom_offsets=geom_offsets,
         geom_lat=osm.lat[gpos],
         geom_lon=osm.lon[gpos],
         names=wa.names,
@@ -450,9 +594,32 @@ def _assemble(
         edge_rev=_kept_twins(ed.twin[ke], edge_keep, new_edge),
         edge_ref=wa.ref[way],
         edge_flags=wa.flags[way],
-        geom_osm=osm.refs[gpos].astype(np.int64),
+        geom_osm=geom_osm,
         refs=wa.refs,
+        edge_limits=_edge_limits(wa.limits[way], geom_osm, geom_offsets, osm.node_limits),
+        edge_hgv=wa.hgv[way, d],
     )
+
+
+def _edge_limits(
+    limits: np.ndarray,
+    geom_osm: np.ndarray,
+    geom_offsets: np.ndarray,
+    node_limits: dict[int, tuple[float, float, float, float]],
+) -> np.ndarray:
+    """Way limits per road edge, lowered by the limit of any node its geometry passes through."""
+    out = np.ascontiguousarray(limits, dtype=np.float32)
+    if not node_limits:
+        return out
+    ids = np.fromiter(node_limits, np.int64, len(node_limits))
+    table = np.array([node_limits[int(i)] for i in ids], np.float32).reshape(-1, 4)
+    order = np.argsort(ids)
+    ids, table = ids[order], table[order]
+    pos = np.flatnonzero(np.isin(geom_osm, ids))
+    if pos.size:
+        owner = np.searchsorted(geom_offsets, pos, side="right") - 1
+        np.minimum.at(out, owner, table[np.searchsorted(ids, geom_osm[pos])])
+    return out
 
 
 def _index_dtype(size: int) -> type[np.signedinteger]:

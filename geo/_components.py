@@ -37,7 +37,8 @@ def components(g: CompiledGraph) -> Components:
     junction_main = np.zeros(n, bool)
     junction_main[g.node_base[in_main]] = True
     head = np.full(m, -1, np.int64)
-    head[g.arc_edge] = g.arc_head
+    plain = g.node_base[tail] == tail  # the arc of each road edge that leaves its junction
+    head[g.arc_edge[plain]] = g.arc_head[plain]
     comp = labels[np.maximum(head, 0)].astype(np.int64)
     edge_main = (head >= 0) & in_main[np.maximum(head, 0)] & junction_main[g.edge_u]
     return Components(edge_main, comp, int(count))

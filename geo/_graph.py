@@ -7,6 +7,16 @@ Two id spaces:
   one road edge (`arc_edge`). Turn restrictions are compiled in by splitting the via node: an incoming
   road edge that has a restriction at its head node ends at a private copy of that node whose outgoing
   arcs are only the turns allowed from it. So a plain node-based search honours every restriction.
+- Via-way restrictions (from edge f, via edges p1..pk, to edges T) split along the via path: f enters a
+  private copy c0 of p1's tail; c0's arc along p1 leads to a private copy c1 of p1's head (not to the
+  junction), c1's arc along p2 to a copy c2, ...; ck keeps every turn of its junction but the forbidden
+  T (`no_*`) or only T (`only_*`). Every other arc of a copy leads where the road edge normally leads,
+  and each copy also applies the via-node rules of the edge it was entered by. Paths sharing a prefix
+  share its copies (a trie keyed by the edge sequence). So one road edge can have arcs with different
+  heads; the arc leaving its tail junction (`node_base[tail] == tail`) is where a route starting on it goes.
+- U-turns across a median (a one-way edge into a junction, then a one-way edge out of it in the
+  opposite direction, within 30 degrees) are forbidden by the same splitting unless that is the
+  junction's only exit (a dead end).
 
 Nodes: `node_base` maps a split copy back to its junction (self for junctions); coordinates are WGS-84.
 """
@@ -27,7 +37,8 @@ from geo._errors import GraphCacheError
 
 # 2: edge_ref, edge_flags, geom_osm, refs (guidance: road numbers, roundabouts, tolls)
 # 3: every component kept, car access profile (FLAG_RESTRICTED), node barriers as U-turn-only splits
-FORMAT_VERSION = 3
+# 4: vehicle limits per road edge (edge_limits, edge_hgv), via-way turn restrictions, median U-turns
+FORMAT_VERSION = 4
 _MAGIC = b"FUELGRAPH1\n"
 
 # Road classes, in a fixed order: arrays store the index.
@@ -90,6 +101,10 @@ class CompiledGraph:
     edge_ref: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     edge_flags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # uint8 [m] FLAG_*
     geom_osm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # OSM node id per geom point
+    # physical/legal limits per road edge, float32 [m, 4]: height m, weight t, width m, length m (inf: none)
+    edge_limits: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    # goods-vehicle access per road edge (geo._access ALLOW 2, RESTRICT 1, DENY 0), uint8 [m]; empty = unknown
+    edge_hgv: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     # landmarks for A* (ALT): free-flow travel times, seconds, float32 [L, n]
     lm_nodes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     lm_from: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))

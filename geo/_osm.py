@@ -18,6 +18,9 @@ lists motorcar / motor_vehicle / vehicle. `restrictions_read` counts those; `res
 counts every restriction relation seen. Members: from/to ways, via node or via ways (compiled or
 skipped in `geo._build`).
 
+Vehicle limits (`geo._vehicle`): the maxheight/maxweight/maxwidth/maxlength and hgv keys of each kept
+way are kept with its tags; nodes carrying a limit are collected in `node_limits`.
+
 Garbage, truncated or unreadable files raise `ExtractError` naming the file.
 """
 
@@ -34,6 +37,7 @@ from tqdm import tqdm
 from geo._access import ALLOW, DENY, RESTRICT, directions, excluded, node_blocks
 from geo._errors import ExtractError
 from geo._graph import CLASS_INDEX
+from geo._vehicle import NODE_LIMIT_KEYS, way_limits
 
 EXTRACT_SUFFIXES = (".osm", ".osm.gz", ".osm.bz2", ".osm.pbf", ".pbf", ".osm.xml")
 KEPT_TAGS = frozenset(
@@ -52,6 +56,15 @@ KEPT_TAGS = frozenset(
         "junction",
         "ref",
         "toll",
+        "maxheight",
+        "maxheight:physical",
+        "maxweight",
+        "maxwidth",
+        "maxwidth:physical",
+        "maxlength",
+        "hgv",
+        "hgv:forward",
+        "hgv:backward",
     }
 )
 _SERVICE_EXCLUDED = frozenset({"parking_aisle", "driveway", "drive-through", "emergency_access"})
@@ -103,6 +116,8 @@ class OsmRoads:
     way_oneway: list[int] = field(default_factory=list)  # per kept way: +1, -1 or 0 (`oneway_direction`)
     way_restricted: list[bool] = field(default_factory=list)  # destination/private: no through traffic
     blocked_nodes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # barriers (sorted)
+    # nodes with a vehicle limit (height restrictor, low bridge as a node): id -> (h, w, width, length)
+    node_limits: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
 def is_drivable(tags: dict[str, str]) -> bool:
@@ -177,6 +192,7 @@ class _Collector:
         self.way_oneway: list[int] = []
         self.way_restricted: list[bool] = []
         self.blocked: list[int] = []
+        self.node_limits: dict[int, tuple[float, float, float, float]] = {}
         self.counts = {
             "highway_ways": 0,
             "ways_kept": 0,
@@ -250,8 +266,12 @@ def read_roads(path: Path, *, progress: bool = False) -> OsmRoads:
             bar.update(pending)
             pending = 0
         if isinstance(obj, osmium.osm.Node):
-            if len(obj.tags) and node_blocks({t.k: t.v for t in obj.tags}):
-                col.blocked.append(int(obj.id))
+            if len(obj.tags):
+                ntags = {t.k: t.v for t in obj.tags}
+                if node_blocks(ntags):
+                    col.blocked.append(int(obj.id))
+                if any(k in ntags for k in NODE_LIMIT_KEYS):
+                    col.node_limits[int(obj.id)] = way_limits(ntags)
         elif isinstance(obj, osmium.osm.Way):
             col.way(obj)
         elif isinstance(obj, osmium.osm.Relation):
@@ -277,4 +297,5 @@ def read_roads(path: Path, *, progress: bool = False) -> OsmRoads:
         way_oneway=col.way_oneway,
         way_restricted=col.way_restricted,
         blocked_nodes=np.unique(np.asarray(col.blocked, dtype=np.int64)),
+        node_limits=col.node_limits,
     )

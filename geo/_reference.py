@@ -1,11 +1,13 @@
 """Reference router: plain pure-Python time-dependent Dijkstra (heapq), for tests only.
 
 Independent of the fast path on purpose:
-- EDGE-BASED search: a state is the road edge just driven (standing at its head); the allowed next road
-  edges are read once from the arcs leaving the head node of that edge (this is how the compiled graph
-  encodes turn restrictions), so labels live on road edges, not on (split) nodes;
+- EDGE-BASED search: a state is the arc just driven (a road edge, standing at the node it leads to);
+  the allowed next arcs are those leaving that node (this is how the compiled graph encodes turn
+  restrictions, via-way ones included), so labels live on arcs, not on (split) nodes;
 - its own speed model: day type and local bin from `datetime` per bin, the raw profile arrays, the live
   snapshot, and its own bin-by-bin integration in absolute time (no numba, no per-query table);
+- vehicles: its own reading of the per-edge limits (a road edge is closed when a dimension exceeds
+  its limit; trucks: hgv=no closed, hgv=destination pays the restricted-road entry cost), edge by edge;
 - no heuristic, no workspace, no heap tricks.
 Snapping is shared with the router (same seeds). Slow: use graphs of a few thousand nodes.
 """
@@ -21,6 +23,7 @@ from config._region import Holidays
 from geo._graph import FLAG_RESTRICTED, CompiledGraph
 from geo._snap import JUNCTION_TOL_M, Snap
 from geo._traffic import DAY_TYPE_INDEX, LiveState, TrafficProfile
+from geo._vehicle import Vehicle
 
 
 class ReferenceRouter:
@@ -42,13 +45,17 @@ class ReferenceRouter:
         offsets = g.offsets.tolist()
         arc_head = g.arc_head.tolist()
         arc_edge = g.arc_edge.tolist()
-        head: list[int] = [-1] * m
-        for a, e in enumerate(arc_edge):
-            head[e] = arc_head[a]
-        self.succ: list[list[int]] = []
-        for e in range(m):
-            h = head[e]
-            self.succ.append([] if h < 0 else [arc_edge[a] for a in range(offsets[h], offsets[h + 1])])
+        base = g.node_base.tolist()
+        self.arc_edge = arc_edge
+        # the arc of each road edge that leaves its junction (where a route starting on it drives)
+        self.plain: list[int] = [-1] * m
+        for t in range(len(offsets) - 1):
+            if base[t] == t:
+                for a in range(offsets[t], offsets[t + 1]):
+                    self.plain[arc_edge[a]] = a
+        self.succ: list[list[int]] = [
+            list(range(offsets[arc_head[a]], offsets[arc_head[a] + 1])) for a in range(len(arc_edge))
+        ]
         self.length = g.edge_length_m.tolist()
         self.speed = g.edge_speed_mps.tolist()
         self.cls = g.edge_class.tolist()
@@ -65,6 +72,10 @@ class ReferenceRouter:
             ]
         flags = g.edge_flags.tolist() if g.edge_flags.shape[0] == m else [0] * m
         self.entry = [restricted_penalty_s if f & FLAG_RESTRICTED else 0.0 for f in flags]
+        self.restricted_penalty_s = restricted_penalty_s
+        lim = g.edge_limits.tolist() if g.edge_limits.shape == (m, 4) else [[math.inf] * 4] * m
+        self.limits: list[list[float]] = lim
+        self.hgv: list[int] = g.edge_hgv.tolist() if g.edge_hgv.shape[0] == m else [2] * m
         self.tail = g.edge_u.tolist()
         self.head = g.edge_v.tolist()
         self.leaving: dict[int, list[int]] = {}
@@ -142,19 +153,42 @@ class ReferenceRouter:
             out.append((r, (1 - s.fraction) * self.length[r]))
         return out
 
-    def cost(self, s: Snap, d: Snap, t_dep: float, live: LiveState, mode: int = 0) -> float:
+    def vehicle_rules(self, vehicle: Vehicle | None) -> tuple[set[int], list[float]]:
+        """(road edges closed to the vehicle, entry cost per road edge in seconds)."""
+        if vehicle is None or vehicle.kind == "car":
+            return set(), self.entry
+        dims = (vehicle.height_m, vehicle.weight_t, vehicle.width_m, vehicle.length_m)
+        truck = vehicle.kind == "truck"
+        closed = set()
+        entry = list(self.entry)
+        for e, lim in enumerate(self.limits):
+            if any(d > x for d, x in zip(dims, lim, strict=True)) or (truck and self.hgv[e] == 0):
+                closed.add(e)
+            if truck and self.hgv[e] == 1:
+                entry[e] = self.restricted_penalty_s
+        return closed, entry
+
+    def cost(
+        self, s: Snap, d: Snap, t_dep: float, live: LiveState, mode: int = 0, vehicle: Vehicle | None = None
+    ) -> float:
         """Cost (seconds, or metres for mode 2) of the best route, inf when there is none."""
         if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
             return 0.0
         if self.junction(s) >= 0 and self.junction(s) == self.junction(d):
             return 0.0
-        src = self.variants(s)
+        shut, entries = self.vehicle_rules(vehicle)
+        # a route may not leave a junction onto a road that is closed (to everyone, or to this vehicle)
+        src = [
+            (e, off)
+            for e, off in self.variants(s)
+            if off != 0.0 or not (e in shut or self.closed(e, t_dep, live))
+        ]
         tgt = self.variants(d, "target")
         t0 = t_dep if mode != 2 else 0.0
         scale = 10.0 if mode == 2 else 1.0  # entry cost of a restricted road: seconds, or x 10 m/s
 
         def entry(e: int) -> float:
-            return self.entry[e] * scale
+            return entries[e] * scale
 
         # labels: (cost with entry costs of restricted roads, true cost); traffic read at the true time
         best = (math.inf, math.inf)
@@ -164,36 +198,40 @@ class ReferenceRouter:
                     c = self.travel(e, t0, off2 - off, mode, live)
                     p = entry(e) if off == 0.0 else 0.0
                     best = min(best, (t0 + c + p, t0 + c))
-        lab: dict[int, tuple[float, float]] = {}
+        lab: dict[int, tuple[float, float]] = {}  # per arc
         heap: list[tuple[float, float, int]] = []
         for e, off in src:
+            a0 = self.plain[e]
+            if a0 < 0:
+                continue
             c = self.travel(e, t0, self.length[e] - off, mode, live)
             p = entry(e) if off == 0.0 else 0.0
-            if (t0 + c + p, t0 + c) < lab.get(e, (math.inf, math.inf)):
-                lab[e] = (t0 + c + p, t0 + c)
-                heapq.heappush(heap, (t0 + c + p, t0 + c, e))
+            if (t0 + c + p, t0 + c) < lab.get(a0, (math.inf, math.inf)):
+                lab[a0] = (t0 + c + p, t0 + c)
+                heapq.heappush(heap, (t0 + c + p, t0 + c, a0))
         tg_of: dict[int, list[float]] = {}
         for e2, off2 in tgt:
             tg_of.setdefault(e2, []).append(off2)
         done: set[int] = set()
         while heap:
-            lp, t, e = heapq.heappop(heap)
+            lp, t, a = heapq.heappop(heap)
             if lp >= best[0]:
                 break
-            if e in done:
+            if a in done:
                 continue
-            done.add(e)
-            for e2 in self.succ[e]:
-                if self.closed(e2, t_dep, live):
+            done.add(a)
+            for a2 in self.succ[a]:
+                e2 = self.arc_edge[a2]
+                if e2 in shut or self.closed(e2, t_dep, live):
                     continue
                 for off2 in tg_of.get(e2, ()):
                     c = self.travel(e2, t, off2, mode, live)
                     best = min(best, (lp + c + entry(e2), t + c))
                 c = self.travel(e2, t, self.length[e2], mode, live)
                 nl = (lp + c + entry(e2), t + c)
-                if nl < lab.get(e2, (math.inf, math.inf)):
-                    lab[e2] = nl
-                    heapq.heappush(heap, (nl[0], nl[1], e2))
+                if nl < lab.get(a2, (math.inf, math.inf)):
+                    lab[a2] = nl
+                    heapq.heappush(heap, (nl[0], nl[1], a2))
         return best[1] - t0 if best[1] < math.inf else math.inf
 
     def path_cost(

@@ -51,6 +51,7 @@ from geo._traffic import (
     TrafficProfile,
     to_epoch,
 )
+from geo._vehicle import CAR, Vehicle, closed_edges, restricted_edges
 
 MAX_ALTERNATIVES = 3
 RESTRICTED_PENALTY_S = 300.0  # default entry cost of a destination/private road (no through traffic)
@@ -161,6 +162,8 @@ class _Ctx:
     table: np.ndarray
     live: LiveState
     detail: bool = False  # steps describe every junction passed (OSRM intersections)
+    vehicle: Vehicle = CAR
+    costs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # vehicle's (arc_f, edge_f) x2
 
 
 class Router:
@@ -210,9 +213,12 @@ class Router:
         )
         self._arc_f_dist = self._arc_f.copy()
         self._arc_f_dist[:, 2] *= RESTRICTED_PENALTY_MPS
-        self._edge_head = np.full(m, -1, np.int64)
-        self._edge_head[g.arc_edge] = g.arc_head
         arc_tail = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.offsets))
+        # where a road edge driven from its junction leads (a via-way restriction gives the same road edge
+        # other heads when it is entered from a private copy)
+        plain = g.node_base[arc_tail] == arc_tail
+        self._edge_head = np.full(m, -1, np.int64)
+        self._edge_head[g.arc_edge[plain]] = g.arc_head[plain]
         order = np.argsort(g.arc_edge, kind="stable")
         self._edge_tails = arc_tail[order]
         self._edge_tail_ptr = np.concatenate(([0], np.cumsum(np.bincount(g.arc_edge, minlength=m)))).astype(
@@ -228,7 +234,10 @@ class Router:
         self.guide = Guide(
             g, rev=self._rev, edge_head=self._edge_head, b_start=self._bear_start, b_end=self._bear_end
         )
-        self._excl_cache: OrderedDict[tuple[int, int, frozenset[str]], LiveState] = OrderedDict()
+        self._excl_cache: OrderedDict[tuple[int, int, frozenset[str], Vehicle], LiveState] = OrderedDict()
+        self._veh_costs: dict[Vehicle, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None] = {}
+        self._limits = g.edge_limits if g.edge_limits.shape == (m, 4) else np.full((m, 4), np.inf, np.float32)
+        self._hgv = g.edge_hgv if g.edge_hgv.shape[0] == m else np.full(m, 2, np.uint8)
         self._excl_lock = threading.Lock()
         L = g.lm_from.shape[0] if g.lm_from.ndim == 2 and g.lm_from.shape[1] == n else 0
         self._lm_from = np.asarray(g.lm_from if L else np.zeros((0, n), np.float32), dtype=np.float32)
@@ -368,6 +377,22 @@ class Router:
     ) -> tuple[_Search, list[tuple[np.ndarray, float, float]]]:
         src_edge = np.asarray(src[0], np.int64)
         src_off = np.asarray(src[1], np.float64)
+        if self._live_any(ctx.live) and src_edge.size:  # leaving a junction onto a closed road: not allowed
+            lv = ctx.live
+            e0 = src_edge
+            shut = (
+                (lv.flag[e0] == 2)
+                & (np.floor(lv.data[e0, 1] / BIN_S) * BIN_S <= ctx.t_abs)
+                & (ctx.t_abs < lv.data[e0, 2])
+                & (src_off == 0.0)
+            )
+            if shut.any():
+                src_edge, src_off = src_edge[~shut], src_off[~shut]
+                if not src_edge.size:
+                    none = np.full(n_tg, np.inf)
+                    return _Search(
+                        none, none.copy(), np.full(n_tg, -1, np.int64), np.zeros(n_tg, np.int64), 0
+                    ), []
         order = np.argsort(tg_edge, kind="stable")
         tg_edge, tg_off, tg_id = tg_edge[order], tg_off[order], tg_id[order]
         act, t_from, t_to = _EMPTY_I64, _EMPTY_F64, _EMPTY_F64
@@ -386,14 +411,14 @@ class Router:
                     per = self._periods[pi]
                     act, t_from, t_to, _ = self._landmarks_for(src_edge, tg_edge, tg_off, per.lmt, per.ceil)
                     lmt, margin, per_h, per_s = per.lmt, per.margin, horizon, per.smin
+        arc_f, edge_f = self._costs(ctx)
         ws = self._get_ws()
         try:
             lv = ctx.live
             while True:
                 epoch = ws.next_epoch()
                 best, blen, bnode, bvar, settled = K.search(
-                    self._offsets, self._arc_i, self._arc_f_dist if ctx.mode == 2 else self._arc_f,
-                    self._edge_f_dist if ctx.mode == 2 else self._edge_f, self._edge_head,
+                    self._offsets, self._arc_i, arc_f, edge_f, self._edge_head,
                     ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, self.decay_s, ctx.table, lv.flag, lv.data,
                     self._live_any(lv),
                     src_edge, src_off, tg_edge, tg_off, tg_id, n_tg,
@@ -419,6 +444,45 @@ class Router:
         finally:
             self._pool.put(ws)
         return _Search(best, blen, bnode, bvar, int(settled)), paths
+
+    def _costs(self, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+        """(arc_f, edge_f) for the query: the car's, or the vehicle's when its entry costs differ."""
+        c = ctx.costs
+        if c is None:
+            if ctx.mode == 2:
+                return self._arc_f_dist, self._edge_f_dist
+            return self._arc_f, self._edge_f
+        return (c[2], c[3]) if ctx.mode == 2 else (c[0], c[1])
+
+    def _with_vehicle(
+        self, ctx: _Ctx, vehicle: Vehicle | None, exclude: frozenset[str] = frozenset()
+    ) -> _Ctx:
+        """`ctx` for `vehicle` and the excluded road classes: the edges closed to it are closed in the
+        query's live snapshot (the closure mechanism, one mask per vehicle and snapshot, cached), and a
+        truck pays the restricted-road entry cost on hgv=destination roads too."""
+        v = vehicle if vehicle is not None else CAR
+        ctx.vehicle = v
+        if exclude or not v.is_car:
+            ctx.live = self._excluding(ctx.live, exclude, v)
+        if not v.is_car:
+            if v not in self._veh_costs:
+                extra = restricted_edges(v, self._hgv) & (self._entry_s == 0.0)
+                if extra.any():
+                    entry = np.where(extra, self.restricted_penalty_s, self._entry_s)
+                    edge_f = self._edge_f.copy()
+                    edge_f[:, 3] = entry
+                    arc_f = self._arc_f.copy()
+                    arc_f[:, 2] = entry[self.g.arc_edge]
+                    edge_fd, arc_fd = edge_f.copy(), arc_f.copy()
+                    edge_fd[:, 3] *= RESTRICTED_PENALTY_MPS
+                    arc_fd[:, 2] *= RESTRICTED_PENALTY_MPS
+                    self._veh_costs[v] = (arc_f, edge_f, arc_fd, edge_fd)
+                else:
+                    self._veh_costs[v] = None
+                while len(self._veh_costs) > 16:
+                    self._veh_costs.pop(next(iter(self._veh_costs)))
+            ctx.costs = self._veh_costs.get(v)
+        return ctx
 
     def _windows(self, ctx: _Ctx) -> tuple[np.ndarray, np.ndarray]:
         """Time windows [t0, H_j] (relative seconds) in which every factor is <= f_j < 1."""
@@ -567,15 +631,17 @@ class Router:
         free_flow: bool = False,
         metric: Metric = "time",
         steps: bool = True,
+        vehicle: Vehicle | None = None,
     ) -> RouteResult:
         """Fastest (or shortest, metric="distance") route between two WGS-84 points.
 
         Raises NoRoadNear("from"/"to"), RouteNotFound (no path, including because of closures),
         InvalidInput for bad options. `depart_at`: aware datetime, naive = region-local, or Unix s.
+        `vehicle`: a van or truck keeps off the roads whose limits it exceeds (`geo._vehicle`).
         """
         if not 0 <= alternatives <= MAX_ALTERNATIVES:
             raise InvalidInput("alternatives", f"must be 0 to {MAX_ALTERNATIVES}")
-        ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
+        ctx = self._with_vehicle(self._ctx(depart_at, free_flow=free_flow, metric=metric), vehicle)
         try:  # both ends in one index query; errors are re-raised per end (same params and messages)
             s0, d0 = self.snapper.snap_many([from_latlon, to_latlon], "from")
         except (InvalidInput, ValueError, TypeError):
@@ -646,6 +712,7 @@ class Router:
         continue_straight: bool = False,
         free_flow: bool = False,
         metric: Metric = "time",
+        vehicle: Vehicle | None = None,
     ) -> list[list[RouteResult]]:
         """Routes through two or more snapped waypoints in order: a list of routes (the best first, then
         alternatives, which exist for two waypoints only), each a list of legs (one per pair of
@@ -669,8 +736,7 @@ class Router:
         for k in range(len(snaps) - 1):
             ctx = self._ctx(t, free_flow=free_flow, metric=metric)
             ctx.detail = steps
-            if exclude:
-                ctx.live = self._excluding(ctx.live, frozenset(exclude))
+            ctx = self._with_vehicle(ctx, vehicle, frozenset(exclude))
             src_dir = dirs[k][1]
             if continue_straight and k > 0 and src_dir == 0:
                 last = legs[-1].edges[-1]
@@ -693,9 +759,10 @@ class Router:
             t = res.arrive_at.timestamp()
         return [legs] + [[a] for a in alts]
 
-    def _excluding(self, live: LiveState, classes: frozenset[str]) -> LiveState:
-        """`live` with every edge of the excluded classes closed for good (cached per snapshot)."""
-        key = (id(live), live.version, classes)
+    def _excluding(self, live: LiveState, classes: frozenset[str], vehicle: Vehicle = CAR) -> LiveState:
+        """`live` with every edge of the excluded classes, and every edge closed to `vehicle`, closed for
+        good (cached per snapshot)."""
+        key = (id(live), live.version, classes, vehicle)
         with self._excl_lock:
             hit = self._excl_cache.get(key)
             if hit is not None:
@@ -706,6 +773,7 @@ class Router:
             mask |= np.isin(g.edge_class, [CLASS_INDEX["motorway"], CLASS_INDEX["motorway_link"]])
         if "toll" in classes and g.edge_flags.shape[0] == g.n_road_edges:
             mask |= (g.edge_flags & FLAG_TOLL) != 0
+        mask |= closed_edges(vehicle, self._limits, self._hgv)
         flag = live.flag.copy()
         data = live.data.copy()
         flag[mask] = 2
@@ -714,11 +782,21 @@ class Router:
         out = LiveState(flag, data, live.version, live.fmax, live.class_fmax)
         with self._excl_lock:
             self._excl_cache[key] = out
-            while len(self._excl_cache) > 2:
+            while len(self._excl_cache) > 8:
                 self._excl_cache.popitem(last=False)
         return out
 
     def _why_not(self, ctx: _Ctx, src: Any, tg_edge: np.ndarray, tg_off: np.ndarray) -> str:
+        if not ctx.vehicle.is_car:
+            car_ctx = _Ctx(ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, ctx.table, self._empty_live)
+            res, _ = self._run(
+                car_ctx, src, tg_edge, tg_off, np.zeros(len(tg_edge), np.int64), 1, heuristic=True
+            )
+            if math.isfinite(res.cost[0]):
+                return (
+                    f"no drivable path for this {ctx.vehicle.kind}: height, weight, width or length limits"
+                    f"{' or hgv access' if ctx.vehicle.kind == 'truck' else ''} (or closures) block every route"
+                )
         closed_now = ctx.live.closed_at(ctx.t_abs)
         if closed_now.any():
             open_ctx = _Ctx(ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, ctx.table, self._empty_live)
@@ -990,10 +1068,11 @@ class Router:
         free_flow: bool = False,
         metric: Metric = "time",
         max_time_s: float = math.inf,
+        vehicle: Vehicle | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(durations s, distances m) of the fastest routes to each target; inf where unreachable
         (or beyond `max_time_s`). One time-dependent Dijkstra settles all targets at once."""
-        ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
+        ctx = self._with_vehicle(self._ctx(depart_at, free_flow=free_flow, metric=metric), vehicle)
         s = self.snapper.snap(origin[0], origin[1], param="origin")
         tsn = self._snap_all(targets, "targets")
         return self._one_to_many_snapped(ctx, s, tsn, max_time_s)
@@ -1012,11 +1091,12 @@ class Router:
         max_time_s: float = math.inf,
         free_flow: bool = False,
         metric: Metric = "time",
+        vehicle: Vehicle | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`one_to_many` from already snapped points (see `snap_many`): (durations s, distances m), one
         search for all targets; inf for None targets, unreachable ones and those beyond `max_time_s`
-        (a cost in the metric: metres for metric="distance")."""
-        ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
+        (a cost in the metric: metres for metric="distance"); `vehicle` as in `route`."""
+        ctx = self._with_vehicle(self._ctx(depart_at, free_flow=free_flow, metric=metric), vehicle)
         n = len(targets)
         dur = np.full(n, np.inf)
         dist = np.full(n, np.inf)
@@ -1068,12 +1148,13 @@ class Router:
         free_flow: bool = False,
         metric: Metric = "time",
         budget: Budget | None = None,
+        vehicle: Vehicle | None = None,
     ) -> MatrixResult:
         """Durations and distances [sources x targets]: one one-to-many search per source (a Python
         loop over sources; each search is one compiled call that settles every target, at most the
         whole graph). `budget` is checked before every search but the first: BudgetExceeded when
         spent, and no partial matrix is returned."""
-        ctx = self._ctx(depart_at, free_flow=free_flow, metric=metric)
+        ctx = self._with_vehicle(self._ctx(depart_at, free_flow=free_flow, metric=metric), vehicle)
         ss = self._snap_all(sources, "sources")
         ts = self._snap_all(targets, "targets")
         dur = np.full((len(ss), len(ts)), np.inf)

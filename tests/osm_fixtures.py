@@ -379,3 +379,29 @@ def ladders(cases: list[tuple[str, str, str, str]]) -> str:
             )
     out += [*rels, "</osm>"]
     return "\n".join(out) + "\n"
+
+
+def osm_xml(
+    nodes: dict[int, tuple[float, float]],
+    ways: dict[int, tuple[list[int], dict[str, str]]],
+    relations: list[tuple[int, list[tuple[str, int, str]], dict[str, str]]] = (),  # type: ignore[assignment]
+) -> str:
+    """An OSM XML document: nodes {id: (lat, lon)}, ways {id: (node ids, tags)} (highway=residential
+    unless tagged), relations [(id, [(member type, ref, role)], tags)]."""
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<osm version="0.6" generator="hand-written test fixture">',
+    ]
+    for i, (la, lo) in nodes.items():
+        out.append(f'  <node id="{i}" version="1" lat="{la:.7f}" lon="{lo:.7f}"/>')
+    for w, (refs, tags) in ways.items():
+        nds = "".join(f'<nd ref="{r}"/>' for r in refs)
+        t = {"highway": "residential"} | tags
+        tg = "".join(f'<tag k="{k}" v="{v}"/>' for k, v in t.items())
+        out.append(f'  <way id="{w}" version="1">{nds}{tg}</way>')
+    for rid, members, tags in relations:
+        ms = "".join(f'<member type="{ty}" ref="{ref}" role="{role}"/>' for ty, ref, role in members)
+        tg = "".join(f'<tag k="{k}" v="{v}"/>' for k, v in tags.items())
+        out.append(f'  <relation id="{rid}" version="1">{ms}{tg}</relation>')
+    out.append("</osm>")
+    return "\n".join(out) + "\n"

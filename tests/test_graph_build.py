@@ -194,11 +194,13 @@ def test_restrictions_change_shortest_paths(tmp_path: Path) -> None:
     c = g.meta["counts"]
     assert c["restriction_relations"] == 6
     assert c["restrictions_read"] == 5  # 902 (except=motorcar) is not for cars
-    assert c["restrictions_applied"] == 2
-    assert c["restrictions_skipped_via_way"] == 1
+    assert c["restrictions_applied"] == 3
+    assert c["restrictions_applied_via_way"] == 1  # 903: from way 7 through way 1 to way 3
+    assert c["restrictions_skipped_via_way"] == 0
     assert c["restrictions_skipped_missing"] == 1
     assert c["restrictions_skipped_not_at_junction"] == 1
-    assert g.n_nodes == free.n_nodes + 2 and g.n_road_edges == free.n_road_edges
+    # copies: 111 for ways 1 and 4 (via node), 110 and 111 along 903's via way
+    assert g.n_nodes == free.n_nodes + 4 and g.n_road_edges == free.n_road_edges
     block = 110.0 / (SPEEDS["residential"] / 3.6)  # about one block of 100-111 m
     # no_left_turn from way 1 (edges 99->110->111) onto way 3 at 111
     d_free, p_free = route(free, 110, 121)
@@ -226,7 +228,7 @@ def test_restrictions_change_shortest_paths(tmp_path: Path) -> None:
             into = {int(osm[g.edge_u[g.arc_edge[k]]]) for k in np.flatnonzero(g.arc_head == x)}
             outs = {int(osm[g.edge_v[g.arc_edge[k]]]) for k in range(g.offsets[x], g.offsets[x + 1])}
             turns[tuple(sorted(into))] = outs
-    assert turns == {(110,): {110, 112, 101}, (101,): {121}}
+    assert turns == {(110,): {110, 112, 101}, (101,): {121}, (100,): {99, 100, 111}}
 
 
 # ---- cache -------------------------------------------------------------------------------------
@@ -308,7 +310,7 @@ def test_roads_cli(
         extract = str(FIXTURES / "restriction.osm")
         assert main(["roads", extract, "--region", "andorra", "--no-db", "--no-progress"]) == 0
         out = capsys.readouterr().out
-        assert "9 junctions" in out and "restrictions 5 read, 2 applied, 3 skipped" in out and "MB" in out
+        assert "9 junctions" in out and "restrictions 5 read, 3 applied, 2 skipped" in out and "MB" in out
         assert main(["roads", extract, "--region", "andorra", "--no-progress"]) == 0
         assert main(["roads", extract, "--region", "andorra", "--no-progress"]) == 0
         assert "cache hit" in capsys.readouterr().out

@@ -306,3 +306,15 @@ def test_options_are_in_the_openapi_schema(client) -> None:  # type: ignore[no-u
         "/table/v1/{profile}/{coordinates}" in spec["paths"]
         and "/nearest/v1/{profile}/{coordinates}" in spec["paths"]
     )
+
+
+def test_vehicle_option(client) -> None:  # type: ignore[no-untyped-def]
+    car = ok(client, f"/route/v1/driving/{ll(A, B)}")
+    truck = ok(client, f"/route/v1/driving/{ll(A, B)}", vehicle="truck", height_m="4", weight_t="18")
+    assert truck["routes"][0]["distance"] >= car["routes"][0]["distance"] - 1.0
+    assert "height_m" in err(
+        client, f"/route/v1/driving/{ll(A, B)}", "InvalidValue", vehicle="truck", height_m="99"
+    )
+    assert "vehicle" in err(client, f"/route/v1/driving/{ll(A, B)}", "InvalidValue", vehicle="tank")
+    err(client, f"/route/v1/driving/{ll(A, B)}", "InvalidQuery", vehicle="truck", weight_t="heavy")
+    err(client, f"/table/v1/driving/{ll(A, B)}", "InvalidQuery", vehicle="truck")  # route service only

@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from geo import from_wgs84, haversine_m
@@ -194,3 +195,46 @@ def test_live_closure_changes_the_route_and_bad_batch_applies_nothing(client) ->
     later = (now + timedelta(seconds=1)).isoformat()
     reopen = {"updates": [{"edge_id": e, "factor": 1.0, "observed_at": later} for e in middle]}
     assert client.post("/v1/traffic", json=reopen, headers=FEED).status_code == 200
+
+
+def _limited_edge(client, column: int) -> tuple[int, tuple[float, float], tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """A road edge of the demo graph with a limit in `column` (0 height, 1 weight): id, its two junctions."""
+    g = client.app.state.fuel.router.g
+    e = int(np.flatnonzero(np.isfinite(g.edge_limits[:, column]))[0])
+    u, v = int(g.edge_u[e]), int(g.edge_v[e])
+    return e, (float(g.node_lat[u]), float(g.node_lon[u])), (float(g.node_lat[v]), float(g.node_lon[v]))
+
+
+def test_route_for_a_van_keeps_off_a_weight_limited_road(client) -> None:  # type: ignore[no-untyped-def]
+    e, a, b = _limited_edge(client, 1)
+    limit = float(client.app.state.fuel.router.g.edge_limits[e, 1])
+    params = {"from": q(a), "to": q(b), "depart_at": "2026-11-25T03:00:00"}
+    car = client.get("/v1/route", params=params)
+    assert car.status_code == 200, car.text
+    assert e in {s["edge_id"] for s in car.json()["segments"]}
+    heavy = client.get("/v1/route", params=params | {"vehicle": "van", "weight_t": str(limit + 1.0)})
+    if heavy.status_code == 200:
+        assert e not in {s["edge_id"] for s in heavy.json()["segments"]}
+    else:
+        assert heavy.status_code == 404 and "van" in heavy.json()["error"]["message"], heavy.text
+    light = client.get(
+        "/v1/route", params=params | {"vehicle": "van", "weight_t": str(max(limit - 0.5, 0.5))}
+    )
+    assert light.status_code == 200 and e in {s["edge_id"] for s in light.json()["segments"]}
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"vehicle": "lorry"}, "vehicle"),
+        ({"height_m": "4"}, "height_m"),  # dimensions need a van or a truck
+        ({"vehicle": "truck", "height_m": "40"}, "height_m"),
+        ({"vehicle": "truck", "weight_t": "heavy"}, "weight_t"),
+        ({"vehicle": "van", "width_m": "0"}, "width_m"),
+        ({"vehicle": "truck", "length_m": "nan"}, "length_m"),
+    ],
+)
+def test_route_vehicle_bad_input_is_422_naming_the_param(client, params: dict[str, str], param: str) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/v1/route", params={"from": q(A), "to": q(B)} | params)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["param"] == param

@@ -4,6 +4,7 @@ junction endpoints, kept components, node barriers, the car access policy, vehic
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,14 +12,15 @@ import numpy as np
 import pytest
 
 from config import load_region
-from geo import RouteNotFound
+from geo import InvalidInput, RouteNotFound
 from geo._build import build_graph
 from geo._graph import CompiledGraph
 from geo._reference import ReferenceRouter, empty_live
 from geo._router import Router
 from geo._traffic import TrafficProfile
+from geo._vehicle import CAR, Vehicle, make_vehicle
 from tests.conftest import FIXTURES
-from tests.osm_fixtures import ladder
+from tests.osm_fixtures import ladder, osm_xml
 
 TZ = ZoneInfo("Asia/Shanghai")
 HOL = load_region("lijiang").holidays
@@ -111,21 +113,33 @@ def test_lone_one_way_street_builds() -> None:
 
 # ---- 3 and 4. node tags and the car access policy (geo._access) -----------------------------------
 def tag(**kv: str) -> str:
-    return "".join(f'<tag k="{k.replace("__", ":")}" v="{v}"/>' for k, v in kv.items())
+    return "".join(f'<tag k="{k.replace("__", ":")}" v="{escape(v)}"/>' for k, v in kv.items())
 
 
 def ladder_distance(
-    tmp_path: Path, a: int, b: int, way_tags: str = "", node_tags: str = "", **kw: str
+    tmp_path: Path,
+    a: int,
+    b: int,
+    way_tags: str = "",
+    node_tags: str = "",
+    vehicle: Vehicle | None = None,
+    **kw: str,
 ) -> float:
-    """Shortest distance from node a to node b of the ladder fixture, inf when unreachable."""
+    """Shortest distance from node a to node b of the ladder fixture, inf when unreachable; the
+    reference router must agree."""
     p = tmp_path / "ladder.osm"
     p.write_text(ladder(way_tags, node_tags, **kw))
     g = build_graph(p, speeds_kmh=SPEEDS)
     r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    ref = ReferenceRouter(g, TrafficProfile.default(), HOL, TZ)
+    s, d = r.snapper.snap(*node(g, a)), r.snapper.snap(*node(g, b))
+    want = ref.cost(s, d, DEP.timestamp(), empty_live(g.n_road_edges), 2, vehicle=vehicle)
     try:
-        return r.route(node(g, a), node(g, b), depart_at=DEP, metric="distance").distance_m
+        got = r.route(node(g, a), node(g, b), depart_at=DEP, metric="distance", vehicle=vehicle).distance_m
     except RouteNotFound:
-        return float("inf")
+        got = float("inf")
+    assert got == pytest.approx(want, rel=1e-9)
+    return got
 
 
 DIRECT, AROUND = 222.4, 421.0
@@ -215,3 +229,239 @@ def test_destination_and_private_roads_carry_no_through_traffic(tmp_path: Path, 
     assert r0.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True).distance_m == pytest.approx(
         DIRECT, abs=1.5
     )
+
+
+# ---- 5. vehicles (geo._vehicle) ---------------------------------------------------------------------
+TRUCK = make_vehicle("truck", height_m=4.0, weight_t=18.0, width_m=2.5, length_m=12.0)
+VAN = make_vehicle("van")
+
+
+@pytest.mark.parametrize(
+    ("way_tags", "node_tags", "car", "van", "truck"),  # open to each (True) or not, 2 -> 5 over the rung
+    [
+        (tag(bridge="yes", maxheight="3"), "", True, True, False),  # a 3 m bridge: a 4 m truck goes round
+        (tag(maxheight="3.5 m"), "", True, True, False),
+        (tag(maxheight="13'6\""), "", True, True, True),  # 4.11 m
+        (tag(maxheight="11'6\""), "", True, True, False),  # 3.51 m
+        (tag(maxheight="default"), "", True, True, True),
+        (tag(maxheight="none"), "", True, True, True),
+        (tag(maxheight="below_default"), "", True, True, True),
+        (tag(maxheight__physical="2.4"), "", True, False, False),
+        (tag(maxheight="4.5", maxheight__physical="3.8"), "", True, True, False),
+        (tag(maxweight="7.5"), "", True, True, False),  # a 7.5 t weight limit
+        (tag(maxweight="7500 kg"), "", True, True, False),
+        (tag(maxwidth="2.2"), "", True, True, False),
+        (tag(maxwidth="2"), "", True, False, False),
+        (tag(maxlength="10"), "", True, True, False),
+        (tag(hgv="no"), "", True, True, False),  # hgv keys bind trucks only
+        (tag(hgv__forward="no"), "", True, True, False),
+        (tag(hgv__backward="no"), "", True, True, True),
+        ("", tag(barrier="height_restrictor", maxheight="2.1"), True, False, False),  # node limit
+        ("", tag(maxweight="5"), True, True, False),
+    ],
+)
+def test_vehicle_limits(
+    tmp_path: Path, way_tags: str, node_tags: str, car: bool, van: bool, truck: bool
+) -> None:
+    for vehicle, open_ in ((CAR, car), (VAN, van), (TRUCK, truck)):
+        got = ladder_distance(tmp_path, 2, 5, way_tags, node_tags, vehicle=vehicle)
+        assert got == pytest.approx(DIRECT if open_ else AROUND, abs=1.5), vehicle.kind
+
+
+def test_hgv_destination_carries_no_truck_through_traffic(tmp_path: Path) -> None:
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(tag(hgv="destination")))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ, restricted_penalty_s=120.0)
+    assert r.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True).distance_m == pytest.approx(
+        DIRECT, abs=1.5
+    )
+    through = r.route(node(g, 2), node(g, 5), depart_at=DEP, free_flow=True, vehicle=TRUCK)
+    assert through.distance_m == pytest.approx(AROUND, abs=1.5)
+    into = r.route(node(g, 2), node(g, 7), depart_at=DEP, free_flow=True, vehicle=TRUCK)
+    assert into.distance_m == pytest.approx(111.2, abs=1.0)  # a delivery to the street itself
+
+
+def test_truck_diesel_trip_does_not_pass_under_a_low_bridge(tmp_path: Path) -> None:
+    """One search to many targets (the nearby ranking's call) honours the vehicle too."""
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(tag(bridge="yes", maxheight="3")))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    _, car = r.one_to_many(node(g, 2), [node(g, 5)], depart_at=DEP, metric="distance")
+    _, truck = r.one_to_many(node(g, 2), [node(g, 5)], depart_at=DEP, metric="distance", vehicle=TRUCK)
+    assert car[0] == pytest.approx(DIRECT, abs=1.5)
+    assert truck[0] == pytest.approx(AROUND, abs=1.5)
+
+
+def test_no_route_for_a_truck_says_why(tmp_path: Path) -> None:
+    p = tmp_path / "ladder.osm"
+    p.write_text(ladder(tag(maxheight="3")))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    r = Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    assert r.route(node(g, 2), node(g, 7), depart_at=DEP).distance_m == pytest.approx(111.2, abs=1.0)
+    with pytest.raises(RouteNotFound, match="for this truck: height"):  # node 7 lies under the bridge
+        r.route(node(g, 2), node(g, 7), depart_at=DEP, vehicle=TRUCK)
+
+
+@pytest.mark.parametrize(
+    ("kind", "dims", "param"),
+    [
+        ("lorry", {}, "vehicle"),
+        ("car", {"height_m": 4.0}, "height_m"),
+        ("truck", {"height_m": 0.2}, "height_m"),
+        ("truck", {"weight_t": float("nan")}, "weight_t"),
+        ("truck", {"width_m": 9.0}, "width_m"),
+        ("van", {"length_m": -1.0}, "length_m"),
+    ],
+)
+def test_vehicle_validation(kind: str, dims: dict[str, float], param: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        make_vehicle(kind, **dims)
+    assert err.value.param == param
+
+
+# ---- 6. turn restrictions through ways, malformed relations, U-turns across a median ----------------
+U = 0.001  # about 100 m
+# a street 1-2-3-4-11 going east, a north street 7-8, rungs 3-7 and 4-8, a side road 9-2 from the south
+STREET = {1: (0, 0), 2: (1, 0), 3: (2, 0), 4: (3, 0), 11: (4, 0), 7: (2, 2), 8: (3, 2), 9: (1, -1)}
+STREET_WAYS: dict[int, tuple[list[int], dict[str, str]]] = {
+    10: ([1, 2], {}),
+    11: ([2, 3], {}),
+    12: ([3, 4], {}),
+    18: ([4, 11], {}),
+    13: ([3, 7], {}),
+    16: ([4, 8], {}),
+    20: ([7, 8], {}),
+    17: ([9, 2], {}),
+}
+
+
+def street_router(
+    tmp_path: Path, relations: list[tuple[int, list[tuple[str, int, str]], dict[str, str]]]
+) -> Router:
+    nodes = {i: (26.87 + y * U, 100.23 + x * U) for i, (x, y) in STREET.items()}
+    p = tmp_path / "street.osm"
+    p.write_text(osm_xml(nodes, STREET_WAYS, relations))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    return Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+
+
+def street_path(r: Router, a: int, b: int) -> tuple[list[int], float]:
+    """OSM node path and distance of the shortest route a -> b (junctions), checked against the reference."""
+    g = r.g
+    res = r.route(node(g, a), node(g, b), depart_at=DEP, metric="distance")
+    assert res.distance_m == pytest.approx(reference_distance(r, node(g, a), node(g, b)), rel=1e-9)
+    return osm_path(r, res.edges), res.distance_m
+
+
+def has_run(path: list[int], run: list[int]) -> bool:
+    return any(path[i : i + len(run)] == run for i in range(len(path) - len(run) + 1))
+
+
+def via_way(
+    rid: int, frm: int, via: list[int], to: list[int], **tags: str
+) -> tuple[int, list[tuple[str, int, str]], dict[str, str]]:
+    members = [("way", frm, "from"), *(("way", v, "via") for v in via), *(("way", t, "to") for t in to)]
+    return rid, members, {"type": "restriction"} | {k.replace("__", ":"): v for k, v in tags.items()}
+
+
+def test_via_way_no_left_turn(tmp_path: Path) -> None:
+    free = street_router(tmp_path, [])
+    assert street_path(free, 1, 7)[0] == [1, 2, 3, 7]
+    r = street_router(tmp_path, [via_way(1, 10, [11], [13], restriction="no_left_turn")])
+    assert r.g.meta["counts"]["restrictions_applied_via_way"] == 1
+    path, dist = street_path(r, 1, 7)
+    assert not has_run(path, [1, 2, 3, 7]) and dist > street_path(free, 1, 7)[1] + 150
+    assert street_path(r, 9, 7)[0] == [9, 2, 3, 7]  # another approach to the via way may turn
+    assert street_path(r, 1, 4)[0] == [1, 2, 3, 4]  # and straight on is fine
+    assert street_path(r, 2, 7)[0] == [2, 3, 7]  # starting on the via way is not coming from way 10
+
+
+def test_via_way_only_straight_on_across_two_ways(tmp_path: Path) -> None:
+    r = street_router(tmp_path, [via_way(2, 10, [11, 12], [18], restriction="only_straight_on")])
+    assert r.g.meta["counts"]["restrictions_applied_via_way"] == 1
+    assert street_path(r, 1, 11)[0] == [1, 2, 3, 4, 11]
+    path, _ = street_path(r, 1, 8)
+    assert not has_run(path, [1, 2, 3, 4, 8])  # no left turn at the end of the second via way
+    free = street_router(tmp_path, [])
+    assert street_path(r, 9, 8)[1] == pytest.approx(street_path(free, 9, 8)[1])  # from elsewhere: any turn
+
+
+@pytest.mark.parametrize(
+    ("relation", "counter"),
+    [
+        (via_way(3, 10, [11], [13, 12], restriction="no_left_turn"), "restrictions_skipped_malformed"),  # two to
+        (via_way(3, 10, [16], [13], restriction="no_left_turn"), "restrictions_skipped_via_way"),  # not connected
+        (via_way(3, 10, [], [13], restriction="no_left_turn"), "restrictions_skipped_missing"),  # no via
+        ((3, [("way", 10, "from"), ("node", 2, "via"), ("way", 11, "via"), ("way", 13, "to")],
+          {"type": "restriction", "restriction": "no_left_turn"}), "restrictions_skipped_malformed"),
+    ],
+)  # fmt: skip
+def test_malformed_restriction_is_ignored_and_counted(
+    tmp_path: Path, relation: tuple[int, list[tuple[str, int, str]], dict[str, str]], counter: str
+) -> None:
+    r = street_router(tmp_path, [relation])
+    assert r.g.meta["counts"][counter] == 1
+    assert r.g.meta["counts"]["restrictions_applied"] == 0
+    assert street_path(r, 1, 7)[0] == [1, 2, 3, 7]
+
+
+@pytest.mark.parametrize(
+    ("tags", "applied"),
+    [
+        ({"restriction": "no_left_turn", "except": "motorcar"}, False),
+        ({"restriction": "no_left_turn", "except": "psv;motor_vehicle"}, False),
+        ({"restriction": "no_left_turn", "except": "bicycle"}, True),
+        ({"restriction:motorcar": "no_left_turn"}, True),
+        ({"restriction:hgv": "no_left_turn"}, False),  # for lorries only
+    ],
+)
+def test_except_and_restriction_motorcar(tmp_path: Path, tags: dict[str, str], applied: bool) -> None:
+    r = street_router(tmp_path, [via_way(4, 10, [11], [13], **tags)])
+    path, _ = street_path(r, 1, 7)
+    assert has_run(path, [1, 2, 3, 7]) is not applied
+
+
+def median_router(tmp_path: Path, *, cross_street: bool) -> Router:
+    """A dual carriageway's end: one-way 21 (1 -> 2) east, one-way 22 (2 -> 3) back west just north of it,
+    road 25 from 3 north to 5, roads 26-27 from 5 round by 6 to 1; with `cross_street`, road 23 leaves
+    junction 2 north to 4, and 24 joins 4 to 5."""
+    nodes = {1: (-3.0, 0.0), 2: (1.0, 0.05), 3: (-3.0, 0.1), 4: (1.0, 1.0), 5: (-3.0, 1.0), 6: (-5.0, 0.05)}
+    ways: dict[int, tuple[list[int], dict[str, str]]] = {
+        21: ([1, 2], {"oneway": "yes", "highway": "primary"}),
+        22: ([2, 3], {"oneway": "yes", "highway": "primary"}),
+        24: ([4, 5], {}),
+        25: ([3, 5], {}),
+        26: ([5, 6], {}),
+        27: ([6, 1], {}),
+    }
+    if cross_street:
+        ways[23] = ([2, 4], {})
+    p = tmp_path / "median.osm"
+    p.write_text(osm_xml({i: (26.87 + y * U, 100.23 + x * U) for i, (x, y) in nodes.items()}, ways))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    return Router(g, profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+
+
+ON_21 = (26.87 - 0.00002, 100.23 - U)  # a point beside the eastbound carriageway
+
+
+def median_path(r: Router) -> tuple[list[int], float]:
+    g = r.g
+    res = r.route(ON_21, node(g, 5), depart_at=DEP, metric="distance")
+    assert res.distance_m == pytest.approx(reference_distance(r, ON_21, node(g, 5)), rel=1e-9)
+    return osm_path(r, res.edges), res.distance_m
+
+
+def test_u_turn_across_a_median_is_refused(tmp_path: Path) -> None:
+    r = median_router(tmp_path, cross_street=True)
+    assert r.g.meta["counts"]["median_u_turns_forbidden"] == 1
+    path, _ = median_path(r)
+    assert path == [1, 2, 4, 5]  # not back along the other carriageway, although that is shorter
+
+
+def test_u_turn_at_a_dead_end_is_allowed(tmp_path: Path) -> None:
+    r = median_router(tmp_path, cross_street=False)
+    assert r.g.meta["counts"]["median_u_turns_forbidden"] == 0
+    assert median_path(r)[0] == [1, 2, 3, 5]

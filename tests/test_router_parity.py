@@ -67,14 +67,14 @@ def _departure(rng):
     return datetime(2026, 3, 1, tzinfo=TZ).timestamp() + float(rng.uniform(0, 60 * 86400))
 
 
-def _check(r, ref, a, b, dep, *, free_flow=False, metric="time"):
+def _check(r, ref, a, b, dep, *, free_flow=False, metric="time", vehicle=None):
     s = r.snapper.snap(*a)
     d = r.snapper.snap(*b)
     live = r._empty_live if free_flow else r.live.snapshot()
     mode = 2 if metric == "distance" else (1 if free_flow else 0)
-    want = ref.cost(s, d, dep, live, mode)
+    want = ref.cost(s, d, dep, live, mode, vehicle=vehicle)
     try:
-        res = r.route(a, b, depart_at=dep, free_flow=free_flow, metric=metric, steps=False)
+        res = r.route(a, b, depart_at=dep, free_flow=free_flow, metric=metric, steps=False, vehicle=vehicle)
     except RouteNotFound:
         assert math.isinf(want), f"router found no route, reference {want}"
         return "unreachable"
@@ -283,3 +283,52 @@ def test_parity_restricted_roads():
         metric = ("time", "distance")[i % 2]
         out.append(_check(r, ref, pts[2 * i], pts[2 * i + 1], _departure(rng), metric=metric))
     assert out.count("ok") >= 100
+
+
+def test_parity_vehicles():
+    """Vans and trucks (per-edge limits and hgv access as a closure mask, hgv=destination as an entry
+    cost) agree with the reference, also from and to junctions and with live closures."""
+    from dataclasses import replace
+
+    from geo._vehicle import CAR, make_vehicle
+
+    g0 = synthetic_graph(2500, seed=11, restrictions=80)
+    rng = np.random.default_rng(13)
+    m = g0.n_road_edges
+    limits = np.full((m, 4), np.inf, np.float32)
+    for k, (lo, hi) in enumerate(((2.0, 5.0), (3.0, 40.0), (1.8, 3.5), (6.0, 20.0))):
+        pick = rng.random(m) < 0.06
+        limits[pick, k] = rng.uniform(lo, hi, int(pick.sum()))
+    hgv = np.full(m, 2, np.uint8)
+    hgv[rng.random(m) < 0.05] = 0
+    hgv[rng.random(m) < 0.05] = 1
+    g = replace(g0, edge_limits=limits, edge_hgv=hgv)
+    prof = TrafficProfile.default()
+    r = Router(g, profile=prof, holidays=HOL, tz=TZ, restricted_penalty_s=60.0)
+    ref = ReferenceRouter(g, prof, HOL, TZ, restricted_penalty_s=60.0)
+    vehicles = [
+        CAR,
+        make_vehicle("van"),
+        make_vehicle("truck"),
+        make_vehicle("truck", height_m=3.2, weight_t=7.0, width_m=2.2, length_m=8.0),
+    ]
+    t_obs = datetime(2026, 3, 10, 8, 0, tzinfo=TZ).timestamp()
+    closed = rng.choice(m, 30, replace=False).tolist()
+    r.live.apply(
+        [{"edge_id": e, "observed_at": t_obs, "closed": True, "expires_at": t_obs + 7200} for e in closed]
+    )
+    try:
+        pts = _points(g, rng, 200)
+        n_j = int(np.count_nonzero(g.node_base == np.arange(g.n_nodes)))
+        pts += [(float(g.node_lat[j]), float(g.node_lon[j])) for j in rng.integers(0, n_j, 120)]
+        order = rng.permutation(len(pts))
+        pts = [pts[i] for i in order]
+        out = []
+        for i in range(160):
+            metric = ("time", "distance")[i % 2]
+            dep = t_obs + float(rng.uniform(0, 3600))
+            v = vehicles[i % len(vehicles)]
+            out.append(_check(r, ref, pts[2 * i], pts[2 * i + 1], dep, metric=metric, vehicle=v))
+        assert out.count("ok") >= 100
+    finally:
+        r.live.clear()
