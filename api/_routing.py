@@ -15,7 +15,8 @@ from api._security import charge
 from api._state import AppState, get_state
 from api._sync import TrafficSync
 from geo import Budget, InvalidInput, RouteNotFound, from_wgs84, to_wgs84
-from geo._polyline import cut, encode
+from geo._coords import from_wgs84_arrays
+from geo._polyline import encode, route_coords
 from geo._router import Router, RouteResult
 from geo._steps import Step
 from geo._vehicle import make_vehicle
@@ -61,41 +62,67 @@ def out_point(lat: float, lon: float, coord: str) -> tuple[float, float]:
 
 
 def _lonlat(points: list[tuple[float, float]], coord: str) -> list[list[float]]:
-    out = []
-    for lat, lon in points:
-        la, lo = out_point(lat, lon, coord)
-        out.append([round(lo, 7), round(la, 7)])
-    return out
+    if not points:
+        return []
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    la, lo = from_wgs84_arrays(pts[:, 0], pts[:, 1], coord)
+    return _pairs(lo, la, 7)
+
+
+def _pairs(a: np.ndarray, b: np.ndarray, nd: int) -> list[list[float]]:
+    """[[a, b], ...] rounded like Python's round (the response's exact digits)."""
+    return [[round(x, nd), round(y, nd)] for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+
+
+class _Shape:
+    """A route's driven geometry, built once (compiled): the points of every edge piece in one array
+    (edge i spans points bounds[i]..bounds[i + 1], its first point shared with the previous piece),
+    and each piece's length, time and traffic level."""
+
+    def __init__(self, r: Router, res: RouteResult) -> None:
+        g = r.g
+        n = len(res.edges)
+        self.stats: list[dict[str, Any]] = []
+        if n == 0:
+            self.lat = self.lon = np.zeros(0)
+            self.bounds = np.zeros(1, np.int64)
+            return
+        f0, f1 = res.first_fraction, res.last_fraction
+        if n == 1:
+            f0, f1 = min(f0, f1), max(f0, f1)
+        edges = np.asarray(res.edges, np.int64)
+        self.lat, self.lon, _, starts = route_coords(g, edges, f0, f1)
+        self.bounds = np.append(starts, len(self.lat) - 1)
+        frac = np.ones(n)
+        frac[0] -= f0
+        frac[-1] = f1 - (f0 if n == 1 else 0.0)
+        length = (g.edge_length_m[edges] * np.maximum(0.0, frac)).tolist()
+        entries = [*res.edge_entry_s, res.duration_s]
+        speed = g.edge_speed_mps[edges].tolist()
+        for i, e in enumerate(res.edges):
+            dur = max(0.0, entries[i + 1] - entries[i])
+            factor = min(1.0, length[i] / speed[i] / dur) if dur > 0 else 1.0
+            self.stats.append(
+                {
+                    "edge_id": int(e),
+                    "distance_m": round(length[i], 1),
+                    "duration_s": round(dur, 1),
+                    "congestion": round(factor, 3),
+                    "level": level(factor),
+                }
+            )
+
+    def piece(self, i: int) -> slice:
+        return slice(int(self.bounds[i]), int(self.bounds[i + 1]) + 1)
 
 
 def edge_pieces(r: Router, res: RouteResult) -> list[dict[str, Any]]:
     """Per road edge of a route: the part driven, its length, time and traffic level."""
-    g = r.g
-    n = len(res.edges)
-    entries = [*res.edge_entry_s, res.duration_s]
-    pieces = []
-    for i, e in enumerate(res.edges):
-        f0 = res.first_fraction if i == 0 else 0.0
-        f1 = res.last_fraction if i == n - 1 else 1.0
-        if n == 1:
-            f0, f1 = min(res.first_fraction, res.last_fraction), max(res.first_fraction, res.last_fraction)
-        poly = g.edge_polyline(int(e))
-        la, lo = cut(poly[:, 0], poly[:, 1], f0, f1)
-        length = float(g.edge_length_m[e]) * max(0.0, f1 - f0)
-        dur = max(0.0, entries[i + 1] - entries[i])
-        free = length / float(g.edge_speed_mps[e])
-        factor = min(1.0, free / dur) if dur > 0 else 1.0
-        pieces.append(
-            {
-                "edge_id": int(e),
-                "distance_m": round(length, 1),
-                "duration_s": round(dur, 1),
-                "congestion": round(factor, 3),
-                "level": level(factor),
-                "points": list(zip(la.tolist(), lo.tolist(), strict=True)),
-            }
-        )
-    return pieces
+    sh = _Shape(r, res)
+    return [
+        st | {"points": list(zip(sh.lat[sh.piece(i)].tolist(), sh.lon[sh.piece(i)].tolist(), strict=True))}
+        for i, st in enumerate(sh.stats)
+    ]
 
 
 def _step(s: Step, coord: str) -> dict[str, Any]:
@@ -121,8 +148,14 @@ def _step(s: Step, coord: str) -> dict[str, Any]:
 
 
 def route_json(r: Router, res: RouteResult, coord: str) -> dict[str, Any]:
-    pieces = edge_pieces(r, res)
-    coords = _lonlat(res.polyline, coord)
+    sh = _Shape(r, res)
+    la, lo = from_wgs84_arrays(sh.lat, sh.lon, coord)
+    pieces = _pairs(lo, la, 7)  # every piece's points, converted and rounded once
+    if len(res.polyline) == len(pieces) and pieces:
+        coords = [list(c) for c in pieces]  # the polyline: the same points, its ends the snapped ones
+        coords[0], coords[-1] = _lonlat([res.polyline[0], res.polyline[-1]], coord)
+    else:
+        coords = _lonlat(res.polyline, coord)
     return {
         "distance_m": round(res.distance_m, 1),
         "duration_s": round(res.duration_s, 1),
@@ -132,10 +165,7 @@ def route_json(r: Router, res: RouteResult, coord: str) -> dict[str, Any]:
         "arrive_at": res.arrive_at.isoformat(),
         "geometry": {"type": "LineString", "coordinates": coords},
         "polyline6": encode([(c[1], c[0]) for c in coords], precision=6),
-        "segments": [
-            {k: v for k, v in p.items() if k != "points"} | {"coordinates": _lonlat(p["points"], coord)}
-            for p in pieces
-        ],
+        "segments": [st | {"coordinates": pieces[sh.piece(i)]} for i, st in enumerate(sh.stats)],
         "steps": [_step(s, coord) for s in res.steps],
         "snap": {
             "from": {
@@ -155,16 +185,19 @@ _LEVEL_COLOURS = {"free": "#2E7D32", "slow": "#F9A825", "congested": "#C62828", 
 
 def wechat_polylines(r: Router, res: RouteResult) -> list[dict[str, Any]]:
     """The WeChat map component's `polyline` attribute (GCJ-02), one run per traffic level."""
+    sh = _Shape(r, res)
+    la, lo = from_wgs84_arrays(sh.lat, sh.lon, "gcj02")
+    conv = [
+        {"latitude": round(a, 6), "longitude": round(b, 6)}
+        for a, b in zip(la.tolist(), lo.tolist(), strict=True)
+    ]
     runs: list[dict[str, Any]] = []
-    for p in edge_pieces(r, res):
-        pts = [
-            {"latitude": round(a, 6), "longitude": round(b, 6)}
-            for a, b in (from_wgs84(q[0], q[1], "gcj02") for q in p["points"])
-        ]
-        if runs and runs[-1]["level"] == p["level"]:
+    for i, st in enumerate(sh.stats):
+        pts = conv[sh.piece(i)]
+        if runs and runs[-1]["level"] == st["level"]:
             runs[-1]["points"].extend(pts[1:])
         else:
-            runs.append({"level": p["level"], "points": pts})
+            runs.append({"level": st["level"], "points": [dict(p) for p in pts]})
     return [
         {"points": run["points"], "color": _LEVEL_COLOURS[run["level"]], "width": 6, "arrowLine": True}
         for run in runs

@@ -87,7 +87,7 @@ from geo._ranking import (
 from geo._router import Router
 from store._prices import CurrentPrice, current_prices, station_prices_between
 from store._promotions import promotions_between, promotions_for_stations
-from store._stations import get_station, nearby_stations, stations_in_bbox
+from store._stations import get_station, nearby_offers, nearby_stations, stations_in_bbox
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 
@@ -294,16 +294,8 @@ def nearby(
 
     fetch = n if sort_s == "distance" else max(n, PRICE_SORT_CANDIDATES)
     with state.db.connection() as conn:
-        rows = nearby_stations(conn, w_lat, w_lon, radius, limit=fetch, grade=grade_s)
-        ids = [int(r["id"]) for r in rows]
-        prices = current_prices(conn, ids, at_dt)
-        promos = promotions_for_stations(conn, [(int(r["id"]), r["brand"]) for r in rows], at=at_dt)
-    results = [
-        _station_out(
-            r, prices.get(int(r["id"]), {}), promos.get(int(r["id"]), []), at_dt, region, coord_s, quote
-        )
-        for r in rows
-    ]
+        found = nearby_offers(conn, w_lat, w_lon, radius, limit=fetch, grade=grade_s, at=at_dt)
+    results = [_station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in found]
     if sort_s != "distance":
         assert grade_s is not None
         results = _rank(results, sort_s, grade_s, radius)

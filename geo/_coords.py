@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 import prcoords
+from numba import njit
 
 CoordSystem = Literal["wgs84", "gcj02", "bd09"]
 EARTH_RADIUS_M = 6_371_008.8
@@ -71,3 +72,56 @@ def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     x = math.sin(dl) * math.cos(p2)
     y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
     return (math.degrees(math.atan2(x, y)) + 360.0) % 360.0
+
+
+# GCJ-02 over arrays: prcoords.wgs_gcj's arithmetic, operation for operation, compiled (bit for bit the
+# same results as the per-point path; tests/test_route_shaping.py checks it on seeded routes).
+_GCJ_A = float(prcoords.GCJ_A)
+_GCJ_EE = float(prcoords.GCJ_EE)
+
+
+@njit(cache=True, nogil=True)
+def _wgs_gcj_arrays(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    n = lat.shape[0]
+    out_lat = np.empty(n)
+    out_lon = np.empty(n)
+    pi = math.pi
+    for i in range(n):
+        la, lo = lat[i], lon[i]
+        if not (0.8293 <= la <= 55.8271 and 72.004 <= lo <= 137.8347):
+            out_lat[i], out_lon[i] = la, lo
+            continue
+        x, y = lo - 105, la - 35
+        d_lat_m = (
+            -100 + 2 * x + 3 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * math.sqrt(abs(x))
+            + (
+                2 * math.sin(x * 6 * pi) + 2 * math.sin(x * 2 * pi) + 2 * math.sin(y * pi)
+                + 4 * math.sin(y / 3 * pi) + 16 * math.sin(y / 12 * pi) + 32 * math.sin(y / 30 * pi)
+            ) * 20 / 3
+        )  # fmt: skip
+        d_lon_m = (
+            300 + x + 2 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * math.sqrt(abs(x))
+            + (
+                2 * math.sin(x * 6 * pi) + 2 * math.sin(x * 2 * pi) + 2 * math.sin(x * pi)
+                + 4 * math.sin(x / 3 * pi) + 15 * math.sin(x / 12 * pi) + 30 * math.sin(x / 30 * pi)
+            ) * 20 / 3
+        )  # fmt: skip
+        rad_lat = math.radians(la)
+        magic = 1 - _GCJ_EE * math.pow(math.sin(rad_lat), 2)
+        lat_deg_arclen = math.radians((_GCJ_A * (1 - _GCJ_EE)) / math.pow(magic, 1.5))
+        lon_deg_arclen = math.radians(_GCJ_A * math.cos(rad_lat) / math.sqrt(magic))
+        out_lat[i] = la + (d_lat_m / lat_deg_arclen)
+        out_lon[i] = lo + (d_lon_m / lon_deg_arclen)
+    return out_lat, out_lon
+
+
+def from_wgs84_arrays(lat: np.ndarray, lon: np.ndarray, system: str) -> tuple[np.ndarray, np.ndarray]:
+    """`from_wgs84` over arrays of WGS-84 points (gcj02 compiled, one pass; identity outside China)."""
+    la = np.ascontiguousarray(lat, dtype=np.float64)
+    lo = np.ascontiguousarray(lon, dtype=np.float64)
+    if system == "wgs84":
+        return la, lo
+    if system == "gcj02":
+        return _wgs_gcj_arrays(la, lo)
+    pts = [from_wgs84(a, b, system) for a, b in zip(la.tolist(), lo.tolist(), strict=True)]
+    return np.asarray([p[0] for p in pts], np.float64), np.asarray([p[1] for p in pts], np.float64)

@@ -1,4 +1,5 @@
 """H3 (v4) cells for the station index: the r7/r8/r9 columns and the candidate cells of a nearby search.
+Cells are handled as 64-bit ints throughout (h3's integer API), never as strings.
 
 A nearby search takes the query point's cell at one resolution and its `grid_disk` of `k` rings. The
 disk must cover the whole search circle, so `k` is sized from a conservative bound:
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import h3
+from h3.api import basic_int as h3i
 
 RESOLUTIONS: tuple[int, ...] = (9, 8, 7)  # finest first
 MIN_EDGE_FACTOR = 0.6
@@ -62,11 +64,7 @@ def disk_size(k: int) -> int:
 
 def cells_for_point(lat: float, lon: float) -> tuple[int, int, int]:
     """(h3_r7, h3_r8, h3_r9) of a WGS-84 point as signed 64-bit ints (they fit: the top bit is 0)."""
-    return (
-        h3.str_to_int(h3.latlng_to_cell(lat, lon, 7)),
-        h3.str_to_int(h3.latlng_to_cell(lat, lon, 8)),
-        h3.str_to_int(h3.latlng_to_cell(lat, lon, 9)),
-    )
+    return (h3i.latlng_to_cell(lat, lon, 7), h3i.latlng_to_cell(lat, lon, 8), h3i.latlng_to_cell(lat, lon, 9))
 
 
 def cells_for_points(lats: Sequence[float], lons: Sequence[float]) -> list[tuple[int, int, int]]:
@@ -108,6 +106,5 @@ def covering_cells(
     if choice is None:
         return Covering(res=7, k=rings_for_radius(radius_m, 7), cells=None)
     res, k = choice
-    origin = h3.latlng_to_cell(lat, lon, res)
-    cells = [h3.str_to_int(c) for c in h3.grid_disk(origin, k)]
+    cells = list(h3i.grid_disk(h3i.latlng_to_cell(lat, lon, res), k))
     return Covering(res=res, k=k, cells=cells)

@@ -182,8 +182,12 @@ def connection_kwargs(
         "keepalives_count": keepalives_count,
         "tcp_user_timeout": int(tcp_user_timeout_s * 1000),
     }
+    # Session settings ride on the connection (no per-request SET): JIT off, since the geodesic tests
+    # are costed high and compiling would take longer than the short queries the service runs.
+    options = ["-c jit=off"]
     if statement_timeout_s:
-        kwargs["options"] = f"-c statement_timeout={int(statement_timeout_s * 1000)}"
+        options.append(f"-c statement_timeout={int(statement_timeout_s * 1000)}")
+    kwargs["options"] = " ".join(options)
     return kwargs
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from geo._plausible import PlausibilityRules, band_problem, price_problem, reference_grade
 from geo._pricing import KNOWN_GRADES
@@ -258,6 +259,38 @@ _IN_FORCE_SQL = (
     "   WHERE prices.station_id = s.id AND prices.grade = g.grade AND prices.effective_from <= %(at)s"
     "   ORDER BY prices.effective_from DESC LIMIT 1) p"
 )
+
+
+# A column of a station query (station alias `s`): the prices in force at %(price_at)s of the
+# %(price_grades)s grades, a jsonb array (prices as text: exact decimals). Read with prices_from_json.
+IN_FORCE_COLUMN = sql.SQL(
+    "(SELECT coalesce(jsonb_agg(jsonb_build_object('grade', g.grade, 'price_cny', p.price_cny::text,"
+    " 'effective_from', p.effective_from, 'observed_at', p.observed_at, 'source', p.source)), '[]')"
+    " FROM unnest(%(price_grades)s::text[]) AS g(grade)"
+    " CROSS JOIN LATERAL (SELECT price_cny, effective_from, observed_at, source FROM prices"
+    "   WHERE prices.station_id = s.id AND prices.grade = g.grade AND prices.effective_from <= %(price_at)s"
+    "   ORDER BY prices.effective_from DESC LIMIT 1) p) AS prices_in_force"
+)
+
+
+def in_force_params(at: datetime, grades: Sequence[str] = KNOWN_GRADES) -> dict[str, Any]:
+    """The values IN_FORCE_COLUMN binds."""
+    return {"price_at": at, "price_grades": list(grades)}
+
+
+def prices_from_json(station_id: int, items: Sequence[dict[str, Any]]) -> dict[str, CurrentPrice]:
+    """{grade: price in force} of one station from its IN_FORCE_COLUMN value."""
+    return {
+        d["grade"]: CurrentPrice(
+            station_id=station_id,
+            grade=d["grade"],
+            price_cny=Decimal(d["price_cny"]),
+            effective_from=datetime.fromisoformat(d["effective_from"]),
+            observed_at=datetime.fromisoformat(d["observed_at"]),
+            source=d["source"],
+        )
+        for d in items
+    }
 
 
 def _current_price(row: Any) -> CurrentPrice:

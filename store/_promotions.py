@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from geo._plausible import PlausibilityRules, promotion_problem
@@ -299,6 +300,35 @@ def promotions_between(
         "valid_from <= %(end)s AND (valid_to IS NULL OR valid_to > %(start)s)",
         {"start": start, "end": end},
     )
+
+
+_JSON_FIELDS = ", ".join(
+    f"{k}::text AS {k}" if k in ("value", "min_amount_cny", "min_litres") else k for k in _KEYS
+)
+
+# A column of a station query (station alias `s` with its brand): the promotions targeting the
+# station, its own then its brand's, by id, valid at %(promo_at)s, as a jsonb array (decimals as
+# text). Read with promotions_from_json; the same set as promotions_for_stations(at=...).
+VALID_AT_COLUMN = sql.SQL(
+    "(SELECT coalesce(jsonb_agg(to_jsonb(pr) ORDER BY pr.scope = 'brand', pr.id), '[]') FROM ("
+    f"SELECT {_JSON_FIELDS} FROM promotions"
+    " WHERE ((scope = 'station' AND station_id = s.id) OR (scope = 'brand' AND brand = s.brand))"
+    " AND valid_from <= %(promo_at)s AND (valid_to IS NULL OR valid_to > %(promo_at)s)) pr)"
+    " AS promotions_valid"
+)
+
+
+def promotions_from_json(items: Sequence[dict[str, Any]]) -> list[Promotion]:
+    """The promotions of a VALID_AT_COLUMN value."""
+    out = []
+    for d in items:
+        row = dict(d)
+        for k in ("time_from", "time_to"):
+            row[k] = None if row[k] is None else time.fromisoformat(row[k])
+        for k in ("valid_from", "valid_to"):
+            row[k] = None if row[k] is None else datetime.fromisoformat(row[k])
+        out.append(promotion_from_row(row))
+    return out
 
 
 def get_promotion(conn: psycopg.Connection, promotion_id: int) -> Promotion | None:

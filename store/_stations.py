@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -17,7 +18,10 @@ from psycopg import sql
 
 from geo._brands import BRANDS
 from geo._h3cells import DEFAULT_MAX_CELLS, cells_for_point, covering_cells
+from geo._pricing import Promotion
 from store._audit import changed_fields, record_many
+from store._prices import IN_FORCE_COLUMN, CurrentPrice, in_force_params, prices_from_json
+from store._promotions import VALID_AT_COLUMN, promotions_from_json
 
 SOURCES = ("osm", "onboarding", "demo")
 STATUSES = ("open", "closed", "temporarily_closed")
@@ -291,9 +295,6 @@ def stations_in_bbox(
     return _dicts(cur)
 
 
-FIRST_STEP_M = 600.0  # first disk of an expanding nearby search
-
-
 def nearby_stations(
     conn: psycopg.Connection,
     lat: float,
@@ -306,29 +307,27 @@ def nearby_stations(
     use_bbox: bool = True,
     max_cells: int = DEFAULT_MAX_CELLS,
     expand: bool = True,
+    extra_sql: sql.Composable | None = None,
+    extra_params: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Stations within `radius_m` (geodesic, WGS-84 spheroid) of the point, nearest first.
+    """Stations within `radius_m` (geodesic, WGS-84 spheroid) of the point, nearest first, in ONE
+    statement (prepared by psycopg once it repeats).
 
-    With `expand` (the default) the search starts on a small disk and grows it (x3) only while it
-    holds fewer than `limit` stations: the `limit` nearest inside a smaller disk are the `limit`
-    nearest inside any larger one, so the answer is the same, and a dense city (1M stations) costs
-    a few hundred distance evaluations instead of every station within the full radius.
+    With `expand` (the default) the statement first takes the `limit` stations nearest by planar
+    distance (GiST KNN on geom, within the radius): they are `limit` stations within `d_k`, the
+    largest of their geodesic distances, so the `limit` geodesically nearest lie within `d_k` too and
+    the exact search runs on that disk only (or on the full radius when fewer are found). The answer
+    is the one of the search over the full radius; a dense city (1M stations) costs a few hundred
+    distance evaluations instead of every station within the radius.
 
     Prefilters, both conservative: the H3 disk (`h3_rX = ANY(cells)`, see geo._h3cells) and a degree
     box on the GiST-indexed geom (the planner picks or combines them); then the exact
     `ST_DWithin(geography)`. `grade` keeps only stations that list that grade. Each row has
     `distance_m` (metres on the WGS-84 spheroid). Ties by id.
+
+    `extra_sql` adds columns computed per found station (alias `s`; e.g. store._prices.IN_FORCE_COLUMN),
+    its values bound from `extra_params`.
     """
-    if expand:
-        step = min(radius_m, FIRST_STEP_M)
-        while True:
-            rows = nearby_stations(
-                conn, lat, lon, step, limit=limit, grade=grade, use_h3=use_h3, use_bbox=use_bbox,
-                max_cells=max_cells, expand=False,
-            )  # fmt: skip
-            if len(rows) >= limit or step >= radius_m:
-                return rows
-            step = min(radius_m, step * 3)
     params: dict[str, Any] = {"lat": lat, "lon": lon, "radius": radius_m, "limit": limit, "grade": grade}
     cover = covering_cells(lat, lon, radius_m, max_cells=max_cells) if use_h3 else None
     prefilter = ""
@@ -336,26 +335,81 @@ def nearby_stations(
         # column name from a fixed set {h3_r7, h3_r8, h3_r9}, never from input
         column = {7: "s.h3_r7", 8: "s.h3_r8", 9: "s.h3_r9"}[cover.res]
         prefilter = f" AND {column} = ANY(%(cells)s::bigint[])"
-        params["cells"] = cover.cells
+        # as one array literal: psycopg would otherwise inspect each of up to thousands of ints
+        params["cells"] = "{" + ",".join(map(str, cover.cells)) + "}"
     box = _degree_box(lat, lon, radius_m) if use_bbox else None
     if box is not None:  # a second conservative prefilter the planner may combine (GiST on geom)
         prefilter += " AND s.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)"
         params.update(zip(("w", "s", "e", "n"), box, strict=True))
-    with conn.transaction():
-        # The geodesic test is costed high; JIT compilation would then take longer than the query.
-        conn.execute("SET LOCAL jit = off")
-        cur = conn.execute(
-            f"SELECT {STATION_FIELDS},"
-            " ST_Distance(s.geom::geography, q.g) AS distance_m"
-            " FROM stations s, (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography AS g) q"
-            " WHERE ST_DWithin(s.geom::geography, q.g, %(radius)s)"
-            f"{prefilter}"
-            " AND (%(grade)s::text IS NULL OR %(grade)s::text = ANY(s.grades))"
-            " ORDER BY distance_m, s.id LIMIT %(limit)s",
-            params,
+    grade_sql = " AND (%(grade)s::text IS NULL OR %(grade)s::text = ANY(s.grades))"
+    within = "%(radius)s"
+    knn = ""
+    if expand:
+        # d_k plus a centimetre: ST_DWithin and ST_Distance may differ in the last bits; stations beyond
+        # d_k sort after the `limit` found within it, so the margin never changes the answer.
+        knn = (
+            " knn AS (SELECT ST_Distance(s.geom::geography, q.g) AS d FROM stations s, q"
+            f" WHERE ST_DWithin(s.geom::geography, q.g, %(radius)s){prefilter}{grade_sql}"
+            " ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) LIMIT %(limit)s),"
+            " bound AS MATERIALIZED (SELECT CASE WHEN count(*) < %(limit)s THEN %(radius)s::float8"
+            " ELSE least(%(radius)s::float8, max(d) + 0.01) END AS r FROM knn),"
         )
-        rows = _dicts(cur)
-    return rows
+        within = "(SELECT r FROM bound)"
+    extra = sql.SQL("") if extra_sql is None else sql.SQL(", ") + extra_sql
+    query = (
+        sql.SQL(
+            "WITH q AS MATERIALIZED (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography AS g),"
+            + knn
+            + " near AS (SELECT s.id, ST_Distance(s.geom::geography, q.g) AS distance_m FROM stations s, q"
+            + f" WHERE ST_DWithin(s.geom::geography, q.g, {within}){prefilter}{grade_sql}"
+            + " ORDER BY distance_m, s.id LIMIT %(limit)s)"
+            + f" SELECT {STATION_FIELDS}, near.distance_m"
+        )
+        + extra
+        + sql.SQL(" FROM near JOIN stations s USING (id) ORDER BY near.distance_m, s.id")
+    )
+    if extra_params:
+        params.update(extra_params)
+    return _dicts(conn.execute(query, params))
+
+
+@dataclass(frozen=True)
+class NearbyOffer:
+    """A station found by nearby_offers: its row (with distance_m), prices in force, promotions valid."""
+
+    row: dict[str, Any]
+    prices: dict[str, CurrentPrice]
+    promotions: list[Promotion]
+
+
+def nearby_offers(
+    conn: psycopg.Connection,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    *,
+    limit: int,
+    at: datetime,
+    grade: str | None = None,
+) -> list[NearbyOffer]:
+    """nearby_stations with, per station, the prices in force at `at` (store._prices.current_prices)
+    and the promotions valid then (store._promotions.promotions_for_stations): one round trip."""
+    rows = nearby_stations(
+        conn,
+        lat,
+        lon,
+        radius_m,
+        limit=limit,
+        grade=grade,
+        extra_sql=sql.SQL(", ").join([IN_FORCE_COLUMN, VALID_AT_COLUMN]),
+        extra_params={**in_force_params(at), "promo_at": at},
+    )
+    out = []
+    for r in rows:
+        sid = int(r["id"])
+        prices = prices_from_json(sid, r.pop("prices_in_force"))
+        out.append(NearbyOffer(r, prices, promotions_from_json(r.pop("promotions_valid"))))
+    return out
 
 
 def _degree_box(lat: float, lon: float, radius_m: float) -> tuple[float, float, float, float] | None:
