@@ -13,6 +13,9 @@ thing on the SHORTER side's path that the longer side may not use:
 - policy: a way one side drives and the other does not (or not in that direction, or not through:
   destination/private), named with its tags;
 - turn restriction: osmnx's path makes a turn a restriction relation bans (osmnx reads none);
+- u-turn across a median: osmnx's path turns from a one-way way back onto an opposite one-way way at a
+  junction that is not a dead end, which our graph refuses (`geo._build.is_median_u_turn`; osmnx has
+  no such rule);
 - clipped way: osmnx joins the remaining nodes of a way cut at the extract edge, we split it;
 - other: none of these (a finding to look at).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,13 +34,16 @@ from typing import Any
 
 import numpy as np
 
+from geo._build import is_median_u_turn, segment_bearing
 from geo._errors import RouteNotFound
 from geo._graph import CompiledGraph
 from geo._osm import OsmRoads, Restriction, read_roads
 from geo._router import Router
 
 TOL = 0.01  # 1 %: beyond this the two engines disagree
-CLASSES = ("component", "barrier", "policy", "turn restriction", "clipped way", "other")
+CLASSES = (
+    "component", "barrier", "policy", "turn restriction", "u-turn across a median", "clipped way", "other",
+)  # fmt: skip
 _CLAUSE = re.compile(r'\["([^"]+)"(?:(!?~)"([^"]*)")?\]')
 
 Clause = tuple[str, str, "re.Pattern[str] | None"]
@@ -143,6 +150,13 @@ class OurNetwork:
     restricted_ways: set[int]  # destination/private: no through traffic
     blocked: set[int]  # nodes whose barrier tags block cars
     restrictions: list[Restriction]
+    coords: dict[int, tuple[float, float]] = field(default_factory=dict)  # OSM node -> (lat, lon)
+    exits: dict[int, int] = field(default_factory=dict)  # OSM node -> segments leaving it
+
+    def one_way(self, a: int, b: int) -> bool:
+        """Whether our graph drives the segment a -> b of its way only in that direction."""
+        w = self.seg_way.get((a, b))
+        return w is not None and self.seg_way.get((b, a)) != w
 
     @classmethod
     def of(cls, g: CompiledGraph, roads: OsmRoads) -> OurNetwork:
@@ -159,11 +173,14 @@ class OurNetwork:
             if a != b
         }
         restricted = {w for w, r in zip(roads.way_ids, roads.way_restricted, strict=False) if r}
+        lat, lon = np.asarray(g.geom_lat).tolist(), np.asarray(g.geom_lon).tolist()
         return cls(
             seg_way=seg_way,
             restricted_ways=restricted,
             blocked=set(roads.blocked_nodes.tolist()),
             restrictions=list(roads.restrictions),
+            coords=dict(zip(osm.tolist(), zip(lat, lon, strict=True), strict=True)),
+            exits=dict(Counter(a for a, _ in seg_way)),
         )
 
 
@@ -264,6 +281,9 @@ def _why_osmnx_shorter(
     banned = first_banned_turn(nodes, wayseq, net.restrictions)
     if banned is not None:
         return "turn restriction", banned, banned.split(" (")[0]
+    u_turn = first_median_u_turn(nodes, wayseq, net)
+    if u_turn is not None:
+        return "u-turn across a median", u_turn, u_turn.split(":")[0]
     return "other", "", ""
 
 
@@ -306,10 +326,29 @@ def first_banned_turn(
                 j = i + 1
                 while j < len(runs) and runs[j] in r.via_ways:
                     j += 1
-                if j == i + 1 or j >= len(runs):
-                    continue
+                if j >= len(runs) or set(runs[i + 1 : j]) != set(r.via_ways):
+                    continue  # our graph applies it only after every via way
                 if (r.kind == "no") == (runs[j] in r.to_ways):
                     return f"relation {r.rel_id} ({r.value}): way {w} -> via ways -> way {runs[j]}"
+    return None
+
+
+def first_median_u_turn(nodes: Sequence[int], wayseq: Sequence[int], net: OurNetwork) -> str | None:
+    """The first turn of the path (node sequence, way per segment) from a way we drive one-way onto
+    another such way that our graph refuses as a U-turn across a median (`is_median_u_turn`, on the
+    same segment headings and the same count of ways on at the junction), described."""
+    for i in range(1, len(nodes) - 1):
+        p, n, q = nodes[i - 1], nodes[i], nodes[i + 1]
+        fw, tw = wayseq[i - 1], wayseq[i]
+        if fw == tw or not (net.one_way(p, n) and net.one_way(n, q)):
+            continue
+        if p not in net.coords or n not in net.coords or q not in net.coords:
+            continue
+        arrive = float(segment_bearing(*net.coords[p], *net.coords[n]))
+        leave = float(segment_bearing(*net.coords[n], *net.coords[q]))
+        if is_median_u_turn(arrive, leave, net.exits.get(n, 0)):
+            turn = abs((leave - arrive + 180.0) % 360.0 - 180.0)
+            return f"node {n}: way {fw} -> way {tw}, both one-way, heading turned {turn:.0f} deg"
     return None
 
 

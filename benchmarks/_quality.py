@@ -599,6 +599,8 @@ def independent(ctx: Ctx) -> None:
         "*component* (a side has no path, or osmnx dropped the way's component), *barrier* (a node we block",
         "on osmnx's path), *policy* (a way one side drives and the other not, or not that way, or not",
         "through: destination/private), *turn restriction* (osmnx reads none: its path makes a banned turn),",
+        "*u-turn across a median* (osmnx's path turns from a one-way carriageway back onto the opposite one",
+        "at a junction that is not a dead end; our graph refuses that turn, osmnx has no such rule),",
         "*clipped way* (osmnx joins a way's nodes across the extract edge), *other* (unexplained: a finding).",
     ]
     rows: list[list[Any]] = []

@@ -19,7 +19,7 @@ Steps (`build_graph`):
    (`restrictions_skipped_via_way`); a via node the from and to ways do not meet at
    (`restrictions_skipped_not_at_junction`). U-turns from one one-way edge onto an opposite one-way edge
    at a junction that has another exit (a dual carriageway's median) are forbidden
-   (`median_u_turns_forbidden`); other U-turns are allowed unless a restriction forbids them.
+   (`is_median_u_turn`, also used by the independent comparison; `median_u_turns_forbidden`); other U-turns are allowed unless a restriction forbids them.
    `no_entry` / `no_exit` are prohibitions like `no_*` (their several from- or to-ways all count).
    A from-way (to-way) that is not split at the via node contributes every edge of it that ends
    (starts) at the via node. When from-way == to-way, a `*_u_turn` restriction concerns the reverse
@@ -366,15 +366,15 @@ def _restrictions(osm: OsmRoads, seg: _Segments, ed: _Edges) -> _Split:
 
 def _median_u_turns(osm: OsmRoads, ed: _Edges, rules: dict[int, list[tuple[str, set[int]]]]) -> int:
     """Forbid turning from a one-way road edge onto a one-way edge leaving the same junction in the
-    opposite direction (within `MEDIAN_ANGLE` degrees): a U-turn across a dual carriageway's median.
-    Allowed where that is the junction's only way on (a dead end). Returns the number forbidden."""
+    opposite direction (`is_median_u_turn`): a U-turn across a dual carriageway's median. Returns the
+    number forbidden."""
     one = np.flatnonzero(ed.twin < 0)
     if one.size == 0:
         return 0
     lat, lon = osm.lat[ed.geom_pos], osm.lon[ed.geom_pos]
     g0, g1 = ed.geom_offsets[:-1], ed.geom_offsets[1:]
-    end_b = _bearing(lat[g1 - 2], lon[g1 - 2], lat[g1 - 1], lon[g1 - 1])
-    start_b = _bearing(lat[g0], lon[g0], lat[g0 + 1], lon[g0 + 1])
+    end_b = segment_bearing(lat[g1 - 2], lon[g1 - 2], lat[g1 - 1], lon[g1 - 1])
+    start_b = segment_bearing(lat[g0], lon[g0], lat[g0 + 1], lon[g0 + 1])
     out_n = np.bincount(ed.u, minlength=int(max(ed.u.max(), ed.v.max())) + 1)
     by_tail: dict[int, list[int]] = {}
     for f in one.tolist():
@@ -383,20 +383,31 @@ def _median_u_turns(osm: OsmRoads, ed: _Edges, rules: dict[int, list[tuple[str, 
     for e in one.tolist():
         v = int(ed.v[e])
         if out_n[v] <= 1:
-            continue  # a dead end (its only exit): turning back is the only way on
+            continue  # a dead end: no U-turn there is refused (`is_median_u_turn`)
         for f in by_tail.get(v, []):
             if int(ed.way[f]) == int(ed.way[e]) and int(ed.u[e]) == int(ed.v[f]):
                 continue  # a closed one-way loop, not two carriageways
-            turn = abs((start_b[f] - end_b[e] + 180.0) % 360.0 - 180.0)
-            if turn >= 180.0 - MEDIAN_ANGLE:
+            if is_median_u_turn(float(end_b[e]), float(start_b[f]), int(out_n[v])):
                 rules.setdefault(e, []).append(("no", {f}))
                 n += 1
     return n
 
 
-def _bearing(la0: np.ndarray, lo0: np.ndarray, la1: np.ndarray, lo1: np.ndarray) -> np.ndarray:
-    dx = np.radians(lo1 - lo0) * np.cos(np.radians((la0 + la1) / 2))
-    dy = np.radians(la1 - la0)
+def is_median_u_turn(arrive_deg: float, leave_deg: float, exits: int) -> bool:
+    """Whether arriving at a junction on a one-way road heading `arrive_deg` (bearing of its last
+    segment) and leaving on another one-way road heading `leave_deg` (its first segment) is a U-turn
+    across a dual carriageway's median: the heading turns within `MEDIAN_ANGLE` degrees of a full
+    reversal, and the junction has another way on (`exits`, the road edges leaving it, is more than
+    one; at a dead end turning back is the only way on)."""
+    turn = abs((leave_deg - arrive_deg + 180.0) % 360.0 - 180.0)
+    return exits > 1 and turn >= 180.0 - MEDIAN_ANGLE
+
+
+def segment_bearing(la0: Any, lo0: Any, la1: Any, lo1: Any) -> np.ndarray:
+    """Heading (degrees clockwise from north, [0, 360)) of the short segment(s) from (la0, lo0) to
+    (la1, lo1), equirectangular; arrays or scalars."""
+    dx = np.radians(np.asarray(lo1) - lo0) * np.cos(np.radians((np.asarray(la0) + la1) / 2))
+    dy = np.radians(np.asarray(la1) - la0)
     return np.asarray(np.degrees(np.arctan2(dx, dy)) % 360.0)
 
 

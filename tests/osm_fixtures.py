@@ -405,3 +405,30 @@ def osm_xml(
         out.append(f'  <relation id="{rid}" version="1">{ms}{tg}</relation>')
     out.append("</osm>")
     return "\n".join(out) + "\n"
+
+
+def median_end() -> str:
+    """A dual carriageway's end: one-way 21 (1 -> 2) east, one-way 22 (2 -> 3) back west 10 m north of
+    it, street 23 from junction 2 north to 4 (so 2 is no dead end), streets 24 (4-5) and 25 (5-3) round
+    to the west carriageway's end, a long road 26 from 5 back to 1 (so every road is reachable), spurs
+    60 (8-1) and 70 (3-9). 8 -> 9 is about 397 m with the U-turn at 2 across the median, about 603 m
+    round by 4 and 5."""
+    u = 0.001  # about 100 m
+    grid = {
+        1: (0.0, 0.0), 2: (1.0, 0.05), 3: (0.0, 0.1), 4: (1.0, 1.0), 5: (0.0, 1.0), 6: (0.0, 3.0),
+        7: (-1.0, 3.0), 8: (-1.0, 0.0), 9: (-1.0, 0.1),
+    }  # fmt: skip
+    carriageway = {"highway": "primary", "oneway": "yes"}
+    return osm_xml(
+        {i: (26.87 + y * u, 100.23 + x * u) for i, (x, y) in grid.items()},
+        {
+            21: ([1, 2], carriageway),
+            22: ([2, 3], carriageway),
+            23: ([2, 4], {}),
+            24: ([4, 5], {}),
+            25: ([5, 3], {}),
+            26: ([5, 6, 7, 1], {}),
+            60: ([8, 1], {}),
+            70: ([3, 9], {}),
+        },
+    )

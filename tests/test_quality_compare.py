@@ -1,11 +1,13 @@
 """The independent-engine comparison (benchmarks/_independent.py): osmnx builds its own graph from a
 hand-made extract (tests/osm_fixtures.py `ladders`) where each ladder holds one known difference, and every
-disagreement with our router gets its class."""
+disagreement with our router gets its class; a dual carriageway's end (`median_end`) holds the U-turn
+across a median that our graph refuses and osmnx makes."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +16,7 @@ from config import load_region
 from geo._build import build_graph
 from geo._router import Router
 from geo._traffic import TrafficProfile
-from tests.osm_fixtures import ladders
+from tests.osm_fixtures import ladders, median_end
 
 ox = pytest.importorskip("osmnx")  # the `bench` extra
 
@@ -32,15 +34,18 @@ CASES = {  # ladder k: (way tags of the middle rung, tags of its middle node, it
 }
 
 
-@pytest.fixture(scope="module")
-def cmp(tmp_path_factory: pytest.TempPathFactory) -> ind.Comparison:
-    folder = tmp_path_factory.mktemp("independent")
-    extract = folder / "ladders.osm"
-    extract.write_text(ladders(list(CASES.values())), encoding="utf-8")
+def _comparison(folder: Path, xml: str) -> ind.Comparison:
+    extract = folder / "extract.osm"
+    extract.write_text(xml, encoding="utf-8")
     region = load_region("lijiang")
     g = build_graph(extract, speeds_kmh=region.speeds_kmh)
     r = Router(g, profile=TrafficProfile.default(), holidays=region.holidays, tz=TZ)
     return ind.Comparison.build(extract, r, folder / "osmnx.osm")
+
+
+@pytest.fixture(scope="module")
+def cmp(tmp_path_factory: pytest.TempPathFactory) -> ind.Comparison:
+    return _comparison(tmp_path_factory.mktemp("independent"), ladders(list(CASES.values())))
 
 
 def _junction(c: ind.Comparison, osm_id: int) -> int:
@@ -92,6 +97,27 @@ def test_service_road_osmnx_drops_is_policy(cmp: ind.Comparison) -> None:
     assert ours == pytest.approx(444.0, rel=0.01) and theirs == pytest.approx(642.0, rel=0.01)
     assert (v.cls, v.shorter, v.subject) == ("policy", "ours", "way 430")
     assert "highway=service" in v.detail and "osmnx's filter drops it" in v.detail
+
+
+def test_u_turn_across_a_median_osmnx_makes_is_its_own_class(tmp_path: Path) -> None:
+    """osmnx turns back at the carriageway's end onto the opposite one-way carriageway; our graph
+    refuses that U-turn (2 is no dead end) and drives round by the side streets."""
+    c = _comparison(tmp_path, median_end())
+    ours, theirs, v = c.compare(_junction(c, 8), _junction(c, 9), DEP)
+    assert theirs == pytest.approx(397.0, rel=0.01) and ours == pytest.approx(603.0, rel=0.01)
+    assert (v.cls, v.shorter, v.subject) == ("u-turn across a median", "osmnx", "node 2")
+    assert "way 21 -> way 22" in v.detail
+
+
+def test_u_turn_at_a_dead_end_is_not_a_median_u_turn() -> None:
+    """The same turn where the carriageway's end has no other way on: our graph allows it, so it
+    explains nothing (an unexplained difference stays 'other')."""
+    coords = {1: (26.87, 100.23), 2: (26.87005, 100.231), 3: (26.8701, 100.23)}
+    seg_way = {(1, 2): 21, (2, 3): 22}
+    for exits, cls in ((2, "u-turn across a median"), (1, "other")):
+        net = ind.OurNetwork(seg_way, set(), set(), [], coords=coords, exits={1: 1, 2: exits, 3: 0})
+        v = ind.explain(300.0, 200.0, [], [1, 2, 3], [21, 22], net, set(seg_way), _no_ways())
+        assert (v.cls, v.shorter) == (cls, "osmnx")
 
 
 def test_no_path_on_one_side_is_component() -> None:
