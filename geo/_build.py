@@ -385,8 +385,8 @@ def _median_u_turns(osm: OsmRoads, ed: _Edges, rules: dict[int, list[tuple[str, 
         if out_n[v] <= 1:
             continue  # a dead end: no U-turn there is refused (`is_median_u_turn`)
         for f in by_tail.get(v, []):
-            if int(ed.way[f]) == int(ed.way[e]) and int(ed.u[e]) == int(ed.v[f]):
-                continue  # a closed one-way loop, not two carriageways
+            if int(ed.way[f]) == int(ed.way[e]):
+                continue  # the same way going on (a hairpin bend, a one-way loop), not two carriageways
             if is_median_u_turn(float(end_b[e]), float(start_b[f]), int(out_n[v])):
                 rules.setdefault(e, []).append(("no", {f}))
                 n += 1

@@ -461,6 +461,27 @@ def test_u_turn_across_a_median_is_refused(tmp_path: Path) -> None:
     assert path == [1, 2, 4, 5]  # not back along the other carriageway, although that is shorter
 
 
+def test_a_one_way_hairpin_at_a_junction_is_driven_on(tmp_path: Path) -> None:
+    """A mountain road's one-way hairpin: way 31 runs east to 2, where a side street leaves, and turns
+    back west to 3. Going on along the same way is not a U-turn across a median."""
+    nodes = {1: (-3.0, 0.0), 2: (1.0, 0.05), 3: (-3.0, 0.1), 4: (1.0, 1.0), 5: (-3.0, 1.0), 6: (-5.0, 0.05)}
+    ways: dict[int, tuple[list[int], dict[str, str]]] = {
+        31: ([1, 2, 3], {"oneway": "yes", "highway": "secondary"}),
+        23: ([2, 4], {}),
+        24: ([4, 5], {}),
+        25: ([3, 5], {}),
+        26: ([5, 6], {}),
+        27: ([6, 1], {}),
+    }
+    p = tmp_path / "hairpin.osm"
+    p.write_text(osm_xml({i: (26.87 + y * U, 100.23 + x * U) for i, (x, y) in nodes.items()}, ways))
+    r = Router(build_graph(p, speeds_kmh=SPEEDS), profile=TrafficProfile.default(), holidays=HOL, tz=TZ)
+    assert r.g.meta["counts"]["median_u_turns_forbidden"] == 0
+    res = r.route(ON_21, node(r.g, 3), depart_at=DEP, metric="distance")
+    assert osm_path(r, res.edges) == [1, 2, 3]
+    assert res.distance_m == pytest.approx(reference_distance(r, ON_21, node(r.g, 3)), rel=1e-9)
+
+
 def test_u_turn_at_a_dead_end_is_allowed(tmp_path: Path) -> None:
     r = median_router(tmp_path, cross_street=False)
     assert r.g.meta["counts"]["median_u_turns_forbidden"] == 0
