@@ -37,20 +37,7 @@ def record(
     new: Mapping[str, Any] | None,
 ) -> None:
     """One audit row. Call it inside the transaction that makes the change."""
-    if action not in ACTIONS:
-        raise ValueError(f"audit action must be one of {', '.join(ACTIONS)}, got {action!r}")
-    conn.execute(
-        "INSERT INTO audit_log (actor, action, entity, entity_id, old_value, new_value)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        (
-            actor,
-            action,
-            entity,
-            str(entity_id),
-            None if old is None else Jsonb(jsonable(old)),
-            None if new is None else Jsonb(jsonable(new)),
-        ),
-    )
+    record_many(conn, actor=actor, entries=[(action, entity, entity_id, old, new)])
 
 
 def audit_rows(

@@ -22,6 +22,11 @@ TEST_ADMIN_KEY = "test-admin-5RkX8pVn2WqJ7cTz4LmB9hFd3YsGeA6u"
 TEST_RATE_PREFIX = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def fresh_rate_prefix() -> str:
+    """Rate-limit and failed-authentication windows of one test module alone."""
+    return f"{TEST_RATE_PREFIX}-{uuid.uuid4().hex[:8]}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

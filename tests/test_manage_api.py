@@ -16,6 +16,7 @@ from config import PROJECT_ROOT, Settings
 from ingest._guidance import load_guidance_file
 from ingest._stations import load_stations
 from store._auth import create_api_key
+from tests._servers import fresh_rate_prefix
 
 EXAMPLES = PROJECT_ROOT / "data" / "examples"
 NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")
@@ -38,6 +39,7 @@ def env(module_db: str, shared_data: Path) -> Iterator[dict[str, Any]]:
         shared_data_dir=shared_data,
         admin_api_key=ADMIN,
         secret_key="test-secret-0123456789abcdef",
+        rate_limit_prefix=fresh_rate_prefix(),
     )
     with psycopg.connect(module_db) as conn:
         conn.execute(

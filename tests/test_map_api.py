@@ -31,7 +31,7 @@ from ingest._guidance import load_guidance_file
 from store._prices import PriceIn, insert_prices
 from store._promotions import upsert_promotion
 from store._stations import StationIn, upsert_station
-from tests._servers import TEST_SECRET_KEY
+from tests._servers import TEST_SECRET_KEY, fresh_rate_prefix
 from tests.test_h3_prefilter import destination
 
 with warnings.catch_warnings():
@@ -165,6 +165,7 @@ def client(db_url: str, regions_dir: Path, ids: dict[str, int], roads: None) -> 
         database_url=db_url,
         env="test",
         secret_key=TEST_SECRET_KEY,
+        rate_limit_prefix=fresh_rate_prefix(),
         region="lijiang",
         regions_dir=regions_dir,
         rate_limit_per_minute=100_000,

@@ -25,7 +25,7 @@ from ingest._guidance import load_guidance_file
 from ingest._stations import load_stations
 from store._auth import create_api_key
 from store._promotions import upsert_promotion
-from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY
+from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY, fresh_rate_prefix
 
 EXAMPLES = PROJECT_ROOT / "data" / "examples"
 NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")
@@ -49,6 +49,7 @@ def env(module_db: str, shared_data: Path) -> Iterator[dict[str, Any]]:
         shared_data_dir=shared_data,
         admin_api_key=TEST_ADMIN_KEY,
         secret_key=TEST_SECRET_KEY,
+        rate_limit_prefix=fresh_rate_prefix(),
         env="test",
     )
     with psycopg.connect(module_db) as conn:

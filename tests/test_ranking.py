@@ -30,7 +30,7 @@ from store import create_database, drop_database, migrate
 from store._prices import PriceIn, insert_prices
 from store._promotions import upsert_promotion
 from store._stations import StationIn, upsert_station
-from tests._servers import TEST_SECRET_KEY
+from tests._servers import TEST_SECRET_KEY, fresh_rate_prefix
 from tests.conftest import BASE_URL
 
 with warnings.catch_warnings():
@@ -79,6 +79,7 @@ def rank_client(rank_db: str, shared_data: Path) -> Iterator[TestClient]:
         shared_data_dir=shared_data,
         env="test",
         secret_key=TEST_SECRET_KEY,
+        rate_limit_prefix=fresh_rate_prefix(),
         rate_limit_per_minute=1_000_000,
     )
     with TestClient(create_app(s)) as c:
