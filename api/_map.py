@@ -303,7 +303,7 @@ def _cells(
     assert res_col is not None
     res, col = res_col
     region = state.region
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         groups = cell_groups(conn, *bbox, column_res=col, grade=grade, at=at)
         reps = [(int(g["rep"]), str(g["brand"])) for g in groups]
         promos = promotions_for_stations(conn, reps, at=at) if reps else {}
@@ -376,7 +376,7 @@ def _markers(
     sort: str,
 ) -> tuple[list[dict[str, Any]], int, bool]:
     region = state.region
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         rows = stations_in_bbox(conn, *bbox, limit=MAX_MARKERS + 1)
         truncated = len(rows) > MAX_MARKERS
         rows = rows[:MAX_MARKERS]
@@ -568,7 +568,7 @@ def map_roads(
     z = parse_zoom(zoom)
     box_ = parse_map_bbox(bbox, coord_s, z)
     classes = road_classes_for_zoom(z)
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         rows = roads_in_bbox(
             conn,
             state.region.name,
@@ -653,7 +653,7 @@ def map_region(
             "properties": {"name": region.name, "source": source},
         }
         state.extras[cache_key] = outline
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         centre = median_station_position(conn, region.bbox)
     centre_source = "stations"
     if centre is None:

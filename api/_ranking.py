@@ -356,7 +356,7 @@ def _along(
     d_snap = r.snapper.snap(dest[0], dest[1], param=to_param)
     cover = corridor_cells(line.simple, opt.corridor_m, tolerance_m=line.tolerance_m)
     budget.check(param=line.param)
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         rows = stations_in_cells(
             conn, res=cover.res, cells=cover.cells, bbox=cover.bbox, grade=opt.grade, limit=MAX_CORRIDOR_ROWS
         )

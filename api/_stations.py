@@ -293,7 +293,7 @@ def nearby(
         )
 
     fetch = n if sort_s == "distance" else max(n, PRICE_SORT_CANDIDATES)
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         found = nearby_offers(conn, w_lat, w_lon, radius, limit=fetch, grade=grade_s, at=at_dt)
     results = [_station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in found]
     if sort_s != "distance":
@@ -478,7 +478,7 @@ def _nearby_by_drive(
     r = need_router(state)
     origin_snap = r.snapper.snap(origin[0], origin[1], param="lat")
     bound = search_bound_s(radius)
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         rows = nearby_stations(
             conn, origin[0], origin[1], radius, limit=max(n, RANKING_CANDIDATES), grade=grade
         )
@@ -611,7 +611,7 @@ def station(
         member=parse_bool(member, "member"),
         payment=parse_payment(payment),
     )
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         row = get_station(conn, sid)
         if row is None:
             raise NotFound(f"station {sid} not found")
@@ -638,7 +638,7 @@ def stations(
     west, south, east, north = bbox_to_wgs84(*parse_bbox(bbox), coord_s)
     n = parse_int(limit, "limit", default=settings.max_limit, lo=1, hi=settings.max_limit)
     after_id = parse_int(after, "after", default=0, lo=0, hi=2**63 - 1)
-    with state.db.connection() as conn:
+    with state.db.read() as conn:
         rows = stations_in_bbox(conn, west, south, east, north, limit=n, after_id=after_id)
     region = state.served.region
     at_dt = datetime.now(region.tz)

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import _errors, _manage, _map, _osrm, _ranking, _routing, _security, _stations
 from api._graph import load_router
+from api._readscope import ReadYourWrites
 from api._state import AppState, get_state
 from api._sync import TrafficSync
 from config import Settings, get_settings, resolve_served_region
@@ -43,6 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keepalives_interval_s=settings.db_keepalives_interval_s,
             keepalives_count=settings.db_keepalives_count,
             tcp_user_timeout_s=settings.db_tcp_user_timeout_s,
+            read_urls=settings.service_read_urls,
+            replica_max_lag_s=settings.replica_max_lag_s,
+            replica_max_lag_bytes=settings.replica_max_lag_bytes,
+            replica_check_interval_s=settings.replica_check_interval_s,
+            replica_check_timeout_s=settings.replica_check_timeout_s,
         )
         db.open()
         state = AppState(settings=settings, served=served, db=db)
@@ -78,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if settings.docs_served else None,
         openapi_url="/openapi.json" if settings.docs_served else None,
     )
+    app.add_middleware(ReadYourWrites)  # first added, innermost: see api/_readscope.py
     _errors.install(app)
     _security.install(app, settings)
 

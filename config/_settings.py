@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-only-secret-change-me"
@@ -76,6 +77,20 @@ class Settings(BaseSettings):
     # password, another host); an empty role makes the API use DATABASE_URL as it is.
     service_db_role: str = "fuel_app"
     service_database_url: str | None = None
+
+    # --- Read replicas (store/_db.py Database.read, store/_replicas.py) ---
+    # PostgreSQL streaming standbys for nearby, map and station reads: a JSON list or a comma-separated
+    # list of URLs (a multi-host URL needs the JSON form). The API connects to them as service_db_role,
+    # like service_url. A standby that does not answer within replica_check_timeout_s, or lags the
+    # primary by more than replica_max_lag_s / replica_max_lag_bytes, is skipped until it catches up;
+    # with none usable, reads go to the primary. Checked every replica_check_interval_s per worker.
+    database_read_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("FUEL_DATABASE_READ_URL", "DATABASE_READ_URL")
+    )
+    replica_max_lag_s: float = Field(10.0, gt=0)
+    replica_max_lag_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    replica_check_interval_s: float = Field(1.0, gt=0)
+    replica_check_timeout_s: float = Field(1.0, gt=0)
 
     # --- OSRM-compatible API (/route/v1, /table/v1, /nearest/v1): bounds per request ---
     # table cells are bounded by max_matrix_cells; alternatives by geo._router.MAX_ALTERNATIVES.
@@ -149,6 +164,17 @@ class Settings(BaseSettings):
     # Dates in requests (`at`, `depart_at`) must lie within this many days of now.
     max_date_offset_days: int = Field(730, ge=1)
 
+    @field_validator("database_read_url", mode="before")
+    @classmethod
+    def _read_urls(cls, value: object) -> object:
+        """A JSON list, or URLs separated by commas; blanks dropped."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [u.strip() for u in text.split(",") if u.strip()]
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_settings(self) -> Settings:
         if "admin_api_key" not in self.model_fields_set and not self.dev_secrets_allowed:
@@ -193,11 +219,19 @@ class Settings(BaseSettings):
         """The URL the API connects with: FUEL_SERVICE_DATABASE_URL, else DATABASE_URL as the service role."""
         if self.service_database_url:
             return self.service_database_url
+        return self._as_service_role(self.database_url)
+
+    @property
+    def service_read_urls(self) -> list[str]:
+        """The read replicas' URLs as the service role (see service_url)."""
+        return [self._as_service_role(u) for u in self.database_read_url]
+
+    def _as_service_role(self, url: str) -> str:
         if not self.service_db_role:
-            return self.database_url
+            return url
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-        params = conninfo_to_dict(self.database_url)
+        params = conninfo_to_dict(url)
         params.pop("password", None)  # the owner's password is not the service role's
         params["user"] = self.service_db_role
         return make_conninfo("", **params)

@@ -1,7 +1,14 @@
 """Database layer: the pool, migrations, and one module per aggregate."""
 
 from store._ceilings import Ceiling, ceiling_at, ceilings_for_zone, upsert_ceilings
-from store._db import Database, admin_url, create_database, database_name, drop_database
+from store._db import (
+    Database,
+    admin_url,
+    create_database,
+    database_name,
+    drop_database,
+    request_scope,
+)
 from store._migrate import migrate
 from store._prices import (
     CurrentPrice,
@@ -45,6 +52,7 @@ __all__ = [
     "price_history",
     "promotions_between",
     "promotions_for_stations",
+    "request_scope",
     "station_prices_between",
     "stations_in_bbox",
     "upsert_ceilings",

@@ -11,17 +11,19 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from geo._errors import FuelError
+from store._replicas import Replica, ReplicaMonitor, ReplicaSet
 
 EXTENSIONS = ("postgis",)
 log = logging.getLogger("store.db")
@@ -55,6 +57,28 @@ def drop_database(url: str) -> None:
     name = database_name(url)
     with psycopg.connect(admin_url(url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class _RequestScope:
+    __slots__ = ("primary_used",)
+
+    def __init__(self) -> None:
+        self.primary_used = False
+
+
+_request: ContextVar[_RequestScope | None] = ContextVar("fuel_db_request", default=None)
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """One request (or unit of work): once it used the primary (`connection()`, `transaction()`), its
+    later `read()`s go to the primary too, so it reads what it wrote. Threads started from inside the
+    scope with a copy of its context (FastAPI's thread pool) share it."""
+    token = _request.set(_RequestScope())
+    try:
+        yield
+    finally:
+        _request.reset(token)
 
 
 class DatabaseBusy(FuelError, ConnectionError):
@@ -200,6 +224,11 @@ class Database:
       hung database cannot take every thread of the worker;
     - each block must finish within `work_deadline_s`, the pool's check of a connection within
       `timeout_s` (see `Watchdog`); the server ends statements after `statement_timeout_s`.
+
+    Reads that may be a little stale (nearby, map, station pages) use `read()`: a usable streaming
+    standby of `read_urls` (see store/_replicas.py), else the primary. `connection()` and
+    `transaction()` always use the primary. Standby pools share the primary pool's bounds: the same
+    timeouts, watchdog and per-process concurrency bound.
     """
 
     def __init__(
@@ -218,6 +247,12 @@ class Database:
         keepalives_interval_s: int = 5,
         keepalives_count: int = 3,
         tcp_user_timeout_s: float = 15.0,
+        read_urls: Sequence[str] = (),
+        replica_max_lag_s: float = 10.0,
+        replica_max_lag_bytes: int = 64 * 1024 * 1024,
+        replica_check_interval_s: float = 1.0,
+        replica_check_timeout_s: float = 1.0,
+        application_name: str = "lijiang-fuel",
     ) -> None:
         self.url = url
         self.timeout_s = timeout_s
@@ -235,22 +270,52 @@ class Database:
             keepalives_count=keepalives_count,
             tcp_user_timeout_s=tcp_user_timeout_s,
         )
-        self.pool = ConnectionPool(
+
+        def pool(pool_url: str, name: str) -> ConnectionPool:
+            return ConnectionPool(
+                pool_url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout_s,
+                open=False,
+                check=self._check,
+                kwargs={**self.connect_kwargs, "row_factory": dict_row, "application_name": name},
+                reconnect_timeout=5.0,
+            )
+
+        self.pool = pool(url, application_name)
+        self.replicas = ReplicaSet([Replica(u, pool(u, f"{application_name}-read")) for u in read_urls])
+        self.monitor = ReplicaMonitor(
             url,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout_s,
-            open=False,
-            check=self._check,
-            kwargs={**self.connect_kwargs, "row_factory": dict_row},
-            reconnect_timeout=5.0,
+            self.replicas,
+            connect=lambda u: psycopg.connect(
+                u,
+                autocommit=True,
+                row_factory=dict_row,
+                **{
+                    **self.connect_kwargs,
+                    "connect_timeout": max(1, math.ceil(replica_check_timeout_s)),
+                    "application_name": f"{application_name}-replica-check",
+                },
+            ),
+            guard=self.watchdog.guard,
+            max_lag_s=replica_max_lag_s,
+            max_lag_bytes=replica_max_lag_bytes,
+            check_interval_s=replica_check_interval_s,
+            check_timeout_s=replica_check_timeout_s,
         )
 
     def open(self) -> None:
         self.watchdog.start()
         self.pool.open(wait=False)
+        for replica in self.replicas.replicas:
+            replica.pool.open(wait=False)
+        self.monitor.start()
 
     def close(self) -> None:
+        self.monitor.stop()
+        for replica in self.replicas.replicas:
+            replica.pool.close()
         self.pool.close()
         self.watchdog.stop()
 
@@ -281,11 +346,34 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        with (
-            self._slot(),
-            self.pool.connection(timeout=self.timeout_s) as conn,
-            self.watchdog.guard(conn, self.work_deadline_s),
-        ):
+        """A connection to the primary (reads and writes)."""
+        scope = _request.get()
+        if scope is not None:
+            scope.primary_used = True
+        with self._slot(), self.pool.connection(timeout=self.timeout_s) as conn:
+            yield from self._work(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[psycopg.Connection]:
+        """A connection for reads that may lag the primary by up to the replica bound: a usable
+        standby, else the primary (no usable standby, the request already used the primary, or the
+        standby gave no connection within `timeout_s`)."""
+        scope = _request.get()
+        replica = None if scope is not None and scope.primary_used else self.replicas.pick()
+        with self._slot(), contextlib.ExitStack() as stack:
+            conn = None
+            if replica is not None:
+                try:
+                    conn = stack.enter_context(replica.pool.connection(timeout=self.timeout_s))
+                except (PoolTimeout, psycopg.OperationalError) as exc:
+                    replica.mark(False, f"it gave no connection ({type(exc).__name__})")
+            if conn is None:
+                conn = stack.enter_context(self.pool.connection(timeout=self.timeout_s))
+            yield from self._work(conn)
+
+    def _work(self, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+        """The body of a block of database work on `conn`: bounded, rolled back on error."""
+        with self.watchdog.guard(conn, self.work_deadline_s):
             try:
                 yield conn
             except BaseException:
