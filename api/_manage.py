@@ -34,7 +34,7 @@ from api._auth import Forbidden, PreconditionRequired, authenticate, require_ope
 from api._state import AppState, get_state
 from api._text import Text
 from geo._errors import InvalidInput
-from geo._hours import open_now
+from geo._hours import check_opening_hours
 from geo._plausible import PlausibilityRules
 from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
 from store._auth import Principal
@@ -106,9 +106,12 @@ class StationUpdate(BaseModel):
     @field_validator("opening_hours")
     @classmethod
     def _hours(cls, v: str | None) -> str | None:
-        if v is not None and v.strip() and open_now(v.strip(), datetime(2026, 1, 5, 12)) is None:
-            raise ValueError(f"cannot parse {v!r} (e.g. '24/7', 'Mo-Su 07:00-22:00')")
-        return v.strip() or None if v is not None else None
+        if v is None or not v.strip():
+            return None
+        try:
+            return check_opening_hours(v)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
 
 
 class PriceCreate(BaseModel):

@@ -19,7 +19,7 @@ from geo._errors import (
 from geo._graph import CLASS_INDEX, ROAD_CLASSES, CompiledGraph
 from geo._graphcache import graph_identity, load_or_build
 from geo._h3cells import Covering, cells_for_point, cells_for_points, covering_cells, rings_for_radius
-from geo._hours import open_now
+from geo._hours import FillUp, can_fill_up, check_opening_hours, open_now
 from geo._landmarks import add_landmarks
 from geo._pricing import (
     KNOWN_GRADES,
@@ -49,6 +49,7 @@ __all__ = [
     "CoordSystem",
     "Covering",
     "ExtractError",
+    "FillUp",
     "FuelError",
     "GraphCacheError",
     "ImplausibleValue",
@@ -71,8 +72,10 @@ __all__ = [
     "applies",
     "bearing_deg",
     "brand_from_tags",
+    "can_fill_up",
     "cells_for_point",
     "cells_for_points",
+    "check_opening_hours",
     "covering_cells",
     "effective_price",
     "from_wgs84",

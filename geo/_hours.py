@@ -1,75 +1,121 @@
-"""`open_now` for simple OSM opening_hours values; anything richer gives None (unknown).
+"""Opening hours (OSM `opening_hours`) and "can I fill up there at that time".
 
-Understood: `24/7`; rules separated by `;`, each `[days] ranges` where days are `Mo-Fr`, `Sa,Su`,
-`Mo-Su` (default every day) and ranges are `HH:MM-HH:MM[,HH:MM-HH:MM]` (an end before the start, or
-24:00, runs past midnight), or `off`. Later rules override earlier ones for their days.
+Parsing and evaluation are done by `opening-hours-py` (the full OSM grammar: `24/7`, `Su closed`,
+`PH off`, month ranges, `Dec 25 off`, comments, `||` fallbacks, open ends like `06:00+`). This module
+is a thin wrapper that adds the region's own public-holiday calendar (data/regions/*.toml): the
+library's built-in calendars know only some days of China's multi-day holidays, so `PH` is resolved
+here: on a region holiday the `PH` selector is rewritten to that day's weekday before evaluation, on
+any other day it matches nothing (the library's behaviour without a country).
+
+`can_fill_up` is the single decision used by every endpoint that says whether a driver can fill up at
+a station at a given (arrival) time.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Protocol
 
-_DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
-_RULE = re.compile(r"^(?:(?P<days>[A-Z][a-z](?:\s*[-,]\s*[A-Z][a-z])*)\s+)?(?P<times>.+)$")
-_RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+from opening_hours import OpeningHours, State
 
+from geo._errors import InvalidInput
 
-def _days(spec: str | None) -> set[int] | None:
-    if not spec:
-        return set(range(7))
-    out: set[int] = set()
-    for part in spec.replace(" ", "").split(","):
-        if "-" in part:
-            a, b = part.split("-", 1)
-            if a not in _DAYS or b not in _DAYS:
-                return None
-            i, j = _DAYS.index(a), _DAYS.index(b)
-            out.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)])
-        elif part in _DAYS:
-            out.add(_DAYS.index(part))
-        else:
-            return None
-    return out
+_WEEKDAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+_PH = re.compile(r"\bPH\b")
+MAX_LENGTH = 255
 
 
-def open_now(opening_hours: str | None, at_local: datetime) -> bool | None:
-    """True/False for simple opening_hours, None when missing or too complex to judge."""
-    if not opening_hours:
+class HolidayCalendar(Protocol):
+    def is_holiday(self, day: date) -> bool: ...
+
+
+class InvalidOpeningHours(InvalidInput):
+    """An opening_hours value that the OSM grammar does not accept."""
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> OpeningHours | None:
+    try:
+        return OpeningHours(text)
+    except Exception:  # the library raises its own ParserError (an Exception) for bad syntax
+        return None
+
+
+def _on_holiday(text: str, weekday: int) -> str:
+    """`text` with every `PH` outside comments replaced by the weekday `weekday` (0 = Monday)."""
+    parts = text.split('"')
+    for i in range(0, len(parts), 2):  # even parts are outside "comments"
+        parts[i] = _PH.sub(_WEEKDAYS[weekday], parts[i])
+    return '"'.join(parts)
+
+
+def check_opening_hours(value: str, param: str = "opening_hours") -> str:
+    """The value stripped when it is valid OSM opening_hours, else InvalidOpeningHours naming `param`."""
+    text = value.strip()
+    if not text:
+        raise InvalidOpeningHours(param, "is empty; send null to clear it")
+    if len(text) > MAX_LENGTH:
+        raise InvalidOpeningHours(param, f"is {len(text)} characters long, at most {MAX_LENGTH}")
+    if _parsed(text) is None:
+        raise InvalidOpeningHours(
+            param,
+            f"{text!r} is not valid OSM opening_hours (examples: '24/7', 'Mo-Sa 07:00-20:00; Su closed', "
+            "'06:00-22:00; PH off')",
+        )
+    return text
+
+
+def is_valid_opening_hours(value: str) -> bool:
+    return bool(value.strip()) and _parsed(value.strip()) is not None
+
+
+def open_now(
+    opening_hours: str | None, at_local: datetime, holidays: HolidayCalendar | None = None
+) -> bool | None:
+    """True/False at the local time `at_local`; None when missing, unparseable or explicitly unknown.
+
+    `holidays` is the region's calendar for `PH`; without it no day is a public holiday.
+    """
+    if not opening_hours or not opening_hours.strip():
         return None
     text = opening_hours.strip()
-    if text == "24/7":
+    naive = at_local.replace(tzinfo=None)
+    if holidays is not None and _PH.search(text) and holidays.is_holiday(naive.date()):
+        text = _on_holiday(text, naive.weekday())
+    oh = _parsed(text)
+    if oh is None:
+        return None
+    state = oh.state(naive)[0]
+    if state == State.OPEN:
         return True
-    # per weekday index: list of (start_min, end_min) intervals, possibly spilling past 24:00
-    table: dict[int, list[tuple[int, int]]] = {}
-    for raw in text.split(";"):
-        rule = raw.strip()
-        if not rule:
-            continue
-        m = _RULE.match(rule)
-        if not m:
-            return None
-        days = _days(m.group("days"))
-        if days is None:
-            return None
-        times = m.group("times").strip()
-        intervals: list[tuple[int, int]] = []
-        if times != "off":
-            for part in times.split(","):
-                r = _RANGE.match(part.strip())
-                if not r:
-                    return None
-                h1, m1, h2, m2 = (int(x) for x in r.groups())
-                if h1 > 24 or h2 > 24 or m1 > 59 or m2 > 59:
-                    return None
-                start, end = h1 * 60 + m1, h2 * 60 + m2
-                if end <= start:
-                    end += 24 * 60
-                intervals.append((start, end))
-        for d in days:
-            table[d] = intervals
-    minute = at_local.hour * 60 + at_local.minute
-    today, yesterday = at_local.weekday(), (at_local.weekday() - 1) % 7
-    if any(s <= minute < e for s, e in table.get(today, [])):
-        return True
-    return any(s <= minute + 24 * 60 < e for s, e in table.get(yesterday, []))
+    if state == State.CLOSED:
+        return False
+    return None
+
+
+@dataclass(frozen=True)
+class FillUp:
+    """Whether a driver can fill up at a station at a time: `ok` True, False, or None (hours unknown);
+    `reason` says why not: 'closed', 'temporarily_closed' or 'outside_opening_hours'."""
+
+    ok: bool | None
+    reason: str | None
+    open_now: bool | None  # the opening hours alone (None: missing or unknown)
+
+
+def can_fill_up(
+    status: str, opening_hours: str | None, at_local: datetime, holidays: HolidayCalendar | None = None
+) -> FillUp:
+    """The one decision: the station's status, then its opening hours at `at_local` (its arrival time).
+
+    Unknown opening hours do not exclude a station (ok None): most stations have none mapped.
+    """
+    hours = open_now(opening_hours, at_local, holidays)
+    if status != "open":
+        return FillUp(False, status if status in ("closed", "temporarily_closed") else "closed", False)
+    if hours is False:
+        return FillUp(False, "outside_opening_hours", False)
+    return FillUp(hours, None, hours)

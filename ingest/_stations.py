@@ -51,7 +51,7 @@ import shapely
 from config import Region, Settings, get_settings, resolve_served_region
 from geo._brands import normalize_brand
 from geo._coords import haversine_m, to_wgs84
-from geo._hours import open_now
+from geo._hours import is_valid_opening_hours
 from geo._plausible import CeilingBook, PlausibilityRules, Problem, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
@@ -156,7 +156,7 @@ def _amenity_list(raw: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 @lru_cache(maxsize=4096)
 def _hours_ok(text: str) -> bool:
-    return open_now(text, datetime(2026, 1, 5, 12, 0)) is not None
+    return is_valid_opening_hours(text)
 
 
 @lru_cache(maxsize=4096)

@@ -254,3 +254,39 @@ def test_concurrent_writers_exactly_one_wins(env: dict[str, Any], endpoint: str)
     for t in threads:
         t.join()
     assert sorted(results) == [200, 409]
+
+
+@pytest.mark.parametrize(
+    "hours",
+    [
+        "Mo-Sa 07:00-20:00; Su closed",
+        "24/7",
+        "PH off",
+        "Apr-Oct 07:00-22:00; Nov-Mar 08:00-20:00",
+        'Mo-Su 07:00-22:00 "cash only at night"',
+        'Mo-Fr 08:00-18:00 || "by appointment"',
+        "06:00+",
+    ],
+)
+def test_patch_accepts_osm_opening_hours(env: dict[str, Any], hours: str) -> None:
+    c: TestClient = env["client"]
+    etag = version_of(c, ADMIN, "/v1/manage/stations/4")
+    r = c.patch(
+        "/v1/stations/4", json={"opening_hours": hours}, headers={"X-API-Key": ADMIN, "If-Match": etag}
+    )
+    assert r.status_code == 200, r.text
+    assert c.get("/v1/manage/stations/4", headers={"X-API-Key": ADMIN}).json()["opening_hours"] == hours
+
+
+def test_patch_rejects_garbage_hours_clearly(env: dict[str, Any]) -> None:
+    c: TestClient = env["client"]
+    etag = version_of(c, ADMIN, "/v1/manage/stations/4")
+    r = c.patch(
+        "/v1/stations/4",
+        json={"opening_hours": "Mo-Xx 25:00"},
+        headers={"X-API-Key": ADMIN, "If-Match": etag},
+    )
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["param"] == "opening_hours" and "not valid OSM opening_hours" in err["message"]
+    assert version_of(c, ADMIN, "/v1/manage/stations/4") == etag
