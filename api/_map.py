@@ -13,8 +13,9 @@ GET /v1/map/stations?bbox=west,south,east,north&zoom=&grade=&sort=&coord=&at=&fo
   | 12     | price heatmap cells     | 8             | GROUP BY h3_r8                              |
   | 13-22  | one marker per station  | -             | GiST bbox query, at most MAX_MARKERS        |
 
-  A cell carries `count` (stations of the cell inside the bbox, any status), `priced` (open stations
-  with a list price for `grade`), `min_price` (the lowest effective price of `grade`, i.e. after the
+  A cell carries `count` (stations of the cell inside the bbox, any status), `priced` (stations where
+  a driver can fill up at `at`, geo._hours.can_fill_up: status and opening hours, with a list price
+  for `grade`), `min_price` (the lowest effective price of `grade`, i.e. after the
   best applicable promotion for a default order of 40 L, non-member: geo._pricing) and
   `min_list_price`, its boundary polygon, and `fill` (green = cheapest .. red = dearest cell in view).
   The effective price is exact: SQL groups the stations of a cell by (brand, list price, own station
@@ -79,6 +80,7 @@ from api._state import AppState, get_state
 from config import Region
 from geo._brands import BRANDS
 from geo._errors import InvalidInput
+from geo._hours import can_fill_up
 from geo._pricing import DEFAULT_LITRES, Promotion, effective_price
 from store._map import cell_groups, median_station_position, roads_in_bbox
 from store._prices import current_prices
@@ -309,6 +311,7 @@ def _cells(
         promos = promotions_for_stations(conn, reps, at=at) if reps else {}
     # one effective-price computation per distinct (promotions, list price)
     memo: dict[tuple[tuple[int | None, ...], Decimal], _Priced] = {}
+    local = at.astimezone(region.tz)
     cells: dict[str, dict[str, Any]] = {}
     for g in groups:
         cell = h3.int_to_str(int(g["cell"]))
@@ -317,7 +320,10 @@ def _cells(
         c = cells.setdefault(cell, {"count": 0, "priced": 0, "min": None, "min_list": None})
         n = int(g["n"])
         c["count"] += n
-        if g["price_cny"] is None:
+        if (
+            g["price_cny"] is None
+            or can_fill_up(g["status"], g["opening_hours"], local, region.holidays).ok is False
+        ):
             continue
         plist = Decimal(g["price_cny"])
         ps = promos.get(int(g["rep"]), [])
@@ -388,7 +394,8 @@ def _markers(
     features: list[dict[str, Any]] = []
     for r in rows:
         sid = int(r["id"])
-        cp = prices.get(sid, {}).get(grade) if r["status"] == "open" else None
+        fill = can_fill_up(r["status"], r["opening_hours"], at.astimezone(region.tz), region.holidays)
+        cp = prices.get(sid, {}).get(grade) if fill.ok is not False else None
         priced = _price(cp.price_cny if cp else None, grade, promos.get(sid, []), at, region)
         lat, lon = point_out(float(r["lat"]), float(r["lon"]), coord)
         eff = _f(priced.effective)
@@ -404,6 +411,8 @@ def _markers(
                     "name_en": r["name_en"],
                     "brand": r["brand"],
                     "status": r["status"],
+                    "can_fill_up": fill.ok,
+                    "closed_reason": fill.reason,
                     "grades": list(r["grades"] or ()),
                     "icon": icon_path(r["brand"]),
                     "grade": grade,

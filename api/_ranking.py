@@ -10,7 +10,10 @@ and a bounding box), then the exact distance to the line as given is checked
 request stops at settings.along_route_budget_s: 422 naming the POSTed geometry when its geometry work
 ran out of time, 503 (Retry-After) when the searches did.
 
-Each station (its `grades` block priced at its arrival time): offset_m (from the line), along_m (distance along the route from the start), side
+Each station is judged at its arrival time: its `grades` block is priced then, and status and opening
+hours decide `can_fill_up` then (geo._hours.can_fill_up); stations closed at arrival are left out
+(`closed_left_out` counts them), or listed last with `closed_reason` when `include_closed` is true.
+Each station: offset_m (from the line), along_m (distance along the route from the start), side
 (left/right of the direction of travel; China drives on the right, so right-side stations need no
 crossing), eta_s / arrive_at (drive from the origin), detour_s and detour_m, and `cost` when `grade`
 is given. Traffic-aware detour: time(origin -> station) + time(station -> destination, leaving at the
@@ -46,6 +49,7 @@ from api._params import (
     MAX_CORRIDOR_M,
     MAX_RANGE_KM,
     parse_at,
+    parse_bool,
     parse_choice,
     parse_coord,
     parse_float,
@@ -64,6 +68,7 @@ from api._stations import (
     _station_out,
     arrival_costs,
     cost_out,
+    open_first,
     parse_cost_params,
     purchase_out,
     station_snaps,
@@ -105,6 +110,7 @@ class _Options:
         range_km: str | float | None,
         limit: str | int | None,
         cp: CostParams,
+        include_closed: str | bool | None = None,
     ) -> None:
         s = state.settings
         c = parse_float(
@@ -134,6 +140,11 @@ class _Options:
             None if limit is None else str(limit), "limit", default=min(20, s.max_limit), lo=1, hi=s.max_limit
         )
         self.cp = cp
+        self.include_closed = (
+            include_closed
+            if isinstance(include_closed, bool)
+            else parse_bool(include_closed, "include_closed")
+        )
 
 
 @router.get("/along-route")
@@ -157,6 +168,9 @@ def along_route(
     sort: str | None = Query(None, description="total_cost | detour | along"),
     coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (input and output)"),
     limit: str | None = Query(None, description="1..settings.max_limit, default 20"),
+    include_closed: str | None = Query(
+        None, description="list stations closed at arrival last, with closed_reason (default: left out)"
+    ),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """Stations along the fastest route from `from` to `to`, with detours and total costs."""
@@ -184,6 +198,7 @@ def along_route(
         range_km=range_km,
         limit=limit,
         cp=cp,
+        include_closed=include_closed,
     )
     r = need_router(state)
     res = r.route(a, b, depart_at=opt.at, steps=False)
@@ -218,6 +233,7 @@ class AlongRouteRequest(BaseModel):
     sort: str | None = None
     coord: str | None = None
     limit: int | None = None
+    include_closed: bool | None = None
 
 
 def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> list[tuple[float, float]]:
@@ -272,6 +288,7 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
         range_km=body.range_km,
         limit=body.limit,
         cp=cp,
+        include_closed=body.include_closed,
     )
     line = _bounded_line(state, points, opt.corridor_m, param="geometry", budget=budget, client=True)
     route = {"distance_m": round(line.length_m, 1), "depart_at": opt.at.isoformat(), "points": len(points)}
@@ -400,6 +417,7 @@ def _along(
     ok = [bool(np.isfinite(det[k])) for k in range(len(rows))]
     quote = _Quote(litres=opt.cp.fill.litres, member=opt.cp.member, payment=opt.cp.payment)
     results: list[dict[str, Any]] = []
+    fills: list[bool | None] = []
     for k, row in enumerate(rows):
         a = arrivals[k]
         when = a if a is not None else at
@@ -418,6 +436,7 @@ def _along(
             }
         )
         results.append(out)
+        fills.append(out["can_fill_up"])
     extra: dict[str, Any] = {
         "route": route | {"direct_duration_s": round(t_od, 1), "direct_distance_m": round(d_od, 1)},
         "corridor": {
@@ -441,6 +460,7 @@ def _along(
             [float(det[k]) if ok[k] else 0.0 for k in range(len(rows))],
             [float(det_m[k]) if ok[k] else 0.0 for k in range(len(rows))],
             nearness,
+            [r["closed_reason"] for r in results],
         )
         for k, out in enumerate(results):
             out["cost"] = cost_out(ac, k)
@@ -459,7 +479,9 @@ def _along(
         order = sorted(sel, key=lambda k: (not ok[k], det[k] if ok[k] else 0.0, along[k], ids[k]))
     else:
         order = sorted(sel, key=lambda k: (along[k], ids[k]))
-    ranked = [results[k] for k in order][: opt.limit]
+    listed = open_first(order, [fills[k] for k in order], opt.include_closed)
+    extra["closed_left_out"] = len(order) - len(listed)
+    ranked = [results[k] for k in listed][: opt.limit]
     query = {
         "corridor_m": opt.corridor_m,
         "grade": opt.grade,

@@ -31,6 +31,14 @@ Coordinates: `coord` (wgs84 default, gcj02, bd09) is the system of the query poi
 coordinates; the search itself runs on WGS-84. `at`: ISO-8601, naive = the region's local time,
 default now. A point outside the served region gives 200 with no results and a `note`.
 price_age_s = seconds between the price's effective_from and `at`.
+
+Can I fill up there: every listed station is judged at the time the driver is there (its arrival for
+eta and total_cost, else `at`) by ONE function, geo._hours.can_fill_up (status, then opening hours with
+the region's public holidays): `can_fill_up` (true, false, or null when the hours are unknown),
+`closed_reason` (closed, temporarily_closed, outside_opening_hours) and `checked_at`. Stations that
+cannot sell then are left out (`closed_left_out` counts them); `include_closed=true` lists them after
+all others. In the eta and total_cost rankings each `grades` block is priced at the arrival
+(`priced_at`), the same price as `cost`; the query-time price is only the labelled `at_query_time`.
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ from api._state import AppState, get_state
 from config import Region, Settings
 from geo._coords import to_wgs84
 from geo._errors import InvalidInput, NotFound
-from geo._hours import open_now
+from geo._hours import can_fill_up
 from geo._pricing import DEFAULT_LITRES, KNOWN_GRADES, AppliedPromotion, Promotion, effective_price
 from geo._ranking import (
     DEFAULT_CONSUMPTION_L_100KM,
@@ -131,7 +139,10 @@ def _grades_out(
     at: datetime,
     region: Region,
     quote: _Quote,
+    now: tuple[datetime, dict[str, CurrentPrice]] | None = None,
 ) -> dict[str, Any]:
+    """Each grade priced at `at` (a ranking passes the station's arrival time); `now`, when given, adds
+    the price at the query time as a labelled extra `at_query_time` (never used for ranking)."""
     offered = set(row["grades"] or ()) | set(prices)
     out: dict[str, Any] = {}
     for grade in (g for g in KNOWN_GRADES if g in offered):
@@ -144,6 +155,7 @@ def _grades_out(
                 "price_age_s": None,
                 "source": None,
                 "effective_from": None,
+                "priced_at": at.astimezone(region.tz).isoformat(),
             }
             continue
         eff, applied = effective_price(
@@ -165,7 +177,31 @@ def _grades_out(
             "price_age_s": int((at - p.effective_from).total_seconds()),
             "source": p.source,
             "effective_from": p.effective_from.astimezone(region.tz).isoformat(),
+            "priced_at": at.astimezone(region.tz).isoformat(),
         }
+    if now is not None:
+        at_now, prices_now = now
+        for grade, block in out.items():
+            q = prices_now.get(grade)
+            eff_now = None
+            if q is not None:
+                eff_now, _ = effective_price(
+                    q.price_cny,
+                    grade,
+                    promos,
+                    at_now,
+                    tz=region.tz,
+                    holidays=region.holidays,
+                    litres=quote.litres,
+                    member=quote.member,
+                    payment=quote.payment,
+                    topup=quote.member,
+                )
+            block["at_query_time"] = {
+                "at": at_now.astimezone(region.tz).isoformat(),
+                "list_price": _f(q.price_cny) if q is not None else None,
+                "effective_price": _f(eff_now),
+            }
     return out
 
 
@@ -177,10 +213,13 @@ def _station_out(
     region: Region,
     coord: str,
     quote: _Quote,
+    now: tuple[datetime, dict[str, CurrentPrice]] | None = None,
 ) -> dict[str, Any]:
+    """One station as listed; `at` is when the driver is there (its arrival time in a drive ranking):
+    status, opening hours and prices are all judged then (geo._hours.can_fill_up)."""
     lat, lon = point_out(float(row["lat"]), float(row["lon"]), coord)
     status = row["status"]
-    is_open = False if status != "open" else open_now(row.get("opening_hours"), at.astimezone(region.tz))
+    fill = can_fill_up(status, row.get("opening_hours"), at.astimezone(region.tz), region.holidays)
     out: dict[str, Any] = {
         "id": int(row["id"]),
         "name": row["name"],
@@ -196,14 +235,26 @@ def _station_out(
     out.update(
         {
             "status": status,
-            "open_now": is_open,
+            "open_now": fill.open_now,
+            "can_fill_up": fill.ok,
+            "closed_reason": fill.reason,
+            "checked_at": at.astimezone(region.tz).isoformat(),
             "opening_hours": row["opening_hours"],
             "amenities": list(row["amenities"] or ()),
             "source": row["source"],
-            "grades": _grades_out(row, prices, promos, at, region, quote),
+            "grades": _grades_out(row, prices, promos, at, region, quote, now),
         }
     )
     return out
+
+
+def open_first(items: Sequence[Any], can_fill: Sequence[bool | None], include_closed: bool) -> list[Any]:
+    """Keep the ranking order of the stations where the driver can fill up (or may: hours unknown);
+    those that are closed at their time are dropped, or listed after all others with `include_closed`."""
+    ok = [x for x, f in zip(items, can_fill, strict=True) if f is not False]
+    if not include_closed:
+        return ok
+    return ok + [x for x, f in zip(items, can_fill, strict=True) if f is False]
 
 
 def _envelope(state: AppState, coord: str, at: datetime, **extra: Any) -> dict[str, Any]:
@@ -243,6 +294,9 @@ def nearby(
     fill_level: str | None = Query(None, description="total_cost: 0..1 full now; litres = tank_l x (1 - it)"),
     consumption_l_100km: str | None = Query(None, description="total_cost: litres per 100 km, default 8"),
     value_of_time_cny_h: str | None = Query(None, description="total_cost: CNY per hour driven, default 30"),
+    include_closed: str | None = Query(
+        None, description="list stations closed at arrival last, with closed_reason (default: left out)"
+    ),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """Stations near a point with list and effective prices, ranked by `sort` (see the module doc)."""
@@ -276,6 +330,7 @@ def nearby(
         payment=payment,
     )
     quote = _Quote(litres=cp.fill.litres, member=cp.member, payment=cp.payment)
+    with_closed = parse_bool(include_closed, "include_closed")
     try:
         w_lat, w_lon = to_wgs84(q_lat, q_lon, coord_s)
     except ValueError as exc:
@@ -289,18 +344,22 @@ def nearby(
         return _envelope(state, coord_s, at_dt, query=query, count=0, results=[], note=note)
     if sort_s in ("eta", "total_cost"):
         return _nearby_by_drive(
-            state, (w_lat, w_lon), radius, grade_s, n, sort_s, at_dt, coord_s, cp, quote, query
+            state, (w_lat, w_lon), radius, grade_s, n, sort_s, at_dt, coord_s, cp, quote, query, with_closed
         )
 
-    fetch = n if sort_s == "distance" else max(n, PRICE_SORT_CANDIDATES)
+    fetch = min(3 * n + 20, PRICE_SORT_CANDIDATES) if sort_s == "distance" else max(n, PRICE_SORT_CANDIDATES)
     with state.db.read() as conn:
         found = nearby_offers(conn, w_lat, w_lon, radius, limit=fetch, grade=grade_s, at=at_dt)
     results = [_station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in found]
     if sort_s != "distance":
         assert grade_s is not None
         results = _rank(results, sort_s, grade_s, radius)
-    results = results[:n]
-    return _envelope(state, coord_s, at_dt, query=query, count=len(results), results=results)
+    listed = open_first(results, [x["can_fill_up"] for x in results], with_closed)
+    closed = len(results) - len(listed) if not with_closed else 0
+    results = listed[:n]
+    return _envelope(
+        state, coord_s, at_dt, query=query, closed_left_out=closed, count=len(results), results=results
+    )
 
 
 # ---- drive-time and total-cost ranking (shared with api/_ranking.py) -----------------------------
@@ -376,14 +435,18 @@ def arrival_costs(
     drive_s: Sequence[float],
     drive_m: Sequence[float],
     nearness: Sequence[int],
+    closed: Sequence[str | None] | None = None,
 ) -> ArrivalCosts:
     """Per station: the total cost at its arrival time (geo._ranking.fill_up_cost), or a reason.
 
     `nearness` orders the stations for the baseline (nearest first): the first reachable one with a
     price at arrival is the reference of worth_it and of amount_cny -> litres."""
     n = len(histories)
+    shut = list(closed) if closed is not None else [None] * n
     listed = [price_at(histories[i], a) if a is not None else None for i, a in enumerate(arrivals)]
-    baseline = next((i for i in nearness if arrivals[i] is not None and listed[i] is not None), None)
+    baseline = next(
+        (i for i in nearness if arrivals[i] is not None and listed[i] is not None and shut[i] is None), None
+    )
     ref_row = listed[baseline] if baseline is not None else None
     ref = ref_row.price_cny if ref_row is not None else None
     litres, how = litres_for(
@@ -401,6 +464,9 @@ def arrival_costs(
         a, p = arrivals[i], listed[i]
         if a is None:
             reasons[i] = "unreachable"
+            continue
+        if shut[i] is not None:
+            reasons[i] = shut[i]
             continue
         if p is None:
             reasons[i] = "no_price"
@@ -472,8 +538,10 @@ def _nearby_by_drive(
     cp: CostParams,
     quote: _Quote,
     query: dict[str, Any],
+    include_closed: bool = False,
 ) -> dict[str, Any]:
-    """sort=eta / total_cost: one one-to-many search, then (total_cost) prices at each arrival."""
+    """sort=eta / total_cost: one one-to-many search, then prices, promotions, status and opening hours
+    at each station's arrival (the query-time price only as the labelled extra `at_query_time`)."""
     region = state.served.region
     r = need_router(state)
     origin_snap = r.snapper.snap(origin[0], origin[1], param="lat")
@@ -488,19 +556,20 @@ def _nearby_by_drive(
         )
         dur, dist = drive_times(r, origin_snap, snaps, depart_at=at, max_time_s=bound)
         pairs = [(i, x["brand"]) for i, x in zip(ids, rows, strict=True)]
-        if sort == "eta":
-            prices = current_prices(conn, ids, at)
-            promos = promotions_for_stations(conn, pairs, at=at)
-        else:
-            finite = dur[np.isfinite(dur)]
-            last = at + timedelta(seconds=float(finite.max()) if finite.size else 0.0)
-            hist = station_prices_between(conn, ids, at, last)
-            promos = promotions_between(conn, pairs, at, last)
-            prices = {}
-            for sid, by_grade in hist.items():
-                now = {g: p for g, h in by_grade.items() if (p := price_at(h, at)) is not None}
-                prices[sid] = now
+        finite = dur[np.isfinite(dur)]
+        last = at + timedelta(seconds=float(finite.max()) if finite.size else 0.0)
+        hist = station_prices_between(conn, ids, at, last)
+        promos = promotions_between(conn, pairs, at, last)
     arrivals = [arrival(at, float(d)) for d in dur]
+    when = [a if a is not None else at for a in arrivals]
+    fills = [
+        can_fill_up(x["status"], x.get("opening_hours"), w.astimezone(region.tz), region.holidays)
+        for x, w in zip(rows, when, strict=True)
+    ]
+
+    def prices_at(sid: int, t: datetime) -> dict[str, CurrentPrice]:
+        return {g: p for g, h in hist.get(sid, {}).items() if (p := price_at(h, t)) is not None}
+
     extra: dict[str, Any] = {
         "search": {
             "max_time_s": round(bound, 1),
@@ -527,6 +596,7 @@ def _nearby_by_drive(
             [float(d) if np.isfinite(d) else 0.0 for d in dur],
             [float(m) if np.isfinite(m) else 0.0 for m in dist],
             nearness,
+            [f.reason for f in fills],
         )
         totals = [c.total if c is not None else None for c in ac.costs]
         order = sorted(range(len(rows)), key=lambda k: (totals[k] is None, totals[k] or 0.0, dur[k], ids[k]))
@@ -538,10 +608,21 @@ def _nearby_by_drive(
             if b is not None and bc is not None
             else None
         )
+    listed = open_first(order, [fills[k].ok for k in order], include_closed)
+    extra["closed_left_out"] = len(order) - len(listed)
     ranked = []
-    for k in order[:n]:  # shape only what is returned
+    for k in listed[:n]:  # shape only what is returned
         sid = ids[k]
-        out = _station_out(rows[k], prices.get(sid, {}), promos.get(sid, []), at, region, coord, quote)
+        out = _station_out(
+            rows[k],
+            prices_at(sid, when[k]),
+            promos.get(sid, []),
+            when[k],
+            region,
+            coord,
+            quote,
+            now=(at, prices_at(sid, at)) if when[k] != at else None,
+        )
         ok = bool(np.isfinite(dur[k]))
         out["eta_s"] = round(float(dur[k]), 1) if ok else None
         out["road_distance_m"] = round(float(dist[k]), 1) if ok else None

@@ -30,15 +30,16 @@ def cell_groups(
 ) -> list[dict[str, Any]]:
     """Stations in the box grouped in SQL by (H3 cell, brand, list price of `grade` at `at`, own promotion).
 
-    `column_res` (7, 8 or 9) picks the H3 column grouped by. Rows: cell (int), brand, price_cny (None:
-    no price or not open), rep (a station id of the group), n. `own` groups (a station with
+    `column_res` (7, 8 or 9) picks the H3 column grouped by. Rows: cell (int), brand, status,
+    opening_hours (the caller decides whether the group can sell: geo._hours.can_fill_up), price_cny
+    (None: no price), rep (a station id of the group), n. `own` groups (a station with
     station-scoped promotions valid at `at`) hold one station each.
     """
     column = H3_COLUMNS[column_res]  # from a fixed table, never from input
     cur = conn.cursor(row_factory=dict_row)
     cur.execute(
         "WITH s AS ("
-        f" SELECT s.id, s.brand, s.{column} AS cell, CASE WHEN s.status = 'open' THEN p.price_cny END AS price,"
+        f" SELECT s.id, s.brand, s.{column} AS cell, s.status, s.opening_hours, p.price_cny AS price,"
         "  EXISTS (SELECT 1 FROM promotions pr WHERE pr.scope = 'station' AND pr.station_id = s.id"
         "   AND pr.valid_from <= %(at)s AND (pr.valid_to IS NULL OR pr.valid_to > %(at)s)) AS own"
         " FROM stations s"
@@ -46,8 +47,8 @@ def cell_groups(
         "   AND prices.grade = %(grade)s AND prices.effective_from <= %(at)s"
         "   ORDER BY prices.effective_from DESC LIMIT 1) p ON true"
         " WHERE s.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326))"
-        " SELECT cell, brand, price AS price_cny, min(id) AS rep, count(*) AS n FROM s"
-        " GROUP BY cell, brand, price, CASE WHEN own THEN id END",
+        " SELECT cell, brand, status, opening_hours, price AS price_cny, min(id) AS rep, count(*) AS n FROM s"
+        " GROUP BY cell, brand, status, opening_hours, price, CASE WHEN own THEN id END",
         {"w": west, "s": south, "e": east, "n": north, "grade": grade, "at": at},
     )
     return list(cur.fetchall())

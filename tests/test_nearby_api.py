@@ -191,8 +191,15 @@ def test_sort_effective_price_saturday_promotion(client: TestClient, ids: dict[s
     assert applied["title"] == "周六优惠" and applied["saving"] == 0.3 and applied["id"] > 0
     # Saturday 01:00 in Lijiang is Friday 17:00 UTC; naive `at` is local time
     for at in ("2026-11-27T17:00:00Z", "2026-11-28T01:00:00", "2026-11-28T01:00:00+08:00"):
-        assert refs(nearby(client, grade="92", sort="effective_price", at=at), ids)[0] == "C"
-    assert refs(nearby(client, grade="92", sort="effective_price", at="2026-11-27T15:00:00Z"), ids)[0] == "B"
+        # every station keeps 07:00-22:00: at 01:00 none is open, so they are only listed on request
+        assert nearby(client, grade="92", sort="effective_price", at=at)["results"] == []
+        night = nearby(client, grade="92", sort="effective_price", at=at, include_closed="true")
+        assert refs(night, ids)[0] == "C"
+        assert {r["closed_reason"] for r in night["results"]} == {"outside_opening_hours"}
+    friday_23 = nearby(
+        client, grade="92", sort="effective_price", at="2026-11-27T15:00:00Z", include_closed="1"
+    )
+    assert refs(friday_23, ids)[0] == "B"
 
 
 def test_member_promotion(client: TestClient, ids: dict[str, int]) -> None:

@@ -317,8 +317,10 @@ def test_evening_promotion_applies_when_the_eta_crosses_18(
     assert (
         datetime.fromisoformat(m["NEAR"]["arrive_at"]) < six < datetime.fromisoformat(m["FAR"]["arrive_at"])
     )
-    assert m["FAR"]["grades"]["98"]["promotions_applied"] == []  # not yet at departure
+    far98 = m["FAR"]["grades"]["98"]
+    assert far98["at_query_time"]["effective_price"] == 9.90  # not yet at departure (labelled extra)
     assert m["FAR"]["cost"]["effective_price"] == 9.10  # but at the arrival
+    assert far98["effective_price"] == 9.10 and far98["promotions_applied"]  # one price: at arrival
     assert m["NEAR"]["cost"]["effective_price"] == 9.90
     assert order(body, ids) == ["FAR", "NEAR"]
     early = nearby(rank_client, sort="total_cost", grade="98", litres=40, at=WED.replace(hour=17, minute=0))
@@ -336,8 +338,9 @@ def test_price_cut_at_midnight_applies_to_arrivals_after_midnight(
     body = nearby(rank_client, sort="total_cost", grade="0", litres=40, at=depart)
     m = mine(body, ids)
     assert datetime.fromisoformat(m["FAR"]["arrive_at"]) > midnight
-    assert m["FAR"]["grades"]["0"]["list_price"] == 8.40  # at departure
+    assert m["FAR"]["grades"]["0"]["at_query_time"]["list_price"] == 8.40  # at departure, labelled
     assert m["FAR"]["cost"]["list_price"] == 7.60  # at arrival
+    assert m["FAR"]["grades"]["0"]["list_price"] == 7.60  # one price in the answer: at arrival
     assert m["FAR"]["cost"]["price_effective_from"].startswith("2026-11-26T00:00:00")
     assert order(body, ids) == ["FAR", "NEAR"]
     before = nearby(rank_client, sort="total_cost", grade="0", litres=40, at=WED.replace(hour=22))
@@ -491,3 +494,91 @@ def test_pure_helpers() -> None:
     assert c.detour_fuel_cost == pytest.approx(5 * 0.08 * 8.0)
     assert c.time_cost == pytest.approx(6.0)
     assert c.total == pytest.approx(80 + 3.2 + 6)
+
+
+# ---- one price per station and "can I fill up there at arrival" ----------------------------------
+def test_grades_and_cost_agree_when_a_promotion_ends_before_arrival(
+    rank_client: TestClient, ids: dict[str, int]
+) -> None:
+    # FAR's 98 promotion runs 18:00-23:00: leave so as to arrive at about 23:01
+    probe = mine(nearby(rank_client, sort="eta", at=WED.replace(hour=22, minute=50)), ids)["FAR"]
+    depart = WED.replace(hour=23, minute=1) - timedelta(seconds=probe["eta_s"])
+    for sort in ("total_cost", "eta"):
+        body = nearby(rank_client, sort=sort, grade="98", litres=40, at=depart)
+        far = mine(body, ids)["FAR"]
+        assert datetime.fromisoformat(far["arrive_at"]) > WED.replace(hour=23)
+        g = far["grades"]["98"]
+        assert g["effective_price"] == 9.90 and g["promotions_applied"] == []
+        assert g["priced_at"] == far["arrive_at"]
+        assert g["at_query_time"]["effective_price"] == 9.10  # the promotion at departure, labelled
+        if sort == "total_cost":
+            assert far["cost"]["effective_price"] == g["effective_price"]
+
+
+@pytest.fixture(scope="module")
+def closed_ids(rank_db: str, rank_client: TestClient, ids: dict[str, int]) -> dict[str, int]:
+    """SHUT: temporarily closed, next to the start, the cheapest. LATE: FAR's neighbour, open until 23:00."""
+    line = route_line(rank_client, A, B)
+    grades = ("92",)
+    with psycopg.connect(rank_db, autocommit=True) as conn:
+        out = {"SHUT": add_station(conn, "SHUT", point_on(line, 0.06), grades)}
+        out["LATE"] = add_station(conn, "LATE", point_on(line, 0.88), grades)
+        conn.execute("UPDATE stations SET status = 'temporarily_closed' WHERE id = %s", (out["SHUT"],))
+        conn.execute("UPDATE stations SET opening_hours = 'Mo-Su 06:00-23:00' WHERE id = %s", (out["LATE"],))
+        rows = [
+            PriceIn(out["SHUT"], "92", Decimal("7.00"), SINCE),
+            PriceIn(out["LATE"], "92", Decimal("7.10"), SINCE),
+        ]
+        insert_prices(conn, rows, zone="yunnan-4", actor="test-setup")
+    return out
+
+
+def test_closed_stations_never_rank_first(rank_client: TestClient, closed_ids: dict[str, int]) -> None:
+    probe = mine(nearby(rank_client, sort="eta", at=WED.replace(hour=22, minute=40)), closed_ids)["LATE"]
+    depart = WED.replace(hour=23, minute=1) - timedelta(seconds=probe["eta_s"])  # LATE closes before arrival
+    for sort in ("price", "effective_price", "score", "distance", "eta", "total_cost"):
+        body = nearby(rank_client, sort=sort, grade="92", litres=60, at=depart)
+        assert body["results"] and body["results"][0]["can_fill_up"] is not False, sort
+        got = mine(body, closed_ids)
+        assert "SHUT" not in got, sort
+        if sort in ("eta", "total_cost"):  # judged at the arrival time
+            assert "LATE" not in got, sort
+        assert body["closed_left_out"] >= 1
+        every = nearby(
+            rank_client, sort=sort, grade="92", litres=60, at=depart, include_closed="true", limit=200
+        )
+        flags = [r["can_fill_up"] is False for r in every["results"]]
+        assert flags == sorted(flags), sort  # closed ones last
+        shut = mine(every, closed_ids)["SHUT"]
+        assert shut["closed_reason"] == "temporarily_closed" and shut["can_fill_up"] is False
+        if sort in ("eta", "total_cost"):
+            late = mine(every, closed_ids)["LATE"]
+            assert late["closed_reason"] == "outside_opening_hours"
+            assert late["checked_at"] == late["arrive_at"]
+        if sort == "total_cost":
+            assert shut["cost"]["total"] is None and shut["cost"]["reason"] == "temporarily_closed"
+            assert every["nearest"]["id"] not in closed_ids.values()
+
+
+def test_map_agrees_on_closed_stations(rank_client: TestClient, closed_ids: dict[str, int]) -> None:
+    at = WED.replace(hour=23, minute=30).isoformat()
+    bbox = f"{A[1] - 0.02},{A[0] - 0.02},{B[1] + 0.02},{B[0] + 0.02}"
+    r = rank_client.get("/v1/map/stations", params={"bbox": bbox, "zoom": 13, "grade": "92", "at": at})
+    assert r.status_code == 200, r.text
+    props = {f["properties"]["id"]: f["properties"] for f in r.json()["features"]}
+    for ref, reason in (("SHUT", "temporarily_closed"), ("LATE", "outside_opening_hours")):
+        p = props[closed_ids[ref]]
+        assert p["can_fill_up"] is False and p["closed_reason"] == reason and p["effective_price"] is None
+    cells = rank_client.get(
+        "/v1/map/stations", params={"bbox": bbox, "zoom": 11, "grade": "92", "at": at}
+    ).json()
+    mins = [
+        f["properties"]["min_price"] for f in cells["features"] if f["properties"]["min_price"] is not None
+    ]
+    assert mins and min(mins) > 7.10  # neither closed station's price shows in the heatmap
+    morning = rank_client.get(
+        "/v1/map/stations", params={"bbox": bbox, "zoom": 11, "grade": "92", "at": WED.isoformat()}
+    ).json()
+    assert (
+        min(f["properties"]["min_price"] for f in morning["features"] if f["properties"]["min_price"]) == 7.10
+    )
