@@ -78,7 +78,6 @@ from api._params import (
 from api._routing import level
 from api._state import AppState, get_state
 from config import Region
-from geo._brands import BRANDS
 from geo._errors import InvalidInput
 from geo._hours import can_fill_up
 from geo._pricing import DEFAULT_LITRES, Promotion, effective_price
@@ -224,8 +223,11 @@ def price_colour(price: float | None, lo: float | None, hi: float | None) -> str
     return "#{:02x}{:02x}{:02x}".format(*_STOPS[-1][1])
 
 
+_ICON_BRANDS = ("sinopec", "petrochina", "cnooc", "shell")  # brands with an icon of their own
+
+
 def icon_path(brand: str | None) -> str:
-    return f"/static/icons/{brand if brand in BRANDS else 'other'}.svg"
+    return f"/static/icons/{brand if brand in _ICON_BRANDS else 'other'}.svg"
 
 
 def grade_label(grade: str) -> str:

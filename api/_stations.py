@@ -72,6 +72,7 @@ from api._params import (
 from api._routing import need_router
 from api._state import AppState, get_state
 from config import Region, Settings
+from geo._brands import display_name
 from geo._coords import to_wgs84
 from geo._errors import InvalidInput, NotFound
 from geo._hours import can_fill_up
@@ -220,10 +221,19 @@ def _station_out(
     lat, lon = point_out(float(row["lat"]), float(row["lon"]), coord)
     status = row["status"]
     fill = can_fill_up(status, row.get("opening_hours"), at.astimezone(region.tz), region.holidays)
+    zh, en = display_name(
+        name=row["name"],
+        name_en=row["name_en"],
+        brand=row["brand"],
+        brand_raw=row["brand_raw"],
+        street=row["address"],
+    )
     out: dict[str, Any] = {
         "id": int(row["id"]),
         "name": row["name"],
         "name_en": row["name_en"],
+        "display_name": zh,
+        "display_name_en": en,
         "brand": row["brand"],
         "brand_raw": row["brand_raw"],
         "address": row["address"],

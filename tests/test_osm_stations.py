@@ -78,7 +78,7 @@ def test_missing_file() -> None:
         ("壳牌", "shell"),
         ("延长壳牌", "shell"),
         ("Shell", "shell"),
-        ("BP", "other"),
+        ("BP", "bp"),
         ("", "other"),
         (None, "other"),
         ("Shellfish Fuel", "other"),
@@ -95,7 +95,7 @@ def test_brand_from_tags_keeps_the_raw_value() -> None:
         "中国石油天然气股份有限公司",
     )
     assert brand_from_tags({"name": "中石化古城加油站"}) == ("sinopec", "中石化古城加油站")
-    assert brand_from_tags({"brand": "Repsol", "name": "中石化"}) == ("other", "Repsol")
+    assert brand_from_tags({"brand": "Repsol", "name": "中石化"}) == ("repsol", "Repsol")
     assert brand_from_tags({"name": "加油站"}) == ("other", None)
 
 
