@@ -27,10 +27,11 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api._auth import Forbidden, PreconditionRequired, authenticate, require_operator, require_station
+from api._models import READ, WRITE, error_responses
 from api._state import AppState, get_state
 from api._text import Text
 from geo._errors import InvalidInput
@@ -56,7 +57,15 @@ router = APIRouter(tags=["manage"])
 AMENITIES = ("shop", "car_wash", "toilets", "ev_charging", "compressed_air", "atm")
 StationId = Annotated[int, Path(ge=1, le=2**63 - 1, description="station id")]
 PromotionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="promotion id")]
-IfMatch = Annotated[str | None, Header(alias="If-Match", description='"<version>" from the ETag')]
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", description='"<version>" from the ETag', examples=['"3"'])
+]
+_ETAG = {"ETag": {"schema": {"type": "string"}, "description": 'the version, e.g. "4": send it as If-Match'}}
+
+
+def _with_etag(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Error responses, and the ETag header of the 200."""
+    return {200: {"headers": _ETAG}, **error_responses(*statuses)}
 
 
 def _grades(v: list[str] | None) -> list[str] | None:
@@ -78,7 +87,12 @@ def _grades(v: list[str] | None) -> list[str] | None:
 class StationUpdate(BaseModel):
     """PATCH body: only the fields sent are changed (null clears name_en, address, opening_hours)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"opening_hours": "Mo-Su 07:00-22:00", "amenities": ["shop", "toilets"]}]
+        },
+    )
     name: Text | None = Field(None, min_length=1, max_length=200)
     name_en: Text | None = Field(None, max_length=200)
     address: Text | None = Field(None, max_length=500)
@@ -112,7 +126,12 @@ class StationUpdate(BaseModel):
 
 
 class PriceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"grade": "92", "price_cny": "7.85", "effective_from": "2026-11-28T00:00:00+08:00"}]
+        },
+    )
     grade: Text
     price_cny: Decimal = Field(gt=0, le=100, decimal_places=2)
     effective_from: datetime | None = Field(None, description="ISO-8601; naive = region local; default now")
@@ -127,7 +146,10 @@ class PriceCreate(BaseModel):
 
 
 class PricesPut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"prices": [{"grade": "95", "price_cny": "8.36"}], "version": 3}]},
+    )
     prices: list[PriceCreate] = Field(min_length=1, max_length=20)
     version: int | None = Field(None, ge=1)
 
@@ -165,6 +187,23 @@ class PromotionBase(BaseModel):
 
 
 class PromotionCreate(PromotionBase):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "周末92号每升优惠0.30元",
+                    "title_en": "0.30 CNY off per litre of 92 at weekends",
+                    "grades": ["92"],
+                    "kind": "cny_off_per_litre",
+                    "value": "0.30",
+                    "days_of_week": [6, 7],
+                    "valid_from": "2026-12-01T00:00:00+08:00",
+                    "source_ref": "weekend-92-2026-12",
+                }
+            ]
+        },
+    )
     source_ref: Text | None = Field(None, max_length=100, description="your id: a retried POST is harmless")
 
 
@@ -348,7 +387,11 @@ def _rules(state: AppState) -> PlausibilityRules:
 # ---- endpoints --------------------------------------------------------------------------------------
 
 
-@router.get("/v1/manage/stations/{station_id}", response_model=StationPublic)
+@router.get(
+    "/v1/manage/stations/{station_id}",
+    response_model=StationPublic,
+    responses=_with_etag(401, 403, 404, *READ),
+)
 def read_station(
     station_id: StationId,
     response: Response,
@@ -378,7 +421,7 @@ def _versions(conn: Any, ids: list[int]) -> dict[int, int]:
     return {int(r["id"]): int(r["version"]) for r in rows}
 
 
-@router.patch("/v1/stations/{station_id}", response_model=StationPublic)
+@router.patch("/v1/stations/{station_id}", response_model=StationPublic, responses=_with_etag(*WRITE))
 def patch(
     station_id: StationId,
     body: StationUpdate,
@@ -402,7 +445,7 @@ def patch(
     return StationPublic(**{k: row[k] for k in StationPublic.model_fields if k in row})
 
 
-@router.put("/v1/stations/{station_id}/prices", response_model=PricesResult)
+@router.put("/v1/stations/{station_id}/prices", response_model=PricesResult, responses=_with_etag(*WRITE))
 def put_prices(
     station_id: StationId,
     response: Response,
@@ -458,7 +501,20 @@ def put_prices(
     )
 
 
-@router.post("/v1/stations/{station_id}/promotions", response_model=PromotionPublic, status_code=201)
+@router.post(
+    "/v1/stations/{station_id}/promotions",
+    response_model=PromotionPublic,
+    status_code=201,
+    responses={
+        201: {"description": "Created (Location: its URL)", "headers": _ETAG},
+        200: {
+            "model": PromotionPublic,
+            "description": "The same promotion was already stored under this `source_ref` (a retried POST)",
+            "headers": _ETAG,
+        },
+        **error_responses(401, 403, 404, 409, 413, 422, 429, 503),
+    },
+)
 def post_promotion(
     station_id: StationId,
     body: PromotionCreate,
@@ -488,7 +544,11 @@ def post_promotion(
     return _promotion_public(stored, version)
 
 
-@router.get("/v1/promotions/{promotion_id}", response_model=PromotionPublic)
+@router.get(
+    "/v1/promotions/{promotion_id}",
+    response_model=PromotionPublic,
+    responses=_with_etag(401, 403, 404, *READ),
+)
 def read_promotion(
     promotion_id: PromotionId,
     response: Response,
@@ -503,7 +563,7 @@ def read_promotion(
     return _promotion_public(promo, version)
 
 
-@router.put("/v1/promotions/{promotion_id}", response_model=PromotionPublic)
+@router.put("/v1/promotions/{promotion_id}", response_model=PromotionPublic, responses=_with_etag(*WRITE))
 def put_promotion(
     promotion_id: PromotionId,
     body: PromotionUpdate,
@@ -534,11 +594,15 @@ def put_promotion(
     return _promotion_public(stored, new_version)
 
 
-@router.delete("/v1/promotions/{promotion_id}", status_code=204)
+@router.delete(
+    "/v1/promotions/{promotion_id}",
+    status_code=204,
+    responses=error_responses(401, 403, 404, 409, 422, 428, 429, 503),
+)
 def remove_promotion(
     promotion_id: PromotionId,
     if_match: IfMatch = None,
-    version: int | None = None,
+    version: Annotated[int | None, Query(ge=1, description="alternative to If-Match")] = None,
     principal: Principal = Depends(authenticate),
     state: AppState = Depends(get_state),
 ) -> Response:
