@@ -14,6 +14,9 @@ They follow settings.docs_served, as /openapi.json does.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,8 @@ FAVICON = "swagger-ui/favicon-32x32.png"
 REDOC_JS = "redoc/redoc.standalone.js"
 
 DESCRIPTION = """
-Fuel stations in Lijiang (丽江) with their list and effective prices, and traffic-aware routes to them.
+Lijiang (丽江) is the default region; a server without its extract serves the demo region it names in
+`served_note`.
 
 **Coordinates.** WGS-84 by default; `coord=gcj02` (WeChat and Chinese map SDKs) or `coord=bd09`
 (Baidu) applies to a request's input and output. GeoJSON and OSRM coordinates are `[lon, lat]`;
@@ -88,13 +92,15 @@ def install(app: FastAPI, settings: Settings) -> None:
         if missing:
             return missing
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=f"{root}/openapi.json",
-            title=f"{app.title} - API",
-            swagger_js_url=f"{root}/static/dist/{SWAGGER_JS}",
-            swagger_css_url=f"{root}/static/dist/{SWAGGER_CSS}",
-            swagger_favicon_url=f"{root}/static/dist/{FAVICON}",
-            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+        return _own_host_only(
+            get_swagger_ui_html(
+                openapi_url=f"{root}/openapi.json",
+                title=f"{app.title} - API",
+                swagger_js_url=f"{root}/static/dist/{SWAGGER_JS}",
+                swagger_css_url=f"{root}/static/dist/{SWAGGER_CSS}",
+                swagger_favicon_url=f"{root}/static/dist/{FAVICON}",
+                swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+            )
         )
 
     @app.get("/redoc", include_in_schema=False)
@@ -103,13 +109,35 @@ def install(app: FastAPI, settings: Settings) -> None:
         if missing:
             return missing
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
-            openapi_url=f"{root}/openapi.json",
-            title=f"{app.title} - API",
-            redoc_js_url=f"{root}/static/dist/{REDOC_JS}",
-            redoc_favicon_url=f"{root}/static/dist/{FAVICON}",
-            with_google_fonts=False,
+        return _own_host_only(
+            get_redoc_html(
+                openapi_url=f"{root}/openapi.json",
+                title=f"{app.title} - API",
+                redoc_js_url=f"{root}/static/dist/{REDOC_JS}",
+                redoc_favicon_url=f"{root}/static/dist/{FAVICON}",
+                with_google_fonts=False,
+            )
         )
+
+
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
+def _own_host_only(page: HTMLResponse) -> HTMLResponse:
+    """The page with a Content-Security-Policy that lets the browser load nothing from another host
+    (Redoc's sidebar would fetch its logo from cdn.redoc.ly): our scripts, the page's own inline
+    script by its hash, inline styles (both UIs set them), images as data: URLs, workers from blob:."""
+    html = bytes(page.body).decode()
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
+        for s in _INLINE_SCRIPT.findall(html)
+    )
+    page.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    return page
 
 
 def _missing(*assets: str) -> Any:

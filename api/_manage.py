@@ -25,19 +25,20 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from api._auth import Forbidden, PreconditionRequired, authenticate, require_operator, require_station
-from api._models import READ, WRITE, error_responses
+from api._models import READ, WRITE, Grade, error_responses
+from api._params import _grade_code
 from api._state import AppState, get_state
 from api._text import Text
 from geo._errors import InvalidInput
 from geo._hours import open_now
 from geo._plausible import PlausibilityRules
-from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
+from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, PromotionKind
 from store._auth import Principal
 from store._manage import (
     brands_of,
@@ -54,7 +55,6 @@ from store._promotions import promotions_for_stations
 
 router = APIRouter(tags=["manage"])
 
-AMENITIES = ("shop", "car_wash", "toilets", "ev_charging", "compressed_air", "atm")
 StationId = Annotated[int, Path(ge=1, le=2**63 - 1, description="station id")]
 PromotionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="promotion id")]
 IfMatch = Annotated[
@@ -68,17 +68,14 @@ def _with_etag(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {200: {"headers": _ETAG}, **error_responses(*statuses)}
 
 
+GradeIn = Annotated[Grade, BeforeValidator(_grade_code)]  # "95#" is 95
+Amenity = Literal["shop", "car_wash", "toilets", "ev_charging", "compressed_air", "atm"]
+AMENITIES: tuple[str, ...] = get_args(Amenity)
+
+
 def _grades(v: list[str] | None) -> list[str] | None:
-    if v is None:
-        return None
-    out = []
-    for g in v:
-        code = normalize_grade(str(g))
-        if code is None:
-            raise ValueError(f"unknown grade {g!r} (known: {', '.join(KNOWN_GRADES)})")
-        if code not in out:
-            out.append(code)
-    return [g for g in KNOWN_GRADES if g in out]
+    """Each grade once, in the usual order."""
+    return None if v is None else [g for g in KNOWN_GRADES if g in v]
 
 
 # ---- models: Create / Update / Public ---------------------------------------------------------------
@@ -98,8 +95,8 @@ class StationUpdate(BaseModel):
     address: Text | None = Field(None, max_length=500)
     opening_hours: Text | None = Field(None, max_length=200)
     status: Literal["open", "closed", "temporarily_closed"] | None = None
-    grades: list[Text] | None = None
-    amenities: list[Text] | None = None
+    grades: list[GradeIn] | None = None
+    amenities: list[Amenity] | None = None
     version: int | None = Field(None, ge=1, description="alternative to If-Match")
 
     @field_validator("grades")
@@ -110,12 +107,7 @@ class StationUpdate(BaseModel):
     @field_validator("amenities")
     @classmethod
     def _known_amenities(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return None
-        bad = [a for a in v if a not in AMENITIES]
-        if bad:
-            raise ValueError(f"unknown amenities {bad} (known: {', '.join(AMENITIES)})")
-        return [a for a in AMENITIES if a in v]
+        return None if v is None else [a for a in AMENITIES if a in v]
 
     @field_validator("opening_hours")
     @classmethod
@@ -132,17 +124,9 @@ class PriceCreate(BaseModel):
             "examples": [{"grade": "92", "price_cny": "7.85", "effective_from": "2026-11-28T00:00:00+08:00"}]
         },
     )
-    grade: Text
+    grade: GradeIn
     price_cny: Decimal = Field(gt=0, le=100, decimal_places=2)
     effective_from: datetime | None = Field(None, description="ISO-8601; naive = region local; default now")
-
-    @field_validator("grade")
-    @classmethod
-    def _grade(cls, v: str) -> str:
-        code = normalize_grade(v)
-        if code is None:
-            raise ValueError(f"unknown grade {v!r} (known: {', '.join(KNOWN_GRADES)})")
-        return code
 
 
 class PricesPut(BaseModel):
@@ -155,7 +139,7 @@ class PricesPut(BaseModel):
 
 
 class PricePublic(BaseModel):
-    grade: str
+    grade: Grade
     price_cny: Decimal
     effective_from: datetime
     action: Literal["new", "updated", "unchanged"]
@@ -165,7 +149,7 @@ class PromotionBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: Text = Field("", max_length=200)
     title_en: Text | None = Field(None, max_length=200)
-    grades: list[Text] = Field(default_factory=list)
+    grades: list[GradeIn] = Field(default_factory=list, description="the grades it applies to; none: all")
     kind: Literal["percent_off", "cny_off_per_litre", "cny_off_per_order", "topup_bonus"]
     value: Decimal = Field(gt=0, le=999999, decimal_places=2)
     min_amount_cny: Decimal | None = Field(None, gt=0, decimal_places=2)
@@ -214,13 +198,13 @@ class PromotionUpdate(PromotionBase):
 class PromotionPublic(BaseModel):
     id: int
     version: int
-    scope: str
+    scope: Literal["station", "brand"]
     station_id: int | None
     brand: str | None
     title: str
     title_en: str | None
-    grades: list[str]
-    kind: str
+    grades: list[Grade]
+    kind: PromotionKind
     value: Decimal
     min_amount_cny: Decimal | None
     min_litres: Decimal | None
@@ -248,10 +232,10 @@ class StationPublic(BaseModel):
     address: str | None
     lat: float
     lon: float
-    grades: list[str]
+    grades: list[Grade]
     opening_hours: str | None
     amenities: list[str]
-    status: str
+    status: Literal["open", "closed", "temporarily_closed"]
     updated_at: datetime
     prices: dict[str, Decimal] = Field(default_factory=dict, description="list prices in force now")
     promotions: list[PromotionPublic] = Field(default_factory=list)
@@ -422,7 +406,7 @@ def _versions(conn: Any, ids: list[int]) -> dict[int, int]:
 
 
 @router.patch("/v1/stations/{station_id}", response_model=StationPublic, responses=_with_etag(*WRITE))
-def patch(
+def update_station(
     station_id: StationId,
     body: StationUpdate,
     response: Response,

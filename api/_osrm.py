@@ -69,7 +69,7 @@ OPTIONS = {
 }  # fmt: skip
 ROUTE_ANNOTATIONS = ("duration", "nodes", "distance", "weight", "datasources", "speed")
 _PER_COORDINATE = "; one per coordinate, separated by `;` (an empty element = the default)"
-_BOOL = {"type": "string", "enum": ["true", "false"]}
+_BOOL: dict[str, Any] = {"type": "boolean"}  # true | false in the query string
 # (schema, description) of each option: typed for clients; parsed by hand so that a bad or unknown option
 # is an OSRM error (InvalidQuery, InvalidOptions, InvalidValue) as osrm-routed answers it.
 _DOC: dict[str, tuple[dict[str, Any], str]] = {
@@ -84,7 +84,7 @@ _DOC: dict[str, tuple[dict[str, Any], str]] = {
         },
         "snapping radius in metres, or unlimited" + _PER_COORDINATE,
     ),
-    "generate_hints": (_BOOL | {"default": "true"}, "add a hint to each waypoint"),
+    "generate_hints": (_BOOL | {"default": True}, "add a hint to each waypoint"),
     "hints": ({"type": "string"}, "base64 hints (checked, then ignored)" + _PER_COORDINATE),
     "approaches": (
         {"type": "string", "pattern": r"^((unrestricted|curb|opposite)?;)*(unrestricted|curb|opposite)?$"},
@@ -98,12 +98,12 @@ _DOC: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "string", "enum": ["default", "any"], "default": "default"},
         "which edges to snap to",
     ),
-    "skip_waypoints": (_BOOL | {"default": "false"}, "leave the waypoints out of the answer"),
+    "skip_waypoints": (_BOOL | {"default": False}, "leave the waypoints out of the answer"),
     "alternatives": (
-        {"type": "string", "pattern": "^(true|false|[0-3])$", "default": "false"},
+        {"anyOf": [{"type": "boolean"}, {"type": "integer", "minimum": 0, "maximum": MAX_ALTERNATIVES}]},
         "true, false or how many alternative routes (at most 3; two coordinates only)",
     ),
-    "steps": (_BOOL | {"default": "false"}, "turn-by-turn steps"),
+    "steps": (_BOOL | {"default": False}, "turn-by-turn steps"),
     "annotations": (
         {
             "type": "string",

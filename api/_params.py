@@ -31,10 +31,7 @@ from geo._ranking import MAX_CONSUMPTION_L_100KM, MAX_VALUE_OF_TIME_CNY_H, MIN_C
 
 NearbySort = Literal["distance", "price", "effective_price", "score", "eta", "total_cost"]
 AlongRouteSort = Literal["total_cost", "detour", "along"]
-COORD_SYSTEMS: tuple[str, ...] = ("wgs84", "gcj02", "bd09")
-NEARBY_SORTS: tuple[str, ...] = ("distance", "price", "effective_price", "score", "eta", "total_cost")
 PRICE_SORTS: tuple[str, ...] = ("price", "effective_price", "score", "total_cost")
-ALONG_ROUTE_SORTS: tuple[str, ...] = ("total_cost", "detour", "along")
 MAX_LITRES = 1_000.0
 MAX_AMOUNT_CNY = 20_000.0
 MAX_TANK_L = 1_000.0
@@ -260,27 +257,6 @@ def parse_lon(value: str | None, param: str = "lon") -> float:
     return x
 
 
-def parse_int(value: str | int | None, param: str, *, default: int, lo: int, hi: int) -> int:
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        return default
-    try:
-        x = int(value.strip() if isinstance(value, str) else value)
-    except ValueError:
-        raise InvalidInput(param, f"must be an integer, got {value!r}") from None
-    if x < lo or x > hi:
-        raise InvalidInput(param, f"{range_rule(lo, hi)}, got {x}")
-    return x
-
-
-def parse_coord(value: str | None, param: str = "coord") -> str:
-    if value is None or value.strip() == "":
-        return "wgs84"
-    v = value.strip().lower()
-    if v not in COORD_SYSTEMS:
-        raise InvalidInput(param, f"must be one of {', '.join(COORD_SYSTEMS)}, got {value!r}")
-    return v
-
-
 # Conversions are geo._coords' (identity outside China); the api names are kept as plain aliases.
 point_to_wgs84 = to_wgs84
 point_from_wgs84 = from_wgs84
@@ -309,24 +285,11 @@ def bbox_to_wgs84(
     return min(lons), min(lats), max(lons), max(lats)
 
 
-def parse_grade(value: str | None, param: str = "grade") -> str | None:
-    if value is None or value.strip() == "":
-        return None
-    g = normalize_grade(value)
-    if g is None:
-        raise InvalidInput(param, f"unknown grade {value!r} (known: {', '.join(KNOWN_GRADES)})")
-    return g
-
-
-def parse_sort(value: str | None, grade: str | None, param: str = "sort") -> str:
-    if value is None or value.strip() == "":
-        return "distance"
-    v = value.strip().lower()
-    if v not in NEARBY_SORTS:
-        raise InvalidInput(param, f"must be one of {', '.join(NEARBY_SORTS)}, got {value!r}")
-    if v in PRICE_SORTS and grade is None:
-        raise InvalidInput("grade", f"is required with sort={v} (the grade whose price is compared)")
-    return v
+def parse_sort(sort: str, grade: str | None) -> str:
+    """The nearby ranking; the price sorts compare the price of `grade`, which they need."""
+    if sort in PRICE_SORTS and grade is None:
+        raise InvalidInput("grade", f"is required with sort={sort} (the grade whose price is compared)")
+    return sort
 
 
 def date_window_days() -> int:
@@ -366,17 +329,6 @@ def parse_at(value: str | None, tz: tzinfo, param: str = "at", *, window_days: i
     return at
 
 
-def parse_bool(value: str | None, param: str, *, default: bool = False) -> bool:
-    if value is None or value.strip() == "":
-        return default
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise InvalidInput(param, f"must be true or false, got {value!r}")
-
-
 def parse_payment(value: str | None, param: str = "payment") -> str | None:
     if value is None or value.strip() == "":
         return None
@@ -404,16 +356,6 @@ def parse_bbox(value: str | None, param: str = "bbox") -> tuple[float, float, fl
     if south >= north:
         raise InvalidInput(param, "south must be less than north")
     return west, south, east, north
-
-
-def parse_choice(value: str | None, param: str, choices: tuple[str, ...], *, default: str) -> str:
-    """One of `choices` (case-insensitive), `default` when absent."""
-    if value is None or value.strip() == "":
-        return default
-    v = value.strip().lower()
-    if v not in choices:
-        raise InvalidInput(param, f"must be one of {', '.join(choices)}, got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)

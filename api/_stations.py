@@ -275,7 +275,18 @@ def nearby(
     value_of_time_cny_h: ValueOfTimeQ = None,
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
-    """Stations near a point with list and effective prices, ranked by `sort` (see the module doc)."""
+    """Stations within `radius_m` of a point, with list and effective prices, ranked by `sort`:
+
+    - distance: nearest first (geodesic distance);
+    - price / effective_price: cheapest list / effective price of `grade` first;
+    - score: 0.7 x the effective price (normalised over the candidates) + 0.3 x distance / radius_m;
+    - eta: fastest drive under traffic at `at` first (`eta_s`, `road_distance_m`, `arrive_at`);
+    - total_cost: the cheapest fill-up first, priced at the predicted arrival: fuel for `litres`
+      (or `amount_cny`, or `tank_l` x (1 - `fill_level`)) + fuel burnt driving there + time driving there
+      (`cost`, with `worth_it` against the nearest station).
+
+    The price sorts need `grade`; with `grade`, only stations selling it are listed. A point outside
+    the served region gives no results and a `note`."""
     settings = state.settings
     region = state.served.region
     coord_s, q_lat, q_lon, grade_s = coord, lat, lon, grade

@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_served else None,
+        generate_unique_id_function=lambda route: route.name,  # operationId = the endpoint's name
     )
     _errors.install(app)
     _docs.install(app, settings)

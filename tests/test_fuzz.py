@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.conftest import BASE_URL
 @pytest.fixture(scope="module")
 def fuzz_server(shared_data: Path) -> Iterator[Server]:
     # its own database: fuzzed traffic updates must not reach the other tests' servers
-    url = make_conninfo(BASE_URL, dbname="fuel_fuzz_test")
+    url = make_conninfo(BASE_URL, dbname=f"fuel_fuzz_{os.getpid()}_{uuid.uuid4().hex[:8]}")
     drop_database(url)
     create_database(url)
     migrate(url)
