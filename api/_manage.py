@@ -28,11 +28,11 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from api._auth import Forbidden, PreconditionRequired, authenticate, require_operator, require_station
 from api._models import READ, WRITE, Grade, error_responses
-from api._params import _grade_code
+from api._params import grade_code
 from api._state import AppState, get_state
 from api._text import Text
 from geo._errors import InvalidInput
@@ -68,7 +68,32 @@ def _with_etag(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {200: {"headers": _ETAG}, **error_responses(*statuses)}
 
 
-GradeIn = Annotated[Grade, BeforeValidator(_grade_code)]  # "95#" is 95
+GradeIn = Annotated[Grade, BeforeValidator(grade_code)]  # "95#" is 95
+# [first day, last day]: an array of two dates in the schema (tuple schemas trip some OpenAPI tools)
+DateRange = Annotated[
+    tuple[date, date],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "format": "date"},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[first day, last day], inclusive",
+        }
+    ),
+]
+# a local time of day: JSON Schema's `time` format needs an offset, these have none
+TimeOfDay = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?$",
+            "description": "local time of day, HH:MM[:SS], in the region's time zone",
+            "examples": ["07:00:00"],
+        }
+    ),
+]
 Amenity = Literal["shop", "car_wash", "toilets", "ev_charging", "compressed_air", "atm"]
 AMENITIES: tuple[str, ...] = get_args(Amenity)
 
@@ -155,10 +180,10 @@ class PromotionBase(BaseModel):
     min_amount_cny: Decimal | None = Field(None, gt=0, decimal_places=2)
     min_litres: Decimal | None = Field(None, gt=0, decimal_places=2)
     days_of_week: list[Annotated[int, Field(ge=1, le=7)]] = Field(default_factory=list)
-    date_ranges: list[tuple[date, date]] = Field(default_factory=list)
+    date_ranges: list[DateRange] = Field(default_factory=list, description="only on these days")
     public_holidays_only: bool = False
-    time_from: time | None = None
-    time_to: time | None = None
+    time_from: TimeOfDay | None = None
+    time_to: TimeOfDay | None = None
     members_only: bool = False
     payment_methods: list[Annotated[Text, Field(min_length=1, max_length=40)]] = Field(default_factory=list)
     valid_from: datetime
@@ -209,10 +234,10 @@ class PromotionPublic(BaseModel):
     min_amount_cny: Decimal | None
     min_litres: Decimal | None
     days_of_week: list[int]
-    date_ranges: list[tuple[date, date]]
+    date_ranges: list[DateRange]
     public_holidays_only: bool
-    time_from: time | None
-    time_to: time | None
+    time_from: TimeOfDay | None
+    time_to: TimeOfDay | None
     members_only: bool
     payment_methods: list[str]
     valid_from: datetime
@@ -496,7 +521,7 @@ def put_prices(
             "description": "The same promotion was already stored under this `source_ref` (a retried POST)",
             "headers": _ETAG,
         },
-        **error_responses(401, 403, 404, 409, 413, 422, 429, 503),
+        **error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
     },
 )
 def post_promotion(

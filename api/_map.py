@@ -62,7 +62,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import h3
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BeforeValidator
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
@@ -72,18 +72,18 @@ from api._models import (
     Coord,
     Grade,
     MapRoadsPublic,
-    MapStationsPublic,
-    MapStationsWechatPublic,
+    MapStationsAnswer,
     RegionPublic,
+    documented,
     error_responses,
 )
 from api._params import (
     AtQ,
     BBoxQ,
     CoordQ,
-    _grade_code,
-    _lower,
     bbox_to_wgs84,
+    grade_code,
+    lowercase,
     parse_at,
     parse_bbox,
     point_out,
@@ -510,8 +510,7 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, 
 
 @router.get(
     "/stations",
-    response_model=MapStationsPublic | MapStationsWechatPublic,
-    response_model_exclude_unset=True,
+    response_model=MapStationsAnswer,
     responses=error_responses(*READ),
 )
 def map_stations(
@@ -519,27 +518,27 @@ def map_stations(
     zoom: ZoomQ,
     grade: Annotated[
         Grade,
-        BeforeValidator(_grade_code),
+        BeforeValidator(grade_code),
         Query(description="fuel grade whose price is shown: 89, 92, 95, 98 or 0 (diesel)"),
     ] = DEFAULT_GRADE,
     sort: Annotated[
         Literal["id", "price", "effective_price"] | None,
-        BeforeValidator(_lower),
+        BeforeValidator(lowercase),
         Query(description="order of the features: id (default for markers), price, effective_price (cells)"),
     ] = None,
     coord: Annotated[
         Coord | None,
-        BeforeValidator(_lower),
+        BeforeValidator(lowercase),
         Query(description="wgs84 (default), gcj02 or bd09 for the bbox and the output; format=wechat: gcj02"),
     ] = None,
     at: AtQ = None,
     format: Annotated[
         Literal["geojson", "wechat"],
-        BeforeValidator(_lower),
+        BeforeValidator(lowercase),
         Query(description="geojson (a FeatureCollection) or wechat (the WeChat map component's shapes)"),
     ] = "geojson",
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """Stations for a map view: H3 price heatmap cells at low zoom, priced markers at high zoom."""
     fmt = format
     coord_s: str = coord or ("gcj02" if fmt == "wechat" else "wgs84")
@@ -579,22 +578,19 @@ def map_stations(
         },
     }
     if fmt == "wechat":
-        return _envelope(state, coord_s, **meta, **_wechat(mode, features, grade_s))
-    return {"type": "FeatureCollection", **_envelope(state, coord_s, **meta), "features": features}
+        return documented(_envelope(state, coord_s, **meta, **_wechat(mode, features, grade_s)))
+    return documented(
+        {"type": "FeatureCollection", **_envelope(state, coord_s, **meta), "features": features}
+    )
 
 
-@router.get(
-    "/roads",
-    response_model=MapRoadsPublic,
-    response_model_exclude_unset=True,
-    responses=error_responses(*READ),
-)
+@router.get("/roads", response_model=MapRoadsPublic, responses=error_responses(*READ))
 def map_roads(
     bbox: BBoxQ,
     zoom: ZoomQ,
     coord: CoordQ = "wgs84",
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """Road edges in a box as GeoJSON lines, simplified for the zoom, with the current traffic level."""
     coord_s = coord
     z = zoom
@@ -638,21 +634,23 @@ def map_roads(
                 },
             }
         )
-    return {
-        "type": "FeatureCollection",
-        **_envelope(
-            state,
-            coord_s,
-            zoom=z,
-            classes=classes,
-            simplify_deg=simplify_tolerance_deg(z),
-            traffic_at=now.isoformat(),
-            traffic=live is not None,
-            count=len(features),
-            truncated=truncated,
-        ),
-        "features": features,
-    }
+    return documented(
+        {
+            "type": "FeatureCollection",
+            **_envelope(
+                state,
+                coord_s,
+                zoom=z,
+                classes=classes,
+                simplify_deg=simplify_tolerance_deg(z),
+                traffic_at=now.isoformat(),
+                traffic=live is not None,
+                count=len(features),
+                truncated=truncated,
+            ),
+            "features": features,
+        }
+    )
 
 
 def _router_edges(router_obj: Any) -> int | None:

@@ -1,20 +1,27 @@
-"""The shapes of the API's success bodies (Public models), for the OpenAPI schema clients are generated from.
+"""The shapes of the API's bodies (Public models), for the OpenAPI schema clients are generated from, and
+the error body with the statuses each endpoint documents (`error_responses`).
 
-Endpoints build plain dicts (cheap) and declare these as `response_model`; FastAPI checks and serialises
-the dict against the model in compiled code. A key the service leaves out when it does not apply
-(`served_note` outside the demo region, `cost` without a grade, ...) is typed `X | Absent`: it is not
-required in the schema and never written as null. Request bodies are the Create/Update models of their
-endpoint modules (api/_manage.py, api/_routing.py, api/_ranking.py).
+Endpoints build plain dicts and declare these as `response_model`. Most return the dict, and FastAPI
+checks and serialises it against the model in compiled code (a body out of step with its model is still
+answered, and logged: api/_errors.py). The hot endpoints (nearby, along-route, route, matrix, the map's
+stations and roads) return `documented(body)`: the dict as JSON, unchecked, so that the model costs them
+nothing; tests/test_openapi.py and the schemathesis run (tests/test_fuzz.py) hold those bodies to their
+models. A key the service leaves out when it does not apply (`served_note` outside the demo region,
+`cost` without a grade, ...) is typed `X | Absent`: not required in the schema, never written as null.
+Request bodies are the Create/Update models of their endpoint modules (api/_manage.py, api/_routing.py,
+api/_ranking.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+import orjson
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
-from geo._pricing import PromotionKind
+from geo._pricing import KNOWN_GRADES, PromotionKind
 
 Absent = SkipJsonSchema[None]  # a key left out of the body (never null): not required in the schema
 DateTime = Annotated[
@@ -23,6 +30,7 @@ DateTime = Annotated[
 ]
 Coord = Literal["wgs84", "gcj02", "bd09"]
 Grade = Literal["89", "92", "95", "98", "0"]
+assert get_args(Grade) == KNOWN_GRADES  # the grades the service knows, as a choice in the schema
 Level = Literal["free", "slow", "congested", "closed"]
 LonLat = Annotated[
     list[float],
@@ -36,6 +44,11 @@ LonLat = Annotated[
         }
     ),
 ]
+
+
+def documented(body: dict[str, Any]) -> Response:
+    """A hot endpoint's body as JSON, as built: its `response_model` documents it (see above)."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 class _Public(BaseModel):
@@ -744,6 +757,11 @@ def _example(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 _RETRY_AFTER = {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 _ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    400: (
+        "The body could not be read (not UTF-8, or cut short)",
+        _example("HTTPError", "There was an error parsing the body"),
+        {},
+    ),
     401: (
         "No API key, or a key that is not valid",
         _example("Unauthorized", "an API key is required: send it in the X-API-Key header"),
@@ -818,4 +836,19 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # the statuses most endpoints share
 READ = (422, 429, 503)  # public reads from the database
-WRITE = (401, 403, 404, 409, 413, 422, 428, 429, 503)  # manager writes
+WRITE = (400, 401, 403, 404, 409, 413, 422, 428, 429, 503)  # manager writes
+
+
+def _shape(key: str, tag: str, other: str) -> Any:
+    """A callable discriminator: the body has `key` -> `tag`, else `other` (one model is checked, not two)."""
+    return Discriminator(lambda v: tag if (key in v if isinstance(v, dict) else hasattr(v, key)) else other)
+
+
+RouteAnswer = Annotated[
+    Annotated[RoutePublic, Tag("json")] | Annotated[RouteWechatPublic, Tag("wechat")],
+    _shape("geometry", "json", "wechat"),
+]
+MapStationsAnswer = Annotated[
+    Annotated[MapStationsPublic, Tag("geojson")] | Annotated[MapStationsWechatPublic, Tag("wechat")],
+    _shape("features", "geojson", "wechat"),
+]

@@ -6,7 +6,7 @@ broken rule is a 422 naming the parameter in the user's words (api/_errors.py). 
 stays here as a parser (a "lat,lon" pair, a bbox, a date within the allowed window, limits read from
 the settings) and is still declared in the schema with its pattern and description. Every rule broken
 in a parser raises InvalidInput(param, rule). An empty query value (`?grade=`) means the parameter
-is absent (`blank_query_is_absent`).
+is absent (`BlankQueryIsAbsent`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from api._security import request_settings
 from config import Settings
 from geo._coords import from_wgs84, to_wgs84
 from geo._errors import InvalidInput
-from geo._pricing import KNOWN_GRADES, normalize_grade
+from geo._pricing import normalize_grade
 from geo._ranking import MAX_CONSUMPTION_L_100KM, MAX_VALUE_OF_TIME_CNY_H, MIN_CONSUMPTION_L_100KM
 
 NearbySort = Literal["distance", "price", "effective_price", "score", "eta", "total_cost"]
@@ -46,18 +46,17 @@ BBOX_PATTERN = rf"^ *{_NUMBER} *, *{_NUMBER} *, *{_NUMBER} *, *{_NUMBER} *$"
 PAYMENT_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
 SETTING_MAXIMUM = "x-maximum-setting"  # the schema's maximum is this settings field (api/_docs.py)
 SETTING_MAX_ITEMS = "x-max-items-setting"  # the same for the length of a list
-assert set(KNOWN_GRADES) == {"89", "92", "95", "98", "0"}  # = the Grade literal
 
 
 # ---- typed parameters (what /openapi.json says) -----------------------------------------------------
 
 
-def _lower(value: Any) -> Any:
+def lowercase(value: Any) -> Any:
     """Choices are case-insensitive: 'GCJ02' is gcj02."""
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _grade_code(value: Any) -> Any:
+def grade_code(value: Any) -> Any:
     """'95#' and ' 0# ' are grades 95 and 0; anything else is left for the choice check to refuse."""
     return (normalize_grade(value) or value) if isinstance(value, str) else value
 
@@ -72,7 +71,7 @@ Lon = Annotated[
 ]
 CoordQ = Annotated[
     Coord,
-    BeforeValidator(_lower),
+    BeforeValidator(lowercase),
     Query(
         description="coordinate system of the input and output: wgs84 (GPS), gcj02 (WeChat and Chinese "
         "map SDKs) or bd09 (Baidu)"
@@ -80,7 +79,7 @@ CoordQ = Annotated[
 ]
 GradeQ = Annotated[
     Grade | None,
-    BeforeValidator(_grade_code),
+    BeforeValidator(grade_code),
     Query(description="fuel grade: 89, 92, 95, 98 or 0 (diesel); `95#` is accepted too", examples=["92"]),
 ]
 AtQ = Annotated[

@@ -37,10 +37,10 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from api._models import READ, AlongRoutePublic, Coord, DateTime, Grade, error_responses
+from api._models import READ, AlongRoutePublic, Coord, DateTime, Grade, documented, error_responses
 from api._params import (
     DEFAULT_CORRIDOR_M,
     LAT_LON_PATTERN,
@@ -63,9 +63,9 @@ from api._params import (
     PaymentQ,
     TankQ,
     ValueOfTimeQ,
-    _grade_code,
-    _lower,
     at_most,
+    grade_code,
+    lowercase,
     parse_at,
     parse_lat,
     parse_lon,
@@ -139,7 +139,7 @@ RangeQ = Annotated[
 ]
 AlongSortQ = Annotated[
     AlongRouteSort | None,
-    BeforeValidator(_lower),
+    BeforeValidator(lowercase),
     Query(description="total_cost (default with `grade`, which it needs), detour (default without), along"),
 ]
 _PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
@@ -188,12 +188,7 @@ class _Options:
         self.cp = cp
 
 
-@router.get(
-    "/along-route",
-    response_model=AlongRoutePublic,
-    response_model_exclude_unset=True,
-    responses=error_responses(404, *READ),
-)
+@router.get("/along-route", response_model=AlongRoutePublic, responses=error_responses(404, *READ))
 def along_route(
     from_: Annotated[
         str,
@@ -228,7 +223,7 @@ def along_route(
     coord: CoordQ = "wgs84",
     limit: LimitQ = None,
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """Stations along the fastest route from `from` to `to`, with detours and total costs."""
     budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
     c = coord
@@ -265,7 +260,9 @@ def along_route(
         "polyline6": encode([_out(p, c) for p in res.polyline], precision=6),
     }
     line = _bounded_line(state, res.polyline, opt.corridor_m, param="to", budget=budget, client=False)
-    return _along(state, line, a, b, opt, c, route, from_param="from", to_param="to", budget=budget)
+    return documented(
+        _along(state, line, a, b, opt, c, route, from_param="from", to_param="to", budget=budget)
+    )
 
 
 class AlongRouteRequest(BaseModel):
@@ -279,7 +276,7 @@ class AlongRouteRequest(BaseModel):
     corridor_m: float | None = Field(
         None, gt=0, le=MAX_CORRIDOR_M, allow_inf_nan=False, description="metres either side, default 1000"
     )
-    grade: Annotated[Grade | None, BeforeValidator(_grade_code)] = None
+    grade: Annotated[Grade | None, BeforeValidator(grade_code)] = None
     litres: float | None = Field(None, gt=0, le=MAX_LITRES, allow_inf_nan=False)
     amount_cny: float | None = Field(None, gt=0, le=MAX_AMOUNT_CNY, allow_inf_nan=False)
     tank_l: float | None = Field(None, gt=0, le=MAX_TANK_L, allow_inf_nan=False)
@@ -291,8 +288,8 @@ class AlongRouteRequest(BaseModel):
     member: bool | None = None
     payment: str | None = Field(None, json_schema_extra={"pattern": PAYMENT_PATTERN})
     range_km: float | None = Field(None, gt=0, le=MAX_RANGE_KM, allow_inf_nan=False)
-    sort: Annotated[AlongRouteSort | None, BeforeValidator(_lower)] = None
-    coord: Annotated[Coord | None, BeforeValidator(_lower)] = None
+    sort: Annotated[AlongRouteSort | None, BeforeValidator(lowercase)] = None
+    coord: Annotated[Coord | None, BeforeValidator(lowercase)] = None
     limit: int | None = Field(None, ge=1, json_schema_extra={SETTING_MAXIMUM: "max_limit"})
 
 
@@ -321,13 +318,8 @@ def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> l
     return out
 
 
-@router.post(
-    "/along-route",
-    response_model=AlongRoutePublic,
-    response_model_exclude_unset=True,
-    responses=error_responses(404, 413, *READ),
-)
-def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
+@router.post("/along-route", response_model=AlongRoutePublic, responses=error_responses(400, 404, 413, *READ))
+def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> Response:
     """Stations along a route the client already has (e.g. from /v1/route), with detours and costs."""
     charge(count_points(body.geometry), "route_points")
     budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
@@ -356,17 +348,19 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
     )
     line = _bounded_line(state, points, opt.corridor_m, param="geometry", budget=budget, client=True)
     route = {"distance_m": round(line.length_m, 1), "depart_at": opt.at.isoformat(), "points": len(points)}
-    return _along(
-        state,
-        line,
-        points[0],
-        points[-1],
-        opt,
-        c,
-        route,
-        from_param="geometry",
-        to_param="geometry",
-        budget=budget,
+    return documented(
+        _along(
+            state,
+            line,
+            points[0],
+            points[-1],
+            opt,
+            c,
+            route,
+            from_param="geometry",
+            to_param="geometry",
+            budget=budget,
+        )
     )
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api._auth import authenticate, require_role
@@ -15,9 +15,9 @@ from api._models import (
     Coord,
     DateTime,
     MatrixPublic,
-    RoutePublic,
-    RouteWechatPublic,
+    RouteAnswer,
     TrafficPublic,
+    documented,
     error_responses,
 )
 from api._params import (
@@ -25,7 +25,7 @@ from api._params import (
     LAT_LON_PATTERN,
     SETTING_MAX_ITEMS,
     AtQ,
-    _lower,
+    lowercase,
     parse_at,
     parse_bbox,
     parse_float,
@@ -194,8 +194,7 @@ def wechat_polylines(r: Router, res: RouteResult) -> list[dict[str, Any]]:
 # ---- /v1/route --------------------------------------------------------------------------------
 @router.get(
     "/v1/route",
-    response_model=RoutePublic | RouteWechatPublic,
-    response_model_exclude_unset=True,
+    response_model=RouteAnswer,
     responses=error_responses(404, 422, 429),
 )
 def route(
@@ -227,16 +226,16 @@ def route(
     alternatives: Annotated[int, Query(ge=0, le=2, description="how many alternative routes")] = 0,
     coord: Annotated[
         Coord | None,
-        BeforeValidator(_lower),
+        BeforeValidator(lowercase),
         Query(description="wgs84 (default; gcj02 with format=wechat), gcj02 or bd09, for input and output"),
     ] = None,
     format: Annotated[
         Literal["json", "wechat"],
-        BeforeValidator(_lower),
+        BeforeValidator(lowercase),
         Query(description="json, or wechat: the WeChat map component's `polyline` in GCJ-02"),
     ] = "json",
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
     fmt = format
     c: str = coord or ("gcj02" if fmt == "wechat" else "wgs84")
@@ -247,17 +246,19 @@ def route(
     r = need_router(state)
     res = r.route(a, b, depart_at=at, alternatives=n_alt)
     if fmt == "wechat":
-        return {
-            "distance_m": round(res.distance_m, 1),
-            "duration_s": round(res.duration_s, 1),
-            "polyline": wechat_polylines(r, res),
-            "alternatives": [
-                {"duration_s": round(x.duration_s, 1), "polyline": wechat_polylines(r, x)}
-                for x in res.alternatives
-            ],
-            "coord": "gcj02",
-            "attribution": ATTRIBUTION,
-        }
+        return documented(
+            {
+                "distance_m": round(res.distance_m, 1),
+                "duration_s": round(res.duration_s, 1),
+                "polyline": wechat_polylines(r, res),
+                "alternatives": [
+                    {"duration_s": round(x.duration_s, 1), "polyline": wechat_polylines(r, x)}
+                    for x in res.alternatives
+                ],
+                "coord": "gcj02",
+                "attribution": ATTRIBUTION,
+            }
+        )
     body = route_json(r, res, c)
     body["alternatives"] = [
         route_json(r, x, c) | {"overlap": round(x.overlap, 3), "stretch": round(x.stretch, 3)}
@@ -265,7 +266,7 @@ def route(
     ]
     body["coord"] = c
     body["attribution"] = ATTRIBUTION
-    return body
+    return documented(body)
 
 
 # ---- /v1/matrix --------------------------------------------------------------------------------
@@ -300,15 +301,15 @@ class MatrixRequest(BaseModel):
         json_schema_extra={SETTING_MAX_ITEMS: "max_matrix_targets"},
     )
     depart_at: DateTime | None = Field(None, description="ISO-8601; naive = region local time; default now")
-    coord: Annotated[Coord | None, BeforeValidator(_lower)] = Field(None, description="default wgs84")
+    coord: Annotated[Coord | None, BeforeValidator(lowercase)] = Field(None, description="default wgs84")
 
 
 @router.post(
     "/v1/matrix",
     response_model=MatrixPublic,
-    responses=error_responses(413, 422, 429, 503),
+    responses=error_responses(400, 413, 422, 429, 503),
 )
-def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
+def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> Response:
     """Travel times (s) and distances (m), sources x targets, at a departure time; null = unreachable.
 
     Bounded: sources, targets and cells are capped (settings; 422 naming the list, the limit and the
@@ -333,11 +334,13 @@ def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[st
     dst = [_checked(p, f"targets[{i}]", c) for i, p in enumerate(targets)]
     at = parse_at(body.depart_at, state.region.tz, "depart_at")
     res = need_router(state).matrix(src, dst, depart_at=at, budget=budget)
-    return {
-        "durations_s": _nullable(res.durations_s),
-        "distances_m": _nullable(res.distances_m),
-        "depart_at": at.isoformat(),
-    }
+    return documented(
+        {
+            "durations_s": _nullable(res.durations_s),
+            "distances_m": _nullable(res.distances_m),
+            "depart_at": at.isoformat(),
+        }
+    )
 
 
 def _cap(param: str, count: int, limit: int) -> None:
@@ -396,7 +399,7 @@ def need_sync(state: AppState) -> TrafficSync:
 @router.post(
     "/v1/traffic",
     response_model=TrafficAccepted,
-    responses=error_responses(401, 403, 404, 413, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 404, 413, 422, 429, 503),
 )
 def post_traffic(
     body: TrafficBatch,

@@ -42,10 +42,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BeforeValidator
 
-from api._models import READ, NearbyPublic, StationByIdPublic, StationListPublic, error_responses
+from api._models import READ, NearbyPublic, StationByIdPublic, StationListPublic, documented, error_responses
 from api._params import (
     MAX_ID,
     SETTING_MAXIMUM,
@@ -66,9 +66,9 @@ from api._params import (
     PaymentQ,
     TankQ,
     ValueOfTimeQ,
-    _lower,
     at_most,
     bbox_to_wgs84,
+    lowercase,
     parse_at,
     parse_bbox,
     parse_fill,
@@ -237,12 +237,7 @@ def _envelope(state: AppState, coord: str, at: datetime, **extra: Any) -> dict[s
     return body
 
 
-@router.get(
-    "/nearby",
-    response_model=NearbyPublic,
-    response_model_exclude_unset=True,
-    responses=error_responses(*READ),
-)
+@router.get("/nearby", response_model=NearbyPublic, responses=error_responses(*READ))
 def nearby(
     lat: Lat,
     lon: Lon,
@@ -260,7 +255,7 @@ def nearby(
     limit: LimitQ = None,
     sort: Annotated[
         NearbySort,
-        BeforeValidator(_lower),
+        BeforeValidator(lowercase),
         Query(description="ranking (see the description); the price sorts need `grade`"),
     ] = "distance",
     at: AtQ = None,
@@ -274,7 +269,7 @@ def nearby(
     consumption_l_100km: ConsumptionQ = None,
     value_of_time_cny_h: ValueOfTimeQ = None,
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """Stations within `radius_m` of a point, with list and effective prices, ranked by `sort`:
 
     - distance: nearest first (geodesic distance);
@@ -318,10 +313,12 @@ def nearby(
             f"({w_lat:.6f}, {w_lon:.6f}) WGS-84 is outside the served region {region.display_name} "
             f"({region.name}): no stations are listed there"
         )
-        return _envelope(state, coord_s, at_dt, query=query, count=0, results=[], note=note)
+        return documented(_envelope(state, coord_s, at_dt, query=query, count=0, results=[], note=note))
     if sort_s in ("eta", "total_cost"):
-        return _nearby_by_drive(
-            state, (w_lat, w_lon), radius, grade_s, n, sort_s, at_dt, coord_s, cp, quote, query
+        return documented(
+            _nearby_by_drive(
+                state, (w_lat, w_lon), radius, grade_s, n, sort_s, at_dt, coord_s, cp, quote, query
+            )
         )
 
     fetch = n if sort_s == "distance" else max(n, PRICE_SORT_CANDIDATES)
@@ -340,7 +337,7 @@ def nearby(
         assert grade_s is not None
         results = _rank(results, sort_s, grade_s, radius)
     results = results[:n]
-    return _envelope(state, coord_s, at_dt, query=query, count=len(results), results=results)
+    return documented(_envelope(state, coord_s, at_dt, query=query, count=len(results), results=results))
 
 
 # ---- drive-time and total-cost ranking (shared with api/_ranking.py) -----------------------------
