@@ -15,7 +15,8 @@ import hmac
 import logging
 import math
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from api._limits import Limits, RateLimited, limits_of
 from api._state import AppState, get_state
@@ -29,6 +30,14 @@ AUTH_FAILURES = "auth-failures"  # the limiter's kind for failed authentications
 KEY_REFUSED = "fuel_key_refused"  # request state: the rate limiter already found the key invalid
 MAX_KEY_CHARS = 256  # longer is never a key of ours: refused without a database look-up
 log = logging.getLogger("api.auth")
+
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="An API key: `operator` (every station), `manager` (its own stations) or `traffic` (the live "
+    "traffic feed). Any endpoint accepts a key; requests then count against the key's rate limit.",
+    auto_error=False,  # a missing key is answered by authenticate(), in the service's error shape
+)
 
 
 class Unauthorized(FuelError, PermissionError):
@@ -70,7 +79,7 @@ def record_failure(limits: Limits | None, settings: Settings, address: str, key:
 
 def authenticate(
     request: Request,
-    x_api_key: str | None = Header(None, alias="X-API-Key", description="an operator or manager API key"),
+    x_api_key: str | None = Security(API_KEY),
     state: AppState = Depends(get_state),
 ) -> Principal:
     if x_api_key is None or not x_api_key.strip():

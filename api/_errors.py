@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
 
+import annotated_types
 import psycopg
 import psycopg_pool
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api._auth import Forbidden, PreconditionRequired, Unauthorized
 from api._limits import RateLimited
 from api._osrm import OsrmError
+from api._params import SETTING_MAXIMUM, range_rule
+from api._security import request_settings
 from api._text import TEXT_PATTERN, TEXT_RULE
 from geo import BudgetExceeded, Conflict, FuelError, ImplausibleValue, InvalidInput, NotFound, RouteNotFound
 from store._db import DatabaseBusy
@@ -80,21 +88,26 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        route = request.scope.get("route")
         problems = []
         for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path")]
-            message = err.get("msg", "invalid")
-            if (
-                err.get("type") == "string_pattern_mismatch"
-                and (err.get("ctx") or {}).get("pattern") == TEXT_PATTERN
-            ):
-                message = TEXT_RULE
-            problems.append({"param": ".".join(loc) or "request", "message": message})
+            loc = tuple(err.get("loc", ()))
+            param = ".".join(str(p) for p in loc if p not in _LOCATIONS) or "request"
+            field = _field(route, loc) if isinstance(route, APIRoute) else None
+            problems.append({"param": param, "message": in_words(err, field)})
         msg = "; ".join(f"{p['param']}: {p['message']}" for p in problems)
         return _body(
             422, "InvalidInput", msg, param=problems[0]["param"] if problems else None, errors=problems
         )
+
+    @app.exception_handler(ResponseValidationError)
+    async def _response_shape(request: Request, exc: ResponseValidationError) -> JSONResponse:
+        # The answer is right but its schema is out of date: the client still gets it, the log says so.
+        route = request.scope.get("route")
+        log.error("response of %s does not match its schema: %s", request.url.path, exc.errors()[:3])
+        status = getattr(route, "status_code", None) or 200
+        return JSONResponse(jsonable_encoder(exc.body), status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -118,3 +131,166 @@ def install(app: FastAPI) -> None:
     async def _db(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database error: %s", exc)
         return _unavailable("database unavailable, retry shortly")
+
+
+# ---- validation errors in the user's words ------------------------------------------------------------
+
+_LOCATIONS = ("query", "body", "path", "header")
+_DATE_TIME = "must be an ISO-8601 date-time like 2026-11-28T08:30:00+08:00"
+_NUMBERS = {
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+}
+
+
+def in_words(err: dict[str, Any], field: FieldInfo | None = None) -> str:
+    """One pydantic validation error as the rule broken, with the value sent: "must be between -90 and
+    90, got 91". `field` (the parameter's declaration) lets a range name both of its ends."""
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    got = err.get("input")
+    if kind == "missing":
+        example = (field.examples or [None])[0] if field is not None else None
+        return "is required" + (f", e.g. {example}" if example is not None else "")
+    lo, lo_open, hi, hi_open = _bounds(field, ctx)
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{range_rule(lo, hi, lo_open=lo_open, hi_open=hi_open)}, got {got}"
+    if kind in _NUMBERS:  # "must be a number between -90 and 90, got 'abc'"
+        within = "" if lo is None and hi is None else range_rule(lo, hi, lo_open=lo_open, hi_open=hi_open)
+        return f"{_NUMBERS[kind]}{within.removeprefix('must be')}, got {got!r}"
+    words = {
+        "bool_parsing": "must be true or false",
+        "bool_type": "must be true or false",
+        "decimal_parsing": "must be a decimal number",
+        "decimal_type": "must be a decimal number",
+        "datetime_parsing": _DATE_TIME,
+        "datetime_from_date_parsing": _DATE_TIME,
+        "datetime_type": _DATE_TIME,
+        "date_parsing": "must be a date like 2026-11-28",
+        "date_from_datetime_parsing": "must be a date like 2026-11-28",
+        "time_parsing": "must be a time like 08:30",
+        "string_type": "must be a string",
+        "list_type": "must be a list",
+        "tuple_type": "must be a list",
+        "dict_type": "must be an object",
+        "model_type": "must be an object",
+        "model_attributes_type": "must be an object",
+    }
+    if kind in words:
+        return f"{words[kind]}, got {got!r}"
+    if kind in ("literal_error", "enum"):
+        choices = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"must be one of {choices}, got {got!r}"
+    if kind == "string_pattern_mismatch":
+        return (
+            TEXT_RULE
+            if ctx.get("pattern") == TEXT_PATTERN
+            else f"must match {ctx.get('pattern')}, got {got!r}"
+        )
+    if kind in ("too_short", "too_long"):
+        n, side = (
+            (ctx.get("min_length"), "at least") if kind == "too_short" else (ctx.get("max_length"), "at most")
+        )
+        return f"needs {side} {n} item{'s' if n != 1 else ''}, got {ctx.get('actual_length')}"
+    if kind in ("string_too_short", "string_too_long"):
+        n, side = (
+            (ctx.get("min_length"), "at least")
+            if kind == "string_too_short"
+            else (ctx.get("max_length"), "at most")
+        )
+        return f"must have {side} {n} character{'s' if n != 1 else ''}"
+    if kind == "extra_forbidden":
+        return "is not a field of this request"
+    if kind == "decimal_max_places":
+        return f"must have at most {ctx.get('decimal_places')} decimal places, got {got}"
+    if kind == "json_invalid":
+        return f"the body is not valid JSON: {ctx.get('error', 'malformed')}"
+    message = str(err.get("msg", "is not valid"))
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _bounds(field: FieldInfo | None, ctx: dict[str, Any]) -> tuple[Any, bool, Any, bool]:
+    """(low, low is open, high, high is open) of a range: from the declaration (a maximum taken from
+    the settings included), else from the error."""
+    got: dict[str, Any] = dict(ctx)
+    for m in field.metadata if field is not None else ():
+        for name in ("ge", "gt", "le", "lt"):
+            if isinstance(m, getattr(annotated_types, name.capitalize())):
+                got[name] = getattr(m, name)
+    extra = field.json_schema_extra if field is not None else None
+    settings = request_settings()
+    if isinstance(extra, dict) and isinstance(extra.get(SETTING_MAXIMUM), str) and settings is not None:
+        got.setdefault("le", getattr(settings, str(extra[SETTING_MAXIMUM])))
+    lo, lo_open = (got["gt"], True) if "gt" in got else (got.get("ge"), False)
+    hi, hi_open = (got["lt"], True) if "lt" in got else (got.get("le"), False)
+    return lo, lo_open, hi, hi_open
+
+
+def _params_of(route: APIRoute) -> dict[tuple[str, str], FieldInfo]:
+    """The route's query, path and header parameters, its dependencies' included, by (where, name)."""
+    cached: dict[tuple[str, str], FieldInfo] | None = getattr(route, "_fuel_params", None)
+    if cached is not None:
+        return cached
+    out: dict[tuple[str, str], FieldInfo] = {}
+    stack = [route.dependant]
+    while stack:
+        d = stack.pop()
+        for where, fields in (
+            ("query", d.query_params),
+            ("path", d.path_params),
+            ("header", d.header_params),
+        ):
+            for f in fields:
+                out.setdefault((where, f.alias), f.field_info)
+        stack.extend(d.dependencies)
+    route._fuel_params = out  # type: ignore[attr-defined]  # built once per route
+    return out
+
+
+def _field(route: APIRoute, loc: tuple[Any, ...]) -> FieldInfo | None:
+    """The declaration of the parameter or body field an error is about (None when not found)."""
+    if len(loc) < 2:
+        return None
+    if loc[0] in ("query", "path", "header"):
+        return _params_of(route).get((str(loc[0]), str(loc[1])))
+    if loc[0] != "body" or route.body_field is None:
+        return None
+    info: FieldInfo | None = None
+    annotation: Any = route.body_field.field_info.annotation
+    for part in loc[1:]:
+        annotation = _unwrap(annotation, part)
+        if isinstance(part, int):
+            args = get_args(annotation)
+            if not args:
+                return None
+            info, annotation = None, args[0]
+            continue
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if model is None:
+            return None
+        info = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if info is None:
+            return None
+        annotation = info.annotation
+    return info
+
+
+def _unwrap(annotation: Any, part: Any) -> Any:
+    """X from Annotated[X, ...] and X | None; of a union of models, the one that has field `part`."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        for a in options:
+            if isinstance(part, str) and isinstance(a, type) and issubclass(a, BaseModel) and _has(a, part):
+                return a
+        return options[0] if len(options) == 1 else annotation
+    return annotation
+
+
+def _has(model: type[BaseModel], name: str) -> bool:
+    return any(name in (n, f.alias) for n, f in model.model_fields.items())

@@ -25,18 +25,20 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from api._auth import Forbidden, PreconditionRequired, authenticate, require_operator, require_station
+from api._models import READ, WRITE, Grade, error_responses
+from api._params import grade_code
 from api._state import AppState, get_state
 from api._text import Text
 from geo._errors import InvalidInput
 from geo._hours import check_opening_hours
 from geo._plausible import PlausibilityRules
-from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
+from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, PromotionKind
 from store._auth import Principal
 from store._manage import (
     brands_of,
@@ -53,23 +55,52 @@ from store._promotions import promotions_for_stations
 
 router = APIRouter(tags=["manage"])
 
-AMENITIES = ("shop", "car_wash", "toilets", "ev_charging", "compressed_air", "atm")
 StationId = Annotated[int, Path(ge=1, le=2**63 - 1, description="station id")]
 PromotionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="promotion id")]
-IfMatch = Annotated[str | None, Header(alias="If-Match", description='"<version>" from the ETag')]
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", description='"<version>" from the ETag', examples=['"3"'])
+]
+_ETAG = {"ETag": {"schema": {"type": "string"}, "description": 'the version, e.g. "4": send it as If-Match'}}
+
+
+def _with_etag(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Error responses, and the ETag header of the 200."""
+    return {200: {"headers": _ETAG}, **error_responses(*statuses)}
+
+
+GradeIn = Annotated[Grade, BeforeValidator(grade_code)]  # "95#" is 95
+# [first day, last day]: an array of two dates in the schema (tuple schemas trip some OpenAPI tools)
+DateRange = Annotated[
+    tuple[date, date],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "format": "date"},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[first day, last day], inclusive",
+        }
+    ),
+]
+# a local time of day: JSON Schema's `time` format needs an offset, these have none
+TimeOfDay = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?$",
+            "description": "local time of day, HH:MM[:SS], in the region's time zone",
+            "examples": ["07:00:00"],
+        }
+    ),
+]
+Amenity = Literal["shop", "car_wash", "toilets", "ev_charging", "compressed_air", "atm"]
+AMENITIES: tuple[str, ...] = get_args(Amenity)
 
 
 def _grades(v: list[str] | None) -> list[str] | None:
-    if v is None:
-        return None
-    out = []
-    for g in v:
-        code = normalize_grade(str(g))
-        if code is None:
-            raise ValueError(f"unknown grade {g!r} (known: {', '.join(KNOWN_GRADES)})")
-        if code not in out:
-            out.append(code)
-    return [g for g in KNOWN_GRADES if g in out]
+    """Each grade once, in the usual order."""
+    return None if v is None else [g for g in KNOWN_GRADES if g in v]
 
 
 # ---- models: Create / Update / Public ---------------------------------------------------------------
@@ -78,14 +109,19 @@ def _grades(v: list[str] | None) -> list[str] | None:
 class StationUpdate(BaseModel):
     """PATCH body: only the fields sent are changed (null clears name_en, address, opening_hours)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"opening_hours": "Mo-Su 07:00-22:00", "amenities": ["shop", "toilets"]}]
+        },
+    )
     name: Text | None = Field(None, min_length=1, max_length=200)
     name_en: Text | None = Field(None, max_length=200)
     address: Text | None = Field(None, max_length=500)
     opening_hours: Text | None = Field(None, max_length=200)
     status: Literal["open", "closed", "temporarily_closed"] | None = None
-    grades: list[Text] | None = None
-    amenities: list[Text] | None = None
+    grades: list[GradeIn] | None = None
+    amenities: list[Amenity] | None = None
     version: int | None = Field(None, ge=1, description="alternative to If-Match")
 
     @field_validator("grades")
@@ -96,12 +132,7 @@ class StationUpdate(BaseModel):
     @field_validator("amenities")
     @classmethod
     def _known_amenities(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return None
-        bad = [a for a in v if a not in AMENITIES]
-        if bad:
-            raise ValueError(f"unknown amenities {bad} (known: {', '.join(AMENITIES)})")
-        return [a for a in AMENITIES if a in v]
+        return None if v is None else [a for a in AMENITIES if a in v]
 
     @field_validator("opening_hours")
     @classmethod
@@ -115,28 +146,28 @@ class StationUpdate(BaseModel):
 
 
 class PriceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    grade: Text
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"grade": "92", "price_cny": "7.85", "effective_from": "2026-11-28T00:00:00+08:00"}]
+        },
+    )
+    grade: GradeIn
     price_cny: Decimal = Field(gt=0, le=100, decimal_places=2)
     effective_from: datetime | None = Field(None, description="ISO-8601; naive = region local; default now")
 
-    @field_validator("grade")
-    @classmethod
-    def _grade(cls, v: str) -> str:
-        code = normalize_grade(v)
-        if code is None:
-            raise ValueError(f"unknown grade {v!r} (known: {', '.join(KNOWN_GRADES)})")
-        return code
-
 
 class PricesPut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"prices": [{"grade": "95", "price_cny": "8.36"}], "version": 3}]},
+    )
     prices: list[PriceCreate] = Field(min_length=1, max_length=20)
     version: int | None = Field(None, ge=1)
 
 
 class PricePublic(BaseModel):
-    grade: str
+    grade: Grade
     price_cny: Decimal
     effective_from: datetime
     action: Literal["new", "updated", "unchanged"]
@@ -146,16 +177,16 @@ class PromotionBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: Text = Field("", max_length=200)
     title_en: Text | None = Field(None, max_length=200)
-    grades: list[Text] = Field(default_factory=list)
+    grades: list[GradeIn] = Field(default_factory=list, description="the grades it applies to; none: all")
     kind: Literal["percent_off", "cny_off_per_litre", "cny_off_per_order", "topup_bonus"]
     value: Decimal = Field(gt=0, le=999999, decimal_places=2)
     min_amount_cny: Decimal | None = Field(None, gt=0, decimal_places=2)
     min_litres: Decimal | None = Field(None, gt=0, decimal_places=2)
     days_of_week: list[Annotated[int, Field(ge=1, le=7)]] = Field(default_factory=list)
-    date_ranges: list[tuple[date, date]] = Field(default_factory=list)
+    date_ranges: list[DateRange] = Field(default_factory=list, description="only on these days")
     public_holidays_only: bool = False
-    time_from: time | None = None
-    time_to: time | None = None
+    time_from: TimeOfDay | None = None
+    time_to: TimeOfDay | None = None
     members_only: bool = False
     payment_methods: list[Annotated[Text, Field(min_length=1, max_length=40)]] = Field(default_factory=list)
     valid_from: datetime
@@ -168,6 +199,23 @@ class PromotionBase(BaseModel):
 
 
 class PromotionCreate(PromotionBase):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "周末92号每升优惠0.30元",
+                    "title_en": "0.30 CNY off per litre of 92 at weekends",
+                    "grades": ["92"],
+                    "kind": "cny_off_per_litre",
+                    "value": "0.30",
+                    "days_of_week": [6, 7],
+                    "valid_from": "2026-12-01T00:00:00+08:00",
+                    "source_ref": "weekend-92-2026-12",
+                }
+            ]
+        },
+    )
     source_ref: Text | None = Field(None, max_length=100, description="your id: a retried POST is harmless")
 
 
@@ -178,21 +226,21 @@ class PromotionUpdate(PromotionBase):
 class PromotionPublic(BaseModel):
     id: int
     version: int
-    scope: str
+    scope: Literal["station", "brand"]
     station_id: int | None
     brand: str | None
     title: str
     title_en: str | None
-    grades: list[str]
-    kind: str
+    grades: list[Grade]
+    kind: PromotionKind
     value: Decimal
     min_amount_cny: Decimal | None
     min_litres: Decimal | None
     days_of_week: list[int]
-    date_ranges: list[tuple[date, date]]
+    date_ranges: list[DateRange]
     public_holidays_only: bool
-    time_from: time | None
-    time_to: time | None
+    time_from: TimeOfDay | None
+    time_to: TimeOfDay | None
     members_only: bool
     payment_methods: list[str]
     valid_from: datetime
@@ -212,10 +260,10 @@ class StationPublic(BaseModel):
     address: str | None
     lat: float
     lon: float
-    grades: list[str]
+    grades: list[Grade]
     opening_hours: str | None
     amenities: list[str]
-    status: str
+    status: Literal["open", "closed", "temporarily_closed"]
     updated_at: datetime
     prices: dict[str, Decimal] = Field(default_factory=dict, description="list prices in force now")
     promotions: list[PromotionPublic] = Field(default_factory=list)
@@ -351,7 +399,11 @@ def _rules(state: AppState) -> PlausibilityRules:
 # ---- endpoints --------------------------------------------------------------------------------------
 
 
-@router.get("/v1/manage/stations/{station_id}", response_model=StationPublic)
+@router.get(
+    "/v1/manage/stations/{station_id}",
+    response_model=StationPublic,
+    responses=_with_etag(401, 403, 404, *READ),
+)
 def read_station(
     station_id: StationId,
     response: Response,
@@ -381,8 +433,8 @@ def _versions(conn: Any, ids: list[int]) -> dict[int, int]:
     return {int(r["id"]): int(r["version"]) for r in rows}
 
 
-@router.patch("/v1/stations/{station_id}", response_model=StationPublic)
-def patch(
+@router.patch("/v1/stations/{station_id}", response_model=StationPublic, responses=_with_etag(*WRITE))
+def update_station(
     station_id: StationId,
     body: StationUpdate,
     response: Response,
@@ -405,7 +457,7 @@ def patch(
     return StationPublic(**{k: row[k] for k in StationPublic.model_fields if k in row})
 
 
-@router.put("/v1/stations/{station_id}/prices", response_model=PricesResult)
+@router.put("/v1/stations/{station_id}/prices", response_model=PricesResult, responses=_with_etag(*WRITE))
 def put_prices(
     station_id: StationId,
     response: Response,
@@ -461,7 +513,20 @@ def put_prices(
     )
 
 
-@router.post("/v1/stations/{station_id}/promotions", response_model=PromotionPublic, status_code=201)
+@router.post(
+    "/v1/stations/{station_id}/promotions",
+    response_model=PromotionPublic,
+    status_code=201,
+    responses={
+        201: {"description": "Created (Location: its URL)", "headers": _ETAG},
+        200: {
+            "model": PromotionPublic,
+            "description": "The same promotion was already stored under this `source_ref` (a retried POST)",
+            "headers": _ETAG,
+        },
+        **error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+    },
+)
 def post_promotion(
     station_id: StationId,
     body: PromotionCreate,
@@ -491,7 +556,11 @@ def post_promotion(
     return _promotion_public(stored, version)
 
 
-@router.get("/v1/promotions/{promotion_id}", response_model=PromotionPublic)
+@router.get(
+    "/v1/promotions/{promotion_id}",
+    response_model=PromotionPublic,
+    responses=_with_etag(401, 403, 404, *READ),
+)
 def read_promotion(
     promotion_id: PromotionId,
     response: Response,
@@ -506,7 +575,7 @@ def read_promotion(
     return _promotion_public(promo, version)
 
 
-@router.put("/v1/promotions/{promotion_id}", response_model=PromotionPublic)
+@router.put("/v1/promotions/{promotion_id}", response_model=PromotionPublic, responses=_with_etag(*WRITE))
 def put_promotion(
     promotion_id: PromotionId,
     body: PromotionUpdate,
@@ -537,11 +606,15 @@ def put_promotion(
     return _promotion_public(stored, new_version)
 
 
-@router.delete("/v1/promotions/{promotion_id}", status_code=204)
+@router.delete(
+    "/v1/promotions/{promotion_id}",
+    status_code=204,
+    responses=error_responses(401, 403, 404, 409, 422, 428, 429, 503),
+)
 def remove_promotion(
     promotion_id: PromotionId,
     if_match: IfMatch = None,
-    version: int | None = None,
+    version: Annotated[int | None, Query(ge=1, description="alternative to If-Match")] = None,
     principal: Principal = Depends(authenticate),
     state: AppState = Depends(get_state),
 ) -> Response:

@@ -60,19 +60,33 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import h3
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BeforeValidator
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
+from api._models import (
+    READ,
+    Coord,
+    Grade,
+    MapRoadsPublic,
+    MapStationsAnswer,
+    RegionPublic,
+    documented,
+    error_responses,
+)
 from api._params import (
+    AtQ,
+    BBoxQ,
+    CoordQ,
     bbox_to_wgs84,
+    grade_code,
+    lowercase,
     parse_at,
     parse_bbox,
-    parse_coord,
-    parse_grade,
     point_out,
 )
 from api._routing import level
@@ -90,7 +104,7 @@ router = APIRouter(prefix="/v1/map", tags=["map"])
 
 MIN_ZOOM, MAX_ZOOM = 0, 22
 MARKER_MIN_ZOOM = 13
-DEFAULT_GRADE = "92"
+DEFAULT_GRADE: Grade = "92"
 DEFAULT_ZOOM = MARKER_MIN_ZOOM
 MAX_AREA_KM2_AT_13 = 2_500.0
 MAX_MARKERS = 500
@@ -100,8 +114,6 @@ SIMPLIFY_PX = 0.5
 BOUNDARY_TOLERANCE_DEG = 0.0005
 ATTRIBUTION = "© OpenStreetMap contributors (ODbL)"
 ATTRIBUTION_URL = "https://www.openstreetmap.org/copyright"
-MAP_SORTS = ("id", "price", "effective_price")
-FORMATS = ("geojson", "wechat")
 EARTH_RADIUS_KM = 6_371.0088
 
 # zoom -> H3 resolution of the heatmap, and the column the SQL groups by (parents computed in Python).
@@ -134,25 +146,23 @@ _CLASS_MIN_ZOOM: dict[str, int] = {
 }
 CLASS_ORDER: tuple[str, ...] = tuple(_CLASS_MIN_ZOOM)
 
+ZoomQ = Annotated[
+    int,
+    Query(
+        ge=MIN_ZOOM,
+        le=MAX_ZOOM,
+        description="map zoom: below 13 H3 price heatmap cells, from 13 station markers; it also bounds "
+        "the bbox (2,500 km² at 13, a quarter per level above)",
+        examples=[13],
+    ),
+]
+
 # Heatmap colours: cheapest -> dearest.
 _STOPS = ((0.0, (0x2E, 0x7D, 0x32)), (0.5, (0xF9, 0xA8, 0x25)), (1.0, (0xC6, 0x28, 0x28)))
 NO_PRICE_COLOUR = "#9e9e9e"
 
 
 # ---- parsing ------------------------------------------------------------------------------------
-
-
-def parse_zoom(value: str | None, param: str = "zoom") -> int:
-    """An integer 0-22 (Leaflet/WeChat scale levels); required."""
-    if value is None or value.strip() == "":
-        raise InvalidInput(param, f"is required: an integer {MIN_ZOOM}-{MAX_ZOOM}")
-    try:
-        z = int(value.strip())
-    except ValueError:
-        raise InvalidInput(param, f"must be an integer {MIN_ZOOM}-{MAX_ZOOM}, got {value!r}") from None
-    if not MIN_ZOOM <= z <= MAX_ZOOM:
-        raise InvalidInput(param, f"must be between {MIN_ZOOM} and {MAX_ZOOM}, got {z}")
-    return z
 
 
 def max_area_km2(zoom: int) -> float | None:
@@ -509,30 +519,46 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, 
 # ---- endpoints ------------------------------------------------------------------------------------
 
 
-@router.get("/stations")
+@router.get(
+    "/stations",
+    response_model=MapStationsAnswer,
+    responses=error_responses(*READ),
+)
 def map_stations(
-    bbox: str | None = Query(None, description="west,south,east,north in `coord`"),
-    zoom: str | None = Query(None, description="map zoom 0-22: < 13 H3 price heatmap cells, >= 13 markers"),
-    grade: str | None = Query(None, description="fuel grade whose price is shown, default 92"),
-    sort: str | None = Query(None, description="id | price | effective_price (order of the features)"),
-    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (bbox and output); wechat: gcj02"),
-    at: str | None = Query(None, description="ISO-8601; naive = region local time; default now"),
-    format: str | None = Query(None, description="geojson (default) | wechat"),
+    bbox: BBoxQ,
+    zoom: ZoomQ,
+    grade: Annotated[
+        Grade,
+        BeforeValidator(grade_code),
+        Query(description="fuel grade whose price is shown: 89, 92, 95, 98 or 0 (diesel)"),
+    ] = DEFAULT_GRADE,
+    sort: Annotated[
+        Literal["id", "price", "effective_price"] | None,
+        BeforeValidator(lowercase),
+        Query(description="order of the features: id (default for markers), price, effective_price (cells)"),
+    ] = None,
+    coord: Annotated[
+        Coord | None,
+        BeforeValidator(lowercase),
+        Query(description="wgs84 (default), gcj02 or bd09 for the bbox and the output; format=wechat: gcj02"),
+    ] = None,
+    at: AtQ = None,
+    format: Annotated[
+        Literal["geojson", "wechat"],
+        BeforeValidator(lowercase),
+        Query(description="geojson (a FeatureCollection) or wechat (the WeChat map component's shapes)"),
+    ] = "geojson",
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """Stations for a map view: H3 price heatmap cells at low zoom, priced markers at high zoom."""
-    fmt = (format or "geojson").strip().lower() or "geojson"
-    if fmt not in FORMATS:
-        raise InvalidInput("format", f"must be one of {', '.join(FORMATS)}, got {format!r}")
-    coord_s = "gcj02" if fmt == "wechat" and not (coord or "").strip() else parse_coord(coord)
+    fmt = format
+    coord_s: str = coord or ("gcj02" if fmt == "wechat" else "wgs84")
     if fmt == "wechat" and coord_s != "gcj02":
         raise InvalidInput("coord", f"format=wechat uses gcj02 (the WeChat map's system), got {coord!r}")
-    z = parse_zoom(zoom)
-    grade_s = parse_grade(grade) or DEFAULT_GRADE
+    z = zoom
+    grade_s: str = grade
     mode = "cells" if resolution_for_zoom(z) is not None else "markers"
-    sort_s = (sort or "").strip().lower() or ("effective_price" if mode == "cells" else "id")
-    if sort_s not in MAP_SORTS:
-        raise InvalidInput("sort", f"must be one of {', '.join(MAP_SORTS)}, got {sort!r}")
+    sort_s: str = sort or ("effective_price" if mode == "cells" else "id")
     at_dt = parse_at(at, state.region.tz)
     box_ = parse_map_bbox(bbox, coord_s, z)
     res: int | None = None
@@ -563,20 +589,22 @@ def map_stations(
         },
     }
     if fmt == "wechat":
-        return _envelope(state, coord_s, **meta, **_wechat(mode, features, grade_s))
-    return {"type": "FeatureCollection", **_envelope(state, coord_s, **meta), "features": features}
+        return documented(_envelope(state, coord_s, **meta, **_wechat(mode, features, grade_s)))
+    return documented(
+        {"type": "FeatureCollection", **_envelope(state, coord_s, **meta), "features": features}
+    )
 
 
-@router.get("/roads")
+@router.get("/roads", response_model=MapRoadsPublic, responses=error_responses(*READ))
 def map_roads(
-    bbox: str | None = Query(None, description="west,south,east,north in `coord`"),
-    zoom: str | None = Query(None, description="map zoom 0-22: picks road classes and simplification"),
-    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (bbox and output)"),
+    bbox: BBoxQ,
+    zoom: ZoomQ,
+    coord: CoordQ = "wgs84",
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """Road edges in a box as GeoJSON lines, simplified for the zoom, with the current traffic level."""
-    coord_s = parse_coord(coord)
-    z = parse_zoom(zoom)
+    coord_s = coord
+    z = zoom
     box_ = parse_map_bbox(bbox, coord_s, z)
     classes = road_classes_for_zoom(z)
     with state.db.read() as conn:
@@ -617,21 +645,23 @@ def map_roads(
                 },
             }
         )
-    return {
-        "type": "FeatureCollection",
-        **_envelope(
-            state,
-            coord_s,
-            zoom=z,
-            classes=classes,
-            simplify_deg=simplify_tolerance_deg(z),
-            traffic_at=now.isoformat(),
-            traffic=live is not None,
-            count=len(features),
-            truncated=truncated,
-        ),
-        "features": features,
-    }
+    return documented(
+        {
+            "type": "FeatureCollection",
+            **_envelope(
+                state,
+                coord_s,
+                zoom=z,
+                classes=classes,
+                simplify_deg=simplify_tolerance_deg(z),
+                traffic_at=now.isoformat(),
+                traffic=live is not None,
+                count=len(features),
+                truncated=truncated,
+            ),
+            "features": features,
+        }
+    )
 
 
 def _router_edges(router_obj: Any) -> int | None:
@@ -646,13 +676,15 @@ def _outline(region: Region) -> tuple[BaseGeometry, str]:
     return box(*region.bbox), "bbox"
 
 
-@router.get("/region")
-def map_region(
-    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 for every coordinate returned"),
-    state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+@router.get(
+    "/region",
+    response_model=RegionPublic,
+    response_model_exclude_unset=True,
+    responses=error_responses(*READ),
+)
+def map_region(coord: CoordQ = "wgs84", state: AppState = Depends(get_state)) -> dict[str, Any]:
     """The served region: outline, names, bbox, centre, default zoom, attribution."""
-    coord_s = parse_coord(coord)
+    coord_s = coord
     region = state.region
     cache_key = f"map_region:{coord_s}"
     outline = state.extras.get(cache_key)

@@ -29,12 +29,21 @@ import re
 import struct
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
+from api._models import (
+    OsrmErrorBody,
+    OsrmNearestResponse,
+    OsrmRouteResponse,
+    OsrmTableResponse,
+    error_responses,
+)
+from api._params import SETTING_MAXIMUM
 from api._state import AppState, get_state
 from geo import FuelError, InvalidInput, NoRoadNear, RouteNotFound, haversine_m
 from geo._polyline import decode, encode
@@ -64,45 +73,139 @@ OPTIONS = {
     "nearest": (*COMMON, "number"),
 }  # fmt: skip
 ROUTE_ANNOTATIONS = ("duration", "nodes", "distance", "weight", "datasources", "speed")
-_DOC = {
-    "bearings": "{value},{range};... per coordinate (degrees; empty = any)",
-    "radiuses": "{metres}|unlimited;... per coordinate",
-    "generate_hints": "true (default) | false",
-    "hints": "{base64};... per coordinate (checked, then ignored)",
-    "approaches": "unrestricted|curb|opposite;... per coordinate",
-    "exclude": "motorway,toll,ferry",
-    "snapping": "default | any",
-    "skip_waypoints": "true | false (default)",
-    "alternatives": "true | false (default) | N (at most 3)",
-    "steps": "true | false (default)",
-    "annotations": "route: true | false | duration,nodes,distance,weight,datasources,speed; table: duration,distance",
-    "geometries": "polyline (default) | polyline6 | geojson",
-    "overview": "simplified (default) | full | false",
-    "continue_straight": "default | true | false",
-    "waypoints": "{index};... (every coordinate)",
-    "vehicle": "car (default) | van | truck (extra option: keeps off roads whose limits the vehicle exceeds)",
-    "height_m": "vehicle height, metres (van/truck; default van 2.6, truck 4.0)",
-    "weight_t": "vehicle weight, tonnes (van/truck; default van 3.5, truck 18)",
-    "width_m": "vehicle width, metres (van/truck; default van 2.1, truck 2.55)",
-    "length_m": "vehicle length, metres (van/truck; default van 6, truck 12)",
-    "sources": "{index};... | all",
-    "destinations": "{index};... | all",
-    "fallback_speed": "m/s > 0, for cells without a route",
-    "fallback_coordinate": "input (default) | snapped",
-    "scale_factor": "> 0, multiplies durations",
-    "number": "nearest segments to return, 1 to 100",
+_PER_COORDINATE = "; one per coordinate, separated by `;` (an empty element = the default)"
+_BOOL: dict[str, Any] = {"type": "boolean"}  # true | false in the query string
+# (schema, description) of each option: typed for clients; parsed by hand so that a bad or unknown option
+# is an OSRM error (InvalidQuery, InvalidOptions, InvalidValue) as osrm-routed answers it.
+_DOC: dict[str, tuple[dict[str, Any], str]] = {
+    "bearings": (
+        {"type": "string", "pattern": r"^(([0-9]{1,3},[0-9]{1,3})?;)*([0-9]{1,3},[0-9]{1,3})?$"},
+        "{value},{range} in degrees (0-360, 0-180)" + _PER_COORDINATE,
+    ),
+    "radiuses": (
+        {
+            "type": "string",
+            "pattern": r"^(([0-9]+([.][0-9]+)?|unlimited)?;)*([0-9]+([.][0-9]+)?|unlimited)?$",
+        },
+        "snapping radius in metres, or unlimited" + _PER_COORDINATE,
+    ),
+    "generate_hints": (_BOOL | {"default": True}, "add a hint to each waypoint"),
+    "hints": ({"type": "string"}, "base64 hints (checked, then ignored)" + _PER_COORDINATE),
+    "approaches": (
+        {"type": "string", "pattern": r"^((unrestricted|curb|opposite)?;)*(unrestricted|curb|opposite)?$"},
+        "unrestricted, curb (arrive on the right) or opposite" + _PER_COORDINATE,
+    ),
+    "exclude": (
+        {"type": "string", "pattern": r"^((motorway|toll|ferry)(,(motorway|toll|ferry))*)?$"},
+        "road classes to avoid: motorway, toll, ferry (comma-separated)",
+    ),
+    "snapping": (
+        {"type": "string", "enum": ["default", "any"], "default": "default"},
+        "which edges to snap to",
+    ),
+    "skip_waypoints": (_BOOL | {"default": False}, "leave the waypoints out of the answer"),
+    "alternatives": (
+        {"anyOf": [{"type": "boolean"}, {"type": "integer", "minimum": 0, "maximum": MAX_ALTERNATIVES}]},
+        "true, false or how many alternative routes (at most 3; two coordinates only)",
+    ),
+    "steps": (_BOOL | {"default": False}, "turn-by-turn steps"),
+    "annotations": (
+        {
+            "type": "string",
+            "pattern": r"^(true|false|(duration|nodes|distance|weight|datasources|speed)"
+            r"(,(duration|nodes|distance|weight|datasources|speed))*)$",
+        },
+        "route: true, false or a list of duration, nodes, distance, weight, datasources, speed; "
+        "table: duration, distance or duration,distance",
+    ),
+    "geometries": (
+        {"type": "string", "enum": ["polyline", "polyline6", "geojson"], "default": "polyline"},
+        "geometry format",
+    ),
+    "overview": (
+        {"type": "string", "enum": ["simplified", "full", "false"], "default": "simplified"},
+        "the route's overview geometry",
+    ),
+    "continue_straight": (
+        {"type": "string", "enum": ["default", "true", "false"], "default": "default"},
+        "no U-turn at via points (default true)",
+    ),
+    "waypoints": ({"type": "string", "pattern": r"^[0-9]+(;[0-9]+)*$"}, "indices of every coordinate"),
+    "vehicle": (
+        {"type": "string", "enum": ["car", "van", "truck"], "default": "car"},
+        "car (default), van or truck (extra option: keeps off roads whose limits the vehicle exceeds)",
+    ),
+    "height_m": (
+        {"type": "number", "exclusiveMinimum": 0},
+        "vehicle height, metres (van/truck; default van 2.6, truck 4.0)",
+    ),
+    "weight_t": (
+        {"type": "number", "exclusiveMinimum": 0},
+        "vehicle weight, tonnes (van/truck; default van 3.5, truck 18)",
+    ),
+    "width_m": (
+        {"type": "number", "exclusiveMinimum": 0},
+        "vehicle width, metres (van/truck; default van 2.1, truck 2.55)",
+    ),
+    "length_m": (
+        {"type": "number", "exclusiveMinimum": 0},
+        "vehicle length, metres (van/truck; default van 6, truck 12)",
+    ),
+    "sources": (
+        {"type": "string", "pattern": r"^(all|[0-9]+(;[0-9]+)*)$", "default": "all"},
+        "indices or all",
+    ),
+    "destinations": (
+        {"type": "string", "pattern": r"^(all|[0-9]+(;[0-9]+)*)$", "default": "all"},
+        "indices or all",
+    ),
+    "fallback_speed": (
+        {"type": "number", "exclusiveMinimum": 0},
+        "m/s, for cells without a route (straight-line distance at this speed)",
+    ),
+    "fallback_coordinate": (
+        {"type": "string", "enum": ["input", "snapped"], "default": "input"},
+        "which coordinates the fallback distance is measured between",
+    ),
+    "scale_factor": ({"type": "number", "exclusiveMinimum": 0}, "multiplies the durations"),
+    "number": (
+        {"type": "integer", "minimum": 1, "default": 1, SETTING_MAXIMUM: "osrm_max_nearest"},
+        "how many nearest segments, at most FUEL_OSRM_MAX_NEAREST",
+    ),
+}
+_NUM = r"[-+]?[0-9.]+"
+COORDINATES_PATTERN = rf"^({_NUM},{_NUM}(;{_NUM},{_NUM})*|polyline6?\(.+\))(\.json)?$"
+Profile = Annotated[str, Path(description="any profile name (there is one: driving)", examples=["driving"])]
+Coordinates = Annotated[
+    str,
+    Path(
+        description="WGS-84 lon,lat;lon,lat..., or polyline(...) / polyline6(...); optionally .json",
+        json_schema_extra={"pattern": COORDINATES_PATTERN},
+        examples=["1.5218,42.5063;1.5800,42.5347"],
+    ),
+]
+_RESPONSES: dict[str, type[BaseModel]] = {
+    "route": OsrmRouteResponse,
+    "table": OsrmTableResponse,
+    "nearest": OsrmNearestResponse,
 }
 
 
 def _openapi(service: str) -> dict[str, Any]:
     """The service's options in the OpenAPI schema (parsed by hand: unknown options are refused)."""
     params = [
-        {"name": k, "in": "query", "required": False, "schema": {"type": "string"}, "description": _DOC[k]}
+        {"name": k, "in": "query", "required": False, "schema": _DOC[k][0], "description": _DOC[k][1]}
         for k in OPTIONS[service]
     ]
+    return {"parameters": params}
+
+
+def _service_responses() -> dict[int | str, dict[str, Any]]:
+    """OSRM's error body for 400 (and 503 without a road graph); the service's own for 429."""
     return {
-        "parameters": params,
-        "responses": {"400": {"description": "OSRM error `{code, message}` (docs/http.md)"}},
+        400: {"model": OsrmErrorBody, "description": "OSRM error `{code, message}` (docs/http.md)"},
+        503: {"model": OsrmErrorBody, "description": "DisabledDataset: no road graph is loaded"},
+        **error_responses(429),
     }
 
 
@@ -437,10 +540,15 @@ def _route(r: Router, legs: list[RouteResult], *, steps: bool, kind: str, overvi
 
 
 # ---- services ----------------------------------------------------------------------------------
-@router.get("/route/v1/{profile}/{coordinates}", openapi_extra=_openapi("route"))
+@router.get(
+    "/route/v1/{profile}/{coordinates}",
+    openapi_extra=_openapi("route"),
+    response_model=_RESPONSES["route"],
+    responses=_service_responses(),
+)
 @_osrm_errors
 def osrm_route(
-    profile: str, coordinates: str, request: Request, state: AppState = Depends(get_state)
+    profile: Profile, coordinates: Coordinates, request: Request, state: AppState = Depends(get_state)
 ) -> JSONResponse:
     """OSRM route service: fastest route through the coordinates in order (N waypoints, N-1 legs)."""
     c = _Ctx(state, request, "route", profile, coordinates)
@@ -505,10 +613,15 @@ def osrm_route(
     return _respond(body)
 
 
-@router.get("/table/v1/{profile}/{coordinates}", openapi_extra=_openapi("table"))
+@router.get(
+    "/table/v1/{profile}/{coordinates}",
+    openapi_extra=_openapi("table"),
+    response_model=_RESPONSES["table"],
+    responses=_service_responses(),
+)
 @_osrm_errors
 def osrm_table(
-    profile: str, coordinates: str, request: Request, state: AppState = Depends(get_state)
+    profile: Profile, coordinates: Coordinates, request: Request, state: AppState = Depends(get_state)
 ) -> JSONResponse:
     """OSRM table service: durations and/or distances between sources and destinations (our matrix)."""
     c = _Ctx(state, request, "table", profile, coordinates)
@@ -569,10 +682,15 @@ def _cells(a: np.ndarray) -> list[list[float | None]]:
     return [[round(float(v), 1) if math.isfinite(v) else None for v in row] for row in a]
 
 
-@router.get("/nearest/v1/{profile}/{coordinates}", openapi_extra=_openapi("nearest"))
+@router.get(
+    "/nearest/v1/{profile}/{coordinates}",
+    openapi_extra=_openapi("nearest"),
+    response_model=_RESPONSES["nearest"],
+    responses=_service_responses(),
+)
 @_osrm_errors
 def osrm_nearest(
-    profile: str, coordinates: str, request: Request, state: AppState = Depends(get_state)
+    profile: Profile, coordinates: Coordinates, request: Request, state: AppState = Depends(get_state)
 ) -> JSONResponse:
     """OSRM nearest service: the `number` nearest road segments to one coordinate."""
     c = _Ctx(state, request, "nearest", profile, coordinates)

@@ -1,29 +1,221 @@
-"""Query-parameter parsing shared by the endpoints. Every rule broken raises InvalidInput(param, rule),
-which api/_errors.py turns into a 422 naming the parameter. Values arrive as strings so that NaN,
-inf and malformed numbers get the same clear message."""
+"""Query parameters shared by the endpoints: their types for the OpenAPI schema, and the rules no type
+can say.
+
+Typed parameters (`Lat`, `CoordQ`, `LimitQ`, ...) are checked by FastAPI before the endpoint runs; a
+broken rule is a 422 naming the parameter in the user's words (api/_errors.py). What a type cannot say
+stays here as a parser (a "lat,lon" pair, a bbox, a date within the allowed window, limits read from
+the settings) and is still declared in the schema with its pattern and description. Every rule broken
+in a parser raises InvalidInput(param, rule). An empty query value (`?grade=`) means the parameter
+is absent (`BlankQueryIsAbsent`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlencode
 
+from fastapi import Query
+from pydantic import BeforeValidator
+
+from api._models import Coord, Grade
 from api._security import request_settings
 from config import Settings
 from geo._coords import from_wgs84, to_wgs84
 from geo._errors import InvalidInput
-from geo._pricing import KNOWN_GRADES, normalize_grade
+from geo._pricing import normalize_grade
+from geo._ranking import MAX_CONSUMPTION_L_100KM, MAX_VALUE_OF_TIME_CNY_H, MIN_CONSUMPTION_L_100KM
 
-COORD_SYSTEMS: tuple[str, ...] = ("wgs84", "gcj02", "bd09")
-NEARBY_SORTS: tuple[str, ...] = ("distance", "price", "effective_price", "score", "eta", "total_cost")
+NearbySort = Literal["distance", "price", "effective_price", "score", "eta", "total_cost"]
+AlongRouteSort = Literal["total_cost", "detour", "along"]
 PRICE_SORTS: tuple[str, ...] = ("price", "effective_price", "score", "total_cost")
-ALONG_ROUTE_SORTS: tuple[str, ...] = ("total_cost", "detour", "along")
 MAX_LITRES = 1_000.0
 MAX_AMOUNT_CNY = 20_000.0
 MAX_TANK_L = 1_000.0
 DEFAULT_CORRIDOR_M = 1_000.0
 MAX_CORRIDOR_M = 5_000.0
 MAX_RANGE_KM = 2_000.0
+MAX_ID = 2**63 - 1  # PostgreSQL bigint
+
+_NUMBER = r"[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?"
+LAT_LON_PATTERN = rf"^ *{_NUMBER} *, *{_NUMBER} *$"
+BBOX_PATTERN = rf"^ *{_NUMBER} *, *{_NUMBER} *, *{_NUMBER} *, *{_NUMBER} *$"
+PAYMENT_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
+SETTING_MAXIMUM = "x-maximum-setting"  # the schema's maximum is this settings field (api/_docs.py)
+SETTING_MAX_ITEMS = "x-max-items-setting"  # the same for the length of a list
+
+
+# ---- typed parameters (what /openapi.json says) -----------------------------------------------------
+
+
+def lowercase(value: Any) -> Any:
+    """Choices are case-insensitive: 'GCJ02' is gcj02."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def grade_code(value: Any) -> Any:
+    """'95#' and ' 0# ' are grades 95 and 0; anything else is left for the choice check to refuse."""
+    return (normalize_grade(value) or value) if isinstance(value, str) else value
+
+
+Lat = Annotated[
+    float,
+    Query(ge=-90, le=90, allow_inf_nan=False, description="latitude, in `coord`", examples=[26.8721]),
+]
+Lon = Annotated[
+    float,
+    Query(ge=-180, le=180, allow_inf_nan=False, description="longitude, in `coord`", examples=[100.2297]),
+]
+CoordQ = Annotated[
+    Coord,
+    BeforeValidator(lowercase),
+    Query(
+        description="coordinate system of the input and output: wgs84 (GPS), gcj02 (WeChat and Chinese "
+        "map SDKs) or bd09 (Baidu)"
+    ),
+]
+GradeQ = Annotated[
+    Grade | None,
+    BeforeValidator(grade_code),
+    Query(description="fuel grade: 89, 92, 95, 98 or 0 (diesel); `95#` is accepted too", examples=["92"]),
+]
+AtQ = Annotated[
+    str | None,
+    Query(
+        description="ISO-8601 date-time; without an offset it is the region's local time; default now; "
+        "within FUEL_MAX_DATE_OFFSET_DAYS (730) of now",
+        json_schema_extra={"format": "date-time"},
+        examples=["2026-11-28T08:30:00+08:00"],
+    ),
+]
+LimitQ = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        description="how many results, at most FUEL_MAX_LIMIT (default 20)",
+        json_schema_extra={SETTING_MAXIMUM: "max_limit"},
+    ),
+]
+BBoxQ = Annotated[
+    str,
+    Query(
+        description="west,south,east,north in degrees (in `coord`); west < east, south < north",
+        json_schema_extra={"pattern": BBOX_PATTERN},
+        examples=["100.18,26.82,100.28,26.92"],
+    ),
+]
+MemberQ = Annotated[bool, Query(description="the driver is a member (members-only and top-up offers apply)")]
+PaymentQ = Annotated[
+    str | None,
+    Query(
+        description="payment method, e.g. wechat, alipay, card, cash (offers tied to a payment method)",
+        json_schema_extra={"pattern": PAYMENT_PATTERN},
+        examples=["wechat"],
+    ),
+]
+LitresQ = Annotated[
+    float | None,
+    Query(gt=0, le=MAX_LITRES, allow_inf_nan=False, description="litres bought (default 40)"),
+]
+AmountQ = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=MAX_AMOUNT_CNY,
+        allow_inf_nan=False,
+        description="total_cost: CNY to spend instead of litres (litres at the nearest station's price)",
+    ),
+]
+TankQ = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=MAX_TANK_L,
+        allow_inf_nan=False,
+        description="total_cost: tank size in litres, with fill_level, instead of litres",
+    ),
+]
+FillLevelQ = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="total_cost: how full the tank is now, 0 to below 1; litres = tank_l x (1 - fill_level)",
+    ),
+]
+ConsumptionQ = Annotated[
+    float | None,
+    Query(
+        ge=MIN_CONSUMPTION_L_100KM,
+        le=MAX_CONSUMPTION_L_100KM,
+        allow_inf_nan=False,
+        description="total_cost: the car's litres per 100 km (default 8)",
+    ),
+]
+ValueOfTimeQ = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=MAX_VALUE_OF_TIME_CNY_H,
+        allow_inf_nan=False,
+        description="total_cost: CNY per hour of driving (default FUEL_VALUE_OF_TIME_CNY_H, 30)",
+    ),
+]
+
+
+def at_most(
+    value: float | None, param: str, hi: float, *, lo: float | None = None, lo_open: bool = False
+) -> None:
+    """A limit that comes from the settings (the schema shows it too, see SETTING_MAXIMUM)."""
+    if value is not None and value > hi:
+        raise InvalidInput(param, f"{range_rule(lo, hi, lo_open=lo_open)}, got {_num(value)}")
+
+
+def range_rule(lo: float | None, hi: float | None, *, lo_open: bool = False, hi_open: bool = False) -> str:
+    """'must be between -90 and 90', 'must be more than 0 and at most 5000', 'must be at least 1'."""
+    if lo is not None and hi is not None and not lo_open and not hi_open:
+        return f"must be between {_num(lo)} and {_num(hi)}"
+    parts = []
+    if lo is not None:
+        parts.append(("more than " if lo_open else "at least ") + _num(lo))
+    if hi is not None:
+        parts.append(("less than " if hi_open else "at most ") + _num(hi))
+    return "must be " + " and ".join(parts)
+
+
+def _num(x: float) -> str:
+    if isinstance(x, int):
+        return str(x)
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+# ---- empty query values -----------------------------------------------------------------------------
+
+_Scope = MutableMapping[str, Any]
+_App = Callable[[_Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class BlankQueryIsAbsent:
+    """`?grade=&limit=` means grade and limit were not given (as a form leaves its empty fields), for the
+    service's own endpoints under /v1/; the OSRM services read their options as sent."""
+
+    def __init__(self, app: _App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: _Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith("/v1/"):
+            raw: bytes = scope.get("query_string", b"")
+            if raw:
+                pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+                kept = [(k, v) for k, v in pairs if v.strip()]
+                if len(kept) != len(pairs):
+                    scope = dict(scope)
+                    scope["query_string"] = urlencode(kept, encoding="latin-1").encode("latin-1")
+        await self.app(scope, receive, send)
 
 
 def parse_float(
@@ -47,10 +239,8 @@ def parse_float(
         raise InvalidInput(param, f"must be a number, got {value!r}") from None
     if not math.isfinite(x):
         raise InvalidInput(param, f"must be a finite number, got {value!r}")
-    if lo is not None and (x <= lo if lo_open else x < lo):
-        raise InvalidInput(param, f"must be {'>' if lo_open else '>='} {lo:g}, got {x:g}")
-    if hi is not None and x > hi:
-        raise InvalidInput(param, f"must be <= {hi:g}, got {x:g}")
+    if (lo is not None and (x <= lo if lo_open else x < lo)) or (hi is not None and x > hi):
+        raise InvalidInput(param, f"{range_rule(lo, hi, lo_open=lo_open)}, got {_num(x)}")
     return x
 
 
@@ -64,27 +254,6 @@ def parse_lon(value: str | None, param: str = "lon") -> float:
     x = parse_float(value, param, lo=-180.0, hi=180.0)
     assert x is not None
     return x
-
-
-def parse_int(value: str | None, param: str, *, default: int, lo: int, hi: int) -> int:
-    if value is None or value.strip() == "":
-        return default
-    try:
-        x = int(value.strip())
-    except ValueError:
-        raise InvalidInput(param, f"must be an integer, got {value!r}") from None
-    if x < lo or x > hi:
-        raise InvalidInput(param, f"must be between {lo} and {hi}, got {x}")
-    return x
-
-
-def parse_coord(value: str | None, param: str = "coord") -> str:
-    if value is None or value.strip() == "":
-        return "wgs84"
-    v = value.strip().lower()
-    if v not in COORD_SYSTEMS:
-        raise InvalidInput(param, f"must be one of {', '.join(COORD_SYSTEMS)}, got {value!r}")
-    return v
 
 
 # Conversions are geo._coords' (identity outside China); the api names are kept as plain aliases.
@@ -115,24 +284,11 @@ def bbox_to_wgs84(
     return min(lons), min(lats), max(lons), max(lats)
 
 
-def parse_grade(value: str | None, param: str = "grade") -> str | None:
-    if value is None or value.strip() == "":
-        return None
-    g = normalize_grade(value)
-    if g is None:
-        raise InvalidInput(param, f"unknown grade {value!r} (known: {', '.join(KNOWN_GRADES)})")
-    return g
-
-
-def parse_sort(value: str | None, grade: str | None, param: str = "sort") -> str:
-    if value is None or value.strip() == "":
-        return "distance"
-    v = value.strip().lower()
-    if v not in NEARBY_SORTS:
-        raise InvalidInput(param, f"must be one of {', '.join(NEARBY_SORTS)}, got {value!r}")
-    if v in PRICE_SORTS and grade is None:
-        raise InvalidInput("grade", f"is required with sort={v} (the grade whose price is compared)")
-    return v
+def parse_sort(sort: str, grade: str | None) -> str:
+    """The nearby ranking; the price sorts compare the price of `grade`, which they need."""
+    if sort in PRICE_SORTS and grade is None:
+        raise InvalidInput("grade", f"is required with sort={sort} (the grade whose price is compared)")
+    return sort
 
 
 def date_window_days() -> int:
@@ -172,17 +328,6 @@ def parse_at(value: str | None, tz: tzinfo, param: str = "at", *, window_days: i
     return at
 
 
-def parse_bool(value: str | None, param: str, *, default: bool = False) -> bool:
-    if value is None or value.strip() == "":
-        return default
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise InvalidInput(param, f"must be true or false, got {value!r}")
-
-
 def parse_payment(value: str | None, param: str = "payment") -> str | None:
     if value is None or value.strip() == "":
         return None
@@ -210,16 +355,6 @@ def parse_bbox(value: str | None, param: str = "bbox") -> tuple[float, float, fl
     if south >= north:
         raise InvalidInput(param, "south must be less than north")
     return west, south, east, north
-
-
-def parse_choice(value: str | None, param: str, choices: tuple[str, ...], *, default: str) -> str:
-    """One of `choices` (case-insensitive), `default` when absent."""
-    if value is None or value.strip() == "":
-        return default
-    v = value.strip().lower()
-    if v not in choices:
-        raise InvalidInput(param, f"must be one of {', '.join(choices)}, got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)

@@ -37,24 +37,39 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from api._models import READ, AlongRoutePublic, Coord, DateTime, Grade, documented, error_responses
 from api._params import (
-    ALONG_ROUTE_SORTS,
     DEFAULT_CORRIDOR_M,
+    LAT_LON_PATTERN,
+    MAX_AMOUNT_CNY,
     MAX_CORRIDOR_M,
+    MAX_LITRES,
     MAX_RANGE_KM,
+    MAX_TANK_L,
+    PAYMENT_PATTERN,
+    SETTING_MAXIMUM,
+    AlongRouteSort,
+    AmountQ,
+    ConsumptionQ,
+    CoordQ,
+    FillLevelQ,
+    GradeQ,
+    LimitQ,
+    LitresQ,
+    MemberQ,
+    PaymentQ,
+    TankQ,
+    ValueOfTimeQ,
+    at_most,
+    grade_code,
+    lowercase,
     parse_at,
-    parse_bool,
-    parse_choice,
-    parse_coord,
-    parse_float,
-    parse_grade,
-    parse_int,
     parse_lat,
     parse_lon,
 )
@@ -76,6 +91,9 @@ from api._stations import (
 from geo import Budget, InvalidInput, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import encode
 from geo._ranking import (
+    MAX_CONSUMPTION_L_100KM,
+    MAX_VALUE_OF_TIME_CNY_H,
+    MIN_CONSUMPTION_L_100KM,
     arrival,
     corridor_cells,
     corridor_positions,
@@ -97,85 +115,128 @@ ALONG_ROUTE_CANDIDATES = 50  # one second-leg search each
 MAX_INPUT_POINTS = 20_000  # points of a POSTed line as sent (the body size limit applies as well)
 MAX_CORRIDOR_ROWS = 5_000
 
+CorridorQ = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=MAX_CORRIDOR_M,
+        allow_inf_nan=False,
+        description="metres either side of the route (default 1000)",
+    ),
+]
+DepartAtQ = Annotated[
+    str | None,
+    Query(
+        description="ISO-8601 departure; without an offset it is the region's local time; default now",
+        json_schema_extra={"format": "date-time"},
+        examples=["2026-11-28T08:30:00+08:00"],
+    ),
+]
+RangeQ = Annotated[
+    float | None,
+    Query(
+        gt=0,
+        le=MAX_RANGE_KM,
+        allow_inf_nan=False,
+        description="only stations within this road distance (km) of the start",
+    ),
+]
+IncludeClosedQ = Annotated[
+    bool, Query(description="list stations closed at arrival last, with closed_reason (default: left out)")
+]
+AlongSortQ = Annotated[
+    AlongRouteSort | None,
+    BeforeValidator(lowercase),
+    Query(description="total_cost (default with `grade`, which it needs), detour (default without), along"),
+]
+_PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+ROUTE_LINE_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {
+            "type": "object",
+            "title": "GeoJSON LineString",
+            "required": ["type", "coordinates"],
+            "properties": {
+                "type": {"const": "LineString"},
+                "coordinates": {"type": "array", "items": _PAIR, "description": "[lon, lat] points"},
+            },
+        },
+        {"type": "array", "items": _PAIR, "description": "[lat, lon] points"},
+    ],
+    "description": f"the route in driving order, in `coord`: 1 to {MAX_INPUT_POINTS:,} points",
+}
+
 
 class _Options:
     def __init__(
         self,
         state: AppState,
         *,
-        corridor_m: str | float | None,
+        corridor_m: float | None,
         depart_at: str | None,
         grade: str | None,
         sort: str | None,
-        range_km: str | float | None,
-        limit: str | int | None,
+        range_km: float | None,
+        limit: int | None,
         cp: CostParams,
-        include_closed: str | bool | None = None,
+        include_closed: bool | None = None,
     ) -> None:
         s = state.settings
-        c = parse_float(
-            corridor_m,
-            "corridor_m",
-            required=False,
-            default=DEFAULT_CORRIDOR_M,
-            lo=0.0,
-            lo_open=True,
-            hi=MAX_CORRIDOR_M,
-        )
-        assert c is not None
-        self.corridor_m = c
+        self.corridor_m = corridor_m if corridor_m is not None else DEFAULT_CORRIDOR_M
         self.at = parse_at(depart_at, state.region.tz, "depart_at")
-        self.grade = parse_grade(grade)
-        self.sort = parse_choice(
-            sort, "sort", ALONG_ROUTE_SORTS, default="total_cost" if self.grade else "detour"
-        )
+        self.grade = grade
+        self.sort = sort or ("total_cost" if self.grade else "detour")
         if self.sort == "total_cost" and self.grade is None:
             raise InvalidInput(
                 "grade", "is required with sort=total_cost (the grade whose price is compared)"
             )
-        self.range_km = parse_float(
-            range_km, "range_km", required=False, lo=0.0, lo_open=True, hi=MAX_RANGE_KM
-        )
-        self.limit = parse_int(
-            None if limit is None else str(limit), "limit", default=min(20, s.max_limit), lo=1, hi=s.max_limit
-        )
+        self.range_km = range_km
+        at_most(limit, "limit", s.max_limit, lo=1)
+        self.limit = limit if limit is not None else min(20, s.max_limit)
         self.cp = cp
-        self.include_closed = (
-            include_closed
-            if isinstance(include_closed, bool)
-            else parse_bool(include_closed, "include_closed")
-        )
+        self.include_closed = bool(include_closed)
 
 
-@router.get("/along-route")
+@router.get("/along-route", response_model=AlongRoutePublic, responses=error_responses(404, *READ))
 def along_route(
-    from_: str | None = Query(None, alias="from", description="origin lat,lon in `coord`"),
-    to: str | None = Query(None, description="destination lat,lon in `coord`"),
-    corridor_m: str | None = Query(
-        None, description="metres either side of the route, default 1000, max 5000"
-    ),
-    depart_at: str | None = Query(None, description="ISO-8601; naive = region time; default now"),
-    grade: str | None = Query(None, description="fuel grade (needed for the total-cost ranking)"),
-    litres: str | None = Query(None, description="litres bought, default 40"),
-    amount_cny: str | None = Query(None, description="money to spend instead of litres"),
-    tank_l: str | None = Query(None, description="tank size (with fill_level) instead of litres"),
-    fill_level: str | None = Query(None, description="0..1 full now; litres = tank_l x (1 - fill_level)"),
-    consumption_l_100km: str | None = Query(None, description="litres per 100 km, default 8"),
-    value_of_time_cny_h: str | None = Query(None, description="CNY per hour of detour, default 30"),
-    member: str | None = Query(None),
-    payment: str | None = Query(None),
-    range_km: str | None = Query(None, description="only stations within this road distance of the start"),
-    sort: str | None = Query(None, description="total_cost | detour | along"),
-    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (input and output)"),
-    limit: str | None = Query(None, description="1..settings.max_limit, default 20"),
-    include_closed: str | None = Query(
-        None, description="list stations closed at arrival last, with closed_reason (default: left out)"
-    ),
+    from_: Annotated[
+        str,
+        Query(
+            alias="from",
+            description="origin: lat,lon in `coord`",
+            json_schema_extra={"pattern": LAT_LON_PATTERN},
+            examples=["42.5063,1.5218"],
+        ),
+    ],
+    to: Annotated[
+        str,
+        Query(
+            description="destination: lat,lon in `coord`",
+            json_schema_extra={"pattern": LAT_LON_PATTERN},
+            examples=["42.5347,1.5800"],
+        ),
+    ],
+    corridor_m: CorridorQ = None,
+    depart_at: DepartAtQ = None,
+    grade: GradeQ = None,
+    litres: LitresQ = None,
+    amount_cny: AmountQ = None,
+    tank_l: TankQ = None,
+    fill_level: FillLevelQ = None,
+    consumption_l_100km: ConsumptionQ = None,
+    value_of_time_cny_h: ValueOfTimeQ = None,
+    member: MemberQ = False,
+    payment: PaymentQ = None,
+    range_km: RangeQ = None,
+    sort: AlongSortQ = None,
+    coord: CoordQ = "wgs84",
+    limit: LimitQ = None,
+    include_closed: IncludeClosedQ = False,
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """Stations along the fastest route from `from` to `to`, with detours and total costs."""
     budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
-    c = parse_coord(coord)
+    c = coord
     a = parse_point(from_, "from", c)
     b = parse_point(to, "to", c)
     cp = parse_cost_params(
@@ -210,29 +271,37 @@ def along_route(
         "polyline6": encode([_out(p, c) for p in res.polyline], precision=6),
     }
     line = _bounded_line(state, res.polyline, opt.corridor_m, param="to", budget=budget, client=False)
-    return _along(state, line, a, b, opt, c, route, from_param="from", to_param="to", budget=budget)
+    return documented(
+        _along(state, line, a, b, opt, c, route, from_param="from", to_param="to", budget=budget)
+    )
 
 
 class AlongRouteRequest(BaseModel):
+    """A route the client already has, and the same options as the GET query."""
+
     model_config = ConfigDict(extra="forbid")
-    geometry: dict[str, Any] | list[list[float]] = Field(
+    geometry: Annotated[dict[str, Any] | list[list[float]], WithJsonSchema(ROUTE_LINE_SCHEMA)] = Field(
         ..., description="GeoJSON LineString ([lon, lat]) or [[lat, lon], ...], in driving order"
     )
-    depart_at: str | None = None
-    corridor_m: float | str | None = None
-    grade: str | None = None
-    litres: float | str | None = None
-    amount_cny: float | str | None = None
-    tank_l: float | str | None = None
-    fill_level: float | str | None = None
-    consumption_l_100km: float | str | None = None
-    value_of_time_cny_h: float | str | None = None
+    depart_at: DateTime | None = Field(None, description="ISO-8601; naive = region local time; default now")
+    corridor_m: float | None = Field(
+        None, gt=0, le=MAX_CORRIDOR_M, allow_inf_nan=False, description="metres either side, default 1000"
+    )
+    grade: Annotated[Grade | None, BeforeValidator(grade_code)] = None
+    litres: float | None = Field(None, gt=0, le=MAX_LITRES, allow_inf_nan=False)
+    amount_cny: float | None = Field(None, gt=0, le=MAX_AMOUNT_CNY, allow_inf_nan=False)
+    tank_l: float | None = Field(None, gt=0, le=MAX_TANK_L, allow_inf_nan=False)
+    fill_level: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False)
+    consumption_l_100km: float | None = Field(
+        None, ge=MIN_CONSUMPTION_L_100KM, le=MAX_CONSUMPTION_L_100KM, allow_inf_nan=False
+    )
+    value_of_time_cny_h: float | None = Field(None, ge=0, le=MAX_VALUE_OF_TIME_CNY_H, allow_inf_nan=False)
     member: bool | None = None
-    payment: str | None = None
-    range_km: float | str | None = None
-    sort: str | None = None
-    coord: str | None = None
-    limit: int | None = None
+    payment: str | None = Field(None, json_schema_extra={"pattern": PAYMENT_PATTERN})
+    range_km: float | None = Field(None, gt=0, le=MAX_RANGE_KM, allow_inf_nan=False)
+    sort: Annotated[AlongRouteSort | None, BeforeValidator(lowercase)] = None
+    coord: Annotated[Coord | None, BeforeValidator(lowercase)] = None
+    limit: int | None = Field(None, ge=1, json_schema_extra={SETTING_MAXIMUM: "max_limit"})
     include_closed: bool | None = None
 
 
@@ -261,12 +330,12 @@ def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> l
     return out
 
 
-@router.post("/along-route")
-def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
+@router.post("/along-route", response_model=AlongRoutePublic, responses=error_responses(400, 404, 413, *READ))
+def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> Response:
     """Stations along a route the client already has (e.g. from /v1/route), with detours and costs."""
     charge(count_points(body.geometry), "route_points")
     budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
-    c = parse_coord(body.coord)
+    c = body.coord or "wgs84"
     points = _route_points(body.geometry, c)
     cp = parse_cost_params(
         state.settings,
@@ -276,7 +345,7 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
         fill_level=body.fill_level,
         consumption_l_100km=body.consumption_l_100km,
         value_of_time_cny_h=body.value_of_time_cny_h,
-        member=None if body.member is None else str(body.member).lower(),
+        member=body.member,
         payment=body.payment,
     )
     opt = _Options(
@@ -292,17 +361,19 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
     )
     line = _bounded_line(state, points, opt.corridor_m, param="geometry", budget=budget, client=True)
     route = {"distance_m": round(line.length_m, 1), "depart_at": opt.at.isoformat(), "points": len(points)}
-    return _along(
-        state,
-        line,
-        points[0],
-        points[-1],
-        opt,
-        c,
-        route,
-        from_param="geometry",
-        to_param="geometry",
-        budget=budget,
+    return documented(
+        _along(
+            state,
+            line,
+            points[0],
+            points[-1],
+            opt,
+            c,
+            route,
+            from_param="geometry",
+            to_param="geometry",
+            budget=budget,
+        )
     )
 
 

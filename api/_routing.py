@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api._auth import authenticate, require_role
-from api._params import parse_at, parse_bbox, parse_coord, parse_float, parse_int, parse_lat, parse_lon
+from api._models import (
+    READ,
+    Coord,
+    DateTime,
+    MatrixPublic,
+    RouteAnswer,
+    TrafficPublic,
+    documented,
+    error_responses,
+)
+from api._params import (
+    BBOX_PATTERN,
+    LAT_LON_PATTERN,
+    SETTING_MAX_ITEMS,
+    AtQ,
+    lowercase,
+    parse_at,
+    parse_bbox,
+    parse_float,
+    parse_lat,
+    parse_lon,
+)
 from api._security import charge
 from api._state import AppState, get_state
 from api._sync import TrafficSync
@@ -205,52 +226,93 @@ def wechat_polylines(r: Router, res: RouteResult) -> list[dict[str, Any]]:
 
 
 # ---- /v1/route --------------------------------------------------------------------------------
-@router.get("/v1/route")
+@router.get(
+    "/v1/route",
+    response_model=RouteAnswer,
+    responses=error_responses(404, 422, 429),
+)
 def route(
-    from_: str | None = Query(None, alias="from", description="origin lat,lon"),
-    to: str | None = Query(None, description="destination lat,lon"),
-    depart_at: str | None = Query(None, description="ISO-8601; naive = region time; default now"),
-    alternatives: str | None = Query(None, description="0, 1 or 2"),
-    coord: str | None = Query(None, description="wgs84 (default) or gcj02, for input and output"),
-    format: str | None = Query(None, description="json (default) or wechat"),
-    vehicle: Literal["car", "van", "truck"] = Query(
-        "car",
-        description="car (default), van or truck: a van or truck keeps off roads whose limits it exceeds",
-    ),
-    height_m: float | None = Query(None, description="van/truck height, m (1-6; default van 2.6, truck 4)"),
-    weight_t: float | None = Query(
-        None, description="van/truck weight, t (0.5-100; default van 3.5, truck 18)"
-    ),
-    width_m: float | None = Query(None, description="van/truck width, m (1-4; default van 2.1, truck 2.55)"),
-    length_m: float | None = Query(None, description="van/truck length, m (2-40; default van 6, truck 12)"),
+    from_: Annotated[
+        str,
+        Query(
+            alias="from",
+            description="origin: lat,lon in `coord`",
+            json_schema_extra={"pattern": LAT_LON_PATTERN},
+            examples=["42.5063,1.5218"],
+        ),
+    ],
+    to: Annotated[
+        str,
+        Query(
+            description="destination: lat,lon in `coord`",
+            json_schema_extra={"pattern": LAT_LON_PATTERN},
+            examples=["42.5347,1.5800"],
+        ),
+    ],
+    depart_at: Annotated[
+        str | None,
+        Query(
+            description="ISO-8601 departure; without an offset it is the region's local time; default now",
+            json_schema_extra={"format": "date-time"},
+            examples=["2026-11-28T08:30:00+08:00"],
+        ),
+    ] = None,
+    alternatives: Annotated[int, Query(ge=0, le=2, description="how many alternative routes")] = 0,
+    coord: Annotated[
+        Coord | None,
+        BeforeValidator(lowercase),
+        Query(description="wgs84 (default; gcj02 with format=wechat), gcj02 or bd09, for input and output"),
+    ] = None,
+    format: Annotated[
+        Literal["json", "wechat"],
+        BeforeValidator(lowercase),
+        Query(description="json, or wechat: the WeChat map component's `polyline` in GCJ-02"),
+    ] = "json",
+    vehicle: Annotated[
+        Literal["car", "van", "truck"],
+        BeforeValidator(lowercase),
+        Query(
+            description="car (default), van or truck: a van or truck keeps off roads whose limits it exceeds"
+        ),
+    ] = "car",
+    height_m: Annotated[
+        float | None, Query(description="van/truck height, m (1-6; default van 2.6, truck 4)")
+    ] = None,
+    weight_t: Annotated[
+        float | None, Query(description="van/truck weight, t (0.5-100; default van 3.5, truck 18)")
+    ] = None,
+    width_m: Annotated[
+        float | None, Query(description="van/truck width, m (1-4; default van 2.1, truck 2.55)")
+    ] = None,
+    length_m: Annotated[
+        float | None, Query(description="van/truck length, m (2-40; default van 6, truck 12)")
+    ] = None,
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
-    fmt = (format or "json").strip().lower()
-    if fmt not in ("json", "wechat"):
-        raise InvalidInput("format", f"must be json or wechat, got {format!r}")
-    c = parse_coord(coord)
-    if fmt == "wechat":
-        c = "gcj02" if coord is None else c
+    fmt = format
+    c: str = coord or ("gcj02" if fmt == "wechat" else "wgs84")
     a = parse_point(from_, "from", c)
     b = parse_point(to, "to", c)
     at = parse_at(depart_at, state.region.tz, "depart_at")
-    n_alt = parse_int(alternatives, "alternatives", default=0, lo=0, hi=2)
+    n_alt = alternatives
     veh = make_vehicle(vehicle, height_m=height_m, weight_t=weight_t, width_m=width_m, length_m=length_m)
     r = need_router(state)
     res = r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh)
     if fmt == "wechat":
-        return {
-            "distance_m": round(res.distance_m, 1),
-            "duration_s": round(res.duration_s, 1),
-            "polyline": wechat_polylines(r, res),
-            "alternatives": [
-                {"duration_s": round(x.duration_s, 1), "polyline": wechat_polylines(r, x)}
-                for x in res.alternatives
-            ],
-            "coord": "gcj02",
-            "attribution": ATTRIBUTION,
-        }
+        return documented(
+            {
+                "distance_m": round(res.distance_m, 1),
+                "duration_s": round(res.duration_s, 1),
+                "polyline": wechat_polylines(r, res),
+                "alternatives": [
+                    {"duration_s": round(x.duration_s, 1), "polyline": wechat_polylines(r, x)}
+                    for x in res.alternatives
+                ],
+                "coord": "gcj02",
+                "attribution": ATTRIBUTION,
+            }
+        )
     body = route_json(r, res, c)
     body["alternatives"] = [
         route_json(r, x, c) | {"overlap": round(x.overlap, 3), "stretch": round(x.stretch, 3)}
@@ -258,31 +320,57 @@ def route(
     ]
     body["coord"] = c
     body["attribution"] = ATTRIBUTION
-    return body
+    return documented(body)
 
 
 # ---- /v1/matrix --------------------------------------------------------------------------------
+LatLonPair = Annotated[
+    tuple[float, float],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "prefixItems": [
+                {"type": "number", "minimum": -90, "maximum": 90, "description": "lat"},
+                {"type": "number", "minimum": -180, "maximum": 180, "description": "lon"},
+            ],
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[lat, lon] in `coord`",
+        }
+    ),
+]
+
+
 class MatrixRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sources: list[tuple[float, float]] = Field(
-        ..., min_length=1, description="[[lat, lon], ...]; at most settings.max_matrix_sources"
+    sources: list[LatLonPair] = Field(
+        ...,
+        min_length=1,
+        description="[[lat, lon], ...]; at most FUEL_MAX_MATRIX_SOURCES",
+        json_schema_extra={SETTING_MAX_ITEMS: "max_matrix_sources"},
     )
-    targets: list[tuple[float, float]] | None = Field(
-        None, description="default: the sources; at least one, at most settings.max_matrix_targets"
+    targets: list[LatLonPair] | None = Field(
+        None,
+        description="default: the sources; at least one, at most FUEL_MAX_MATRIX_TARGETS",
+        json_schema_extra={SETTING_MAX_ITEMS: "max_matrix_targets"},
     )
-    depart_at: str | None = None
-    coord: str | None = None
+    depart_at: DateTime | None = Field(None, description="ISO-8601; naive = region local time; default now")
+    coord: Annotated[Coord | None, BeforeValidator(lowercase)] = Field(None, description="default wgs84")
 
 
-@router.post("/v1/matrix")
-def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[str, Any]:
+@router.post(
+    "/v1/matrix",
+    response_model=MatrixPublic,
+    responses=error_responses(400, 413, 422, 429, 503),
+)
+def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> Response:
     """Travel times (s) and distances (m), sources x targets, at a departure time; null = unreachable.
 
     Bounded: sources, targets and cells are capped (settings; 422 naming the list, the limit and the
     count), every coordinate is checked before any search, and the searches (one per source) stop at
     settings.matrix_budget_s with a 503."""
     s = state.settings
-    c = parse_coord(body.coord)
+    c = body.coord or "wgs84"
     targets = body.targets if body.targets is not None else body.sources
     budget = Budget(s.matrix_budget_s, what=f"the {len(body.sources)} x {len(targets)} matrix")
     if not targets:
@@ -300,11 +388,13 @@ def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> dict[st
     dst = [_checked(p, f"targets[{i}]", c) for i, p in enumerate(targets)]
     at = parse_at(body.depart_at, state.region.tz, "depart_at")
     res = need_router(state).matrix(src, dst, depart_at=at, budget=budget)
-    return {
-        "durations_s": _nullable(res.durations_s),
-        "distances_m": _nullable(res.distances_m),
-        "depart_at": at.isoformat(),
-    }
+    return documented(
+        {
+            "durations_s": _nullable(res.durations_s),
+            "distances_m": _nullable(res.distances_m),
+            "depart_at": at.isoformat(),
+        }
+    )
 
 
 def _cap(param: str, count: int, limit: int) -> None:
@@ -360,7 +450,11 @@ def need_sync(state: AppState) -> TrafficSync:
     return sync
 
 
-@router.post("/v1/traffic", response_model=TrafficAccepted)
+@router.post(
+    "/v1/traffic",
+    response_model=TrafficAccepted,
+    responses=error_responses(400, 401, 403, 404, 413, 422, 429, 503),
+)
 def post_traffic(
     body: TrafficBatch,
     principal: Principal = Depends(authenticate),
@@ -404,7 +498,11 @@ def post_traffic(
     )
 
 
-@router.delete("/v1/traffic", response_model=TrafficCleared)
+@router.delete(
+    "/v1/traffic",
+    response_model=TrafficCleared,
+    responses=error_responses(401, 403, 404, 429, 503),
+)
 def clear_traffic(
     principal: Principal = Depends(authenticate), state: AppState = Depends(get_state)
 ) -> TrafficCleared:
@@ -428,18 +526,29 @@ def clear_traffic(
     return TrafficCleared(clear_id=clear_id)
 
 
-@router.get("/v1/traffic")
+@router.get(
+    "/v1/traffic",
+    response_model=TrafficPublic,
+    responses=error_responses(404, *READ),
+)
 def get_traffic(
-    bbox: str | None = Query(None, description="west,south,east,north (WGS-84)"),
-    at: str | None = None,
-    limit: str | None = None,
+    bbox: Annotated[
+        str,
+        Query(
+            description="west,south,east,north in WGS-84 degrees, at most 1 square degree",
+            json_schema_extra={"pattern": BBOX_PATTERN},
+            examples=["1.50,42.50,1.53,42.52"],
+        ),
+    ],
+    at: AtQ = None,
+    limit: Annotated[int, Query(ge=1, le=20_000, description="how many road edges")] = 5000,
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """Current congestion per road edge in the bbox: factor (1 = free flow, 0 = closed) and level."""
     west, south, east, north = parse_bbox(bbox)
     if (east - west) * (north - south) > 1.0:
         raise InvalidInput("bbox", "must cover at most 1 square degree")
-    n = parse_int(limit, "limit", default=5000, lo=1, hi=20000)
+    n = limit
     when = parse_at(at, state.region.tz, "at")
     r = need_router(state)
     with state.db.connection() as conn:

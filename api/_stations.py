@@ -47,24 +47,40 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BeforeValidator
 
+from api._models import READ, NearbyPublic, StationByIdPublic, StationListPublic, documented, error_responses
 from api._params import (
+    MAX_ID,
+    SETTING_MAXIMUM,
+    AmountQ,
+    AtQ,
+    BBoxQ,
+    ConsumptionQ,
+    CoordQ,
+    FillLevelQ,
     FillSpec,
+    GradeQ,
+    Lat,
+    LimitQ,
+    LitresQ,
+    Lon,
+    MemberQ,
+    NearbySort,
+    PaymentQ,
+    TankQ,
+    ValueOfTimeQ,
+    at_most,
     bbox_to_wgs84,
+    lowercase,
     parse_at,
     parse_bbox,
-    parse_bool,
-    parse_coord,
     parse_fill,
     parse_float,
-    parse_grade,
-    parse_int,
-    parse_lat,
-    parse_lon,
     parse_payment,
     parse_sort,
     point_out,
@@ -282,50 +298,62 @@ def _envelope(state: AppState, coord: str, at: datetime, **extra: Any) -> dict[s
     return body
 
 
-@router.get("/nearby")
+@router.get("/nearby", response_model=NearbyPublic, responses=error_responses(*READ))
 def nearby(
-    lat: str | None = Query(None, description="latitude of the query point, in `coord`"),
-    lon: str | None = Query(None, description="longitude of the query point, in `coord`"),
-    radius_m: str | None = Query(
-        None, description="search radius in metres (default settings.default_radius_m)"
-    ),
-    grade: str | None = Query(None, description="fuel grade: 89, 92, 95, 98 or 0 (diesel)"),
-    limit: str | None = Query(None, description="1..settings.max_limit, default 20"),
-    sort: str | None = Query(
-        None, description="distance | price | effective_price | score | eta | total_cost"
-    ),
-    at: str | None = Query(None, description="ISO-8601; naive = region local time; default now"),
-    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (input and output)"),
-    member: str | None = Query(None, description="the caller is a member (members-only and top-up offers)"),
-    payment: str | None = Query(None, description="payment method, e.g. wechat, alipay, card"),
-    litres: str | None = Query(None, description="litres bought (order-level discounts), default 40"),
-    amount_cny: str | None = Query(None, description="total_cost: money to spend instead of litres"),
-    tank_l: str | None = Query(None, description="total_cost: tank size (with fill_level) instead of litres"),
-    fill_level: str | None = Query(None, description="total_cost: 0..1 full now; litres = tank_l x (1 - it)"),
-    consumption_l_100km: str | None = Query(None, description="total_cost: litres per 100 km, default 8"),
-    value_of_time_cny_h: str | None = Query(None, description="total_cost: CNY per hour driven, default 30"),
-    include_closed: str | None = Query(
-        None, description="list stations closed at arrival last, with closed_reason (default: left out)"
-    ),
+    lat: Lat,
+    lon: Lon,
+    radius_m: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            allow_inf_nan=False,
+            description="search radius in metres, at most FUEL_MAX_RADIUS_M (default FUEL_DEFAULT_RADIUS_M)",
+            examples=[5000],
+            json_schema_extra={SETTING_MAXIMUM: "max_radius_m"},
+        ),
+    ] = None,
+    grade: GradeQ = None,
+    limit: LimitQ = None,
+    sort: Annotated[
+        NearbySort,
+        BeforeValidator(lowercase),
+        Query(description="ranking (see the description); the price sorts need `grade`"),
+    ] = "distance",
+    at: AtQ = None,
+    coord: CoordQ = "wgs84",
+    member: MemberQ = False,
+    payment: PaymentQ = None,
+    litres: LitresQ = None,
+    amount_cny: AmountQ = None,
+    tank_l: TankQ = None,
+    fill_level: FillLevelQ = None,
+    consumption_l_100km: ConsumptionQ = None,
+    value_of_time_cny_h: ValueOfTimeQ = None,
+    include_closed: Annotated[
+        bool,
+        Query(description="list stations closed at arrival last, with closed_reason (default: left out)"),
+    ] = False,
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
-    """Stations near a point with list and effective prices, ranked by `sort` (see the module doc)."""
+) -> Response:
+    """Stations within `radius_m` of a point, with list and effective prices, ranked by `sort`:
+
+    - distance: nearest first (geodesic distance);
+    - price / effective_price: cheapest list / effective price of `grade` first;
+    - score: 0.7 x the effective price (normalised over the candidates) + 0.3 x distance / radius_m;
+    - eta: fastest drive under traffic at `at` first (`eta_s`, `road_distance_m`, `arrive_at`);
+    - total_cost: the cheapest fill-up first, priced at the predicted arrival: fuel for `litres`
+      (or `amount_cny`, or `tank_l` x (1 - `fill_level`)) + fuel burnt driving there + time driving there
+      (`cost`, with `worth_it` against the nearest station).
+
+    The price sorts need `grade`; with `grade`, only stations selling it are listed. A point outside
+    the served region gives no results and a `note`."""
     settings = state.settings
     region = state.served.region
-    coord_s = parse_coord(coord)
-    q_lat, q_lon = parse_lat(lat), parse_lon(lon)
-    radius = parse_float(
-        radius_m,
-        "radius_m",
-        required=False,
-        default=settings.default_radius_m,
-        lo=0.0,
-        lo_open=True,
-        hi=settings.max_radius_m,
-    )
-    assert radius is not None
-    grade_s = parse_grade(grade)
-    n = parse_int(limit, "limit", default=min(20, settings.max_limit), lo=1, hi=settings.max_limit)
+    coord_s, q_lat, q_lon, grade_s = coord, lat, lon, grade
+    at_most(radius_m, "radius_m", settings.max_radius_m, lo=0.0, lo_open=True)
+    radius = radius_m if radius_m is not None else settings.default_radius_m
+    at_most(limit, "limit", settings.max_limit, lo=1)
+    n = limit if limit is not None else min(20, settings.max_limit)
     sort_s = parse_sort(sort, grade_s)
     at_dt = parse_at(at, region.tz)
     cp = parse_cost_params(
@@ -340,7 +368,7 @@ def nearby(
         payment=payment,
     )
     quote = _Quote(litres=cp.fill.litres, member=cp.member, payment=cp.payment)
-    with_closed = parse_bool(include_closed, "include_closed")
+    with_closed = include_closed
     try:
         w_lat, w_lon = to_wgs84(q_lat, q_lon, coord_s)
     except ValueError as exc:
@@ -351,10 +379,23 @@ def nearby(
             f"({w_lat:.6f}, {w_lon:.6f}) WGS-84 is outside the served region {region.display_name} "
             f"({region.name}): no stations are listed there"
         )
-        return _envelope(state, coord_s, at_dt, query=query, count=0, results=[], note=note)
+        return documented(_envelope(state, coord_s, at_dt, query=query, count=0, results=[], note=note))
     if sort_s in ("eta", "total_cost"):
-        return _nearby_by_drive(
-            state, (w_lat, w_lon), radius, grade_s, n, sort_s, at_dt, coord_s, cp, quote, query, with_closed
+        return documented(
+            _nearby_by_drive(
+                state,
+                (w_lat, w_lon),
+                radius,
+                grade_s,
+                n,
+                sort_s,
+                at_dt,
+                coord_s,
+                cp,
+                quote,
+                query,
+                with_closed,
+            )
         )
 
     fetch = min(3 * n + 20, PRICE_SORT_CANDIDATES) if sort_s == "distance" else max(n, PRICE_SORT_CANDIDATES)
@@ -367,8 +408,10 @@ def nearby(
     listed = open_first(results, [x["can_fill_up"] for x in results], with_closed)
     closed = len(results) - len(listed) if not with_closed else 0
     results = listed[:n]
-    return _envelope(
-        state, coord_s, at_dt, query=query, closed_left_out=closed, count=len(results), results=results
+    return documented(
+        _envelope(
+            state, coord_s, at_dt, query=query, closed_left_out=closed, count=len(results), results=results
+        )
     )
 
 
@@ -391,7 +434,7 @@ def parse_cost_params(
     fill_level: str | float | None,
     consumption_l_100km: str | float | None,
     value_of_time_cny_h: str | float | None,
-    member: str | None,
+    member: bool | None,
     payment: str | None,
 ) -> CostParams:
     """The purchase and cost options of a total-cost ranking (each bad value: 422 naming it)."""
@@ -413,7 +456,7 @@ def parse_cost_params(
         hi=MAX_VALUE_OF_TIME_CNY_H,
     )
     assert cons is not None and vot is not None
-    return CostParams(fill, cons, vot, parse_bool(member, "member"), parse_payment(payment))
+    return CostParams(fill, cons, vot, bool(member), parse_payment(payment))
 
 
 def station_snaps(state: AppState, r: Router) -> StationSnaps:
@@ -677,31 +720,29 @@ def _rank(results: list[dict[str, Any]], sort: str, grade: str, radius: float) -
     )
 
 
-@router.get("/{station_id}")
+@router.get(
+    "/{station_id}",
+    response_model=StationByIdPublic,
+    response_model_exclude_unset=True,
+    responses=error_responses(404, *READ),
+)
 def station(
-    station_id: str,
-    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 for the output coordinates"),
-    at: str | None = Query(None, description="ISO-8601; naive = region local time; default now"),
-    member: str | None = Query(None),
-    payment: str | None = Query(None),
-    litres: str | None = Query(None),
+    station_id: Annotated[int, Path(description="station id", examples=[1])],
+    coord: CoordQ = "wgs84",
+    at: AtQ = None,
+    member: MemberQ = False,
+    payment: PaymentQ = None,
+    litres: LitresQ = None,
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """One station with its prices and promotions at `at`."""
     region = state.served.region
-    try:
-        sid = int(station_id)
-    except ValueError:
-        raise InvalidInput("id", f"must be an integer station id, got {station_id!r}") from None
-    if sid < 1 or sid > 2**63 - 1:
+    sid = station_id
+    if sid < 1 or sid > MAX_ID:
         raise NotFound(f"station {station_id} not found")
-    coord_s = parse_coord(coord)
+    coord_s = coord
     at_dt = parse_at(at, region.tz)
-    quote = _Quote(
-        litres=parse_float(litres, "litres", required=False, lo=0.0, lo_open=True, hi=1_000.0),
-        member=parse_bool(member, "member"),
-        payment=parse_payment(payment),
-    )
+    quote = _Quote(litres=litres, member=member, payment=parse_payment(payment))
     with state.db.read() as conn:
         row = get_station(conn, sid)
         if row is None:
@@ -712,12 +753,27 @@ def station(
     return _envelope(state, coord_s, at_dt, station=out)
 
 
-@router.get("")
+@router.get(
+    "",
+    response_model=StationListPublic,
+    response_model_exclude_unset=True,
+    responses=error_responses(*READ),
+)
 def stations(
-    bbox: str | None = Query(None, description="west,south,east,north in `coord`"),
-    limit: str | None = Query(None, description="1..settings.max_limit, default settings.max_limit"),
-    after: str | None = Query(None, description="return ids greater than this (paging)"),
-    coord: str | None = Query(None, description="wgs84 | gcj02 | bd09 (bbox and output)"),
+    bbox: BBoxQ,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="how many stations, at most FUEL_MAX_LIMIT (the default)",
+            json_schema_extra={SETTING_MAXIMUM: "max_limit"},
+        ),
+    ] = None,
+    after: Annotated[
+        int,
+        Query(ge=0, le=MAX_ID, description="only ids greater than this: `next_after` of the previous page"),
+    ] = 0,
+    coord: CoordQ = "wgs84",
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """Stations in a box, ordered by id (stable): page with `after` = the last id of the previous page.
@@ -725,10 +781,11 @@ def stations(
     With coord gcj02/bd09, the box corners are converted to WGS-84 and the box around them is searched.
     """
     settings = state.settings
-    coord_s = parse_coord(coord)
+    coord_s = coord
     west, south, east, north = bbox_to_wgs84(*parse_bbox(bbox), coord_s)
-    n = parse_int(limit, "limit", default=settings.max_limit, lo=1, hi=settings.max_limit)
-    after_id = parse_int(after, "after", default=0, lo=0, hi=2**63 - 1)
+    at_most(limit, "limit", settings.max_limit, lo=1)
+    n = limit if limit is not None else settings.max_limit
+    after_id = after
     with state.db.read() as conn:
         rows = stations_in_bbox(conn, west, south, east, north, limit=n, after_id=after_id)
     region = state.served.region

@@ -11,8 +11,10 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import _errors, _manage, _map, _osrm, _ranking, _routing, _security, _stations
+from api import _docs, _errors, _manage, _map, _osrm, _ranking, _routing, _security, _stations
 from api._graph import load_router
+from api._models import HealthPublic, ReadyPublic
+from api._params import BlankQueryIsAbsent
 from api._readscope import ReadYourWrites
 from api._state import AppState, get_state
 from api._sync import TrafficSync
@@ -79,21 +81,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Fuel stations near you, their prices and promotions, and traffic-aware routes to them.",
         version="0.1.0",
         lifespan=lifespan,
-        # API docs and schema: FUEL_DOCS_ENABLED, off in production unless asked for
-        docs_url="/docs" if settings.docs_served else None,
-        redoc_url="/redoc" if settings.docs_served else None,
+        # API docs and schema: FUEL_DOCS_ENABLED, off in production unless asked for; /docs and /redoc
+        # are served from our own assets (api/_docs.py)
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_served else None,
+        generate_unique_id_function=lambda route: route.name,  # operationId = the endpoint's name
     )
     app.add_middleware(ReadYourWrites)  # first added, innermost: see api/_readscope.py
     _errors.install(app)
+    _docs.install(app, settings)
+    app.add_middleware(BlankQueryIsAbsent)
     _security.install(app, settings)
 
-    @app.get("/health", tags=["ops"])
+    @app.get("/health", tags=["ops"], response_model=HealthPublic)
     async def health() -> dict[str, str]:
         """The process is up. Runs on the event loop: it never waits behind database work."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["ops"])
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        response_model=ReadyPublic,
+        responses={503: {"model": ReadyPublic, "description": "not ready (Retry-After)"}},
+    )
     def ready(state: AppState = Depends(get_state)) -> JSONResponse:
         """The database answers and the region is loaded."""
         checks = {"database": False, "region": state.region.name, "graph": state.router is not None}

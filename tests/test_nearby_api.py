@@ -299,7 +299,7 @@ def test_station_by_id(client: TestClient, ids: dict[str, int]) -> None:
     assert client.get("/v1/stations/999999999").status_code == 404
     assert client.get("/v1/stations/99999999999999999999999").status_code == 404
     bad = client.get("/v1/stations/abc")
-    assert bad.status_code == 422 and bad.json()["error"]["param"] == "id"
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "station_id"  # as in the schema
     bad = client.get(f"/v1/stations/{ids['C']}", params={"coord": "xy"})
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "coord"
 

@@ -1,0 +1,854 @@
+"""The shapes of the API's bodies (Public models), for the OpenAPI schema clients are generated from, and
+the error body with the statuses each endpoint documents (`error_responses`).
+
+Endpoints build plain dicts and declare these as `response_model`. Most return the dict, and FastAPI
+checks and serialises it against the model in compiled code (a body out of step with its model is still
+answered, and logged: api/_errors.py). The hot endpoints (nearby, along-route, route, matrix, the map's
+stations and roads) return `documented(body)`: the dict as JSON, unchecked, so that the model costs them
+nothing; tests/test_openapi.py and the schemathesis run (tests/test_fuzz.py) hold those bodies to their
+models. A key the service leaves out when it does not apply (`served_note` outside the demo region,
+`cost` without a grade, ...) is typed `X | Absent`: not required in the schema, never written as null.
+Request bodies are the Create/Update models of their endpoint modules (api/_manage.py, api/_routing.py,
+api/_ranking.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+import orjson
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
+
+from geo._pricing import KNOWN_GRADES, PromotionKind
+
+Absent = SkipJsonSchema[None]  # a key left out of the body (never null): not required in the schema
+DateTime = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-11-28T08:30:00+08:00"]}),
+]
+Coord = Literal["wgs84", "gcj02", "bd09"]
+Grade = Literal["89", "92", "95", "98", "0"]
+assert get_args(Grade) == KNOWN_GRADES  # the grades the service knows, as a choice in the schema
+Level = Literal["free", "slow", "congested", "closed"]
+LonLat = Annotated[
+    list[float],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "number"},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[lon, lat] in `coord`",
+        }
+    ),
+]
+
+
+def documented(body: dict[str, Any]) -> Response:
+    """A hot endpoint's body as JSON, as built: its `response_model` documents it (see above)."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+
+class _Public(BaseModel):
+    """Response models: every key the service writes is declared (additionalProperties: false)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- stations, prices, promotions --------------------------------------------------------------------
+
+
+class AppliedPromotionPublic(_Public):
+    id: int | None
+    title: str
+    title_en: str | None
+    kind: PromotionKind
+    saving: float | None = Field(description="CNY saved per litre")
+    saving_total: float | None = Field(description="CNY saved on the whole purchase")
+
+
+class GradePricePublic(_Public):
+    list_price: float | None = Field(description="CNY per litre in force at `at`; null: no known price")
+    effective_price: float | None = Field(
+        description="after the best applicable promotion (they do not stack)"
+    )
+    promotions_applied: list[AppliedPromotionPublic]
+    price_age_s: int | None = Field(description="seconds between the price's effective_from and `at`")
+    source: str | None
+    effective_from: DateTime | None
+
+
+class GradesPublic(_Public):
+    """Per grade the station sells (or has a price for); grades it does not sell are left out."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    g89: GradePricePublic | Absent = Field(None, alias="89")
+    g92: GradePricePublic | Absent = Field(None, alias="92")
+    g95: GradePricePublic | Absent = Field(None, alias="95")
+    g98: GradePricePublic | Absent = Field(None, alias="98")
+    g0: GradePricePublic | Absent = Field(None, alias="0", description="0# diesel")
+
+
+class ScoreWeights(_Public):
+    price: float
+    distance: float
+
+
+class ScorePublic(_Public):
+    score: float | None = Field(description="0.7 x price_part + 0.3 x distance_part; lower is better")
+    price_part: float | None
+    distance_part: float
+    weights: ScoreWeights | Absent = None
+
+
+class CostPublic(_Public):
+    """The fill-up's total cost at the predicted arrival; only total, worth_it and reason when there is none."""
+
+    total: float | None = Field(description="CNY: fuel + fuel burnt driving there + time driving there")
+    worth_it: bool | None = Field(description="total <= the total at the nearest priced station")
+    reason: Literal["unreachable", "no_price"] | Absent = None
+    saving_vs_nearest: float | None = None
+    litres: float | Absent = None
+    list_price: float | None = None
+    effective_price: float | None = None
+    price_effective_from: DateTime | None = None
+    price_source: str | None = None
+    promotions_applied: list[AppliedPromotionPublic] | Absent = None
+    fuel_cost: float | Absent = None
+    detour_fuel_cost: float | Absent = None
+    time_cost: float | Absent = None
+    priced_at: DateTime | Absent = None
+
+
+class StationPricesPublic(_Public):
+    """A station with its prices and promotions at `at`."""
+
+    id: int
+    name: str
+    name_en: str | None
+    brand: str = Field(description="brand key: petrochina, sinopec, cnooc, shell, other ...")
+    brand_raw: str | None
+    address: str | None
+    lat: float
+    lon: float
+    status: Literal["open", "closed", "temporarily_closed"]
+    open_now: bool | None = Field(description="null: opening hours unknown")
+    opening_hours: str | None = Field(description="OSM opening_hours syntax")
+    amenities: list[str]
+    source: str
+    grades: GradesPublic
+
+
+class NearbyStationPublic(StationPricesPublic):
+    distance_m: float = Field(description="straight-line (geodesic) distance from the query point")
+    score: ScorePublic | Absent = None
+    eta_s: float | Absent | None = Field(None, description="sort=eta|total_cost: drive time under traffic")
+    road_distance_m: float | Absent | None = None
+    arrive_at: DateTime | Absent | None = None
+    cost: CostPublic | Absent = None
+
+
+class AlongRouteStationPublic(StationPricesPublic):
+    offset_m: float = Field(description="distance from the route line")
+    along_m: float = Field(description="distance along the route from its start")
+    side: Literal["left", "right"]
+    eta_s: float | None
+    road_distance_m: float | None
+    arrive_at: DateTime | None
+    detour_s: float | None = Field(description="extra seconds of the stop over the direct route")
+    detour_m: float | None
+    cost: CostPublic | Absent = None
+
+
+class _Envelope(_Public):
+    region: str
+    region_name: str
+    coord: Coord
+    at: DateTime
+    attribution: str
+    served_note: str | Absent = Field(None, description="the demo region is served")
+
+
+class NearbyQueryPublic(_Public):
+    lat: float
+    lon: float
+    radius_m: float
+    grade: Grade | None
+    sort: Literal["distance", "price", "effective_price", "score", "eta", "total_cost"]
+    limit: int
+
+
+class SearchPublic(_Public):
+    max_time_s: float
+    candidates: int
+    origin_snap_m: float
+
+
+class PurchasePublic(_Public):
+    grade: Grade
+    litres: float
+    litres_from: Literal["litres", "tank", "amount_cny", "default"]
+    amount_cny: float | None
+    tank_l: float | None
+    fill_level: float | None
+    consumption_l_100km: float
+    value_of_time_cny_h: float
+    member: bool
+    payment: str | None
+    currency: str
+
+
+class NearestByEta(_Public):
+    id: int
+    eta_s: float
+    total: float
+
+
+class NearbyPublic(_Envelope):
+    query: NearbyQueryPublic
+    count: int
+    results: list[NearbyStationPublic]
+    note: str | Absent = Field(None, description="the point is outside the served region")
+    search: SearchPublic | Absent = None
+    purchase: PurchasePublic | Absent = None
+    nearest: NearestByEta | Absent | None = None
+
+
+class StationByIdPublic(_Envelope):
+    station: StationPricesPublic
+
+
+class StationSummaryPublic(_Public):
+    id: int
+    name: str
+    name_en: str | None
+    brand: str
+    brand_raw: str | None
+    lat: float
+    lon: float
+    status: Literal["open", "closed", "temporarily_closed"]
+    grades: list[Grade]
+
+
+class StationListPublic(_Envelope):
+    count: int
+    results: list[StationSummaryPublic]
+    next_after: int | None = Field(description="pass as `after` for the next page; null: last page")
+
+
+class AlongRouteQueryPublic(_Public):
+    corridor_m: float
+    grade: Grade | None
+    sort: Literal["total_cost", "detour", "along"]
+    range_km: float | None
+    limit: int
+
+
+class AlongRouteRoutePublic(_Public):
+    distance_m: float
+    duration_s: float | Absent = None
+    depart_at: DateTime
+    arrive_at: DateTime | Absent = None
+    polyline6: str | Absent = Field(None, description="GET: the route driven (polyline, precision 6)")
+    points: int | Absent = Field(None, description="POST: points of the line sent")
+    direct_duration_s: float
+    direct_distance_m: float
+
+
+class CorridorPublic(_Public):
+    corridor_m: float
+    h3_res: int
+    h3_cells: int | None
+    in_corridor: int
+    candidates: int
+
+
+class NearestByDetour(_Public):
+    id: int
+    detour_s: float
+    total: float
+
+
+class AlongRoutePublic(_Envelope):
+    query: AlongRouteQueryPublic
+    route: AlongRouteRoutePublic
+    corridor: CorridorPublic
+    count: int
+    results: list[AlongRouteStationPublic]
+    purchase: PurchasePublic | Absent = None
+    nearest: NearestByDetour | Absent | None = None
+
+
+# ---- routes, matrix, traffic -------------------------------------------------------------------------
+
+
+class LineStringPublic(_Public):
+    type: Literal["LineString"]
+    coordinates: list[LonLat]
+
+
+class RouteSegmentPublic(_Public):
+    edge_id: int
+    distance_m: float
+    duration_s: float
+    congestion: float = Field(description="free-flow time / time under traffic (1 = free flow)")
+    level: Level
+    coordinates: list[LonLat]
+
+
+class RouteStepPublic(_Public):
+    maneuver: str
+    type: str = Field(description="OSRM maneuver type: depart, turn, continue, new name, roundabout, ...")
+    modifier: str | None
+    name: str
+    name_en: str
+    ref: str | None
+    text_zh: str
+    text_en: str
+    distance_m: float
+    duration_s: float
+    location: LonLat
+    bearing_before: int
+    bearing_after: int
+    exit: int | Absent = Field(None, description="roundabouts: the number of the exit taken")
+
+
+class SnappedPointPublic(_Public):
+    location: LonLat
+    distance_m: float
+
+
+class RouteSnapPublic(_Public):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: SnappedPointPublic = Field(alias="from")
+    to: SnappedPointPublic
+
+
+class _Route(_Public):
+    distance_m: float
+    duration_s: float
+    duration_free_flow_s: float
+    delay_s: float
+    depart_at: DateTime
+    arrive_at: DateTime
+    geometry: LineStringPublic
+    polyline6: str
+    segments: list[RouteSegmentPublic]
+    steps: list[RouteStepPublic]
+    snap: RouteSnapPublic
+
+
+class AlternativeRoutePublic(_Route):
+    overlap: float = Field(description="share of the fastest route's length it shares")
+    stretch: float = Field(description="its duration / the fastest route's duration")
+
+
+class RoutePublic(_Route):
+    alternatives: list[AlternativeRoutePublic]
+    coord: Coord
+    attribution: str
+
+
+class WechatPointPublic(_Public):
+    latitude: float
+    longitude: float
+
+
+class WechatPolylinePublic(_Public):
+    points: list[WechatPointPublic]
+    color: str
+    width: int
+    arrowLine: bool
+
+
+class WechatAlternativePublic(_Public):
+    duration_s: float
+    polyline: list[WechatPolylinePublic]
+
+
+class RouteWechatPublic(_Public):
+    """format=wechat: the WeChat map component's `polyline` attribute, in GCJ-02."""
+
+    distance_m: float
+    duration_s: float
+    polyline: list[WechatPolylinePublic]
+    alternatives: list[WechatAlternativePublic]
+    coord: Literal["gcj02"]
+    attribution: str
+
+
+class MatrixPublic(_Public):
+    durations_s: list[list[float | None]] = Field(description="sources x targets; null = unreachable")
+    distances_m: list[list[float | None]]
+    depart_at: DateTime
+
+
+class EdgeTrafficPublic(_Public):
+    edge_id: int
+    factor: float = Field(description="speed / free-flow speed (0 = closed)")
+    level: Level
+
+
+class TrafficPublic(_Public):
+    at: DateTime
+    edges: list[EdgeTrafficPublic]
+
+
+# ---- map ---------------------------------------------------------------------------------------------
+
+
+class PolygonPublic(_Public):
+    type: Literal["Polygon"]
+    coordinates: list[list[LonLat]]
+
+
+class MultiPolygonPublic(_Public):
+    type: Literal["MultiPolygon"]
+    coordinates: list[list[list[LonLat]]]
+
+
+class PointPublic(_Public):
+    type: Literal["Point"]
+    coordinates: LonLat
+
+
+class CellPropertiesPublic(_Public):
+    cell: str = Field(description="H3 cell index")
+    res: int
+    count: int
+    priced: int
+    min_price: float | None
+    min_list_price: float | None
+    centre: LonLat
+    fill: str = Field(description="colour, green (cheapest) to red (dearest in view)")
+
+
+class CellFeaturePublic(_Public):
+    type: Literal["Feature"]
+    id: str
+    geometry: PolygonPublic
+    properties: CellPropertiesPublic
+
+
+class MarkerPromotionPublic(_Public):
+    id: int | None
+    title: str
+    title_en: str | None
+
+
+class MarkerPropertiesPublic(_Public):
+    id: int
+    name: str
+    name_en: str | None
+    brand: str
+    status: Literal["open", "closed", "temporarily_closed"]
+    grades: list[Grade]
+    icon: str
+    grade: Grade
+    list_price: float | None
+    effective_price: float | None
+    label: str | None
+    promotion: MarkerPromotionPublic | None
+
+
+class MarkerFeaturePublic(_Public):
+    type: Literal["Feature"]
+    id: int
+    geometry: PointPublic
+    properties: MarkerPropertiesPublic
+
+
+class PriceRangePublic(_Public):
+    min: float
+    max: float
+
+
+class ColoursPublic(_Public):
+    cheap: str
+    mid: str
+    dear: str
+
+
+class _MapEnvelope(_Public):
+    region: str
+    coord: Coord
+    attribution: str
+    served_note: str | Absent = None
+
+
+class _MapStationsMeta(_MapEnvelope):
+    mode: Literal["cells", "markers"] = Field(description="zoom < 13: H3 price cells; >= 13: markers")
+    zoom: int
+    h3_res: int | None
+    grade: Grade
+    sort: Literal["id", "price", "effective_price"]
+    at: DateTime
+    count: int
+    truncated: bool
+    price_range: PriceRangePublic | None
+    colours: ColoursPublic
+
+
+class MapStationsPublic(_MapStationsMeta):
+    """format=geojson: a FeatureCollection of H3 cells (Polygon) or station markers (Point)."""
+
+    type: Literal["FeatureCollection"]
+    features: list[CellFeaturePublic | MarkerFeaturePublic]
+
+
+class WechatCalloutPublic(_Public):
+    content: str
+    display: str
+    color: str
+    fontSize: int
+    borderRadius: int
+    borderWidth: int | Absent = None
+    borderColor: str | Absent = None
+    bgColor: str
+    padding: int
+    textAlign: str
+
+
+class WechatAnchorPublic(_Public):
+    x: float
+    y: float
+
+
+class WechatMarkerPublic(_Public):
+    id: int
+    latitude: float
+    longitude: float
+    iconPath: str
+    width: int
+    height: int
+    title: str | Absent = None
+    anchor: WechatAnchorPublic | Absent = None
+    cell: str | Absent = Field(None, description="cell mode: the H3 cell the marker labels")
+    callout: WechatCalloutPublic
+
+
+class WechatPolygonPublic(_Public):
+    points: list[WechatPointPublic]
+    strokeWidth: int
+    strokeColor: str
+    fillColor: str
+    zIndex: int
+
+
+class MapStationsWechatPublic(_MapStationsMeta):
+    """format=wechat: the WeChat `map` component's markers and polygons, in GCJ-02."""
+
+    markers: list[WechatMarkerPublic]
+    polygons: list[WechatPolygonPublic]
+
+
+class RoadPropertiesPublic(_Public):
+    edge_id: int
+    highway: str
+    name: str | None
+    name_en: str | None
+    factor: float | None
+    level: Literal["free", "slow", "congested", "closed", "unknown"]
+
+
+class RoadFeaturePublic(_Public):
+    type: Literal["Feature"]
+    id: int
+    geometry: LineStringPublic
+    properties: RoadPropertiesPublic
+
+
+class MapRoadsPublic(_MapEnvelope):
+    type: Literal["FeatureCollection"]
+    zoom: int
+    classes: list[str]
+    simplify_deg: float
+    traffic_at: DateTime
+    traffic: bool = Field(description="live and historical traffic is known (a road graph is loaded)")
+    count: int
+    truncated: bool
+    features: list[RoadFeaturePublic]
+
+
+class OutlinePropertiesPublic(_Public):
+    name: str
+    source: Literal["boundary", "bbox"]
+
+
+class OutlinePublic(_Public):
+    type: Literal["Feature"]
+    geometry: PolygonPublic | MultiPolygonPublic
+    properties: OutlinePropertiesPublic
+
+
+class CentrePublic(_Public):
+    lat: float
+    lon: float
+    source: Literal["stations", "boundary", "bbox"]
+
+
+class RegionPublic(_Public):
+    name: str
+    display_name: str
+    coord: Coord
+    outline: OutlinePublic
+    bbox: list[float] = Field(min_length=4, max_length=4, description="west, south, east, north")
+    centre: CentrePublic
+    default_zoom: int
+    marker_min_zoom: int
+    min_zoom: int
+    max_zoom: int
+    grades: list[Grade]
+    currency: str
+    timezone: str
+    attribution: str
+    attribution_url: str
+    attribution_detail: str
+    is_demo: bool
+    served_note: str | Absent = None
+
+
+# ---- operations --------------------------------------------------------------------------------------
+
+
+class HealthPublic(_Public):
+    status: Literal["ok"]
+
+
+class ReadyPublic(_Public):
+    ready: bool
+    database: bool
+    region: str
+    graph: bool = Field(description="the road graph is loaded")
+    database_error: str | Absent = None
+
+
+# ---- OSRM v5 (their spec is Project-OSRM's docs/http.md; unknown keys are allowed) --------------------
+
+
+class _Osrm(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class OsrmWaypoint(_Osrm):
+    name: str
+    location: LonLat
+    distance: float = Field(description="metres from the input coordinate to the snapped one")
+    hint: str | Absent = None
+    nodes: list[int] | Absent = None
+
+
+class OsrmManeuver(_Osrm):
+    type: str
+    location: LonLat
+    bearing_before: int
+    bearing_after: int
+    modifier: str | Absent = None
+    exit: int | Absent = None
+
+
+class OsrmIntersection(_Osrm):
+    location: LonLat
+    bearings: list[int]
+    entry: list[bool]
+    in_: int | Absent = Field(None, alias="in")
+    out: int | Absent = None
+    classes: list[str] | Absent = None
+
+
+class OsrmStep(_Osrm):
+    distance: float
+    duration: float
+    weight: float
+    name: str
+    mode: str
+    driving_side: str
+    maneuver: OsrmManeuver
+    geometry: str | LineStringPublic
+    intersections: list[OsrmIntersection]
+    ref: str | Absent = None
+    rotary_name: str | Absent = None
+
+
+class OsrmLeg(_Osrm):
+    distance: float
+    duration: float
+    weight: float
+    summary: str
+    steps: list[OsrmStep]
+    annotation: dict[str, Any] | Absent = None
+
+
+class OsrmRoute(_Osrm):
+    distance: float
+    duration: float
+    weight: float
+    weight_name: str
+    legs: list[OsrmLeg]
+    geometry: str | LineStringPublic | Absent = Field(None, description="left out with overview=false")
+
+
+class OsrmRouteResponse(_Osrm):
+    code: Literal["Ok"]
+    routes: list[OsrmRoute]
+    waypoints: list[OsrmWaypoint] | Absent = None
+
+
+class OsrmTableResponse(_Osrm):
+    code: Literal["Ok"]
+    durations: list[list[float | None]] | Absent = None
+    distances: list[list[float | None]] | Absent = None
+    sources: list[OsrmWaypoint] | Absent = None
+    destinations: list[OsrmWaypoint] | Absent = None
+    fallback_speed_cells: list[list[int]] | Absent = None
+
+
+class OsrmNearestResponse(_Osrm):
+    code: Literal["Ok"]
+    waypoints: list[OsrmWaypoint] | Absent = None
+
+
+class OsrmErrorBody(_Osrm):
+    """OSRM's error body (HTTP 400, or 503 DisabledDataset)."""
+
+    code: str = Field(
+        description="InvalidUrl, InvalidService, InvalidVersion, InvalidQuery, InvalidOptions, InvalidValue, "
+        "NoSegment, NoRoute, TooBig, NotImplemented, DisabledDataset",
+        examples=["NoSegment"],
+    )
+    message: str
+
+
+# ---- errors: {"error": {"code", "message", "param"?, ...}} for every status (api/_errors.py) ------------
+
+
+class ProblemPublic(_Public):
+    param: str
+    message: str
+
+
+class AllowedRangePublic(_Public):
+    min: str | None
+    max: str | None
+
+
+class ErrorPublic(_Public):
+    code: str = Field(
+        description="what went wrong, e.g. InvalidInput, NoRoadNear, RateLimited, VersionConflict"
+    )
+    message: str = Field(description="in words a person can act on")
+    param: str | Absent | None = Field(None, description="422: the parameter or body field at fault")
+    errors: list[ProblemPublic] | Absent = Field(None, description="422: every parameter at fault")
+    rule: str | Absent = Field(None, description="ImplausibleValue: the plausibility rule broken")
+    allowed: AllowedRangePublic | Absent = Field(None, description="ImplausibleValue: the allowed range")
+    current_version: int | Absent = Field(None, description="409 VersionConflict: the stored version")
+    retry_after_s: int | Absent = Field(None, description="503: seconds to wait (also in Retry-After)")
+
+
+class ErrorBody(_Public):
+    error: ErrorPublic
+
+
+def _example(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+_RETRY_AFTER = {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+_ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    400: (
+        "The body could not be read (not UTF-8, or cut short)",
+        _example("HTTPError", "There was an error parsing the body"),
+        {},
+    ),
+    401: (
+        "No API key, or a key that is not valid",
+        _example("Unauthorized", "an API key is required: send it in the X-API-Key header"),
+        {"WWW-Authenticate": {"schema": {"type": "string"}, "description": 'ApiKey header="X-API-Key"'}},
+    ),
+    403: (
+        "The key may not do this (another station's data, or the wrong role)",
+        _example("Forbidden", "key 'fuhui-manager' may not write station 2"),
+        {},
+    ),
+    404: (
+        "Not found: no such station or promotion, or no drivable path joins the points",
+        _example("NotFound", "station 42 not found"),
+        {},
+    ),
+    409: (
+        "The write was based on a stale version (the body and ETag name the current one), or conflicts "
+        "with a stored value",
+        _example("VersionConflict", "station 1 is at version 4, not 3", current_version=4),
+        {"ETag": {"schema": {"type": "string"}, "description": 'the current version, e.g. "4"'}},
+    ),
+    413: (
+        "The request body is above FUEL_MAX_BODY_BYTES",
+        _example("PayloadTooLarge", "request body above 1048576 bytes"),
+        {},
+    ),
+    422: (
+        "Bad input: `param` names the parameter (or body field) and `message` the rule it breaks",
+        _example(
+            "InvalidInput",
+            "lat: must be between -90 and 90, got 91",
+            param="lat",
+            errors=[{"param": "lat", "message": "must be between -90 and 90, got 91"}],
+        ),
+        {},
+    ),
+    428: (
+        "A write without the version it is based on: send If-Match or a `version` field",
+        _example(
+            "PreconditionRequired", 'this write needs the version it is based on: send If-Match: "<version>"'
+        ),
+        {},
+    ),
+    429: (
+        "Over the client's rate limit (FUEL_RATE_LIMIT_PER_MINUTE), or too many failed authentications",
+        _example("RateLimited", "more than 600 requests a minute; retry in 12 s"),
+        {"Retry-After": _RETRY_AFTER},
+    ),
+    503: (
+        "The database is unreachable or busy, or the request ran out of its time budget; retry later",
+        _example("DatabaseUnavailable", "database unavailable, retry shortly", retry_after_s=2),
+        {"Retry-After": _RETRY_AFTER},
+    ),
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of an endpoint: the error body, a description and an example per status."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, example, headers = _ERRORS[status]
+        doc: dict[str, Any] = {
+            "model": ErrorBody,
+            "description": description,
+            "content": {"application/json": {"example": example}},
+        }
+        if headers:
+            doc["headers"] = headers
+        out[status] = doc
+    return out
+
+
+# the statuses most endpoints share
+READ = (422, 429, 503)  # public reads from the database
+WRITE = (400, 401, 403, 404, 409, 413, 422, 428, 429, 503)  # manager writes
+
+
+def _shape(key: str, tag: str, other: str) -> Any:
+    """A callable discriminator: the body has `key` -> `tag`, else `other` (one model is checked, not two)."""
+    return Discriminator(lambda v: tag if (key in v if isinstance(v, dict) else hasattr(v, key)) else other)
+
+
+RouteAnswer = Annotated[
+    Annotated[RoutePublic, Tag("json")] | Annotated[RouteWechatPublic, Tag("wechat")],
+    _shape("geometry", "json", "wechat"),
+]
+MapStationsAnswer = Annotated[
+    Annotated[MapStationsPublic, Tag("geojson")] | Annotated[MapStationsWechatPublic, Tag("wechat")],
+    _shape("features", "geojson", "wechat"),
+]
