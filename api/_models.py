@@ -69,6 +69,12 @@ class AppliedPromotionPublic(_Public):
     saving_total: float | None = Field(description="CNY saved on the whole purchase")
 
 
+class QueryTimePricePublic(_Public):
+    at: DateTime
+    list_price: float | None
+    effective_price: float | None
+
+
 class GradePricePublic(_Public):
     list_price: float | None = Field(description="CNY per litre in force at `at`; null: no known price")
     effective_price: float | None = Field(
@@ -78,6 +84,12 @@ class GradePricePublic(_Public):
     price_age_s: int | None = Field(description="seconds between the price's effective_from and `at`")
     source: str | None
     effective_from: DateTime | None
+    priced_at: DateTime | Absent = Field(
+        None, description="when the prices apply: the predicted arrival in the drive rankings, else `at`"
+    )
+    at_query_time: QueryTimePricePublic | Absent = Field(
+        None, description="the price at the query time, a labelled extra when arrival differs (never ranked)"
+    )
 
 
 class GradesPublic(_Public):
@@ -108,7 +120,9 @@ class CostPublic(_Public):
 
     total: float | None = Field(description="CNY: fuel + fuel burnt driving there + time driving there")
     worth_it: bool | None = Field(description="total <= the total at the nearest priced station")
-    reason: Literal["unreachable", "no_price"] | Absent = None
+    reason: (
+        Literal["unreachable", "no_price", "closed", "temporarily_closed", "outside_opening_hours"] | Absent
+    ) = None
     saving_vs_nearest: float | None = None
     litres: float | Absent = None
     list_price: float | None = None
@@ -120,6 +134,9 @@ class CostPublic(_Public):
     detour_fuel_cost: float | Absent = None
     time_cost: float | Absent = None
     priced_at: DateTime | Absent = None
+
+
+ClosedReason = Literal["closed", "temporarily_closed", "outside_opening_hours"]
 
 
 class StationPricesPublic(_Public):
@@ -134,8 +151,17 @@ class StationPricesPublic(_Public):
     lat: float
     lon: float
     status: Literal["open", "closed", "temporarily_closed"]
-    open_now: bool | None = Field(description="null: opening hours unknown")
+    open_now: bool | None = Field(description="at `checked_at`; null: opening hours unknown")
     opening_hours: str | None = Field(description="OSM opening_hours syntax")
+    display_name: str | Absent = Field(
+        None, description="name to show: name, else brand or operator + street"
+    )
+    display_name_en: str | Absent = None
+    can_fill_up: bool | Absent | None = Field(
+        None, description="can sell fuel at `checked_at` (status and opening hours); null: hours unknown"
+    )
+    closed_reason: ClosedReason | Absent | None = None
+    checked_at: DateTime | Absent = Field(None, description="the arrival in the drive rankings, else `at`")
     amenities: list[str]
     source: str
     grades: GradesPublic
@@ -211,6 +237,7 @@ class NearbyPublic(_Envelope):
     count: int
     results: list[NearbyStationPublic]
     note: str | Absent = Field(None, description="the point is outside the served region")
+    closed_left_out: int | Absent = Field(None, description="stations left out: they cannot sell at arrival")
     search: SearchPublic | Absent = None
     purchase: PurchasePublic | Absent = None
     nearest: NearestByEta | Absent | None = None
@@ -277,6 +304,7 @@ class AlongRoutePublic(_Envelope):
     corridor: CorridorPublic
     count: int
     results: list[AlongRouteStationPublic]
+    closed_left_out: int | Absent = Field(None, description="stations left out: they cannot sell at arrival")
     purchase: PurchasePublic | Absent = None
     nearest: NearestByDetour | Absent | None = None
 
@@ -451,6 +479,8 @@ class MarkerPropertiesPublic(_Public):
     effective_price: float | None
     label: str | None
     promotion: MarkerPromotionPublic | None
+    can_fill_up: bool | Absent | None = None
+    closed_reason: ClosedReason | Absent | None = None
 
 
 class MarkerFeaturePublic(_Public):
