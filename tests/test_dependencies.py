@@ -32,6 +32,7 @@ PROVIDED_BY = {
     "starlette": ("fastapi", "FastAPI is built on Starlette; api/_errors.py handles its HTTPException"),
     "anyio": ("fastapi", "FastAPI's async layer; api/_security.py runs blocking work in its threads"),
     "h11": ("uvicorn", "api/_http.py extends uvicorn's own h11 protocol"),
+    "annotated_types": ("pydantic", "pydantic's constraint types; api/_errors.py words their 422 messages"),
     "llvmlite": ("numba", "numba's code generator; geo/_kernels.py writes an intrinsic with its IR"),
 }
 
