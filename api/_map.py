@@ -31,9 +31,13 @@ GET /v1/map/stations?bbox=west,south,east,north&zoom=&grade=&sort=&coord=&at=&fo
   grade: default 92. sort (order of the features): id (default for markers), price (list),
   effective_price (default for cells). at: ISO-8601, naive = region time, default now.
   format: geojson (default, a FeatureCollection) or wechat: the WeChat `map` component's shapes,
-  `{markers: [{id, latitude, longitude, iconPath, width, height, callout: {...}}], polygons: [...]}`
-  in GCJ-02 (coord is forced to gcj02). In cell mode WeChat markers sit at the cell centres and their
-  ids are 1..n (cells have no numeric id); in marker mode ids are station ids.
+  `{markers: [{id, kind, latitude, longitude, title, iconPath, width, height, anchor, zIndex,
+  callout: {...}}], polygons: [...]}` in GCJ-02 (coord is forced to gcj02), to the `map` component's
+  documentation: `iconPath` an absolute URL of a PNG rendered at build time from api/static/icons
+  (web/icons.mjs: `{FUEL_PUBLIC_BASE_URL}/static/dist/icons/{brand}@3x.png`, the request's origin when
+  the setting is unset), a non-empty `title`, colours as #RRGGBBAA. Marker ids never collide: stations
+  keep their id (below CELL_ID_BASE), heatmap cells take CELL_ID_BASE + 1..n (WeChat ids have at most
+  9 digits), and `kind` says which ("station" | "cell").
 
 GET /v1/map/roads?bbox=&zoom=&coord=
   Road edges meeting the bbox (GiST), classes by zoom (ROAD_CLASSES_BY_ZOOM), simplified with
@@ -62,7 +66,7 @@ from decimal import Decimal
 from typing import Any
 
 import h3
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
@@ -136,6 +140,15 @@ CLASS_ORDER: tuple[str, ...] = tuple(_CLASS_MIN_ZOOM)
 # Heatmap colours: cheapest -> dearest.
 _STOPS = ((0.0, (0x2E, 0x7D, 0x32)), (0.5, (0xF9, 0xA8, 0x25)), (1.0, (0xC6, 0x28, 0x28)))
 NO_PRICE_COLOUR = "#9e9e9e"
+# WeChat marker ids: stations keep theirs, heatmap cells count on from here (at most 9 digits).
+CELL_ID_BASE = 900_000_000
+BRAND_TITLES = {
+    "sinopec": "中国石化",
+    "petrochina": "中国石油",
+    "cnooc": "中国海油",
+    "shell": "壳牌",
+    "other": "加油站",
+}
 
 
 # ---- parsing ------------------------------------------------------------------------------------
@@ -224,6 +237,26 @@ def price_colour(price: float | None, lo: float | None, hi: float | None) -> str
 
 def icon_path(brand: str | None) -> str:
     return f"/static/icons/{brand if brand in BRANDS else 'other'}.svg"
+
+
+def png_icon_url(base: str, name: str, scale: int = 3) -> str:
+    """The absolute URL of a marker icon's PNG (web/icons.mjs renders @2x and @3x)."""
+    return f"{base}/static/dist/icons/{name}@{scale}x.png"
+
+
+def public_base(request: Request, configured: str | None) -> str:
+    """The origin clients load our assets from: FUEL_PUBLIC_BASE_URL, else this request's origin."""
+    return configured or str(request.base_url).rstrip("/")
+
+
+def rgba(colour: str, alpha: int = 0xFF) -> str:
+    """#RRGGBB (or #RRGGBBAA) as the 8-digit #RRGGBBAA the WeChat map wants."""
+    hexes = colour.lstrip("#")
+    if len(hexes) == 6:
+        hexes += f"{alpha:02X}"
+    if len(hexes) != 8:
+        raise ValueError(f"not a #RRGGBB colour: {colour!r}")
+    return "#" + hexes.upper()
 
 
 def grade_label(grade: str) -> str:
@@ -422,7 +455,16 @@ def _markers(
     return features, len(features), truncated
 
 
-def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, Any]:
+def station_title(p: dict[str, Any]) -> str:
+    """A marker's title: the station's name, else its brand's name (never empty)."""
+    for key in ("name", "name_en"):
+        v = (p.get(key) or "").strip()
+        if v:
+            return str(v)
+    return BRAND_TITLES.get(str(p.get("brand") or "other"), BRAND_TITLES["other"])
+
+
+def _wechat(mode: str, features: list[dict[str, Any]], grade: str, base: str) -> dict[str, Any]:
     """The WeChat `map` component's markers (and polygons for the heatmap)."""
     markers: list[dict[str, Any]] = []
     polygons: list[dict[str, Any]] = []
@@ -432,25 +474,28 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, 
         if mode == "markers":
             lon, lat = f["geometry"]["coordinates"]
             price = p["effective_price"]
+            brand = p["brand"] if p["brand"] in BRANDS else "other"
             markers.append(
                 {
                     "id": int(p["id"]),
+                    "kind": "station",
                     "latitude": lat,
                     "longitude": lon,
-                    "iconPath": p["icon"],
+                    "title": station_title(p),
+                    "iconPath": png_icon_url(base, brand),
                     "width": 28,
                     "height": 28,
-                    "title": p["name"],
                     "anchor": {"x": 0.5, "y": 1.0},
+                    "zIndex": 2,
                     "callout": {
                         "content": f"{g} {price:.2f}" if price is not None else f"{g} --",
                         "display": "ALWAYS",
-                        "color": "#1a1a1a",
+                        "color": "#1A1A1AFF",
                         "fontSize": 12,
                         "borderRadius": 6,
                         "borderWidth": 1,
-                        "borderColor": "#d0d0d0",
-                        "bgColor": "#ffffff",
+                        "borderColor": "#D0D0D0FF",
+                        "bgColor": "#FFFFFFFF",
                         "padding": 4,
                         "textAlign": "center",
                     },
@@ -464,29 +509,31 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, 
                 {
                     "points": [{"latitude": b, "longitude": a} for a, b in ring[:-1]],
                     "strokeWidth": 1,
-                    "strokeColor": "#ffffffcc",
-                    "fillColor": p["fill"] + "99",
+                    "strokeColor": "#FFFFFFCC",
+                    "fillColor": rgba(p["fill"], 0x99),
                     "zIndex": 1,
                 }
             )
+            summary = f"{p['count']}站 {g} {price:.2f}起" if price is not None else f"{p['count']}站"
             markers.append(
                 {
-                    "id": i,
+                    "id": CELL_ID_BASE + i,
+                    "kind": "cell",
                     "latitude": lat,
                     "longitude": lon,
-                    "iconPath": "/static/icons/cell.svg",
+                    "title": summary,
+                    "iconPath": png_icon_url(base, "cell"),
                     "width": 1,
                     "height": 1,
+                    "zIndex": 1,
                     "cell": p["cell"],
                     "callout": {
-                        "content": f"{p['count']}站 {g} {price:.2f}起"
-                        if price is not None
-                        else f"{p['count']}站",
+                        "content": summary,
                         "display": "ALWAYS",
-                        "color": "#ffffff",
+                        "color": "#FFFFFFFF",
                         "fontSize": 12,
                         "borderRadius": 10,
-                        "bgColor": p["fill"],
+                        "bgColor": rgba(p["fill"]),
                         "padding": 4,
                         "textAlign": "center",
                     },
@@ -500,6 +547,7 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, 
 
 @router.get("/stations")
 def map_stations(
+    request: Request,
     bbox: str | None = Query(None, description="west,south,east,north in `coord`"),
     zoom: str | None = Query(None, description="map zoom 0-22: < 13 H3 price heatmap cells, >= 13 markers"),
     grade: str | None = Query(None, description="fuel grade whose price is shown, default 92"),
@@ -552,7 +600,12 @@ def map_stations(
         },
     }
     if fmt == "wechat":
-        return _envelope(state, coord_s, **meta, **_wechat(mode, features, grade_s))
+        return _envelope(
+            state,
+            coord_s,
+            **meta,
+            **_wechat(mode, features, grade_s, public_base(request, state.settings.public_base_url)),
+        )
     return {"type": "FeatureCollection", **_envelope(state, coord_s, **meta), "features": features}
 
 
