@@ -668,10 +668,16 @@
     const el = document.getElementById("map");
     el.setAttribute("data-route-segments", String(segs.length));
     el.setAttribute("data-route-levels", [...new Set(levels)].sort().join(","));
+    // The view frames the route (animated); `data-route-framed` says when it has come to rest, before
+    // which Leaflet ignores another zoom.
+    el.removeAttribute("data-route-framed");
     if (all.length) {
       const b = L.latLngBounds(all).extend(S.me);
       const mapH = el.clientHeight;
+      map.once("moveend", () => { if (S.lastRoute === route) el.setAttribute("data-route-framed", "1"); });
       map.fitBounds(b, { paddingTopLeft: [30, 30], paddingBottomRight: [30, Math.round(mapH * 0.55)], maxZoom: 16 });
+    } else {
+      el.setAttribute("data-route-framed", "1");
     }
   }
 
@@ -680,6 +686,7 @@
     ++S.sheetToken;
     $("#station-sheet").hidden = true;
     routeLayer.clearLayers();
+    document.getElementById("map").removeAttribute("data-route-framed");
     document.querySelectorAll(".selected").forEach((el) => el.classList.remove("selected"));
   }
 
