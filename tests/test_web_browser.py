@@ -507,3 +507,15 @@ def test_desktop_has_the_list_beside_the_map(page: Page) -> None:
     shot(page, "10_desktop.png")
     open_first_station(page)
     shot(page, "11_desktop_station.png")
+
+
+def test_every_brand_has_an_icon_and_a_name(page: Page) -> None:
+    page.wait_for_selector(".station-item")
+    page.wait_for_timeout(500)
+    broken = page.eval_on_selector_all(
+        ".station-item img, .station-marker img",
+        "els => els.filter(e => e.complete && e.naturalWidth === 0).map(e => e.getAttribute('src'))",
+    )
+    assert broken == []
+    names = page.eval_on_selector_all(".station-item .name", "els => els.map(e => e.textContent)")
+    assert names and not [n for n in names if n.startswith("brand_")], names

@@ -22,7 +22,8 @@
       cell_tip_none: "{n} 座加油站 · 暂无价格", my_position_set: "已将此处设为我的位置",
       zoom_in_more: "放大地图查看每座加油站的价格", promo_badge: "优惠", per_litre: "元/升",
       no_delay: "畅通", brand_sinopec: "中国石化", brand_petrochina: "中国石油", brand_cnooc: "中国海油",
-      brand_shell: "壳牌", brand_other: "加油站", yuan: "元",
+      brand_shell: "壳牌", brand_sinochem: "中化石油", brand_bp: "BP", brand_esso: "埃索", brand_totalenergies: "道达尔",
+      brand_repsol: "雷普索尔", brand_cepsa: "Cepsa", brand_galp: "Galp", brand_other: "加油站", yuan: "元",
       location_unknown: "还不知道你的位置：允许定位，或点地图设为你的位置", allow_location: "允许定位",
       location_denied: "定位未开启：点地图设为你的位置", minutes_away: "{m} 分钟", total_cost: "总花费 {c} 元",
       saving: "比最近的省 {s} 元", extra_cost: "比最近的多 {s} 元", price_age: "{age}前更新",
@@ -45,7 +46,9 @@
       cell_tip_none: "{n} stations · no price", my_position_set: "My position set here",
       zoom_in_more: "Zoom in to see each station's price", promo_badge: "Offer", per_litre: "CNY/L",
       no_delay: "Clear", brand_sinopec: "Sinopec", brand_petrochina: "PetroChina", brand_cnooc: "CNOOC",
-      brand_shell: "Shell", brand_other: "Fuel station", yuan: "CNY",
+      brand_shell: "Shell", brand_sinochem: "Sinochem", brand_bp: "BP", brand_esso: "Esso",
+      brand_totalenergies: "TotalEnergies", brand_repsol: "Repsol", brand_cepsa: "Cepsa", brand_galp: "Galp",
+      brand_other: "Fuel station", yuan: "CNY",
       location_unknown: "Your location is unknown: allow location access, or tap the map to set it",
       allow_location: "Allow location", location_denied: "Location is off: tap the map to set your position",
       minutes_away: "{m} min", total_cost: "Total {c} CNY", saving: "saves {s} CNY vs nearest",
@@ -93,12 +96,14 @@
   function esc(s) {
     return String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   }
+  // The service's display names (name, brand or operator, street) when it sends them, else the mapped name.
   function stationName(s) {
-    const zh = s.name && s.name.trim(), en = s.name_en && s.name_en.trim();
-    const brand = t("brand_" + (s.brand || "other"));
-    return (S.lang === "en" ? en || zh : zh || en) || brand;
+    const zh = (s.display_name || s.name || "").trim(), en = (s.display_name_en || s.name_en || "").trim();
+    return (S.lang === "en" ? en || zh : zh || en) || brandName(s.brand);
   }
-  function iconFor(brand) { return "/static/icons/" + (brand || "other") + ".svg"; }
+  function brandName(brand) { return I18N.zh["brand_" + brand] ? t("brand_" + brand) : t("brand_other"); }
+  const ICON_BRANDS = new Set(["sinopec", "petrochina", "cnooc", "shell"]); // api/static/icons
+  function iconFor(brand) { return "/static/icons/" + (ICON_BRANDS.has(brand) ? brand : "other") + ".svg"; }
   function money(x) { return x == null ? "--" : Number(x).toFixed(2); }
 
   class ApiError extends Error {
@@ -551,7 +556,7 @@
     const age = s.grades[S.grade] && s.grades[S.grade].price_age_s;
     const status = s.status !== "open" ? '<span class="badge closed">' + esc(t(s.status)) + "</span>" : s.open_now ? '<span class="badge">' + esc(t("open")) + "</span>" : "";
     $("#station-detail").innerHTML = '<h2 data-test="station-name"><img src="' + iconFor(s.brand) + '" alt="">' + esc(stationName(s)) + status + "</h2>"
-      + '<div class="addr">' + esc(t("brand_" + s.brand)) + (s.address ? " · " + esc(s.address) : "") + (s.opening_hours ? " · " + esc(s.opening_hours) : "") + "</div>"
+      + '<div class="addr">' + esc(brandName(s.brand)) + (s.address ? " · " + esc(s.address) : "") + (s.opening_hours ? " · " + esc(s.opening_hours) : "") + "</div>"
       + '<table class="prices" data-test="prices"><tr><th>' + esc(t("grade_col")) + "</th><th>" + esc(t("list_price")) + "</th><th>" + esc(t("effective_price")) + "</th></tr>" + (rows || "<tr><td colspan=3>" + esc(t("no_price")) + "</td></tr>") + "</table>"
       + (age != null ? '<div class="addr" data-test="detail-price-age">' + esc(S.grade + "# " + ageText(age)) + "</div>" : "")
       + '<div class="addr">' + esc(t("promotions")) + '</div><ul class="promos">' + (promos.join("") || '<li class="none">' + esc(t("no_promotions")) + "</li>") + "</ul>"
