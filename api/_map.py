@@ -32,9 +32,13 @@ GET /v1/map/stations?bbox=west,south,east,north&zoom=&grade=&sort=&coord=&at=&fo
   grade: default 92. sort (order of the features): id (default for markers), price (list),
   effective_price (default for cells). at: ISO-8601, naive = region time, default now.
   format: geojson (default, a FeatureCollection) or wechat: the WeChat `map` component's shapes,
-  `{markers: [{id, latitude, longitude, iconPath, width, height, callout: {...}}], polygons: [...]}`
-  in GCJ-02 (coord is forced to gcj02). In cell mode WeChat markers sit at the cell centres and their
-  ids are 1..n (cells have no numeric id); in marker mode ids are station ids.
+  `{markers: [{id, kind, latitude, longitude, title, iconPath, width, height, anchor, zIndex,
+  callout: {...}}], polygons: [...]}` in GCJ-02 (coord is forced to gcj02), to the `map` component's
+  documentation: `iconPath` an absolute URL of a PNG rendered at build time from api/static/icons
+  (web/icons.mjs: `{FUEL_PUBLIC_BASE_URL}/static/dist/icons/{brand}@3x.png`, the request's origin when
+  the setting is unset), a non-empty `title`, colours as #RRGGBBAA. Marker ids never collide: stations
+  keep their id (below CELL_ID_BASE), heatmap cells take CELL_ID_BASE + 1..n (WeChat ids have at most
+  9 digits), and `kind` says which ("station" | "cell").
 
 GET /v1/map/roads?bbox=&zoom=&coord=
   Road edges meeting the bbox (GiST), classes by zoom (ROAD_CLASSES_BY_ZOOM), simplified with
@@ -63,7 +67,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import h3
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BeforeValidator
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
@@ -160,6 +164,15 @@ ZoomQ = Annotated[
 # Heatmap colours: cheapest -> dearest.
 _STOPS = ((0.0, (0x2E, 0x7D, 0x32)), (0.5, (0xF9, 0xA8, 0x25)), (1.0, (0xC6, 0x28, 0x28)))
 NO_PRICE_COLOUR = "#9e9e9e"
+# WeChat marker ids: stations keep theirs, heatmap cells count on from here (at most 9 digits).
+CELL_ID_BASE = 900_000_000
+BRAND_TITLES = {
+    "sinopec": "中国石化",
+    "petrochina": "中国石油",
+    "cnooc": "中国海油",
+    "shell": "壳牌",
+    "other": "加油站",
+}
 
 
 # ---- parsing ------------------------------------------------------------------------------------
@@ -238,6 +251,26 @@ _ICON_BRANDS = ("sinopec", "petrochina", "cnooc", "shell")  # brands with an ico
 
 def icon_path(brand: str | None) -> str:
     return f"/static/icons/{brand if brand in _ICON_BRANDS else 'other'}.svg"
+
+
+def png_icon_url(base: str, name: str, scale: int = 3) -> str:
+    """The absolute URL of a marker icon's PNG (web/icons.mjs renders @2x and @3x)."""
+    return f"{base}/static/dist/icons/{name}@{scale}x.png"
+
+
+def public_base(request: Request, configured: str | None) -> str:
+    """The origin clients load our assets from: FUEL_PUBLIC_BASE_URL, else this request's origin."""
+    return configured or str(request.base_url).rstrip("/")
+
+
+def rgba(colour: str, alpha: int = 0xFF) -> str:
+    """#RRGGBB (or #RRGGBBAA) as the 8-digit #RRGGBBAA the WeChat map wants."""
+    hexes = colour.lstrip("#")
+    if len(hexes) == 6:
+        hexes += f"{alpha:02X}"
+    if len(hexes) != 8:
+        raise ValueError(f"not a #RRGGBB colour: {colour!r}")
+    return "#" + hexes.upper()
 
 
 def grade_label(grade: str) -> str:
@@ -443,7 +476,16 @@ def _markers(
     return features, len(features), truncated
 
 
-def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, Any]:
+def station_title(p: dict[str, Any]) -> str:
+    """A marker's title: the station's name, else its brand's name (never empty)."""
+    for key in ("name", "name_en"):
+        v = (p.get(key) or "").strip()
+        if v:
+            return str(v)
+    return BRAND_TITLES.get(str(p.get("brand") or "other"), BRAND_TITLES["other"])
+
+
+def _wechat(mode: str, features: list[dict[str, Any]], grade: str, base: str) -> dict[str, Any]:
     """The WeChat `map` component's markers (and polygons for the heatmap)."""
     markers: list[dict[str, Any]] = []
     polygons: list[dict[str, Any]] = []
@@ -453,25 +495,28 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, 
         if mode == "markers":
             lon, lat = f["geometry"]["coordinates"]
             price = p["effective_price"]
+            brand = p["brand"] if p["brand"] in _ICON_BRANDS else "other"
             markers.append(
                 {
                     "id": int(p["id"]),
+                    "kind": "station",
                     "latitude": lat,
                     "longitude": lon,
-                    "iconPath": p["icon"],
+                    "title": station_title(p),
+                    "iconPath": png_icon_url(base, brand),
                     "width": 28,
                     "height": 28,
-                    "title": p["name"],
                     "anchor": {"x": 0.5, "y": 1.0},
+                    "zIndex": 2,
                     "callout": {
                         "content": f"{g} {price:.2f}" if price is not None else f"{g} --",
                         "display": "ALWAYS",
-                        "color": "#1a1a1a",
+                        "color": "#1A1A1AFF",
                         "fontSize": 12,
                         "borderRadius": 6,
                         "borderWidth": 1,
-                        "borderColor": "#d0d0d0",
-                        "bgColor": "#ffffff",
+                        "borderColor": "#D0D0D0FF",
+                        "bgColor": "#FFFFFFFF",
                         "padding": 4,
                         "textAlign": "center",
                     },
@@ -485,29 +530,31 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, 
                 {
                     "points": [{"latitude": b, "longitude": a} for a, b in ring[:-1]],
                     "strokeWidth": 1,
-                    "strokeColor": "#ffffffcc",
-                    "fillColor": p["fill"] + "99",
+                    "strokeColor": "#FFFFFFCC",
+                    "fillColor": rgba(p["fill"], 0x99),
                     "zIndex": 1,
                 }
             )
+            summary = f"{p['count']}站 {g} {price:.2f}起" if price is not None else f"{p['count']}站"
             markers.append(
                 {
-                    "id": i,
+                    "id": CELL_ID_BASE + i,
+                    "kind": "cell",
                     "latitude": lat,
                     "longitude": lon,
-                    "iconPath": "/static/icons/cell.svg",
+                    "title": summary,
+                    "iconPath": png_icon_url(base, "cell"),
                     "width": 1,
                     "height": 1,
+                    "zIndex": 1,
                     "cell": p["cell"],
                     "callout": {
-                        "content": f"{p['count']}站 {g} {price:.2f}起"
-                        if price is not None
-                        else f"{p['count']}站",
+                        "content": summary,
                         "display": "ALWAYS",
-                        "color": "#ffffff",
+                        "color": "#FFFFFFFF",
                         "fontSize": 12,
                         "borderRadius": 10,
-                        "bgColor": p["fill"],
+                        "bgColor": rgba(p["fill"]),
                         "padding": 4,
                         "textAlign": "center",
                     },
@@ -525,6 +572,7 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str) -> dict[str, 
     responses=error_responses(*READ),
 )
 def map_stations(
+    request: Request,
     bbox: BBoxQ,
     zoom: ZoomQ,
     grade: Annotated[
@@ -589,7 +637,8 @@ def map_stations(
         },
     }
     if fmt == "wechat":
-        return documented(_envelope(state, coord_s, **meta, **_wechat(mode, features, grade_s)))
+        base = public_base(request, state.settings.public_base_url)
+        return documented(_envelope(state, coord_s, **meta, **_wechat(mode, features, grade_s, base)))
     return documented(
         {"type": "FeatureCollection", **_envelope(state, coord_s, **meta), "features": features}
     )

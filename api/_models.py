@@ -32,6 +32,7 @@ Coord = Literal["wgs84", "gcj02", "bd09"]
 Grade = Literal["89", "92", "95", "98", "0"]
 assert get_args(Grade) == KNOWN_GRADES  # the grades the service knows, as a choice in the schema
 Level = Literal["free", "slow", "congested", "closed"]
+Rgba = Annotated[str, Field(pattern=r"^#[0-9A-F]{8}$", description="#RRGGBBAA (the WeChat map's colours)")]
 LonLat = Annotated[
     list[float],
     WithJsonSchema(
@@ -361,9 +362,11 @@ class _Route(_Public):
     delay_s: float
     depart_at: DateTime
     arrive_at: DateTime
-    geometry: LineStringPublic
-    polyline6: str
-    segments: list[RouteSegmentPublic]
+    geometry: LineStringPublic | Absent = Field(None, description="geometries=geojson (the default) or all")
+    polyline6: str | Absent = Field(None, description="geometries=polyline6 or all: precision 6, in `coord`")
+    segments: list[RouteSegmentPublic] | Absent = Field(
+        None, description="geometries=segments or all: per road edge, with its traffic level"
+    )
     steps: list[RouteStepPublic]
     snap: RouteSnapPublic
 
@@ -385,23 +388,39 @@ class WechatPointPublic(_Public):
 
 
 class WechatPolylinePublic(_Public):
+    """One line of the WeChat map component's `polyline` attribute."""
+
     points: list[WechatPointPublic]
-    color: str
+    color: Rgba = Field(description="the first stretch's traffic colour; alternatives: grey")
+    colorList: list[Rgba] | Absent = Field(
+        None, description="the fastest route: the traffic colour of each stretch between two points"
+    )
     width: int
     arrowLine: bool
+    borderColor: Rgba
+    borderWidth: int
+    level: Literal["abovelabels", "aboveroads"]
 
 
-class WechatAlternativePublic(_Public):
-    duration_s: float
-    polyline: list[WechatPolylinePublic]
-
-
-class RouteWechatPublic(_Public):
-    """format=wechat: the WeChat map component's `polyline` attribute, in GCJ-02."""
-
+class _WechatRoute(_Public):
     distance_m: float
     duration_s: float
+    duration_free_flow_s: float
+    delay_s: float
+    depart_at: DateTime
+    arrive_at: DateTime
     polyline: list[WechatPolylinePublic]
+    steps: list[RouteStepPublic]
+
+
+class WechatAlternativePublic(_WechatRoute):
+    overlap: float = Field(description="share of the fastest route's length it shares")
+    stretch: float = Field(description="its duration / the fastest route's duration")
+
+
+class RouteWechatPublic(_WechatRoute):
+    """format=wechat: the WeChat map component's `polyline` attribute, in GCJ-02."""
+
     alternatives: list[WechatAlternativePublic]
     coord: Literal["gcj02"]
     attribution: str
@@ -531,12 +550,12 @@ class MapStationsPublic(_MapStationsMeta):
 class WechatCalloutPublic(_Public):
     content: str
     display: str
-    color: str
+    color: Rgba
     fontSize: int
     borderRadius: int
     borderWidth: int | Absent = None
-    borderColor: str | Absent = None
-    bgColor: str
+    borderColor: Rgba | Absent = None
+    bgColor: Rgba
     padding: int
     textAlign: str
 
@@ -547,14 +566,16 @@ class WechatAnchorPublic(_Public):
 
 
 class WechatMarkerPublic(_Public):
-    id: int
+    id: int = Field(description="a station's id, or CELL_ID_BASE (900000000) + n for a heatmap cell")
+    kind: Literal["station", "cell"]
     latitude: float
     longitude: float
-    iconPath: str
+    title: str = Field(min_length=1, description="the station's name or its brand's; a cell's summary")
+    iconPath: str = Field(description="absolute URL of the marker's PNG icon")
     width: int
     height: int
-    title: str | Absent = None
     anchor: WechatAnchorPublic | Absent = None
+    zIndex: int = Field(description="stations (2) above heatmap cells (1)")
     cell: str | Absent = Field(None, description="cell mode: the H3 cell the marker labels")
     callout: WechatCalloutPublic
 
@@ -562,8 +583,8 @@ class WechatMarkerPublic(_Public):
 class WechatPolygonPublic(_Public):
     points: list[WechatPointPublic]
     strokeWidth: int
-    strokeColor: str
-    fillColor: str
+    strokeColor: Rgba
+    fillColor: Rgba
     zIndex: int
 
 

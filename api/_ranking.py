@@ -28,8 +28,11 @@ with the station of the smallest detour. `range_km`: only stations whose road di
 is <= range_km (reachable before the tank runs dry). `sort`: total_cost (default with grade), detour
 (default without), along.
 
-POST body: {"geometry": GeoJSON LineString (lon, lat) | [[lat, lon], ...], "depart_at", "grade", ...}
-with the same options as the GET query; the origin and destination are the first and last points.
+POST body: {"geometry": ..., "depart_at", "grade", ...} with the same options as the GET query; the
+origin and destination are the first and last points. The line is one of: `geometry` as a GeoJSON
+LineString ([lon, lat]), a list of [lat, lon], or the WeChat `points` of /v1/route?format=wechat
+([{latitude, longitude}], GCJ-02 unless `coord` says otherwise); or `polyline6`, the encoded
+polyline (precision 6) that /v1/route and the along-route GET return, in `coord`.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ from api._stations import (
     station_snaps,
 )
 from geo import Budget, InvalidInput, RouteNotFound, from_wgs84, to_wgs84
-from geo._polyline import encode
+from geo._polyline import decode, encode
 from geo._ranking import (
     MAX_CONSUMPTION_L_100KM,
     MAX_VALUE_OF_TIME_CNY_H,
@@ -161,7 +164,19 @@ ROUTE_LINE_SCHEMA: dict[str, Any] = {
                 "coordinates": {"type": "array", "items": _PAIR, "description": "[lon, lat] points"},
             },
         },
-        {"type": "array", "items": _PAIR, "description": "[lat, lon] points"},
+        {"type": "array", "items": _PAIR, "minItems": 1, "description": "[lat, lon] points"},
+        {
+            "type": "array",
+            "title": "WeChat points",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["latitude", "longitude"],
+                "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+                "additionalProperties": False,
+            },
+            "description": "the WeChat map's points (GCJ-02 unless `coord` is given)",
+        },
     ],
     "description": f"the route in driving order, in `coord`: 1 to {MAX_INPUT_POINTS:,} points",
 }
@@ -280,8 +295,14 @@ class AlongRouteRequest(BaseModel):
     """A route the client already has, and the same options as the GET query."""
 
     model_config = ConfigDict(extra="forbid")
-    geometry: Annotated[dict[str, Any] | list[list[float]], WithJsonSchema(ROUTE_LINE_SCHEMA)] = Field(
-        ..., description="GeoJSON LineString ([lon, lat]) or [[lat, lon], ...], in driving order"
+    geometry: Annotated[dict[str, Any] | list[Any] | None, WithJsonSchema(ROUTE_LINE_SCHEMA)] = Field(
+        None,
+        description="in driving order: a GeoJSON LineString ([lon, lat]), [[lat, lon], ...] or the WeChat "
+        "points [{latitude, longitude}, ...] (GCJ-02 unless `coord` is given); or send `polyline6`",
+    )
+    polyline6: str | None = Field(
+        None,
+        description="the route as an encoded polyline, precision 6 (as /v1/route returns it), in `coord`",
     )
     depart_at: DateTime | None = Field(None, description="ISO-8601; naive = region local time; default now")
     corridor_m: float | None = Field(
@@ -305,27 +326,60 @@ class AlongRouteRequest(BaseModel):
     include_closed: bool | None = None
 
 
-def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> list[tuple[float, float]]:
+def _is_wechat_points(geometry: object) -> bool:
+    return isinstance(geometry, list) and bool(geometry) and isinstance(geometry[0], dict)
+
+
+def _polyline6_points(text: str) -> int:
+    """How many points an encoded polyline holds (each value ends with a chunk below 0x20)."""
+    return sum(1 for ch in text if 0 <= ord(ch) - 63 < 0x20) // 2
+
+
+def _raw_points(body: AlongRouteRequest) -> list[Any]:
+    if (body.geometry is None) == (body.polyline6 is None):
+        raise InvalidInput("geometry", "send the route as exactly one of `geometry` and `polyline6`")
+    if body.polyline6 is not None:
+        n = _polyline6_points(body.polyline6)
+        if not 1 <= n <= MAX_INPUT_POINTS:
+            raise InvalidInput("polyline6", f"needs 1 to {MAX_INPUT_POINTS:,} points, got {n:,}")
+        try:
+            return [tuple(p) for p in decode(body.polyline6.strip(), precision=6)]
+        except (IndexError, ValueError):
+            raise InvalidInput("polyline6", "is not an encoded polyline (precision 6)") from None
+    geometry = body.geometry
     if isinstance(geometry, dict):
         if geometry.get("type") != "LineString" or not isinstance(geometry.get("coordinates"), list):
             raise InvalidInput("geometry", "must be a GeoJSON LineString or a list of [lat, lon] points")
-        raw = [
+        return [
             (p[1], p[0]) if isinstance(p, list | tuple) and len(p) >= 2 else p
             for p in geometry["coordinates"]
         ]
-    else:
-        raw = [tuple(p) if len(p) == 2 else p for p in geometry]
+    assert isinstance(geometry, list)
+    out: list[Any] = []
+    for p in geometry:
+        if isinstance(p, dict):
+            out.append((p.get("latitude"), p.get("longitude")) if set(p) == {"latitude", "longitude"} else p)
+        else:
+            out.append(tuple(p) if isinstance(p, list) and len(p) == 2 else p)
+    return out
+
+
+def _route_points(body: AlongRouteRequest, coord: str) -> list[tuple[float, float]]:
+    raw = _raw_points(body)
+    param = "polyline6" if body.polyline6 is not None else "geometry"
     if not 1 <= len(raw) <= MAX_INPUT_POINTS:
-        raise InvalidInput("geometry", f"needs 1 to {MAX_INPUT_POINTS:,} points, got {len(raw):,}")
+        raise InvalidInput(param, f"needs 1 to {MAX_INPUT_POINTS:,} points, got {len(raw):,}")
     out: list[tuple[float, float]] = []
     for i, p in enumerate(raw):
         if not isinstance(p, tuple) or len(p) != 2:
-            raise InvalidInput("geometry", f"point {i} must be a pair of numbers")
+            raise InvalidInput(
+                param, f"point {i} must be a pair of numbers ([lat, lon] or {{latitude, longitude}})"
+            )
         try:
-            lat = parse_lat(p[0], "geometry")
-            lon = parse_lon(p[1], "geometry")
+            lat = parse_lat(p[0], param)
+            lon = parse_lon(p[1], param)
         except InvalidInput as exc:
-            raise InvalidInput("geometry", f"point {i}: {exc.message}") from None
+            raise InvalidInput(param, f"point {i}: {exc.message}") from None
         out.append(to_wgs84(lat, lon, coord))
     return out
 
@@ -333,10 +387,14 @@ def _route_points(geometry: dict[str, Any] | list[list[float]], coord: str) -> l
 @router.post("/along-route", response_model=AlongRoutePublic, responses=error_responses(400, 404, 413, *READ))
 def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> Response:
     """Stations along a route the client already has (e.g. from /v1/route), with detours and costs."""
-    charge(count_points(body.geometry), "route_points")
+    n_points = (
+        _polyline6_points(body.polyline6) if body.polyline6 is not None else count_points(body.geometry)
+    )
+    charge(n_points, "route_points")
     budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
-    c = body.coord or "wgs84"
-    points = _route_points(body.geometry, c)
+    wechat = body.coord is None and body.polyline6 is None and _is_wechat_points(body.geometry)
+    c = body.coord or ("gcj02" if wechat else "wgs84")
+    points = _route_points(body, c)
     cp = parse_cost_params(
         state.settings,
         litres=body.litres,
@@ -359,7 +417,8 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
         cp=cp,
         include_closed=body.include_closed,
     )
-    line = _bounded_line(state, points, opt.corridor_m, param="geometry", budget=budget, client=True)
+    param = "polyline6" if body.polyline6 is not None else "geometry"
+    line = _bounded_line(state, points, opt.corridor_m, param=param, budget=budget, client=True)
     route = {"distance_m": round(line.length_m, 1), "depart_at": opt.at.isoformat(), "points": len(points)}
     return documented(
         _along(
@@ -370,8 +429,8 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
             opt,
             c,
             route,
-            from_param="geometry",
-            to_param="geometry",
+            from_param=param,
+            to_param=param,
             budget=budget,
         )
     )

@@ -168,7 +168,32 @@ def _step(s: Step, coord: str) -> dict[str, Any]:
     return out
 
 
-def route_json(r: Router, res: RouteResult, coord: str) -> dict[str, Any]:
+GEOMETRIES = ("geojson", "polyline6", "segments")
+DEFAULT_GEOMETRIES = ("geojson",)
+_GEOMETRY = "(geojson|polyline6|segments)"
+GEOMETRIES_PATTERN = rf"^ *(all|{_GEOMETRY}( *, *{_GEOMETRY})*) *$"
+
+
+def parse_geometries(value: str | None) -> tuple[str, ...]:
+    """`geometries=`: a comma-separated subset of GEOMETRIES, or `all`; default DEFAULT_GEOMETRIES."""
+    if value is None or not value.strip():
+        return DEFAULT_GEOMETRIES
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if names == ["all"]:
+        return GEOMETRIES
+    bad = [n for n in names if n not in GEOMETRIES]
+    if bad or not names:
+        raise InvalidInput(
+            "geometries", f"must be `all` or some of {', '.join(GEOMETRIES)} (comma-separated), got {value!r}"
+        )
+    return tuple(g for g in GEOMETRIES if g in names)
+
+
+def route_json(
+    r: Router, res: RouteResult, coord: str, geometries: tuple[str, ...] = GEOMETRIES
+) -> dict[str, Any]:
+    """A route as JSON with the geometries asked for: `geometry` (GeoJSON LineString), `polyline6`,
+    `segments` (per road edge: length, time, traffic level and its coordinates)."""
     sh = _Shape(r, res)
     la, lo = from_wgs84_arrays(sh.lat, sh.lon, coord)
     pieces = _pairs(lo, la, 7)  # every piece's points, converted and rounded once
@@ -177,16 +202,14 @@ def route_json(r: Router, res: RouteResult, coord: str) -> dict[str, Any]:
         coords[0], coords[-1] = _lonlat([res.polyline[0], res.polyline[-1]], coord)
     else:
         coords = _lonlat(res.polyline, coord)
-    return {
-        "distance_m": round(res.distance_m, 1),
-        "duration_s": round(res.duration_s, 1),
-        "duration_free_flow_s": round(res.duration_free_flow_s, 1),
-        "delay_s": round(res.delay_s, 1),
-        "depart_at": res.depart_at.isoformat(),
-        "arrive_at": res.arrive_at.isoformat(),
-        "geometry": {"type": "LineString", "coordinates": coords},
-        "polyline6": encode([(c[1], c[0]) for c in coords], precision=6),
-        "segments": [st | {"coordinates": pieces[sh.piece(i)]} for i, st in enumerate(sh.stats)],
+    out = _times(res)
+    if "geojson" in geometries:
+        out["geometry"] = {"type": "LineString", "coordinates": coords}
+    if "polyline6" in geometries:
+        out["polyline6"] = encode([(c[1], c[0]) for c in coords], precision=6)
+    if "segments" in geometries:
+        out["segments"] = [st | {"coordinates": pieces[sh.piece(i)]} for i, st in enumerate(sh.stats)]
+    return out | {
         "steps": [_step(s, coord) for s in res.steps],
         "snap": {
             "from": {
@@ -201,28 +224,62 @@ def route_json(r: Router, res: RouteResult, coord: str) -> dict[str, Any]:
     }
 
 
-_LEVEL_COLOURS = {"free": "#2E7D32", "slow": "#F9A825", "congested": "#C62828", "closed": "#424242"}
+def _times(res: RouteResult) -> dict[str, Any]:
+    return {
+        "distance_m": round(res.distance_m, 1),
+        "duration_s": round(res.duration_s, 1),
+        "duration_free_flow_s": round(res.duration_free_flow_s, 1),
+        "delay_s": round(res.delay_s, 1),
+        "depart_at": res.depart_at.isoformat(),
+        "arrive_at": res.arrive_at.isoformat(),
+    }
 
 
-def wechat_polylines(r: Router, res: RouteResult) -> list[dict[str, Any]]:
-    """The WeChat map component's `polyline` attribute (GCJ-02), one run per traffic level."""
+# WeChat `map` colours are #RRGGBBAA.
+_LEVEL_COLOURS = {"free": "#2E7D32FF", "slow": "#F9A825FF", "congested": "#C62828FF", "closed": "#424242FF"}
+ALTERNATIVE_COLOUR = "#9E9E9EFF"
+ROUTE_BORDER_COLOUR = "#FFFFFFFF"
+
+
+def wechat_polylines(r: Router, res: RouteResult, alternative: bool = False) -> list[dict[str, Any]]:
+    """The WeChat map component's `polyline` attribute (GCJ-02): one line, its `colorList` giving
+    each stretch between two points the colour of its traffic level (`color`: the first level, for
+    clients without colorList). An alternative is one grey line without colorList."""
     sh = _Shape(r, res)
     la, lo = from_wgs84_arrays(sh.lat, sh.lon, "gcj02")
     conv = [
         {"latitude": round(a, 6), "longitude": round(b, 6)}
         for a, b in zip(la.tolist(), lo.tolist(), strict=True)
     ]
-    runs: list[dict[str, Any]] = []
+    points: list[dict[str, float]] = []
+    colours: list[str] = []
     for i, st in enumerate(sh.stats):
         pts = conv[sh.piece(i)]
-        if runs and runs[-1]["level"] == st["level"]:
-            runs[-1]["points"].extend(pts[1:])
-        else:
-            runs.append({"level": st["level"], "points": [dict(p) for p in pts]})
-    return [
-        {"points": run["points"], "color": _LEVEL_COLOURS[run["level"]], "width": 6, "arrowLine": True}
-        for run in runs
-    ]
+        new = pts if not points else pts[1:]
+        points.extend(dict(p) for p in new)
+        colours.extend([_LEVEL_COLOURS[st["level"]]] * (len(pts) - 1))
+    if not points:
+        return []
+    line: dict[str, Any] = {
+        "points": points,
+        "color": ALTERNATIVE_COLOUR if alternative else colours[0] if colours else _LEVEL_COLOURS["free"],
+        "width": 6 if not alternative else 5,
+        "arrowLine": not alternative,
+        "borderColor": ROUTE_BORDER_COLOUR,
+        "borderWidth": 1,
+        "level": "abovelabels" if not alternative else "aboveroads",
+    }
+    if not alternative:
+        line["colorList"] = colours
+    return [line]
+
+
+def wechat_route(r: Router, res: RouteResult, alternative: bool = False) -> dict[str, Any]:
+    """A route in the WeChat shape: the times, the polyline, the steps (GCJ-02)."""
+    return _times(res) | {
+        "polyline": wechat_polylines(r, res, alternative),
+        "steps": [_step(s, "gcj02") for s in res.steps],
+    }
 
 
 # ---- /v1/route --------------------------------------------------------------------------------
@@ -268,6 +325,15 @@ def route(
         BeforeValidator(lowercase),
         Query(description="json, or wechat: the WeChat map component's `polyline` in GCJ-02"),
     ] = "json",
+    geometries: Annotated[
+        str | None,
+        Query(
+            description="json format: the route geometries sent, comma-separated: geojson (default), "
+            "polyline6, segments (per road edge, with traffic level and coordinates), or all",
+            json_schema_extra={"pattern": GEOMETRIES_PATTERN},
+            examples=["geojson,polyline6"],
+        ),
+    ] = None,
     vehicle: Annotated[
         Literal["car", "van", "truck"],
         BeforeValidator(lowercase),
@@ -292,6 +358,7 @@ def route(
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
     fmt = format
     c: str = coord or ("gcj02" if fmt == "wechat" else "wgs84")
+    geoms = parse_geometries(geometries)
     a = parse_point(from_, "from", c)
     b = parse_point(to, "to", c)
     at = parse_at(depart_at, state.region.tz, "depart_at")
@@ -301,21 +368,20 @@ def route(
     res = r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh)
     if fmt == "wechat":
         return documented(
-            {
-                "distance_m": round(res.distance_m, 1),
-                "duration_s": round(res.duration_s, 1),
-                "polyline": wechat_polylines(r, res),
+            wechat_route(r, res)
+            | {
                 "alternatives": [
-                    {"duration_s": round(x.duration_s, 1), "polyline": wechat_polylines(r, x)}
+                    wechat_route(r, x, alternative=True)
+                    | {"overlap": round(x.overlap, 3), "stretch": round(x.stretch, 3)}
                     for x in res.alternatives
                 ],
                 "coord": "gcj02",
                 "attribution": ATTRIBUTION,
             }
         )
-    body = route_json(r, res, c)
+    body = route_json(r, res, c, geoms)
     body["alternatives"] = [
-        route_json(r, x, c) | {"overlap": round(x.overlap, 3), "stretch": round(x.stretch, 3)}
+        route_json(r, x, c, geoms) | {"overlap": round(x.overlap, 3), "stretch": round(x.stretch, 3)}
         for x in res.alternatives
     ]
     body["coord"] = c

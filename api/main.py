@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -24,6 +25,7 @@ from store import Database
 
 log = logging.getLogger("api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+GZIP_MIN_BYTES = 1_000  # answers (JSON, GeoJSON, the page's assets) this size or more are gzipped when asked
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _docs.install(app, settings)
     app.add_middleware(BlankQueryIsAbsent)
     _security.install(app, settings)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)  # outermost: compresses every answer
 
     @app.get("/health", tags=["ops"], response_model=HealthPublic)
     async def health() -> dict[str, str]:

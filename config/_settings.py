@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     # Dates in requests (`at`, `depart_at`) must lie within this many days of now.
     max_date_offset_days: int = Field(730, ge=1)
 
+    # ---- Web map and WeChat shapes (api/_map.py, api/_routing.py): absolute asset URLs ----
+    # The public origin the WeChat mini-program loads marker icons from, e.g. https://fuel.example.cn
+    # (https in production; WeChat draws remote marker images only over https). None: the origin of
+    # each request (development and tests).
+    public_base_url: str | None = None
+
     @field_validator("database_read_url", mode="before")
     @classmethod
     def _read_urls(cls, value: object) -> object:
@@ -206,6 +212,17 @@ class Settings(BaseSettings):
                 raise UnsafeSettingsError(
                     f"refusing to start in production with weak secrets: {'; '.join(weak)}. "
                     f"A secret needs {SECRET_RULE}"
+                )
+        if self.public_base_url is not None:
+            self.public_base_url = self.public_base_url.strip().rstrip("/") or None
+        if self.public_base_url is not None:
+            scheme = self.public_base_url.split("://", 1)[0] if "://" in self.public_base_url else ""
+            if scheme not in ("http", "https") or len(self.public_base_url) <= len(scheme) + 3:
+                raise ValueError(f"FUEL_PUBLIC_BASE_URL: {self.public_base_url!r} is not an http(s) origin")
+            if self.env == "production" and scheme != "https":
+                raise UnsafeSettingsError(
+                    f"refusing to start in production with FUEL_PUBLIC_BASE_URL={self.public_base_url!r}: "
+                    "WeChat loads marker images over https only"
                 )
         for proxy in self.trusted_proxies:
             try:

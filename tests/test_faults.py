@@ -95,7 +95,10 @@ def two_workers(pg: PrivatePostgres) -> Iterator[tuple[Server, Server]]:
 
 def test_live_traffic_reaches_every_worker_within_1s(two_workers: tuple[Server, Server]) -> None:
     a, b = two_workers
-    route = httpx.get(a.base + "/v1/route", params={"from": "42.5063,1.5218", "to": "42.5347,1.5800"}).json()
+    route = httpx.get(
+        a.base + "/v1/route",
+        params={"from": "42.5063,1.5218", "to": "42.5347,1.5800", "geometries": "segments"},
+    ).json()
     edge = route["segments"][len(route["segments"]) // 2]["edge_id"]
     now = datetime.now(TZ)
     body = {
@@ -118,7 +121,10 @@ def test_live_traffic_reaches_every_worker_within_1s(two_workers: tuple[Server, 
             break
         time.sleep(0.02)
     assert seen is not None and seen < 1.0, "worker B did not see worker A's closure within 1 s"
-    other = httpx.get(b.base + "/v1/route", params={"from": "42.5063,1.5218", "to": "42.5347,1.5800"})
+    other = httpx.get(
+        b.base + "/v1/route",
+        params={"from": "42.5063,1.5218", "to": "42.5347,1.5800", "geometries": "segments"},
+    )
     if other.status_code == 200:  # routed around the closure
         assert edge not in {s["edge_id"] for s in other.json()["segments"]}
     else:  # the closed edge was the only way

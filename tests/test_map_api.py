@@ -22,7 +22,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from api._map import bbox_area_km2, max_area_km2, resolution_for_zoom, traffic_level
+from api._map import CELL_ID_BASE, bbox_area_km2, max_area_km2, resolution_for_zoom, traffic_level
 from api.main import create_app
 from config import PROJECT_ROOT, Settings
 from geo import from_wgs84
@@ -296,7 +296,8 @@ def test_wechat_markers_gcj02(
         lat, lon = from_wgs84(*where[ref], "gcj02")
         assert (m["latitude"], m["longitude"]) == pytest.approx((lat, lon), abs=2e-7)
         assert abs(m["longitude"] - where[ref][1]) > 1e-3  # GCJ-02 is hundreds of metres off WGS-84 here
-        assert m["iconPath"] == f"/static/icons/{LAYOUT[ref][2]}.svg" and m["width"] > 0 and m["height"] > 0
+        assert m["iconPath"] == f"http://testserver/static/dist/icons/{LAYOUT[ref][2]}@3x.png"
+        assert m["width"] > 0 and m["height"] > 0 and m["kind"] == "station" and m["title"]
         assert m["callout"]["display"] == "ALWAYS"
     assert by_id[ids["M3"]]["callout"]["content"] == "92# 8.30"
     assert by_id[ids["M5"]]["callout"]["content"] == "92# --"
@@ -305,7 +306,9 @@ def test_wechat_markers_gcj02(
     )
     assert low["mode"] == "cells" and len(low["polygons"]) == len(low["markers"]) >= 1
     assert all({"latitude", "longitude"} <= set(pt) for pg in low["polygons"] for pt in pg["points"])
-    assert [m["id"] for m in low["markers"]] == list(range(1, len(low["markers"]) + 1))
+    n = len(low["markers"])  # cell ids lie above every station id
+    assert [m["id"] for m in low["markers"]] == list(range(CELL_ID_BASE + 1, CELL_ID_BASE + n + 1))
+    assert {m["kind"] for m in low["markers"]} == {"cell"}
 
 
 def test_bbox_in_gcj02(client: TestClient, ids: dict[str, int]) -> None:

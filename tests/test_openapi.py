@@ -189,6 +189,7 @@ ANSWERS: list[tuple[str, dict[str, Any], type[BaseModel]]] = [
     ("/v1/stations/along-route", {"from": A, "to": B, "depart_at": AT, "grade": "95"}, m.AlongRoutePublic),
     ("/v1/stations/along-route", {"from": A, "to": B, "depart_at": AT, "sort": "along"}, m.AlongRoutePublic),
     ("/v1/route", {"from": A, "to": B, "depart_at": AT, "alternatives": 2}, m.RoutePublic),
+    ("/v1/route", {"from": A, "to": B, "geometries": "all", "alternatives": 1}, m.RoutePublic),
     ("/v1/route", {"from": A, "to": B, "format": "wechat", "alternatives": 1}, m.RouteWechatPublic),
     ("/v1/map/stations", {"bbox": "1.4,42.4,1.8,42.7", "zoom": 9}, m.MapStationsPublic),
     ("/v1/map/stations", {"bbox": "1.45,42.45,1.6,42.55", "zoom": 14, "grade": "95"}, m.MapStationsPublic),
@@ -240,6 +241,15 @@ def test_matrix_body_matches_its_model(client: TestClient) -> None:
     r = client.post("/v1/matrix", json={"sources": [[42.5063, 1.5218], [42.5347, 1.58]], "depart_at": AT})
     assert r.status_code == 200, r.text
     m.MatrixPublic.model_validate(r.json())
+
+
+def test_along_route_post_of_a_wechat_route_matches_its_model(client: TestClient) -> None:
+    wechat = client.get("/v1/route", params={"from": A, "to": B, "format": "wechat"}).json()
+    json_ = client.get("/v1/route", params={"from": A, "to": B, "geometries": "polyline6"}).json()
+    for body in ({"geometry": wechat["polyline"][0]["points"]}, {"polyline6": json_["polyline6"]}):
+        r = client.post("/v1/stations/along-route", json=body | {"depart_at": AT, "grade": "92"})
+        assert r.status_code == 200, r.text
+        m.AlongRoutePublic.model_validate(r.json())
 
 
 def test_a_body_out_of_step_with_its_model_is_still_answered_and_logged(

@@ -25,7 +25,8 @@ def q(p: tuple[float, float]) -> str:
 
 
 def test_route_shape_and_consistency(client) -> None:  # type: ignore[no-untyped-def]
-    r = client.get("/v1/route", params={"from": q(A), "to": q(B), "depart_at": "2026-11-25T03:00:00"})
+    params = {"from": q(A), "to": q(B), "depart_at": "2026-11-25T03:00:00", "geometries": "all"}
+    r = client.get("/v1/route", params=params)
     assert r.status_code == 200, r.text
     d = r.json()
     assert d["distance_m"] > haversine_m(*A, *B)  # a road route is longer than the straight line
@@ -151,7 +152,7 @@ def test_matrix_cap_and_bad_points(client) -> None:  # type: ignore[no-untyped-d
 
 def test_live_closure_changes_the_route_and_bad_batch_applies_nothing(client) -> None:  # type: ignore[no-untyped-def]
     now = datetime.now(TZ)
-    params = {"from": q(A), "to": q(B)}
+    params = {"from": q(A), "to": q(B), "geometries": "segments"}
     before = client.get("/v1/route", params=params).json()
     # every edge of the middle third of the route is closed for 10 minutes
     segs = before["segments"]
@@ -208,7 +209,7 @@ def _limited_edge(client, column: int) -> tuple[int, tuple[float, float], tuple[
 def test_route_for_a_van_keeps_off_a_weight_limited_road(client) -> None:  # type: ignore[no-untyped-def]
     e, a, b = _limited_edge(client, 1)
     limit = float(client.app.state.fuel.router.g.edge_limits[e, 1])
-    params = {"from": q(a), "to": q(b), "depart_at": "2026-11-25T03:00:00"}
+    params = {"from": q(a), "to": q(b), "depart_at": "2026-11-25T03:00:00", "geometries": "segments"}
     car = client.get("/v1/route", params=params)
     assert car.status_code == 200, car.text
     assert e in {s["edge_id"] for s in car.json()["segments"]}
@@ -238,3 +239,43 @@ def test_route_vehicle_bad_input_is_422_naming_the_param(client, params: dict[st
     r = client.get("/v1/route", params={"from": q(A), "to": q(B)} | params)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["param"] == param
+
+
+def test_route_sends_one_geometry_unless_asked(client) -> None:  # type: ignore[no-untyped-def]
+    base = {"from": q(A), "to": q(B), "depart_at": "2026-11-25T03:00:00", "alternatives": "1"}
+    default = client.get("/v1/route", params=base).json()
+    full = client.get("/v1/route", params=base | {"geometries": "all"}).json()
+    for d in (default, *default["alternatives"]):
+        assert "geometry" in d and "polyline6" not in d and "segments" not in d
+    for d in (full, *full["alternatives"]):
+        assert {"geometry", "polyline6", "segments"} <= set(d)
+    assert default["geometry"] == full["geometry"] and default["steps"] == full["steps"]
+    only = client.get("/v1/route", params=base | {"geometries": "segments, polyline6"}).json()
+    assert "geometry" not in only and only["polyline6"] == full["polyline6"]
+    assert only["segments"] == full["segments"]
+    bad = client.get("/v1/route", params=base | {"geometries": "wkt"})
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "geometries"
+
+
+def test_json_is_gzipped_when_asked_and_small_answers_are_not(client) -> None:  # type: ignore[no-untyped-def]
+    gz = {"Accept-Encoding": "gzip"}
+    big = client.get("/v1/map/roads", params={"bbox": "1.48,42.48,1.56,42.53", "zoom": 14}, headers=gz)
+    assert big.status_code == 200 and big.headers["content-encoding"] == "gzip"
+    assert big.json()["type"] == "FeatureCollection"  # the client undid the compression
+    assert int(big.headers["content-length"]) < len(big.content) / 3
+    assert big.headers["x-content-type-options"] == "nosniff"  # the security headers are kept
+    small = client.get("/health", headers=gz)
+    assert small.status_code == 200 and "content-encoding" not in small.headers
+    plain = client.get(
+        "/v1/map/roads",
+        params={"bbox": "1.48,42.48,1.56,42.53", "zoom": 14},
+        headers={"Accept-Encoding": "identity"},
+    )
+    assert "content-encoding" not in plain.headers
+    assert plain.json()["features"] == big.json()["features"]
+    osrm = client.get(
+        f"/route/v1/driving/{A[1]},{A[0]};{B[1]},{B[0]}", params={"overview": "full"}, headers=gz
+    )
+    assert osrm.status_code == 200 and osrm.json()["code"] == "Ok"
+    bad = client.get("/v1/route", params={"from": "91,1", "to": q(B)}, headers=gz)
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "from"

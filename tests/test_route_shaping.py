@@ -124,9 +124,16 @@ def test_wechat_polylines_and_pieces_as_before(routes: tuple[Router, list[RouteR
     r, results = routes
     for res in results:
         got = wechat_polylines(r, res)
-        assert [[p["color"], p["points"]] for p in got] == [
-            [c, pts] for c, pts in ((_colour(lv), pts) for lv, pts in _ref_wechat(r, res))
-        ]
+        runs = _ref_wechat(r, res)
+        points = [p for i, (_, pts) in enumerate(runs) for p in (pts if i == 0 else pts[1:])]
+        colours = [_colour(lv) for lv, pts in runs for _ in pts[1:]]
+        if not points:
+            assert got == []
+        else:  # one line, each stretch between two points in the colour of its traffic level
+            assert [[p["color"], p["colorList"], p["points"]] for p in got] == [
+                [colours[0] if colours else _colour("free"), colours, points]
+            ]
+            assert len(got[0]["colorList"]) == len(got[0]["points"]) - 1
         assert edge_pieces(r, res) == _ref_pieces(r, res)
 
 

@@ -55,7 +55,9 @@ def workers(demo_db: str) -> Iterator[tuple[Server, Server]]:
 @pytest.fixture(scope="module")
 def edges(workers: tuple[Server, Server]) -> list[int]:
     """Distinct road edges of one route; each test takes its own."""
-    route = httpx.get(workers[0].base + "/v1/route", params=ROUTE, timeout=30).json()
+    route = httpx.get(
+        workers[0].base + "/v1/route", params=ROUTE | {"geometries": "segments"}, timeout=30
+    ).json()
     ids = list(dict.fromkeys(s["edge_id"] for s in route["segments"]))
     assert len(ids) >= 12
     return ids

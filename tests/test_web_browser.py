@@ -180,9 +180,28 @@ def context() -> Iterator[BrowserContext]:
         shutil.rmtree(user_data, ignore_errors=True)
 
 
-@pytest.fixture()
-def page(context: BrowserContext, server: str) -> Iterator[Page]:
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1440, "height": 900}
+HERE = {"latitude": 42.5063, "longitude": 1.5218}  # Andorra la Vella, where the demo stations are
+
+
+def open_page(context: BrowserContext, server: str, viewport: dict[str, int], located: bool) -> Page:
+    if located:
+        context.grant_permissions(["geolocation"], origin=server)
+        context.set_geolocation(HERE)
+    else:
+        context.clear_permissions()
     pg = context.new_page()
+    pg.set_viewport_size(viewport)  # type: ignore[arg-type]
+    return pg
+
+
+@pytest.fixture()
+def page(context: BrowserContext, server: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+    marker = request.node.get_closest_marker("viewport")
+    viewport = marker.args[0] if marker else PHONE
+    located = not request.node.get_closest_marker("no_location")
+    pg = open_page(context, server, viewport, located)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
     pg.on(
@@ -218,7 +237,21 @@ def labels(pg: Page) -> dict[int, str]:
 
 
 def clickable_marker(pg: Page) -> int:
-    """The id of a station marker whose centre is on screen and not covered (by the list, another marker)."""
+    """The id of a station marker whose centre is on screen and not covered (by the list, another marker);
+    zooms in (splitting clusters) until there is one."""
+    for _ in range(3):
+        sid = _uncovered_marker(pg)
+        if sid is not None:
+            return sid
+        pg.click(".leaflet-control-zoom-in")
+        pg.wait_for_timeout(800)
+        wait_markers(pg)
+    sid = _uncovered_marker(pg)
+    assert sid is not None, "no uncovered station marker on screen"
+    return int(sid)
+
+
+def _uncovered_marker(pg: Page) -> int | None:
     sid = pg.evaluate(
         """() => {
           for (const m of document.querySelectorAll('.station-marker')) {
@@ -229,8 +262,7 @@ def clickable_marker(pg: Page) -> int:
           return null;
         }"""
     )
-    assert sid is not None, "no uncovered station marker on screen"
-    return int(sid)
+    return None if sid is None else int(sid)
 
 
 def wait_markers(pg: Page) -> None:
@@ -251,7 +283,7 @@ def test_page_shows_markers_roads_and_list(page: Page) -> None:
     assert page.inner_text("#app-title") == "丽江加油"
     assert page.locator(".leaflet-tile").count() == 0  # no tile server: our own roads only
     box = page.locator("#phone").bounding_box()
-    assert box is not None and box["width"] <= 420 and box["height"] > 1.5 * box["width"]
+    assert box is not None and box["width"] == PHONE["width"] and box["height"] == PHONE["height"]
     shot(page, "01_markers.png")
 
 
@@ -337,3 +369,153 @@ def test_sort_fallback_and_english(page: Page) -> None:
     shot(page, "05_english.png")
     page.click("#lang-toggle")
     assert page.inner_text("#app-title") == "丽江加油"
+
+
+def no_overlap(pg: Page) -> list[tuple[str, str]]:
+    """Pairs of price callouts drawn over each other."""
+    return [
+        tuple(x)
+        for x in pg.evaluate(
+            """() => {
+          const boxes = [...document.querySelectorAll('.station-marker .price-label, .station-cluster')]
+            .map(e => [e.closest('[data-station-id], [data-station-ids]').dataset.stationId
+                       || e.closest('[data-station-ids]').dataset.stationIds, e.getBoundingClientRect()]);
+          const out = [];
+          for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+            const a = boxes[i][1], b = boxes[j][1];
+            if (a.left < b.right - 2 && b.left < a.right - 2 && a.top < b.bottom - 2 && b.top < a.bottom - 2)
+              out.push([boxes[i][0], boxes[j][0]]);
+          }
+          return out;
+        }"""
+        )
+    ]
+
+
+def open_first_station(pg: Page) -> int:
+    wait_markers(pg)
+    sid = clickable_marker(pg)
+    pg.locator(f".station-marker[data-station-id='{sid}']").click()
+    pg.wait_for_selector("#station-sheet:not([hidden]) .grade-row", timeout=15_000)
+    pg.wait_for_function("() => document.querySelector('#route-eta').dataset.minutes", timeout=30_000)
+    return sid
+
+
+@pytest.mark.no_location
+def test_location_unknown_is_said_and_a_tap_sets_it(page: Page) -> None:
+    page.wait_for_selector("#location-state:not([hidden])")
+    assert "位置" in page.inner_text("#location-state")
+    assert page.locator("[data-test='list-location-unknown']").is_visible()
+    assert page.locator(".station-item").count() == 0  # no distances from a made-up position
+    assert page.locator(".my-position").count() == 0
+    shot(page, "06_location_unknown.png")
+    page.click("#lang-toggle")
+    assert "location" in page.inner_text("#location-state").lower()
+    page.click("#lang-toggle")
+    box = page.locator("#map").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 30, box["y"] + box["height"] - 30)  # a corner, away from the markers
+    page.wait_for_selector(".station-item", timeout=15_000)
+    assert page.locator("#location-state").is_hidden()
+    assert page.locator(".my-position").count() == 1
+
+
+def test_route_by_traffic_destination_pin_kept_and_selected_in_front(page: Page) -> None:
+    sid = open_first_station(page)
+    levels = page.get_attribute("#map", "data-route-levels") or ""
+    assert levels and set(levels.split(",")) <= {"free", "slow", "congested", "closed"}
+    colours = page.eval_on_selector_all(
+        "path.route-segment", "els => els.map(e => [e.getAttribute('class'), e.getAttribute('stroke')])"
+    )
+    want = {"free": "#34c759", "slow": "#f29a1f", "congested": "#e03b35", "closed": "#7a1f1f"}
+    for cls, stroke in colours:
+        level = next(lv for lv in want if f"route-{lv}" in cls)
+        assert stroke == want[level]
+    front = page.evaluate(
+        """(sid) => {
+          const z = [...document.querySelectorAll('.leaflet-marker-pane .station-marker-wrap')]
+            .map(w => [w.querySelector('[data-station-id]')?.dataset.stationId, Number(w.style.zIndex)]);
+          const mine = z.find(x => x[0] === String(sid));
+          return mine && z.every(x => x[1] <= mine[1]);
+        }""",
+        sid,
+    )
+    assert front, "the selected marker is not drawn in front"
+    assert page.locator("[data-test='destination-pin']").is_visible()
+    # the driver zooms out once the route is framed (the map ignores a zoom while it is still moving)
+    page.wait_for_selector("#map[data-route-framed]", state="attached", timeout=10_000)
+    page.evaluate("() => { window.fuelApp.map.setZoom(11); }")  # down to the heatmap: the pin stays
+    page.wait_for_selector("#map[data-mode='cells']", state="attached", timeout=20_000)
+    assert page.locator("[data-test='destination-pin']").is_visible()
+    shot(page, "07_destination_at_low_zoom.png")
+
+
+def test_sorts_show_minutes_and_cost_price_age_and_navigate(page: Page) -> None:
+    page.wait_for_selector(".station-item")
+    page.select_option("#sort-select", "eta")
+    page.wait_for_selector("[data-test='eta-minutes']", timeout=15_000)
+    assert re.fullmatch(r"\d+ 分钟", page.locator("[data-test='eta-minutes']").first.inner_text())
+    page.select_option("#sort-select", "total_cost")
+    page.wait_for_selector("[data-test='total-cost']", timeout=15_000)
+    assert re.fullmatch(r"总花费 \d+\.\d\d 元", page.locator("[data-test='total-cost']").first.inner_text())
+    assert page.locator("[data-test='price-age']").count() >= 1
+    shot(page, "08_total_cost.png")
+    open_first_station(page)
+    page.wait_for_selector("[data-test='nav-amap']", timeout=15_000)
+    assert "coordinate=gaode" in (page.get_attribute("[data-test='nav-amap']", "href") or "")
+    assert (page.get_attribute("[data-test='nav-geo']", "href") or "").startswith("geo:")
+    assert page.locator("[data-test='nav-tencent']").count() == 1
+    assert page.locator("[data-test='nav-apple']").count() == 1
+    ids = page.eval_on_selector_all("[data-test='promotion']", "els => els.map(e => e.dataset.promotionId)")
+    assert len(ids) == len(set(ids))  # each promotion once, with its grades
+    shot(page, "09_station_navigate.png")
+
+
+def test_callouts_do_not_overlap(page: Page) -> None:
+    wait_markers(page)
+    page.wait_for_timeout(300)
+    assert no_overlap(page) == []
+    page.click(".leaflet-control-zoom-in")
+    page.wait_for_timeout(800)
+    assert no_overlap(page) == []
+
+
+def test_each_layer_fetched_once_per_view(page: Page) -> None:
+    wait_markers(page)
+    page.wait_for_timeout(500)
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(urlparse(r.url).path) if "/v1/map/" in r.url else None)
+    page.select_option("#grade-select", "95")
+    page.wait_for_selector("#map[data-grade='95'] .station-marker")
+    page.wait_for_timeout(500)
+    assert seen.count("/v1/map/roads") == 0 and seen.count("/v1/map/stations") == 1, seen
+    seen.clear()
+    page.evaluate("() => { window.fuelApp.map.panBy([120, 0], {animate: false}); }")
+    page.wait_for_timeout(1200)
+    assert seen.count("/v1/map/roads") == 1 and seen.count("/v1/map/stations") == 1, seen
+
+
+@pytest.mark.viewport(DESKTOP)
+def test_desktop_has_the_list_beside_the_map(page: Page) -> None:
+    wait_markers(page)
+    page.wait_for_selector(".station-item")
+    lst = page.locator("#list-sheet").bounding_box()
+    mp = page.locator("#map").bounding_box()
+    assert lst is not None and mp is not None
+    assert lst["x"] + lst["width"] <= mp["x"] + 1  # beside, not below
+    assert mp["width"] > DESKTOP["width"] / 2 and lst["height"] > DESKTOP["height"] / 2
+    shot(page, "10_desktop.png")
+    open_first_station(page)
+    shot(page, "11_desktop_station.png")
+
+
+def test_every_brand_has_an_icon_and_a_name(page: Page) -> None:
+    page.wait_for_selector(".station-item")
+    page.wait_for_timeout(500)
+    broken = page.eval_on_selector_all(
+        ".station-item img, .station-marker img",
+        "els => els.filter(e => e.complete && e.naturalWidth === 0).map(e => e.getAttribute('src'))",
+    )
+    assert broken == []
+    names = page.eval_on_selector_all(".station-item .name", "els => els.map(e => e.textContent)")
+    assert names and not [n for n in names if n.startswith("brand_")], names

@@ -22,7 +22,16 @@
       cell_tip_none: "{n} 座加油站 · 暂无价格", my_position_set: "已将此处设为我的位置",
       zoom_in_more: "放大地图查看每座加油站的价格", promo_badge: "优惠", per_litre: "元/升",
       no_delay: "畅通", brand_sinopec: "中国石化", brand_petrochina: "中国石油", brand_cnooc: "中国海油",
-      brand_shell: "壳牌", brand_other: "加油站", yuan: "元",
+      brand_shell: "壳牌", brand_sinochem: "中化石油", brand_bp: "BP", brand_esso: "埃索", brand_totalenergies: "道达尔",
+      brand_repsol: "雷普索尔", brand_cepsa: "Cepsa", brand_galp: "Galp", brand_other: "加油站", yuan: "元",
+      location_unknown: "还不知道你的位置：允许定位，或点地图设为你的位置", allow_location: "允许定位",
+      location_denied: "定位未开启：点地图设为你的位置", minutes_away: "{m} 分钟", total_cost: "总花费 {c} 元",
+      saving: "比最近的省 {s} 元", extra_cost: "比最近的多 {s} 元", price_age: "{age}前更新",
+      age_min: "{n} 分钟", age_h: "{n} 小时", age_d: "{n} 天", navigate: "导航", nav_amap: "高德地图",
+      nav_tencent: "腾讯地图", nav_apple: "苹果地图", nav_geo: "其他地图", grades_label: "适用",
+      err_no_road: "附近没有可以开车到达的道路", err_not_found: "找不到路线", err_busy: "服务繁忙，请稍后再试",
+      err_bad_input: "请求有误", err_network: "网络连接失败", cluster: "{n} 座 · {p} 起",
+      destination: "目的地",
     },
     en: {
       title: "Lijiang Fuel", grade: "Grade", sort: "Sort", sort_distance: "Distance", sort_price: "Price",
@@ -37,7 +46,18 @@
       cell_tip_none: "{n} stations · no price", my_position_set: "My position set here",
       zoom_in_more: "Zoom in to see each station's price", promo_badge: "Offer", per_litre: "CNY/L",
       no_delay: "Clear", brand_sinopec: "Sinopec", brand_petrochina: "PetroChina", brand_cnooc: "CNOOC",
-      brand_shell: "Shell", brand_other: "Fuel station", yuan: "CNY",
+      brand_shell: "Shell", brand_sinochem: "Sinochem", brand_bp: "BP", brand_esso: "Esso",
+      brand_totalenergies: "TotalEnergies", brand_repsol: "Repsol", brand_cepsa: "Cepsa", brand_galp: "Galp",
+      brand_other: "Fuel station", yuan: "CNY",
+      location_unknown: "Your location is unknown: allow location access, or tap the map to set it",
+      allow_location: "Allow location", location_denied: "Location is off: tap the map to set your position",
+      minutes_away: "{m} min", total_cost: "Total {c} CNY", saving: "saves {s} CNY vs nearest",
+      extra_cost: "{s} CNY more than nearest", price_age: "updated {age} ago", age_min: "{n} min",
+      age_h: "{n} h", age_d: "{n} d", navigate: "Navigate", nav_amap: "Amap", nav_tencent: "Tencent Maps",
+      nav_apple: "Apple Maps", nav_geo: "Other map app", grades_label: "for",
+      err_no_road: "no drivable road near the point", err_not_found: "no route found",
+      err_busy: "the service is busy, try again", err_bad_input: "bad request", err_network: "network error",
+      cluster: "{n} stations · from {p}", destination: "Destination",
     },
   };
   const SORT_PARAM = { distance: "distance", price: "effective_price", eta: "eta", total_cost: "total_cost" };
@@ -50,12 +70,21 @@
   const TRAFFIC_CLASSES = new Set(["motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link",
     "secondary", "secondary_link", "tertiary", "tertiary_link"]);
   const LIST_RADIUS_M = 20000;
+  const CLUSTER_PX = { w: 58, h: 26 }; // a price callout's box: closer markers are merged
+  // the route's colour from each piece's speed / free-flow speed
+  function trafficLevel(seg) {
+    const f = seg.congestion;
+    if (f == null) return seg.level || "free";
+    if (f <= 0) return "closed";
+    return f >= 0.9 ? "free" : f >= 0.6 ? "slow" : "congested";
+  }
   const LIST_LIMIT = 30;
 
   const S = {
     lang: "zh", grade: "92", sort: "distance", region: null, me: null, selected: null,
     viewToken: 0, listToken: 0, sheetToken: 0, lastStations: null, lastList: null, lastDetail: null,
-    lastRoute: null, messageTimer: null,
+    lastRoute: null, messageTimer: null, roadsKey: null, stationsKey: null, roadsFetched: 0,
+    stationPos: new Map(), routeError: null, locationState: "unknown",
   };
   const $ = (sel) => document.querySelector(sel);
 
@@ -67,16 +96,27 @@
   function esc(s) {
     return String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   }
+  // The service's display names (name, brand or operator, street) when it sends them, else the mapped name.
   function stationName(s) {
-    const zh = s.name && s.name.trim(), en = s.name_en && s.name_en.trim();
-    const brand = t("brand_" + (s.brand || "other"));
-    return (S.lang === "en" ? en || zh : zh || en) || brand;
+    const zh = (s.display_name || s.name || "").trim(), en = (s.display_name_en || s.name_en || "").trim();
+    return (S.lang === "en" ? en || zh : zh || en) || brandName(s.brand);
   }
-  function iconFor(brand) { return "/static/icons/" + (brand || "other") + ".svg"; }
+  function brandName(brand) { return I18N.zh["brand_" + brand] ? t("brand_" + brand) : t("brand_other"); }
+  const ICON_BRANDS = new Set(["sinopec", "petrochina", "cnooc", "shell"]); // api/static/icons
+  function iconFor(brand) { return "/static/icons/" + (ICON_BRANDS.has(brand) ? brand : "other") + ".svg"; }
   function money(x) { return x == null ? "--" : Number(x).toFixed(2); }
 
   class ApiError extends Error {
-    constructor(status, message, param) { super(message); this.status = status; this.param = param; }
+    constructor(status, message, param, code) { super(message); this.status = status; this.param = param; this.code = code; }
+  }
+  // An API error in the chosen language (the API's own message is English: shown as is in English only).
+  function errorText(e) {
+    if (S.lang === "en" && e.message) return e.message;
+    if (e.status === 0) return t("err_network");
+    if (e.status === 404) return /road|snap/i.test(e.code || e.message || "") ? t("err_no_road") : t("err_not_found");
+    if (e.status === 429 || e.status >= 500) return t("err_busy");
+    if (e.status === 422 && /road|snap/i.test((e.code || "") + (e.message || ""))) return t("err_no_road");
+    return t("err_bad_input");
   }
   async function api(path, params) {
     const q = params ? "?" + new URLSearchParams(params).toString() : "";
@@ -90,7 +130,7 @@
     try { body = await r.json(); } catch (e) { body = null; }
     if (!r.ok) {
       const err = body && body.error ? body.error : {};
-      throw new ApiError(r.status, err.message || r.status + " " + r.statusText, err.param);
+      throw new ApiError(r.status, err.message || r.status + " " + r.statusText, err.param, err.code);
     }
     return body;
   }
@@ -105,7 +145,7 @@
   }
 
   // ---- map -------------------------------------------------------------------------------------
-  let map, roadsLayer, stationsLayer, heatLayer, outlineLayer, routeLayer, meMarker, legend;
+  let map, roadsLayer, stationsLayer, heatLayer, outlineLayer, routeLayer, meMarker, legend, destMarker;
   let roadsRenderer, heatRenderer, routeRenderer;
   const markerById = new Map();
 
@@ -115,6 +155,7 @@
     map.createPane("heat").style.zIndex = 350;
     map.createPane("outline").style.zIndex = 360;
     map.createPane("route").style.zIndex = 450;
+    map.createPane("destination").style.zIndex = 660; // above the markers and the heatmap, at every zoom
     roadsRenderer = L.canvas({ pane: "roads", padding: 0.2 });
     heatRenderer = L.svg({ pane: "heat" });
     routeRenderer = L.svg({ pane: "route" });
@@ -141,7 +182,9 @@
     map.setView([region.centre.lat, region.centre.lon], region.default_zoom);
     map.on("moveend", debounce(loadView, 150));
     map.on("click", (e) => {
+      S.locationState = "set";
       setMe(e.latlng, true);
+      renderLocation();
       showMessage(t("my_position_set"));
     });
   }
@@ -167,6 +210,37 @@
     }
   }
 
+  // Without a position the page says so (no silent region centre): allow location, or tap the map.
+  function renderLocation() {
+    const box = $("#location-state");
+    if (!box) return;
+    const known = S.me != null;
+    box.hidden = known;
+    $("#my-position-note").hidden = !known;
+    document.body.setAttribute("data-location", known ? "known" : S.locationState);
+    if (!known) {
+      $("#location-text").textContent = t(S.locationState === "denied" ? "location_denied" : "location_unknown");
+      $("#allow-location").textContent = t("allow_location");
+      $("#allow-location").hidden = !navigator.geolocation;
+    }
+  }
+
+  function askLocation() {
+    if (!navigator.geolocation) return;
+    try {
+      navigator.geolocation.getCurrentPosition((pos) => {
+        const { latitude, longitude } = pos.coords;
+        S.locationState = "set";
+        setMe(L.latLng(latitude, longitude), true);
+        renderLocation();
+        const [w, s, e, n] = S.region.bbox;
+        if (latitude >= s && latitude <= n && longitude >= w && longitude <= e) {
+          map.setView(S.me, Math.max(map.getZoom(), S.region.default_zoom));
+        }
+      }, () => { if (!S.me) { S.locationState = "denied"; renderLocation(); } }, { timeout: 8000, maximumAge: 60000 });
+    } catch (e) { S.locationState = "denied"; renderLocation(); }
+  }
+
   function viewBbox() {
     const b = map.getBounds().pad(0.1);
     const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
@@ -174,18 +248,33 @@
       .map((v) => v.toFixed(6)).join(",");
   }
 
+  // Each layer is fetched once per view: the roads when the view (bbox, zoom) changes, the stations when
+  // the view or the grade does; a repeated event for the same view fetches nothing.
   async function loadView() {
-    const token = ++S.viewToken;
     const params = { bbox: viewBbox(), zoom: String(map.getZoom()), coord: "wgs84" };
+    const roadsKey = params.bbox + "/" + params.zoom;
+    const stationsKey = roadsKey + "/" + S.grade;
+    const wantRoads = roadsKey !== S.roadsKey, wantStations = stationsKey !== S.stationsKey;
+    if (!wantRoads && !wantStations) return;
+    const token = ++S.viewToken;
+    S.roadsKey = roadsKey;
+    S.stationsKey = stationsKey;
     $("#loading").hidden = false;
-    const roads = api("/v1/map/roads", params).then((fc) => { if (token === S.viewToken) drawRoads(fc); });
-    const stations = api("/v1/map/stations", { ...params, grade: S.grade })
-      .then((fc) => { if (token === S.viewToken) drawStations(fc); });
-    const results = await Promise.allSettled([roads, stations]);
+    const jobs = [];
+    if (wantRoads) {
+      jobs.push(api("/v1/map/roads", params).then((fc) => { if (S.roadsKey === roadsKey) drawRoads(fc); },
+        (e) => { if (S.roadsKey === roadsKey) S.roadsKey = null; throw e; }));
+    }
+    if (wantStations) {
+      jobs.push(api("/v1/map/stations", { ...params, grade: S.grade })
+        .then((fc) => { if (S.stationsKey === stationsKey) drawStations(fc); },
+          (e) => { if (S.stationsKey === stationsKey) S.stationsKey = null; throw e; }));
+    }
+    const results = await Promise.allSettled(jobs);
     if (token !== S.viewToken) return;
     $("#loading").hidden = true;
     const failed = results.find((r) => r.status === "rejected");
-    if (failed) showMessage(t("load_failed") + ": " + failed.reason.message, "error");
+    if (failed) showMessage(t("load_failed") + ": " + errorText(failed.reason), "error");
   }
 
   // Roads keep their class colour; slow/congested/closed major roads take the traffic colour
@@ -211,6 +300,7 @@
       renderer: roadsRenderer, pane: "roads", interactive: false, style: (f) => roadStyle(f.properties),
     }));
     $("#map").setAttribute("data-roads", String(fc.features.length));
+    S.roadsFetched = (S.roadsFetched || 0) + 1;
   }
 
   function drawStations(fc) {
@@ -223,11 +313,31 @@
     if (fc.mode === "cells") drawCells(fc); else drawMarkers(fc);
   }
 
+  // Markers whose price callouts would overlap on screen are merged into one cluster (count and lowest
+  // price); tapping a cluster zooms in on it. The selected station is never merged and is drawn in front.
+  function clusterFeatures(features) {
+    const groups = [];
+    const pts = features.map((f) => map.latLngToLayerPoint([f.geometry.coordinates[1], f.geometry.coordinates[0]]));
+    const order = features.map((f, i) => i).sort((a, b) => {
+      const pa = features[a].properties.effective_price, pb = features[b].properties.effective_price;
+      return (pa == null) - (pb == null) || (pa || 0) - (pb || 0) || features[a].properties.id - features[b].properties.id;
+    });
+    for (const i of order) {
+      const sel = features[i].properties.id === S.selected;
+      const g = sel ? null : groups.find((x) => !x.selected && Math.abs(x.pt.x - pts[i].x) < CLUSTER_PX.w && Math.abs(x.pt.y - pts[i].y) < CLUSTER_PX.h);
+      if (g) g.members.push(features[i]); else groups.push({ pt: pts[i], members: [features[i]], selected: sel });
+    }
+    return groups;
+  }
+
   function drawMarkers(fc) {
     document.getElementById("legend").hidden = true;
     const prices = fc.features.map((f) => f.properties.effective_price).filter((p) => p != null);
     const cheapest = prices.length ? Math.min.apply(null, prices) : null;
-    for (const f of fc.features) {
+    let clusters = 0;
+    for (const group of clusterFeatures(fc.features)) {
+      if (group.members.length > 1) { drawCluster(group); clusters += 1; continue; }
+      const f = group.members[0];
       const p = f.properties;
       const [lon, lat] = f.geometry.coordinates;
       const classes = ["station-marker", "brand-" + p.brand];
@@ -240,12 +350,35 @@
         + '<img class="brand-icon" src="' + esc(p.icon) + '" alt=""></div>';
       const m = L.marker([lat, lon], {
         icon: L.divIcon({ className: "station-marker-wrap", html, iconSize: [64, 50], iconAnchor: [32, 50] }),
-        riseOnHover: true, title: stationName(p),
+        riseOnHover: true, title: stationName(p), zIndexOffset: S.selected === p.id ? 5000 : 0,
       });
       m.on("click", (e) => { L.DomEvent.stop(e); openStation(p.id); });
       m.addTo(stationsLayer);
       markerById.set(p.id, m);
+      S.stationPos.set(p.id, L.latLng(lat, lon));
     }
+    $("#map").setAttribute("data-clusters", String(clusters));
+  }
+
+  function drawCluster(group) {
+    const ll = group.members.map((f) => L.latLng(f.geometry.coordinates[1], f.geometry.coordinates[0]));
+    const prices = group.members.map((f) => f.properties.effective_price).filter((p) => p != null);
+    const low = prices.length ? Math.min.apply(null, prices) : null;
+    const ids = group.members.map((f) => f.properties.id);
+    for (const f of group.members) S.stationPos.set(f.properties.id, L.latLng(f.geometry.coordinates[1], f.geometry.coordinates[0]));
+    const html = '<div class="station-cluster" data-test="station-cluster" data-count="' + ids.length + '" data-station-ids="' + ids.join(",") + '">'
+      + '<span class="cluster-count">' + ids.length + '</span><span class="price-label">' + esc(low == null ? "--" : money(low)) + "</span></div>";
+    const m = L.marker(ll[0], {
+      icon: L.divIcon({ className: "station-marker-wrap", html, iconSize: [72, 30], iconAnchor: [36, 30] }),
+      title: t("cluster", { n: ids.length, p: money(low) }),
+    });
+    m.on("click", (e) => {
+      L.DomEvent.stop(e);
+      const b = L.latLngBounds(ll);
+      if (map.getZoom() >= map.getMaxZoom() - 1 || b.getNorthEast().equals(b.getSouthWest())) openStation(ids[0]);
+      else map.fitBounds(b.pad(0.5), { maxZoom: Math.min(map.getMaxZoom(), map.getZoom() + 3) });
+    });
+    m.addTo(stationsLayer);
   }
 
   function drawCells(fc) {
@@ -291,7 +424,7 @@
 
   // ---- list ------------------------------------------------------------------------------------
   async function loadList() {
-    if (!S.me) return;
+    if (!S.me) { renderList(); return; }
     const token = ++S.listToken;
     const params = {
       lat: S.me.lat.toFixed(7), lon: S.me.lng.toFixed(7), radius_m: String(LIST_RADIUS_M),
@@ -311,13 +444,43 @@
         showMessage(t("sort_unavailable", { sort: label }), "error");
         return loadList();
       }
-      showMessage(t("load_failed") + ": " + e.message, "error");
+      showMessage(t("load_failed") + ": " + errorText(e), "error");
     }
+  }
+
+  function ageText(seconds) {
+    if (seconds == null) return "";
+    const m = Math.max(1, Math.round(seconds / 60));
+    const age = m < 60 ? t("age_min", { n: m }) : m < 2880 ? t("age_h", { n: Math.round(m / 60) }) : t("age_d", { n: Math.round(m / 1440) });
+    return t("price_age", { age: age });
+  }
+
+  function distanceText(m) {
+    return m == null ? "" : m >= 1000 ? (m / 1000).toFixed(1) + " " + t("km") : Math.round(m) + " m";
+  }
+
+  // What the chosen sort is about: drive minutes for eta, total cost and saving for total_cost.
+  function sortFigure(s) {
+    if (S.sort === "eta" && s.eta_s != null) {
+      return '<span class="figure" data-test="eta-minutes">' + esc(t("minutes_away", { m: Math.max(1, Math.round(s.eta_s / 60)) })) + "</span>";
+    }
+    if (S.sort === "total_cost" && s.cost && s.cost.total != null) {
+      const sv = s.cost.saving_vs_nearest;
+      const saving = sv == null ? "" : sv >= 0.005 ? t("saving", { s: money(sv) }) : sv <= -0.005 ? t("extra_cost", { s: money(-sv) }) : "";
+      return '<span class="figure" data-test="total-cost">' + esc(t("total_cost", { c: money(s.cost.total) })) + "</span>"
+        + (saving ? '<span class="figure saving" data-test="saving">' + esc(saving) + "</span>" : "");
+    }
+    return "";
   }
 
   function renderList() {
     const body = S.lastList;
     const ul = $("#station-list");
+    if (!S.me) {
+      $("#list-count").textContent = "";
+      ul.innerHTML = '<li class="empty" data-test="list-location-unknown">' + esc(t("location_unknown")) + "</li>";
+      return;
+    }
     if (!body) return;
     $("#list-count").textContent = body.count + " " + t("stations");
     if (!body.results.length) {
@@ -328,12 +491,14 @@
       const g = s.grades && s.grades[S.grade];
       const eff = g && g.effective_price, list = g && g.list_price;
       const promo = g && g.promotions_applied && g.promotions_applied.length;
-      const dist = s.distance_m != null ? (s.distance_m >= 1000 ? (s.distance_m / 1000).toFixed(1) + " " + t("km") : Math.round(s.distance_m) + " m") : "";
+      const dist = distanceText(s.distance_m);
       const status = s.status !== "open" ? '<span class="badge closed">' + esc(t(s.status)) + "</span>" : "";
+      const age = g && g.price_age_s != null ? '<span class="age" data-test="price-age">' + esc(ageText(g.price_age_s)) + "</span>" : "";
       return '<li class="station-item' + (S.selected === s.id ? " selected" : "") + '" data-test="station-item" data-station-id="' + s.id + '">'
         + '<img class="brand-icon" src="' + iconFor(s.brand) + '" alt="">'
         + '<div class="info"><div class="name">' + esc(stationName(s)) + "</div>"
-        + '<div class="meta">' + esc(dist) + (promo ? '<span class="badge">' + esc(t("promo_badge")) + "</span>" : "") + status + "</div></div>"
+        + '<div class="meta">' + sortFigure(s) + esc(dist) + (promo ? '<span class="badge">' + esc(t("promo_badge")) + "</span>" : "") + status + "</div>"
+        + (age ? '<div class="meta">' + age + "</div>" : "") + "</div>"
         + '<div class="price">' + (eff != null
           ? '<span class="item-price">' + money(eff) + "</span>" + (list != null && list !== eff ? "<s>" + money(list) + "</s>" : "")
           : '<span class="item-price none"><small>' + esc(t("no_price")) + "</small></span>") + "</div></li>";
@@ -348,16 +513,19 @@
     document.querySelectorAll('[data-station-id="' + id + '"]').forEach((el) => el.classList.add("selected"));
     $("#station-sheet").hidden = false;
     $("#station-sheet").setAttribute("data-station-id", String(id));
+    if (S.lastStations && S.lastStations.mode === "markers") drawStations(S.lastStations); // the selected in front
     $("#station-detail").innerHTML = '<div class="addr">' + esc(t("loading")) + "</div>";
     loadRoute(id);
+    loadGcj(id);
     try {
       const body = await api("/v1/stations/" + id, { coord: "wgs84" });
       if (token !== S.sheetToken) return;
       S.lastDetail = body.station;
+      S.stationPos.set(id, L.latLng(body.station.lat, body.station.lon));
       renderDetail();
     } catch (e) {
       if (token !== S.sheetToken) return;
-      $("#station-detail").innerHTML = '<div class="addr">' + esc(t("load_failed") + ": " + e.message) + "</div>";
+      $("#station-detail").innerHTML = '<div class="addr">' + esc(t("load_failed") + ": " + errorText(e)) + "</div>";
     }
   }
 
@@ -369,27 +537,69 @@
       return '<tr class="grade-row' + (g === S.grade ? " current" : "") + '" data-grade="' + g + '">'
         + "<td>" + g + "#</td><td class=\"list-price\">" + money(p.list_price) + '</td><td class="effective-price">' + money(p.effective_price) + "</td></tr>";
     }).join("");
-    const promos = [];
-    const seen = new Set();
+    // one line per promotion, with the grades it applies to (an order-level offer is not repeated per grade)
+    const byPromo = new Map();
     for (const g of Object.keys(s.grades)) {
       for (const a of s.grades[g].promotions_applied || []) {
-        const key = a.id + ":" + g;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        const title = S.lang === "en" ? a.title_en || a.title : a.title || a.title_en;
-        promos.push('<li class="promo" data-test="promotion">' + esc(g + "# · " + title) + " (−" + money(a.saving) + " " + esc(t("per_litre")) + ")</li>");
+        if (!byPromo.has(a.id)) byPromo.set(a.id, { a: a, grades: [], savings: new Set() });
+        const e = byPromo.get(a.id);
+        e.grades.push(g + "#");
+        e.savings.add(money(a.saving));
       }
     }
+    const promos = [...byPromo.values()].map(({ a, grades, savings }) => {
+      const title = S.lang === "en" ? a.title_en || a.title : a.title || a.title_en;
+      const saving = savings.size === 1 ? " (−" + [...savings][0] + " " + t("per_litre") + ")" : "";
+      return '<li class="promo" data-test="promotion" data-promotion-id="' + esc(a.id) + '">' + esc(title + saving)
+        + '<small class="promo-grades">' + esc(t("grades_label") + " " + grades.join(" ")) + "</small></li>";
+    });
+    const age = s.grades[S.grade] && s.grades[S.grade].price_age_s;
     const status = s.status !== "open" ? '<span class="badge closed">' + esc(t(s.status)) + "</span>" : s.open_now ? '<span class="badge">' + esc(t("open")) + "</span>" : "";
     $("#station-detail").innerHTML = '<h2 data-test="station-name"><img src="' + iconFor(s.brand) + '" alt="">' + esc(stationName(s)) + status + "</h2>"
-      + '<div class="addr">' + esc(t("brand_" + s.brand)) + (s.address ? " · " + esc(s.address) : "") + (s.opening_hours ? " · " + esc(s.opening_hours) : "") + "</div>"
+      + '<div class="addr">' + esc(brandName(s.brand)) + (s.address ? " · " + esc(s.address) : "") + (s.opening_hours ? " · " + esc(s.opening_hours) : "") + "</div>"
       + '<table class="prices" data-test="prices"><tr><th>' + esc(t("grade_col")) + "</th><th>" + esc(t("list_price")) + "</th><th>" + esc(t("effective_price")) + "</th></tr>" + (rows || "<tr><td colspan=3>" + esc(t("no_price")) + "</td></tr>") + "</table>"
-      + '<div class="addr">' + esc(t("promotions")) + '</div><ul class="promos">' + (promos.join("") || '<li class="none">' + esc(t("no_promotions")) + "</li>") + "</ul>";
+      + (age != null ? '<div class="addr" data-test="detail-price-age">' + esc(S.grade + "# " + ageText(age)) + "</div>" : "")
+      + '<div class="addr">' + esc(t("promotions")) + '</div><ul class="promos">' + (promos.join("") || '<li class="none">' + esc(t("no_promotions")) + "</li>") + "</ul>"
+      + navLinks(s);
+  }
+
+  // Hand-off to the phone's map app: Amap and Tencent take GCJ-02 (from the API: S.detailGcj), Apple
+  // Maps converts WGS-84 itself, a geo: URL is WGS-84 (RFC 5870).
+  function navLinks(s) {
+    const name = encodeURIComponent(stationName(s));
+    const w = { lat: s.lat, lon: s.lon };
+    const g = S.detailGcj && S.detailGcj.id === s.id ? S.detailGcj : null;
+    const f = (x) => Number(x).toFixed(6);
+    const links = [
+      ["apple", "https://maps.apple.com/?daddr=" + f(w.lat) + "," + f(w.lon) + "&dirflg=d&q=" + name],
+      ["geo", "geo:" + f(w.lat) + "," + f(w.lon) + "?q=" + f(w.lat) + "," + f(w.lon) + "(" + name + ")"],
+    ];
+    if (g) {
+      links.unshift(
+        ["amap", "https://uri.amap.com/navigation?to=" + f(g.lon) + "," + f(g.lat) + "," + name + "&mode=car&coordinate=gaode&callnative=1"],
+        ["tencent", "https://apis.map.qq.com/uri/v1/routeplan?type=drive&to=" + name + "&tocoord=" + f(g.lat) + "," + f(g.lon) + "&referer=lijiang-fuel"]);
+    }
+    return '<div class="navigate" data-test="navigate"><span class="nav-title">' + esc(t("navigate")) + "</span>"
+      + links.map(([k, href]) => '<a class="nav-link" data-test="nav-' + k + '" href="' + esc(href) + '" target="_blank" rel="noopener">' + esc(t("nav_" + k)) + "</a>").join("")
+      + "</div>";
+  }
+
+  async function loadGcj(id) {
+    try {
+      const body = await api("/v1/stations/" + id, { coord: "gcj02" });
+      if (S.selected !== id) return;
+      S.detailGcj = { id: id, lat: body.station.lat, lon: body.station.lon };
+      renderDetail();
+    } catch (e) { /* the Amap and Tencent links need GCJ-02: without it only Apple and geo: are offered */ }
   }
 
   async function loadRoute(id) {
-    const target = markerById.get(id);
-    let to = target ? target.getLatLng() : null;
+    let to = S.stationPos.get(id) || null;
+    if (!S.me) {
+      routeLayer.clearLayers();
+      $("#route-status").textContent = t("location_unknown");
+      return;
+    }
     routeLayer.clearLayers();
     $("#route-error").hidden = true;
     $("#route-eta").textContent = "";
@@ -405,21 +615,27 @@
       }
       const route = await api("/v1/route", {
         from: S.me.lat.toFixed(7) + "," + S.me.lng.toFixed(7), to: to.lat.toFixed(7) + "," + to.lng.toFixed(7), coord: "wgs84",
+        geometries: "segments",
       });
       if (token !== S.sheetToken || S.selected !== id) return;
       S.lastRoute = route;
-      drawRoute(route);
+      S.routeError = null;
+      drawRoute(route, to);
       renderRoute();
     } catch (e) {
       if (token !== S.sheetToken) return;
       S.lastRoute = null;
       $("#route-status").textContent = "";
-      $("#route-error").textContent = t("route_failed") + ": " + e.message;
+      S.routeError = e;
+      $("#route-error").textContent = t("route_failed") + ": " + errorText(e);
       $("#route-error").hidden = false;
     }
   }
 
   function renderRoute() {
+    if (S.routeError && !$("#route-error").hidden) {
+      $("#route-error").textContent = t("route_failed") + ": " + errorText(S.routeError);
+    }
     const r = S.lastRoute;
     if (!r) return;
     const minutes = Math.max(1, Math.round(r.duration_s / 60));
@@ -431,28 +647,42 @@
     $("#route-delay").textContent = delay >= 1 ? "+" + delay + " " + t("minutes") : t("no_delay");
   }
 
-  function drawRoute(route) {
+  function drawRoute(route, to) {
     routeLayer.clearLayers();
     const segs = route.segments && route.segments.length ? route.segments : [{ level: "free", coordinates: route.geometry.coordinates }];
+    const levels = segs.map(trafficLevel);
     const all = [];
     for (const s of segs) {
       const ll = s.coordinates.map((c) => [c[1], c[0]]);
       all.push(...ll);
       L.polyline(ll, { renderer: routeRenderer, pane: "route", color: "#1646a8", weight: 11, opacity: 0.9, className: "route-casing", interactive: false }).addTo(routeLayer);
     }
-    for (const s of segs) {
+    segs.forEach((s, i) => {
       const ll = s.coordinates.map((c) => [c[1], c[0]]);
       L.polyline(ll, {
-        renderer: routeRenderer, pane: "route", color: LEVEL_COLOURS[s.level] || "#1e63d6", weight: 6, opacity: 1,
-        className: "route-segment route-" + (s.level || "unknown"), interactive: false,
+        renderer: routeRenderer, pane: "route", color: LEVEL_COLOURS[levels[i]] || "#1e63d6", weight: 6, opacity: 1,
+        className: "route-segment route-" + levels[i], interactive: false,
+      }).addTo(routeLayer);
+    });
+    if (to) { // the destination pin, above the heatmap and the markers at every zoom
+      L.marker(to, {
+        pane: "destination", interactive: false, keyboard: false, title: t("destination"),
+        icon: L.divIcon({ className: "destination-wrap", html: '<div class="destination-pin" data-test="destination-pin"></div>', iconSize: [26, 34], iconAnchor: [13, 34] }),
       }).addTo(routeLayer);
     }
     const el = document.getElementById("map");
     el.setAttribute("data-route-segments", String(segs.length));
+    el.setAttribute("data-route-levels", [...new Set(levels)].sort().join(","));
+    // The view frames the route (animated); `data-route-framed` says when it has come to rest, before
+    // which Leaflet ignores another zoom.
+    el.removeAttribute("data-route-framed");
     if (all.length) {
       const b = L.latLngBounds(all).extend(S.me);
       const mapH = el.clientHeight;
+      map.once("moveend", () => { if (S.lastRoute === route) el.setAttribute("data-route-framed", "1"); });
       map.fitBounds(b, { paddingTopLeft: [30, 30], paddingBottomRight: [30, Math.round(mapH * 0.55)], maxZoom: 16 });
+    } else {
+      el.setAttribute("data-route-framed", "1");
     }
   }
 
@@ -461,6 +691,7 @@
     ++S.sheetToken;
     $("#station-sheet").hidden = true;
     routeLayer.clearLayers();
+    document.getElementById("map").removeAttribute("data-route-framed");
     document.querySelectorAll(".selected").forEach((el) => el.classList.remove("selected"));
   }
 
@@ -471,6 +702,7 @@
     document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.getAttribute("data-i18n")); });
     $("#lang-toggle").textContent = S.lang === "en" ? "中文" : "EN";
     if (S.region) $("#region-name").textContent = S.region.display_name;
+    renderLocation();
     renderList();
     renderDetail();
     renderRoute();
@@ -505,22 +737,15 @@
       return;
     }
     $("#region-name").textContent = S.region.display_name;
+    const setHead = () => document.documentElement.style.setProperty("--head", $("#app-header").offsetHeight + "px");
+    setHead();
+    window.addEventListener("resize", setHead);
     initMap(S.region);
-    setMe(L.latLng(S.region.centre.lat, S.region.centre.lon), false);
+    $("#allow-location").addEventListener("click", askLocation);
+    renderLocation();
     loadView();
-    loadList();
-    if (navigator.geolocation) {
-      try {
-        navigator.geolocation.getCurrentPosition((pos) => {
-          const [w, s, e, n] = S.region.bbox;
-          const { latitude, longitude } = pos.coords;
-          if (latitude >= s && latitude <= n && longitude >= w && longitude <= e) {
-            setMe(L.latLng(latitude, longitude), true);
-            map.setView(S.me, Math.max(map.getZoom(), S.region.default_zoom));
-          }
-        }, () => {}, { timeout: 4000, maximumAge: 60000 });
-      } catch (e) { /* no geolocation: the region centre stays my position */ }
-    }
+    renderList();
+    askLocation();
     window.fuelApp = { map: map, state: S };
     document.body.setAttribute("data-ready", "1");
   }

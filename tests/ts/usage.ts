@@ -73,9 +73,19 @@ export const badSort: NearbyQuery = { lat: 26.87, lon: 100.23, sort: "cheapest" 
 export async function drive(base: string, from: [number, number], to: [number, number]): Promise<{ seconds: number; steps: string[] }> {
   const q: RouteQuery = { from: from.join(","), to: to.join(","), alternatives: 1, coord: "gcj02" };
   const r = await call<Route>(`${base}/v1/route?${search(q)}`);
-  if ("steps" in r) return { seconds: r.duration_s, steps: r.steps.map((s) => s.text_zh) };
-  return { seconds: r.duration_s, steps: [] }; // format=wechat: polylines only
+  return { seconds: r.duration_s, steps: r.steps.map((s) => s.text_zh) }; // both formats carry the steps
 }
+
+// The line to draw: GeoJSON unless `geometries` left it out, else the WeChat polyline's points.
+export async function routeLine(base: string, from: [number, number], to: [number, number]): Promise<[number, number][]> {
+  const q: RouteQuery = { from: from.join(","), to: to.join(","), geometries: "geojson,segments" };
+  const r = await call<Route>(`${base}/v1/route?${search(q)}`);
+  if ("polyline" in r) return r.polyline.flatMap((l) => l.points.map((p): [number, number] => [p.longitude, p.latitude]));
+  return (r.geometry?.coordinates ?? []).map((c): [number, number] => [c[0] ?? 0, c[1] ?? 0]);
+}
+
+// @ts-expect-error the GeoJSON line may be left out (geometries=polyline6): read it with `?.`
+export const lineOf = (r: Schemas["RoutePublic"]) => r.geometry.coordinates;
 
 // @ts-expect-error format is json or wechat
 export const badFormat: RouteQuery = { from: "26.87,100.23", to: "26.88,100.24", format: "xml" };
