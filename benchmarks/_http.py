@@ -160,7 +160,7 @@ def _live_batch(ctx: Ctx, c: httpx.Client, pairs: list[Any]) -> list[float]:
     out = []
     for p in pairs[: ctx.n(3, 1)]:
         path = _route_path(p.origin, p.destination, None)  # now: the batch is observed now
-        before = c.get(path).json()
+        before = c.get(path + "&geometries=segments").json()  # the edges driven: ask for the segments
         edges = [s["edge_id"] for s in before["segments"]]
         others = rng.choice(g.n_road_edges, 1000, replace=False).tolist()
         ids = list(dict.fromkeys(edges + others))[:1000]
