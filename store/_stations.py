@@ -314,11 +314,11 @@ def nearby_stations(
     statement (prepared by psycopg once it repeats).
 
     With `expand` (the default) the statement first takes the `limit` stations nearest by planar
-    distance (GiST KNN on geom, within the radius): they are `limit` stations within `d_k`, the
-    largest of their geodesic distances, so the `limit` geodesically nearest lie within `d_k` too and
-    the exact search runs on that disk only (or on the full radius when fewer are found). The answer
-    is the one of the search over the full radius; a dense city (1M stations) costs a few hundred
-    distance evaluations instead of every station within the radius.
+    distance (a plain GiST KNN walk on geom): they are `limit` stations within `d_k`, the largest of
+    their geodesic distances, so the `limit` geodesically nearest lie within `d_k` too and the exact
+    search runs on that disk only, through its own degree box (the full radius when fewer are found
+    or `d_k` exceeds it). The answer is the one of the search over the full radius; at 1M stations
+    the statement takes about 1.5 ms instead of 78 ms with the full radius's prefilters.
 
     Prefilters, both conservative: the H3 disk (`h3_rX = ANY(cells)`, see geo._h3cells) and a degree
     box on the GiST-indexed geom (the planner picks or combines them); then the exact
@@ -344,24 +344,36 @@ def nearby_stations(
     grade_sql = " AND (%(grade)s::text IS NULL OR %(grade)s::text = ANY(s.grades))"
     within = "%(radius)s"
     knn = ""
+    near_filter = prefilter
     if expand:
         # d_k plus a centimetre: ST_DWithin and ST_Distance may differ in the last bits; stations beyond
         # d_k sort after the `limit` found within it, so the margin never changes the answer.
         knn = (
+            # a plain KNN walk of the GiST index (no other prefilter, or the planner sorts a bitmap scan)
             " knn AS (SELECT ST_Distance(s.geom::geography, q.g) AS d FROM stations s, q"
-            f" WHERE ST_DWithin(s.geom::geography, q.g, %(radius)s){prefilter}{grade_sql}"
+            f" WHERE true{grade_sql}"
             " ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) LIMIT %(limit)s),"
-            " bound AS MATERIALIZED (SELECT CASE WHEN count(*) < %(limit)s THEN %(radius)s::float8"
-            " ELSE least(%(radius)s::float8, max(d) + 0.01) END AS r FROM knn),"
+            " bound AS MATERIALIZED (SELECT r, dlat, dlat / cos(radians(abs(%(lat)s) + dlat)) AS dlon FROM"
+            " (SELECT r, r * 1.1 / 110574.0 + 1e-6 AS dlat FROM (SELECT CASE WHEN count(*) < %(limit)s"
+            " THEN %(radius)s::float8 ELSE least(%(radius)s::float8, max(d) + 0.01) END AS r FROM knn) k) b),"
         )
         within = "(SELECT r FROM bound)"
+        # The exact search runs on the disk of radius d_k only: its own degree box (the rule of
+        # _degree_box, from d_k) on the GiST index, instead of the full radius's H3 cells and box,
+        # which in a dense city (1M stations) hold every station within the radius.
+        near_filter = (
+            " AND s.geom && ST_MakeEnvelope(%(lon)s - (SELECT dlon FROM bound), %(lat)s - (SELECT dlat FROM bound),"
+            " %(lon)s + (SELECT dlon FROM bound), %(lat)s + (SELECT dlat FROM bound), 4326)"
+        )
+        if box is None:  # near a pole or the antimeridian: the full-radius prefilters, as without expand
+            near_filter = prefilter
     extra = sql.SQL("") if extra_sql is None else sql.SQL(", ") + extra_sql
     query = (
         sql.SQL(
             "WITH q AS MATERIALIZED (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography AS g),"
             + knn
             + " near AS (SELECT s.id, ST_Distance(s.geom::geography, q.g) AS distance_m FROM stations s, q"
-            + f" WHERE ST_DWithin(s.geom::geography, q.g, {within}){prefilter}{grade_sql}"
+            + f" WHERE ST_DWithin(s.geom::geography, q.g, {within}){near_filter}{grade_sql}"
             + " ORDER BY distance_m, s.id LIMIT %(limit)s)"
             + f" SELECT {STATION_FIELDS}, near.distance_m"
         )
