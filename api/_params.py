@@ -61,6 +61,24 @@ def grade_code(value: Any) -> Any:
     return (normalize_grade(value) or value) if isinstance(value, str) else value
 
 
+# origin and destination of a route, as "lat,lon" in the request's `coord`
+FromQ = Annotated[
+    str,
+    Query(
+        alias="from",
+        description="origin: lat,lon in `coord`",
+        json_schema_extra={"pattern": LAT_LON_PATTERN},
+        examples=["42.5063,1.5218"],
+    ),
+]
+ToQ = Annotated[
+    str,
+    Query(
+        description="destination: lat,lon in `coord`",
+        json_schema_extra={"pattern": LAT_LON_PATTERN},
+        examples=["42.5347,1.5800"],
+    ),
+]
 Lat = Annotated[
     float,
     Query(ge=-90, le=90, allow_inf_nan=False, description="latitude, in `coord`", examples=[26.8721]),

@@ -49,7 +49,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from api._models import READ, AlongRoutePublic, Coord, DateTime, Grade, documented, error_responses
 from api._params import (
     DEFAULT_CORRIDOR_M,
-    LAT_LON_PATTERN,
     MAX_AMOUNT_CNY,
     MAX_CORRIDOR_M,
     MAX_LITRES,
@@ -62,12 +61,14 @@ from api._params import (
     ConsumptionQ,
     CoordQ,
     FillLevelQ,
+    FromQ,
     GradeQ,
     LimitQ,
     LitresQ,
     MemberQ,
     PaymentQ,
     TankQ,
+    ToQ,
     ValueOfTimeQ,
     at_most,
     grade_code,
@@ -214,23 +215,8 @@ class _Options:
 
 @router.get("/along-route", response_model=AlongRoutePublic, responses=error_responses(404, *READ))
 def along_route(
-    from_: Annotated[
-        str,
-        Query(
-            alias="from",
-            description="origin: lat,lon in `coord`",
-            json_schema_extra={"pattern": LAT_LON_PATTERN},
-            examples=["42.5063,1.5218"],
-        ),
-    ],
-    to: Annotated[
-        str,
-        Query(
-            description="destination: lat,lon in `coord`",
-            json_schema_extra={"pattern": LAT_LON_PATTERN},
-            examples=["42.5347,1.5800"],
-        ),
-    ],
+    from_: FromQ,
+    to: ToQ,
     corridor_m: CorridorQ = None,
     depart_at: DepartAtQ = None,
     grade: GradeQ = None,

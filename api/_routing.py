@@ -22,9 +22,10 @@ from api._models import (
 )
 from api._params import (
     BBOX_PATTERN,
-    LAT_LON_PATTERN,
     SETTING_MAX_ITEMS,
     AtQ,
+    FromQ,
+    ToQ,
     lowercase,
     parse_at,
     parse_bbox,
@@ -289,23 +290,8 @@ def wechat_route(r: Router, res: RouteResult, alternative: bool = False) -> dict
     responses=error_responses(404, 422, 429),
 )
 def route(
-    from_: Annotated[
-        str,
-        Query(
-            alias="from",
-            description="origin: lat,lon in `coord`",
-            json_schema_extra={"pattern": LAT_LON_PATTERN},
-            examples=["42.5063,1.5218"],
-        ),
-    ],
-    to: Annotated[
-        str,
-        Query(
-            description="destination: lat,lon in `coord`",
-            json_schema_extra={"pattern": LAT_LON_PATTERN},
-            examples=["42.5347,1.5800"],
-        ),
-    ],
+    from_: FromQ,
+    to: ToQ,
     depart_at: Annotated[
         str | None,
         Query(
