@@ -225,10 +225,11 @@ class _ExplainConn:
         return self.conn.transaction()
 
     def execute(self, query: Any, params: Any = None) -> Any:
-        if isinstance(query, str) and query.lstrip().upper().startswith("SELECT"):
-            cur = self.conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + query, params)
+        # the nearby statement is composed (psycopg.sql) and starts with WITH: render it to explain it
+        text = query if isinstance(query, str) else query.as_string(self.conn)
+        if text.lstrip().upper().startswith(("SELECT", "WITH")):
+            cur = self.conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params)
             self.plans.append("\n".join(str(r[0]) for r in cur.fetchall()))
-            return self.conn.execute("SELECT 1 WHERE false")
         return self.conn.execute(query, params)
 
 
