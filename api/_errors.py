@@ -25,6 +25,16 @@ from api._params import SETTING_MAXIMUM, range_rule
 from api._security import request_settings
 from api._text import TEXT_PATTERN, TEXT_RULE
 from geo import BudgetExceeded, Conflict, FuelError, ImplausibleValue, InvalidInput, NotFound, RouteNotFound
+from payments import (
+    AmountMismatch,
+    BadCiphertext,
+    ForgedSignature,
+    GatewayError,
+    PaymentsNotConfigured,
+    StaleTimestamp,
+    UnknownOrder,
+    UnknownSerial,
+)
 from store._db import DatabaseBusy
 from store._manage import VersionConflict
 
@@ -32,6 +42,14 @@ log = logging.getLogger("api")
 RETRY_AFTER_S = 2  # every 503 for database trouble says when to retry
 
 STATUS: list[tuple[type[Exception], int]] = [
+    (ForgedSignature, 401),  # WeChat Pay notifications (api/_payments.py): refused, nothing recorded
+    (UnknownSerial, 401),
+    (StaleTimestamp, 401),
+    (BadCiphertext, 400),
+    (UnknownOrder, 404),
+    (AmountMismatch, 409),
+    (GatewayError, 502),
+    (PaymentsNotConfigured, 503),
     (Unauthorized, 401),
     (Forbidden, 403),
     (PreconditionRequired, 428),

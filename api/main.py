@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import _docs, _errors, _manage, _map, _osrm, _ranking, _routing, _security, _stations
+from api import _docs, _errors, _manage, _map, _osrm, _payments, _ranking, _routing, _security, _stations
 from api._graph import load_router
 from api._models import HealthPublic, ReadyPublic
 from api._params import BlankQueryIsAbsent
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_stations.router)  # stations: nearby, one, bbox
     app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
+    app.include_router(_payments.router)  # WeChat Pay notifications
     app.include_router(_osrm.router)  # OSRM v5 route/table/nearest (last: its catch-alls shadow nothing)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

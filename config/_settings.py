@@ -170,6 +170,35 @@ class Settings(BaseSettings):
     # each request (development and tests).
     public_base_url: str | None = None
 
+    # ---- WeChat Pay v3 (payments/): the merchant, its keys and the gateway ----
+    # The gateway's base URL: the real one in production, the fake gateway (payments/_fake_gateway.py,
+    # `python -m payments fake-gateway`) in development and tests.
+    wechatpay_base_url: str = "https://api.mch.weixin.qq.com"
+    wechatpay_mchid: str = ""  # merchant number (商户号)
+    wechatpay_appid: str = ""  # the mini-program's AppID
+    wechatpay_apiv3_key: str = ""  # APIv3 key: 32 bytes, decrypts notifications (AEAD_AES_256_GCM)
+    wechatpay_merchant_key_file: Path | None = None  # the merchant's API private key (PEM)
+    wechatpay_merchant_serial_no: str = ""  # serial number of the merchant's API certificate
+    wechatpay_public_key_file: Path | None = None  # WeChat Pay's platform public key (PEM)
+    wechatpay_public_key_id: str = ""  # its id (PUB_KEY_ID_...), sent as Wechatpay-Serial
+    wechatpay_notify_url: str = ""  # where WeChat Pay posts notifications (https in production)
+    # Development: when the values above are unset, they are read from this folder, which
+    # `python -m payments fake-gateway` fills with generated keys on its first start.
+    wechatpay_dev_keys_dir: Path = PROJECT_ROOT / ".cache" / "wechatpay"
+    wechatpay_timeout_s: float = Field(10.0, gt=0)  # one gateway call (connect and read)
+    wechatpay_order_ttl_s: int = Field(900, ge=60, le=7 * 86_400)  # time_expire of an order
+    wechatpay_notify_skew_s: int = Field(300, ge=1, le=3_600)  # notification timestamps within +-this
+    wechatpay_notify_max_bytes: int = Field(64 * 1024, ge=1_024)  # a notification body above this: 413
+    # The fake gateway's clock: its retry schedule, refund and invoice delays are multiplied by this.
+    wechatpay_fake_time_factor: float = Field(1.0, gt=0, le=10)
+
+    # ---- Payment follow-ups (payments/_queue.py): procrastinate workers, `python -m payments worker` ----
+    payments_worker_concurrency: int = Field(4, ge=1, le=64)
+    payments_heartbeat_s: float = Field(10.0, gt=0)  # a worker proves it is alive this often
+    payments_stalled_after_s: float = Field(30.0, gt=0)  # jobs of a worker silent this long run again
+    payments_sweep_after_s: float = Field(60.0, gt=0)  # orders without notification this old: queried
+    payments_max_fen: int = Field(500_000, ge=1)  # plausibility: one payment is at most this (5000 CNY)
+
     @field_validator("database_read_url", mode="before")
     @classmethod
     def _read_urls(cls, value: object) -> object:

@@ -1,0 +1,63 @@
+"""Payments: the WeChat Pay v3 adapter (wechatpayv3 SDK), notification checks, trade bills, fuel e-invoices,
+the fake gateway for development and tests, and the durable follow-up jobs (procrastinate)."""
+
+from payments._bill import BillRow, BillSummary, TradeBill, parse_trade_bill, yuan_to_fen
+from payments._errors import (
+    AmountMismatch,
+    BadCiphertext,
+    BillIntegrityError,
+    ForgedSignature,
+    GatewayError,
+    InvalidInvoice,
+    NotificationRejected,
+    PaymentError,
+    PaymentsNotConfigured,
+    StaleTimestamp,
+    UnknownOrder,
+    UnknownSerial,
+)
+from payments._fapiao import Buyer, FuelInvoice, FuelLine, Seller, application_request, validate_invoice
+from payments._wechatpay import (
+    JsapiOrder,
+    Notification,
+    OrderStatus,
+    PayConfig,
+    RefundStatus,
+    WeChatPayClient,
+    order_expiry,
+    out_trade_no_for,
+)
+
+__all__ = [
+    "AmountMismatch",
+    "BadCiphertext",
+    "BillIntegrityError",
+    "BillRow",
+    "BillSummary",
+    "Buyer",
+    "ForgedSignature",
+    "FuelInvoice",
+    "FuelLine",
+    "GatewayError",
+    "InvalidInvoice",
+    "JsapiOrder",
+    "Notification",
+    "NotificationRejected",
+    "OrderStatus",
+    "PayConfig",
+    "PaymentError",
+    "PaymentsNotConfigured",
+    "RefundStatus",
+    "Seller",
+    "StaleTimestamp",
+    "TradeBill",
+    "UnknownOrder",
+    "UnknownSerial",
+    "WeChatPayClient",
+    "application_request",
+    "order_expiry",
+    "out_trade_no_for",
+    "parse_trade_bill",
+    "validate_invoice",
+    "yuan_to_fen",
+]
