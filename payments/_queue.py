@@ -31,9 +31,11 @@ FOLLOW_UP_REFUNDED = "payments.follow_up_refunded"
 REFUND = "payments.refund"
 SWEEP = "payments.sweep_open_orders"
 
-# The API only defers, on its own transaction's connection: this app's connector is never opened there.
-# The worker replaces it with one connected to the database (run_worker).
+# The worker's app: its connector is replaced by an opened (async) one in run_worker_async.
 app = App(connector=PsycopgConnector())
+# Deferring always goes through the caller's own (sync) connection: this app's connector is never opened,
+# so it works the same in the API and inside a job running on a worker thread.
+_outbox = App(connector=PsycopgConnector())
 
 # Gateway trouble is retried with growing waits: 2 s, 4 s, 8 s ... up to about 15 minutes in all.
 _RETRY = RetryStrategy(max_attempts=10, exponential_wait=2)
@@ -41,7 +43,9 @@ _RETRY = RetryStrategy(max_attempts=10, exponential_wait=2)
 
 def defer(conn: psycopg.Connection, task: str, **kwargs: Any) -> int:
     """Defer a job on `conn`, inside its transaction: it exists if and only if that transaction commits."""
-    return app.configure_task(task, connection=conn, queue=QUEUE).defer(**kwargs)
+    if task not in app.tasks:
+        raise ValueError(f"no task {task!r}")
+    return _outbox.configure_task(task, connection=conn, queue=QUEUE).defer(**kwargs)
 
 
 # ---- what the jobs need, built once per worker process -----------------------------------------------

@@ -161,8 +161,8 @@ def service_env(db_url: str, extra: dict[str, str]) -> dict[str, str]:
 class ApiProcess(Proc):
     """The API under uvicorn (as tests._servers.Server, but ready on /health: no road graph here)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], *, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         super().__init__(
             [
