@@ -251,9 +251,14 @@ def test_bad_notifications_are_refused_and_leave_nothing(stack: Stack) -> None:
         "payer": {"openid": "o-bad"},
         "success_time": "2026-01-01T10:00:00+08:00",
     }
-    count = lambda: stack.sql(
-        "SELECT (SELECT count(*) FROM payment_notifications) + (SELECT count(*) FROM payment_effects)"
-    )[0][0]  # noqa: E731
+
+    def count() -> int:
+        return int(
+            stack.sql(
+                "SELECT (SELECT count(*) FROM payment_notifications) + (SELECT count(*) FROM payment_effects)"
+            )[0][0]
+        )
+
     before = count()
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert _post(stack, _envelope(stack, good), signer=stranger) == 401  # forged signature
@@ -282,7 +287,10 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_another_which_applies_it_once
     stack.gateway.control("slow", prefix=f"/v3/pay/transactions/out-trade-no/{no}", delay_s=6, count=1)
     assert stack.gateway.control("pay", **params)[0] == 200
     wait_for(lambda: stack.state(no) == "paid", what="paid")
-    queried = lambda: [r for r in stack.gateway.get("requests") if r["path"].endswith(no)]  # noqa: E731
+
+    def queried() -> list[dict[str, Any]]:
+        return [r for r in stack.gateway.get("requests") if r["path"].endswith(no)]
+
     wait_for(queried, what="the worker's query to reach the gateway")
     stack.worker.kill()  # SIGKILL mid-job: the job stays 'doing' with a worker that never beats again
     jobs = [j for j in _jobs(stack) if j["args"] == {"out_trade_no": no}]
