@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 from payments._errors import BillIntegrityError
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+AMOUNT = re.compile(r"^-?\d{1,15}(\.\d{1,8})?$")  # yuan as WeChat writes them: digits, a point, decimals
 
 # The columns of an ALL bill, in WeChat's order (a bill of another order is read by name).
 COLUMNS = (
@@ -106,12 +108,11 @@ class TradeBill:
 
 def yuan_to_fen(text: str, *, field: str = "amount") -> int:
     """'12.34' -> 1234, exactly; '0.001' (not a whole fen) or 'abc' raise BillIntegrityError."""
-    try:
-        value = Decimal(text.strip() or "0")
-    except InvalidOperation:
-        raise BillIntegrityError(f"{field}: {text!r} is not an amount in yuan") from None
-    fen = value * 100
-    if not value.is_finite() or fen != fen.to_integral_value():
+    plain = text.strip() or "0"
+    if not AMOUNT.match(plain):
+        raise BillIntegrityError(f"{field}: {text!r} is not an amount in yuan")
+    fen = Decimal(plain) * 100
+    if fen != fen.to_integral_value():
         raise BillIntegrityError(f"{field}: {text!r} is not a whole number of fen")
     return int(fen)
 
