@@ -565,9 +565,30 @@ class FakeGateway:
 
     # ---- bills -----------------------------------------------------------------------------------------
 
+    def _bill_row(self, when: datetime, o: Order, **values: str) -> list[str]:
+        """One bill row, by column name (COLUMNS); unnamed amounts are 0.00, the rest empty."""
+        row = {
+            "交易时间": when.strftime("%Y-%m-%d %H:%M:%S"),
+            "公众账号ID": self.keys.appid,
+            "商户号": self.keys.mchid,
+            "特约商户号": "0",
+            "微信订单号": o.transaction_id or "",
+            "商户订单号": o.out_trade_no,
+            "用户标识": o.params["payer"]["openid"],
+            "交易类型": "JSAPI",
+            "付款银行": "OTHERS",
+            "货币种类": "CNY",
+            "微信退款单号": "0",
+            "商户退款单号": "0",
+            "商品名称": o.params["description"],
+            "费率": "0.60%",
+            **values,
+        }
+        amounts = ("应结订单金额", "代金券金额", "退款金额", "充值券退款金额", "订单金额", "申请退款金额")
+        return [row.get(c, "0.00" if c in amounts else "") for c in COLUMNS]
+
     def bill_csv(self, day: date) -> str:
-        """The day's ALL trade bill as WeChat formats it."""
-        lines = [",".join(COLUMNS)]
+        """The day's ALL trade bill as WeChat formats it: payments and refunds by time, then the summary."""
         rows: list[tuple[datetime, list[str]]] = []
         settle = refund_total = order_total = requested = 0
         fees = Decimal(0)
@@ -578,41 +599,13 @@ class FakeGateway:
             fees += fee
             settle += o.total
             order_total += o.total
-            goods = o.params["description"]
-            rows.append(
-                (
-                    o.success_time,
-                    [
-                        o.success_time.strftime("%Y-%m-%d %H:%M:%S"),
-                        self.keys.appid,
-                        self.keys.mchid,
-                        "0",
-                        "",
-                        o.transaction_id or "",
-                        o.out_trade_no,
-                        o.params["payer"]["openid"],
-                        "JSAPI",
-                        "SUCCESS",
-                        "OTHERS",
-                        "CNY",
-                        _yuan(o.total),
-                        "0.00",
-                        "0",
-                        "0",
-                        "0.00",
-                        "0.00",
-                        "",
-                        "",
-                        goods,
-                        "",
-                        f"{fee:.5f}",
-                        "0.60%",
-                        _yuan(o.total),
-                        "0.00",
-                        "",
-                    ],
-                )
-            )
+            values = {
+                "交易状态": "SUCCESS",
+                "应结订单金额": _yuan(o.total),
+                "订单金额": _yuan(o.total),
+                "手续费": f"{fee:.5f}",
+            }
+            rows.append((o.success_time, self._bill_row(o.success_time, o, **values)))
         for r in self.refunds.values():
             if r.status != "SUCCESS" or r.success_time is None or r.success_time.date() != day:
                 continue
@@ -620,58 +613,29 @@ class FakeGateway:
             fees += fee
             refund_total += r.refund_fen
             requested += r.refund_fen
-            o = r.order
-            rows.append(
-                (
-                    r.success_time,
-                    [
-                        r.success_time.strftime("%Y-%m-%d %H:%M:%S"),
-                        self.keys.appid,
-                        self.keys.mchid,
-                        "0",
-                        "",
-                        o.transaction_id or "",
-                        o.out_trade_no,
-                        o.params["payer"]["openid"],
-                        "JSAPI",
-                        "REFUND",
-                        "OTHERS",
-                        "CNY",
-                        "0.00",
-                        "0.00",
-                        r.refund_id,
-                        r.out_refund_no,
-                        _yuan(r.refund_fen),
-                        "0.00",
-                        "ORIGINAL",
-                        "SUCCESS",
-                        o.params["description"],
-                        "",
-                        f"{fee:.5f}",
-                        "0.60%",
-                        "0.00",
-                        _yuan(r.refund_fen),
-                        "",
-                    ],
-                )
-            )
+            values = {
+                "交易状态": "REFUND",
+                "微信退款单号": r.refund_id,
+                "商户退款单号": r.out_refund_no,
+                "退款金额": _yuan(r.refund_fen),
+                "退款类型": "ORIGINAL",
+                "退款状态": "SUCCESS",
+                "手续费": f"{fee:.5f}",
+                "申请退款金额": _yuan(r.refund_fen),
+            }
+            rows.append((r.success_time, self._bill_row(r.success_time, r.order, **values)))
         rows.sort(key=lambda x: x[0])
-        lines += [",".join("`" + f for f in fields) for _, fields in rows]
-        lines.append(",".join(SUMMARY_COLUMNS))
-        lines.append(
-            ",".join(
-                "`" + v
-                for v in (
-                    str(len(rows)),
-                    _yuan(settle),
-                    _yuan(refund_total),
-                    "0.00",
-                    f"{fees:.5f}",
-                    _yuan(order_total),
-                    _yuan(requested),
-                )
-            )
+        summary = (
+            str(len(rows)),
+            _yuan(settle),
+            _yuan(refund_total),
+            "0.00",
+            f"{fees:.5f}",
+            _yuan(order_total),
+            _yuan(requested),
         )
+        lines = [",".join(COLUMNS), *(",".join("`" + f for f in fields) for _, fields in rows)]
+        lines += [",".join(SUMMARY_COLUMNS), ",".join("`" + v for v in summary)]
         return "\r\n".join(lines) + "\r\n"
 
     def trade_bill(self, request: Request) -> Response:

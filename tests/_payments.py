@@ -3,17 +3,24 @@ each a real subprocess, configured like production through FUEL_WECHATPAY_* sett
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from config import PROJECT_ROOT
 from payments import PayConfig, WeChatPayClient
@@ -184,3 +191,52 @@ class ApiProcess(Proc):
 class WorkerProcess(Proc):
     def __init__(self, env: dict[str, str]) -> None:
         super().__init__(["-m", "payments", "worker"], env, ready=None, what="the payments worker")
+
+
+def notification_body(
+    keys: DevKeys,
+    resource: dict[str, Any],
+    *,
+    apiv3: bytes | None = None,
+    tamper: bool = False,
+    nid: str | None = None,
+) -> bytes:
+    """A TRANSACTION.SUCCESS notification as WeChat Pay sends it: the resource encrypted (AEAD_AES_256_GCM)."""
+    nonce = secrets.token_hex(6)
+    cipher = AESGCM(apiv3 or keys.apiv3_key.encode()).encrypt(
+        nonce.encode(), json.dumps(resource).encode(), b"transaction"
+    )
+    if tamper:
+        cipher = bytes([cipher[0] ^ 1]) + cipher[1:]
+    envelope = {
+        "id": nid or str(uuid.uuid4()),
+        "create_time": "2026-01-01T10:00:00+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": {
+            "original_type": "transaction",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": base64.b64encode(cipher).decode(),
+            "associated_data": "transaction",
+            "nonce": nonce,
+        },
+    }
+    return json.dumps(envelope, ensure_ascii=False).encode()
+
+
+def notification_headers(
+    keys: DevKeys, body: bytes, *, stamp: int | None = None, signer: Any = None, serial: str | None = None
+) -> dict[str, str]:
+    """Wechatpay-* headers signing `body` with the platform key (or `signer`, to forge)."""
+    key = signer or serialization.load_pem_private_key(keys.platform_private_pem.encode(), password=None)
+    ts, nonce = str(int(time.time()) if stamp is None else stamp), secrets.token_hex(16)
+    sig = key.sign(f"{ts}\n{nonce}\n{body.decode()}\n".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return {
+        "Content-Type": "application/json",
+        "Wechatpay-Timestamp": ts,
+        "Wechatpay-Nonce": nonce,
+        "Wechatpay-Serial": serial or keys.public_key_id,
+        "Wechatpay-Signature": base64.b64encode(sig).decode(),
+        "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
+    }

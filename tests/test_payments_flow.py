@@ -4,9 +4,6 @@ reordering, drops) and a worker killed with SIGKILL mid-job leave one payment an
 
 from __future__ import annotations
 
-import base64
-import json
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,9 +12,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payments import WeChatPayClient, _queue
 from payments._flow import request_refund, start_payment
@@ -28,6 +23,8 @@ from tests._payments import (
     FakeGatewayProcess,
     WorkerProcess,
     client_for,
+    notification_body,
+    notification_headers,
     payment_env,
     service_env,
     wait_for,
@@ -191,54 +188,14 @@ def test_a_dropped_notification_is_made_up_by_querying_the_order(stack: Stack) -
 def _envelope(
     stack: Stack, resource: dict[str, Any], *, key: bytes | None = None, tamper: bool = False
 ) -> bytes:
-    nonce = secrets.token_hex(6)
-    cipher = AESGCM(key or stack.keys.apiv3_key.encode()).encrypt(
-        nonce.encode(), json.dumps(resource).encode(), b"transaction"
-    )
-    if tamper:
-        cipher = bytes([cipher[0] ^ 1]) + cipher[1:]
-    return json.dumps(
-        {
-            "id": str(uuid.uuid4()),
-            "create_time": "2026-01-01T10:00:00+08:00",
-            "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS",
-            "summary": "支付成功",
-            "resource": {
-                "original_type": "transaction",
-                "algorithm": "AEAD_AES_256_GCM",
-                "ciphertext": base64.b64encode(cipher).decode(),
-                "associated_data": "transaction",
-                "nonce": nonce,
-            },
-        }
-    ).encode()
+    return notification_body(stack.keys, resource, apiv3=key, tamper=tamper)
 
 
 def _post(
     stack: Stack, body: bytes, *, signer: Any = None, serial: str | None = None, stamp: int | None = None
 ) -> int:
-    private = signer or serialization.load_pem_private_key(
-        stack.keys.platform_private_pem.encode(), password=None
-    )
-    ts, nonce = str(stamp if stamp is not None else int(time.time())), secrets.token_hex(16)
-    sig = base64.b64encode(
-        private.sign(f"{ts}\n{nonce}\n{body.decode()}\n".encode(), padding.PKCS1v15(), hashes.SHA256())
-    ).decode()
-    r = httpx.post(
-        stack.notify_url,
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "Wechatpay-Timestamp": ts,
-            "Wechatpay-Nonce": nonce,
-            "Wechatpay-Serial": serial or stack.keys.public_key_id,
-            "Wechatpay-Signature": sig,
-            "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
-        },
-        timeout=10,
-    )
-    return r.status_code
+    headers = notification_headers(stack.keys, body, stamp=stamp, signer=signer, serial=serial)
+    return httpx.post(stack.notify_url, content=body, headers=headers, timeout=10).status_code
 
 
 def test_bad_notifications_are_refused_and_leave_nothing(stack: Stack) -> None:
@@ -369,11 +326,17 @@ def test_an_unpaid_order_past_its_expiry_is_closed(stack: Stack) -> None:
     no, _ = stack.start(amount_fen=4_200)
     with psycopg.connect(stack.db_url) as conn:  # as if its 15 minutes had passed
         conn.execute(
-            "UPDATE payments SET expires_at = now() - interval '1 second' WHERE out_trade_no = %s", (no,)
+            "UPDATE payments SET expires_at = now() - interval '1 second', created_at = now() - interval '16 minutes'"
+            " WHERE out_trade_no = %s",
+            (no,),
         )
     with psycopg.connect(stack.db_url) as conn, conn.transaction():
         _queue.defer(conn, _queue.SWEEP)
-    wait_for(lambda: stack.state(no) == "closed", what="the sweep to close the order")
+    try:
+        wait_for(lambda: stack.state(no) == "closed", what="the sweep to close the order")
+    except AssertionError:
+        print(_debug_dump(stack))
+        raise
     assert "closed" in stack.effects(no)
     assert httpx.get(f"{stack.gateway.base}/fake/orders/{no}").json()["trade_state"] == "CLOSED"
 

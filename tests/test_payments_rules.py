@@ -3,17 +3,14 @@ order numbers and expiry, trade-bill parsing to exact fen, fuel e-invoice valida
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from payments import (
     BadCiphertext,
@@ -35,7 +32,7 @@ from payments import (
 )
 from payments._bill import COLUMNS, SUMMARY_COLUMNS
 from payments._keys import DevKeys, ensure_dev_keys
-from tests._payments import client_for
+from tests._payments import client_for, notification_body, notification_headers
 
 
 @pytest.fixture(scope="module")
@@ -44,39 +41,10 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> DevKeys:
 
 
 def notification(
-    keys: DevKeys, resource: dict, *, stamp: int, signer=None, apiv3: bytes | None = None
-) -> tuple[dict, bytes]:  # type: ignore[no-untyped-def, type-arg]
-    nonce = "0123456789ab"
-    cipher = AESGCM(apiv3 or keys.apiv3_key.encode()).encrypt(
-        nonce.encode(), json.dumps(resource).encode(), b"transaction"
-    )
-    body = json.dumps(
-        {
-            "id": "EV-1",
-            "create_time": "2026-01-01T10:00:00+08:00",
-            "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS",
-            "summary": "支付成功",
-            "resource": {
-                "original_type": "transaction",
-                "algorithm": "AEAD_AES_256_GCM",
-                "ciphertext": base64.b64encode(cipher).decode(),
-                "associated_data": "transaction",
-                "nonce": nonce,
-            },
-        },
-        ensure_ascii=False,
-    ).encode()
-    key = signer or serialization.load_pem_private_key(keys.platform_private_pem.encode(), password=None)
-    sig = key.sign(f"{stamp}\nN1\n{body.decode()}\n".encode(), padding.PKCS1v15(), hashes.SHA256())
-    headers = {
-        "Wechatpay-Timestamp": str(stamp),
-        "Wechatpay-Nonce": "N1",
-        "Wechatpay-Serial": keys.public_key_id,
-        "Wechatpay-Signature": base64.b64encode(sig).decode(),
-        "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
-    }
-    return headers, body
+    keys: DevKeys, resource: dict[str, Any], *, stamp: int, signer: Any = None, apiv3: bytes | None = None
+) -> tuple[dict[str, str], bytes]:
+    body = notification_body(keys, resource, apiv3=apiv3, nid="EV-1")
+    return notification_headers(keys, body, stamp=stamp, signer=signer), body
 
 
 def test_a_good_notification_is_decrypted(keys: DevKeys) -> None:
