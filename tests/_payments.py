@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from config import PROJECT_ROOT
 from payments import PayConfig, WeChatPayClient
 from payments._keys import PLATFORM_PUBLIC, DevKeys
-from tests._servers import TEST_ADMIN_KEY, TEST_RATE_PREFIX, TEST_SECRET_KEY, free_port
+from tests._servers import free_port, service_environment
 
 
 def wait_for(
@@ -151,18 +151,8 @@ def client_for(
 
 
 def service_env(db_url: str, extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        FUEL_ENV="test",
-        FUEL_SECRET_KEY=TEST_SECRET_KEY,
-        FUEL_ADMIN_API_KEY=TEST_ADMIN_KEY,
-        FUEL_RATE_LIMIT_PREFIX=TEST_RATE_PREFIX,
-        FUEL_RATE_LIMIT_PER_MINUTE="1000000",
-        FUEL_EXTRACT="/nonexistent/no-roads.osm.pbf",  # payments need no road graph: fast start
-    )
-    env.update(extra)
-    return env
+    # payments need no road graph: no extract, a fast start
+    return service_environment(db_url, FUEL_EXTRACT="/nonexistent/no-roads.osm.pbf", **extra)
 
 
 class ApiProcess(Proc):

@@ -33,20 +33,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def service_environment(db_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a service process in the tests: the test secrets, this run's rate-limit windows."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=db_url,
+        FUEL_ENV="test",
+        FUEL_SECRET_KEY=TEST_SECRET_KEY,
+        FUEL_RATE_LIMIT_PREFIX=TEST_RATE_PREFIX,
+        FUEL_ADMIN_API_KEY=TEST_ADMIN_KEY,
+        FUEL_RATE_LIMIT_PER_MINUTE="1000000",
+    )
+    env.update(extra)
+    return env
+
+
 class Server:
     def __init__(self, db_url: str, *, uvicorn_args: Sequence[str] = (), **env_extra: str) -> None:
         self.port = free_port()
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=db_url,
-            FUEL_ENV="test",
-            FUEL_SECRET_KEY=TEST_SECRET_KEY,
-            FUEL_RATE_LIMIT_PREFIX=TEST_RATE_PREFIX,
-            FUEL_ADMIN_API_KEY=TEST_ADMIN_KEY,
-            FUEL_RATE_LIMIT_PER_MINUTE="1000000",
-            FUEL_DB_TIMEOUT_S="1",
-        )
+        env = service_environment(db_url, FUEL_DB_TIMEOUT_S="1")
         env.update(env_extra)
         self.proc = subprocess.Popen(
             [
