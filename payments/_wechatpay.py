@@ -458,6 +458,8 @@ class WeChatPayClient:
             raise BadCiphertext(f"the resource cannot be decrypted: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("resource"), dict):
             raise BadCiphertext("the resource does not decrypt with the APIv3 key (AEAD_AES_256_GCM)")
+        if not data.get("id") or not data.get("event_type"):
+            raise BadCiphertext("the notification has no id or event_type")
         original = json.loads(body).get("resource", {}).get("original_type", "")
         return Notification(
             id=str(data.get("id", "")),

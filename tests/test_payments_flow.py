@@ -4,9 +4,11 @@ reordering, drops) and a worker killed with SIGKILL mid-job leave one payment an
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -347,3 +349,56 @@ def _debug_dump(stack: Stack) -> str:
             "SELECT id, task_name, status, attempts, args FROM procrastinate_jobs ORDER BY id"
         ).fetchall()
     return "\n".join(map(str, rows)) + "\n" + (stack.worker.output()[-4000:] if stack.worker else "")
+
+
+def test_an_unanswered_notification_is_retried_on_the_schedule_and_a_delayed_one_comes_late(
+    stack: Stack,
+) -> None:
+    from payments._fake_gateway import RETRY_SCHEDULE_S
+
+    # an order of this merchant that our database does not know: the API refuses its notification (404),
+    # so the gateway redelivers it on WeChat's schedule (times the fake's time factor, 0.02)
+    order, _ = _order_at_gateway_only(stack)
+    assert stack.gateway.control("pay", **stack.client.request_payment_params(order.prepay_id))[0] == 200
+
+    def attempts() -> list[dict[str, Any]]:
+        found = [
+            d
+            for d in stack.gateway.get("notifications")
+            if d["resource"].get("out_trade_no") == order.out_trade_no
+        ]
+        return found[0]["attempts"] if found else []
+
+    wait_for(lambda: len(attempts()) >= 4, what="four delivery attempts")
+    got = attempts()
+    assert all(a["status"] == 404 for a in got)
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(got)][:3]
+    for gap, scheduled in zip(gaps, RETRY_SCHEDULE_S, strict=False):
+        assert scheduled * 0.02 <= gap < scheduled * 0.02 + 1.5
+
+    stack.gateway.control("faults", fault="delay", delay_s=1.5)
+    no, params = stack.start(amount_fen=3_300)
+    paid_at = time.time()
+    assert stack.gateway.control("pay", **params)[0] == 200
+    time.sleep(0.8)
+    assert stack.state(no) == "created"  # not yet
+    wait_for(lambda: stack.state(no) == "paid", what="the delayed notification")
+    first = next(d for d in stack.gateway.get("notifications") if d["resource"].get("out_trade_no") == no)
+    assert first["fault"] == "delay" and first["attempts"][0]["at"] - paid_at >= 1.5
+
+
+def _order_at_gateway_only(stack: Stack) -> tuple[Any, str]:
+    from payments import order_expiry, out_trade_no_for
+
+    no = out_trade_no_for(uuid.uuid4().hex)
+    order = stack.client.create_jsapi_order(
+        out_trade_no=no,
+        amount_fen=1_000,
+        openid="o-x",
+        expires_at=order_expiry(datetime.now(UTC), 900),
+        station_id=1,
+        station_name="站",
+        goods="92号",
+        client_ip="127.0.0.1",
+    )
+    return order, no
