@@ -10,9 +10,24 @@ import psycopg
 _LOCK_KEY = 7_431_005  # advisory lock: several workers starting at once migrate one at a time
 
 
+def _package_schema(spec: str) -> str:
+    """The SQL of a `.package` migration: a schema file shipped by an installed library (its first
+    non-comment line names the package and the file inside it), applied as the library ships it."""
+    lines = [ln.strip() for ln in spec.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if len(lines) != 1 or len(lines[0].split()) != 2:
+        raise RuntimeError(f"a .package migration names one package and one file, got {lines!r}")
+    package, path = lines[0].split()
+    return resources.files(package).joinpath(path).read_text(encoding="utf-8")
+
+
 def _migrations() -> list[tuple[str, str]]:
     files = resources.files("store") / "migrations"
-    out = [(f.name, f.read_text(encoding="utf-8")) for f in files.iterdir() if f.name.endswith(".sql")]
+    out = []
+    for f in files.iterdir():
+        if f.name.endswith(".sql"):
+            out.append((f.name, f.read_text(encoding="utf-8")))
+        elif f.name.endswith(".package"):
+            out.append((f.name, _package_schema(f.read_text(encoding="utf-8"))))
     return sorted(out)
 
 
