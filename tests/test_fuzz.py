@@ -18,7 +18,7 @@ from psycopg.conninfo import make_conninfo
 from config import Settings
 from ingest._load_region import load_region_data
 from store import create_database, drop_database, migrate
-from tests._servers import TEST_ADMIN_KEY, Server
+from tests._servers import TEST_ADMIN_KEY, FakeWeChat, Server
 from tests.conftest import BASE_URL
 
 CHECKS = (
@@ -44,11 +44,13 @@ def fuzz_server(shared_data: Path) -> Iterator[Server]:
         demo=True,
         progress=False,
     )
-    server = Server(url)
+    wechat = FakeWeChat()  # logins go to the fake WeChat: made-up codes are 401s there, never 5xx
+    server = Server(url, **wechat.server_env())
     try:
         yield server
     finally:
         server.close()
+        wechat.close()
         drop_database(url)
 
 
