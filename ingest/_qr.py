@@ -49,7 +49,7 @@ def write_codes(issued: list[IssuedToken], out: Path, *, page: str, scale: int =
     for t in issued:
         path = out / f"station-{t.station_id}-pump-{t.pump_no}-nozzle-{t.nozzle_no}.png"
         segno.make(qr_content(page, t.token), error="m", micro=False).save(
-            path, kind="png", scale=scale, border=4
+            str(path), kind="png", scale=scale, border=4
         )
         paths.append(path)
         rows.append(
