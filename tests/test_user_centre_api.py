@@ -208,6 +208,22 @@ def test_logins_are_limited_per_address(env: Env) -> None:
         server.close()
 
 
+def test_each_user_has_a_request_budget_of_its_own(env: Env) -> None:
+    """Phones behind one carrier NAT address: the rate limit keys on the session token's user."""
+    server = Server(env.url, **server_env(env.wechat, FUEL_RATE_LIMIT_PER_MINUTE="6"))
+    try:
+        tokens = []
+        for _ in range(2):
+            r = httpx.post(server.base + "/v1/auth/wechat", json={"code": env.wechat.code()})
+            assert r.status_code == 200, r.text
+            tokens.append({"Authorization": f"Bearer {r.json()['token']}"})
+        a = [httpx.get(server.base + "/v1/me", headers=tokens[0]).status_code for _ in range(7)]
+        assert a == [200] * 6 + [429]
+        assert httpx.get(server.base + "/v1/me", headers=tokens[1]).status_code == 200
+    finally:
+        server.close()
+
+
 # ---- session tokens: 401 and 403 -------------------------------------------------------------------------
 
 
