@@ -8,19 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from psycopg.conninfo import make_conninfo
 
-from config import PROJECT_ROOT, Settings
-from ingest._load_region import load_region_data
-from store import create_database, drop_database, migrate
+from config import PROJECT_ROOT
 from tests._servers import free_port, fresh_rate_prefix
-from tests.conftest import BASE_URL
+from tests.conftest import fresh_demo_database
 from tests.test_limits import make_run_flags
 
 HONCHO = Path(sys.executable).parent / "honcho"
@@ -28,20 +24,8 @@ HONCHO = Path(sys.executable).parent / "honcho"
 
 @pytest.fixture(scope="module")
 def demo_url(shared_data: Path) -> Iterator[str]:
-    url = make_conninfo(BASE_URL, dbname=f"fuel_procfile_{os.getpid()}_{uuid.uuid4().hex[:8]}")
-    create_database(url)
-    migrate(url)
-    load_region_data(
-        Settings(database_url=url, shared_data_dir=shared_data),
-        region_name="andorra",
-        extract=shared_data / "osm" / "andorra.osm.pbf",
-        demo=True,
-        progress=False,
-    )
-    try:
+    with fresh_demo_database(shared_data, "fuel_procfile") as url:
         yield url
-    finally:
-        drop_database(url)
 
 
 def wait_for(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:

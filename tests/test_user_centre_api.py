@@ -5,7 +5,6 @@ tokens (forged, revoked, re-pointed, closed station) and live pump status."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,13 +16,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from api import _models as m
 from api import _tokens
 from config import Settings, UnsafeSettingsError
-from ingest._load_region import load_region_data
-from store import create_database, drop_database, migrate
 from store._nozzles import issue_tokens, revoke_token
 from store._users import User
 from tests._servers import (
@@ -39,7 +35,7 @@ from tests._servers import (
 from tests._servers import (
     TEST_WECHAT_APPID as APPID,
 )
-from tests.conftest import BASE_URL
+from tests.conftest import fresh_demo_database
 from wechat import WeChatClient, WeChatUnavailable
 
 CODE_TTL_S = 3.0
@@ -72,25 +68,15 @@ def server_env(wechat: FakeWeChat, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def env(shared_data: Path) -> Iterator[Env]:
-    url = make_conninfo(BASE_URL, dbname=f"fuel_users_{os.getpid()}_{uuid.uuid4().hex[:8]}")
-    create_database(url)
-    migrate(url)
-    load_region_data(
-        Settings(database_url=url, shared_data_dir=shared_data),
-        region_name="andorra",
-        extract=shared_data / "osm" / "andorra.osm.pbf",
-        demo=True,
-        progress=False,
-    )
-    wechat = FakeWeChat(code_ttl_s=CODE_TTL_S)
-    server = Server(url, **server_env(wechat))
-    try:
-        with httpx.Client(base_url=server.base, timeout=30) as http:
-            yield Env(url, wechat, server, http)
-    finally:
-        server.close()
-        wechat.close()
-        drop_database(url)
+    with fresh_demo_database(shared_data, "fuel_users") as url:
+        wechat = FakeWeChat(code_ttl_s=CODE_TTL_S)
+        server = Server(url, **server_env(wechat))
+        try:
+            with httpx.Client(base_url=server.base, timeout=30) as http:
+                yield Env(url, wechat, server, http)
+        finally:
+            server.close()
+            wechat.close()
 
 
 # ---- login -------------------------------------------------------------------------------------------
