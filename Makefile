@@ -13,6 +13,18 @@ export DATABASE_URL ?= postgresql://root@127.0.0.1:5432/$(DB_NAME)
 # Local dev defaults; the service refuses the development secrets outside FUEL_ENV=development on a
 # loopback HOST (set FUEL_SECRET_KEY and FUEL_ADMIN_API_KEY to serve on another address).
 export FUEL_ENV ?= development
+WECHAT_PORT ?= 8090
+WECHATPAY_PORT ?= 8091
+# In development the API logs users in against the fake WeChat server API, and pays through the fake
+# WeChat Pay gateway, that `make run` starts (their keys: .cache/wechatpay, written on first start).
+ifeq ($(FUEL_ENV),development)
+export FUEL_WECHAT_API_BASE_URL ?= http://127.0.0.1:$(WECHAT_PORT)
+export FUEL_WECHATPAY_BASE_URL ?= http://127.0.0.1:$(WECHATPAY_PORT)
+export FUEL_WECHATPAY_NOTIFY_URL ?= http://$(HOST):$(PORT)/v1/payments/wechat/notify
+RUN_ONLY :=
+else
+RUN_ONLY := -c wechat=0,wechatpay=0
+endif
 
 .PHONY: run test lint bench venv postgres redis db web browser migrate load clean-cache
 
@@ -84,13 +96,15 @@ browser:
 UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHeadTimeout \
 	--h11-max-incomplete-event-size 32768 --timeout-keep-alive 5 --limit-concurrency 200
 
+# The processes are the Procfile's lines (api; wechat, the fake WeChat server, in development only),
+# started together by honcho: Ctrl-C stops them all.
 run: venv redis load web
-	FUEL_BIND_HOST=$(HOST) $(VENV)/bin/uvicorn api.main:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
-		$(UVICORN_FLAGS)
+	HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
+		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
 lint: venv
-	$(VENV)/bin/ruff check geo ingest api store config payments tests benchmarks
-	$(VENV)/bin/ruff format --check geo ingest api store config payments tests benchmarks
+	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling tests benchmarks
+	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling tests benchmarks
 	$(VENV)/bin/mypy
 
 test: venv postgres redis web browser lint

@@ -37,6 +37,9 @@ from payments import (
 )
 from store._db import DatabaseBusy
 from store._manage import VersionConflict
+from store._nozzles import Gone
+from store._users import UserDeleted
+from wechat import InvalidLoginCode, WeChatRateLimited, WeChatUnavailable, WeChatUserBlocked
 
 log = logging.getLogger("api")
 RETRY_AFTER_S = 2  # every 503 for database trouble says when to retry
@@ -51,7 +54,13 @@ STATUS: list[tuple[type[Exception], int]] = [
     (GatewayError, 502),
     (PaymentsNotConfigured, 503),
     (Unauthorized, 401),
+    (InvalidLoginCode, 401),
     (Forbidden, 403),
+    (UserDeleted, 403),
+    (WeChatUserBlocked, 403),
+    (Gone, 410),
+    (WeChatRateLimited, 429),
+    (WeChatUnavailable, 503),
     (PreconditionRequired, 428),
     (InvalidInput, 422),
     (RouteNotFound, 404),
@@ -90,10 +99,12 @@ def install(app: FastAPI) -> None:
                     resp.headers["ETag"] = f'"{exc.current_version}"'
                     return resp
                 resp = _body(status, type(exc).__name__, str(exc))
-                if isinstance(exc, RateLimited):
-                    resp.headers["Retry-After"] = str(exc.retry_after_s)
+                retry_after = getattr(exc, "retry_after_s", None)
+                if isinstance(retry_after, int):  # RateLimited, WeChat's limit and outages
+                    resp.headers["Retry-After"] = str(retry_after)
                 if isinstance(exc, Unauthorized):
-                    resp.headers["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+                    challenge = getattr(exc, "challenge", 'ApiKey header="X-API-Key"')
+                    resp.headers["WWW-Authenticate"] = challenge
                 if isinstance(exc, BudgetExceeded):
                     resp.headers["Retry-After"] = "1"
                 return resp

@@ -661,6 +661,98 @@ class RegionPublic(_Public):
     served_note: str | Absent = None
 
 
+# ---- user centre, pumps and nozzles (api/_users.py, api/_forecourt.py) ------------------------------
+
+
+class UserPublic(_Public):
+    id: int
+    created_at: DateTime
+    last_login_at: DateTime
+    unionid_known: bool = Field(description="WeChat gave a unionid (the app is in an open platform)")
+    phone_known: bool
+
+
+class LoginPublic(_Public):
+    token: str = Field(description="send it as `Authorization: Bearer <token>`")
+    token_type: Literal["Bearer"]
+    expires_at: DateTime = Field(description="after this, log in again (wx.login, then this endpoint)")
+    expires_in: int = Field(description="seconds until expires_at")
+    created: bool = Field(description="this login created the user")
+    user: UserPublic
+
+
+PumpStatusText = Literal[
+    "free", "in-use", "in-transaction", "ready-to-pay", "locked", "out-of-order", "unknown"
+]
+
+
+class NozzleGradePricePublic(_Public):
+    """The grade's price now at the station (null when the station has no known price for it)."""
+
+    list_price: float | None = Field(description="CNY per litre")
+    list_price_fen: int | None = Field(description="fen per litre")
+    effective_price: float | None = Field(description="after the best applicable promotion, CNY per litre")
+    effective_price_fen: int | None
+    promotions_applied: list[AppliedPromotionPublic]
+    effective_from: DateTime | None
+    source: str | None
+    priced_at: DateTime
+
+
+class NozzleStationPublic(_Public):
+    id: int
+    name: str
+    display_name: str
+    display_name_en: str | None
+    brand: str
+    address: str | None
+    can_fill_up: bool | None = Field(description="null: opening hours unknown")
+
+
+class NozzlePumpPublic(_Public):
+    pump_no: int
+    label: str
+
+
+class NozzleNozzlePublic(_Public):
+    nozzle_no: int
+    grade: Grade
+
+
+class NozzlePublic(_Public):
+    """What the QR code on a nozzle names: the station (the payee), the pump, the nozzle and its grade."""
+
+    station: NozzleStationPublic
+    pump: NozzlePumpPublic
+    nozzle: NozzleNozzlePublic
+    price: NozzleGradePricePublic
+    currency: str
+
+
+class PumpNozzlePublic(_Public):
+    nozzle_no: int
+    grade: Grade
+    active: bool
+
+
+class PumpLivePublic(_Public):
+    pump_no: int
+    label: str
+    status: PumpStatusText = Field(
+        description="as the station link last reported it; unknown when stale or never"
+    )
+    fp_state: int | None = Field(description="IFSF fuelling-point state 1-9, when the site reports it")
+    reported_at: DateTime | None
+    valid_until: DateTime | None
+    nozzles: list[PumpNozzlePublic]
+
+
+class StationPumpsPublic(_Public):
+    station_id: int
+    checked_at: DateTime
+    pumps: list[PumpLivePublic]
+
+
 # ---- operations --------------------------------------------------------------------------------------
 
 
@@ -828,6 +920,14 @@ _ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
         _example("NotFound", "station 42 not found"),
         {},
     ),
+    410: (
+        "Gone: the nozzle code was revoked (its sticker replaced) or the nozzle is out of service",
+        _example(
+            "NozzleTokenRevoked",
+            "this nozzle code was revoked on 2026-11-20: scan the code on the nozzle again",
+        ),
+        {},
+    ),
     409: (
         "The write was based on a stale version (the body and ETag name the current one), or conflicts "
         "with a stored value",
@@ -869,11 +969,28 @@ _ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of an endpoint: the error body, a description and an example per status."""
+# A user's session token instead of an API key (api/_users.py): 401 and 403 in those words.
+_USER_ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    401: (
+        "No session token, or one that is not valid or has expired: log in (POST /v1/auth/wechat) and "
+        "send `Authorization: Bearer <token>`",
+        _example("Unauthorized", "a session token is required: log in with POST /v1/auth/wechat"),
+        {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    ),
+    403: (
+        "Someone else's resource",
+        _example("Forbidden", "this belongs to another user"),
+        {},
+    ),
+}
+
+
+def error_responses(*statuses: int, user: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of an endpoint: the error body, a description and an example per status
+    (`user`: 401 and 403 are about a user's session token, not an API key)."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        description, example, headers = _ERRORS[status]
+        description, example, headers = (_USER_ERRORS if user else {}).get(status) or _ERRORS[status]
         doc: dict[str, Any] = {
             "model": ErrorBody,
             "description": description,

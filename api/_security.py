@@ -4,7 +4,8 @@ no development secrets on a public address, CORS from settings.
 Rate limits (api/_limits.py: a moving one-minute window in Redis) apply to every method under /v1/ and
 /route/v1/. The client is a validated API key's principal (keys are checked against the database and
 remembered for settings.api_key_cache_s in a bounded cache; an unknown key creates no state of its
-own and counts as its address), else the client address (X-Forwarded-For only from
+own and counts as its address), else a mini-program user with a valid session token (checked without
+the database: phones behind one carrier NAT address are limited each on its own), else the client address (X-Forwarded-For only from
 settings.trusted_proxies). A request costs 1; expensive ones charge more from inside the endpoint
 with `charge()` (matrix cells, route points).
 """
@@ -26,6 +27,7 @@ from cachetools import TTLCache
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api import _tokens
 from api._auth import KEY_REFUSED, failures_wait, principal_for, record_failure
 from api._limits import Limiter, Limits, RateLimited, parse_networks
 from config import Settings, is_loopback
@@ -275,11 +277,14 @@ class Guard:
         return None
 
     async def _client(self, scope: Scope) -> str:
-        """`key:<principal>` for a valid API key, else `ip:<address>`."""
+        """`key:<principal>` for a valid API key, `user:<id>` for a valid session token, else `ip:<address>`."""
         address = "ip:" + self.limits.address(scope)
         key = next((v for k, v in scope.get("headers", []) if k == b"x-api-key"), None)
         if not key or not key.strip():
-            return address
+            auth = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
+            token = _tokens.bearer(auth.decode("latin-1")) if auth else None
+            user = _tokens.verify(token, secret_key=self.settings.secret_key) if token else None
+            return f"user:{user.id}" if user is not None else address
         digest = hashlib.sha256(key.strip()).digest()
         name = self.keys.get(digest)
         if name is not None:

@@ -12,7 +12,20 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import _docs, _errors, _manage, _map, _osrm, _payments, _ranking, _routing, _security, _stations
+from api import (
+    _docs,
+    _errors,
+    _forecourt,
+    _manage,
+    _map,
+    _osrm,
+    _payments,
+    _ranking,
+    _routing,
+    _security,
+    _stations,
+    _users,
+)
 from api._graph import load_router
 from api._models import HealthPublic, ReadyPublic
 from api._params import BlankQueryIsAbsent
@@ -57,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db.open()
         state = AppState(settings=settings, served=served, db=db)
         app.state.fuel = state
+        state.extras["wechat"] = _users.make_wechat_client(state)
         state.router = load_router(settings, served)
         if state.router is not None:
             sync = TrafficSync(
@@ -76,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if "sync" in state.extras:
                 state.extras["sync"].stop()
+            state.extras["wechat"].close()
             db.close()
 
     app = FastAPI(
@@ -128,6 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
     app.include_router(_payments.router)  # WeChat Pay notifications
+    app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
+    app.include_router(_forecourt.router)  # at the pump: nozzle QR codes, a station's pumps (user token)
     app.include_router(_osrm.router)  # OSRM v5 route/table/nearest (last: its catch-alls shadow nothing)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

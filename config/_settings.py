@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-only-secret-change-me"
 DEV_ADMIN_KEY = "dev-admin-key"
+DEV_WECHAT_APPID = "wxdev0000000000000"
+DEV_WECHAT_SECRET = "dev-only-wechat-secret"
 SECRET_RULE = (
     "at least 32 characters from a random generator (at least 12 different characters, no repeated "
     "pattern, an estimated 160 bits or more), e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
@@ -164,6 +166,23 @@ class Settings(BaseSettings):
     # Dates in requests (`at`, `depart_at`) must lie within this many days of now.
     max_date_offset_days: int = Field(730, ge=1)
 
+    # ---- User centre (api/_users.py, wechat/): mini-program login and session tokens ----
+    # WeChat's server API: the real one in production, the fake (python -m wechat fake, `make run`) in
+    # development and tests. The appid and AppSecret of our mini-program: development defaults that work
+    # with the fake only; outside development they are off (login answers 503) unless set, and the
+    # development values are refused.
+    wechat_api_base_url: str = "https://api.weixin.qq.com"
+    wechat_appid: str = DEV_WECHAT_APPID
+    wechat_app_secret: str = DEV_WECHAT_SECRET
+    wechat_timeout_s: float = Field(5.0, gt=0, le=30)
+    # Our session tokens (signed with a key derived from secret_key, checked without a database round
+    # trip) last this long; the mini-program logs in again (wx.login) when one expires.
+    user_token_ttl_s: int = Field(24 * 3_600, ge=60, le=30 * 24 * 3_600)
+    # Logins (POST /v1/auth/wechat) a client address may make in a minute, before 429.
+    logins_per_minute: int = Field(30, ge=1)
+    # A pump status older than this (or past its own valid_until) is shown as "unknown".
+    pump_status_max_age_s: float = Field(60.0, gt=0)
+
     # ---- Web map and WeChat shapes (api/_map.py, api/_routing.py): absolute asset URLs ----
     # The public origin the WeChat mini-program loads marker icons from, e.g. https://fuel.example.cn
     # (https in production; WeChat draws remote marker images only over https). None: the origin of
@@ -214,6 +233,27 @@ class Settings(BaseSettings):
     def _refuse_unsafe_settings(self) -> Settings:
         if "admin_api_key" not in self.model_fields_set and not self.dev_secrets_allowed:
             self.admin_api_key = ""  # the static admin key is off unless configured
+        if not self.dev_secrets_allowed:
+            # WeChat login is off unless configured; the development credentials are refused
+            for name, default in (
+                ("wechat_appid", DEV_WECHAT_APPID),
+                ("wechat_app_secret", DEV_WECHAT_SECRET),
+            ):
+                if name not in self.model_fields_set:
+                    setattr(self, name, "")
+                elif getattr(self, name) == default:
+                    raise UnsafeSettingsError(
+                        f"refusing to start with the development FUEL_{name.upper()} outside development "
+                        f"(env={self.env}, bind_host={self.bind_host}): set our mini-program's own"
+                    )
+        self.wechat_api_base_url = self.wechat_api_base_url.strip().rstrip("/")
+        if not self.wechat_api_base_url.startswith(("http://", "https://")):
+            raise ValueError(f"FUEL_WECHAT_API_BASE_URL: {self.wechat_api_base_url!r} is not an http(s) URL")
+        if self.env == "production" and not self.wechat_api_base_url.startswith("https://"):
+            raise UnsafeSettingsError(
+                f"refusing to start in production with FUEL_WECHAT_API_BASE_URL={self.wechat_api_base_url!r}: "
+                "WeChat's API is reached over https only"
+            )
         dev = [
             name
             for name, value, default in (

@@ -24,6 +24,11 @@ Promotions, capped per kind (`promotion.<kind>`):
   notice when it starts earlier);
 - `cny_off_per_order` <= `max_off_per_order_fen` (integer fen);
 - `topup_bonus` (percent of bonus credit) <= `max_topup_bonus_percent`.
+
+Pumps and nozzles (a station's forecourt, `nozzle_problem`):
+- `nozzle.pump_no` 1-99 and `nozzle.nozzle_no` 1-9 (IFSF fuelling points and logical nozzles);
+- `nozzle.grade_not_sold`: a nozzle delivers a grade the station does not list (when it lists any);
+- `nozzle.label`: a pump label of at most 40 printable characters.
 """
 
 from __future__ import annotations
@@ -320,4 +325,44 @@ def promotion_problem(promo: Promotion, *, book: CeilingBook, rules: Plausibilit
                 "0.00",
                 _cny(cap_cny),
             )
+    return None
+
+
+MAX_PUMP_NO = 99
+MAX_NOZZLE_NO = 9
+MAX_PUMP_LABEL = 40
+
+
+def nozzle_problem(
+    pump_no: int, nozzle_no: int, grade: str, *, label: str = "", sells: Collection[str] | None = None
+) -> Problem | None:
+    """The first forecourt rule a nozzle row breaks, or None (`sells`: the grades the station lists)."""
+    if not 1 <= pump_no <= MAX_PUMP_NO:
+        return Problem(
+            "pump_no",
+            "nozzle.pump_no",
+            f"pump {pump_no} is not between 1 and {MAX_PUMP_NO}",
+            "1",
+            str(MAX_PUMP_NO),
+        )
+    if not 1 <= nozzle_no <= MAX_NOZZLE_NO:
+        return Problem(
+            "nozzle_no",
+            "nozzle.nozzle_no",
+            f"nozzle {nozzle_no} is not between 1 and {MAX_NOZZLE_NO}",
+            "1",
+            str(MAX_NOZZLE_NO),
+        )
+    if grade not in KNOWN_GRADES:
+        return Problem("grade", "nozzle.grade", f"unknown grade {grade!r} (known: {', '.join(KNOWN_GRADES)})")
+    if sells and grade not in sells:
+        return Problem(
+            "grade",
+            "nozzle.grade_not_sold",
+            f"the station does not sell {grade}# (it lists {', '.join(g + '#' for g in sells)})",
+        )
+    if len(label) > MAX_PUMP_LABEL or not label.isprintable():
+        return Problem(
+            "label", "nozzle.label", f"a pump label is at most {MAX_PUMP_LABEL} printable characters"
+        )
     return None

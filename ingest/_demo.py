@@ -16,6 +16,11 @@ Promotions (source 'demo', fixed source_ref, inserted once, never overwritten):
 - demo:holiday: public holidays only, 3 % off, one seeded station;
 - demo:members: members only, 0.35 CNY/L off 95#, one seeded station;
 - demo:order-200: 10 CNY off an order of 200 CNY or more, one seeded station.
+
+Pumps (so the fill-up can be tried): each station without pumps gets 2-4 pumps (labels "1号枪"...),
+each with one nozzle per grade the station sells (at most four; 92# and 95# when it lists none), through
+the forecourt's one audited write path (store._pumps.upsert_forecourt). A station with pumps is left
+alone: re-running adds nothing, and pumps loaded with `ingest pumps` are never replaced.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ import psycopg
 
 from config import Region
 from geo._plausible import PlausibilityRules
-from geo._pricing import Promotion
+from geo._pricing import KNOWN_GRADES, Promotion
 from store._ceilings import Ceiling, ceiling_in, ceilings_for_zone
 from store._prices import PriceIn, insert_prices
 from store._promotions import upsert_promotion
+from store._pumps import NozzleIn, forecourt_of, upsert_forecourt
 from store._stations import station_ids_in_region
 
 # Used only when the zone has no ceiling for a grade at that time.
@@ -47,6 +53,7 @@ class DemoSummary:
     stations: int
     prices_written: int
     promotions_written: int
+    pumps_written: int = 0
 
 
 def _base_price(grade: str, at: datetime, ceilings: list[Ceiling]) -> tuple[Decimal, Ceiling | None]:
@@ -113,7 +120,35 @@ def seed_demo(
             for p in promos
             if upsert_promotion(conn, p, actor=actor, zone=region.price_zone, rules=rules, replace=False)[1]
         )
-    return DemoSummary(stations=len(stations), prices_written=written, promotions_written=promo_written)
+        pumps = seed_demo_pumps(conn, stations, seed=seed, actor=actor)
+    return DemoSummary(
+        stations=len(stations), prices_written=written, promotions_written=promo_written, pumps_written=pumps
+    )
+
+
+DEMO_GRADES = ("92", "95")
+MAX_DEMO_NOZZLES = 4
+
+
+def seed_demo_pumps(
+    conn: psycopg.Connection, stations: list[dict[str, Any]], *, seed: int, actor: str
+) -> int:
+    """2-4 pumps with nozzles for each station that has none (see the module docstring); the pumps written."""
+    have = forecourt_of(conn, [int(s["id"]) for s in stations])
+    rows: list[NozzleIn] = []
+    for s in stations:
+        sid = int(s["id"])
+        if sid in have:
+            continue
+        rng = random.Random(f"{seed}:pumps:{s['source']}:{s['source_ref']}")
+        grades = [g for g in KNOWN_GRADES if g in (s["grades"] or ())] or list(DEMO_GRADES)
+        for pump_no in range(1, rng.randint(2, 4) + 1):
+            rows.extend(
+                NozzleIn(sid, pump_no, nozzle_no, grade, pump_label=f"{pump_no}号枪")
+                for nozzle_no, grade in enumerate(grades[:MAX_DEMO_NOZZLES], start=1)
+            )
+    counts, _ = upsert_forecourt(conn, rows, actor=actor)
+    return counts.pumps_new
 
 
 def _demo_promotions(stations: list[dict[str, Any]], *, seed: int, tz_now: datetime) -> list[Promotion]:

@@ -81,6 +81,7 @@ def load_region_data(
             demo_summary = seed_demo(conn, region, now=datetime.now(region.tz), actor=actor, rules=rules)
             summary["demo_prices_written"] = demo_summary.prices_written
             summary["demo_promotions_written"] = demo_summary.promotions_written
+            summary["demo_pumps_written"] = demo_summary.pumps_written
         conn.execute(
             "INSERT INTO regions_loaded (region, extract_path, extract_hash, graph_hash, stations, edges, loaded_at)"
             " VALUES (%s, %s, %s, %s, %s, %s, now())"
@@ -144,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
         f"region {summary['region']} ready: graph {summary['graph']} ({summary['nodes']} nodes, "
         f"{summary['road_edges']} road edges, {summary['road_edges_written']} written), stations "
         f"{st['inserted']} new / {st['updated']} updated / {st['unchanged']} unchanged, "
-        f"demo prices {summary.get('demo_prices_written', 0)}, {summary['seconds']} s"
+        f"demo prices {summary.get('demo_prices_written', 0)}, demo pumps {summary.get('demo_pumps_written', 0)}, "
+        f"{summary['seconds']} s"
     )
     if summary.get("future_prices_removed"):
         print(

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-ACTIONS = ("create", "update", "delete")
+ACTIONS = ("create", "update", "delete", "login")
 
 
 def jsonable(value: Any) -> Any:

@@ -18,6 +18,9 @@ from config import PROJECT_ROOT
 # Secrets of the test environment: tests never run with the development secrets.
 TEST_SECRET_KEY = "test-secret-7QmZp2VxK9rT4bWc8NfJ3hLdYs6GuEa1"
 TEST_ADMIN_KEY = "test-admin-5RkX8pVn2WqJ7cTz4LmB9hFd3YsGeA6u"
+# Our mini-program's WeChat credentials in tests (the fake WeChat server checks them).
+TEST_WECHAT_APPID = "wxtest1234567890ab"
+TEST_WECHAT_APP_SECRET = "test-wechat-secret-9f8e7d6c5b4a"
 # Rate-limit windows in Redis of this test run only: other runs on the machine keep theirs.
 TEST_RATE_PREFIX = f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -95,3 +98,72 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+class FakeWeChat:
+    """`python -m wechat fake` in its own process."""
+
+    def __init__(self, *, code_ttl_s: float = 300.0) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "FUEL_ENV": "test",
+            "FUEL_SECRET_KEY": TEST_SECRET_KEY,
+            "FUEL_ADMIN_API_KEY": TEST_ADMIN_KEY,
+            "FUEL_WECHAT_APPID": TEST_WECHAT_APPID,
+            "FUEL_WECHAT_APP_SECRET": TEST_WECHAT_APP_SECRET,
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wechat",
+                "fake",
+                "--port",
+                str(self.port),
+                "--code-ttl-s",
+                str(code_ttl_s),
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.base + "/fake/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"fake WeChat exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            time.sleep(0.2)
+        raise RuntimeError("fake WeChat did not start")
+
+    def code(self, openid: str | None = None, unionid: str | None = None) -> str:
+        body = {k: v for k, v in (("openid", openid), ("unionid", unionid)) if v is not None}
+        r = httpx.post(self.base + "/fake/codes", json=body, timeout=5)
+        assert r.status_code == 200, r.text
+        return str(r.json()["code"])
+
+    def fail_next(self, errcode: int, count: int = 1) -> None:
+        assert (
+            httpx.post(self.base + "/fake/failures", json={"errcode": errcode, "count": count}).status_code
+            == 200
+        )
+
+    def server_env(self) -> dict[str, str]:
+        """What a Server needs to log users in against this fake."""
+        return {
+            "FUEL_WECHAT_API_BASE_URL": self.base,
+            "FUEL_WECHAT_APPID": TEST_WECHAT_APPID,
+            "FUEL_WECHAT_APP_SECRET": TEST_WECHAT_APP_SECRET,
+        }
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,32 @@ def client(demo_settings):  # type: ignore[no-untyped-def]
 
     with TestClient(create_app(demo_settings)) as c:
         yield c
+
+
+@contextmanager
+def fresh_demo_database(shared_data: Path, prefix: str) -> Iterator[str]:
+    """A database of one's own (named `<prefix>_<pid>_<random>`) with the demo region loaded (Andorra roads,
+    stations, demo prices and pumps), dropped afterwards: for tests whose writes others must not see."""
+    from psycopg.conninfo import make_conninfo
+
+    from config import Settings
+    from ingest._load_region import load_region_data
+
+    url = make_conninfo(BASE_URL, dbname=f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}")
+    drop_database(url)
+    create_database(url)
+    try:
+        migrate(url)
+        load_region_data(
+            Settings(database_url=url, shared_data_dir=shared_data),
+            region_name="andorra",
+            extract=shared_data / "osm" / "andorra.osm.pbf",
+            demo=True,
+            progress=False,
+        )
+        yield url
+    finally:
+        drop_database(url)
 
 
 @pytest.fixture(scope="module")

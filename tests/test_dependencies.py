@@ -19,7 +19,7 @@ from config import PROJECT_ROOT
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
-PRODUCT = ("geo", "ingest", "api", "store", "config", "payments")
+PRODUCT = ("geo", "ingest", "api", "store", "config", "payments", "wechat", "fuelling")
 FIRST_PARTY = {*PRODUCT, "tests", "benchmarks"}
 
 # Product modules that import an extra's packages, and which extra. They are imported only when their
@@ -37,7 +37,7 @@ PROVIDED_BY = {
 }
 
 # Runtime dependencies that product code uses without importing them.
-USED_INDIRECTLY: dict[str, str] = {}
+USED_INDIRECTLY: dict[str, str] = {"honcho": "`make run` starts the Procfile's processes with it"}
 
 # dev dependencies that are tools rather than imports.
 DEV_TOOLS = {

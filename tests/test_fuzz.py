@@ -8,18 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from psycopg.conninfo import make_conninfo
 
-from config import Settings
-from ingest._load_region import load_region_data
-from store import create_database, drop_database, migrate
-from tests._servers import TEST_ADMIN_KEY, Server
-from tests.conftest import BASE_URL
+from tests._servers import TEST_ADMIN_KEY, FakeWeChat, Server
+from tests.conftest import fresh_demo_database
 
 CHECKS = (
     "not_a_server_error",
@@ -33,23 +28,14 @@ CHECKS = (
 @pytest.fixture(scope="module")
 def fuzz_server(shared_data: Path) -> Iterator[Server]:
     # its own database: fuzzed traffic updates must not reach the other tests' servers
-    url = make_conninfo(BASE_URL, dbname=f"fuel_fuzz_{os.getpid()}_{uuid.uuid4().hex[:8]}")
-    drop_database(url)
-    create_database(url)
-    migrate(url)
-    load_region_data(
-        Settings(database_url=url, shared_data_dir=shared_data),
-        region_name="andorra",
-        extract=shared_data / "osm" / "andorra.osm.pbf",
-        demo=True,
-        progress=False,
-    )
-    server = Server(url)
-    try:
-        yield server
-    finally:
-        server.close()
-        drop_database(url)
+    with fresh_demo_database(shared_data, "fuel_fuzz") as url:
+        wechat = FakeWeChat()  # logins go to the fake WeChat: made-up codes are 401s there, never 5xx
+        server = Server(url, **wechat.server_env())
+        try:
+            yield server
+        finally:
+            server.close()
+            wechat.close()
 
 
 def test_no_server_errors_and_schema_conformance(fuzz_server: Server, tmp_path: Path) -> None:

@@ -58,17 +58,20 @@ def test_first_load_is_audited_as_load_region(region: dict[str, Any]) -> None:
             ACTOR,
         )
     )
-    stations, prices, promotions, ceilings = q(
+    stations, prices, promotions, ceilings, pumps, nozzles = q(
         db,
         "SELECT (SELECT count(*) FROM stations), (SELECT count(*) FROM prices),"
-        " (SELECT count(*) FROM promotions), (SELECT count(*) FROM price_ceilings)",
+        " (SELECT count(*) FROM promotions), (SELECT count(*) FROM price_ceilings),"
+        " (SELECT count(*) FROM pumps), (SELECT count(*) FROM nozzles)",
     )[0]
-    assert stations > 0 and prices > 0 and promotions == 5
+    assert stations > 0 and prices > 0 and promotions == 5 and pumps >= 2 * stations
     assert by_entity == {
         "station": stations,
         "price": prices,
         "promotion": promotions,
         "price_ceiling": ceilings,
+        "pump": pumps,
+        "nozzle": nozzles,
     }
     assert q(db, "SELECT count(*) FROM audit_log WHERE actor <> %s", ACTOR) == [(0,)]
 

@@ -38,6 +38,12 @@ KEYED = {  # (method, path) of the endpoints that take an API key
     ("post", "/v1/traffic"),
     ("delete", "/v1/traffic"),
 }
+USER = {  # (method, path) of the endpoints that take a user's session token
+    ("get", "/v1/me"),
+    ("get", "/v1/users/{user_id}"),
+    ("get", "/v1/nozzles/{token}"),
+    ("get", "/v1/stations/{station_id}/pumps"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +157,9 @@ def test_every_error_status_is_documented_with_the_error_body(spec: dict[str, An
             assert {"400", "413"} <= statuses, (method, path)  # unreadable, too large
         if (method, path) in KEYED:
             assert {"401", "403"} <= statuses, (method, path)
+        if (method, path) in USER:
+            assert "401" in statuses, (method, path)
+            assert op["responses"]["401"]["headers"]["WWW-Authenticate"]["description"] == "Bearer"
         for status, resp in op["responses"].items():
             if status[0] in "45" and path != "/ready":  # /ready answers its checks
                 ref = resp["content"]["application/json"]["schema"]["$ref"]
@@ -166,10 +175,19 @@ def test_every_error_status_is_documented_with_the_error_body(spec: dict[str, An
 def test_the_api_key_scheme_is_declared_where_a_key_is_taken(spec: dict[str, Any]) -> None:
     scheme = spec["components"]["securitySchemes"]["ApiKey"]
     assert scheme == scheme | {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-    keyed = {(method, path) for method, path, op in operations(spec) if op.get("security")}
+    keyed = {
+        (method, path) for method, path, op in operations(spec) if op.get("security") == [{"ApiKey": []}]
+    }
     assert keyed == KEYED
-    for method, path in KEYED:
-        assert spec["paths"][path][method]["security"] == [{"ApiKey": []}]
+    user = {
+        (method, path) for method, path, op in operations(spec) if op.get("security") == [{"UserToken": []}]
+    }
+    assert user == USER
+    assert all(
+        op.get("security") in (None, [{"ApiKey": []}], [{"UserToken": []}]) for _, _, op in operations(spec)
+    )
+    token = spec["components"]["securitySchemes"]["UserToken"]
+    assert token == token | {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 
 
 # ---- what the service answers matches the schema ---------------------------------------------------
