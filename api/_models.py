@@ -148,16 +148,19 @@ class StationPricesPublic(_Public):
     name_en: str | None
     brand: str = Field(description="brand key: petrochina, sinopec, cnooc, shell, other ...")
     brand_raw: str | None
-    address: str | None
+    address: str | None = Field(
+        description="mapped (addr:* tags, operator file, manager), else the nearest named road at load"
+    )
     lat: float
     lon: float
     status: Literal["open", "closed", "temporarily_closed"]
     open_now: bool | None = Field(description="at `checked_at`; null: opening hours unknown")
     opening_hours: str | None = Field(description="OSM opening_hours syntax")
-    display_name: str | Absent = Field(
-        None, description="name to show: name, else brand or operator + street"
+    display_name: str = Field(
+        description="name to show: the station's own name, else brand or operator + ' · ' + street "
+        "(the address: mapped, or the nearest named road), e.g. '加油站 · CG-2'"
     )
-    display_name_en: str | Absent = None
+    display_name_en: str = Field(description="in English, e.g. 'Fuel station · CG-2'")
     can_fill_up: bool | Absent | None = Field(
         None, description="can sell fuel at `checked_at` (status and opening hours); null: hours unknown"
     )
@@ -252,8 +255,11 @@ class StationSummaryPublic(_Public):
     id: int
     name: str
     name_en: str | None
+    display_name: str = Field(description="as in nearby: name, else brand or operator + street")
+    display_name_en: str
     brand: str
     brand_raw: str | None
+    address: str | None = Field(description="mapped, or the nearest named road (set at load)")
     lat: float
     lon: float
     status: Literal["open", "closed", "temporarily_closed"]
@@ -489,6 +495,9 @@ class MarkerPropertiesPublic(_Public):
     id: int
     name: str
     name_en: str | None
+    display_name: str = Field(description="as in nearby: name, else brand or operator + street")
+    display_name_en: str
+    address: str | None
     brand: str
     status: Literal["open", "closed", "temporarily_closed"]
     grades: list[Grade]
@@ -570,7 +579,7 @@ class WechatMarkerPublic(_Public):
     kind: Literal["station", "cell"]
     latitude: float
     longitude: float
-    title: str = Field(min_length=1, description="the station's name or its brand's; a cell's summary")
+    title: str = Field(min_length=1, description="the station's display name; a cell's summary")
     iconPath: str = Field(description="absolute URL of the marker's PNG icon")
     width: int
     height: int

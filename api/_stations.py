@@ -88,7 +88,7 @@ from api._params import (
 from api._routing import need_router
 from api._state import AppState, get_state
 from config import Region, Settings
-from geo._brands import display_name
+from geo._brands import station_display_name
 from geo._coords import to_wgs84
 from geo._errors import InvalidInput, NotFound
 from geo._hours import can_fill_up
@@ -237,13 +237,7 @@ def _station_out(
     lat, lon = point_out(float(row["lat"]), float(row["lon"]), coord)
     status = row["status"]
     fill = can_fill_up(status, row.get("opening_hours"), at.astimezone(region.tz), region.holidays)
-    zh, en = display_name(
-        name=row["name"],
-        name_en=row["name_en"],
-        brand=row["brand"],
-        brand_raw=row["brand_raw"],
-        street=row["address"],
-    )
+    zh, en = station_display_name(row)
     out: dict[str, Any] = {
         "id": int(row["id"]),
         "name": row["name"],
@@ -793,13 +787,17 @@ def stations(
     results = []
     for r in rows:
         lat, lon = point_out(float(r["lat"]), float(r["lon"]), coord_s)
+        names = station_display_name(r)
         results.append(
             {
                 "id": int(r["id"]),
                 "name": r["name"],
                 "name_en": r["name_en"],
+                "display_name": names[0],
+                "display_name_en": names[1],
                 "brand": r["brand"],
                 "brand_raw": r["brand_raw"],
+                "address": r["address"],
                 "lat": lat,
                 "lon": lon,
                 "status": r["status"],
