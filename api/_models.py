@@ -240,7 +240,15 @@ class NearbyPublic(_Envelope):
     query: NearbyQueryPublic
     count: int
     results: list[NearbyStationPublic]
-    note: str | Absent = Field(None, description="the point is outside the served region")
+    note: str | Absent = Field(
+        None,
+        description="why the list is empty or ordered otherwise than asked: the point is outside the served "
+        "region (note_code OutsideRegion), or sort=eta from a point no road is near (note_code NoRoadNear: "
+        "listed by straight-line distance)",
+    )
+    note_code: Literal["OutsideRegion", "NoRoadNear"] | Absent = Field(
+        None, description="the note's code: the error code the other endpoints answer in the same case"
+    )
     closed_left_out: int | Absent = Field(None, description="stations left out: they cannot sell at arrival")
     search: SearchPublic | Absent = None
     purchase: PurchasePublic | Absent = None
@@ -790,8 +798,10 @@ class ProblemPublic(_Public):
 
 
 class AllowedRangePublic(_Public):
-    min: str | None
-    max: str | None
+    """Amounts (CNY, percent) as numbers; times as ISO-8601 date-times in the region's zone."""
+
+    min: float | str | None
+    max: float | str | None
 
 
 class ErrorPublic(_Public):
