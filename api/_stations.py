@@ -373,10 +373,17 @@ def nearby(
         raise InvalidInput("coord", str(exc)) from None
     query = {"lat": q_lat, "lon": q_lon, "radius_m": radius, "grade": grade_s, "sort": sort_s, "limit": n}
     if not region.contains(w_lat, w_lon):  # an empty list is still an answer: a note, not an error
-        note = region.outside_message(w_lat, w_lon) + ": no stations are listed there"
+        outside = region.outside_message(w_lat, w_lon) + ": no stations are listed there"
         return documented(
             _envelope(
-                state, coord_s, at_dt, query=query, count=0, results=[], note=note, note_code="OutsideRegion"
+                state,
+                coord_s,
+                at_dt,
+                query=query,
+                count=0,
+                results=[],
+                note=outside,
+                note_code="OutsideRegion",
             )
         )
     ranked_by = sort_s
