@@ -26,7 +26,7 @@ import pytest
 from api.main import create_app
 from config import Settings, load_region
 from ingest._load_region import load_region_data
-from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY, fresh_rate_prefix
+from tests._servers import TEST_ADMIN_KEY, fresh_rate_prefix
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -40,23 +40,13 @@ TOWN = "1.48,42.45,1.60,42.55"
 
 
 @pytest.fixture(scope="module")
-def c(module_db: str, shared_data: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=module_db,
-        shared_data_dir=shared_data,
-        rate_limit_per_minute=1_000_000,
-        env="test",
-        secret_key=TEST_SECRET_KEY,
-        admin_api_key=TEST_ADMIN_KEY,
-        rate_limit_prefix=fresh_rate_prefix(),
+def c(module_db: str, shared_data: Path, demo_settings: Settings) -> Iterator[TestClient]:
+    """The demo region in this module's own database: its writes leave the session's alone."""
+    settings = demo_settings.model_copy(
+        update={"database_url": module_db, "rate_limit_prefix": fresh_rate_prefix()}
     )
-    load_region_data(
-        settings,
-        region_name="andorra",
-        extract=shared_data / "osm" / "andorra.osm.pbf",
-        demo=True,
-        progress=False,
-    )
+    extract = shared_data / "osm" / "andorra.osm.pbf"
+    load_region_data(settings, region_name="andorra", extract=extract, demo=True, progress=False)
     with TestClient(create_app(settings)) as client:
         yield client
 
