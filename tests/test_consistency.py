@@ -297,9 +297,27 @@ def _response_schemas(spec: dict[str, Any]) -> Iterator[tuple[str, Any]]:
                         yield f"{method.upper()} {path} {status}", content["schema"]
 
 
-def test_the_schema_of_every_response_declares_numbers_not_decimal_strings(c: TestClient) -> None:
+MONEY = re.compile(r"price|cny|value|amount|saving|total|cost|litres")
+NOT_MONEY = re.compile(r"(_at|_from|_to|source|_s)$")  # times, provenance, seconds
+
+
+def _types(spec: dict[str, Any], schema: Any) -> set[str]:
+    """The JSON types a schema allows (through $ref and anyOf/oneOf)."""
+    s = _resolve(spec, schema)
+    if not isinstance(s, dict):
+        return set()
+    plain = "type" in s and not {"format", "enum", "const"} & set(s)  # a date-time or a choice is text
+    out = {str(s["type"])} if plain else set()
+    for sub in s.get("anyOf", []) + s.get("oneOf", []):
+        out |= _types(spec, sub)
+    return out
+
+
+def test_the_schema_of_every_response_declares_amounts_as_numbers(c: TestClient) -> None:
+    """A price or an amount in a response is a number in the schema: never a string alone (as a Decimal
+    of pydantic is written), nor a map of strings."""
     spec = c.get("/openapi.json").json()
-    bad = []
+    bad, checked = [], 0
     for where, top in _response_schemas(spec):
         stack, seen = [(top, where)], set()
         while stack:
@@ -311,19 +329,27 @@ def test_the_schema_of_every_response_declares_numbers_not_decimal_strings(c: Te
                 s = _resolve(spec, s)
             if not isinstance(s, dict):
                 continue
-            pattern = str(s.get("pattern", ""))
-            if s.get("type") == "string" and (r"\d*\.?\d*" in pattern or s.get("format") == "decimal"):
-                bad.append(at)
-            for key in ("properties",):
-                for name, sub in (s.get(key) or {}).items():
-                    stack.append((sub, f"{at}.{name}"))
+            for name, sub in (s.get("properties") or {}).items():
+                if MONEY.search(name) and not NOT_MONEY.search(name):
+                    checked += 1
+                    types = _types(spec, sub)
+                    extra = (
+                        _resolve(spec, sub).get("additionalProperties")
+                        if isinstance(_resolve(spec, sub), dict)
+                        else None
+                    )
+                    if isinstance(extra, dict):
+                        types = (types - {"object"}) | _types(spec, extra)
+                    if "string" in types and not types & {"number", "integer"}:
+                        bad.append(f"{at}.{name}")
+                stack.append((sub, f"{at}.{name}"))
             for key in ("items", "additionalProperties"):
                 if isinstance(s.get(key), dict):
                     stack.append((s[key], f"{at}[]"))
             for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
                 for sub in s.get(key) or []:
                     stack.append((sub, at))
-    assert bad == [], bad
+    assert checked > 50 and bad == [], bad
 
 
 # ---- messages in the client's words -------------------------------------------------------------------
