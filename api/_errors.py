@@ -108,6 +108,8 @@ def install(app: FastAPI) -> None:
         for err in errors:
             loc = tuple(err.get("loc", ()))
             field, path, member = _walk(api_route, loc)
+            if err.get("type") == "json_invalid":  # its location is a character position, not a field
+                path = []
             if member and str(err.get("type")) in _SHAPE_ERRORS and len(errors) > 1:
                 continue  # the body fits another shape of a union (a list, not the object): its errors
             problems.append(
@@ -278,8 +280,8 @@ def param_name(path: list[str | int], body: str | None = None) -> str:
     out = ""
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    if out.startswith("[") or not out:
-        out = (body or "body") + out if out or body else ""
+    if out.startswith("["):
+        out = (body or "body") + out
     return out or "request"
 
 
