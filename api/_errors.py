@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -71,6 +72,14 @@ STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 
+_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+
+
+def _number(v: object) -> object:
+    """A decimal string (a price or amount limit) as a JSON number; anything else (a time) as it is."""
+    return float(v) if isinstance(v, str) and _DECIMAL.match(v) else v
+
+
 def _body(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
 
@@ -89,10 +98,13 @@ def install(app: FastAPI) -> None:
         for cls, status in STATUS:
             if isinstance(exc, cls):
                 extra: dict[str, Any] = {}
-                if isinstance(exc, InvalidInput):
+                if isinstance(exc, InvalidInput):  # the shape of the request validation's 422
                     extra["param"] = exc.param
+                    extra["errors"] = [{"param": exc.param, "message": exc.message}]
                     if isinstance(exc, ImplausibleValue):  # the broken rule and the allowed range
                         extra.update(exc.details)
+                        if isinstance(extra.get("allowed"), dict):  # amounts as numbers, times as text
+                            extra["allowed"] = {k: _number(v) for k, v in extra["allowed"].items()}
                     return _body(status, type(exc).__name__, exc.message, **extra)
                 if isinstance(exc, VersionConflict):
                     resp = _body(status, "VersionConflict", str(exc), current_version=exc.current_version)
@@ -119,12 +131,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         route = request.scope.get("route")
+        api_route = route if isinstance(route, APIRoute) else None
         problems = []
-        for err in exc.errors():
+        errors = exc.errors()
+        for err in errors:
             loc = tuple(err.get("loc", ()))
-            param = ".".join(str(p) for p in loc if p not in _LOCATIONS) or "request"
-            field = _field(route, loc) if isinstance(route, APIRoute) else None
-            problems.append({"param": param, "message": in_words(err, field)})
+            field, path, member = _walk(api_route, loc)
+            if err.get("type") == "json_invalid":  # its location is a character position, not a field
+                path = []
+            if member and str(err.get("type")) in _SHAPE_ERRORS and len(errors) > 1:
+                continue  # the body fits another shape of a union (a list, not the object): its errors
+            problems.append(
+                {"param": param_name(path, _body_name(api_route)), "message": in_words(err, field)}
+            )
         msg = "; ".join(f"{p['param']}: {p['message']}" for p in problems)
         return _body(
             422, "InvalidInput", msg, param=problems[0]["param"] if problems else None, errors=problems
@@ -280,45 +299,101 @@ def _params_of(route: APIRoute) -> dict[tuple[str, str], FieldInfo]:
     return out
 
 
-def _field(route: APIRoute, loc: tuple[Any, ...]) -> FieldInfo | None:
-    """The declaration of the parameter or body field an error is about (None when not found)."""
-    if len(loc) < 2:
-        return None
-    if loc[0] in ("query", "path", "header"):
-        return _params_of(route).get((str(loc[0]), str(loc[1])))
-    if loc[0] != "body" or route.body_field is None:
-        return None
+# a value of the wrong JSON type for one shape of a union body (reported for each shape not sent)
+_SHAPE_ERRORS = frozenset(("model_type", "model_attributes_type", "list_type", "dict_type", "tuple_type"))
+
+
+def param_name(path: list[str | int], body: str | None = None) -> str:
+    """A parameter as the client wrote it: `prices[0].price_cny`, `sources[2]`, `lat`; a body that is a
+    bare list is named `body` (the endpoint's body parameter)."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    if out.startswith("["):
+        out = (body or "body") + out
+    return out or "request"
+
+
+def _body_name(route: APIRoute | None) -> str | None:
+    f = route.body_field if route is not None else None
+    return None if f is None else str(f.alias)
+
+
+def _walk(route: APIRoute | None, loc: tuple[Any, ...]) -> tuple[FieldInfo | None, list[str | int], bool]:
+    """(the declaration of the parameter or body field an error is about, or None; its path as the client
+    sent it, without pydantic's names of union members such as `list[PriceCreate]`; whether the error is
+    about one member of a union as a whole)."""
+    if not loc:
+        return None, [], False
+    where = loc[0]
+    path: list[str | int] = list(loc[1:]) if where in _LOCATIONS else list(loc)
+    if route is None or where not in _LOCATIONS or len(loc) < 2:
+        return None, path, False
+    if where != "body":
+        return _params_of(route).get((str(where), str(loc[1]))), path, False
+    if route.body_field is None:
+        return None, path, False
+    path = []
     info: FieldInfo | None = None
     annotation: Any = route.body_field.field_info.annotation
+    member = False
+    lost = False
     for part in loc[1:]:
-        annotation = _unwrap(annotation, part)
+        member = False
+        if lost:
+            path.append(part)
+            continue
+        annotation, picked = _unwrap(annotation, part)
+        if picked:  # pydantic's name of the union member: not the client's
+            member = True
+            continue
+        path.append(part)
         if isinstance(part, int):
             args = get_args(annotation)
             if not args:
-                return None
+                info, lost = None, True
+                continue
             info, annotation = None, args[0]
             continue
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-        if model is None:
-            return None
-        info = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
-        if info is None:
-            return None
-        annotation = info.annotation
-    return info
+        found = (
+            None
+            if model is None
+            else next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        )
+        if found is None:
+            info, lost = None, True
+            continue
+        info, annotation = found, found.annotation
+    return info, path, member
 
 
-def _unwrap(annotation: Any, part: Any) -> Any:
-    """X from Annotated[X, ...] and X | None; of a union of models, the one that has field `part`."""
+def _member_name(a: Any) -> str:
+    """How pydantic names a union member in an error location: `PricesPut`, `list[PriceCreate]`."""
+    while get_origin(a) is Annotated:
+        a = get_args(a)[0]
+    origin, args = get_origin(a), get_args(a)
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_member_name(x) for x in args)}]"
+    return str(getattr(a, "__name__", repr(a)))
+
+
+def _unwrap(annotation: Any, part: Any) -> tuple[Any, bool]:
+    """X from Annotated[X, ...] and X | None; of a union: the member that has field `part`, or the member
+    that `part` names (then True: the part is pydantic's label, not a field)."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
     if get_origin(annotation) in (Union, types.UnionType):
         options = [a for a in get_args(annotation) if a is not type(None)]
-        for a in options:
-            if isinstance(part, str) and isinstance(a, type) and issubclass(a, BaseModel) and _has(a, part):
-                return a
-        return options[0] if len(options) == 1 else annotation
-    return annotation
+        if isinstance(part, str):
+            for a in options:
+                if _member_name(a) == part:
+                    return a, True
+            for a in options:
+                if isinstance(a, type) and issubclass(a, BaseModel) and _has(a, part):
+                    return a, False
+        return (options[0] if len(options) == 1 else annotation), False
+    return annotation, False
 
 
 def _has(model: type[BaseModel], name: str) -> bool:

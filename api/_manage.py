@@ -23,7 +23,7 @@ implausible one is a 422 naming the field, the rule and the allowed range.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time
+from datetime import date, datetime, time, tzinfo
 from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
@@ -168,8 +168,8 @@ class PricesPut(BaseModel):
 
 class PricePublic(BaseModel):
     grade: Grade
-    price_cny: Decimal
-    effective_from: datetime
+    price_cny: float = Field(description="CNY per litre, a number as in the public views")
+    effective_from: datetime = Field(description="in the region's time zone (+08:00)")
     action: Literal["new", "updated", "unchanged"]
 
 
@@ -233,9 +233,9 @@ class PromotionPublic(BaseModel):
     title_en: str | None
     grades: list[Grade]
     kind: PromotionKind
-    value: Decimal
-    min_amount_cny: Decimal | None
-    min_litres: Decimal | None
+    value: float = Field(description="percent, or CNY (per litre, per order, or bonus), by kind")
+    min_amount_cny: float | None
+    min_litres: float | None
     days_of_week: list[int]
     date_ranges: list[DateRange]
     public_holidays_only: bool
@@ -243,7 +243,7 @@ class PromotionPublic(BaseModel):
     time_to: TimeOfDay | None
     members_only: bool
     payment_methods: list[str]
-    valid_from: datetime
+    valid_from: datetime = Field(description="in the region's time zone (+08:00)")
     valid_to: datetime | None
     source: str
     source_ref: str | None
@@ -264,8 +264,8 @@ class StationPublic(BaseModel):
     opening_hours: str | None
     amenities: list[str]
     status: Literal["open", "closed", "temporarily_closed"]
-    updated_at: datetime
-    prices: dict[str, Decimal] = Field(default_factory=dict, description="list prices in force now")
+    updated_at: datetime = Field(description="in the region's time zone (+08:00)")
+    prices: dict[str, float] = Field(default_factory=dict, description="list prices in force now, CNY/L")
     promotions: list[PromotionPublic] = Field(default_factory=list)
 
 
@@ -305,7 +305,23 @@ def _etag(response: Response, version: int) -> None:
     response.headers["ETag"] = f'"{version}"'
 
 
-def _promotion_public(p: Promotion, version: int) -> PromotionPublic:
+def _local(t: datetime, tz: tzinfo) -> datetime:
+    """A stored time in the region's zone, as the public views write it (+08:00); naive: already local."""
+    return t.replace(tzinfo=tz) if t.tzinfo is None else t.astimezone(tz)
+
+
+def _number(x: Decimal | None) -> float | None:
+    """Money and quantities as JSON numbers (the database's numeric would be a decimal string)."""
+    return None if x is None else float(x)
+
+
+def _station_public(row: dict[str, Any], tz: tzinfo, **extra: Any) -> StationPublic:
+    fields = {k: row[k] for k in StationPublic.model_fields if k in row and k not in extra}
+    fields["updated_at"] = _local(row["updated_at"], tz)
+    return StationPublic(**fields, **extra)
+
+
+def _promotion_public(p: Promotion, version: int, tz: tzinfo) -> PromotionPublic:
     return PromotionPublic(
         id=int(p.id or 0),
         version=version,
@@ -316,9 +332,9 @@ def _promotion_public(p: Promotion, version: int) -> PromotionPublic:
         title_en=p.title_en,
         grades=list(p.grades),
         kind=p.kind,
-        value=p.value,
-        min_amount_cny=p.min_amount_cny,
-        min_litres=p.min_litres,
+        value=float(p.value),
+        min_amount_cny=_number(p.min_amount_cny),
+        min_litres=_number(p.min_litres),
         days_of_week=list(p.days_of_week),
         date_ranges=list(p.date_ranges),
         public_holidays_only=p.public_holidays_only,
@@ -326,8 +342,8 @@ def _promotion_public(p: Promotion, version: int) -> PromotionPublic:
         time_to=p.time_to,
         members_only=p.members_only,
         payment_methods=list(p.payment_methods),
-        valid_from=p.valid_from or datetime.min,
-        valid_to=p.valid_to,
+        valid_from=_local(p.valid_from or datetime.min, tz),
+        valid_to=None if p.valid_to is None else _local(p.valid_to, tz),
         source=p.source,
         source_ref=p.source_ref,
     )
@@ -419,10 +435,12 @@ def read_station(
         promos = promotions_for_stations(conn, [(station_id, row["brand"])]).get(station_id, [])
         versions = _versions(conn, [int(p.id or 0) for p in promos])
     _etag(response, int(row["version"]))
-    return StationPublic(
-        **{k: row[k] for k in StationPublic.model_fields if k in row and k not in ("prices", "promotions")},
-        prices={g: p.price_cny for g, p in prices.items()},
-        promotions=[_promotion_public(p, versions.get(int(p.id or 0), 1)) for p in promos],
+    tz = state.served.region.tz
+    return _station_public(
+        row,
+        tz,
+        prices={g: float(p.price_cny) for g, p in prices.items()},
+        promotions=[_promotion_public(p, versions.get(int(p.id or 0), 1), tz) for p in promos],
     )
 
 
@@ -454,14 +472,14 @@ def update_station(
     with state.db.connection() as conn:
         row, _ = patch_station(conn, station_id, version, changes, actor=principal.name)
     _etag(response, int(row["version"]))
-    return StationPublic(**{k: row[k] for k in StationPublic.model_fields if k in row})
+    return _station_public(row, state.served.region.tz)
 
 
 @router.put("/v1/stations/{station_id}/prices", response_model=PricesResult, responses=_with_etag(*WRITE))
 def put_prices(
     station_id: StationId,
     response: Response,
-    body: list[PriceCreate] | PricesPut = Body(...),
+    prices: list[PriceCreate] | PricesPut = Body(...),
     if_match: IfMatch = None,
     principal: Principal = Depends(authenticate),
     state: AppState = Depends(get_state),
@@ -469,14 +487,14 @@ def put_prices(
     """Set list prices. Each {grade, price_cny, effective_from?}: effective_from defaults to now (naive =
     region local time); a later effective_from adds to the history, the same one corrects it."""
     require_station(principal, station_id)
-    items, body_version = (body.prices, body.version) if isinstance(body, PricesPut) else (body, None)
+    items, body_version = (prices.prices, prices.version) if isinstance(prices, PricesPut) else (prices, None)
     if not items:
         raise InvalidInput("prices", "at least one price")
     version = expected_version(if_match, body_version)
     region = state.served.region
     tz = region.tz
     seen: set[tuple[str, datetime | None]] = set()
-    prices = []
+    wanted = []
     for i, p in enumerate(items):
         ef = (
             None
@@ -486,15 +504,15 @@ def put_prices(
             )
         )
         if (p.grade, ef) in seen:
-            raise InvalidInput(f"prices.{i}", f"grade {p.grade} twice for the same effective_from")
+            raise InvalidInput(f"prices[{i}]", f"grade {p.grade} twice for the same effective_from")
         seen.add((p.grade, ef))
-        prices.append((p.grade, p.price_cny, ef))
+        wanted.append((p.grade, p.price_cny, ef))
     with state.db.connection() as conn:
         new_version, changes = set_prices(
             conn,
             station_id,
             version,
-            prices,
+            wanted,
             zone=region.price_zone,
             now=datetime.now(tz),
             actor=principal.name,
@@ -506,7 +524,10 @@ def put_prices(
         version=new_version,
         prices=[
             PricePublic(
-                grade=c.grade, price_cny=c.price_cny, effective_from=c.effective_from, action=c.action
+                grade=c.grade,
+                price_cny=float(c.price_cny),
+                effective_from=_local(c.effective_from, tz),
+                action=c.action,
             )
             for c in changes
         ],
@@ -553,7 +574,7 @@ def post_promotion(
         response.status_code = 200
     response.headers["Location"] = f"/v1/promotions/{stored.id}"
     _etag(response, version)
-    return _promotion_public(stored, version)
+    return _promotion_public(stored, version, state.served.region.tz)
 
 
 @router.get(
@@ -572,7 +593,7 @@ def read_promotion(
         promo, version = get_promotion_row(conn, promotion_id)
         _may_read_promotion(principal, promo, conn)
     _etag(response, version)
-    return _promotion_public(promo, version)
+    return _promotion_public(promo, version, state.served.region.tz)
 
 
 @router.put("/v1/promotions/{promotion_id}", response_model=PromotionPublic, responses=_with_etag(*WRITE))
@@ -603,7 +624,7 @@ def put_promotion(
             rules=_rules(state),
         )
     _etag(response, new_version)
-    return _promotion_public(stored, new_version)
+    return _promotion_public(stored, new_version, state.served.region.tz)
 
 
 @router.delete(

@@ -96,6 +96,7 @@ from api._params import (
 from api._routing import level
 from api._state import AppState, get_state
 from config import Region
+from geo._brands import station_display_name
 from geo._errors import InvalidInput
 from geo._hours import can_fill_up
 from geo._pricing import DEFAULT_LITRES, Promotion, effective_price
@@ -445,6 +446,7 @@ def _markers(
         lat, lon = point_out(float(r["lat"]), float(r["lon"]), coord)
         eff = _f(priced.effective)
         promo = priced.promotion
+        names = station_display_name(r)
         features.append(
             {
                 "type": "Feature",
@@ -454,6 +456,9 @@ def _markers(
                     "id": sid,
                     "name": r["name"],
                     "name_en": r["name_en"],
+                    "display_name": names[0],
+                    "display_name_en": names[1],
+                    "address": r["address"],
                     "brand": r["brand"],
                     "status": r["status"],
                     "can_fill_up": fill.ok,
@@ -477,8 +482,9 @@ def _markers(
 
 
 def station_title(p: dict[str, Any]) -> str:
-    """A marker's title: the station's name, else its brand's name (never empty)."""
-    for key in ("name", "name_en"):
+    """A marker's title: the station's display name (name, brand or operator, street), else its
+    name, else its brand's name (never empty)."""
+    for key in ("display_name", "name", "name_en"):
         v = (p.get(key) or "").strip()
         if v:
             return str(v)
@@ -508,8 +514,10 @@ def _wechat(mode: str, features: list[dict[str, Any]], grade: str, base: str) ->
                     "height": 28,
                     "anchor": {"x": 0.5, "y": 1.0},
                     "zIndex": 2,
-                    "callout": {
-                        "content": f"{g} {price:.2f}" if price is not None else f"{g} --",
+                    "callout": {  # the name, then the price (WeChat callouts break lines at \n)
+                        "content": station_title(p)
+                        + "\n"
+                        + (f"{g} {price:.2f}" if price is not None else f"{g} --"),
                         "display": "ALWAYS",
                         "color": "#1A1A1AFF",
                         "fontSize": 12,

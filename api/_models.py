@@ -148,16 +148,19 @@ class StationPricesPublic(_Public):
     name_en: str | None
     brand: str = Field(description="brand key: petrochina, sinopec, cnooc, shell, other ...")
     brand_raw: str | None
-    address: str | None
+    address: str | None = Field(
+        description="mapped (addr:* tags, operator file, manager), else the nearest named road at load"
+    )
     lat: float
     lon: float
     status: Literal["open", "closed", "temporarily_closed"]
     open_now: bool | None = Field(description="at `checked_at`; null: opening hours unknown")
     opening_hours: str | None = Field(description="OSM opening_hours syntax")
-    display_name: str | Absent = Field(
-        None, description="name to show: name, else brand or operator + street"
+    display_name: str = Field(
+        description="name to show: the station's own name, else brand or operator + ' · ' + street "
+        "(the address: mapped, or the nearest named road), e.g. '加油站 · CG-2'"
     )
-    display_name_en: str | Absent = None
+    display_name_en: str = Field(description="in English, e.g. 'Fuel station · CG-2'")
     can_fill_up: bool | Absent | None = Field(
         None, description="can sell fuel at `checked_at` (status and opening hours); null: hours unknown"
     )
@@ -237,7 +240,15 @@ class NearbyPublic(_Envelope):
     query: NearbyQueryPublic
     count: int
     results: list[NearbyStationPublic]
-    note: str | Absent = Field(None, description="the point is outside the served region")
+    note: str | Absent = Field(
+        None,
+        description="why the list is empty or ordered otherwise than asked: the point is outside the served "
+        "region (note_code OutsideRegion), or sort=eta from a point no road is near (note_code NoRoadNear: "
+        "listed by straight-line distance)",
+    )
+    note_code: Literal["OutsideRegion", "NoRoadNear"] | Absent = Field(
+        None, description="the note's code: the error code the other endpoints answer in the same case"
+    )
     closed_left_out: int | Absent = Field(None, description="stations left out: they cannot sell at arrival")
     search: SearchPublic | Absent = None
     purchase: PurchasePublic | Absent = None
@@ -252,8 +263,11 @@ class StationSummaryPublic(_Public):
     id: int
     name: str
     name_en: str | None
+    display_name: str = Field(description="as in nearby: name, else brand or operator + street")
+    display_name_en: str
     brand: str
     brand_raw: str | None
+    address: str | None = Field(description="mapped, or the nearest named road (set at load)")
     lat: float
     lon: float
     status: Literal["open", "closed", "temporarily_closed"]
@@ -489,6 +503,9 @@ class MarkerPropertiesPublic(_Public):
     id: int
     name: str
     name_en: str | None
+    display_name: str = Field(description="as in nearby: name, else brand or operator + street")
+    display_name_en: str
+    address: str | None
     brand: str
     status: Literal["open", "closed", "temporarily_closed"]
     grades: list[Grade]
@@ -570,7 +587,7 @@ class WechatMarkerPublic(_Public):
     kind: Literal["station", "cell"]
     latitude: float
     longitude: float
-    title: str = Field(min_length=1, description="the station's name or its brand's; a cell's summary")
+    title: str = Field(min_length=1, description="the station's display name; a cell's summary")
     iconPath: str = Field(description="absolute URL of the marker's PNG icon")
     width: int
     height: int
@@ -873,8 +890,10 @@ class ProblemPublic(_Public):
 
 
 class AllowedRangePublic(_Public):
-    min: str | None
-    max: str | None
+    """Amounts (CNY, percent) as numbers; times as ISO-8601 date-times in the region's zone."""
+
+    min: float | str | None
+    max: float | str | None
 
 
 class ErrorPublic(_Public):

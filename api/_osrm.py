@@ -394,10 +394,21 @@ class _Ctx:
             if bad:
                 raise OsrmError("InvalidValue", f"Exclude flag combination is not supported: {bad[0]!r} (known: {', '.join(EXCLUDABLE)})")  # fmt: skip
 
+    def in_region(self, i: int) -> None:
+        """A coordinate outside the served region: OSRM's NoSegment, in the other endpoints' words."""
+        lat, lon = self.points[i]
+        region = self.state.region
+        if not region.contains(lat, lon):
+            raise OsrmError(
+                "NoSegment",
+                f"Could not find a matching segment for coordinate {i}: {region.outside_message(lat, lon)}",
+            )
+
     def snap(self, indices: list[int] | None = None) -> list[tuple[Snap, int, int]]:
         """Snap the coordinates (radiuses, bearings, approaches); NoSegment names the first failure."""
         out = []
         for i in indices if indices is not None else range(self.n):
+            self.in_region(i)
             lat, lon = self.points[i]
             got = self.router.snap_filtered(
                 lat, lon, radius_m=self.radiuses[i], bearing=self.bearings[i], approach=self.approaches[i]
@@ -702,6 +713,7 @@ def osrm_nearest(
     cap = state.settings.osrm_max_nearest
     if int(v) > cap:
         raise OsrmError("TooBig", f"Number of results {v} is higher than current maximum ({cap})")
+    c.in_region(0)
     lat, lon = c.points[0]
     found = c.router.nearest(lat, lon, number=int(v), radius_m=c.radiuses[0], bearing=c.bearings[0])
     if not found:

@@ -23,9 +23,9 @@ from pydantic import BeforeValidator
 
 from api._models import Coord, Grade
 from api._security import request_settings
-from config import Settings
+from config import Region, Settings
 from geo._coords import from_wgs84, to_wgs84
-from geo._errors import InvalidInput
+from geo._errors import InvalidInput, OutsideRegion
 from geo._pricing import normalize_grade
 from geo._ranking import MAX_CONSUMPTION_L_100KM, MAX_VALUE_OF_TIME_CNY_H, MIN_CONSUMPTION_L_100KM
 
@@ -277,6 +277,16 @@ def parse_lon(value: str | None, param: str = "lon") -> float:
 # Conversions are geo._coords' (identity outside China); the api names are kept as plain aliases.
 point_to_wgs84 = to_wgs84
 point_from_wgs84 = from_wgs84
+
+
+def in_region(
+    region: Region, point: tuple[float, float], param: str, *, what: str = ""
+) -> tuple[float, float]:
+    """The WGS-84 (lat, lon), or 422 OutsideRegion naming `param`, in the wording of nearby's note
+    (config.Region.outside_message); `what` prefixes the message ("point 3: ")."""
+    if not region.contains(point[0], point[1]):
+        raise OutsideRegion(param, what + region.outside_message(point[0], point[1]))
+    return point
 
 
 def point_out(lat: float, lon: float, coord: str) -> tuple[float, float]:

@@ -72,6 +72,7 @@ from api._params import (
     ValueOfTimeQ,
     at_most,
     grade_code,
+    in_region,
     lowercase,
     parse_at,
     parse_lat,
@@ -238,8 +239,8 @@ def along_route(
     """Stations along the fastest route from `from` to `to`, with detours and total costs."""
     budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
     c = coord
-    a = parse_point(from_, "from", c)
-    b = parse_point(to, "to", c)
+    a = in_region(state.region, parse_point(from_, "from", c), "from")
+    b = in_region(state.region, parse_point(to, "to", c), "to")
     cp = parse_cost_params(
         state.settings,
         litres=litres,
@@ -381,6 +382,9 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
     wechat = body.coord is None and body.polyline6 is None and _is_wechat_points(body.geometry)
     c = body.coord or ("gcj02" if wechat else "wgs84")
     points = _route_points(body, c)
+    param = "polyline6" if body.polyline6 is not None else "geometry"
+    in_region(state.region, points[0], param, what="its first point: ")
+    in_region(state.region, points[-1], param, what="its last point: ")
     cp = parse_cost_params(
         state.settings,
         litres=body.litres,
@@ -403,7 +407,6 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
         cp=cp,
         include_closed=body.include_closed,
     )
-    param = "polyline6" if body.polyline6 is not None else "geometry"
     line = _bounded_line(state, points, opt.corridor_m, param=param, budget=budget, client=True)
     route = {"distance_m": round(line.length_m, 1), "depart_at": opt.at.isoformat(), "points": len(points)}
     return documented(

@@ -26,6 +26,7 @@ from api._params import (
     AtQ,
     FromQ,
     ToQ,
+    in_region,
     lowercase,
     parse_at,
     parse_bbox,
@@ -345,8 +346,8 @@ def route(
     fmt = format
     c: str = coord or ("gcj02" if fmt == "wechat" else "wgs84")
     geoms = parse_geometries(geometries)
-    a = parse_point(from_, "from", c)
-    b = parse_point(to, "to", c)
+    a = in_region(state.region, parse_point(from_, "from", c), "from")
+    b = in_region(state.region, parse_point(to, "to", c), "to")
     at = parse_at(depart_at, state.region.tz, "depart_at")
     n_alt = alternatives
     veh = make_vehicle(vehicle, height_m=height_m, weight_t=weight_t, width_m=width_m, length_m=length_m)
@@ -436,8 +437,14 @@ def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> Respons
             "sources", f"{len(body.sources)} x {len(targets)} = {cells} cells, above the cap of {cap}"
         )
     charge(cells, "matrix_cells")  # after the caps: a refused matrix costs one request, not its cells
-    src = [_checked(p, f"sources[{i}]", c) for i, p in enumerate(body.sources)]
-    dst = [_checked(p, f"targets[{i}]", c) for i, p in enumerate(targets)]
+    src = [
+        in_region(state.region, _checked(p, f"sources[{i}]", c), f"sources[{i}]")
+        for i, p in enumerate(body.sources)
+    ]
+    dst = [
+        in_region(state.region, _checked(p, f"targets[{i}]", c), f"targets[{i}]")
+        for i, p in enumerate(targets)
+    ]
     at = parse_at(body.depart_at, state.region.tz, "depart_at")
     res = need_router(state).matrix(src, dst, depart_at=at, budget=budget)
     return documented(

@@ -8,7 +8,9 @@ Ranking (GET /v1/stations/nearby, `sort`):
 - score: lower is better, `score = 0.7 * price_part + 0.3 * distance_part` where price_part is the
   effective price normalised over the candidates, (p - min) / (max - min) (0 when all equal), and
   distance_part = distance / radius_m; both parts are returned.
-- eta: drive time from the query point under traffic at `at`, fastest first (ties by distance). ONE
+- eta: drive time from the query point under traffic at `at`, fastest first (ties by distance); from a
+  point no road is near (farther than the snapping limit), nearest first with a `note` (note_code
+  NoRoadNear) saying why, rather than an error. ONE
   time-dependent one-to-many search settles every candidate (geo._ranking.drive_times), bounded by
   max_time_s = 600 + 3 x radius_m / 5 m/s (search_bound_s; returned in `search`). Each result gets
   eta_s, road_distance_m and arrive_at (distance_m stays the straight line); stations with no road
@@ -29,7 +31,9 @@ nearest PRICE_SORT_CANDIDATES stations within the radius.
 
 Coordinates: `coord` (wgs84 default, gcj02, bd09) is the system of the query point and of the output
 coordinates; the search itself runs on WGS-84. `at`: ISO-8601, naive = the region's local time,
-default now. A point outside the served region gives 200 with no results and a `note`.
+default now. A point outside the served region gives 200 with no results and a `note` (note_code
+OutsideRegion): an empty list is an answer here, while the endpoints that cannot answer without the
+point (route, matrix, along-route, OSRM) refuse it with 422 OutsideRegion in the same words.
 price_age_s = seconds between the price's effective_from and `at`.
 
 Can I fill up there: every listed station is judged at the time the driver is there (its arrival for
@@ -88,9 +92,9 @@ from api._params import (
 from api._routing import need_router
 from api._state import AppState, get_state
 from config import Region, Settings
-from geo._brands import display_name
+from geo._brands import station_display_name
 from geo._coords import to_wgs84
-from geo._errors import InvalidInput, NotFound
+from geo._errors import InvalidInput, NoRoadNear, NotFound
 from geo._hours import can_fill_up
 from geo._pricing import DEFAULT_LITRES, KNOWN_GRADES, AppliedPromotion, Promotion, effective_price
 from geo._ranking import (
@@ -237,13 +241,7 @@ def _station_out(
     lat, lon = point_out(float(row["lat"]), float(row["lon"]), coord)
     status = row["status"]
     fill = can_fill_up(status, row.get("opening_hours"), at.astimezone(region.tz), region.holidays)
-    zh, en = display_name(
-        name=row["name"],
-        name_en=row["name_en"],
-        brand=row["brand"],
-        brand_raw=row["brand_raw"],
-        street=row["address"],
-    )
+    zh, en = station_display_name(row)
     out: dict[str, Any] = {
         "id": int(row["id"]),
         "name": row["name"],
@@ -374,43 +372,71 @@ def nearby(
     except ValueError as exc:
         raise InvalidInput("coord", str(exc)) from None
     query = {"lat": q_lat, "lon": q_lon, "radius_m": radius, "grade": grade_s, "sort": sort_s, "limit": n}
-    if not region.contains(w_lat, w_lon):
-        note = (
-            f"({w_lat:.6f}, {w_lon:.6f}) WGS-84 is outside the served region {region.display_name} "
-            f"({region.name}): no stations are listed there"
-        )
-        return documented(_envelope(state, coord_s, at_dt, query=query, count=0, results=[], note=note))
-    if sort_s in ("eta", "total_cost"):
+    if not region.contains(w_lat, w_lon):  # an empty list is still an answer: a note, not an error
+        outside = region.outside_message(w_lat, w_lon) + ": no stations are listed there"
         return documented(
-            _nearby_by_drive(
+            _envelope(
                 state,
-                (w_lat, w_lon),
-                radius,
-                grade_s,
-                n,
-                sort_s,
-                at_dt,
                 coord_s,
-                cp,
-                quote,
-                query,
-                with_closed,
+                at_dt,
+                query=query,
+                count=0,
+                results=[],
+                note=outside,
+                note_code="OutsideRegion",
             )
         )
+    ranked_by = sort_s
+    note: dict[str, str] = {}
+    if sort_s in ("eta", "total_cost"):
+        try:
+            return documented(
+                _nearby_by_drive(
+                    state,
+                    (w_lat, w_lon),
+                    radius,
+                    grade_s,
+                    n,
+                    sort_s,
+                    at_dt,
+                    coord_s,
+                    cp,
+                    quote,
+                    query,
+                    with_closed,
+                )
+            )
+        except NoRoadNear as exc:  # no drive time from here: eta falls back to the nearest stations
+            if sort_s != "eta":
+                raise
+            ranked_by = "distance"
+            note = {
+                "note": f"{exc.message}: listed by straight-line distance, not drive time",
+                "note_code": "NoRoadNear",
+            }
 
-    fetch = min(3 * n + 20, PRICE_SORT_CANDIDATES) if sort_s == "distance" else max(n, PRICE_SORT_CANDIDATES)
+    fetch = (
+        min(3 * n + 20, PRICE_SORT_CANDIDATES) if ranked_by == "distance" else max(n, PRICE_SORT_CANDIDATES)
+    )
     with state.db.read() as conn:
         found = nearby_offers(conn, w_lat, w_lon, radius, limit=fetch, grade=grade_s, at=at_dt)
     results = [_station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in found]
-    if sort_s != "distance":
+    if ranked_by != "distance":
         assert grade_s is not None
-        results = _rank(results, sort_s, grade_s, radius)
+        results = _rank(results, ranked_by, grade_s, radius)
     listed = open_first(results, [x["can_fill_up"] for x in results], with_closed)
     closed = len(results) - len(listed) if not with_closed else 0
     results = listed[:n]
     return documented(
         _envelope(
-            state, coord_s, at_dt, query=query, closed_left_out=closed, count=len(results), results=results
+            state,
+            coord_s,
+            at_dt,
+            query=query,
+            **note,
+            closed_left_out=closed,
+            count=len(results),
+            results=results,
         )
     )
 
@@ -793,13 +819,17 @@ def stations(
     results = []
     for r in rows:
         lat, lon = point_out(float(r["lat"]), float(r["lon"]), coord_s)
+        names = station_display_name(r)
         results.append(
             {
                 "id": int(r["id"]),
                 "name": r["name"],
                 "name_en": r["name_en"],
+                "display_name": names[0],
+                "display_name_en": names[1],
                 "brand": r["brand"],
                 "brand_raw": r["brand_raw"],
+                "address": r["address"],
                 "lat": lat,
                 "lon": lon,
                 "status": r["status"],

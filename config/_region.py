@@ -94,6 +94,10 @@ class Region:
         b = self.boundary
         return prep(b) if b is not None else None
 
+    def outside_message(self, lat: float, lon: float) -> str:
+        """The one wording of "this WGS-84 point is outside the region" (API notes and errors, loaders)."""
+        return f"({lat:.6f}, {lon:.6f}) WGS-84 is outside the served region {self.display_name} ({self.name})"
+
     def contains(self, lat: float, lon: float) -> bool:
         """Whether a WGS-84 point lies in the region (its polygon, else its bbox)."""
         west, south, east, north = self.bbox

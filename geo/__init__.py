@@ -13,6 +13,7 @@ from geo._errors import (
     InvalidInput,
     NoRoadNear,
     NotFound,
+    OutsideRegion,
     PriceAboveCeiling,
     RouteNotFound,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "MatrixResult",
     "NoRoadNear",
     "NotFound",
+    "OutsideRegion",
     "PriceAboveCeiling",
     "Promotion",
     "RouteNotFound",

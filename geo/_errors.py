@@ -18,6 +18,10 @@ class NoRoadNear(InvalidInput):
     """A point is farther than the snapping limit from any drivable road."""
 
 
+class OutsideRegion(InvalidInput):
+    """A point is outside the served region (config.Region.outside_message words it)."""
+
+
 class RouteNotFound(FuelError, LookupError):
     """No drivable path joins the two points."""
 

@@ -465,11 +465,11 @@ class LiveTraffic:
             try:
                 it = raw if isinstance(raw, LiveUpdate) else LiveUpdate(**dict(raw))
             except TypeError as exc:
-                errors.append(f"[{i}] malformed item: {exc}")
+                errors.append(f"updates[{i}]: malformed item: {exc}")
                 continue
             reason, row = self._check(it, now, m)
             if reason or row is None:
-                errors.append(f"[{i}] {reason}")
+                errors.append(f"updates[{i}]: {reason}")
                 continue
             e, f, o, x, closed = row
             item: dict[str, Any] = {"edge_id": e, "observed_at": o, "expires_at": x}
@@ -521,15 +521,26 @@ class LiveTraffic:
         given = [v for v in (it.speed_kmh, it.speed_mps, it.factor) if v is not None]
         if len(given) != 1:
             return "give exactly one of speed_kmh, speed_mps, factor (or closed=true)", None
+        # messages name the field the client sent, in its unit (km/h or m/s), with the value as sent
         if it.factor is not None:
             f = float(it.factor)
+            if not (0 < f <= MAX_LIVE_FACTOR) or not math.isfinite(f):
+                return f"factor must be above 0 and at most {MAX_LIVE_FACTOR:g}, got {f:g}", None
         else:
-            sp = float(it.speed_kmh) / 3.6 if it.speed_kmh is not None else float(it.speed_mps)  # type: ignore[arg-type]
-            if not sp > 0 or not math.isfinite(sp):
-                return f"speed must be positive, got {sp}", None
-            f = sp / float(g.edge_speed_mps[e])
-        if not (0 < f <= MAX_LIVE_FACTOR) or not math.isfinite(f):
-            return f"factor {f:.3f} outside (0, {MAX_LIVE_FACTOR}]", None
+            key, unit, per_mps = (
+                ("speed_kmh", "km/h", 3.6) if it.speed_kmh is not None else ("speed_mps", "m/s", 1.0)
+            )
+            given_speed = float(getattr(it, key))
+            if not given_speed > 0 or not math.isfinite(given_speed):
+                return f"{key} must be positive, got {given_speed:g}", None
+            free = float(g.edge_speed_mps[e]) * per_mps  # the road's free-flow speed in the client's unit
+            f = given_speed / free
+            if f > MAX_LIVE_FACTOR:
+                return (
+                    f"{key} must be at most {MAX_LIVE_FACTOR:g} x the road's free-flow speed "
+                    f"({MAX_LIVE_FACTOR * free:.0f} {unit}), got {given_speed:g}",
+                    None,
+                )
         return "", (e, min(f, 1.0), o, x, False)
 
     # ---- applying ---------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Builds (or loads from cache) the compiled road graph, then in ONE transaction: loads the official
 price ceilings, replaces the region's road_edges when the graph changed, upserts the extract's
-amenity=fuel stations and, for the demo region, seeds demo prices and promotions. A second run on
+amenity=fuel stations (those without addr:* tags get the nearest named road of road_edges as their
+address) and, for the demo region, seeds demo prices and promotions. A second run on
 the same database changes nothing and takes about a second (cache hit, road edges unchanged).
 
 Ceilings, stations, prices and promotions go through the audited, plausibility-checked writes with the
@@ -29,7 +30,7 @@ from geo._plausible import PlausibilityRules
 from ingest._cli import Commands, add_command, described
 from ingest._demo import seed_demo
 from ingest._guidance import load_guidance_file
-from ingest._osm_stations import read_fuel_stations
+from ingest._osm_stations import read_fuel_stations, with_road_addresses
 from store._road_edges import replace_road_edges
 from store._stations import upsert_stations
 
@@ -71,6 +72,8 @@ def load_region_data(
             summary["road_edges_written"] = replace_road_edges(conn, region.name, g)
         else:
             summary["road_edges_written"] = 0
+        # a station without addr:* tags is shown on its nearest named road (found once, here)
+        stations = with_road_addresses(conn, region.name, stations)
         counts = upsert_stations(conn, stations, actor=actor)
         summary["stations"] = {
             "inserted": counts.inserted,

@@ -7,14 +7,18 @@ amenity=fuel are rare and are not read.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import osmium
+import psycopg
 
-from geo._brands import brand_from_tags
+from geo._brands import brand_from_tags, station_display_name
 from geo._errors import ExtractError
+from store._road_edges import nearest_road_names
 from store._stations import StationIn
 
 DEFAULT_GRADES: tuple[str, ...] = ("92", "95", "98", "0")
@@ -33,6 +37,13 @@ FUEL_TAGS: dict[str, str] = {
     "fuel:HGV_diesel": "0",
 }
 GRADE_ORDER = ("89", "92", "95", "98", "0")
+# A station without addr:* tags is placed on the nearest named (or numbered) road within STREET_MAX_M:
+# forecourts sit beside their road, and 250 m still reaches past a large motorway service area to the
+# road it serves. Stations that would then show the same name add the nearest other road within
+# CROSS_MAX_M ("CG-1 / Carrer de la Unió"), a landmark a driver can place.
+STREET_MAX_M = 250.0
+CROSS_MAX_M = 1000.0
+ROADS_PER_STATION = 8
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -158,3 +169,57 @@ def read_fuel_stations(
         raise ExtractError(f"cannot read OSM extract {p}: {exc}") from exc
     out.sort(key=lambda s: (s.source_ref.split("/")[0], int(s.source_ref.split("/")[1])))
     return out
+
+
+def addresses_from_roads(
+    stations: Sequence[StationIn], roads: Sequence[Sequence[tuple[str, float]]]
+) -> list[StationIn]:
+    """Stations without an address get one from the roads near them (`roads[i]`: (name, metres),
+    nearest first): the nearest road within STREET_MAX_M. Where stations would still show the same
+    display name, each of them whose address came from the roads adds the nearest other road that makes
+    its name unique ("CG-1 / Carrer de la Unió"). A station with an address of its own keeps it; one
+    with no road near keeps none; stations nothing tells apart keep their common name."""
+    out = list(stations)
+    derived: dict[int, str] = {}
+    for i, (s, near) in enumerate(zip(stations, roads, strict=True)):
+        if s.address is None and near and near[0][1] <= STREET_MAX_M:
+            derived[i] = near[0][0]
+            out[i] = dataclasses.replace(s, address=near[0][0])
+
+    def shown(st: StationIn) -> str:
+        return station_display_name(dataclasses.asdict(st))[0]
+
+    same: dict[str, list[int]] = defaultdict(list)
+    for i, st in enumerate(out):
+        same[shown(st)].append(i)
+    taken = {name for name, members in same.items() if len(members) == 1}
+    for members in (m for m in same.values() if len(m) > 1):
+        for i in (k for k in members if k in derived):
+            street = derived[i]
+            for other, _ in roads[i]:
+                if other == street:
+                    continue
+                candidate = dataclasses.replace(out[i], address=f"{street} / {other}")
+                if shown(candidate) not in taken:
+                    out[i] = candidate
+                    break
+            taken.add(shown(out[i]))
+    return out
+
+
+def with_road_addresses(
+    conn: psycopg.Connection, region: str, stations: Sequence[StationIn]
+) -> list[StationIn]:
+    """addresses_from_roads with the region's road_edges (load them first): one statement."""
+    todo = [i for i, s in enumerate(stations) if s.address is None]
+    found = nearest_road_names(
+        conn,
+        region,
+        [(stations[i].lat, stations[i].lon) for i in todo],
+        max_m=CROSS_MAX_M,
+        per_point=ROADS_PER_STATION,
+    )
+    roads: list[list[tuple[str, float]]] = [[] for _ in stations]
+    for i, near in zip(todo, found, strict=True):
+        roads[i] = near
+    return addresses_from_roads(stations, roads)

@@ -25,7 +25,8 @@ The rules:
   the station manager API set keeps its stored value.
 
 An OSM extract (.osm.pbf, .osm, .osm.gz, .osm.bz2) imports its amenity=fuel stations through the same
-path with source=osm (their opening_hours are kept as mapped, not validated).
+path with source=osm (their opening_hours are kept as mapped, not validated; a station without addr:*
+tags gets the nearest named road of the region's road_edges as its address, as load-region does).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ from store._onboarding import (
     stage_stations,
     staged_prices_with_grades,
 )
-from store._stations import STATION_COLUMNS
+from store._stations import STATION_COLUMNS, StationIn
 
 COMMAND = "stations"
 COORD_SYSTEMS = ("wgs84", "gcj02", "bd09")
@@ -387,14 +388,17 @@ def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return haversine_m(lat1, lon1, lat2, lon2)
 
 
-def _osm_rows(path: Path) -> tuple[list[ob.SourceRow], frozenset[str]]:
+def _osm_stations(path: Path) -> list[StationIn]:
     from geo._errors import ExtractError
     from ingest._osm_stations import read_fuel_stations
 
     try:
-        stations = read_fuel_stations(path)
+        return read_fuel_stations(path)
     except ExtractError as exc:
         raise ob.FileUnreadable(str(exc)) from exc
+
+
+def _osm_rows(stations: Sequence[StationIn]) -> tuple[list[ob.SourceRow], frozenset[str]]:
     rows = []
     for i, s in enumerate(stations, start=1):
         data: dict[str, Any] = {
@@ -446,8 +450,10 @@ def load_stations(
     settings = settings or get_settings()
     p = Path(path)
     is_osm = ob.detect_format(p) == "osm" if p.is_file() else False
+    osm: list[StationIn] | None = None
     if is_osm:
-        src_rows, columns = _osm_rows(p)
+        osm = _osm_stations(p)
+        src_rows, columns = _osm_rows(osm)
         source = source or "osm"
     else:
         infile = ob.read_input(p, list_keys=("stations",))
@@ -463,9 +469,14 @@ def load_stations(
     ob.phase(f"{p.name}: {len(src_rows)} rows, source={source}, region={region.name}")
 
     def body(conn: psycopg.Connection) -> Summary:
+        rows = src_rows
+        if osm is not None:  # stations without addr:* tags: the nearest named road of the region
+            from ingest._osm_stations import with_road_addresses
+
+            rows = _osm_rows(with_road_addresses(conn, region.name, osm))[0]
         return _load_once(
             conn,
-            src_rows,
+            rows,
             columns,
             region=region,
             source=source,

@@ -190,7 +190,7 @@ def set_prices(
                 grade, Decimal(price), ef or now, book=book, rules=rules, now=now, sells=sells
             )
             if problem is not None:
-                raise problem.error(f"prices.{i}.{problem.field}")
+                raise problem.error(f"prices[{i}].{problem.field}")
         out: list[PriceChange] = []
         for grade, price, ef in prices:
             at = ef or now

@@ -214,7 +214,7 @@ ONE_OF = "must be one of"  # a closed choice (amenity, grade) names the choices
     [
         ("/v1/stations/1", "PATCH", {"name": "Repsol\x00", "version": 1}, "name", CONTROL),
         ("/v1/stations/1", "PATCH", {"address": "Av. Meritxell \x1b[31m", "version": 1}, "address", CONTROL),
-        ("/v1/stations/1", "PATCH", {"amenities": ["shop\x00"], "version": 1}, "amenities.0", ONE_OF),
+        ("/v1/stations/1", "PATCH", {"amenities": ["shop\x00"], "version": 1}, "amenities[0]", ONE_OF),
         (
             "/v1/stations/1/promotions",
             "POST",
@@ -231,7 +231,7 @@ ONE_OF = "must be one of"  # a closed choice (amenity, grade) names the choices
             "/v1/stations/1/prices",
             "PUT",
             {"prices": [{"grade": "95\x00", "price_cny": "8.10"}], "version": 1},
-            "prices.0.grade",
+            "prices[0].grade",
             ONE_OF,
         ),
     ],

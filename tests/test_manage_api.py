@@ -202,7 +202,7 @@ def test_promotion_lifecycle_and_brand_scope(env: dict[str, Any]) -> None:
     assert c.post("/v1/stations/1/promotions", json=body, headers=mgr).status_code == 200  # retried POST
     assert c.post("/v1/stations/1/promotions", json={**body, "value": "0.5"}, headers=mgr).status_code == 409
     r = c.put(f"/v1/promotions/{pid}", json={**PROMO, "value": "0.50"}, headers={**mgr, "If-Match": '"1"'})
-    assert r.status_code == 200 and r.json()["value"] == "0.50" and r.headers["ETag"] == '"2"'
+    assert r.status_code == 200 and r.json()["value"] == 0.5 and r.headers["ETag"] == '"2"'
     assert c.delete(f"/v1/promotions/{pid}", headers={**mgr, "If-Match": '"1"'}).status_code == 409
     assert c.delete(f"/v1/promotions/{pid}", headers=mgr).status_code == 428
     assert c.delete(f"/v1/promotions/{pid}", headers={**mgr, "If-Match": '"2"'}).status_code == 204

@@ -299,8 +299,9 @@ def test_wechat_markers_gcj02(
         assert m["iconPath"] == f"http://testserver/static/dist/icons/{LAYOUT[ref][2]}@3x.png"
         assert m["width"] > 0 and m["height"] > 0 and m["kind"] == "station" and m["title"]
         assert m["callout"]["display"] == "ALWAYS"
-    assert by_id[ids["M3"]]["callout"]["content"] == "92# 8.30"
-    assert by_id[ids["M5"]]["callout"]["content"] == "92# --"
+    # the callout names the station (its display name, as the title) above the price
+    assert by_id[ids["M3"]]["callout"]["content"] == by_id[ids["M3"]]["title"] + "\n92# 8.30"
+    assert by_id[ids["M5"]]["callout"]["content"] == by_id[ids["M5"]]["title"] + "\n92# --"
     low = get(
         client, "/v1/map/stations", bbox=",".join(map(str, BBOX)), zoom=8, format="wechat", at=WEDNESDAY
     )

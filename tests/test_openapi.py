@@ -347,7 +347,7 @@ def test_bad_query_values_are_named_in_words(
 
 def test_body_errors_are_in_words_too(client: TestClient) -> None:
     cases = [
-        ({"sources": [["a", 1.5]]}, "sources.0.0", "must be a number"),
+        ({"sources": [["a", 1.5]]}, "sources[0][0]", "must be a number"),
         ({"sources": []}, "sources", "needs at least 1 item, got 0"),
         ({"sources": [[42.5, 1.5]], "x": 1}, "x", "is not a field of this request"),
         ({"sources": [[42.5, 1.5]], "coord": "utm"}, "coord", "must be one of wgs84, gcj02, bd09"),

@@ -519,3 +519,49 @@ def test_every_brand_has_an_icon_and_a_name(page: Page) -> None:
     assert broken == []
     names = page.eval_on_selector_all(".station-item .name", "els => els.map(e => e.textContent)")
     assert names and not [n for n in names if n.startswith("brand_")], names
+
+
+@pytest.mark.viewport(DESKTOP)
+def test_the_list_tells_the_stations_apart(page: Page, server: str) -> None:
+    """Most demo stations have no mapped name: the list shows brand or "加油站" with their road, never
+    two identical rows, in both languages, as the service names them."""
+    page.wait_for_selector(".station-item")
+    names = page.eval_on_selector_all(".station-item .name", "els => els.map(e => e.textContent)")
+    assert len(names) >= 10 and len(set(names)) == len(names), names
+    assert "加油站" not in names and sum(n.startswith("加油站 · ") for n in names) >= 5, names
+    ids = page.eval_on_selector_all(".station-item", "els => els.map(e => Number(e.dataset.stationId))")
+    api = {
+        x["id"]: x["display_name"]
+        for x in httpx.get(
+            f"{server}/v1/stations", params={"bbox": "1.40,42.42,1.80,42.66"}, timeout=10
+        ).json()["results"]
+    }
+    assert names == [api[i] for i in ids]
+    wait_markers(page)
+    page.wait_for_selector("#map[data-roads]")
+    shot(page, "12_distinct_names.png")
+    page.click("#lang-toggle")
+    page.wait_for_function("() => document.querySelector('#app-title').textContent === 'Lijiang Fuel'")
+    en = page.eval_on_selector_all(".station-item .name", "els => els.map(e => e.textContent)")
+    assert len(set(en)) == len(en) and sum(n.startswith("Fuel station · ") for n in en) >= 5, en
+    shot(page, "13_distinct_names_en.png")
+    page.click("#lang-toggle")
+
+
+def test_the_eta_list_from_a_place_no_road_is_near_says_why(context: BrowserContext, server: str) -> None:
+    context.grant_permissions(["geolocation"], origin=server)
+    context.set_geolocation({"latitude": 42.45, "longitude": 1.35})  # in the region's box, 1 km+ from roads
+    pg = context.new_page()
+    pg.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    try:
+        pg.goto(server + "/")
+        pg.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        pg.wait_for_selector(".station-item")
+        pg.select_option("#sort-select", "eta")
+        note = pg.wait_for_selector("[data-test='list-note'][data-code='NoRoadNear']", timeout=15_000)
+        assert note is not None and "直线距离" in note.inner_text()
+        assert pg.input_value("#sort-select") == "eta" and pg.locator(".station-item").count() >= 1
+        shot(pg, "14_eta_no_road_note.png")
+    finally:
+        pg.close()
+        context.set_geolocation(HERE)

@@ -31,6 +31,8 @@
       nav_tencent: "腾讯地图", nav_apple: "苹果地图", nav_geo: "其他地图", grades_label: "适用",
       err_no_road: "附近没有可以开车到达的道路", err_not_found: "找不到路线", err_busy: "服务繁忙，请稍后再试",
       err_bad_input: "请求有误", err_network: "网络连接失败", cluster: "{n} 座 · {p} 起",
+      err_outside: "该位置在服务区域之外", note_OutsideRegion: "该位置在服务区域之外，这里没有加油站",
+      note_NoRoadNear: "附近没有道路，无法计算车程：按直线距离排列",
       destination: "目的地",
     },
     en: {
@@ -57,6 +59,9 @@
       nav_apple: "Apple Maps", nav_geo: "Other map app", grades_label: "for",
       err_no_road: "no drivable road near the point", err_not_found: "no route found",
       err_busy: "the service is busy, try again", err_bad_input: "bad request", err_network: "network error",
+      err_outside: "the point is outside the served region",
+      note_OutsideRegion: "This place is outside the served region: no stations are listed here",
+      note_NoRoadNear: "No road near this place, so no drive times: listed by straight-line distance",
       cluster: "{n} stations · from {p}", destination: "Destination",
     },
   };
@@ -115,6 +120,7 @@
     if (e.status === 0) return t("err_network");
     if (e.status === 404) return /road|snap/i.test(e.code || e.message || "") ? t("err_no_road") : t("err_not_found");
     if (e.status === 429 || e.status >= 500) return t("err_busy");
+    if (e.status === 422 && e.code === "OutsideRegion") return t("err_outside");
     if (e.status === 422 && /road|snap/i.test((e.code || "") + (e.message || ""))) return t("err_no_road");
     return t("err_bad_input");
   }
@@ -483,11 +489,14 @@
     }
     if (!body) return;
     $("#list-count").textContent = body.count + " " + t("stations");
+    // the service's note (outside the region; no road near for the ETA sort), in the chosen language
+    const note = body.note_code ? '<li class="note" data-test="list-note" data-code="' + esc(body.note_code) + '">'
+      + esc(t("note_" + body.note_code)) + "</li>" : "";
     if (!body.results.length) {
-      ul.innerHTML = '<li class="empty">' + esc(body.note || t("no_stations")) + "</li>";
+      ul.innerHTML = note || '<li class="empty">' + esc(body.note || t("no_stations")) + "</li>";
       return;
     }
-    ul.innerHTML = body.results.map((s) => {
+    ul.innerHTML = note + body.results.map((s) => {
       const g = s.grades && s.grades[S.grade];
       const eff = g && g.effective_price, list = g && g.list_price;
       const promo = g && g.promotions_applied && g.promotions_applied.length;
