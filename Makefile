@@ -89,8 +89,8 @@ run: venv redis load web
 		$(UVICORN_FLAGS)
 
 lint: venv
-	$(VENV)/bin/ruff check geo ingest api store config tests benchmarks
-	$(VENV)/bin/ruff format --check geo ingest api store config tests benchmarks
+	$(VENV)/bin/ruff check geo ingest api store config forecourt tests benchmarks
+	$(VENV)/bin/ruff format --check geo ingest api store config forecourt tests benchmarks
 	$(VENV)/bin/mypy
 
 test: venv postgres redis web browser lint
