@@ -95,7 +95,7 @@ class WsTransport:
         except ConnectionClosed:
             return None
         if isinstance(frame, bytes):
-            return b"\x00binary frame"  # refused by decode/parse as a bad request
+            return b"\x01 binary frame"  # refused by the parser as a bad request (no valid tag)
         return frame.encode("utf-8")
 
     async def write_line(self, text: str, charset: str) -> None:
@@ -234,15 +234,21 @@ class SiteSession:
         """One raw line: logged, then decoded, parsed and acted on."""
         s = self.server
         text = raw.decode(o.ENCODINGS[self.charset], "backslashreplace").rstrip("\r\n")
-        logged = _mask_secret(text)
+        logged = _mask_secret(text).replace("\x00", "\\x00")  # PostgreSQL text holds no NUL
         async with s.pool.connection() as conn:
-            event_id = await db.log_line(
-                conn,
-                connection_id=self.connection_id,
-                link_id=s.link_id,
-                station_id=self.station_id,
-                line=logged,
-            )
+            try:
+                event_id = await db.log_line(
+                    conn,
+                    connection_id=self.connection_id,
+                    link_id=s.link_id,
+                    station_id=self.station_id,
+                    line=logged,
+                )
+            except psycopg.Error as exc:  # store first: a line that cannot be logged is not acted on
+                log.warning("station %s: could not log %r: %s", self.station_id, logged[:200], exc)
+                tag = logged.split(" ", 1)[0]
+                await self.send(tag if o.valid_tag(tag) else "*", o.Err(o.INTERNAL, "the line could not be stored"))
+                return
             try:
                 line = o.parse_line(o.decode(raw, self.charset))
             except o.ProtocolError as exc:

@@ -770,6 +770,9 @@ SERVER_CAPABILITY = (
     "FPSTATE",
 )
 SITE_CAPABILITY = (
+    "PROGRESS",
+    "SALE",
+    "FPSTATE",
     "CLEAR",
     "HEARTBEAT",
     "LOCKPUMP",

@@ -37,7 +37,9 @@ def seed_station(
         assert row is not None
         station = int(row[0])
         for p in range(1, pumps + 1):
-            conn.execute("INSERT INTO pumps (station_id, pump_no, label) VALUES (%s, %s, %s)", (station, p, f"P{p}"))
+            conn.execute(
+                "INSERT INTO pumps (station_id, pump_no, label) VALUES (%s, %s, %s)", (station, p, f"P{p}")
+            )
             for n, g in enumerate(grades, start=1):
                 conn.execute(
                     "INSERT INTO nozzles (station_id, pump_no, nozzle_no, grade) VALUES (%s, %s, %s, %s)",
@@ -48,7 +50,9 @@ def seed_station(
 
 def site_key(url: str, station: int) -> tuple[str, str]:
     with psycopg.connect(url) as conn:
-        key = create_site_key(conn, f"site-{station}-{uuid.uuid4().hex[:6]}", station, secret_key=TEST_SECRET_KEY)
+        key = create_site_key(
+            conn, f"site-{station}-{uuid.uuid4().hex[:6]}", station, secret_key=TEST_SECRET_KEY
+        )
     return key.site_access_key, key.secret
 
 
@@ -69,7 +73,9 @@ class _Process:
     proc: subprocess.Popen[bytes]
     log: object
 
-    def _start(self, args: list[str], env: dict[str, str], ready: re.Pattern[bytes], timeout: float = 30) -> re.Match[bytes]:
+    def _start(
+        self, args: list[str], env: dict[str, str], ready: re.Pattern[bytes], timeout: float = 30
+    ) -> re.Match[bytes]:
         self.log = tempfile.NamedTemporaryFile(prefix="forecourt-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "forecourt", *args],
@@ -109,6 +115,9 @@ class _Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()  # type: ignore[attr-defined]
         os.unlink(self.log.name)  # type: ignore[attr-defined]
 
 
@@ -116,15 +125,17 @@ class LinkProcess(_Process):
     """`python -m forecourt link` on free ports."""
 
     def __init__(self, db_url: str, *, heartbeat_s: float = 2.0, **env_extra: str) -> None:
-        env = _env(
-            db_url,
-            FUEL_LINK_HEARTBEAT_S=str(heartbeat_s),
-            FUEL_LINK_HEARTBEAT_TIMEOUT_S="3",
-            FUEL_LINK_AUTH_TIMEOUT_S="10",
+        settings = {
+            "FUEL_LINK_HEARTBEAT_S": str(heartbeat_s),
+            "FUEL_LINK_HEARTBEAT_TIMEOUT_S": "3",
+            "FUEL_LINK_AUTH_TIMEOUT_S": "10",
             **env_extra,
-        )
+        }
+        env = _env(db_url, **settings)
         m = self._start(
-            ["link", "--port", "0", "--ws-port", "0"], env, re.compile(rb"listening tcp=([\d.]+):(\d+) ws=[\d.]+:(\d+)")
+            ["link", "--port", "0", "--ws-port", "0"],
+            env,
+            re.compile(rb"listening tcp=([\d.]+):(\d+) ws=[\d.]+:(\d+)"),
         )
         self.host = m.group(1).decode()
         self.port = int(m.group(2))
@@ -255,7 +266,9 @@ class RawSite:
                 self.send(f"{m.group(1)} OK")
         raise AssertionError(f"no line matching {pattern!r}; got {seen}")
 
-    def handshake(self, key: str, secret: str, capability: str = "CLEAR HEARTBEAT PRICES PUMPS TRANSACTIONS QUIT") -> None:
+    def handshake(
+        self, key: str, secret: str, capability: str = "CLEAR HEARTBEAT PRICES PUMPS TRANSACTIONS QUIT"
+    ) -> None:
         assert (self.read() or "").startswith("* CAPABILITY ")
         self.send(f"* CAPABILITY {capability}")
         self.send(f"C1 PLAINAUTH {key} {secret}")
