@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from forecourt import _openfsc as o
-from forecourt._sales import SaleFigures, plausibility_problem
+from forecourt._sales import OPEN, SaleFigures, plausibility_problem
 from geo._pricing import KNOWN_GRADES
 from store import _forecourt as db
 
@@ -247,7 +247,9 @@ class SiteSession:
             except psycopg.Error as exc:  # store first: a line that cannot be logged is not acted on
                 log.warning("station %s: could not log %r: %s", self.station_id, logged[:200], exc)
                 tag = logged.split(" ", 1)[0]
-                await self.send(tag if o.valid_tag(tag) else "*", o.Err(o.INTERNAL, "the line could not be stored"))
+                await self.send(
+                    tag if o.valid_tag(tag) else "*", o.Err(o.INTERNAL, "the line could not be stored")
+                )
                 return
             try:
                 line = o.parse_line(o.decode(raw, self.charset))
@@ -525,7 +527,7 @@ class SiteSession:
             volume_ml=o.litres_to_ml(body.volume),
             amount_fen=o.money_to_fen(body.price_with_vat),
             unit_price_fen=o.money_to_fen(body.price_per_unit, name="price"),
-            state="payable",
+            state=OPEN,
         )
         # A site that reports SALE lines gives the totalisers there; its TRANSACTION only cross-checks.
         sends_sales = "SALE" in (self.site_capability or set())

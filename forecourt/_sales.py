@@ -24,6 +24,9 @@ MIN_UNIT_PRICE_FEN = 200
 MAX_UNIT_PRICE_FEN = 5_000
 MAX_SALE_FEN = MAX_SALE_ML * MAX_UNIT_PRICE_FEN // 1000
 STATES = ("payable", "locked", "cleared")
+# The state of a core TRANSACTION report: unpaid, payable or locked (OpenFSC "open"); it never moves a
+# stored sale's state.
+OPEN = "open"
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,10 @@ def merge(
     Figures are written once: a report whose volume, amount, price, grade, pump or totalisers differ
     from the stored ones leaves them as they were and sends the sale to review (a data-link fault must
     never change what a customer is billed). Totalisers fill in when first reported. The state follows
-    the site, except that a cleared sale stays cleared. A conflict's reason is kept for good."""
+    the site's SALE reports (a core TRANSACTION, state "open", leaves it), except that a cleared sale
+    stays cleared. A conflict's reason is kept for good."""
     if stored is None:
+        new = replace(new, state="payable") if new.state == OPEN else new
         return new, review_reason(new)
     conflict: str | None = None
     if _figures(stored) != _figures(new):
@@ -107,7 +112,7 @@ def merge(
             conflict = (
                 f"site reported different totalisers for sale {new.site_tx_id}: {reported} after {totals}"
             )
-    state = stored.state if stored.state == "cleared" else new.state
+    state = stored.state if stored.state == "cleared" or new.state == OPEN else new.state
     merged = replace(
         stored,
         nozzle_no=stored.nozzle_no if stored.nozzle_no is not None else new.nozzle_no,

@@ -124,7 +124,9 @@ class _Process:
 class LinkProcess(_Process):
     """`python -m forecourt link` on free ports."""
 
-    def __init__(self, db_url: str, *, heartbeat_s: float = 2.0, **env_extra: str) -> None:
+    def __init__(
+        self, db_url: str, *, heartbeat_s: float = 2.0, port: int = 0, ws_port: int = 0, **env_extra: str
+    ) -> None:
         settings = {
             "FUEL_LINK_HEARTBEAT_S": str(heartbeat_s),
             "FUEL_LINK_HEARTBEAT_TIMEOUT_S": "3",
@@ -133,7 +135,7 @@ class LinkProcess(_Process):
         }
         env = _env(db_url, **settings)
         m = self._start(
-            ["link", "--port", "0", "--ws-port", "0"],
+            ["link", "--port", str(port), "--ws-port", str(ws_port)],
             env,
             re.compile(rb"listening tcp=([\d.]+):(\d+) ws=[\d.]+:(\d+)"),
         )
@@ -206,6 +208,12 @@ class SimProcess(_Process):
 
     def post(self, path: str, **params: object) -> dict:
         r = self.http.post(path, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def state(self) -> dict:
+        """The site as the control interface shows it (pumps, nozzles' totalisers, buffers)."""
+        r = self.http.get(f"http://127.0.0.1:{self.control_port}/sites/{self.station}")
         assert r.status_code == 200, r.text
         return r.json()
 

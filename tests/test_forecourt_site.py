@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from forecourt._sales import SaleFigures, expected_amount_fen, merge, review_reason
+from forecourt._sales import OPEN, SaleFigures, expected_amount_fen, merge, review_reason
 from forecourt._site import (
     FP,
     TRANSITIONS,
@@ -207,6 +207,10 @@ def test_sale_checks() -> None:
     assert why is None and filled.state == "cleared"
     again, _ = merge(filled, None, core)
     assert again.state == "cleared"
+    # a core TRANSACTION ("open": unpaid) never moves the state of a stored sale
+    locked = SaleFigures(1, "T3", "92", 40_000, 30_600, 765, "locked", 1, 5, 40_005)
+    assert merge(locked, None, SaleFigures(1, "T3", "92", 40_000, 30_600, 765, OPEN))[0].state == "locked"
+    assert merge(None, None, SaleFigures(1, "T4", "92", 40_000, 30_600, 765, OPEN))[0].state == "payable"
 
 
 class SiteMachine(RuleBasedStateMachine):
