@@ -48,6 +48,8 @@ from store import _forecourt as db
 
 log = logging.getLogger("forecourt.link")
 WS_PATH = "/ws/text"
+LIVE = (o.Progress, o.Pump, o.FpState)  # live telemetry: one statement each, on the live pool (see _live)
+NOZZLE_CACHE_S = 30.0  # a re-onboarded nozzle's grade is seen by live connections within this
 
 
 class LineTooLong(Exception):
@@ -145,6 +147,8 @@ class SiteSession:
         self._pending: _Pending | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._window = (0.0, 0)  # (second, lines in it): the per-connection line rate
+        self._nozzles: dict[tuple[int, int], tuple[str, float]] = {}  # (pump, nozzle) -> (grade, when)
+        self._pumps: dict[int, float] = {}  # pump -> when it was seen onboarded
 
     # --- sending -------------------------------------------------------------------------------------
     async def send(self, tag: str, body: o.Body) -> None:
@@ -231,12 +235,27 @@ class SiteSession:
         return self._window[1] <= self.server.max_lines_per_s
 
     async def handle(self, raw: bytes) -> None:
-        """One raw line: logged, then decoded, parsed and acted on."""
+        """One raw line: logged, then acted on, in one transaction (its NOTIFYs go out at the commit). The
+        effects run under a savepoint, so a refused or failing line still leaves its raw log row. Live
+        telemetry (PROGRESS, PUMP, FPSTATE of an authenticated site) takes `_live`: one statement each."""
         s = self.server
         text = raw.decode(o.ENCODINGS[self.charset], "backslashreplace").rstrip("\r\n")
         logged = _mask_secret(text).replace("\x00", "\\x00")  # PostgreSQL text holds no NUL
-        async with s.pool.connection() as conn:
-            try:
+        try:
+            line: o.Line | None = o.parse_line(o.decode(raw, self.charset))
+            error = None
+        except o.ProtocolError as exc:
+            line, error = None, exc
+        if (
+            line is not None
+            and line.tag == "*"
+            and isinstance(line.body, LIVE)
+            and self.station_id is not None
+        ):
+            await self._live(line.body, logged)
+            return
+        try:
+            async with s.pool.connection() as conn, conn.transaction():
                 event_id = await db.log_line(
                     conn,
                     connection_id=self.connection_id,
@@ -244,27 +263,30 @@ class SiteSession:
                     station_id=self.station_id,
                     line=logged,
                 )
-            except psycopg.Error as exc:  # store first: a line that cannot be logged is not acted on
-                log.warning("station %s: could not log %r: %s", self.station_id, logged[:200], exc)
-                tag = logged.split(" ", 1)[0]
-                await self.send(
-                    tag if o.valid_tag(tag) else "*", o.Err(o.INTERNAL, "the line could not be stored")
-                )
-                return
-            try:
-                line = o.parse_line(o.decode(raw, self.charset))
-            except o.ProtocolError as exc:
-                log.info("station %s: %s %s: %r", self.station_id, exc.code, exc.message, logged[:200])
-                await self.send(exc.tag, o.Err(exc.code, exc.message))
-                return
-            try:
-                await self.act(conn, line, event_id, logged)
-            except o.ProtocolError as exc:
-                log.info("station %s: refused %r: %s", self.station_id, logged[:200], exc.message)
-                await self.send(exc.tag if exc.tag != "*" else line.tag, o.Err(exc.code, exc.message))
-            except psycopg.Error as exc:
-                log.warning("station %s: database error on %r: %s", self.station_id, logged[:200], exc)
-                await self.send(line.tag, o.Err(o.INTERNAL, "the line could not be stored; send it again"))
+                if line is None:
+                    assert error is not None
+                    log.info(
+                        "station %s: %s %s: %r", self.station_id, error.code, error.message, logged[:200]
+                    )
+                    await self.send(error.tag, o.Err(error.code, error.message))
+                    return
+                try:
+                    async with conn.transaction():
+                        await self.act(conn, line, event_id, logged)
+                except o.ProtocolError as exc:
+                    log.info("station %s: refused %r: %s", self.station_id, logged[:200], exc.message)
+                    await self.send(exc.tag if exc.tag != "*" else line.tag, o.Err(exc.code, exc.message))
+                except psycopg.Error as exc:
+                    log.warning("station %s: database error on %r: %s", self.station_id, logged[:200], exc)
+                    await self.send(
+                        line.tag, o.Err(o.INTERNAL, "the line could not be stored; send it again")
+                    )
+        except psycopg.Error as exc:  # store first: a line that cannot be logged is not acted on
+            log.warning("station %s: could not log %r: %s", self.station_id, logged[:200], exc)
+            tag = line.tag if line is not None else logged.split(" ", 1)[0]
+            await self.send(
+                tag if o.valid_tag(tag) else "*", o.Err(o.INTERNAL, "the line could not be stored")
+            )
 
     async def act(self, conn: psycopg.AsyncConnection[Any], line: o.Line, event_id: int, text: str) -> None:
         body, tag = line.body, line.tag
@@ -319,22 +341,8 @@ class SiteSession:
             raise o.ProtocolError(
                 o.BAD_REQUEST, f"{body.METHOD} from a site is a notification (tag *)", tag=tag
             )
-        if isinstance(body, o.Pump | o.FpState):
-            if not await db.pump_exists(conn, station, body.pump):
-                raise o.ProtocolError(o.NOT_FOUND, f"pump {body.pump} is not onboarded for this station")
-            now = _now()
-            await db.upsert_pump_status(
-                conn,
-                station_id=station,
-                pump_no=body.pump,
-                status=body.status if isinstance(body, o.Pump) else None,
-                fp_state=int(body.state) if isinstance(body, o.FpState) else None,
-                reported_at=now,
-                valid_until=now + timedelta(seconds=self.server.status_ttl_s),
-                event_id=event_id,
-            )
-        elif isinstance(body, o.Progress):
-            await self._progress(conn, station, body)
+        if isinstance(body, LIVE):
+            raise o.ProtocolError(o.BAD_REQUEST, f"{body.METHOD} is a notification")  # handled by _live
         elif isinstance(body, o.Sale):
             await self._sale(conn, station, body)
         elif isinstance(body, o.Transaction):
@@ -465,7 +473,15 @@ class SiteSession:
     async def _nozzle(
         self, conn: psycopg.AsyncConnection[Any], station: int, pump: int, nozzle: int, product: str
     ) -> None:
-        grade = await db.nozzle_grade(conn, station, pump, nozzle)
+        """The nozzle is onboarded with this grade (remembered per connection for NOZZLE_CACHE_S)."""
+        now = time.monotonic()
+        cached = self._nozzles.get((pump, nozzle))
+        if cached is not None and now - cached[1] < NOZZLE_CACHE_S:
+            grade: str | None = cached[0]
+        else:
+            grade = await db.nozzle_grade(conn, station, pump, nozzle)
+            if grade is not None:
+                self._nozzles[(pump, nozzle)] = (grade, now)
         if grade is None:
             raise o.ProtocolError(
                 o.NOT_FOUND, f"pump {pump} nozzle {nozzle} is not onboarded for this station"
@@ -475,18 +491,70 @@ class SiteSession:
                 o.BAD_REQUEST, f"pump {pump} nozzle {nozzle} delivers {grade}, not {product}"
             )
 
-    async def _progress(self, conn: psycopg.AsyncConnection[Any], station: int, body: o.Progress) -> None:
+    async def _live(self, body: o.Progress | o.Pump | o.FpState, logged: str) -> None:
+        """A live report of an authenticated site: checked, then logged and stored with its NOTIFY in one
+        statement on the live pool, whose commits do not wait for the WAL flush (`synchronous_commit =
+        off`): a database crash may lose the last fraction of a second of live telemetry (the next report,
+        or the PUMPS after a reconnect, restores it), never a sale, an answer or any other line."""
+        s, station = self.server, self.station_id or 0
+        if self._pending is not None:
+            self._pending.lines.append(logged)
+        ids = {"connection_id": self.connection_id, "link_id": s.link_id, "line": logged}
+        stored = False  # the raw line is in the log
+        async with s.live_pool.connection() as conn:
+            try:
+                try:
+                    if isinstance(body, o.Progress):
+                        progress = await self._checked_progress(conn, station, body)
+                        _, _, refused = await db.log_progress(conn, p=progress, **ids)
+                        stored = True
+                        if refused:
+                            raise o.ProtocolError(o.BAD_REQUEST, refused)
+                        return
+                    if not await self._pump(conn, station, body.pump):
+                        raise o.ProtocolError(
+                            o.NOT_FOUND, f"pump {body.pump} is not onboarded for this station"
+                        )
+                    now = _now()
+                    await db.log_status(
+                        conn,
+                        station_id=station,
+                        pump_no=body.pump,
+                        status=body.status if isinstance(body, o.Pump) else None,
+                        fp_state=int(body.state) if isinstance(body, o.FpState) else None,
+                        reported_at=now,
+                        valid_until=now + timedelta(seconds=s.status_ttl_s),
+                        **ids,
+                    )
+                except o.ProtocolError as exc:
+                    if not stored:  # refused before the statement that logs it
+                        await db.log_line(conn, station_id=station, **ids)
+                    log.info("station %s: refused %r: %s", station, logged[:200], exc.message)
+                    await self.send("*", o.Err(exc.code, exc.message))
+            except psycopg.Error as exc:
+                log.warning("station %s: database error on %r: %s", station, logged[:200], exc)
+                await self.send("*", o.Err(o.INTERNAL, "the line could not be stored; send it again"))
+
+    async def _checked_progress(
+        self, conn: psycopg.AsyncConnection[Any], station: int, body: o.Progress
+    ) -> db.ProgressIn:
         _money(body.currency)
         await self._nozzle(conn, station, body.pump, body.nozzle, body.product)
         volume, amount = o.litres_to_ml(body.volume), o.money_to_fen(body.amount)
         if problem := plausibility_problem(volume, amount):
             raise o.ProtocolError(o.BAD_REQUEST, problem)
-        _, refused = await db.insert_progress(
-            conn,
-            db.ProgressIn(station, body.pump, body.nozzle, body.site_tx_id, body.seq, volume, amount),
-        )
-        if refused:
-            raise o.ProtocolError(o.BAD_REQUEST, refused)
+        return db.ProgressIn(station, body.pump, body.nozzle, body.site_tx_id, body.seq, volume, amount)
+
+    async def _pump(self, conn: psycopg.AsyncConnection[Any], station: int, pump: int) -> bool:
+        """The pump is onboarded (remembered per connection for NOZZLE_CACHE_S)."""
+        now = time.monotonic()
+        seen = self._pumps.get(pump)
+        if seen is not None and now - seen < NOZZLE_CACHE_S:
+            return True
+        if await db.pump_exists(conn, station, pump):
+            self._pumps[pump] = now
+            return True
+        return False
 
     async def _sale(self, conn: psycopg.AsyncConnection[Any], station: int, body: o.Sale) -> None:
         _money(body.currency)
@@ -606,7 +674,7 @@ class LinkServer:
         status_ttl_s: float = 60.0,
         max_lines_per_s: int = 200,
         request_timeout_s: float = 20.0,
-        pool_max_size: int = 8,
+        pool_max_size: int = 4,
     ) -> None:
         self.database_url = database_url
         self.secret_key = secret_key
@@ -621,7 +689,19 @@ class LinkServer:
         self.max_lines_per_s = max_lines_per_s
         self.request_timeout_s = request_timeout_s
         self.pool = AsyncConnectionPool(
-            database_url, min_size=1, max_size=pool_max_size, kwargs={"autocommit": True}, open=False
+            database_url,
+            min_size=pool_max_size,
+            max_size=pool_max_size,
+            kwargs={"autocommit": True},
+            open=False,
+        )
+        # live telemetry: commits that do not wait for the WAL flush (see SiteSession._live)
+        self.live_pool = AsyncConnectionPool(
+            database_url,
+            min_size=pool_max_size,
+            max_size=pool_max_size,
+            kwargs={"autocommit": True, "options": "-c synchronous_commit=off"},
+            open=False,
         )
         self.sessions: dict[int, SiteSession] = {}
         self._all: set[SiteSession] = set()
@@ -646,6 +726,7 @@ class LinkServer:
 
     async def start(self, host: str, port: int | None, ws_port: int | None) -> None:
         await self.pool.open(wait=True, timeout=10)
+        await self.live_pool.open(wait=True, timeout=10)
         self._listener = asyncio.create_task(self._listen())
         if port is not None:
             tcp = await asyncio.start_server(self._on_tcp, host, port, limit=o.MAX_LINE_BYTES + 2)
@@ -678,6 +759,7 @@ class LinkServer:
             with contextlib.suppress(Exception):
                 await srv.wait_closed()
         await self.pool.close()
+        await self.live_pool.close()
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._run(TcpTransport(reader, writer))

@@ -3,7 +3,9 @@
 Every change a site causes is written with its NOTIFY on channel `forecourt` in the same transaction:
 payload `{"kind": "status"|"progress"|"sale"|"link", "station_id", "pump_no", "id"}` where `id` is the
 row id (pump_progress.id, fcc_sales.id) or, for status and link changes, the forecourt_events id of the
-line that caused it (null when the link server itself caused it: a dropped connection).
+line that caused it (null when the link server itself caused it: a dropped connection). Progress adds
+`site_tx_id` and `seq`; link changes add `online`. (Progress payloads are built by PostgreSQL's
+json_build_object: the same keys, other spacing.)
 Commands: channel `forecourt_cmd` (`{"id", "station_id"}` for a new command, `{"kind": "replaced",
 "station_id", "connection_id"}` when a newer connection took a station over), replies on
 `forecourt_reply` (`{"id", "station_id"}`).
@@ -158,40 +160,51 @@ async def nozzle_grade(
     return None if row is None else str(row[0])
 
 
-async def upsert_pump_status(
+async def log_status(
     conn: psycopg.AsyncConnection[Any],
     *,
+    connection_id: str,
+    link_id: str,
+    line: str,
     station_id: int,
     pump_no: int,
     status: str | None,
     fp_state: int | None,
     reported_at: datetime,
     valid_until: datetime,
-    event_id: int | None,
-) -> None:
-    """A PUMP (status) or FPSTATE (fp_state) report; the other field keeps its value. With no row yet an
-    FPSTATE report stores the OpenFSC status its IFSF state implies."""
+) -> int:
+    """One statement: the raw line logged, a PUMP (status) or FPSTATE (fp_state) report stored (the other
+    field keeps its value; with no row yet an FPSTATE report stores the OpenFSC status its IFSF state
+    implies), and the NOTIFY with the event id. Returns the event id."""
     from forecourt._site import openfsc_status
 
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO pump_status (station_id, pump_no, status, fp_state, reported_at, valid_until)"
-            " VALUES (%(s)s, %(p)s, %(status)s, %(fp)s, %(at)s, %(until)s)"
-            " ON CONFLICT (station_id, pump_no) DO UPDATE SET"
-            " status = COALESCE(%(new_status)s, pump_status.status),"
-            " fp_state = COALESCE(%(fp)s, pump_status.fp_state),"
-            " reported_at = EXCLUDED.reported_at, valid_until = EXCLUDED.valid_until, received_at = now()",
-            {
-                "s": station_id,
-                "p": pump_no,
-                "status": status or openfsc_status(fp_state or 1),
-                "new_status": status,
-                "fp": fp_state,
-                "at": reported_at,
-                "until": valid_until,
-            },
-        )
-        await notify(conn, CHANNEL, payload("status", station_id, pump_no, event_id))
+    cur = await conn.execute(
+        "WITH ev AS (INSERT INTO forecourt_events (connection_id, link_id, station_id, line)"
+        " VALUES (%(c)s, %(l)s, %(s)s, %(line)s) RETURNING id),"
+        " up AS (INSERT INTO pump_status (station_id, pump_no, status, fp_state, reported_at, valid_until)"
+        " VALUES (%(s)s, %(p)s, %(status)s, %(fp)s, %(at)s, %(until)s)"
+        " ON CONFLICT (station_id, pump_no) DO UPDATE SET"
+        " status = COALESCE(%(new_status)s, pump_status.status),"
+        " fp_state = COALESCE(%(fp)s, pump_status.fp_state),"
+        " reported_at = EXCLUDED.reported_at, valid_until = EXCLUDED.valid_until, received_at = now())"
+        " SELECT ev.id, pg_notify('forecourt', json_build_object('kind', 'status', 'station_id', %(s)s::bigint,"
+        " 'pump_no', %(p)s::integer, 'id', ev.id)::text) FROM ev",
+        {
+            "c": connection_id,
+            "l": link_id,
+            "line": line[:4100],
+            "s": station_id,
+            "p": pump_no,
+            "status": status or openfsc_status(fp_state or 1),
+            "new_status": status,
+            "fp": fp_state,
+            "at": reported_at,
+            "until": valid_until,
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def refresh_status_validity(
@@ -215,30 +228,55 @@ class ProgressIn:
     amount_fen: int
 
 
-async def insert_progress(conn: psycopg.AsyncConnection[Any], p: ProgressIn) -> tuple[int | None, str | None]:
-    """(row id, None), or (None, why it was refused): a sequence number not above the last one of the
-    same fuelling, or a volume or amount below the last one."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT seq, volume_ml, amount_fen FROM pump_progress WHERE station_id = %s AND pump_no = %s"
-            " AND site_tx_id IS NOT DISTINCT FROM %s ORDER BY seq DESC LIMIT 1",
-            (p.station_id, p.pump_no, p.site_tx_id),
-        )
-        last = await cur.fetchone()
-        if last is not None:
-            if p.seq <= last[0]:
-                return None, f"out of order: seq {p.seq} after {last[0]}"
-            if p.volume_ml < last[1] or p.amount_fen < last[2]:
-                return None, f"volume or amount went backwards ({p.volume_ml} ml after {last[1]} ml)"
-        cur = await conn.execute(
-            "INSERT INTO pump_progress (station_id, pump_no, nozzle_no, site_tx_id, seq, volume_ml, amount_fen)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (p.station_id, p.pump_no, p.nozzle_no, p.site_tx_id, p.seq, p.volume_ml, p.amount_fen),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        await notify(conn, CHANNEL, payload("progress", p.station_id, p.pump_no, int(row[0])))
-        return int(row[0]), None
+def _progress_sql(with_tx: bool) -> str:
+    same_tx = "site_tx_id = %(tx)s" if with_tx else "site_tx_id IS NULL"
+    return (
+        "WITH ev AS (INSERT INTO forecourt_events (connection_id, link_id, station_id, line)"
+        " VALUES (%(c)s, %(l)s, %(s)s, %(line)s) RETURNING id),"
+        " last AS (SELECT seq, volume_ml, amount_fen FROM pump_progress"
+        f" WHERE station_id = %(s)s AND pump_no = %(p)s AND {same_tx} ORDER BY seq DESC LIMIT 1),"
+        " ins AS (INSERT INTO pump_progress (station_id, pump_no, nozzle_no, site_tx_id, seq, volume_ml, amount_fen)"
+        " SELECT %(s)s, %(p)s, %(n)s, %(tx)s, %(seq)s, %(v)s, %(a)s WHERE NOT EXISTS (SELECT 1 FROM last"
+        " WHERE last.seq >= %(seq)s OR last.volume_ml > %(v)s OR last.amount_fen > %(a)s) RETURNING id)"
+        " SELECT ev.id, ins.id, last.seq, last.volume_ml, CASE WHEN ins.id IS NOT NULL THEN pg_notify('forecourt',"
+        " json_build_object('kind', 'progress', 'station_id', %(s)s::bigint, 'pump_no', %(p)s::integer,"
+        " 'id', ins.id, 'site_tx_id', %(tx)s::text, 'seq', %(seq)s::bigint)::text) END"
+        " FROM ev LEFT JOIN ins ON true LEFT JOIN last ON true"
+    )
+
+
+_PROGRESS_SQL = {True: _progress_sql(True), False: _progress_sql(False)}
+
+
+async def log_progress(
+    conn: psycopg.AsyncConnection[Any], *, connection_id: str, link_id: str, line: str, p: ProgressIn
+) -> tuple[int, int | None, str | None]:
+    """One statement: the raw line logged, then the progress stored with its NOTIFY (payload with
+    `site_tx_id` and `seq` besides the usual fields) unless it is refused: a sequence number not above
+    the last one of the same fuelling, or a volume or amount below the last one. Returns (event id,
+    progress row id or None, why it was refused or None)."""
+    cur = await conn.execute(
+        _PROGRESS_SQL[p.site_tx_id is not None],
+        {
+            "c": connection_id,
+            "l": link_id,
+            "line": line[:4100],
+            "s": p.station_id,
+            "p": p.pump_no,
+            "n": p.nozzle_no,
+            "tx": p.site_tx_id,
+            "seq": p.seq,
+            "v": p.volume_ml,
+            "a": p.amount_fen,
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    if row[1] is not None:
+        return int(row[0]), int(row[1]), None
+    if p.seq <= row[2]:
+        return int(row[0]), None, f"out of order: seq {p.seq} after {row[2]}"
+    return int(row[0]), None, f"volume or amount went backwards ({p.volume_ml} ml after {row[3]} ml)"
 
 
 _SALE_COLUMNS = (
