@@ -506,10 +506,7 @@ class FpState(_Body):
 
 
 @dataclass(frozen=True)
-class LockTx(_Body):
-    """`Sx LOCKTX <pump> <SiteTxID> <FSCTransactionID>`: OK, or ERR 404 / 409 / 410."""
-
-    METHOD = "LOCKTX"
+class _SaleLock(_Body):
     ARGS: ClassVar[Spec] = (("pump", PUMP, False), ("site_tx_id", STRING, False), ("fsc_tx_id", UUID, False))
     pump: int
     site_tx_id: str
@@ -517,14 +514,17 @@ class LockTx(_Body):
 
 
 @dataclass(frozen=True)
-class UnlockTx(_Body):
+class LockTx(_SaleLock):
+    """`Sx LOCKTX <pump> <SiteTxID> <FSCTransactionID>`: OK, or ERR 404 / 409 / 410."""
+
+    METHOD = "LOCKTX"
+
+
+@dataclass(frozen=True)
+class UnlockTx(_SaleLock):
     """`Sx UNLOCKTX <pump> <SiteTxID> <FSCTransactionID>`: OK, or ERR 404 / 409 / 410."""
 
     METHOD = "UNLOCKTX"
-    ARGS: ClassVar[Spec] = (("pump", PUMP, False), ("site_tx_id", STRING, False), ("fsc_tx_id", UUID, False))
-    pump: int
-    site_tx_id: str
-    fsc_tx_id: str
 
 
 @dataclass(frozen=True)

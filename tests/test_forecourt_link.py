@@ -15,6 +15,8 @@ from websockets.sync.client import connect as ws_connect
 from config import Settings
 from tests._forecourt import LinkProcess, RawSite, seed_station, site_key
 
+pytestmark = pytest.mark.slow  # real processes: a link server, simulated sites
+
 TS = "2026-03-04T08:00:00Z"
 
 

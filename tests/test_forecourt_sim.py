@@ -20,6 +20,8 @@ from geo import InvalidInput
 from tests._forecourt import LinkProcess, SimProcess, seed_station, site_key
 from tests._servers import TEST_SECRET_KEY, free_port
 
+pytestmark = pytest.mark.slow  # real processes: a link server, simulated sites
+
 PAYER_A = "e2f74ef5-f427-4ae6-bdd3-70a96709992f"
 PAYER_B = "70644955-ef32-4d33-a88b-67b500a7c00d"
 SALE_SQL = (
