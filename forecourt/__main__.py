@@ -237,6 +237,8 @@ def _sites(args: argparse.Namespace) -> int:
 
     from config import get_settings
     from forecourt._simulator import SimulatedSite
+    from ingest._keys import cli_actor
+    from store._audit import record_many
     from store._auth import create_site_key
     from store._prices import current_prices
 
@@ -260,16 +262,30 @@ def _sites(args: argparse.Namespace) -> int:
             return 1
         prices = current_prices(conn, stations, datetime.now(UTC))
         with conn.transaction():
-            conn.execute(
+            revoked = conn.execute(
                 "UPDATE api_keys SET revoked_at = now() WHERE role = 'site' AND name LIKE 'simulator-%%'"
-                " AND revoked_at IS NULL AND station_ids && %s::bigint[]",
+                " AND revoked_at IS NULL AND station_ids && %s::bigint[] RETURNING name",
                 (stations,),
-            )
+            ).fetchall()
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             keys = {
                 s: create_site_key(conn, f"simulator-{s}-{stamp}", s, secret_key=settings.secret_key)
                 for s in stations
             }
+            record_many(
+                conn,
+                actor=cli_actor(),
+                entries=[
+                    *(
+                        ("update", "api_key", name, {"revoked": False}, {"revoked": True})
+                        for (name,) in revoked
+                    ),
+                    *(
+                        ("create", "api_key", k.name, None, {"role": "site", "station_ids": [k.station_id]})
+                        for k in keys.values()
+                    ),
+                ],
+            )
     link = args.link or f"{settings.link_host}:{settings.link_port}"
     for station in stations:
         station_prices = prices.get(station, {})
