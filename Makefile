@@ -15,6 +15,7 @@ export DATABASE_URL ?= postgresql://root@127.0.0.1:5432/$(DB_NAME)
 export FUEL_ENV ?= development
 WECHAT_PORT ?= 8090
 WECHATPAY_PORT ?= 8091
+SITES_CONTROL_PORT ?= 7102
 # In development the API logs users in against the fake WeChat server API, and pays through the fake
 # WeChat Pay gateway, that `make run` starts (their keys: .cache/wechatpay, written on first start).
 ifeq ($(FUEL_ENV),development)
@@ -23,7 +24,7 @@ export FUEL_WECHATPAY_BASE_URL ?= http://127.0.0.1:$(WECHATPAY_PORT)
 export FUEL_WECHATPAY_NOTIFY_URL ?= http://$(HOST):$(PORT)/v1/payments/wechat/notify
 RUN_ONLY :=
 else
-RUN_ONLY := -c wechat=0,wechatpay=0
+RUN_ONLY := -c wechat=0,wechatpay=0,sites=0
 endif
 
 .PHONY: run test lint bench venv postgres redis db web browser migrate load clean-cache
@@ -99,12 +100,12 @@ UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHead
 # The processes are the Procfile's lines (api; wechat, the fake WeChat server, in development only),
 # started together by honcho: Ctrl-C stops them all.
 run: venv redis load web
-	HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
+	HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) SITES_CONTROL_PORT=$(SITES_CONTROL_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
 		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
 lint: venv
-	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling tests benchmarks
-	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling tests benchmarks
+	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
+	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
 	$(VENV)/bin/mypy
 
 test: venv postgres redis web browser lint

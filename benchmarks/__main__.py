@@ -1,6 +1,7 @@
 """`python -m benchmarks [--seed S] [--quick] [--only SECTION ...]`: route-quality and performance benchmarks.
 
-Sections: optimality, pgrouting, osmnx, quality, traffic, alternatives, perf, http, stations, ranking, load.
+Sections: optimality, pgrouting, osmnx, quality, traffic, alternatives, perf, http, stations, ranking, load,
+forecourt.
 Writes reports/bench.md, reports/bench.json and PNG plots; prints every bar as a PASS/FAIL line at the end.
 Exit status 0 when it ran (bars may FAIL: they are findings, listed in the report), 1 when a section crashed.
 """
@@ -24,6 +25,7 @@ SECTIONS = (
     "stations",
     "ranking",
     "load",
+    "forecourt",
 )
 
 
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         if only is None or name in only:
             crashed += _guard(name, lambda fn=fn: fn(ctx), ctx)
     crashed += _guard("http sections", lambda: _http.all_http(ctx, only), ctx)
+    if only is None or "forecourt" in only:
+        from benchmarks import _forecourt
+
+        crashed += _guard("forecourt", lambda: _forecourt.forecourt(ctx), ctx)
     md = ctx.report.write()
     print(
         f"\n== Summary ({time.perf_counter() - t_start:.0f} s, seed {args.seed}{', quick' if args.quick else ''})"

@@ -217,6 +217,19 @@ class Settings(BaseSettings):
     payments_stalled_after_s: float = Field(30.0, gt=0)  # jobs of a worker silent this long run again
     payments_sweep_after_s: float = Field(60.0, gt=0)  # orders without notification this old: queried
     payments_max_fen: int = Field(500_000, ge=1)  # plausibility: one payment is at most this (5000 CNY)
+    # ---- The station link (forecourt/): `python -m forecourt link` and the simulated sites ----
+    # TCP (plain OpenFSC lines) and WebSocket (/ws/text, one line per text frame) listening addresses.
+    link_host: str = "127.0.0.1"
+    link_port: int = Field(7100, ge=0, le=65_535)
+    link_ws_port: int = Field(7101, ge=0, le=65_535)
+    link_heartbeat_s: float = Field(15.0, gt=0)  # HEARTBEAT every so often on each site connection
+    link_heartbeat_timeout_s: float = Field(20.0, gt=0)  # OpenFSC: BEAT and OK within 20 s
+    link_heartbeat_misses: int = Field(2, ge=1)  # missed heartbeats in a row before the link is dropped
+    link_auth_timeout_s: float = Field(30.0, gt=0)  # CAPABILITY and PLAINAUTH within this, or QUIT
+    link_auth_failures: int = Field(3, ge=1)  # wrong PLAINAUTHs on one connection before QUIT
+    link_status_ttl_s: float = Field(60.0, gt=0)  # a reported pump status stays valid this long
+    link_max_lines_per_s: int = Field(200, ge=1)  # a site sending more is disconnected
+    link_command_timeout_s: float = Field(10.0, gt=0)  # default wait of forecourt.send_command
 
     @field_validator("database_read_url", mode="before")
     @classmethod

@@ -1,6 +1,9 @@
-"""`python -m ingest keys create|list|revoke`: API keys for operators, station managers and traffic feeds.
+"""`python -m ingest keys create|list|revoke`: API keys for operators, station managers and traffic feeds,
+and site keys for the station link.
 
-A key is shown once, at creation; only its HMAC is stored (store/_auth.py). Names are unique, since a
+A key is shown once, at creation; only its HMAC is stored (store/_auth.py). A `site` key belongs to one
+station (`--station ID`): its forecourt controller authenticates on the station link with OpenFSC
+`PLAINAUTH <SiteAccessKey> <Secret>`; `create` prints both, on one line. Names are unique, since a
 key's name is the actor of every audit row it writes. Creation and revocation are audited with the actor
 `cli:<login>`. `--help` on any subcommand prints help and touches nothing.
 """
@@ -18,7 +21,7 @@ import psycopg
 from config import get_settings
 from ingest._cli import Commands, add_command, described
 from store._audit import record
-from store._auth import ROLES, create_api_key, list_api_keys, revoke_api_key
+from store._auth import ROLES, create_api_key, create_site_key, list_api_keys, revoke_api_key
 
 TZ = ZoneInfo("Asia/Shanghai")  # naive expiry times are read as local time in Lijiang
 
@@ -65,7 +68,7 @@ def add_parser(commands: Commands) -> None:
         commands,
         "keys",
         run,
-        summary="create, list and revoke API keys (operators, station managers, traffic feeds)",
+        summary="create, list and revoke API keys (operators, station managers, traffic feeds, sites)",
         description=described(__doc__),
     )
     sub = p.add_subparsers(dest="action", required=True, metavar="{create,list,revoke}")
@@ -76,8 +79,9 @@ def add_parser(commands: Commands) -> None:
     }
     c, _, r = (sub.add_parser(name, help=text, description=text) for name, text in actions.items())
     c.add_argument("--name", required=True, help="unique name: the actor in the audit log")
-    c.add_argument("--role", required=True, choices=ROLES, help="operator, manager or traffic")
+    c.add_argument("--role", required=True, choices=ROLES, help="operator, manager, traffic or site")
     c.add_argument("--stations", type=_stations, default=[], help="manager keys: station ids, e.g. 12,15")
+    c.add_argument("--station", type=int, help="site keys: the station whose forecourt controller it is")
     c.add_argument("--expires", type=_expiry, help="ISO-8601 date/time (Asia/Shanghai if naive) or Nd")
     r.add_argument("name")
 
@@ -103,7 +107,12 @@ def run(args: argparse.Namespace) -> int:
                 print("no keys")
             return 0
         actor = cli_actor()
+        if args.action == "create" and args.role == "site":
+            return _create_site_key(conn, args, actor, settings.secret_key)
         if args.action == "create":
+            if args.station is not None:
+                print("keys create: --station is for site keys (managers take --stations)", file=sys.stderr)
+                return 2
             try:
                 with conn.transaction():
                     key = create_api_key(
@@ -146,3 +155,38 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"revoked {args.name!r}")
         return 0
+
+
+def _create_site_key(conn: psycopg.Connection, args: argparse.Namespace, actor: str, secret_key: str) -> int:
+    if args.station is None or args.station < 1 or args.stations:
+        print("keys create: a site key needs --station ID (one station, no --stations)", file=sys.stderr)
+        return 2
+    try:
+        with conn.transaction():
+            key = create_site_key(
+                conn, args.name, args.station, secret_key=secret_key, expires_at=args.expires
+            )
+            record(
+                conn,
+                actor=actor,
+                action="create",
+                entity="api_key",
+                entity_id=key.name,
+                old=None,
+                new={
+                    "role": "site",
+                    "station_ids": [key.station_id],
+                    "site_access_key": key.site_access_key,
+                    "expires_at": args.expires,
+                },
+            )
+    except ValueError as exc:
+        print(f"keys create: {exc}", file=sys.stderr)
+        return 2
+    print(f"{key.site_access_key} {key.secret}")
+    print(
+        f"site key {key.name!r} for station {key.station_id}: PLAINAUTH <SiteAccessKey> <Secret> as above;"
+        " shown once, store it now",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,6 +1,6 @@
 """A declared dependency is a used dependency, and every import is declared (pyproject.toml vs `import`s).
 
-Runtime dependencies must each be imported by product code (geo, ingest, api, store, config), and
+Runtime dependencies must each be imported by product code (geo, ingest, api, store, config, forecourt), and
 product code imports nothing else outside the standard library and the project. The optional extras
 hold the rest: `fetch` for `fetch-region`, `bench` for the benchmarks, `dev` for tests and lint.
 Distribution names are mapped to import names from the installed packages' metadata.
@@ -19,7 +19,7 @@ from config import PROJECT_ROOT
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
-PRODUCT = ("geo", "ingest", "api", "store", "config", "payments", "wechat", "fuelling")
+PRODUCT = ("geo", "ingest", "api", "store", "config", "payments", "wechat", "fuelling", "forecourt")
 FIRST_PARTY = {*PRODUCT, "tests", "benchmarks"}
 
 # Product modules that import an extra's packages, and which extra. They are imported only when their

@@ -53,6 +53,7 @@ def test_the_makefile_runs_the_procfile_with_honcho() -> None:
 
 def test_make_run_processes_serve_a_demo_login_and_stop_together(demo_url: str) -> None:
     api_port, wechat_port, wechatpay_port = free_port(), free_port(), free_port()
+    link_port, link_ws_port, sites_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "DATABASE_URL": demo_url,
@@ -63,6 +64,9 @@ def test_make_run_processes_serve_a_demo_login_and_stop_together(demo_url: str) 
         "WECHAT_PORT": str(wechat_port),
         "WECHATPAY_PORT": str(wechatpay_port),
         "FUEL_WECHATPAY_BASE_URL": f"http://127.0.0.1:{wechatpay_port}",
+        "FUEL_LINK_PORT": str(link_port),
+        "FUEL_LINK_WS_PORT": str(link_ws_port),
+        "SITES_CONTROL_PORT": str(sites_port),
         "UVICORN_FLAGS": " ".join(make_run_flags()),
         "FUEL_WECHAT_API_BASE_URL": f"http://127.0.0.1:{wechat_port}",
         "FUEL_RATE_LIMIT_PREFIX": fresh_rate_prefix(),
@@ -87,8 +91,16 @@ def test_make_run_processes_serve_a_demo_login_and_stop_together(demo_url: str) 
         login = httpx.post(api + "/v1/auth/wechat", json={"code": code})
         assert login.status_code == 200, login.text
         token = login.json()["token"]
-        pumps = httpx.get(api + "/v1/stations/1/pumps", headers={"Authorization": f"Bearer {token}"})
-        assert pumps.status_code == 200 and pumps.json()["pumps"]
+        auth = {"Authorization": f"Bearer {token}"}
+        # the simulated sites connect to the link server: the pumps' status turns live
+        deadline = time.time() + 60
+        while True:
+            pumps = httpx.get(api + "/v1/stations/1/pumps", headers=auth)
+            assert pumps.status_code == 200 and pumps.json()["pumps"], pumps.text
+            if all(p["status"] != "unknown" for p in pumps.json()["pumps"]):
+                break
+            assert time.time() < deadline, pumps.text
+            time.sleep(0.5)
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         proc.wait(timeout=30)
