@@ -17,13 +17,15 @@ WECHAT_PORT ?= 8090
 WECHATPAY_PORT ?= 8091
 SITES_CONTROL_PORT ?= 7102
 # In development the API logs users in against the fake WeChat server API, and pays through the fake
-# WeChat Pay gateway, that `make run` starts (their keys: .cache/wechatpay, written on first start).
+# WeChat Pay gateway, that `make run` starts (their keys: .cache/wechatpay, written on first start). Given
+# to `make run`'s processes only (not exported: `make test` builds production settings of its own).
 ifeq ($(FUEL_ENV),development)
-export FUEL_WECHAT_API_BASE_URL ?= http://127.0.0.1:$(WECHAT_PORT)
-export FUEL_WECHATPAY_BASE_URL ?= http://127.0.0.1:$(WECHATPAY_PORT)
-export FUEL_WECHATPAY_NOTIFY_URL ?= http://$(HOST):$(PORT)/v1/payments/wechat/notify
+RUN_ENV := FUEL_WECHAT_API_BASE_URL=$${FUEL_WECHAT_API_BASE_URL:-http://127.0.0.1:$(WECHAT_PORT)} \
+	FUEL_WECHATPAY_BASE_URL=$${FUEL_WECHATPAY_BASE_URL:-http://127.0.0.1:$(WECHATPAY_PORT)} \
+	FUEL_WECHATPAY_NOTIFY_URL=$${FUEL_WECHATPAY_NOTIFY_URL:-http://$(HOST):$(PORT)/v1/payments/wechat/notify}
 RUN_ONLY :=
 else
+RUN_ENV :=
 RUN_ONLY := -c wechat=0,wechatpay=0,sites=0
 endif
 
@@ -100,7 +102,7 @@ UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHead
 # The processes are the Procfile's lines (api; wechat, the fake WeChat server, in development only),
 # started together by honcho: Ctrl-C stops them all.
 run: venv redis load web
-	HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) SITES_CONTROL_PORT=$(SITES_CONTROL_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
+	$(RUN_ENV) HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) SITES_CONTROL_PORT=$(SITES_CONTROL_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
 		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
 lint: venv
