@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             replica_check_timeout_s=settings.replica_check_timeout_s,
         )
         db.open()
+        # Sync endpoints run in anyio's thread pool: sized to the database pool (settings.threads).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         state = AppState(settings=settings, served=served, db=db)
         app.state.fuel = state
         state.router = load_router(settings, served)
