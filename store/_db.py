@@ -281,7 +281,6 @@ class Database:
                 timeout=timeout_s,
                 open=False,
                 check=self._check,
-                reset=self._reset,
                 kwargs={**self.connect_kwargs, "row_factory": dict_row, "application_name": name},
                 reconnect_timeout=5.0,
             )
@@ -321,11 +320,6 @@ class Database:
             replica.pool.close()
         self.pool.close()
         self.watchdog.stop()
-
-    def _reset(self, conn: psycopg.Connection) -> None:
-        """A connection back in the pool: a transaction again for its next user, and when it was last good."""
-        conn.autocommit = False
-        conn._fuel_returned_at = time.monotonic()  # type: ignore[attr-defined]
 
     def _check(self, conn: psycopg.Connection) -> None:
         """The pool's check before handing out a connection, bounded like any other database work.
@@ -388,8 +382,13 @@ class Database:
                     replica.mark(False, f"it gave no connection ({type(exc).__name__})")
             if conn is None:
                 conn = stack.enter_context(self.pool.connection(timeout=self.timeout_s))
-            conn.autocommit = True  # back to transactions when the pool takes it back (_reset)
-            yield from self._work(conn)
+            conn.autocommit = True
+            try:
+                yield from self._work(conn)
+            finally:
+                if not conn.closed:  # transactions again for the connection's next user
+                    with contextlib.suppress(psycopg.Error):
+                        conn.autocommit = False
 
     def _work(self, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
         """The body of a block of database work on `conn`: bounded, rolled back on error."""
@@ -403,6 +402,9 @@ class Database:
             # End the implicit transaction while still watched: the pool would otherwise commit
             # after the deadline no longer applies, and wait as long as a hung server does.
             conn.commit()
+        # It worked just now: the pool's next check of it may be skipped (see _check). Stamped here,
+        # not in a pool `reset` callback, which would send every return through the pool's thread.
+        conn._fuel_returned_at = time.monotonic()  # type: ignore[attr-defined]
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
