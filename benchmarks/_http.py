@@ -376,6 +376,8 @@ def _growth_plot(
         ax1b = ax1.twinx()
         ax1b.plot(xs, [p[2] for p in plot], marker="s", color="tab:orange", label="nearby / /health")
         ax1b.set_ylabel("ratio to /health")
+        ax1.set_ylim(bottom=0)
+        ax1b.set_ylim(bottom=0)
         ax1.legend(loc="lower left")
         ax1b.legend(loc="upper right")
     ax1.set_title("nearby vs stations")
@@ -385,11 +387,7 @@ def _growth_plot(
         ax2.set_xlabel("graph nodes (synthetic)")
         ax2.set_ylabel("routes/s, in-process, 1 thread")
     ax2.set_title("route vs graph size")
-    fig.tight_layout()
-    path = ctx.report.plot_path("growth")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    sec.plots.append(path.name)
+    ctx.report.save_plot(fig, "growth", sec)
 
 
 # ---- 8. load (wrk) ---------------------------------------------------------------------------------------
@@ -424,7 +422,7 @@ def load(ctx: Ctx, db_url: str) -> None:
         "1 and then 2 workers, demo region, rate limit lifted with FUEL_RATE_LIMIT_PER_MINUTE. Nearby: 300",
         "seeded road points, API defaults (5 km, limit 20); route: 300 seeded OD pairs departing now, the full",
         "JSON (GeoJSON geometry and steps). Ratios are to /health of the same server in the same run.",
-        f"Mixed: {mixed_s:.0f} s, 2 workers, nearby 70 % / route 20 % / price writes 10 % (`benchmarks/wrk/mixed.lua`:",
+        f"Mixed: {mixed_s:.0f} s, 2 workers, nearby 70 % / route 20 % / price writes 10 % (`benchmarks/wrk/load.lua`:",
         "PUT /v1/stations/{id}/prices with If-Match and the dev manager key, each wrk thread writing its own",
         "stations one at a time, so a write never carries a stale version). Errors: non-2xx answers and",
         "socket errors (connect, read, write, timeout).",
@@ -450,7 +448,7 @@ def load(ctx: Ctx, db_url: str) -> None:
             if workers == 2:
                 data = [f"N {x}" for x in nearby_paths] + [f"R {x}" for x in route_paths]
                 data += [f"K {ctx.settings.admin_api_key}", *_manager_stations(db_url, WRK_THREADS)]
-                mixed = run_wrk(srv.base, script="mixed.lua", data=data, seconds=mixed_s, name="mixed")
+                mixed = run_wrk(srv.base, data=data, seconds=mixed_s, name="mixed")
         finally:
             srv.stop()
         h = res["health"].rps
@@ -524,11 +522,7 @@ def _load_plot(ctx: Ctx, runs: dict[str, dict[str, Any]], sec: Any) -> None:
         ax.set_title(title)
         ax.legend()
     ax1.set_yscale("log")
-    fig.tight_layout()
-    path = ctx.report.plot_path("load")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    sec.plots.append(path.name)
+    ctx.report.save_plot(fig, "load", sec)
 
 
 # ---- 9. ranking ----------------------------------------------------------------------------------------

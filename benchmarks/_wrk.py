@@ -1,10 +1,10 @@
 """HTTP load with wrk (a C load generator, Debian package `wrk`; `make bench` installs it when missing).
 
 wrk runs as a second process with its own threads, so what is measured is the service, not the client:
-the old asyncio + httpx load generator saturated before the server did. The Lua scripts are in
-benchmarks/wrk/: `paths.lua` cycles GET requests through a file of paths, `mixed.lua` sends nearby
-70 % / route 20 % / price writes 10 % with a manager key. Both count non-2xx answers and print one
-`WRKJSON` line that `run_wrk` parses.
+the old asyncio + httpx load generator saturated before the server did. One Lua script,
+benchmarks/wrk/load.lua: GET requests cycling through a file of paths, or the mixed load (nearby
+70 % / route 20 % / price writes 10 % with a manager key) from a file of tagged lines. It counts
+non-2xx answers and prints one `WRKJSON` line that `run_wrk` parses.
 """
 
 from __future__ import annotations
@@ -68,21 +68,20 @@ class WrkResult:
 def run_wrk(
     base: str,
     *,
-    script: str,
     data: list[str],
     seconds: float,
     connections: int = CONNECTIONS,
     threads: int = WRK_THREADS,
     name: str = "wrk",
 ) -> WrkResult:
-    """wrk against `base` with benchmarks/wrk/<script> and its data file (one line per entry)."""
+    """wrk against `base` with benchmarks/wrk/load.lua and its data file (one line per entry)."""
     exe = wrk_path()
     if exe is None:
         raise RuntimeError("wrk is not installed (make bench installs the Debian package `wrk`)")
     path = tmp_dir() / f"{name}.txt"
     path.write_text("\n".join(data) + "\n", encoding="utf-8")
     cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-           "-s", str(SCRIPTS / script), base, "--", str(path)]  # fmt: skip
+           "-s", str(SCRIPTS / "load.lua"), base, "--", str(path)]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 120).stdout
     line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
@@ -108,4 +107,4 @@ def paths(
     base: str, items: list[str], *, seconds: float, name: str, connections: int = CONNECTIONS
 ) -> WrkResult:
     """GET `items` (paths) round robin for `seconds` at `connections`."""
-    return run_wrk(base, script="paths.lua", data=items, seconds=seconds, connections=connections, name=name)
+    return run_wrk(base, data=items, seconds=seconds, connections=connections, name=name)
