@@ -125,11 +125,9 @@ class Limiter:
                 socket_timeout=0.25,
                 retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
             )
+            options: dict[str, Any] = {"connection_pool": pool}  # handed on to redis.asyncio.Redis
             storage = AsyncRedisStorage(
-                "async+" + self.redis_url,
-                implementation="redispy",
-                connection_pool=pool,
-                wrap_exceptions=True,
+                "async+" + self.redis_url, implementation="redispy", wrap_exceptions=True, **options
             )
             self._async = (loop, AsyncMovingWindowRateLimiter(storage))
         return self._async[1]

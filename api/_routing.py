@@ -115,7 +115,7 @@ def _rounded_pairs(a: np.ndarray, b: np.ndarray, nd: int) -> np.ndarray:
 
 def _pairs(a: np.ndarray, b: np.ndarray, nd: int) -> list[list[float]]:
     """[[a, b], ...] rounded like Python's round, built by numpy."""
-    return [] if len(a) == 0 else _rounded_pairs(a, b, nd).tolist()  # type: ignore[no-any-return]
+    return [] if len(a) == 0 else _rounded_pairs(a, b, nd).tolist()
 
 
 class _Shape:
