@@ -8,7 +8,8 @@ PG_EXT_DIR := /usr/share/postgresql/$(PG_VERSION)/extension
 DB_NAME ?= lijiang_fuel
 HOST ?= 127.0.0.1
 PORT ?= 8000
-WORKERS ?= 1
+# One uvicorn worker per core: each is one Python process (one GIL), so this is what uses every core.
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 export DATABASE_URL ?= postgresql://root@127.0.0.1:5432/$(DB_NAME)
 # Local dev defaults; the service refuses the development secrets outside FUEL_ENV=development on a
 # loopback HOST (set FUEL_SECRET_KEY and FUEL_ADMIN_API_KEY to serve on another address).
@@ -29,7 +30,7 @@ RUN_ENV :=
 RUN_ONLY := -c wechat=0,wechatpay=0,sites=0
 endif
 
-.PHONY: run test lint bench venv postgres redis db web browser migrate load clean-cache
+.PHONY: run test lint bench venv postgres redis db web browser wrk migrate load clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,6 +83,14 @@ browser:
 		|| echo "chromium could not be installed: browser tests will skip"; \
 	fi
 
+# wrk (Debian package) for the load sections of `make bench`; without it they say so and FAIL their bar.
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		echo "installing wrk for the load benchmarks"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) \
+		|| echo "wrk could not be installed: the load benchmarks will be skipped"; \
+	fi
+
 # uvicorn flags, each a limit on what one client can hold:
 # --no-proxy-headers: the app alone decides whom to believe in X-Forwarded-For (FUEL_TRUSTED_PROXIES);
 #   uvicorn's default trusts it from loopback, which let any local client pick its own address.
@@ -113,7 +122,7 @@ lint: venv
 test: venv postgres redis web browser lint
 	$(VENV)/bin/pytest -q
 
-bench: venv load
+bench: venv redis load wrk
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean-cache:

@@ -11,6 +11,7 @@ honours X-Forwarded-For only from trusted proxies (client_address below).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -21,7 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.aio.storage import RedisStorage as AsyncRedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -45,17 +49,25 @@ class RateLimited(FuelError, RuntimeError):
 
 
 class Limiter:
-    """Moving one-minute windows per (kind, client), in Redis, or in this process while Redis is down."""
+    """Moving one-minute windows per (kind, client), in Redis, or in this process while Redis is down.
+
+    `ahit` is for the event loop (the per-request budget in api/_security.py): it talks to Redis with
+    the asyncio client, so a request waiting on Redis never holds up the others. `hit` and `over` are
+    for threads (endpoints charging for their work, failed authentications). Both share the same
+    Redis windows (the same keys and scripts of the `limits` library) and the same down/up state."""
 
     def __init__(self, redis_url: str, *, prefix: str, retry_s: float = 5.0) -> None:
         self.prefix = prefix
         self.retry_s = retry_s
+        self.redis_url = redis_url
         # Short timeouts and no retries: a Redis outage costs one failed call per retry_s, not a stall.
         pool = redis.ConnectionPool.from_url(
             redis_url, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0)
         )
         shared = RedisStorage(redis_url, connection_pool=pool, wrap_exceptions=True)
         self._shared = MovingWindowRateLimiter(shared)
+        # asyncio Redis connections belong to the loop that opened them: one client per event loop
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncMovingWindowRateLimiter] | None = None
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._lock = threading.Lock()
         self._down_since: float | None = None
@@ -81,6 +93,44 @@ class Limiter:
             return None if local.hit(item, *ids, cost=cost) else self._wait(local, item, ids)
         self._reached(strategy)
         return wait
+
+    async def ahit(self, kind: str, client: str, *, limit: int, cost: int = 1) -> float | None:
+        """`hit` on the event loop, without blocking it."""
+        item = RateLimitItemPerMinute(limit)
+        cost = min(max(1, cost), limit)
+        ids = (self.prefix, kind, client)
+        local = self._local
+        if self._strategy() is local:
+            return None if local.hit(item, *ids, cost=cost) else self._wait(local, item, ids)
+        shared = self._async_shared()
+        try:
+            ok = await shared.hit(item, *ids, cost=cost)
+            if ok:
+                wait = None
+            else:
+                stats = await shared.get_window_stats(item, *ids)
+                wait = max(1.0, stats.reset_time - time.time())
+        except (StorageError, RedisError, OSError) as exc:
+            self._redis_failed(exc)
+            return None if local.hit(item, *ids, cost=cost) else self._wait(local, item, ids)
+        self._reached(self._shared)
+        return wait
+
+    def _async_shared(self) -> AsyncMovingWindowRateLimiter:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            pool = redis.asyncio.ConnectionPool.from_url(
+                self.redis_url,
+                socket_connect_timeout=0.25,
+                socket_timeout=0.25,
+                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+            )
+            options: dict[str, Any] = {"connection_pool": pool}  # handed on to redis.asyncio.Redis
+            storage = AsyncRedisStorage(
+                "async+" + self.redis_url, implementation="redispy", wrap_exceptions=True, **options
+            )
+            self._async = (loop, AsyncMovingWindowRateLimiter(storage))
+        return self._async[1]
 
     def over(self, kind: str, client: str, *, limit: int) -> float | None:
         """Without taking anything: None if one more unit fits, else the seconds to wait."""

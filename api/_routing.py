@@ -92,9 +92,31 @@ def _lonlat(points: list[tuple[float, float]], coord: str) -> list[list[float]]:
     return _pairs(lo, la, 7)
 
 
+def _round_like_python(x: np.ndarray, nd: int) -> np.ndarray:
+    """`round(v, nd)` of every value, bit for bit, over the array.
+
+    numpy's round scales, rounds and divides back: the division of the rounded integer is exact to the
+    nearest double, as in Python, so the two agree wherever the scaled value is not within a rounding
+    error of a half; those few values are rounded by Python itself."""
+    scale = 10.0**nd
+    scaled = x * scale
+    out = np.rint(scaled) / scale
+    # the product's error is at most half a unit in its last place; a margin of four units
+    near_half = np.abs(scaled - np.floor(scaled) - 0.5) <= np.maximum(1e-6, 4 * np.spacing(np.abs(scaled)))
+    for i in np.flatnonzero(near_half).tolist():
+        out[i] = round(float(x[i]), nd)
+    return out
+
+
+def _rounded_pairs(a: np.ndarray, b: np.ndarray, nd: int) -> np.ndarray:
+    """An (n, 2) array of [a, b] rounded like Python's round (the response's exact digits)."""
+    both = np.column_stack((np.asarray(a, np.float64), np.asarray(b, np.float64)))
+    return _round_like_python(both.ravel(), nd).reshape(-1, 2)
+
+
 def _pairs(a: np.ndarray, b: np.ndarray, nd: int) -> list[list[float]]:
-    """[[a, b], ...] rounded like Python's round (the response's exact digits)."""
-    return [[round(x, nd), round(y, nd)] for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    """[[a, b], ...] rounded like Python's round, built by numpy."""
+    return [] if len(a) == 0 else _rounded_pairs(a, b, nd).tolist()
 
 
 class _Shape:
@@ -198,9 +220,12 @@ def route_json(
     `segments` (per road edge: length, time, traffic level and its coordinates)."""
     sh = _Shape(r, res)
     la, lo = from_wgs84_arrays(sh.lat, sh.lon, coord)
-    pieces = _pairs(lo, la, 7)  # every piece's points, converted and rounded once
+    points = _rounded_pairs(lo, la, 7)  # every piece's points, converted and rounded once
+    pieces: list[list[float]] = points.tolist()
     if len(res.polyline) == len(pieces) and pieces:
-        coords = [list(c) for c in pieces]  # the polyline: the same points, its ends the snapped ones
+        coords = (
+            points.tolist()
+        )  # the polyline: the same points (lists of its own), its ends the snapped ones
         coords[0], coords[-1] = _lonlat([res.polyline[0], res.polyline[-1]], coord)
     else:
         coords = _lonlat(res.polyline, coord)

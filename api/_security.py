@@ -238,7 +238,7 @@ class Guard:
             if scope["type"] == "http" and scope.get("method") != "OPTIONS" and _limited(path):
                 client = await self._client(scope)
                 limit = self.settings.rate_limit_per_minute
-                wait = self.limits.limiter.hit(REQUESTS, client, limit=limit)
+                wait = await self.limits.limiter.ahit(REQUESTS, client, limit=limit)
                 if wait is not None:
                     retry = max(1, math.ceil(wait))
                     body = _error("RateLimited", f"more than {limit} requests a minute; retry in {retry} s")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -17,42 +16,49 @@ import numpy as np
 
 from benchmarks._common import DEMO_EXTRACT, OSM, RUSH, Ctx, Progress, p50, ratio, tmp_dir
 from benchmarks._report import percentiles
+from benchmarks._wrk import CONNECTIONS, WrkResult, paths, run_wrk, uvicorn_flags, wrk_path
 from config import PROJECT_ROOT, Settings
 
 DEMO_BBOX = (1.04, 41.74, 1.83, 42.79)  # data/regions/andorra.toml (served as the demo region)
 
 
 class Server:
-    """uvicorn api.main:app on 127.0.0.1:<free port>, one worker, against `db_url`."""
+    """uvicorn api.main:app on 127.0.0.1:<free port> against `db_url`, with `make run`'s flags and
+    `workers` workers; the rate limit is lifted through the settings (FUEL_RATE_LIMIT_PER_MINUTE)."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, *, workers: int = 2) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
+        self.workers = workers
         self.base = f"http://127.0.0.1:{self.port}"
         env = os.environ | {
             "DATABASE_URL": db_url,
             "FUEL_ENV": "development",
+            "FUEL_BIND_HOST": "127.0.0.1",
             "FUEL_RATE_LIMIT_PER_MINUTE": "100000000",
         }
-        self.log = open(tmp_dir() / "server.log", "w", encoding="utf-8")  # noqa: SIM115
+        self.log_path = tmp_dir() / f"server-{self.port}.log"
+        self.log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--no-access-log", "--log-level", "warning"],
+             "--workers", str(workers), *uvicorn_flags(), "--log-level", "info"],
             cwd=PROJECT_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.time() + 120
+        deadline = time.time() + 180
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_path}")
+            # every worker has started (one line each), and the database and graph are ready
+            started = self.log_path.read_text(encoding="utf-8").count("Application startup complete")
             try:
-                if httpx.get(self.base + "/ready", timeout=2).status_code == 200:
+                if started >= workers and httpx.get(self.base + "/ready", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError("server not ready within 120 s")
+        raise RuntimeError("server not ready within 180 s")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -91,22 +97,11 @@ def _route_path(a: tuple[float, float], b: tuple[float, float], depart: datetime
     return "/v1/route?" + urlencode(q)
 
 
-def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
-    d = tmp_dir()
-    sp, op = d / "loadgen_spec.json", d / "loadgen_out.json"
-    sp.write_text(json.dumps(spec), encoding="utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "benchmarks._loadgen", str(sp), str(op)], cwd=PROJECT_ROOT, check=True
-    )
-    out: dict[str, Any] = json.loads(op.read_text(encoding="utf-8"))
-    return out
-
-
 # ---- 6 (HTTP part): route, matrix, live batch ---------------------------------------------------------
 def http_routes(ctx: Ctx, srv: Server) -> None:
     sec = ctx.report.section("6b. Performance over HTTP: route, matrix, live-traffic batch")
     sec.text += [
-        "uvicorn (1 worker) in a subprocess on 127.0.0.1, bench database loaded with the demo region",
+        f"uvicorn ({srv.workers} workers, `make run`'s flags) in a subprocess on 127.0.0.1, bench database loaded with the demo region",
         "(`ingest._load_region.load_region_data`); sequential requests from the bench process (httpx, keep-alive).",
         "Baseline: the same server's /health p50.",
     ]
@@ -234,28 +229,31 @@ class _ExplainConn:
 
 
 def stations(ctx: Ctx, srv: Server, db_url: str) -> None:
+    """Growth: nearby throughput (wrk) and the bare SQL at 10k / 100k / 1M stations; route throughput on
+    the 50k and 1M-node synthetic graphs (in-process)."""
     import psycopg
 
     from store._stations import nearby_stations
 
-    sec = ctx.report.section("7. Station index: nearby latency at 10k / 100k / 1M stations")
+    sec = ctx.report.section("7. Growth: nearby at 10k / 100k / 1M stations, route on 50k / 1M-node graphs")
     levels = [10_000, 100_000, 1_000_000] if not ctx.quick else [10_000]
-    clients, seconds = ctx.n(30, 10), ctx.n(15.0, 4.0)
+    seconds = ctx.n(10.0, 3.0)
     sec.text += [
         f"Stations seeded uniformly over the served (demo) region's bbox {DEMO_BBOX} by COPY with H3 r7-r9",
         "cells. Query points: seeded road points. GET /v1/stations/nearby with the API defaults (radius 5 km,",
-        f"limit 20) under load from a second process ({clients} concurrent clients, {seconds:.0f} s, 80 % nearby /",
-        "20 % /health, so /health is measured under the same load), and the bare SQL",
+        f"limit 20): wrk, {CONNECTIONS} connections, {seconds:.0f} s, against the server of `make run`"
+        f" ({srv.workers} workers), and /health in the same run as the baseline. The bare SQL",
         "(`store._stations.nearby_stations`, in-process, sequential). EXPLAIN (ANALYZE) of the service's exact",
         "nearby SQL at each level.",
     ]
     pts = [p.origin for p in ctx.pairs(DEMO_EXTRACT, 200, salt=81)]
-    paths = ["/v1/stations/nearby?" + urlencode({"lat": a, "lon": b}) for a, b in pts]
+    nearby_paths = ["/v1/stations/nearby?" + urlencode({"lat": a, "lon": b}) for a, b in pts]
     rows = []
-    plot: list[tuple[int, float, float, float]] = []
+    plot: list[tuple[int, float, float]] = []
     data: dict[str, Any] = {}
     seeded = 0
     last: dict[str, Any] = {}
+    have_wrk = wrk_path() is not None
     with psycopg.connect(db_url) as conn:
         for level in levels:
             copy_s = _seed_stations(conn, seeded, level - seeded, ctx.seed)
@@ -273,36 +271,32 @@ def stations(ctx: Ctx, srv: Server, db_url: str) -> None:
             nearby_stations(ex, pts[0][0], pts[0][1], 5000.0, limit=20)  # type: ignore[arg-type]
             conn.commit()
             plan = ex.plans[-1] if ex.plans else ""
-            res = run_loadgen(
-                {"base": srv.base, "clients": clients, "seconds": seconds, "seed": ctx.seed,
-                 "mix": {"nearby": 8, "health": 2}, "requests": {"nearby": paths, "health": ["/health"]}}
-            )  # fmt: skip
-            nb, hl = percentiles(res["nearby"]["lat"]), percentiles(res["health"]["lat"])
             sq = percentiles(sql_lat)
-            errors = res["nearby"]["errors"] + res["health"]["errors"]
-            thr = len(res["nearby"]["lat"]) / res["_elapsed_s"]
             seq_scan = "Seq Scan on stations" in plan
             index_used = "Index" in plan and "stations" in plan
-            rows.append(
-                [f"{level:,}", sq["p50_ms"], nb["p50_ms"], nb["p99_ms"], hl["p50_ms"], ratio(nb["p50_ms"], hl["p50_ms"]),
-                 ratio(nb["p50_ms"], sq["p50_ms"]), f"{thr:,.0f}", errors, "yes" if index_used else "NO", "YES" if seq_scan else "no"]
-            )  # fmt: skip
-            plot.append((level, sq["p50_ms"], nb["p50_ms"], hl["p50_ms"]))
-            last = {
-                "level": level,
-                "nearby": nb,
-                "health": hl,
-                "sql": sq,
-                "plan": plan,
-                "seq_scan": seq_scan,
-                "index": index_used,
-            }
-            data[str(level)] = {"sql": sq, "nearby_http": nb, "health_http": hl, "nearby_rps": thr, "errors": errors,
-                                "examples": res["nearby"]["examples"][:3], "copy_s": copy_s, "seq_scan": seq_scan}  # fmt: skip
+            entry: dict[str, Any] = {"sql": sq, "copy_s": copy_s, "seq_scan": seq_scan}
+            if have_wrk:
+                paths(srv.base, nearby_paths, seconds=2, name="warmup")
+                hl = paths(srv.base, ["/health"], seconds=seconds, name="health")
+                nb = paths(srv.base, nearby_paths, seconds=seconds, name="nearby")
+                r = ratio(nb.rps, hl.rps)
+                rows.append(
+                    [f"{level:,}", sq["p50_ms"], f"{nb.rps:,.0f}", nb.p50_ms, nb.p99_ms, f"{hl.rps:,.0f}", r,
+                     nb.errors, "yes" if index_used else "NO", "YES" if seq_scan else "no"]
+                )  # fmt: skip
+                plot.append((level, nb.rps, r))
+                entry |= {"nearby": nb.__dict__, "health": hl.__dict__, "ratio": r}
+            else:
+                rows.append([f"{level:,}", sq["p50_ms"], "-", "-", "-", "-", "-", "-",
+                             "yes" if index_used else "NO", "YES" if seq_scan else "no"])  # fmt: skip
+            data[str(level)] = entry
+            last = {"level": level, "plan": plan, "seq_scan": seq_scan, "index": index_used}
     sec.tables.append(
-        (["stations", "SQL p50 ms", "HTTP nearby p50 ms", "nearby p99 ms", "/health p50 ms (same load)",
-          "nearby / health", "HTTP nearby / SQL", "nearby req/s", "errors", "index used", "Seq Scan"], rows)
+        (["stations", "SQL p50 ms", "nearby req/s", "nearby p50 ms", "nearby p99 ms", "/health req/s",
+          "nearby / health", "errors", "index used", "Seq Scan"], rows)
     )  # fmt: skip
+    if not have_wrk:
+        sec.text.append("wrk is not installed: the HTTP columns are empty (make bench installs it).")
     sec.text += [
         "",
         f"EXPLAIN (ANALYZE) at {last.get('level', 0):,} stations:",
@@ -311,17 +305,10 @@ def stations(ctx: Ctx, srv: Server, db_url: str) -> None:
         *str(last.get("plan", "")).splitlines(),
         "```",
     ]
-    sec.data.update(data)
-    _stations_plot(ctx, plot, sec)
+    routes = _route_growth(ctx, sec)
+    sec.data.update(data | {"routes": routes})
+    _growth_plot(ctx, plot, routes, sec)
     if last:
-        rr = ratio(last["nearby"]["p50_ms"], last["health"]["p50_ms"])
-        ctx.report.bar(
-            f"nearby p50 at most 3x /health p50 at {last['level']:,} stations"
-            + ("" if last["level"] >= 1_000_000 else " (quick: not 1M)"),
-            rr <= 3.0,
-            f"nearby p50 {last['nearby']['p50_ms']:.1f} ms vs /health p50 {last['health']['p50_ms']:.1f} ms under the same load = {rr:.1f}x"
-            f" (bare SQL p50 {last['sql']['p50_ms']:.2f} ms)",
-        )
         ctx.report.bar(
             "nearby query uses an index and no Seq Scan on stations (EXPLAIN ANALYZE)",
             last["index"] and not last["seq_scan"],
@@ -329,144 +316,213 @@ def stations(ctx: Ctx, srv: Server, db_url: str) -> None:
         )
 
 
-def _stations_plot(ctx: Ctx, plot: list[tuple[int, float, float, float]], sec: Any) -> None:
+def _route_growth(ctx: Ctx, sec: Any) -> dict[str, dict[str, float]]:
+    """Routes per second in one process (search, steps and the full JSON of /v1/route) on synthetic graphs."""
+    from api._routing import route_json
+    from geo._errors import RouteNotFound
+
+    names = ["synthetic-50000", "synthetic-1000000"] if not ctx.quick else ["synthetic-50000"]
+    rows = []
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        r = ctx.router(name)
+        pairs = ctx.pairs(name, ctx.n(200, 40), salt=83)
+        done = 0
+        t0 = time.perf_counter()
+        for p in pairs:
+            try:
+                route_json(r, r.route(p.origin, p.destination, depart_at=p.depart_at), "wgs84")
+                done += 1
+            except RouteNotFound:
+                pass
+        dt = time.perf_counter() - t0
+        n_nodes = r.g.n_nodes
+        out[name] = {
+            "nodes": n_nodes,
+            "routes": done,
+            "routes_per_s": done / dt,
+            "ms_per_route": dt / max(1, done) * 1e3,
+        }
+        rows.append(
+            [f"{name} (synthetic)", f"{n_nodes:,}", done, f"{done / dt:,.0f}", dt / max(1, done) * 1e3]
+        )
+    sec.text += [
+        "",
+        "Route growth, in-process: `Router.route` (time-dependent, seeded weekday departures, with steps) and",
+        "`api._routing.route_json` (the body of /v1/route), one thread, seeded random road points anywhere on",
+        "the synthetic road-like graphs (`geo._synthetic`). One worker serves about this many routes a second",
+        "before HTTP; the served region is the demo extract, so these graphs are not measured over HTTP."
+        + ("" if not ctx.quick else " (quick: the 1M-node graph is left out)"),
+    ]
+    sec.tables.append((["graph", "nodes", "routes", "routes/s (1 thread)", "ms per route"], rows))
+    return out
+
+
+def _growth_plot(
+    ctx: Ctx, plot: list[tuple[int, float, float]], routes: dict[str, dict[str, float]], sec: Any
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [p[0] for p in plot]
-    for i, label in (
-        (1, "bare SQL p50"),
-        (2, "HTTP nearby p50 (under load)"),
-        (3, "HTTP /health p50 (same load)"),
-    ):
-        ax.plot(xs, [p[i] for p in plot], marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("stations")
-    ax.set_ylabel("ms")
-    ax.legend()
-    fig.tight_layout()
-    path = ctx.report.plot_path("stations")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    sec.plots.append(path.name)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    if plot:
+        xs = [p[0] for p in plot]
+        ax1.plot(xs, [p[1] for p in plot], marker="o", label="nearby req/s (HTTP, wrk)")
+        ax1.set_xscale("log")
+        ax1.set_xlabel("stations")
+        ax1.set_ylabel("requests/s")
+        ax1b = ax1.twinx()
+        ax1b.plot(xs, [p[2] for p in plot], marker="s", color="tab:orange", label="nearby / /health")
+        ax1b.set_ylabel("ratio to /health")
+        ax1.set_ylim(bottom=0)
+        ax1b.set_ylim(bottom=0)
+        ax1.legend(loc="lower left")
+        ax1b.legend(loc="upper right")
+    ax1.set_title("nearby vs stations")
+    if routes:
+        names = list(routes)
+        ax2.bar([f"{routes[n]['nodes']:,.0f}" for n in names], [routes[n]["routes_per_s"] for n in names])
+        ax2.set_xlabel("graph nodes (synthetic)")
+        ax2.set_ylabel("routes/s, in-process, 1 thread")
+    ax2.set_title("route vs graph size")
+    ctx.report.save_plot(fig, "growth", sec)
 
 
-def _price_probe(c: httpx.Client, db_url: str, key: str, clients: int) -> tuple[bool, list[int], str]:
-    """Station ids for the price writers (the demo region's OSM stations first), and one probe write."""
+# ---- 8. load (wrk) ---------------------------------------------------------------------------------------
+def _manager_stations(db_url: str, threads: int) -> list[str]:
+    """`S <id> <version> <wrk thread>` lines: the stations selling 92# (each owned by one wrk thread)."""
     import psycopg
 
     with psycopg.connect(db_url) as conn:
-        ids = [int(r[0]) for r in conn.execute(
-            "SELECT id FROM stations WHERE '92' = ANY(grades) ORDER BY (source = 'osm') DESC, id LIMIT %s",
-            (4 * clients,),
-        ).fetchall()]  # fmt: skip
-    if not ids:
-        return False, [], "no stations"
-    got = c.get(f"/v1/manage/stations/{ids[0]}", headers={"X-API-Key": key})
-    if got.status_code != 200:
-        return False, ids, f"GET /v1/manage/stations -> {got.status_code}"
-    put = c.put(
-        f"/v1/stations/{ids[0]}/prices",
-        json={"prices": [{"grade": "92", "price_cny": "7.50"}]},
-        headers={"X-API-Key": key, "If-Match": got.headers.get("etag", "")},
-    )
-    return put.status_code == 200, ids, f"PUT -> {put.status_code} {put.text[:120]}"
+        rows = conn.execute(
+            "SELECT id, version FROM stations WHERE '92' = ANY(grades) ORDER BY (source = 'osm') DESC, id LIMIT 200"
+        ).fetchall()
+    return [f"S {int(sid)} {int(v)} {i % threads + 1}" for i, (sid, v) in enumerate(rows)]
 
 
-# ---- 8. load -------------------------------------------------------------------------------------------
-def _price_endpoint(c: httpx.Client) -> bool:
-    try:
-        spec = c.get("/openapi.json").json()
-    except (httpx.HTTPError, ValueError):
-        return False
-    return "put" in spec.get("paths", {}).get("/v1/stations/{station_id}/prices", {})
+def load(ctx: Ctx, db_url: str) -> None:
+    from benchmarks._wrk import WRK_THREADS
 
-
-def load(ctx: Ctx, srv: Server, db_url: str) -> None:
-    sec = ctx.report.section("8. Load: nearby 70 % / route 20 % / writes 10 %")
-    clients, seconds = ctx.n(50, 50), ctx.n(45.0, 8.0)
+    sec = ctx.report.section("8. Load (wrk): /health, nearby, route, and the mixed load")
+    if wrk_path() is None:
+        sec.text.append("SKIPPED: wrk is not installed (`make bench` installs the Debian package `wrk`).")
+        ctx.report.bar("load: wrk is installed", False, "wrk not found: the load bars were not measured")
+        return
+    seconds, mixed_s = ctx.n(10.0, 3.0), ctx.n(60.0, 10.0)
     pairs = ctx.pairs(DEMO_EXTRACT, 300, salt=91)
-    g = ctx.graph(DEMO_EXTRACT)
-    writes: dict[str, Any] = {
-        "mode": "traffic",
-        "n_edges": g.n_road_edges,
-        "batch": 5,
-        "api_key": ctx.settings.admin_api_key,
-    }
-    with httpx.Client(base_url=srv.base, timeout=30) as c:
-        has_prices = _price_endpoint(c)
-        probe = _price_probe(c, db_url, ctx.settings.admin_api_key, clients) if has_prices else None
-    if probe is not None and probe[0]:
-        writes |= {"mode": "prices", "station_ids": probe[1], "api_key": ctx.settings.admin_api_key,
-                   "price_lo": 7.0, "price_hi": 8.5, "grade": "92"}  # fmt: skip
-        note = (
-            "Writes: GET /v1/manage/stations/{id} (X-API-Key: the dev admin key) for the fresh ETag, then"
-            " PUT /v1/stations/{id}/prices with If-Match (92# at 7.00-8.50 CNY, within the plausible band under the zone-4 ceiling); each"
-            " client owns its own stations, so no writer sends a stale version."
-        )
-    elif has_prices:
-        note = (
-            "PUT /v1/stations/{id}/prices exists but the probe write failed"
-            f" ({probe[2] if probe else '?'}): the write share is POST /v1/traffic (5 slowdowns per request)."
-        )
-    else:
-        note = (
-            "Writes: PUT /v1/stations/{id}/prices is not in the API (checked in /openapi.json), so the write share"
-            " is POST /v1/traffic (5 live slowdowns per request) as the brief allows."
-        )
-    sec.text += [
-        f"A second process (`benchmarks._loadgen`, asyncio + httpx) drives {clients} concurrent clients for {seconds:.0f} s",
-        "against the uvicorn server (1 worker, loopback, rate limit raised with FUEL_RATE_LIMIT_PER_MINUTE).",
-        "Nearby: seeded road points, API defaults; route: seeded OD pairs departing now.",
-        note,
+    nearby_paths = [
+        "/v1/stations/nearby?" + urlencode({"lat": p.origin[0], "lon": p.origin[1]}) for p in pairs
     ]
-    res = run_loadgen(
-        {"base": srv.base, "clients": clients, "seconds": seconds, "seed": ctx.seed,
-         "mix": {"nearby": 70, "route": 20, "write": 10},
-         "requests": {"nearby": ["/v1/stations/nearby?" + urlencode({"lat": p.origin[0], "lon": p.origin[1]}) for p in pairs],
-                      "route": [_route_path(p.origin, p.destination, None) for p in pairs]},
-         "writes": writes}
+    route_paths = [_route_path(p.origin, p.destination, None) for p in pairs]
+    sec.text += [
+        f"wrk ({WRK_THREADS} threads, {CONNECTIONS} connections, {seconds:.0f} s per run after a 2 s warm-up) from a",
+        "second process against uvicorn with the flags of `make run` (h11 with the request-head deadline),",
+        "1 and then 2 workers, demo region, rate limit lifted with FUEL_RATE_LIMIT_PER_MINUTE. Nearby: 300",
+        "seeded road points, API defaults (5 km, limit 20); route: 300 seeded OD pairs departing now, the full",
+        "JSON (GeoJSON geometry and steps). Ratios are to /health of the same server in the same run.",
+        f"Mixed: {mixed_s:.0f} s, 2 workers, nearby 70 % / route 20 % / price writes 10 % (`benchmarks/wrk/load.lua`:",
+        "PUT /v1/stations/{id}/prices with If-Match and the dev manager key, each wrk thread writing its own",
+        "stations one at a time, so a write never carries a stale version). Errors: non-2xx answers and",
+        "socket errors (connect, read, write, timeout).",
+    ]
+    rows: list[list[Any]] = []
+    runs: dict[str, dict[str, Any]] = {}
+    mixed: WrkResult | None = None
+    for workers in (1, 2):
+        srv = Server(db_url, workers=workers)
+        try:
+            if workers == 1:  # pairs the road network does not join (a 404 RouteNotFound) are left out
+                with httpx.Client(base_url=srv.base, timeout=30) as c:
+                    route_paths = [x for x in route_paths if c.get(x).status_code == 200]
+                    sec.text.append(
+                        f"Route pairs answered 200 (the others are not joined by roads): {len(route_paths)} of {len(pairs)}."
+                    )
+            paths(srv.base, nearby_paths + route_paths, seconds=2, name="warmup")
+            res = {
+                "health": paths(srv.base, ["/health"], seconds=seconds, name="health"),
+                "nearby": paths(srv.base, nearby_paths, seconds=seconds, name="nearby"),
+                "route": paths(srv.base, route_paths, seconds=seconds, name="route"),
+            }
+            if workers == 2:
+                data = [f"N {x}" for x in nearby_paths] + [f"R {x}" for x in route_paths]
+                data += [f"K {ctx.settings.admin_api_key}", *_manager_stations(db_url, WRK_THREADS)]
+                mixed = run_wrk(srv.base, data=data, seconds=mixed_s, name="mixed")
+        finally:
+            srv.stop()
+        h = res["health"].rps
+        for kind, label in (
+            ("health", "GET /health"),
+            ("nearby", "GET /v1/stations/nearby"),
+            ("route", "GET /v1/route (full JSON)"),
+        ):
+            w = res[kind]
+            rows.append([workers, label, *w.row(), ratio(w.rps, h)])
+        runs[str(workers)] = {k: v.__dict__ for k, v in res.items()}
+    sec.tables.append(
+        (["workers", "request", "req/s", "p50 ms", "p90 ms", "p99 ms", "requests", "errors", "req/s vs /health"], rows)
     )  # fmt: skip
-    rows = []
-    errors = 0
-    total = 0
-    all_lat: list[float] = []
-    for kind in ("nearby", "route", "write"):
-        d = res.get(kind, {"lat": [], "errors": 0, "status": {}, "examples": []})
-        pc = percentiles(d["lat"])
-        errors += d["errors"]
-        total += len(d["lat"])
-        all_lat += d["lat"]
-        rows.append(
-            [
-                kind,
-                pc["n"],
-                f"{pc['n'] / res['_elapsed_s']:,.1f}",
-                pc["p50_ms"],
-                pc["p99_ms"],
-                d["errors"],
-                json.dumps(d["status"]),
-            ]
-        )
-    pa = percentiles(all_lat)
-    rows.append(
-        ["all", pa["n"], f"{pa['n'] / res['_elapsed_s']:,.1f}", pa["p50_ms"], pa["p99_ms"], errors, ""]
-    )
-    sec.tables.append((["kind", "requests", "req/s", "p50 ms", "p99 ms", "errors", "status counts"], rows))
-    examples = [e for k in ("nearby", "route", "write") for e in res.get(k, {}).get("examples", [])]
+    two = runs["2"]
+    nb_r = ratio(two["nearby"]["rps"], two["health"]["rps"])
+    rt_r = ratio(two["route"]["rps"], two["health"]["rps"])
+    errs = sum(v["non2xx"] + v["socket_errors"] for w in runs.values() for v in w.values())
+    examples = [v["examples"] for w in runs.values() for v in w.values() if v["examples"]]
     if examples:
-        sec.text += ["", "Error examples: " + " | ".join(examples[:6])]
-    sec.data.update({"result": {k: {kk: vv for kk, vv in v.items() if kk != "lat"} for k, v in res.items() if isinstance(v, dict)},
-                     "p50_ms": pa["p50_ms"], "p99_ms": pa["p99_ms"], "errors": errors, "writes": writes["mode"]})  # fmt: skip
+        sec.text += ["", "Error examples: " + " | ".join(examples)[:600]]
+    sec.data.update({"runs": runs})
+    _load_plot(ctx, runs, sec)
     ctx.report.bar(
-        f"load: 0 errors with {clients} concurrent clients for {seconds:.0f} s",
-        errors == 0 and total > 0,
-        f"{errors} errors in {total} requests; p50 {pa['p50_ms']:.1f} ms, p99 {pa['p99_ms']:.1f} ms, {total / res['_elapsed_s']:.0f} req/s",
+        f"nearby >= 0.30x /health throughput (2 workers, {CONNECTIONS} connections)",
+        nb_r >= 0.30,
+        f"{two['nearby']['rps']:,.0f} vs {two['health']['rps']:,.0f} req/s = {nb_r:.2f}x",
     )
+    ctx.report.bar(
+        f"route (full JSON with steps) >= 0.20x /health throughput (2 workers, {CONNECTIONS} connections)",
+        rt_r >= 0.20,
+        f"{two['route']['rps']:,.0f} vs {two['health']['rps']:,.0f} req/s = {rt_r:.2f}x",
+    )
+    ctx.report.bar(
+        "nearby p99 <= 250 ms (2 workers, 64 connections)",
+        two["nearby"]["p99_ms"] <= 250.0,
+        f"p99 {two['nearby']['p99_ms']:.0f} ms (p50 {two['nearby']['p50_ms']:.0f} ms)",
+    )
+    ctx.report.bar("load: no non-2xx in the throughput runs (1 and 2 workers)", errs == 0, f"{errs} errors")
+    if mixed is not None:
+        sec.tables.append(
+            (["mixed load (2 workers)", "req/s", "p50 ms", "p90 ms", "p99 ms", "requests", "errors", "sent: nearby / route / write"],
+             [[f"{mixed_s:.0f} s", *mixed.row(), " / ".join(str(mixed.sent.get(k, 0)) for k in ("nearby", "route", "write"))]])
+        )  # fmt: skip
+        if mixed.examples:
+            sec.text += ["", "Mixed-load error examples: " + mixed.examples[:600]]
+        sec.data["mixed"] = mixed.__dict__
+        ctx.report.bar(
+            f"mixed load: 0 errors in {mixed_s:.0f} s at {CONNECTIONS} connections",
+            mixed.errors == 0 and mixed.requests > 0,
+            f"{mixed.errors} errors ({mixed.non2xx} non-2xx, {mixed.socket_errors} socket) in {mixed.requests:,}"
+            f" requests, {mixed.rps:,.0f} req/s, p99 {mixed.p99_ms:.0f} ms; sent {mixed.sent}",
+        )
+
+
+def _load_plot(ctx: Ctx, runs: dict[str, dict[str, Any]], sec: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = ["health", "nearby", "route"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.38
+    for j, workers in enumerate(runs):
+        xs = [i + (j - 0.5) * width for i in range(len(kinds))]
+        ax1.bar(xs, [runs[workers][k]["rps"] for k in kinds], width, label=f"{workers} worker(s)")
+        ax2.bar(xs, [runs[workers][k]["p99_ms"] for k in kinds], width, label=f"{workers} worker(s)")
+    for ax, title in ((ax1, "requests/s (log)"), (ax2, "p99 latency, ms")):
+        ax.set_xticks(range(len(kinds)), ["/health", "nearby", "route"])
+        ax.set_title(title)
+        ax.legend()
+    ax1.set_yscale("log")
+    ctx.report.save_plot(fig, "load", sec)
 
 
 # ---- 9. ranking ----------------------------------------------------------------------------------------
@@ -530,15 +586,19 @@ def all_http(ctx: Ctx, only: set[str] | None) -> None:
         print(
             f"  demo region loaded in {time.perf_counter() - t0:.1f} s: {summary.get('stations')}", flush=True
         )
-        srv = Server(url)
+        # the load runs start their own servers (1 and 2 workers); the station growth seeds up to 1M
+        # stations, so it comes last
+        if want("load"):
+            load(ctx, url)
+        if not any(want(s) for s in ("http", "stations", "ranking")):
+            return
+        srv = Server(url, workers=2)
         try:
             if want("http"):
                 http_routes(ctx, srv)
-            if want("stations"):
-                stations(ctx, srv, url)
             if want("ranking"):
                 ranking(ctx, srv)
-            if want("load"):
-                load(ctx, srv, url)
+            if want("stations"):
+                stations(ctx, srv, url)
         finally:
             srv.stop()

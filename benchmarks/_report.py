@@ -84,6 +84,16 @@ class Report:
     def plot_path(self, name: str) -> Path:
         return REPORTS / f"{name}.png"
 
+    def save_plot(self, fig: Any, name: str, section: Section) -> None:
+        """Write a matplotlib figure as reports/<name>.png, close it, and show it in `section`."""
+        import matplotlib.pyplot as plt
+
+        fig.tight_layout()
+        path = self.plot_path(name)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        section.plots.append(path.name)
+
     def write(self) -> Path:
         m = machine()
         lines = [

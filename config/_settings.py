@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     pool_min_size: int = 1
     pool_max_size: int = 10
     db_timeout_s: float = 3.0
+    # Threads of each worker for the endpoints that block (database, routing): None = pool_max_size + 6,
+    # so the database-bound ones do not queue on the pool's lock while the rest keep a few threads
+    # (anyio's default is 40 whatever the pool; see README "Concurrency").
+    worker_threads: int | None = Field(None, ge=1, le=1_000)
 
     max_radius_m: float = 50_000.0
     default_radius_m: float = 5_000.0
@@ -312,6 +316,11 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"FUEL_TRUSTED_PROXIES: {proxy!r} is not an address or network") from None
         return self
+
+    @property
+    def threads(self) -> int:
+        """Threads of each worker for blocking endpoints (worker_threads, else pool_max_size + 6)."""
+        return self.worker_threads if self.worker_threads is not None else self.pool_max_size + 6
 
     @property
     def service_url(self) -> str:

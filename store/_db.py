@@ -253,12 +253,14 @@ class Database:
         replica_check_interval_s: float = 1.0,
         replica_check_timeout_s: float = 1.0,
         application_name: str = "lijiang-fuel",
+        check_idle_s: float = 1.0,
     ) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.work_deadline_s = work_deadline_s
         self.queue_wait_s = queue_wait_s
         self.max_concurrent = max_concurrent
+        self.check_idle_s = check_idle_s
         self.watchdog = Watchdog(cancel_timeout_s=cancel_timeout_s)
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._local = threading.local()
@@ -320,7 +322,14 @@ class Database:
         self.watchdog.stop()
 
     def _check(self, conn: psycopg.Connection) -> None:
-        """The pool's check before handing out a connection, bounded like any other database work."""
+        """The pool's check before handing out a connection, bounded like any other database work.
+
+        A connection that came back from work less than `check_idle_s` ago answered then: it is handed
+        out unchecked (under load the check was one round trip of every request's two); its work is
+        bounded by the watchdog all the same, and a broken one fails that work with a 503."""
+        returned = getattr(conn, "_fuel_returned_at", None)
+        if returned is not None and time.monotonic() - returned < self.check_idle_s:
+            return
         token = self.watchdog.watch(conn, time.monotonic() + self.timeout_s)
         try:
             ConnectionPool.check_connection(conn)
@@ -357,7 +366,11 @@ class Database:
     def read(self) -> Iterator[psycopg.Connection]:
         """A connection for reads that may lag the primary by up to the replica bound: a usable
         standby, else the primary (no usable standby, the request already used the primary, or the
-        standby gave no connection within `timeout_s`)."""
+        standby gave no connection within `timeout_s`).
+
+        The block runs in autocommit: a read is then one round trip per statement, with no BEGIN and
+        COMMIT around it, and each statement reads its own snapshot (the reads that come here accept
+        a replica's lag already). Nothing may be written in it."""
         scope = _request.get()
         replica = None if scope is not None and scope.primary_used else self.replicas.pick()
         with self._slot(), contextlib.ExitStack() as stack:
@@ -369,7 +382,13 @@ class Database:
                     replica.mark(False, f"it gave no connection ({type(exc).__name__})")
             if conn is None:
                 conn = stack.enter_context(self.pool.connection(timeout=self.timeout_s))
-            yield from self._work(conn)
+            conn.autocommit = True
+            try:
+                yield from self._work(conn)
+            finally:
+                if not conn.closed:  # transactions again for the connection's next user
+                    with contextlib.suppress(psycopg.Error):
+                        conn.autocommit = False
 
     def _work(self, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
         """The body of a block of database work on `conn`: bounded, rolled back on error."""
@@ -383,6 +402,9 @@ class Database:
             # End the implicit transaction while still watched: the pool would otherwise commit
             # after the deadline no longer applies, and wait as long as a hung server does.
             conn.commit()
+        # It worked just now: the pool's next check of it may be skipped (see _check). Stamped here,
+        # not in a pool `reset` callback, which would send every return through the pool's thread.
+        conn._fuel_returned_at = time.monotonic()  # type: ignore[attr-defined]
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:

@@ -329,7 +329,11 @@ def nearby_stations(
     its values bound from `extra_params`.
     """
     params: dict[str, Any] = {"lat": lat, "lon": lon, "radius": radius_m, "limit": limit, "grade": grade}
-    cover = covering_cells(lat, lon, radius_m, max_cells=max_cells) if use_h3 else None
+    box = _degree_box(lat, lon, radius_m) if use_bbox else None
+    # The full radius's prefilters are used without `expand`, or when its bound has no degree box;
+    # otherwise the H3 disk is not computed at all (up to a thousand cells per request).
+    full_radius = not expand or box is None
+    cover = covering_cells(lat, lon, radius_m, max_cells=max_cells) if use_h3 and full_radius else None
     prefilter = ""
     if cover is not None and cover.cells is not None:
         # column name from a fixed set {h3_r7, h3_r8, h3_r9}, never from input
@@ -337,7 +341,6 @@ def nearby_stations(
         prefilter = f" AND {column} = ANY(%(cells)s::bigint[])"
         # as one array literal: psycopg would otherwise inspect each of up to thousands of ints
         params["cells"] = "{" + ",".join(map(str, cover.cells)) + "}"
-    box = _degree_box(lat, lon, radius_m) if use_bbox else None
     if box is not None:  # a second conservative prefilter the planner may combine (GiST on geom)
         prefilter += " AND s.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)"
         params.update(zip(("w", "s", "e", "n"), box, strict=True))
