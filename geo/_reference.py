@@ -6,6 +6,9 @@ Independent of the fast path on purpose:
   restrictions, via-way ones included), so labels live on arcs, not on (split) nodes;
 - its own speed model: day type and local bin from `datetime` per bin, the raw profile arrays, the live
   snapshot, and its own bin-by-bin integration in absolute time (no numba, no per-query table);
+- U-turns: an arc onto the reverse road edge of the arc just driven costs `u_turn_penalty_s` (metres x 10
+  m/s in distance mode) unless it is the only arc leaving there (a dead end), a cost like the restricted
+  roads' entry cost (in the label, not in the reported time);
 - vehicles: its own reading of the per-edge limits (a road edge is closed when a dimension exceeds
   its limit; trucks: hgv=no closed, hgv=destination pays the restricted-road entry cost), edge by edge;
 - no heuristic, no workspace, no heap tricks.
@@ -35,6 +38,7 @@ class ReferenceRouter:
         tz: ZoneInfo,
         decay_s: float = 3600.0,
         restricted_penalty_s: float = 300.0,
+        u_turn_penalty_s: float = 20.0,
     ) -> None:
         self.g = g
         self.profile = profile
@@ -56,6 +60,8 @@ class ReferenceRouter:
         self.succ: list[list[int]] = [
             list(range(offsets[arc_head[a]], offsets[arc_head[a] + 1])) for a in range(len(arc_edge))
         ]
+        # cost of a U-turn after each arc: free where turning back is the only way on
+        self.u_turn = [u_turn_penalty_s if len(nxt) > 1 else 0.0 for nxt in self.succ]
         self.length = g.edge_length_m.tolist()
         self.speed = g.edge_speed_mps.tolist()
         self.cls = g.edge_class.tolist()
@@ -220,15 +226,17 @@ class ReferenceRouter:
             if a in done:
                 continue
             done.add(a)
+            back = self.rev[self.arc_edge[a]]
             for a2 in self.succ[a]:
                 e2 = self.arc_edge[a2]
                 if e2 in shut or self.closed(e2, t_dep, live):
                     continue
+                turn = self.u_turn[a] * scale if e2 == back else 0.0
                 for off2 in tg_of.get(e2, ()):
                     c = self.travel(e2, t, off2, mode, live)
-                    best = min(best, (lp + c + entry(e2), t + c))
+                    best = min(best, (lp + c + entry(e2) + turn, t + c))
                 c = self.travel(e2, t, self.length[e2], mode, live)
-                nl = (lp + c + entry(e2), t + c)
+                nl = (lp + c + entry(e2) + turn, t + c)
                 if nl < lab.get(a2, (math.inf, math.inf)):
                     lab[a2] = nl
                     heapq.heappush(heap, (nl[0], nl[1], a2))
