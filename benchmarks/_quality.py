@@ -117,7 +117,15 @@ def optimality(ctx: Ctx) -> None:
     for name in names:
         r = ground_truth_router(ctx, name, salt=1)
         g = r.g
-        ref = ReferenceRouter(g, r.profile, r.holidays, r.tz, decay_s=r.decay_s)
+        ref = ReferenceRouter(
+            g,
+            r.profile,
+            r.holidays,
+            r.tz,
+            decay_s=r.decay_s,
+            restricted_penalty_s=r.restricted_penalty_s,
+            u_turn_penalty_s=r.u_turn_penalty_s,
+        )
         live = r.live.snapshot()
         n = ctx.n(150 if g.n_road_edges < 5000 else 80, 15)
         pairs = ctx.pairs(name, n, salt=11)
@@ -770,7 +778,15 @@ def traffic(ctx: Ctx) -> None:
         full = ground_truth_router(ctx, name, salt=2)
         g = full.g
         prof = ctx.router(name, profile=TrafficProfile.default())
-        ref = ReferenceRouter(g, full.profile, full.holidays, full.tz, decay_s=full.decay_s)
+        ref = ReferenceRouter(
+            g,
+            full.profile,
+            full.holidays,
+            full.tz,
+            decay_s=full.decay_s,
+            restricted_penalty_s=full.restricted_penalty_s,
+            u_turn_penalty_s=full.u_turn_penalty_s,
+        )
         live = full.live.snapshot()
         n = ctx.n(300, 30)
         pairs = ctx.pairs(name, n, salt=41, min_distance_m=2000.0)
