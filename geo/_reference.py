@@ -145,17 +145,18 @@ class ReferenceRouter:
             return -1
         return self.tail[s.edge] if along <= back else self.head[s.edge]
 
-    def variants(self, s: Snap, end: str = "source") -> list[tuple[int, float]]:
+    def variants(self, s: Snap, end: str = "source", direction: int = 0) -> list[tuple[int, float]]:
         """Where a route may start (end="source") or finish: on a junction, every edge leaving it (from
-        its tail) or entering it (to its head); elsewhere its edge and the opposite direction."""
-        j = self.junction(s)
+        its tail) or entering it (to its head); elsewhere its edge and the opposite direction.
+        `direction` 1 (-1): along (against) the snapped edge only, also on a junction."""
+        j = self.junction(s) if direction == 0 else -1
         if j >= 0 and end == "source":
             return [(e, 0.0) for e in self.leaving.get(j, [])]
         if j >= 0:
             return [(e, self.length[e]) for e in self.entering.get(j, [])]
-        out = [(s.edge, s.fraction * self.length[s.edge])]
+        out = [(s.edge, s.fraction * self.length[s.edge])] if direction >= 0 else []
         r = self.rev[s.edge]
-        if r >= 0:
+        if r >= 0 and direction <= 0:
             out.append((r, (1 - s.fraction) * self.length[r]))
         return out
 
@@ -175,9 +176,11 @@ class ReferenceRouter:
         return closed, entry
 
     def cost(
-        self, s: Snap, d: Snap, t_dep: float, live: LiveState, mode: int = 0, vehicle: Vehicle | None = None
-    ) -> float:
-        """Cost (seconds, or metres for mode 2) of the best route, inf when there is none."""
+        self, s: Snap, d: Snap, t_dep: float, live: LiveState, mode: int = 0, vehicle: Vehicle | None = None,
+        src_dir: int = 0,
+    ) -> float:  # fmt: skip
+        """Cost (seconds, or metres for mode 2) of the best route, inf when there is none; `src_dir` 1 (-1)
+        leaves along (against) the snapped edge only."""
         if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
             return 0.0
         if self.junction(s) >= 0 and self.junction(s) == self.junction(d):
@@ -186,7 +189,7 @@ class ReferenceRouter:
         # a route may not leave a junction onto a road that is closed (to everyone, or to this vehicle)
         src = [
             (e, off)
-            for e, off in self.variants(s)
+            for e, off in self.variants(s, direction=src_dir)
             if off != 0.0 or not (e in shut or self.closed(e, t_dep, live))
         ]
         tgt = self.variants(d, "target")

@@ -240,6 +240,9 @@ class Router:
         self._arc_f_dist = np.ascontiguousarray(np.column_stack((self._arc_f_dist, back_m)))
         order = np.argsort(g.arc_edge, kind="stable")
         self._edge_tails = arc_tail[order]
+        # where each arc of a road edge leads: a via-way restriction gives one road edge several heads
+        # (its junction, private copies), and a landmark bound past a target must hold for all of them
+        self._edge_heads = g.arc_head[order].astype(np.int64)
         self._edge_tail_ptr = np.concatenate(([0], np.cumsum(np.bincount(g.arc_edge, minlength=m)))).astype(
             np.int64
         )
@@ -561,11 +564,14 @@ class Router:
             return _EMPTY_I64, _EMPTY_F64, _EMPTY_F64, 0.0
         nl = lmt.shape[1] // 2
         t_from = lmt[tails, :nl].min(axis=0).astype(np.float64)
-        heads = self._edge_head[tg_edge]
         rest = (self._len[tg_edge] - tg_off) / self._spd[tg_edge]
         if ceil is not None:
             rest = rest / ceil[self.g.edge_class[tg_edge]]
-        t_to = (lmt[heads, nl:].astype(np.float64) + rest[:, None]).max(axis=0)
+        # Tt >= d(target, l): past the target the route goes on along its edge to the head of the arc it
+        # drove, whichever that is (several with via-way restrictions): the largest bound over them all
+        lo, hi = self._edge_tail_ptr[tg_edge], self._edge_tail_ptr[tg_edge + 1]
+        hs = np.concatenate([self._edge_heads[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
+        t_to = (lmt[hs, nl:].astype(np.float64) + np.repeat(rest, hi - lo)[:, None]).max(axis=0)
         s = self._edge_head[src_edge[0]]
         score = np.maximum(t_from - lmt[s, :nl], lmt[s, nl:] - t_to)
         k = min(ACTIVE_LANDMARKS, len(score))
