@@ -251,7 +251,11 @@ def _pop_fix(heap, hn):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _is_target(e, tg_edge):
+def _is_target(e, tg_edge, tg_bits):
+    """Whether road edge e holds a target (`tg_bits`: bit e % 64 set for every target edge, a cheap
+    first test)."""
+    if (tg_bits >> (e & 63)) & 1 == 0:
+        return False
     n = tg_edge.shape[0]
     if n == 0 or e < tg_edge[0] or e > tg_edge[n - 1]:
         return False
@@ -260,12 +264,12 @@ def _is_target(e, tg_edge):
 
 
 @njit(cache=True, nogil=True)
-def _b_pays(nl, back, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge):
+def _b_pays(nl, back, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge, tg_bits):
     """Whether a slot-B label `nl` at a node whose slot A would turn back along road edge `back` can still
     lead anywhere: `back` holds a target, or driving it (at least its free-flow time) reaches its head
     below that head's slot-A label plus its U-turn cost (else it improves neither slot there). Labels
     only decrease, so a label refused once stays useless."""
-    if _is_target(back, tg_edge):
+    if _is_target(back, tg_edge, tg_bits):
         return True
     x = edge_head[back]
     if x < 0 or nd[x, 3] != fep:
@@ -277,7 +281,7 @@ def _b_pays(nl, back, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge):
 
 @njit(cache=True, nogil=True)
 def _offer(
-    v, nl, ln, pn, e, turn, parent, tcap, offsets, up_c, edge_f, edge_head, mode, tg_edge, fep,
+    v, nl, ln, pn, e, turn, parent, tcap, offsets, up_c, edge_f, edge_head, mode, tg_edge, tg_bits, fep,
     nd, nb, par, heap, hn, win_h, win_f, per_h, per_s,
 ):  # fmt: skip
     """Offer label `nl` (length `ln`, entry costs `pn`) for arriving at node v by road edge e, whose
@@ -294,7 +298,7 @@ def _offer(
     and calls this for the rest."""
     cap = heap.shape[0] // 2
     ft = float(turn)
-    if turn >= 0 and tcap < np.inf and _is_target(turn, tg_edge):
+    if turn >= 0 and tcap < np.inf and _is_target(turn, tg_edge, tg_bits):
         tcap = np.inf
     up = up_c if offsets[v + 1] - offsets[v] > 1 else 0.0
     if nl < nd[v, 0]:
@@ -308,7 +312,7 @@ def _offer(
             up > 0.0
             and turn >= 0
             and old < min(nl + up, tcap)
-            and _b_pays(old, turn, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge)
+            and _b_pays(old, turn, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge, tg_bits)
         ):  # the old slot A becomes slot B
             nb[v, 0] = nd[v, 2]
             nb[v, 1] = nd[v, 4]
@@ -339,7 +343,7 @@ def _offer(
         up > 0.0
         and nl < nd[v, 0] + up
         and back >= 0
-        and _b_pays(nl, back, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge)
+        and _b_pays(nl, back, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge, tg_bits)
     ):
         if hn >= cap:
             return -1
@@ -404,6 +408,7 @@ def search(
     par,
     epoch,
     heap,
+    pend,
 ):
     """arc_i[a] = (head, road edge, profile key, reverse road edge or -1) int32; arc_f[a] = (length m,
     free-flow m/s, entry cost, least cost of driving the reverse road edge back to this arc's tail, -inf
@@ -414,7 +419,8 @@ def search(
     and nb[v] = (length B, key B, entry costs B, label B, nd[v, 6] when B was set); par[v] = (parent state A, road edge A, parent state
     B, road edge B), a state being 2 * node + slot (slot 0 = A, 1 = B) and a seed's parent
     -(source variant + 1);
-    heap: 4-ary, (key, state) interleaved, capacity heap.shape[0] // 2."""
+    heap: 4-ary, (key, state) interleaved, capacity heap.shape[0] // 2; pend: [largest out-degree, 7]
+    scratch for the offers a node's relaxation leaves to `_offer`."""
     best = np.full(n_tg, np.inf)
     blen = np.full(n_tg, np.inf)
     bnode = np.full(n_tg, -2, np.int64)
@@ -431,6 +437,9 @@ def search(
     hn = 0
     settled = 0
     fep = float(epoch)
+    tg_bits = 0
+    for j in range(n_t):
+        tg_bits |= 1 << (tg_edge[j] & 63)
 
     # direct candidates (source and target on the same road edge, target ahead)
     for i in range(src_edge.shape[0]):
@@ -487,7 +496,8 @@ def search(
                 _heur_geo(v, node_rad, hg) if n_geo > 0 else _heur(v, lmt, n_lm, act, t_from, t_to, margin)
             )
         hn = _offer(
-            v, nl, rest, ep, e, edge_rev[e], -(i + 1), np.inf, offsets, up_c, edge_f, edge_head, mode, tg_edge, fep,
+            v, nl, rest, ep, e, edge_rev[e], -(i + 1), np.inf, offsets, up_c, edge_f, edge_head, mode, tg_edge,
+            tg_bits, fep,
             nd, nb, par, heap, hn, win_h, win_f, per_h, per_s,
         )  # fmt: skip
         if hn < 0:
@@ -531,6 +541,7 @@ def search(
             turn = -1
             up = 0.0
         settled += 1
+        n_pend = 0
         if slot == 0:
             for a in range(a_lo, a_hi):
                 w = arc_i[a, 0]
@@ -588,7 +599,7 @@ def search(
             tcap = lu + up_c - arc_f[a, 3]
             if nl < nd[v, 0]:
                 same = ft == nd[v, 6]
-                if tcap < np.inf and rv >= 0 and _is_target(rv, tg_edge):
+                if tcap < np.inf and rv >= 0 and _is_target(rv, tg_edge, tg_bits):
                     tcap = np.inf
                 bcap = nl + up_c if nl + up_c < tcap else tcap
                 if same or not nd[v, 0] < bcap:  # the same road edge, or the old A cannot be slot B
@@ -610,9 +621,20 @@ def search(
                     continue
             elif ft == nd[v, 6] or not nl < nd[v, 7]:
                 continue
+            # the rest waits until this node's arcs are done (a call inside this loop slows all of it)
+            pend[n_pend, 0] = v
+            pend[n_pend, 1] = nl
+            pend[n_pend, 2] = du + ln
+            pend[n_pend, 3] = pu + ap
+            pend[n_pend, 4] = e
+            pend[n_pend, 5] = rv
+            pend[n_pend, 6] = tcap
+            n_pend += 1
+        for k in range(n_pend):
             hn = _offer(
-                v, nl, du + ln, pu + ap, e, rv, s, tcap, offsets, up_c, edge_f, edge_head,
-                mode, tg_edge, fep, nd, nb, par, heap, hn, win_h, win_f, per_h, per_s,
+                int(pend[k, 0]), pend[k, 1], pend[k, 2], pend[k, 3], int(pend[k, 4]), int(pend[k, 5]), s,
+                pend[k, 6], offsets, up_c, edge_f, edge_head, mode, tg_edge, tg_bits, fep, nd, nb, par, heap, hn,
+                win_h, win_f, per_h, per_s,
             )  # fmt: skip
             if hn < 0:
                 return best, blen, bnode, bvar, -1

@@ -115,11 +115,12 @@ class _Workspace:
     read), nb[v] = (length B, key B, entry costs B, label B, A's reverse edge then), par[v] = (parent state A, road edge A, parent state B,
     road edge B), heap = (key, state) pairs interleaved (capacity len(heap) // 2)."""
 
-    __slots__ = ("epoch", "heap", "nb", "nd", "par")
+    __slots__ = ("epoch", "heap", "nb", "nd", "par", "pend")
 
-    def __init__(self, n: int, cap: int) -> None:
+    def __init__(self, n: int, cap: int, max_degree: int = 16) -> None:
         self.nd = _aligned_zeros(n, 8)
         self.nb = np.zeros((n, 5), np.float64)
+        self.pend = np.zeros((max(max_degree, 1), 7), np.float64)
         self.par = np.empty((n, 4), np.int64)
         self.epoch = 0
         self.heap = np.empty(2 * cap, np.float64)
@@ -250,6 +251,7 @@ class Router:
         # (metres x 10 m/s for metric="distance") wherever the node has another way on; at a dead end
         # (one arc out: a cul-de-sac, a barrier, a junction whose other turns are forbidden) they are free
         self.u_turn_penalty_s = float(u_turn_penalty_s)
+        self._max_degree = int(np.diff(self._offsets).max()) if n else 1
         # road edges arriving at each junction (phantom targets); leaving ones are the plain node's arcs
         by_head = np.argsort(g.edge_v, kind="stable")
         self._in_edges = by_head.astype(np.int64)
@@ -450,7 +452,7 @@ class Router:
                     src_edge, src_off, tg_edge, tg_off, tg_id, n_tg,
                     lmt, act, t_from, t_to, margin, win_h, win_f, per_h, per_s, self._node_rad, hg,
                     pen, ALT_PENALTY, max_cost + (ctx.t0 if ctx.mode != 2 else 0.0),
-                    ws.nd, ws.nb, ws.par, epoch, ws.heap,
+                    ws.nd, ws.nb, ws.par, epoch, ws.heap, ws.pend,
                 )  # fmt: skip
                 if settled >= 0:
                     break
@@ -549,7 +551,7 @@ class Router:
         try:
             return self._pool.get_nowait()
         except queue.Empty:
-            return _Workspace(self.g.n_nodes, min(self.g.n_arcs + 64, 1 << 16))
+            return _Workspace(self.g.n_nodes, min(self.g.n_arcs + 64, 1 << 16), self._max_degree)
 
     def _landmarks_for(
         self, src_edge: np.ndarray, tg_edge: np.ndarray, tg_off: np.ndarray, lmt: np.ndarray,
