@@ -1,6 +1,7 @@
 """Numba kernels of the router: time-dependent A* (ALT) / Dijkstra over the arc CSR, path evaluation.
 
-Three compiled functions only (compile time matters): `search`, `trace`, `path_times`.
+Few compiled functions (compile time matters): `search`, `trace`, `path_times`, and the rare half of an
+offer `_offer` (with `_b_pays`), kept out of the search loop.
 
 Labels are times in seconds RELATIVE to the start of the departure bin ``b0 * 900`` (modes 0 and 1) or
 metres (mode 2). Modes: 0 = time-dependent (profile table + live overlay), 1 = free flow, 2 = distance.
