@@ -34,6 +34,7 @@ def load_router(settings: Settings, served: ServedRegion) -> Router | None:
         max_snap_m=settings.max_snap_m,
         decay_s=settings.traffic_decay_s,
         restricted_penalty_s=settings.route_restricted_penalty_s,
+        u_turn_penalty_s=settings.route_u_turn_penalty_s,
     )
     router.live.set_limits(
         skew_s=settings.traffic_future_skew_s,

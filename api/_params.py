@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Query
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api._models import Coord, Grade
 from api._security import request_settings
@@ -28,6 +28,7 @@ from geo._coords import from_wgs84, to_wgs84
 from geo._errors import InvalidInput, OutsideRegion
 from geo._pricing import normalize_grade
 from geo._ranking import MAX_CONSUMPTION_L_100KM, MAX_VALUE_OF_TIME_CNY_H, MIN_CONSUMPTION_L_100KM
+from geo._vehicle import Vehicle, make_vehicle
 
 NearbySort = Literal["distance", "price", "effective_price", "score", "eta", "total_cost"]
 AlongRouteSort = Literal["total_cost", "detour", "along"]
@@ -183,6 +184,50 @@ ValueOfTimeQ = Annotated[
         description="total_cost: CNY per hour of driving (default FUEL_VALUE_OF_TIME_CNY_H, 30)",
     ),
 ]
+VehicleKind = Literal["car", "van", "truck"]
+VehicleQ = Annotated[
+    VehicleKind,
+    BeforeValidator(lowercase),
+    Query(description="car (default), van or truck: a van or truck keeps off roads whose limits it exceeds"),
+]
+HeightQ = Annotated[float | None, Query(description="van/truck height, m (1-6; default van 2.6, truck 4)")]
+WeightQ = Annotated[
+    float | None, Query(description="van/truck weight, t (0.5-100; default van 3.5, truck 18)")
+]
+WidthQ = Annotated[float | None, Query(description="van/truck width, m (1-4; default van 2.1, truck 2.55)")]
+LengthQ = Annotated[float | None, Query(description="van/truck length, m (2-40; default van 6, truck 12)")]
+
+
+def vehicle_query(
+    vehicle: VehicleQ = "car",
+    height_m: HeightQ = None,
+    weight_t: WeightQ = None,
+    width_m: WidthQ = None,
+    length_m: LengthQ = None,
+) -> Vehicle:
+    """The vehicle query parameters of every endpoint that drives (route, nearby by ETA or total cost,
+    along-route): the vehicle with its dimensions checked (`geo._vehicle.make_vehicle`: a 422 naming the
+    parameter out of range)."""
+    return make_vehicle(vehicle, height_m=height_m, weight_t=weight_t, width_m=width_m, length_m=length_m)
+
+
+class VehicleBody(BaseModel):
+    """The same vehicle fields in a JSON body (POST along-route, matrix)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vehicle: Annotated[VehicleKind, BeforeValidator(lowercase)] = Field(
+        "car",
+        description="car (default), van or truck: a van or truck keeps off roads whose limits it exceeds",
+    )
+    height_m: float | None = Field(None, description="van/truck height, m (1-6; default van 2.6, truck 4)")
+    weight_t: float | None = Field(
+        None, description="van/truck weight, t (0.5-100; default van 3.5, truck 18)"
+    )
+    width_m: float | None = Field(None, description="van/truck width, m (1-4; default van 2.1, truck 2.55)")
+    length_m: float | None = Field(None, description="van/truck length, m (2-40; default van 6, truck 12)")
+
+    def as_vehicle(self) -> Vehicle:
+        return vehicle_query(self.vehicle, self.height_m, self.weight_t, self.width_m, self.length_m)
 
 
 def at_most(

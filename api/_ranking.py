@@ -44,7 +44,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api._models import READ, AlongRoutePublic, Coord, DateTime, Grade, documented, error_responses
 from api._params import (
@@ -70,6 +70,7 @@ from api._params import (
     TankQ,
     ToQ,
     ValueOfTimeQ,
+    VehicleBody,
     at_most,
     grade_code,
     in_region,
@@ -77,6 +78,7 @@ from api._params import (
     parse_at,
     parse_lat,
     parse_lon,
+    vehicle_query,
 )
 from api._routing import need_router, parse_point
 from api._security import charge, count_points
@@ -110,6 +112,7 @@ from geo._ranking import (
     simplify_line,
     simplify_tolerance_m,
 )
+from geo._vehicle import Vehicle
 from store._prices import station_prices_between
 from store._promotions import promotions_between
 from store._stations import stations_in_cells
@@ -197,6 +200,7 @@ class _Options:
         limit: int | None,
         cp: CostParams,
         include_closed: bool | None = None,
+        vehicle: Vehicle | None = None,
     ) -> None:
         s = state.settings
         self.corridor_m = corridor_m if corridor_m is not None else DEFAULT_CORRIDOR_M
@@ -212,6 +216,7 @@ class _Options:
         self.limit = limit if limit is not None else min(20, s.max_limit)
         self.cp = cp
         self.include_closed = bool(include_closed)
+        self.vehicle = vehicle
 
 
 @router.get("/along-route", response_model=AlongRoutePublic, responses=error_responses(404, *READ))
@@ -234,9 +239,11 @@ def along_route(
     coord: CoordQ = "wgs84",
     limit: LimitQ = None,
     include_closed: IncludeClosedQ = False,
+    veh: Vehicle = Depends(vehicle_query),
     state: AppState = Depends(get_state),
 ) -> Response:
-    """Stations along the fastest route from `from` to `to`, with detours and total costs."""
+    """Stations along the fastest route from `from` to `to`, with detours and total costs, driven by
+    `vehicle` (car by default; a van or truck keeps off roads whose limits it exceeds)."""
     budget = Budget(state.settings.along_route_budget_s, what="the along-route search")
     c = coord
     a = in_region(state.region, parse_point(from_, "from", c), "from")
@@ -262,9 +269,10 @@ def along_route(
         limit=limit,
         cp=cp,
         include_closed=include_closed,
+        vehicle=veh,
     )
     r = need_router(state)
-    res = r.route(a, b, depart_at=opt.at, steps=False)
+    res = r.route(a, b, depart_at=opt.at, steps=False, vehicle=veh)
     route = {
         "distance_m": round(res.distance_m, 1),
         "duration_s": round(res.duration_s, 1),
@@ -278,7 +286,7 @@ def along_route(
     )
 
 
-class AlongRouteRequest(BaseModel):
+class AlongRouteRequest(VehicleBody):
     """A route the client already has, and the same options as the GET query."""
 
     model_config = ConfigDict(extra="forbid")
@@ -406,6 +414,7 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
         limit=body.limit,
         cp=cp,
         include_closed=body.include_closed,
+        vehicle=body.as_vehicle(),
     )
     line = _bounded_line(state, points, opt.corridor_m, param=param, budget=budget, client=True)
     route = {"distance_m": round(line.length_m, 1), "depart_at": opt.at.isoformat(), "points": len(points)}
@@ -510,7 +519,7 @@ def _along(
         snaps = station_snaps(state, r).get(
             [(i, float(x["lat"]), float(x["lon"])) for i, x in zip(ids, rows, strict=True)]
         )
-        dur, dist = drive_times(r, o_snap, [*snaps, d_snap], depart_at=at)
+        dur, dist = drive_times(r, o_snap, [*snaps, d_snap], depart_at=at, vehicle=opt.vehicle)
         t_od, d_od = float(dur[-1]), float(dist[-1])
         if not math.isfinite(t_od):
             raise RouteNotFound("no drivable path joins the start and the end of the route")
@@ -524,7 +533,7 @@ def _along(
         t0 = at.timestamp()
         departs = [t0 + float(t_os[k]) if reach[k] else math.nan for k in range(len(rows))]
         budget.check()
-        t_sd, d_sd = legs_to(r, snaps, d_snap, depart_at=departs, budget=budget)
+        t_sd, d_sd = legs_to(r, snaps, d_snap, depart_at=departs, budget=budget, vehicle=opt.vehicle)
         det = detours(t_os, t_sd, t_od)
         det_m = np.maximum(0.0, d_os + d_sd - d_od)
         pairs = [(i, x["brand"]) for i, x in zip(ids, rows, strict=True)]

@@ -26,6 +26,7 @@ from api._params import (
     AtQ,
     FromQ,
     ToQ,
+    VehicleBody,
     in_region,
     lowercase,
     parse_at,
@@ -33,6 +34,7 @@ from api._params import (
     parse_float,
     parse_lat,
     parse_lon,
+    vehicle_query,
 )
 from api._security import charge
 from api._state import AppState, get_state
@@ -42,7 +44,7 @@ from geo._coords import from_wgs84_arrays
 from geo._polyline import encode, route_coords
 from geo._router import Router, RouteResult
 from geo._steps import Step
-from geo._vehicle import make_vehicle
+from geo._vehicle import Vehicle
 from store._audit import record
 from store._auth import Principal
 from store._road_edges import road_edges_in_bbox
@@ -346,25 +348,7 @@ def route(
             examples=["geojson,polyline6"],
         ),
     ] = None,
-    vehicle: Annotated[
-        Literal["car", "van", "truck"],
-        BeforeValidator(lowercase),
-        Query(
-            description="car (default), van or truck: a van or truck keeps off roads whose limits it exceeds"
-        ),
-    ] = "car",
-    height_m: Annotated[
-        float | None, Query(description="van/truck height, m (1-6; default van 2.6, truck 4)")
-    ] = None,
-    weight_t: Annotated[
-        float | None, Query(description="van/truck weight, t (0.5-100; default van 3.5, truck 18)")
-    ] = None,
-    width_m: Annotated[
-        float | None, Query(description="van/truck width, m (1-4; default van 2.1, truck 2.55)")
-    ] = None,
-    length_m: Annotated[
-        float | None, Query(description="van/truck length, m (2-40; default van 6, truck 12)")
-    ] = None,
+    veh: Vehicle = Depends(vehicle_query),
     state: AppState = Depends(get_state),
 ) -> Response:
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
@@ -375,7 +359,6 @@ def route(
     b = in_region(state.region, parse_point(to, "to", c), "to")
     at = parse_at(depart_at, state.region.tz, "depart_at")
     n_alt = alternatives
-    veh = make_vehicle(vehicle, height_m=height_m, weight_t=weight_t, width_m=width_m, length_m=length_m)
     r = need_router(state)
     res = r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh)
     if fmt == "wechat":
@@ -419,7 +402,7 @@ LatLonPair = Annotated[
 ]
 
 
-class MatrixRequest(BaseModel):
+class MatrixRequest(VehicleBody):
     model_config = ConfigDict(extra="forbid")
     sources: list[LatLonPair] = Field(
         ...,
@@ -471,7 +454,7 @@ def matrix(body: MatrixRequest, state: AppState = Depends(get_state)) -> Respons
         for i, p in enumerate(targets)
     ]
     at = parse_at(body.depart_at, state.region.tz, "depart_at")
-    res = need_router(state).matrix(src, dst, depart_at=at, budget=budget)
+    res = need_router(state).matrix(src, dst, depart_at=at, budget=budget, vehicle=body.as_vehicle())
     return documented(
         {
             "durations_s": _nullable(res.durations_s),

@@ -88,6 +88,7 @@ from api._params import (
     parse_payment,
     parse_sort,
     point_out,
+    vehicle_query,
 )
 from api._routing import need_router
 from api._state import AppState, get_state
@@ -114,6 +115,7 @@ from geo._ranking import (
     worth_it,
 )
 from geo._router import Router
+from geo._vehicle import Vehicle
 from store._prices import CurrentPrice, current_prices, station_prices_between
 from store._promotions import promotions_between, promotions_for_stations
 from store._stations import get_station, nearby_offers, nearby_stations, stations_in_bbox
@@ -331,6 +333,7 @@ def nearby(
         bool,
         Query(description="list stations closed at arrival last, with closed_reason (default: left out)"),
     ] = False,
+    veh: Vehicle = Depends(vehicle_query),
     state: AppState = Depends(get_state),
 ) -> Response:
     """Stations within `radius_m` of a point, with list and effective prices, ranked by `sort`:
@@ -342,6 +345,9 @@ def nearby(
     - total_cost: the cheapest fill-up first, priced at the predicted arrival: fuel for `litres`
       (or `amount_cny`, or `tank_l` x (1 - `fill_level`)) + fuel burnt driving there + time driving there
       (`cost`, with `worth_it` against the nearest station).
+
+    eta and total_cost drive the `vehicle` (car by default; a van or truck with its dimensions keeps off
+    roads whose height, weight, width or length limits it exceeds, and a truck off hgv=no roads).
 
     The price sorts need `grade`; with `grade`, only stations selling it are listed. A point outside
     the served region gives no results and a `note`."""
@@ -404,6 +410,7 @@ def nearby(
                     quote,
                     query,
                     with_closed,
+                    veh,
                 )
             )
         except NoRoadNear as exc:  # no drive time from here: eta falls back to the nearest stations
@@ -618,6 +625,7 @@ def _nearby_by_drive(
     quote: _Quote,
     query: dict[str, Any],
     include_closed: bool = False,
+    vehicle: Vehicle | None = None,
 ) -> dict[str, Any]:
     """sort=eta / total_cost: one one-to-many search, then prices, promotions, status and opening hours
     at each station's arrival (the query-time price only as the labelled extra `at_query_time`)."""
@@ -633,7 +641,7 @@ def _nearby_by_drive(
         snaps = station_snaps(state, r).get(
             [(i, float(x["lat"]), float(x["lon"])) for i, x in zip(ids, rows, strict=True)]
         )
-        dur, dist = drive_times(r, origin_snap, snaps, depart_at=at, max_time_s=bound)
+        dur, dist = drive_times(r, origin_snap, snaps, depart_at=at, max_time_s=bound, vehicle=vehicle)
         pairs = [(i, x["brand"]) for i, x in zip(ids, rows, strict=True)]
         finite = dur[np.isfinite(dur)]
         last = at + timedelta(seconds=float(finite.max()) if finite.size else 0.0)

@@ -18,6 +18,12 @@ thing on the SHORTER side's path that the longer side may not use:
   no such rule);
 - clipped way: osmnx joins the remaining nodes of a way cut at the extract edge, we split it;
 - other: none of these (a finding to look at).
+Restrictions through via ways are matched run by run (`first_banned_turn`: the from way, every via way,
+then the to way), as our graph applies them. The U-turn cost (`FUEL_ROUTE_U_TURN_PENALTY_S`, in metres
+x 10 m/s for these distance routes) needs no class of its own: osmnx's shortest paths are simple paths
+(they never turn back onto the road just driven), so wherever our graph can drive osmnx's path it finds
+one at most as long without a U-turn; ours turns back only where something else forbids osmnx's path
+(a restriction, a one-way, a barrier), and that is the class given.
 """
 
 from __future__ import annotations

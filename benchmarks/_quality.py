@@ -99,6 +99,14 @@ def _latlon(g: CompiledGraph, j: int) -> tuple[float, float]:
 
 
 # ---- 1. optimality ---------------------------------------------------------------------------------
+def reference_for(r: Router) -> ReferenceRouter:
+    """The reference router with `r`'s graph, traffic profile and costs (the same rules, checked twice)."""
+    return ReferenceRouter(
+        r.g, r.profile, r.holidays, r.tz, decay_s=r.decay_s,
+        restricted_penalty_s=r.restricted_penalty_s, u_turn_penalty_s=r.u_turn_penalty_s,
+    )  # fmt: skip
+
+
 def optimality(ctx: Ctx) -> None:
     sec = ctx.report.section("1. Optimality: router vs the exact reference Dijkstra")
     sec.text += [
@@ -117,7 +125,7 @@ def optimality(ctx: Ctx) -> None:
     for name in names:
         r = ground_truth_router(ctx, name, salt=1)
         g = r.g
-        ref = ReferenceRouter(g, r.profile, r.holidays, r.tz, decay_s=r.decay_s)
+        ref = reference_for(r)
         live = r.live.snapshot()
         n = ctx.n(150 if g.n_road_edges < 5000 else 80, 15)
         pairs = ctx.pairs(name, n, salt=11)
@@ -768,9 +776,8 @@ def traffic(ctx: Ctx) -> None:
     savings_plot: dict[str, np.ndarray] = {}
     for name in names:
         full = ground_truth_router(ctx, name, salt=2)
-        g = full.g
         prof = ctx.router(name, profile=TrafficProfile.default())
-        ref = ReferenceRouter(g, full.profile, full.holidays, full.tz, decay_s=full.decay_s)
+        ref = reference_for(full)
         live = full.live.snapshot()
         n = ctx.n(300, 30)
         pairs = ctx.pairs(name, n, salt=41, min_distance_m=2000.0)

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # --- routes a driver can trust (geo/_access.py): no through traffic on destination/private roads ---
     # entry cost (seconds) of each destination/private road edge a route drives into; 0 = plain roads
     route_restricted_penalty_s: float = Field(default=300.0, ge=0.0, le=86_400.0)
+    # cost (seconds) of a U-turn at a junction that is not a dead end (OSRM's car profile: 20 s); it steers the
+    # choice of route (around the block or to a dead end when that is cheaper), reported times stay driving times
+    route_u_turn_penalty_s: float = Field(default=20.0, ge=0.0, le=3_600.0)
 
     secret_key: str = DEV_SECRET
     admin_api_key: str = (

@@ -1,6 +1,7 @@
 """Numba kernels of the router: time-dependent A* (ALT) / Dijkstra over the arc CSR, path evaluation.
 
-Three compiled functions only (compile time matters): `search`, `trace`, `path_times`.
+Few compiled functions (compile time matters): `search`, `trace`, `path_times`, and the rare half of an
+offer `_offer` (with `_b_pays`), kept out of the search loop.
 
 Labels are times in seconds RELATIVE to the start of the departure bin ``b0 * 900`` (modes 0 and 1) or
 metres (mode 2). Modes: 0 = time-dependent (profile table + live overlay), 1 = free flow, 2 = distance.
@@ -44,6 +45,17 @@ taken off the returned costs, which stay true travel costs. An
 additive constant keeps FIFO, and labels only grow, so every bound above stays a lower bound.
 Nodes are re-opened if a better label
 appears (so tiny inconsistencies from rounding cannot cost exactness); labels are exact arrival times.
+
+U-turns. Leaving a node by the reverse road edge of the one that entered it costs ``up_c`` (seconds, or
+metres in mode 2), an additive cost like the restricted roads' (in the label and ``nd[v, 5]``, not in
+the returned costs), except at a dead end (a node with one arc out: turning back is the only way on).
+A turn cost makes the best label of a node not enough (the second best, by another road edge, may
+leave back along the first one's edge without paying it), so each node holds two labels: slot A, the
+best, and slot B, the best by another road edge. Only those two matter: any other arrival is beaten by
+A on every arc but A's way back, and by B on that one. Slot B is kept only while it may pay (below A
+plus the U-turn cost, and able to improve a label where the road back leads, see `_offer`), and when
+settled relaxes that one arc. Heap entries and parents are states ``2 * node + slot``. With ``up_c =
+0`` slot B is never used and the search is the plain node search.
 
 Workspace (per thread, reused): dist/len/parent/h arrays are valid only where ``stamp == epoch``, so a
 query never initialises whole-graph arrays. The 4-ary heap (lazy deletion) has a fixed capacity: when
@@ -239,6 +251,116 @@ def _pop_fix(heap, hn):
     heap[2 * pos + 1] = lvv
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _is_target(e, tg_edge, tg_bits):
+    """Whether road edge e holds a target (`tg_bits`: bit e % 64 set for every target edge, a cheap
+    first test)."""
+    if (tg_bits >> (e & 63)) & 1 == 0:
+        return False
+    n = tg_edge.shape[0]
+    if n == 0 or e < tg_edge[0] or e > tg_edge[n - 1]:
+        return False
+    j = np.searchsorted(tg_edge, e)
+    return j < n and tg_edge[j] == e
+
+
+@njit(cache=True, nogil=True)
+def _b_pays(nl, back, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge, tg_bits):
+    """Whether a slot-B label `nl` at a node whose slot A would turn back along road edge `back` can still
+    lead anywhere: `back` holds a target, or driving it (at least its free-flow time) reaches its head
+    below that head's slot-A label plus its U-turn cost (else it improves neither slot there). Labels
+    only decrease, so a label refused once stays useless."""
+    if _is_target(back, tg_edge, tg_bits):
+        return True
+    x = edge_head[back]
+    if x < 0 or nd[x, 3] != fep:
+        return True
+    lb = edge_f[back, 0] if mode == 2 else edge_f[back, 0] / edge_f[back, 1]
+    up = up_c if offsets[x + 1] - offsets[x] > 1 else 0.0
+    return nl + lb < nd[x, 0] + up
+
+
+@njit(cache=True, nogil=True)
+def _offer(
+    v, nl, ln, pn, e, turn, parent, tcap, offsets, up_c, edge_f, edge_head, mode, tg_edge, tg_bits, fep,
+    nd, nb, par, heap, hn, win_h, win_f, per_h, per_s,
+):  # fmt: skip
+    """Offer label `nl` (length `ln`, entry costs `pn`) for arriving at node v by road edge e, whose
+    reverse is `turn` (-1 none), from state `parent`. Returns the new heap size, -1 when the heap is full.
+
+    Slot A keeps the best label. Slot B keeps the best by another road edge while it may still pay: it
+    only serves to leave back along A's road edge (where A pays a U-turn, `up_c`, unless v is a dead
+    end), and only when driving that road back can improve a label where it leads (`_b_pays`). Two
+    arrivals count as by the same road edge when their reverses are equal (two one-way arrivals cannot
+    U-turn, so neither needs slot B). nd[v, 7] caps what slot B may take: slot B's label, A's label
+    plus `up_c`, and `tcap` of A's arc (the parent's label plus `up_c` less the least cost of driving
+    back, a necessary condition of `_b_pays`; infinite when unknown or when the road back holds a
+    target). `search` writes the common cases out in its loop (same road edge, or nothing for slot B)
+    and calls this for the rest."""
+    cap = heap.shape[0] // 2
+    ft = float(turn)
+    if turn >= 0 and tcap < np.inf and _is_target(turn, tg_edge, tg_bits):
+        tcap = np.inf
+    up = up_c if offsets[v + 1] - offsets[v] > 1 else 0.0
+    if nl < nd[v, 0]:
+        if hn + 1 >= cap:
+            return -1
+        old = nd[v, 0]
+        bcap = min(nl + up_c, tcap)
+        if ft == nd[v, 6]:
+            bcap = min(bcap, nd[v, 7])
+        elif (
+            up > 0.0
+            and turn >= 0
+            and old < min(nl + up, tcap)
+            and _b_pays(old, turn, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge, tg_bits)
+        ):  # the old slot A becomes slot B
+            nb[v, 0] = nd[v, 2]
+            nb[v, 1] = nd[v, 4]
+            nb[v, 2] = nd[v, 5]
+            nb[v, 3] = old
+            nb[v, 4] = ft
+            par[v, 2] = par[v, 0]
+            par[v, 3] = par[v, 1]
+            _push(heap, hn, nb[v, 1], 2 * v + 1)
+            hn += 1
+            bcap = min(bcap, old)
+        # (otherwise a slot B by another edge is void: `search` checks nb[v, 4] against nd[v, 6])
+        nd[v, 0] = nl
+        nd[v, 2] = ln
+        nd[v, 5] = pn
+        nd[v, 6] = ft
+        nd[v, 7] = bcap
+        par[v, 0] = parent
+        par[v, 1] = e
+        key = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
+        nd[v, 4] = key
+        _push(heap, hn, key, 2 * v)
+        return hn + 1
+    if ft == nd[v, 6] or not nl < nd[v, 7]:
+        return hn
+    back = int(nd[v, 6])
+    if (
+        up > 0.0
+        and nl < nd[v, 0] + up
+        and back >= 0
+        and _b_pays(nl, back, offsets, edge_f, edge_head, up_c, nd, fep, mode, tg_edge, tg_bits)
+    ):
+        if hn >= cap:
+            return -1
+        nb[v, 0] = ln
+        nb[v, 1] = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
+        nb[v, 2] = pn
+        nb[v, 3] = nl
+        nb[v, 4] = nd[v, 6]
+        par[v, 2] = parent
+        par[v, 3] = e
+        nd[v, 7] = nl  # slot B only takes better labels now
+        _push(heap, hn, nb[v, 1], 2 * v + 1)
+        return hn + 1
+    return hn
+
+
 @njit(cache=True, nogil=True)
 def search(
     offsets,
@@ -246,6 +368,8 @@ def search(
     arc_f,
     edge_f,
     edge_head,
+    edge_rev,
+    up_c,
     # traffic
     mode,
     b0,
@@ -281,16 +405,23 @@ def search(
     max_cost,
     # workspace
     nd,
+    nb,
     par,
     epoch,
     heap,
+    pend,
 ):
-    """arc_i[a] = (head, road edge, profile key) int32; arc_f[a] = (length m, free-flow m/s, entry cost);
-    edge_f[e] = (length, speed, key); lv[e] = (factor, observed, expires) with lv_flag[e] 0 none,
+    """arc_i[a] = (head, road edge, profile key, reverse road edge or -1) int32; arc_f[a] = (length m,
+    free-flow m/s, entry cost, least cost of driving the reverse road edge back to this arc's tail, -inf
+    when it does not lead back to that very node); edge_f[e] = (length, speed, key); edge_rev[e] the reverse road edge (-1
+    none); up_c the cost of a U-turn at a node with more than one arc out (free at a dead end); lv[e] = (factor, observed, expires) with lv_flag[e] 0 none,
     1 live factor, 2 closure (any_lv False: lv_flag is all 0 and is not read in the hot loop);
-    nd[v] = (label, h, length, stamp, key of the label, entry costs in the label); par[v] = (parent
-    node, road edge);
-    heap: 4-ary, (key, node) interleaved, capacity heap.shape[0] // 2."""
+    nd[v] = (label A, h, length A, stamp, key A, entry costs A, reverse of road edge A, cap of slot B)
+    and nb[v] = (length B, key B, entry costs B, label B, nd[v, 6] when B was set); par[v] = (parent state A, road edge A, parent state
+    B, road edge B), a state being 2 * node + slot (slot 0 = A, 1 = B) and a seed's parent
+    -(source variant + 1);
+    heap: 4-ary, (key, state) interleaved, capacity heap.shape[0] // 2; pend: [largest out-degree, 7]
+    scratch for the offers a node's relaxation leaves to `_offer`."""
     best = np.full(n_tg, np.inf)
     blen = np.full(n_tg, np.inf)
     bnode = np.full(n_tg, -2, np.int64)
@@ -304,10 +435,12 @@ def search(
     tg_hi = tg_edge[n_t - 1] if n_t > 0 else -1
     n_lm = lmt.shape[1] // 2
     n_geo = hg.shape[0]
-    cap = heap.shape[0] // 2
     hn = 0
     settled = 0
     fep = float(epoch)
+    tg_bits = 0
+    for j in range(n_t):
+        tg_bits |= 1 << (tg_edge[j] & 63)
 
     # direct candidates (source and target on the same road edge, target ahead)
     for i in range(src_edge.shape[0]):
@@ -358,43 +491,66 @@ def search(
         if nd[v, 3] != fep:
             nd[v, 3] = fep
             nd[v, 0] = np.inf
+            nd[v, 6] = -1.0
+            nd[v, 7] = np.inf
             nd[v, 1] = (
                 _heur_geo(v, node_rad, hg) if n_geo > 0 else _heur(v, lmt, n_lm, act, t_from, t_to, margin)
             )
-        if nl < nd[v, 0]:
-            nd[v, 0] = nl
-            nd[v, 2] = rest
-            nd[v, 5] = ep
-            par[v, 0] = -1
-            par[v, 1] = -(i + 1)
-            if hn >= cap:
-                return best, blen, bnode, bvar, -1
-            key = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
-            nd[v, 4] = key
-            _push(heap, hn, key, v)
-            hn += 1
+        hn = _offer(
+            v, nl, rest, ep, e, edge_rev[e], -(i + 1), np.inf, offsets, up_c, edge_f, edge_head, mode, tg_edge,
+            tg_bits, fep,
+            nd, nb, par, heap, hn, win_h, win_f, per_h, per_s,
+        )  # fmt: skip
+        if hn < 0:
+            return best, blen, bnode, bvar, -1
 
     while hn > 0:
         key = heap[0]
-        u = int(heap[1])
+        s = int(heap[1])
         hn -= 1
         if hn > 0:
             _pop_fix(heap, hn)
         if key >= worst or key > max_cost:
             break
-        if key > nd[u, 4]:
-            continue  # stale entry (nd[u, 4] is the key of the latest label)
-        lu = nd[u, 0]
-        du = nd[u, 2]
-        pu = nd[u, 5]
+        u = s >> 1
+        slot = s & 1
+        if slot == 0:
+            if key > nd[u, 4]:
+                continue  # stale entry (nd[u, 4] is the key of the latest label)
+            lu = nd[u, 0]
+            du = nd[u, 2]
+            pu = nd[u, 5]
+            turn = int(nd[u, 6])  # leaving by it is a U-turn
+            a_lo = offsets[u]
+            a_hi = offsets[u + 1]
+            up = up_c if a_hi - a_lo > 1 else 0.0
+        else:
+            if nb[u, 4] != nd[u, 6] or key > nb[u, 1]:
+                continue  # slot B is void (A has changed road edge since), or a stale entry
+            lu = nb[u, 3]
+            du = nb[u, 0]
+            pu = nb[u, 2]
+            # slot B only pays where slot A would U-turn: the arc back along A's road edge
+            back = int(nd[u, 6])
+            a_lo = offsets[u + 1]
+            a_hi = a_lo
+            for a in range(offsets[u], offsets[u + 1]):
+                if arc_i[a, 1] == back:
+                    a_lo = a
+                    a_hi = a + 1
+                    break
+            turn = -1
+            up = 0.0
         settled += 1
-        for a in range(offsets[u], offsets[u + 1]):
-            w = arc_i[a, 0]
-            _prefetch(nd, w, 0)  # type: ignore[call-arg]
-            if n_geo == 0 and n_lm > 0:
-                _prefetch(lmt, w, 0)
-                _prefetch(lmt, w, n_lm)
-        for a in range(offsets[u], offsets[u + 1]):
+        n_pend = 0
+        if slot == 0:
+            for a in range(a_lo, a_hi):
+                w = arc_i[a, 0]
+                _prefetch(nd, w, 0)  # type: ignore[call-arg]
+                if n_geo == 0 and n_lm > 0:
+                    _prefetch(lmt, w, 0)
+                    _prefetch(lmt, w, n_lm)
+        for a in range(a_lo, a_hi):
             e = arc_i[a, 1]
             if any_lv and lv_flag[e] == 2 and _closed(e, t_abs, lv_flag, lv):
                 continue  # closed at departure
@@ -402,6 +558,8 @@ def search(
             ekey = arc_i[a, 2]
             v0 = arc_f[a, 1]
             ap = arc_f[a, 2]
+            if e == turn:
+                ap += up
             if tg_lo <= e <= tg_hi:
                 j = np.searchsorted(tg_edge, e)
                 while j < n_t and tg_edge[j] == e:
@@ -418,7 +576,7 @@ def search(
                         best[ti] = cand
                         blen[ti] = du + tg_off[j]
                         bpen[ti] = pu + ap
-                        bnode[ti] = u
+                        bnode[ti] = s
                         bvar[ti] = j
                         if n_found == n_tg:
                             worst = best.max()
@@ -429,23 +587,58 @@ def search(
             if nd[v, 3] != fep:
                 nd[v, 3] = fep
                 nd[v, 0] = np.inf
+                nd[v, 6] = -1.0
+                nd[v, 7] = np.inf
                 nd[v, 1] = (
                     _heur_geo(v, node_rad, hg)
                     if n_geo > 0
                     else _heur(v, lmt, n_lm, act, t_from, t_to, margin)
                 )
+            # the common cases of `_offer` written out (as an inlined function it cost a third of the speed)
+            rv = arc_i[a, 3]
+            ft = float(rv)
+            tcap = lu + up_c - arc_f[a, 3]
             if nl < nd[v, 0]:
-                nd[v, 0] = nl
-                nd[v, 2] = du + ln
-                nd[v, 5] = pu + ap
-                par[v, 0] = u
-                par[v, 1] = e
-                if hn >= cap:
-                    return best, blen, bnode, bvar, -1
-                key2 = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
-                nd[v, 4] = key2
-                _push(heap, hn, key2, v)
-                hn += 1
+                same = ft == nd[v, 6]
+                if tcap < np.inf and rv >= 0 and _is_target(rv, tg_edge, tg_bits):
+                    tcap = np.inf
+                bcap = nl + up_c if nl + up_c < tcap else tcap
+                if same or not nd[v, 0] < bcap:  # the same road edge, or the old A cannot be slot B
+                    if hn >= heap.shape[0] // 2:
+                        return best, blen, bnode, bvar, -1
+                    if same and nd[v, 7] < bcap:
+                        bcap = nd[v, 7]
+                    nd[v, 0] = nl
+                    nd[v, 2] = du + ln
+                    nd[v, 5] = pu + ap
+                    nd[v, 6] = ft
+                    nd[v, 7] = bcap
+                    par[v, 0] = s
+                    par[v, 1] = e
+                    key2 = _key(nl, nd[v, 1], win_h, win_f, per_h, per_s)
+                    nd[v, 4] = key2
+                    _push(heap, hn, key2, 2 * v)
+                    hn += 1
+                    continue
+            elif ft == nd[v, 6] or not nl < nd[v, 7]:
+                continue
+            # the rest waits until this node's arcs are done (a call inside this loop slows all of it)
+            pend[n_pend, 0] = v
+            pend[n_pend, 1] = nl
+            pend[n_pend, 2] = du + ln
+            pend[n_pend, 3] = pu + ap
+            pend[n_pend, 4] = e
+            pend[n_pend, 5] = rv
+            pend[n_pend, 6] = tcap
+            n_pend += 1
+        for k in range(n_pend):
+            hn = _offer(
+                int(pend[k, 0]), pend[k, 1], pend[k, 2], pend[k, 3], int(pend[k, 4]), int(pend[k, 5]), s,
+                pend[k, 6], offsets, up_c, edge_f, edge_head, mode, tg_edge, tg_bits, fep, nd, nb, par, heap, hn,
+                win_h, win_f, per_h, per_s,
+            )  # fmt: skip
+            if hn < 0:
+                return best, blen, bnode, bvar, -1
     for ti in range(n_tg):
         if best[ti] < np.inf:
             best[ti] -= start + bpen[ti]
@@ -453,23 +646,26 @@ def search(
 
 
 @njit(cache=True, nogil=True)
-def trace(par, node):
-    """Road edges from the source to `node` (slot 0 left for the source edge) and the source variant."""
+def trace(par, state):
+    """Road edges from the source to `state` (2 * node + slot; slot 0 is the source edge) and the
+    source variant."""
     n = 0
-    v = node
-    while par[v, 0] >= 0:
+    s = state
+    while par[s >> 1, 2 * (s & 1)] >= 0:
         n += 1
-        v = par[v, 0]
+        s = par[s >> 1, 2 * (s & 1)]
     out = np.empty(n + 1, np.int64)
-    v = node
+    s = state
     i = n
-    while par[v, 0] >= 0:
-        out[i] = par[v, 1]
+    while True:
+        v = s >> 1
+        k = 2 * (s & 1)
+        out[i] = par[v, k + 1]
+        p = par[v, k]
+        if p < 0:
+            return out, -p - 1
         i -= 1
-        v = par[v, 0]
-    src_var = -par[v, 1] - 1
-    out[0] = -1
-    return out, src_var
+        s = p
 
 
 @njit(cache=True, nogil=True)

@@ -48,6 +48,7 @@ from geo._coords import EARTH_RADIUS_M, haversine_m_array
 from geo._h3cells import disk_size, max_edge_m, rings_for_radius
 from geo._pricing import NO_HOLIDAYS, AppliedPromotion, HolidayCalendar, Promotion, effective_price
 from geo._snap import Snap
+from geo._vehicle import Vehicle
 
 log = logging.getLogger("geo.ranking")
 
@@ -120,12 +121,16 @@ def drive_times(
     *,
     depart_at: datetime | float,
     max_time_s: float = math.inf,
+    vehicle: Vehicle | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(durations s, road distances m) from `origin` to every target in ONE one-to-many search, under
-    traffic at `depart_at`; inf for None targets, unreachable ones and those beyond `max_time_s`.
+    traffic at `depart_at`, for `vehicle` (car when None: a truck keeps off roads whose limits it
+    exceeds); inf for None targets, unreachable ones and those beyond `max_time_s`.
 
     Uses the router's public snapped one-to-many (`Router.one_to_many_snapped`: no re-snapping)."""
-    dur, dist = router.one_to_many_snapped(origin, targets, depart_at=depart_at, max_time_s=max_time_s)
+    dur, dist = router.one_to_many_snapped(
+        origin, targets, depart_at=depart_at, max_time_s=max_time_s, vehicle=vehicle
+    )
     return np.asarray(dur, np.float64), np.asarray(dist, np.float64)
 
 
@@ -136,11 +141,13 @@ def legs_to(
     *,
     depart_at: Sequence[float],
     budget: Budget | None = None,
+    vehicle: Vehicle | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(durations s, distances m) from each source to `destination`, source k leaving at depart_at[k]
     (Unix seconds; NaN/inf = skip). The router has no backward search, so this is one search per
     source (each stops when the destination is settled): cost grows linearly with the sources.
-    `budget` is checked before every search but the first (BudgetExceeded when spent)."""
+    `budget` is checked before every search but the first (BudgetExceeded when spent); `vehicle` as in
+    `drive_times`."""
     n = len(sources)
     dur = np.full(n, np.inf)
     dist = np.full(n, np.inf)
@@ -152,7 +159,7 @@ def legs_to(
         if budget is not None and searched:
             budget.check()
         searched = True
-        d, m = router.one_to_many_snapped(s, [destination], depart_at=t)
+        d, m = router.one_to_many_snapped(s, [destination], depart_at=t, vehicle=vehicle)
         dur[k], dist[k] = float(d[0]), float(m[0])
     return dur, dist
 

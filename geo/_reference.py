@@ -6,6 +6,9 @@ Independent of the fast path on purpose:
   restrictions, via-way ones included), so labels live on arcs, not on (split) nodes;
 - its own speed model: day type and local bin from `datetime` per bin, the raw profile arrays, the live
   snapshot, and its own bin-by-bin integration in absolute time (no numba, no per-query table);
+- U-turns: an arc onto the reverse road edge of the arc just driven costs `u_turn_penalty_s` (metres x 10
+  m/s in distance mode) unless it is the only arc leaving there (a dead end), a cost like the restricted
+  roads' entry cost (in the label, not in the reported time);
 - vehicles: its own reading of the per-edge limits (a road edge is closed when a dimension exceeds
   its limit; trucks: hgv=no closed, hgv=destination pays the restricted-road entry cost), edge by edge;
 - no heuristic, no workspace, no heap tricks.
@@ -35,6 +38,7 @@ class ReferenceRouter:
         tz: ZoneInfo,
         decay_s: float = 3600.0,
         restricted_penalty_s: float = 300.0,
+        u_turn_penalty_s: float = 20.0,
     ) -> None:
         self.g = g
         self.profile = profile
@@ -56,6 +60,8 @@ class ReferenceRouter:
         self.succ: list[list[int]] = [
             list(range(offsets[arc_head[a]], offsets[arc_head[a] + 1])) for a in range(len(arc_edge))
         ]
+        # cost of a U-turn after each arc: free where turning back is the only way on
+        self.u_turn = [u_turn_penalty_s if len(nxt) > 1 else 0.0 for nxt in self.succ]
         self.length = g.edge_length_m.tolist()
         self.speed = g.edge_speed_mps.tolist()
         self.cls = g.edge_class.tolist()
@@ -139,17 +145,18 @@ class ReferenceRouter:
             return -1
         return self.tail[s.edge] if along <= back else self.head[s.edge]
 
-    def variants(self, s: Snap, end: str = "source") -> list[tuple[int, float]]:
+    def variants(self, s: Snap, end: str = "source", direction: int = 0) -> list[tuple[int, float]]:
         """Where a route may start (end="source") or finish: on a junction, every edge leaving it (from
-        its tail) or entering it (to its head); elsewhere its edge and the opposite direction."""
-        j = self.junction(s)
+        its tail) or entering it (to its head); elsewhere its edge and the opposite direction.
+        `direction` 1 (-1): along (against) the snapped edge only, also on a junction."""
+        j = self.junction(s) if direction == 0 else -1
         if j >= 0 and end == "source":
             return [(e, 0.0) for e in self.leaving.get(j, [])]
         if j >= 0:
             return [(e, self.length[e]) for e in self.entering.get(j, [])]
-        out = [(s.edge, s.fraction * self.length[s.edge])]
+        out = [(s.edge, s.fraction * self.length[s.edge])] if direction >= 0 else []
         r = self.rev[s.edge]
-        if r >= 0:
+        if r >= 0 and direction <= 0:
             out.append((r, (1 - s.fraction) * self.length[r]))
         return out
 
@@ -169,9 +176,11 @@ class ReferenceRouter:
         return closed, entry
 
     def cost(
-        self, s: Snap, d: Snap, t_dep: float, live: LiveState, mode: int = 0, vehicle: Vehicle | None = None
-    ) -> float:
-        """Cost (seconds, or metres for mode 2) of the best route, inf when there is none."""
+        self, s: Snap, d: Snap, t_dep: float, live: LiveState, mode: int = 0, vehicle: Vehicle | None = None,
+        src_dir: int = 0,
+    ) -> float:  # fmt: skip
+        """Cost (seconds, or metres for mode 2) of the best route, inf when there is none; `src_dir` 1 (-1)
+        leaves along (against) the snapped edge only."""
         if (s.edge == d.edge and s.fraction == d.fraction) or (s.lat == d.lat and s.lon == d.lon):
             return 0.0
         if self.junction(s) >= 0 and self.junction(s) == self.junction(d):
@@ -180,7 +189,7 @@ class ReferenceRouter:
         # a route may not leave a junction onto a road that is closed (to everyone, or to this vehicle)
         src = [
             (e, off)
-            for e, off in self.variants(s)
+            for e, off in self.variants(s, direction=src_dir)
             if off != 0.0 or not (e in shut or self.closed(e, t_dep, live))
         ]
         tgt = self.variants(d, "target")
@@ -220,15 +229,17 @@ class ReferenceRouter:
             if a in done:
                 continue
             done.add(a)
+            back = self.rev[self.arc_edge[a]]
             for a2 in self.succ[a]:
                 e2 = self.arc_edge[a2]
                 if e2 in shut or self.closed(e2, t_dep, live):
                     continue
+                turn = self.u_turn[a] * scale if e2 == back else 0.0
                 for off2 in tg_of.get(e2, ()):
                     c = self.travel(e2, t, off2, mode, live)
-                    best = min(best, (lp + c + entry(e2), t + c))
+                    best = min(best, (lp + c + entry(e2) + turn, t + c))
                 c = self.travel(e2, t, self.length[e2], mode, live)
-                nl = (lp + c + entry(e2), t + c)
+                nl = (lp + c + entry(e2) + turn, t + c)
                 if nl < lab.get(a2, (math.inf, math.inf)):
                     lab[a2] = nl
                     heapq.heappush(heap, (nl[0], nl[1], a2))

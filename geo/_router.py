@@ -56,6 +56,7 @@ from geo._vehicle import CAR, Vehicle, closed_edges, restricted_edges
 MAX_ALTERNATIVES = 3
 RESTRICTED_PENALTY_S = 300.0  # default entry cost of a destination/private road (no through traffic)
 RESTRICTED_PENALTY_MPS = 10.0  # the same cost in metres for metric="distance": seconds x 10 m/s
+U_TURN_PENALTY_S = 20.0  # default cost of turning back at a junction that is not a dead end (OSRM car.lua)
 EXCLUDABLE = ("motorway", "toll", "ferry")  # road classes a route can avoid (ferries: none in the graph)
 ALT_PENALTY = 1.4
 ALT_MAX_OVERLAP = 0.7
@@ -109,14 +110,18 @@ class MatrixResult:
 
 
 class _Workspace:
-    """Per-thread search state: nd[v] = (label, h, length, stamp, key, entry costs), par[v] = (parent node, road
-    edge), heap = (key, node) pairs interleaved (capacity len(heap) // 2)."""
+    """Per-thread search state, two labels per node (`geo._kernels.search`): nd[v] = (label A, h, length A,
+    stamp, key A, entry costs A, reverse of road edge A, cap of slot B) (64 bytes: what most relaxations
+    read), nb[v] = (length B, key B, entry costs B, label B, A's reverse edge then), par[v] = (parent state A, road edge A, parent state B,
+    road edge B), heap = (key, state) pairs interleaved (capacity len(heap) // 2)."""
 
-    __slots__ = ("epoch", "heap", "nd", "par")
+    __slots__ = ("epoch", "heap", "nb", "nd", "par", "pend")
 
-    def __init__(self, n: int, cap: int) -> None:
-        self.nd = np.zeros((n, 6), np.float64)
-        self.par = np.empty((n, 2), np.int64)
+    def __init__(self, n: int, cap: int, max_degree: int = 16) -> None:
+        self.nd = _aligned_zeros(n, 8)
+        self.nb = np.zeros((n, 5), np.float64)
+        self.pend = np.zeros((max(max_degree, 1), 7), np.float64)
+        self.par = np.empty((n, 4), np.int64)
         self.epoch = 0
         self.heap = np.empty(2 * cap, np.float64)
 
@@ -177,6 +182,7 @@ class Router:
         max_snap_m: float = 1000.0,
         decay_s: float = 3600.0,
         restricted_penalty_s: float = RESTRICTED_PENALTY_S,
+        u_turn_penalty_s: float = U_TURN_PENALTY_S,
     ) -> None:
         self.g = g
         self.profile = profile
@@ -205,8 +211,12 @@ class Router:
         )
         self._edge_f_dist = self._edge_f.copy()
         self._edge_f_dist[:, 3] *= RESTRICTED_PENALTY_MPS
+        self._rev = _reverse_edges(g)
+        # (head, road edge, profile key, reverse road edge): 16 bytes per arc
         self._arc_i = np.ascontiguousarray(
-            np.column_stack((g.arc_head, g.arc_edge, self._keys[g.arc_edge])).astype(np.int32)
+            np.column_stack((g.arc_head, g.arc_edge, self._keys[g.arc_edge], self._rev[g.arc_edge])).astype(
+                np.int32
+            )
         )
         self._arc_f = np.ascontiguousarray(
             np.column_stack((self._len[g.arc_edge], self._spd[g.arc_edge], self._entry_s[g.arc_edge]))
@@ -219,12 +229,29 @@ class Router:
         plain = g.node_base[arc_tail] == arc_tail
         self._edge_head = np.full(m, -1, np.int64)
         self._edge_head[g.arc_edge[plain]] = g.arc_head[plain]
+        # a 4th arc column for the U-turn rule (`geo._kernels._offer`): the least cost of driving the
+        # reverse road edge back to the arc's tail (free-flow seconds; metres for metric="distance"),
+        # -inf when the reverse edge does not lead back to that very node (none, or a private copy)
+        rev_a = self._rev[g.arc_edge]
+        r_ok = np.maximum(rev_a, 0)
+        back = (rev_a >= 0) & (self._edge_head[r_ok] == arc_tail)
+        back_s = np.where(back, self._len[r_ok] / self._spd[r_ok], -np.inf)
+        back_m = np.where(back, self._len[r_ok], -np.inf)
+        self._arc_f = np.ascontiguousarray(np.column_stack((self._arc_f, back_s)))
+        self._arc_f_dist = np.ascontiguousarray(np.column_stack((self._arc_f_dist, back_m)))
         order = np.argsort(g.arc_edge, kind="stable")
         self._edge_tails = arc_tail[order]
+        # where each arc of a road edge leads: a via-way restriction gives one road edge several heads
+        # (its junction, private copies), and a landmark bound past a target must hold for all of them
+        self._edge_heads = g.arc_head[order].astype(np.int64)
         self._edge_tail_ptr = np.concatenate(([0], np.cumsum(np.bincount(g.arc_edge, minlength=m)))).astype(
             np.int64
         )
-        self._rev = _reverse_edges(g)
+        # U-turns (leaving a node by the reverse of the road edge that entered it) cost u_turn_penalty_s
+        # (metres x 10 m/s for metric="distance") wherever the node has another way on; at a dead end
+        # (one arc out: a cul-de-sac, a barrier, a junction whose other turns are forbidden) they are free
+        self.u_turn_penalty_s = float(u_turn_penalty_s)
+        self._max_degree = int(np.diff(self._offsets).max()) if n else 1
         # road edges arriving at each junction (phantom targets); leaving ones are the plain node's arcs
         by_head = np.argsort(g.edge_v, kind="stable")
         self._in_edges = by_head.astype(np.int64)
@@ -418,13 +445,14 @@ class Router:
             while True:
                 epoch = ws.next_epoch()
                 best, blen, bnode, bvar, settled = K.search(
-                    self._offsets, self._arc_i, arc_f, edge_f, self._edge_head,
+                    self._offsets, self._arc_i, arc_f, edge_f, self._edge_head, self._rev,
+                    self.u_turn_penalty_s * (RESTRICTED_PENALTY_MPS if ctx.mode == 2 else 1.0),
                     ctx.mode, ctx.b0, ctx.t0, ctx.t_abs, self.decay_s, ctx.table, lv.flag, lv.data,
                     self._live_any(lv),
                     src_edge, src_off, tg_edge, tg_off, tg_id, n_tg,
                     lmt, act, t_from, t_to, margin, win_h, win_f, per_h, per_s, self._node_rad, hg,
                     pen, ALT_PENALTY, max_cost + (ctx.t0 if ctx.mode != 2 else 0.0),
-                    ws.nd, ws.par, epoch, ws.heap,
+                    ws.nd, ws.nb, ws.par, epoch, ws.heap, ws.pend,
                 )  # fmt: skip
                 if settled >= 0:
                     break
@@ -476,6 +504,7 @@ class Router:
                     edge_fd, arc_fd = edge_f.copy(), arc_f.copy()
                     edge_fd[:, 3] *= RESTRICTED_PENALTY_MPS
                     arc_fd[:, 2] *= RESTRICTED_PENALTY_MPS
+                    arc_fd[:, 3] = self._arc_f_dist[:, 3]
                     self._veh_costs[v] = (arc_f, edge_f, arc_fd, edge_fd)
                 else:
                     self._veh_costs[v] = None
@@ -522,7 +551,7 @@ class Router:
         try:
             return self._pool.get_nowait()
         except queue.Empty:
-            return _Workspace(self.g.n_nodes, min(self.g.n_arcs + 64, 1 << 16))
+            return _Workspace(self.g.n_nodes, min(self.g.n_arcs + 64, 1 << 16), self._max_degree)
 
     def _landmarks_for(
         self, src_edge: np.ndarray, tg_edge: np.ndarray, tg_off: np.ndarray, lmt: np.ndarray,
@@ -537,11 +566,14 @@ class Router:
             return _EMPTY_I64, _EMPTY_F64, _EMPTY_F64, 0.0
         nl = lmt.shape[1] // 2
         t_from = lmt[tails, :nl].min(axis=0).astype(np.float64)
-        heads = self._edge_head[tg_edge]
         rest = (self._len[tg_edge] - tg_off) / self._spd[tg_edge]
         if ceil is not None:
             rest = rest / ceil[self.g.edge_class[tg_edge]]
-        t_to = (lmt[heads, nl:].astype(np.float64) + rest[:, None]).max(axis=0)
+        # Tt >= d(target, l): past the target the route goes on along its edge to the head of the arc it
+        # drove, whichever that is (several with via-way restrictions): the largest bound over them all
+        lo, hi = self._edge_tail_ptr[tg_edge], self._edge_tail_ptr[tg_edge + 1]
+        hs = np.concatenate([self._edge_heads[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
+        t_to = (lmt[hs, nl:].astype(np.float64) + np.repeat(rest, hi - lo)[:, None]).max(axis=0)
         s = self._edge_head[src_edge[0]]
         score = np.maximum(t_from - lmt[s, :nl], lmt[s, nl:] - t_to)
         k = min(ACTIVE_LANDMARKS, len(score))
@@ -1167,6 +1199,14 @@ class Router:
 
     def congestion(self, edge_ids: Sequence[int] | np.ndarray, t: datetime | float) -> np.ndarray:
         return self.live.congestion(edge_ids, t)
+
+
+def _aligned_zeros(rows: int, cols: int, align: int = 64) -> np.ndarray:
+    """A zeroed float64 [rows, cols] array whose data starts on an `align`-byte boundary, so that a
+    64-byte row is one cache line (numpy only promises 16-byte alignment)."""
+    buf = np.zeros(rows * cols + align // 8, np.float64)
+    skip = (-buf.ctypes.data % align) // 8
+    return buf[skip : skip + rows * cols].reshape(rows, cols)
 
 
 def _overlap(a: RouteResult, b: RouteResult, lengths: np.ndarray) -> float:

@@ -486,3 +486,76 @@ def test_u_turn_at_a_dead_end_is_allowed(tmp_path: Path) -> None:
     r = median_router(tmp_path, cross_street=False)
     assert r.g.meta["counts"]["median_u_turns_forbidden"] == 0
     assert median_path(r)[0] == [1, 2, 3, 5]
+
+
+def missed_turn_router(tmp_path: Path, *, spur: bool, u_turn_penalty_s: float = 20.0) -> tuple[Router, float]:
+    """A missed left turn: one-way 40 runs east into junction 1, where turning left onto 42 (north to 7)
+    is forbidden; street 41 goes on east to 2, from where 43 goes round the block by 8 and 9 to 7. With
+    `spur`, a 20 m cul-de-sac 44 leaves 2 eastwards to 3. Returns the router and the distance the
+    reference router (same U-turn penalty) gives from a point on 40 to 7."""
+    nodes = {
+        0: (-1.0, 0.0),
+        1: (0.0, 0.0),
+        2: (1.0, 0.0),
+        3: (1.2, 0.0),
+        7: (0.0, 1.0),
+        8: (1.0, 1.5),
+        9: (0.0, 1.5),
+    }
+    ways: dict[int, tuple[list[int], dict[str, str]]] = {
+        40: ([0, 1], {"oneway": "yes"}),
+        41: ([1, 2], {}),
+        42: ([1, 7], {}),
+        43: ([2, 8, 9, 7], {}),
+    }
+    if spur:
+        ways[44] = ([2, 3], {})
+    rel = (
+        5,
+        [("way", 40, "from"), ("node", 1, "via"), ("way", 42, "to")],
+        {"type": "restriction", "restriction": "no_left_turn"},
+    )
+    p = tmp_path / "missed_turn.osm"
+    p.write_text(osm_xml({i: (26.87 + y * U, 100.23 + x * U) for i, (x, y) in nodes.items()}, ways, [rel]))
+    g = build_graph(p, speeds_kmh=SPEEDS)
+    prof = TrafficProfile.default()
+    r = Router(g, profile=prof, holidays=HOL, tz=TZ, u_turn_penalty_s=u_turn_penalty_s)
+    ref = ReferenceRouter(g, prof, HOL, TZ, u_turn_penalty_s=u_turn_penalty_s)
+    s, d = r.snapper.snap(*ON_40), r.snapper.snap(*node(g, 7))
+    return r, ref.cost(s, d, DEP.timestamp(), empty_live(g.n_road_edges), 2)
+
+
+ON_40 = (26.87 - 0.00002, 100.23 - 0.5 * U)  # a point on the one-way street 40, heading east
+
+
+@pytest.mark.parametrize(
+    ("spur", "penalty", "path", "metres"),
+    [
+        (False, 0.0, [0, 1, 2, 1, 7], 310),  # free U-turns: back at junction 2
+        (False, 20.0, [0, 1, 2, 7], 421),  # 20 s (200 m in a distance route) > 111 m more round the block
+        (False, 5.0, [0, 1, 2, 1, 7], 310),  # 50 m < 111 m: the U-turn at 2
+        (True, 20.0, [0, 1, 2, 3, 2, 1, 7], 350),  # turning back at the cul-de-sac costs nothing
+    ],
+)
+def test_u_turn_penalty_and_dead_ends(
+    tmp_path: Path, spur: bool, penalty: float, path: list[int], metres: float
+) -> None:
+    r, want = missed_turn_router(tmp_path, spur=spur, u_turn_penalty_s=penalty)
+    res = r.route(ON_40, node(r.g, 7), depart_at=DEP, metric="distance")
+    assert osm_path(r, res.edges) == path
+    assert res.distance_m - 49.6 == pytest.approx(metres, abs=2.0)  # 49.6 m from the start to junction 1
+    assert res.distance_m == pytest.approx(want, rel=1e-9)  # the reference router agrees
+    # the penalty steers the choice only: the reported time is the driving time of the roads
+    ff = r.route(ON_40, node(r.g, 7), depart_at=DEP, free_flow=True)
+    assert ff.duration_s == pytest.approx(ff.distance_m / float(r.g.edge_speed_mps[ff.edges[1]]), rel=1e-6)
+    dur, _ = r.one_to_many(ON_40, [node(r.g, 7)], depart_at=DEP, free_flow=True)
+    assert dur[0] == pytest.approx(ff.duration_s, rel=1e-6)
+
+
+def test_u_turn_penalty_setting() -> None:
+    from config import Settings
+
+    assert Settings(route_u_turn_penalty_s=35.0).route_u_turn_penalty_s == 35.0
+    assert Settings().route_u_turn_penalty_s == 20.0
+    with pytest.raises(ValueError):
+        Settings(route_u_turn_penalty_s=-1.0)

@@ -332,3 +332,167 @@ def test_parity_vehicles():
         assert out.count("ok") >= 100
     finally:
         r.live.clear()
+
+
+def random_extract(seed: int, rows: int = 14, cols: int = 14) -> tuple[str, int]:
+    """A random OSM grid extract with turn restrictions through one or two via ways and through via
+    nodes: every grid line cut into ways of one to three segments, some of them one-way, a few segments
+    missing. Returns (OSM XML, restrictions written)."""
+    from tests.osm_fixtures import osm_xml
+
+    rng = np.random.default_rng(seed)
+    step = 0.0012
+
+    def nid(r: int, c: int) -> int:
+        return r * cols + c + 1
+
+    nodes = {
+        nid(r, c): (26.86 + r * step + rng.uniform(-0.2, 0.2) * step, 100.22 + c * step + rng.uniform(-0.2, 0.2) * step)
+        for r in range(rows)
+        for c in range(cols)
+    }  # fmt: skip
+    ways: dict[int, tuple[list[int], dict[str, str]]] = {}
+    lines: list[list[int]] = []  # way ids along each grid line, in order
+    wid = 1000
+    for k in range(rows + cols):
+        seq = [nid(k, c) for c in range(cols)] if k < rows else [nid(r, k - rows) for r in range(rows)]
+        i, line = 0, []
+        while i < len(seq) - 1:
+            n = int(rng.integers(1, 4))
+            piece = seq[i : i + n + 1]
+            i += n
+            if rng.random() < 0.04:
+                continue  # a missing stretch
+            tags = {"highway": "tertiary" if k % 5 == 0 else "residential"}
+            if rng.random() < 0.12:
+                tags["oneway"] = "yes" if rng.random() < 0.5 else "-1"
+            ways[wid] = (piece, tags)
+            line.append(wid)
+            wid += 1
+        lines.append(line)
+    ends: dict[int, list[int]] = {}
+    for w, (refs, _) in ways.items():
+        for n in refs:
+            ends.setdefault(n, []).append(w)
+    kinds = ["no_left_turn", "no_right_turn", "no_straight_on", "no_u_turn", "only_straight_on",
+             "only_left_turn", "only_right_turn"]  # fmt: skip
+    relations = []
+    for rid in range(1, 121):
+        line = lines[int(rng.integers(len(lines)))]
+        if len(line) < 2:
+            continue
+        j = int(rng.integers(len(line) - 1))
+        via = [line[j]] if rng.random() < 0.7 or j + 2 > len(line) else line[j : j + 2]
+        first, last = ways[via[0]][0][0], ways[via[-1]][0][-1]
+        frm = [w for w in ends.get(first, []) if w not in via]
+        to = [w for w in ends.get(last, []) if w not in via]
+        if not frm or not to:
+            continue
+        kind = kinds[int(rng.integers(len(kinds)))]
+        f, t = frm[int(rng.integers(len(frm)))], to[int(rng.integers(len(to)))]
+        if rng.random() < 0.5:  # the other way through
+            f, t = t, f
+        if rng.random() < 0.25:  # a plain via-node restriction at the via way's end
+            members = [("way", f, "from"), ("node", last, "via"), ("way", via[-1], "to")]
+        else:
+            members = [("way", f, "from"), *(("way", v, "via") for v in via), ("way", t, "to")]
+        relations.append((rid, members, {"type": "restriction", "restriction": kind}))
+    return osm_xml(nodes, ways, relations), len(relations)
+
+
+@pytest.mark.parametrize(("seed", "u_turn_s"), [(31, 20.0), (32, 120.0), (33, 0.0)])
+def test_parity_via_way_restrictions_and_u_turns(tmp_path, seed, u_turn_s):
+    """Random extracts with via-way (one or two ways) and via-node restrictions, built by the real
+    builder (private copies along each via path), and a U-turn cost: fast == reference, from and to
+    junctions and mid-road points, by time (with live traffic) and by distance."""
+    from geo._build import build_graph
+
+    xml, n_rel = random_extract(seed)
+    assert n_rel >= 60
+    p = tmp_path / "random.osm"
+    p.write_text(xml)
+    g = build_graph(p, speeds_kmh=load_region("lijiang").speeds_kmh)
+    counts = g.meta["counts"]
+    assert counts["restrictions_applied_via_way"] >= 20, counts
+    assert counts["split_nodes"] > counts["restrictions_applied_via_way"]  # multi-level copies
+    from geo._landmarks import add_landmarks
+
+    add_landmarks(g, count=8, seed=seed)
+    prof = TrafficProfile.default()
+    r = Router(g, profile=prof, holidays=HOL, tz=TZ, u_turn_penalty_s=u_turn_s)
+    ref = ReferenceRouter(g, prof, HOL, TZ, u_turn_penalty_s=u_turn_s)
+    rng = np.random.default_rng(seed)
+    t_obs = datetime(2026, 3, 10, 8, 0, tzinfo=TZ).timestamp()
+    slow = rng.choice(g.n_road_edges, g.n_road_edges // 10, replace=False)
+    r.live.apply(
+        [{"edge_id": int(e), "observed_at": t_obs, "factor": float(rng.uniform(0.2, 0.9))} for e in slow]
+    )
+    try:
+        pts = _points(g, rng, 160)
+        n_j = int(np.count_nonzero(g.node_base == np.arange(g.n_nodes)))
+        pts += [(float(g.node_lat[j]), float(g.node_lon[j])) for j in rng.integers(0, n_j, 120)]
+        pts = [pts[i] for i in rng.permutation(len(pts))]
+        out = []
+        u_turns = 0
+        for i in range(140):
+            metric = ("time", "distance")[i % 2]
+            dep = t_obs + float(rng.uniform(0, 3600))
+            out.append(_check(r, ref, pts[2 * i], pts[2 * i + 1], dep, metric=metric))
+            if out[-1] == "ok":
+                res = r.route(pts[2 * i], pts[2 * i + 1], depart_at=dep, metric=metric, steps=False)
+                u_turns += sum(int(r._rev[a]) == b for a, b in zip(res.edges, res.edges[1:], strict=False))
+        assert out.count("ok") >= 100
+        print(
+            f"\nvia-way parity seed {seed}, U-turn {u_turn_s} s: {out.count('ok')} ok, {u_turns} U-turns driven"
+        )
+    finally:
+        r.live.clear()
+
+
+def test_u_turn_penalty_changes_routes_and_stays_exact():
+    """Starts with a forced direction of travel (a driver already heading one way, the `src_dir` of
+    route legs), often away from the destination: turning back at the next junction pays the U-turn cost,
+    going round the block or to a dead end does not. A large cost changes many routes, and fast ==
+    reference with it (time with live traffic, free flow, distance)."""
+    g = synthetic_graph(2500, seed=11, restrictions=80)
+    prof = TrafficProfile.default()
+    r0 = Router(g, profile=prof, holidays=HOL, tz=TZ, u_turn_penalty_s=0.0)
+    r = Router(g, profile=prof, holidays=HOL, tz=TZ, u_turn_penalty_s=90.0)
+    ref = ReferenceRouter(g, prof, HOL, TZ, u_turn_penalty_s=90.0)
+    rng = np.random.default_rng(17)
+    t_obs = datetime(2026, 3, 10, 8, 0, tzinfo=TZ).timestamp()
+    slow = rng.choice(g.n_road_edges, 300, replace=False)
+    batch = [{"edge_id": int(e), "observed_at": t_obs, "factor": float(rng.uniform(0.2, 0.9))} for e in slow]
+    r.live.apply(batch)
+    r0.live.apply(batch)
+    pts = _points(g, rng, 400)
+    changed = turned = 0
+    try:
+        for i in range(200):
+            s = r.snapper.snap(*pts[2 * i])
+            d = r.snapper.snap(*pts[2 * i + 1])
+            direction = int(rng.choice([-1, 1]))
+            if direction == -1 and r._rev[s.edge] < 0:
+                direction = 1
+            mode = i % 3
+            metric = "distance" if mode == 2 else "time"
+            dep = t_obs + float(rng.uniform(0, 3600))
+            live = r._empty_live if mode == 1 else r.live.snapshot()
+            want = ref.cost(s, d, dep, live, mode, src_dir=direction)
+            ctx = r._ctx(dep, free_flow=mode == 1, metric=metric)
+            try:
+                res = r.route_snapped(s, d, ctx=ctx, steps=False, metric=metric, src_dir=direction)
+            except RouteNotFound:
+                assert math.isinf(want)
+                continue
+            got = res.distance_m if mode == 2 else res.duration_s
+            assert got == pytest.approx(want, rel=REL, abs=1e-6), (i, direction)
+            ctx0 = r0._ctx(dep, free_flow=mode == 1, metric=metric)
+            res0 = r0.route_snapped(s, d, ctx=ctx0, steps=False, metric=metric, src_dir=direction)
+            changed += res.edges != res0.edges
+            turned += sum(int(r._rev[a]) == b for a, b in zip(res0.edges, res0.edges[1:], strict=False))
+    finally:
+        r.live.clear()
+        r0.live.clear()
+    print(f"\nforced-direction parity: {turned} U-turns without the cost, {changed} routes changed by it")
+    assert turned >= 20 and changed >= 10, (turned, changed)
