@@ -18,7 +18,7 @@ from store._nozzles import issue_tokens
 from store._users import User, login
 from tests._forecourt import LinkProcess, SimProcess, seed_station, site_key
 from tests._payments import ApiProcess, service_env
-from tests._servers import TEST_SECRET_KEY, fresh_rate_prefix
+from tests._servers import TEST_SECRET_KEY, free_port, fresh_rate_prefix
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 15.0, what: str = "the condition") -> Any:
@@ -35,12 +35,24 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 15.0, what: str = "th
 class Stack:
     """link server + one simulated site (its station seeded with `pumps` pumps) + the API."""
 
-    def __init__(self, url: str, *, pumps: int = 2, api_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pumps: int = 2,
+        api_env: dict[str, str] | None = None,
+        flow_l_min: float = 600.0,
+        fixed_link_ports: bool = False,
+    ) -> None:
         self.url = url
-        self.link = LinkProcess(url)
+        # fixed ports: the link server can be killed and started again where the site reconnects
+        self.link_ports = (free_port(), free_port()) if fixed_link_ports else (0, 0)
+        self.link = LinkProcess(url, port=self.link_ports[0], ws_port=self.link_ports[1])
         self.station = seed_station(url, pumps=pumps)
         self.key, self.secret = site_key(url, self.station)
-        self.sim = SimProcess(url, self.station, self.link.address, self.key, self.secret, pumps=pumps)
+        self.sim = SimProcess(
+            url, self.station, self.link.address, self.key, self.secret, pumps=pumps, flow_l_min=flow_l_min
+        )
         self.sim.wait_online()
         wait_for(lambda: self.sql("SELECT 1 FROM forecourt_links WHERE station_id = %s", self.station))
         env = service_env(
@@ -56,6 +68,13 @@ class Stack:
         with psycopg.connect(url) as conn:
             issued = issue_tokens(conn, self.station, actor="test", secret_key=TEST_SECRET_KEY)
         self.tokens = {(t.pump_no, t.nozzle_no): t.token for t in issued}
+
+    def restart_link(self) -> None:
+        """Kill the link server (no goodbye, like a crash) and start a new one on the same ports."""
+        assert self.link_ports != (0, 0), "a Stack made with fixed_link_ports=True"
+        self.link.kill()
+        self.link.close()
+        self.link = LinkProcess(self.url, port=self.link_ports[0], ws_port=self.link_ports[1])
 
     def sql(self, query: str, *args: object) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url) as conn:
