@@ -144,7 +144,7 @@ def _link_online(conn: psycopg.Connection[Any], station_id: int) -> bool:
     "/v1/fuelling/sessions",
     status_code=201,
     response_model=SessionPublic,
-    responses=error_responses(401, 404, 409, 410, 422, 429, 503, 504, user=True),
+    responses=error_responses(400, 401, 404, 409, 410, 413, 422, 429, 503, 504, user=True),
 )
 def create_session(
     body: SessionCreate, user: CurrentUser, state: AppState = Depends(get_state)
