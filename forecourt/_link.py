@@ -510,16 +510,7 @@ class SiteSession:
                         async with conn.transaction():  # the row and the session it moves: one commit
                             _, row_id, refused = await db.log_progress(conn, p=progress, **ids)
                             if row_id is not None:
-                                await sessions.on_progress(
-                                    conn,
-                                    station_id=station,
-                                    pump_no=progress.pump_no,
-                                    nozzle_no=progress.nozzle_no,
-                                    site_tx_id=progress.site_tx_id,
-                                    seq=progress.seq,
-                                    volume_ml=progress.volume_ml,
-                                    amount_fen=progress.amount_fen,
-                                )
+                                await sessions.on_progress(conn, progress)
                         stored = True
                         if refused:
                             raise o.ProtocolError(o.BAD_REQUEST, refused)

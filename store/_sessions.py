@@ -60,6 +60,7 @@ from fuelling import (
 )
 from geo._errors import Conflict, InvalidInput, NotFound
 from store._audit import record
+from store._forecourt import ProgressIn
 from store._nozzles import Nozzle
 
 log = logging.getLogger("store.sessions")
@@ -248,27 +249,19 @@ def status_io(station_id: int, pump_no: int) -> _Io:
     return (yield from _step(row, event))
 
 
-def progress_io(
-    station_id: int,
-    pump_no: int,
-    nozzle_no: int,
-    site_tx_id: str | None,
-    seq: int,
-    volume_ml: int,
-    amount_fen: int,
-) -> _Io:
+def progress_io(p: ProgressIn) -> _Io:
     """A stored progress row to the session at the pump, when it is on its nozzle and of its fuelling."""
     row = yield (
         "one",
         f"SELECT {COLUMNS} FROM fuelling_sessions WHERE station_id = %(s)s AND pump_no = %(p)s"
         " AND state = ANY(%(at)s) FOR UPDATE",
-        {"s": station_id, "p": pump_no, "at": list(AT_PUMP)},
+        {"s": p.station_id, "p": p.pump_no, "at": list(AT_PUMP)},
     )
-    if row is None or row["nozzle_no"] != nozzle_no:
+    if row is None or row["nozzle_no"] != p.nozzle_no:
         return None
-    if row["site_tx_id"] is not None and site_tx_id is not None and row["site_tx_id"] != site_tx_id:
+    if row["site_tx_id"] is not None and p.site_tx_id is not None and row["site_tx_id"] != p.site_tx_id:
         return Applied(int(row["id"]), row["state"], row["state"], None, "progress of another fuelling")
-    return (yield from _step(row, Progress(seq, volume_ml, amount_fen), site_tx_id=site_tx_id, detail={}))
+    return (yield from _step(row, Progress(p.seq, p.volume_ml, p.amount_fen), site_tx_id=p.site_tx_id))
 
 
 def _sale_event(sale: Mapping[str, Any]) -> Sale:
@@ -326,20 +319,9 @@ async def on_status(conn: psycopg.AsyncConnection[Any], station_id: int, pump_no
     return await run_async(conn, status_io(station_id, pump_no))
 
 
-async def on_progress(
-    conn: psycopg.AsyncConnection[Any],
-    *,
-    station_id: int,
-    pump_no: int,
-    nozzle_no: int,
-    site_tx_id: str | None,
-    seq: int,
-    volume_ml: int,
-    amount_fen: int,
-) -> Applied | None:
+async def on_progress(conn: psycopg.AsyncConnection[Any], p: ProgressIn) -> Applied | None:
     """The link server, in the transaction that stored the progress row."""
-    io = progress_io(station_id, pump_no, nozzle_no, site_tx_id, seq, volume_ml, amount_fen)
-    return await run_async(conn, io)
+    return await run_async(conn, progress_io(p))
 
 
 async def on_sale(conn: psycopg.AsyncConnection[Any], sale_id: int) -> Applied | None:

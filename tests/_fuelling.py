@@ -1,4 +1,4 @@
-"""Fuelling-session test parts: a real link server, a real simulated site, a real API process, users with
+"""Fuelling-session test parts (and `wait_for`, re-exported): a real link server, a real simulated site, a real API process, users with
 session tokens and the station's nozzle tokens, and a live WebSocket client."""
 
 from __future__ import annotations
@@ -17,19 +17,10 @@ from api import _tokens
 from store._nozzles import issue_tokens
 from store._users import User, login
 from tests._forecourt import LinkProcess, SimProcess, seed_station, site_key
-from tests._payments import ApiProcess, service_env
+from tests._payments import ApiProcess, service_env, wait_for
 from tests._servers import TEST_SECRET_KEY, free_port, fresh_rate_prefix
 
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 15.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.05)
+__all__ = ["Stack", "read_messages", "wait_for"]
 
 
 class Stack:
@@ -102,7 +93,7 @@ class Stack:
         return dict(
             wait_for(
                 lambda: (s := self.session(auth, session_id))["state"] in states and s,
-                timeout=timeout,
+                timeout_s=timeout,
                 what=f"session {session_id} in {states}",
             )
         )

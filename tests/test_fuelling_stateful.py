@@ -190,7 +190,7 @@ class AtThePump(RuleBasedStateMachine):
             have = {r[0]: tuple(r[1:]) for r in rows}
             return all(have.get(tx) == figures for tx, figures in buffered.items())
 
-        wait_for(stored, timeout=20, what="every buffered sale stored with its figures")
+        wait_for(stored, timeout_s=20, what="every buffered sale stored with its figures")
         wait_for(
             lambda: (
                 not self.s.sql(
@@ -200,7 +200,7 @@ class AtThePump(RuleBasedStateMachine):
                     self.s.station,
                 )
             ),
-            timeout=20,
+            timeout_s=20,
             what="sessions of ended fuellings past fuelling",
         )
 
