@@ -17,7 +17,8 @@ Which session an event is for:
   SiteTxID, taken from the first progress);
 - a sale: the session that holds it (sale_id), else the session at the pump on the sale's nozzle whose
   fuelling it is (same SiteTxID, or, with no progress seen, a sale first seen after the session was bound:
-  never an older sale still in the pump's buffer). A report of the sale as `locked` is not an event: the
+  never an older sale still in the pump's buffer). A fuelling whose progress began before the session was
+  bound (another driver's, still fuelling when the phone scanned) is never the session's. A report of the sale as `locked` is not an event: the
   lock's outcome reaches the session from the payment that sent LOCKTX.
 - timeouts: `expire_due` (the API workers' sweeper) and `create` for the pump it binds.
 
@@ -261,7 +262,23 @@ def progress_io(p: ProgressIn) -> _Io:
         return None
     if row["site_tx_id"] is not None and p.site_tx_id is not None and row["site_tx_id"] != p.site_tx_id:
         return Applied(int(row["id"]), row["state"], row["state"], None, "progress of another fuelling")
+    if row["site_tx_id"] is None and (yield from _started_before(row, p.site_tx_id)):
+        return Applied(
+            int(row["id"]), row["state"], row["state"], None, "a fuelling begun before the binding"
+        )
     return (yield from _step(row, Progress(p.seq, p.volume_ml, p.amount_fen), site_tx_id=p.site_tx_id))
+
+
+def _started_before(row: Mapping[str, Any], site_tx_id: str | None) -> _Io:
+    """The fuelling reported progress before the session was bound: someone else's (the phone bound the
+    pump while another driver was fuelling), never the session's."""
+    earlier = yield (
+        "one",
+        "SELECT 1 AS x FROM pump_progress WHERE station_id = %(s)s AND pump_no = %(p)s"
+        " AND site_tx_id IS NOT DISTINCT FROM %(tx)s AND received_at < %(at)s LIMIT 1",
+        {"s": row["station_id"], "p": row["pump_no"], "tx": site_tx_id, "at": row["created_at"]},
+    )
+    return earlier is not None
 
 
 def _sale_event(sale: Mapping[str, Any]) -> Sale:
@@ -307,6 +324,7 @@ def sale_io(sale_id: int) -> _Io:
             row["site_tx_id"] == sale["site_tx_id"]
             if row["site_tx_id"] is not None
             else sale["first_seen_at"] >= row["created_at"]
+            and not (yield from _started_before(row, sale["site_tx_id"]))
         )
         if not ours:
             return Applied(int(row["id"]), row["state"], row["state"], None, "a sale of another fuelling")
@@ -395,9 +413,19 @@ def create(
     actor: str,
 ) -> dict[str, Any]:
     """Bind a new session to `nozzle` (inside the caller's transaction): its row, event 1 (bound), the
-    NOTIFY and the audit row. PumpBusy (409) when another session is at the pump."""
+    NOTIFY and the audit row. PumpBusy (409) when another session is at the pump or fuel is flowing there."""
     machine = new_session(preset_amount_fen=preset_fen)  # validates the preset (InvalidInput, 422)
     run_sync(conn, _expire_pump(nozzle.station_id, nozzle.pump_no))
+    flowing = conn.execute(
+        "SELECT 1 FROM pump_status WHERE station_id = %s AND pump_no = %s AND valid_until > now()"
+        " AND (status = 'in-transaction' OR fp_state BETWEEN 6 AND 9)",
+        (nozzle.station_id, nozzle.pump_no),
+    ).fetchone()
+    if flowing is not None:  # another driver's fuelling: it must never become this session's
+        raise PumpBusy(
+            f"pump {nozzle.pump_no} of station {nozzle.station_id} is delivering fuel to another driver: "
+            "scan again when it is free"
+        )
     fsc_tx_id = str(uuid.uuid4()) if preset_fen is not None else None
     cur = conn.cursor(row_factory=dict_row)
     row = cur.execute(

@@ -212,6 +212,19 @@ def test_cancel_is_refused_while_fuel_flows_and_a_bound_session_expires(stack: S
     stack.wait_state(auth, sid, "fuelling")
     r = stack.http.post(f"/v1/fuelling/sessions/{sid}/cancel", headers=auth)
     assert r.status_code == 409 and "fuel is flowing" in r.json()["error"]["message"]
+    # nobody binds a pump while fuel flows there (a driver paying cash: their fuelling is never a session's)
+    stack.sim.post("/pumps/3/lift", nozzle=1)
+    stack.sim.post("/pumps/3/fuel", litres="20")
+    wait_for(
+        lambda: stack.sql(
+            "SELECT 1 FROM pump_status WHERE station_id = %s AND pump_no = 3 AND fp_state = 8", stack.station
+        )
+    )
+    r = stack.bind(stack.user(), pump=3, nozzle=2)
+    assert r.status_code == 409 and "delivering fuel to another driver" in r.json()["error"]["message"]
+    stack.sim.post("/pumps/3/fuel", litres="0.1", wait="true")
+    stack.sim.post("/pumps/3/hangup")
+    stack.sim.post("/pumps/3/cashier")
     stack.sim.post("/pumps/4/fuel", litres="0.1", wait="true")
     stack.sim.post("/pumps/4/hangup")
     done = stack.wait_state(auth, sid, "completed")
