@@ -25,6 +25,7 @@ from api._osrm import OsrmError
 from api._params import SETTING_MAXIMUM, range_rule
 from api._security import request_settings
 from api._text import TEXT_PATTERN, TEXT_RULE
+from forecourt import CommandTimeout, StationOffline
 from geo import BudgetExceeded, Conflict, FuelError, ImplausibleValue, InvalidInput, NotFound, RouteNotFound
 from payments import (
     AmountMismatch,
@@ -44,8 +45,11 @@ from wechat import InvalidLoginCode, WeChatRateLimited, WeChatUnavailable, WeCha
 
 log = logging.getLogger("api")
 RETRY_AFTER_S = 2  # every 503 for database trouble says when to retry
+STATION_RETRY_AFTER_S = 10  # a station's link reconnects within seconds of a drop
 
 STATUS: list[tuple[type[Exception], int]] = [
+    (StationOffline, 503),  # the station link (forecourt.send_command, fuelling sessions): Retry-After
+    (CommandTimeout, 504),  # a command sent to a station, not answered in time: outcome unknown
     (ForgedSignature, 401),  # WeChat Pay notifications (api/_payments.py): refused, nothing recorded
     (UnknownSerial, 401),
     (StaleTimestamp, 401),
@@ -119,6 +123,8 @@ def install(app: FastAPI) -> None:
                     resp.headers["WWW-Authenticate"] = challenge
                 if isinstance(exc, BudgetExceeded):
                     resp.headers["Retry-After"] = "1"
+                if isinstance(exc, StationOffline):
+                    resp.headers["Retry-After"] = str(STATION_RETRY_AFTER_S)
                 return resp
         log.exception("unmapped service error")  # the detail (it may name server files) stays in the log
         return _body(503, type(exc).__name__, "the service cannot answer this right now; retry later")

@@ -985,6 +985,11 @@ _ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
         _example("DatabaseUnavailable", "database unavailable, retry shortly", retry_after_s=2),
         {"Retry-After": _RETRY_AFTER},
     ),
+    504: (
+        "A command was sent to the station and not answered in time: its outcome is unknown",
+        _example("CommandTimeout", "command 12 sent, no answer within 10 s: outcome unknown"),
+        {},
+    ),
 }
 
 
@@ -1002,6 +1007,99 @@ _USER_ERRORS: dict[int, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {},
     ),
 }
+
+
+# ---- fuelling sessions (api/_fuelling.py) ---------------------------------------------------------------
+
+SessionState = Literal[
+    "bound",
+    "nozzle_up",
+    "authorised",
+    "fuelling",
+    "completed",
+    "locked",
+    "paid",
+    "expired",
+    "taken_by_cashier",
+    "cancelled",
+    "review",
+]
+
+
+class SessionCreate(BaseModel):
+    """Bind a fuelling session to the nozzle of a scanned QR code (post-pay; a preset amount optionally)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"nozzle_token": "bWFkZS11cC1leGFtcGxlLXRvaw"}]}
+    )
+    nozzle_token: str = Field(
+        min_length=27, max_length=27, pattern=r"^[A-Za-z0-9_-]{27}$", description="the QR code's `scene`"
+    )
+    preset_fen: int | Absent = Field(
+        None,
+        ge=100,
+        le=500_000,
+        description="a pre-authorised amount in fen: the pump stops there (UNLOCKPUMP at the station)",
+    )
+
+
+class SaleSnapshotPublic(_Public):
+    site_tx_id: str
+    volume_ml: int
+    amount_fen: int
+    unit_price_fen: int
+    totaliser_start_ml: int
+    totaliser_end_ml: int
+
+
+class SessionPublic(_Public):
+    id: int
+    state: SessionState
+    terminal: bool = Field(description="the session takes no more events")
+    mode: Literal["postpay", "preset"]
+    preset_fen: int | None
+    station_id: int
+    pump_no: int
+    nozzle_no: int
+    grade: Grade
+    volume_ml: int = Field(description="live: the last progress; from completed on: the sale's")
+    litres: float
+    amount_fen: int
+    amount: float = Field(description="amount_fen in CNY")
+    amount_final: bool = Field(description="completed, locked or paid: the checked sale's amount")
+    final_amount_fen: int | None = Field(description="the amount to pay, once final")
+    sale: SaleSnapshotPublic | None
+    review_reason: str | None = Field(description="why the sale must not be paid (state review)")
+    last_seq: int = Field(description="the sequence number of the session's last event")
+    created_at: DateTime
+    updated_at: DateTime
+    expires_at: DateTime = Field(description="a session still waiting at the pump then expires")
+    ended_at: DateTime | None
+
+
+class SessionEventPublic(_Public):
+    seq: int
+    type: Literal["state", "progress"]
+    kind: str = Field(description="what happened: bound, lifted, progress, sale_payable, cancel, ...")
+    state: SessionState
+    volume_ml: int
+    litres: float
+    amount_fen: int
+    amount: float
+    progress_seq: int | None
+    at: DateTime
+    sale: SaleSnapshotPublic | None = None
+    final_amount_fen: int | None = None
+    review_reason: str | None = None
+    reason: str | None = None
+
+
+class SessionEventsPublic(_Public):
+    session_id: int
+    state: SessionState
+    last_seq: int
+    events: list[SessionEventPublic]
+    more: bool = Field(description="more events follow: ask again with after_seq = the last one's seq")
 
 
 def error_responses(*statuses: int, user: bool = False) -> dict[int | str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from api import (
     _docs,
     _errors,
     _forecourt,
+    _fuelling,
     _manage,
     _map,
     _osrm,
@@ -29,6 +30,7 @@ from api import (
     _users,
 )
 from api._graph import load_router
+from api._live import LiveHub
 from api._models import HealthPublic, ReadyPublic
 from api._params import BlankQueryIsAbsent
 from api._readscope import ReadYourWrites
@@ -89,6 +91,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             sync.start()
             state.extras["sync"] = sync
+        hub = LiveHub(
+            settings.service_url,
+            pool_size=settings.fuelling_live_pool_size,
+            queue_size=settings.fuelling_live_queue,
+            sweep=lambda: _fuelling.expire_due(state),
+            sweep_s=settings.fuelling_sweep_s,
+        )
+        await hub.start()
+        state.extras["live"] = hub
         # Everything loaded so far (the router, the app, the libraries) lives as long as the worker:
         # out of the collector's reach, a full collection no longer walks it (it took 50-100 ms, a
         # stall of every request in flight, and came every few seconds under load).
@@ -97,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await hub.stop()
             if "sync" in state.extras:
                 state.extras["sync"].stop()
             state.extras["wechat"].close()
@@ -154,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_payments.router)  # WeChat Pay notifications
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
     app.include_router(_forecourt.router)  # at the pump: nozzle QR codes, a station's pumps (user token)
+    app.include_router(_fuelling.router)  # fuelling sessions: bind a nozzle, follow the pump, live WebSocket
     app.include_router(_osrm.router)  # OSRM v5 route/table/nearest (last: its catch-alls shadow nothing)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

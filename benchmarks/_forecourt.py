@@ -2,7 +2,8 @@
 
 Measures the progress latency from the moment a simulated site has written a PROGRESS line to the moment
 a client LISTENing on channel `forecourt` receives its NOTIFY (the link server logged the raw line,
-stored the progress row and notified, in between), and the link server's memory per connected site.
+stored the progress row and notified, in between), the same to each pump's driver's live WebSocket
+(a fuelling session per pump, one API worker), and the link server's memory per connected site.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,6 +102,138 @@ def _start_link(url: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError(f"link server did not start: {buf!r}")
 
 
+def _start_api(url: str) -> tuple[subprocess.Popen[bytes], int]:
+    """One API worker (uvicorn) on a free port: the sessions' HTTP endpoints and live WebSockets."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:  # a free port
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "FUEL_ENV": "test",
+        "FUEL_SECRET_KEY": BENCH_SECRET,
+        "FUEL_ADMIN_API_KEY": BENCH_SECRET[::-1],
+        "FUEL_EXTRACT": "/nonexistent/no-roads.osm.pbf",  # no road graph: the fuelling endpoints only
+        "FUEL_RATE_LIMIT_PER_MINUTE": "1000000",
+        "FUEL_RATE_LIMIT_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
+        "FUEL_FUELLING_LIVE_POOL_SIZE": "8",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.main:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-proxy-headers",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, port
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the API did not start")
+
+
+class _LiveClients(threading.Thread):
+    """Every pump's driver: a user with a fuelling session bound to the nozzle they will lift, and a live
+    WebSocket (`/v1/fuelling/sessions/{id}/live`) read in this thread's own event loop; the receive time
+    of every progress event, keyed like the sent PROGRESS lines (station, pump, seq)."""
+
+    def __init__(self, url: str, api_port: int, drivers: list[tuple[int, int, int]]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.api_port, self.drivers = url, api_port, drivers  # (station, pump, nozzle)
+        self.received: dict[tuple[int, int, int], float] = {}
+        self.sessions: dict[int, tuple[int, int]] = {}
+        self.errors: list[str] = []
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def bind_all(self) -> None:
+        import httpx
+
+        from api import _tokens
+        from store._nozzles import issue_tokens
+        from store._users import User, login
+
+        tokens: dict[tuple[int, int, int], str] = {}
+        with psycopg.connect(self.url) as conn:
+            for station in sorted({d[0] for d in self.drivers}):
+                for t in issue_tokens(conn, station, actor="bench", secret_key=BENCH_SECRET):
+                    tokens[(station, t.pump_no, t.nozzle_no)] = t.token
+            users = [
+                login(conn, openid=f"bench-{uuid.uuid4().hex[:10]}", unionid=None)[0] for _ in self.drivers
+            ]
+        self.auth: dict[int, str] = {}
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=30) as http:
+            for (station, pump, nozzle), user in zip(self.drivers, users, strict=True):
+                bearer, _ = _tokens.issue(User(user.id, user.openid), secret_key=BENCH_SECRET, ttl_s=3600)
+                r = http.post(
+                    "/v1/fuelling/sessions",
+                    json={"nozzle_token": tokens[(station, pump, nozzle)]},
+                    headers={"Authorization": f"Bearer {bearer}"},
+                )
+                if r.status_code != 201:
+                    raise RuntimeError(f"bind {station}/{pump}: {r.status_code} {r.text}")
+                sid = int(r.json()["id"])
+                self.sessions[sid] = (station, pump)
+                self.auth[sid] = bearer
+        self.start()
+        if not self.ready.wait(60):
+            raise RuntimeError(f"live WebSockets did not all open: {self.errors[:3]}")
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        from websockets.asyncio.client import connect
+
+        opened = 0
+
+        async def follow(sid: int) -> None:
+            nonlocal opened
+            station, pump = self.sessions[sid]
+            uri = f"ws://127.0.0.1:{self.api_port}/v1/fuelling/sessions/{sid}/live?token={self.auth[sid]}"
+            import json
+
+            try:
+                async with connect(uri, open_timeout=30, max_queue=None) as ws:
+                    json.loads(await ws.recv())  # the session now
+                    opened += 1
+                    if opened == len(self.sessions):
+                        self.ready.set()
+                    async for raw in ws:
+                        t = time.perf_counter()
+                        e = json.loads(raw)["event"]
+                        if e["kind"] == "progress" and e["progress_seq"] is not None:
+                            self.received[(station, pump, int(e["progress_seq"]))] = t
+            except Exception as exc:  # reported in the section, never hidden
+                self.errors.append(f"{sid}: {type(exc).__name__} {exc}")
+
+        tasks = [asyncio.create_task(follow(sid)) for sid in self.sessions]
+        while not self.stop.is_set():
+            await asyncio.sleep(0.1)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class _Listener(threading.Thread):
     """LISTEN forecourt in its own thread: the receive time of every progress NOTIFY."""
 
@@ -125,7 +259,13 @@ class _Listener(threading.Thread):
 
 
 async def _drive(
-    sims: list[Any], pumps: int, litres: int, rss: list[int], pid: int, rng: random.Random
+    sims: list[Any],
+    pumps: int,
+    litres: int,
+    rss: list[int],
+    pid: int,
+    rng: random.Random,
+    before_fuelling: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     from forecourt._site import SiteError
 
@@ -138,6 +278,8 @@ async def _drive(
             await asyncio.sleep(0.1)
         await asyncio.sleep(2.0)  # the initial PRICES / PUMPS / TRANSACTIONS / RECONCILE rounds
         rss.append(_rss_kib(pid))
+        if before_fuelling is not None:  # drivers bind their sessions and open the live WebSockets
+            await asyncio.to_thread(before_fuelling)
         start = time.monotonic()
         # drivers do not all lift their nozzle in the same second: each pump starts at a seeded random
         # moment of the first RAMP_S seconds (all of them are fuelling at once well before the first
@@ -193,6 +335,11 @@ def forecourt(ctx: Ctx) -> None:
     with bench_database() as url:
         creds = _seed(url, sites_n, pumps)
         proc, port = _start_link(url)
+        api, api_port = _start_api(url)
+        drivers = [
+            (station, p, 1 + (p % len(GRADES))) for station, _, _ in creds for p in range(1, pumps + 1)
+        ]
+        live = _LiveClients(url, api_port, drivers)
         try:
             time.sleep(1.0)
             rss = [_rss_kib(proc.pid)]
@@ -228,9 +375,15 @@ def forecourt(ctx: Ctx) -> None:
                         on_progress_sent=record,
                     )
                 )
-            info = asyncio.run(_drive(sims, pumps, litres, rss, proc.pid, random.Random(ctx.seed)))
+            info = asyncio.run(
+                _drive(
+                    sims, pumps, litres, rss, proc.pid, random.Random(ctx.seed), before_fuelling=live.bind_all
+                )
+            )
             listener.stop.set()
             listener.join(5)
+            live.stop.set()
+            live.join(10)
             with psycopg.connect(url) as conn:
                 stored = conn.execute("SELECT count(*) FROM pump_progress").fetchone()[0]  # type: ignore[index]
                 sales = conn.execute(
@@ -245,11 +398,13 @@ def forecourt(ctx: Ctx) -> None:
                     )
                 }
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            live.stop.set()
+            for pr in (proc, api):
+                pr.terminate()
+                try:
+                    pr.wait(10)
+                except subprocess.TimeoutExpired:
+                    pr.kill()
     lat = [listener.received[k] - t for k, t in sent.items() if k in listener.received]
     lost = sum(1 for k in sent if k not in listener.received)
     pct = percentiles(lat)
@@ -297,8 +452,55 @@ def forecourt(ctx: Ctx) -> None:
             ],
         )
     )
+    # the WebSocket leg: the same PROGRESS lines, as progress events on the drivers' live connections
+    sent_by_seq = {(k[0], k[1], k[3]): t for k, t in sent.items()}
+    ws_lat = [live.received[k] - t for k, t in sent_by_seq.items() if k in live.received]
+    ws_lost = sum(1 for k in sent_by_seq if k not in live.received)
+    ws_pct = percentiles(ws_lat)
+    sec.text += [
+        "",
+        "The WebSocket leg: before fuelling, each pump's driver binds a fuelling session (POST /v1/fuelling/sessions,",
+        "one API worker) and opens its live WebSocket (a client thread of its own, one asyncio loop for all",
+        f"{len(drivers)}); latency from the site having written a PROGRESS line to the driver's client receiving the",
+        "session's progress event (link server: row + session event + NOTIFY fuelling in one transaction; API worker:",
+        "its one LISTEN connection wakes the client, which reads the stored event and sends it).",
+    ]
+    sec.tables.append(
+        (
+            ["WebSocket leg", "value"],
+            [
+                [
+                    "sessions bound / live WebSockets",
+                    f"{len(live.sessions)} / {len(live.sessions) - len(live.errors)}",
+                ],
+                ["progress events received", len(ws_lat)],
+                ["sent, not received", ws_lost],
+                ["latency p50 ms", round(ws_pct["p50_ms"], 1)],
+                ["latency p90 ms", round(ws_pct["p90_ms"], 1)],
+                ["latency p99 ms", round(ws_pct["p99_ms"], 1)],
+                ["latency max ms", round(float(np.max(ws_lat)) * 1000, 1) if ws_lat else "-"],
+                ["client errors", "; ".join(live.errors[:3]) or "none"],
+            ],
+        )
+    )
+    ctx.report.bar(
+        "fuelling live WebSocket progress latency p99",
+        bool(ws_lat) and ws_pct["p99_ms"] <= BAR_P99_MS and ws_lost == 0 and not live.errors,
+        f"{ws_pct['p99_ms']:.0f} ms (bar {BAR_P99_MS:.0f} ms) over {len(ws_lat)} progress events to "
+        f"{len(live.sessions)} live clients, {ws_lost} lost",
+    )
+    print(
+        f"  forecourt websocket: p50 {ws_pct['p50_ms']:.1f} ms p99 {ws_pct['p99_ms']:.1f} ms, {ws_lost} lost",
+        flush=True,
+    )
     sec.data.update(
-        latency=pct, lost=lost, sent=len(sent), per_site_kib=per_site_kib, per_site_peak_kib=per_site_peak_kib
+        ws_latency=ws_pct,
+        ws_lost=ws_lost,
+        latency=pct,
+        lost=lost,
+        sent=len(sent),
+        per_site_kib=per_site_kib,
+        per_site_peak_kib=per_site_peak_kib,
     )
     passed = bool(lat) and pct["p99_ms"] <= BAR_P99_MS and lost == 0
     ctx.report.bar(

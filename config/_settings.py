@@ -237,6 +237,18 @@ class Settings(BaseSettings):
     link_status_ttl_s: float = Field(60.0, gt=0)  # a reported pump status stays valid this long
     link_max_lines_per_s: int = Field(200, ge=1)  # a site sending more is disconnected
     link_command_timeout_s: float = Field(10.0, gt=0)  # default wait of forecourt.send_command
+    # ---- Fuelling sessions (api/_fuelling.py, store/_sessions.py) ----
+    # A session still waiting at the pump (bound, nozzle up, authorised) this long after binding expires.
+    fuelling_bind_timeout_s: float = Field(300.0, ge=5, le=3_600)
+    fuelling_sweep_s: float = Field(5.0, gt=0, le=300)  # how often each API worker expires due sessions
+    # The preset's UNLOCKPUMP waits this long for the station's answer (then 504, the session cancelled).
+    fuelling_preset_timeout_s: float = Field(10.0, gt=0, le=60)
+    # Live WebSocket: wake-ups queued per client before it counts as too slow and is closed (4408); one
+    # send may take this long; a token in the first message must come within fuelling_live_auth_timeout_s.
+    fuelling_live_queue: int = Field(256, ge=4, le=10_000)
+    fuelling_live_send_timeout_s: float = Field(5.0, gt=0, le=60)
+    fuelling_live_auth_timeout_s: float = Field(5.0, gt=0, le=60)
+    fuelling_live_pool_size: int = Field(4, ge=1, le=64)  # async connections of a worker's live readers
 
     @field_validator("database_read_url", mode="before")
     @classmethod

@@ -45,6 +45,7 @@ from forecourt import _openfsc as o
 from forecourt._sales import OPEN, SaleFigures, plausibility_problem
 from geo._pricing import KNOWN_GRADES
 from store import _forecourt as db
+from store import _sessions as sessions
 
 log = logging.getLogger("forecourt.link")
 WS_PATH = "/ws/text"
@@ -506,7 +507,10 @@ class SiteSession:
                 try:
                     if isinstance(body, o.Progress):
                         progress = await self._checked_progress(conn, station, body)
-                        _, _, refused = await db.log_progress(conn, p=progress, **ids)
+                        async with conn.transaction():  # the row and the session it moves: one commit
+                            _, row_id, refused = await db.log_progress(conn, p=progress, **ids)
+                            if row_id is not None:
+                                await sessions.on_progress(conn, progress)
                         stored = True
                         if refused:
                             raise o.ProtocolError(o.BAD_REQUEST, refused)
@@ -516,16 +520,18 @@ class SiteSession:
                             o.NOT_FOUND, f"pump {body.pump} is not onboarded for this station"
                         )
                     now = _now()
-                    await db.log_status(
-                        conn,
-                        station_id=station,
-                        pump_no=body.pump,
-                        status=body.status if isinstance(body, o.Pump) else None,
-                        fp_state=int(body.state) if isinstance(body, o.FpState) else None,
-                        reported_at=now,
-                        valid_until=now + timedelta(seconds=s.status_ttl_s),
-                        **ids,
-                    )
+                    async with conn.transaction():
+                        await db.log_status(
+                            conn,
+                            station_id=station,
+                            pump_no=body.pump,
+                            status=body.status if isinstance(body, o.Pump) else None,
+                            fp_state=int(body.state) if isinstance(body, o.FpState) else None,
+                            reported_at=now,
+                            valid_until=now + timedelta(seconds=s.status_ttl_s),
+                            **ids,
+                        )
+                        await sessions.on_status(conn, station, body.pump)
                 except o.ProtocolError as exc:
                     if not stored:  # refused before the statement that logs it
                         await db.log_line(conn, station_id=station, **ids)
@@ -613,6 +619,22 @@ class SiteSession:
         sale_id, review = await db.upsert_sale(conn, station, f, create=create)
         if review:
             log.warning("station %s sale %s (%s) for review: %s", station, f.site_tx_id, sale_id, review)
+        if sale_id is not None:
+            # the fuelling session the sale ends (or that holds it), in the same transaction; under a
+            # savepoint: a session that cannot take the sale never makes the site's line fail
+            try:
+                async with conn.transaction():
+                    applied = await sessions.on_sale(conn, sale_id)
+                if applied is not None and applied.refused:
+                    log.info(
+                        "station %s sale %s: session %s unchanged: %s",
+                        station,
+                        f.site_tx_id,
+                        applied.session_id,
+                        applied.refused,
+                    )
+            except psycopg.Error as exc:
+                log.error("station %s sale %s: its session could not be updated: %s", station, sale_id, exc)
 
     # --- commands ------------------------------------------------------------------------------------
     async def run_command(self, command_id: int) -> None:

@@ -202,6 +202,9 @@ class Sale:
     totaliser_end_ml: int
     state: SaleState = "payable"
     offline: bool = False
+    # the station link's own verdict on the sale (forecourt._sales.review_reason: no totalisers, figures
+    # reported twice with other values, ...): a sale it refused is never payable
+    review_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -416,6 +419,8 @@ def classify(session: Session, event: Event, *, tolerance_fen: int = AMOUNT_TOLE
                 return Kind.SALE_MISMATCH  # the same sale with other amounts: never pay either
         if event.state != "payable" or event.offline:
             return Kind.SALE_TAKEN
+        if event.review_reason:
+            return Kind.SALE_MISMATCH
         return (
             Kind.SALE_MISMATCH
             if sale_problem(session, event, tolerance_fen=tolerance_fen)
@@ -467,7 +472,7 @@ def apply(session: Session, event: Event, *, tolerance_fen: int = AMOUNT_TOLERAN
         changes.update(sale=info, volume_ml=info.volume_ml, amount_fen=info.amount_fen)
         if target == State.REVIEW:
             changes["review_reason"] = (
-                sale_problem(session, event, tolerance_fen=tolerance_fen)
+                event.review_reason or sale_problem(session, event, tolerance_fen=tolerance_fen)
                 if session.sale is None
                 else f"sale {event.site_tx_id} was reported again with other amounts"
             )

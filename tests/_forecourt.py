@@ -175,10 +175,8 @@ class SimProcess(_Process):
                 ",".join(grades),
                 "--link",
                 link,
-                "--key",
-                key,
-                "--secret",
-                secret,
+                f"--key={key}",
+                f"--secret={secret}",  # one word: a secret may begin with "-"
                 "--control-port",
                 str(self.control_port),
                 "--flow",

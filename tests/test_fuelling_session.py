@@ -223,6 +223,17 @@ def test_amounts_that_do_not_add_up_go_to_review_never_to_payment() -> None:
         apply(done, sale_for(30_000, tx="T2"))  # another sale: not this session's
 
 
+def test_a_sale_the_station_link_refused_goes_to_review_with_the_link_s_reason() -> None:
+    """The link's own verdict (forecourt._sales.review_reason: no totalisers, figures reported twice with
+    other values) wins even when the figures the session sees add up."""
+    fuelling = run(new_session(), Progress(1, 20_000, 16_240))
+    reason = "site reported different figures for sale T1"
+    t = apply(fuelling, sale_for(30_000, review_reason=reason))
+    assert (t.after, t.session.review_reason, t.effects) == (State.REVIEW, reason, ("flag_review",))
+    assert t.session.final_amount_fen is None
+    assert apply(fuelling, sale_for(30_000, review_reason=None)).after == State.COMPLETED
+
+
 def test_a_sale_while_bound_is_never_taken() -> None:
     """The previous customer's unpaid sale must not land on a phone that has not seen the nozzle lifted."""
     with pytest.raises(InvalidTransition):

@@ -43,6 +43,10 @@ USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/users/{user_id}"),
     ("get", "/v1/nozzles/{token}"),
     ("get", "/v1/stations/{station_id}/pumps"),
+    ("post", "/v1/fuelling/sessions"),
+    ("get", "/v1/fuelling/sessions/{session_id}"),
+    ("post", "/v1/fuelling/sessions/{session_id}/cancel"),
+    ("get", "/v1/fuelling/sessions/{session_id}/events"),
 }
 
 

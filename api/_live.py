@@ -1,0 +1,155 @@
+"""The live side of fuelling sessions in one API worker: one LISTEN connection, fanned out to its clients.
+
+Each worker holds one connection listening on channel `fuelling` (store/_sessions.py NOTIFYs it in the
+transaction that appends a session event). A notification only wakes the worker's clients of that session:
+what they send comes from the stored events (`fuelling_session_events`, read after the last seq each
+client has), so a notification lost while the listener reconnects loses nothing (after a reconnect every
+client is woken and reads what it missed).
+
+Per client the hub holds a bounded queue of wake-ups (`queue_size`); a client whose queue is full is not
+keeping up (its sends are slower than its session's events): it is marked slow and its connection closed
+(4408), so memory never grows with a slow reader.
+
+The hub also runs the worker's expiry sweeper (`sweep`, every `sweep_s`): sessions waiting at the pump past
+their binding's time go to expired, rows another worker holds skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from store._sessions import CHANNEL
+
+log = logging.getLogger("api.live")
+
+
+class Subscriber:
+    """One live client of one session."""
+
+    def __init__(self, session_id: int, queue_size: int) -> None:
+        self.session_id = session_id
+        self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
+        self.slow = False
+
+    def wake(self, seq: int) -> None:
+        try:
+            self.queue.put_nowait(seq)
+        except asyncio.QueueFull:
+            self.slow = True
+
+    async def woken(self, timeout_s: float) -> None:
+        """Wait for a wake-up (or `timeout_s`), then take every queued one."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.get(), timeout_s)
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+class LiveHub:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 4,
+        queue_size: int = 256,
+        sweep: Callable[[], int] | None = None,
+        sweep_s: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.queue_size = queue_size
+        self.pool = AsyncConnectionPool(
+            url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False, timeout=5.0
+        )
+        self.subscribers: dict[int, set[Subscriber]] = {}
+        self.listening = asyncio.Event()
+        self._sweep = sweep
+        self._sweep_s = sweep_s
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.pool.open(wait=False)
+        self._tasks.append(asyncio.create_task(self._listen()))
+        if self._sweep is not None:
+            self._tasks.append(asyncio.create_task(self._sweeper()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.pool.close()
+
+    def subscribe(self, session_id: int) -> Subscriber:
+        sub = Subscriber(session_id, self.queue_size)
+        self.subscribers.setdefault(session_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        subs = self.subscribers.get(sub.session_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self.subscribers[sub.session_id]
+
+    @property
+    def clients(self) -> int:
+        return sum(len(s) for s in self.subscribers.values())
+
+    def _fan_out(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+            session_id, seq = int(note["session_id"]), int(note["seq"])
+        except (ValueError, KeyError, TypeError):
+            return
+        for sub in tuple(self.subscribers.get(session_id, ())):
+            sub.wake(seq)
+
+    def _wake_all(self) -> None:
+        for subs in tuple(self.subscribers.values()):
+            for sub in tuple(subs):
+                sub.wake(0)
+
+    async def _listen(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    backoff = 0.2
+                    self._wake_all()  # events committed while not listening: every client reads again
+                    async for note in conn.notifies():
+                        self._fan_out(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.listening.clear()
+                log.warning("fuelling listener: %s; again in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _sweeper(self) -> None:
+        assert self._sweep is not None
+        while True:
+            await asyncio.sleep(self._sweep_s)
+            try:
+                n = await anyio.to_thread.run_sync(self._sweep)
+                if n:
+                    log.info("expired %d fuelling sessions", n)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be away: try again next round
+                log.warning("fuelling expiry sweep: %s", exc)
+
+    def stats(self) -> dict[str, Any]:
+        return {"listening": self.listening.is_set(), "clients": self.clients}
