@@ -119,8 +119,12 @@ lint: venv
 	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
 	$(VENV)/bin/mypy
 
+# The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on servers,
+# processes and the database they start, so three processes on two cores halve the wall time. Each
+# process has its own throwaway databases, ports and rate-limit windows.
+TEST_WORKERS ?= 3
 test: venv postgres redis web browser lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
 
 bench: venv redis load wrk
 	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -44,6 +44,7 @@ DEV_TOOLS = {
     "ruff": "lint and format (make lint)",
     "mypy": "type check (make lint)",
     "pytest-timeout": "the `timeout` of [tool.pytest.ini_options]",
+    "pytest-xdist": "`make test` runs the tests in TEST_WORKERS processes (-n)",
     "schemathesis": "its command-line runner fuzzes the API (tests/test_fuzz.py)",
     "httpx2": "the transport of fastapi.testclient.TestClient",
 }
