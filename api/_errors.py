@@ -25,13 +25,16 @@ from api._osrm import OsrmError
 from api._params import SETTING_MAXIMUM, range_rule
 from api._security import request_settings
 from api._text import TEXT_PATTERN, TEXT_RULE
+from forecourt import CommandTimeout, StationOffline
 from geo import BudgetExceeded, Conflict, FuelError, ImplausibleValue, InvalidInput, NotFound, RouteNotFound
 from payments import (
     AmountMismatch,
     BadCiphertext,
     ForgedSignature,
     GatewayError,
+    IdempotencyKeyInUse,
     PaymentsNotConfigured,
+    SaleTaken,
     StaleTimestamp,
     UnknownOrder,
     UnknownSerial,
@@ -53,6 +56,10 @@ STATUS: list[tuple[type[Exception], int]] = [
     (UnknownOrder, 404),
     (AmountMismatch, 409),
     (GatewayError, 502),
+    (SaleTaken, 410),  # paying a sale (api/_payments.py): the station settled it another way
+    (IdempotencyKeyInUse, 409),
+    (StationOffline, 503),  # the station's link is down: retry later
+    (CommandTimeout, 503),
     (PaymentsNotConfigured, 503),
     (Unauthorized, 401),
     (InvalidLoginCode, 401),
