@@ -326,3 +326,34 @@ def record_alert(
         (bill_date, kind, ref, Jsonb(detail)),
     )
     return cur.rowcount == 1
+
+
+# ---- reconciliation -------------------------------------------------------------------------------------
+
+
+def reconciliation_records(
+    conn: psycopg.Connection, *, out_trade_nos: list[str], day_start: datetime, day_end: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """(payments named or paid in [day_start, day_end) with their sale, their refunds, the out_trade_nos
+    paid in that window) for the reconciliation of a day's bill."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT p.out_trade_no, p.state, p.amount_fen, p.paid_fen, p.refunded_fen, p.transaction_id,"
+            " p.paid_at, sp.sale_id, sp.site_state, sp.fsc_tx_id::text AS fsc_tx_id, f.state AS sale_state,"
+            " f.cleared_by AS sale_cleared_by FROM payments p LEFT JOIN sale_payments sp USING (out_trade_no)"
+            " LEFT JOIN fcc_sales f ON f.id = sp.sale_id"
+            " WHERE p.out_trade_no = ANY(%s) OR (p.paid_at >= %s AND p.paid_at < %s)",
+            (out_trade_nos, day_start, day_end),
+        )
+        payments = list(cur.fetchall())
+        cur.execute(
+            "SELECT out_refund_no, out_trade_no, refund_fen, state FROM payment_refunds WHERE out_trade_no = ANY(%s)",
+            ([p["out_trade_no"] for p in payments],),
+        )
+        refunds = list(cur.fetchall())
+    paid = [
+        p["out_trade_no"]
+        for p in payments
+        if p["paid_at"] is not None and day_start <= p["paid_at"] < day_end and p["state"] == "paid"
+    ]
+    return payments, refunds, paid
