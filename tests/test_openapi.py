@@ -43,6 +43,7 @@ USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/users/{user_id}"),
     ("get", "/v1/nozzles/{token}"),
     ("get", "/v1/stations/{station_id}/pumps"),
+    ("post", "/v1/sales/{sale_id}/pay"),
 }
 
 

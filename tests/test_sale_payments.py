@@ -145,7 +145,7 @@ def test_sales_that_must_not_be_paid(stack: PayStack) -> None:
     site = stack.site()
     a = stack.fuel(site, 1, "4")
     b = stack.fuel(site, 2, "6")
-    alice, alice_token = stack.user()
+    _, alice_token = stack.user()
     _, bob_token = stack.user()
     assert stack.pay(a, alice_token).status_code == 422  # no Idempotency-Key
     assert stack.pay(a, "not-a-token", "k1").status_code == 401
