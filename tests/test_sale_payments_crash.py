@@ -168,9 +168,7 @@ def test_worker_killed_after_clear_before_recording_it(stack: PayStack) -> None:
         # an uncommitted row of the same effect: the worker's record of it waits behind this one
         conn.execute("INSERT INTO payment_effects (out_trade_no, effect) VALUES (%s, 'cleared')", (no,))
         assert stack.wx_pay(body)[0] == 200
-        wait_for(
-            lambda: [c[1] for c in stack.commands(site.station, "CLEAR")] == [True], what="CLEAR sent"
-        )
+        wait_for(lambda: [c[1] for c in stack.commands(site.station, "CLEAR")] == [True], what="CLEAR sent")
         wait_for(lambda: stack.sale(sale_id)["state"] == "cleared", what="cleared at the site")
         _kill_workers(stack)
     assert stack.payment(no)["site_state"] == "locked"  # nothing recorded
