@@ -177,8 +177,7 @@ class SimProcess(_Process):
                 link,
                 "--key",
                 key,
-                "--secret",
-                secret,
+                f"--secret={secret}",  # a secret may start with '-'
                 "--control-port",
                 str(self.control_port),
                 "--flow",

@@ -3,6 +3,8 @@ station link server, a simulated site, the API and the payments worker, on one t
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import httpx
 import psycopg
 
 from api import _tokens
+from config import PROJECT_ROOT
 from payments._keys import DevKeys, ensure_dev_keys
 from store._users import User
 from tests._forecourt import LinkProcess, SimProcess, seed_station, site_key
@@ -145,6 +148,34 @@ class PayStack:
             " ORDER BY id",
             station,
             f"{verb} %",
+        )
+
+    def ordered_then_taken_by_the_cashier(self, sim: SimProcess, pump: int, litres: str) -> dict[str, Any]:
+        """A sale locked and ordered by a driver, then the site loses our lock (a controller restart) and
+        the cashier takes the sale; the pay answer (the driver has not paid yet)."""
+        from config import Settings
+        from forecourt import send_command
+        from payments._sale import fsc_tx_id_for
+
+        sale_id = self.fuel(sim, pump, litres)
+        user, token = self.user()
+        body: dict[str, Any] = self.pay(sale_id, token, str(uuid.uuid4())).json()
+        tx = self.sale(sale_id)["site_tx_id"]
+        url = Settings(database_url=self.db_url).service_url
+        unlock = [str(pump), tx, fsc_tx_id_for(sale_id, user.id)]
+        assert send_command(url, sim.station, "UNLOCKTX", unlock, timeout_s=5).ok
+        sim.post(f"/pumps/{pump}/cashier", site_tx_id=tx)
+        return body
+
+    def reconcile(self, day: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        """`python -m ingest reconcile --date DAY` with the service's settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "ingest", "reconcile", "--date", day, *extra],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def sweep(self) -> None:

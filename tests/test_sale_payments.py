@@ -98,20 +98,9 @@ def test_two_workers_and_a_repeated_job_send_one_clear(stack: PayStack) -> None:
 
 
 def test_a_sale_the_cashier_took_meanwhile_is_refunded_in_full(stack: PayStack) -> None:
-    from config import Settings
-    from forecourt import send_command
-
     site = stack.site()
-    sale_id = stack.fuel(site, 1, "5")
-    user, token = stack.user()
-    body = stack.pay(sale_id, token, str(uuid.uuid4())).json()
+    body = stack.ordered_then_taken_by_the_cashier(site, 1, "5")
     no = body["out_trade_no"]
-    sale = stack.sale(sale_id)
-    # the site loses our lock (a controller restart) and the cashier takes the sale
-    url = Settings(database_url=stack.db_url).service_url
-    fsc = fsc_tx_id_for(sale_id, user.id)
-    assert send_command(url, site.station, "UNLOCKTX", ["1", sale["site_tx_id"], fsc], timeout_s=5).ok
-    site.post("/pumps/1/cashier", site_tx_id=sale["site_tx_id"])
     assert stack.wx_pay(body)[0] == 200  # the driver pays anyway
     wait_for(lambda: stack.payment(no)["site_state"] == "paid_elsewhere", timeout_s=30, what="CLEAR 403")
     wait_for(lambda: stack.payment(no)["refunded_fen"] == body["amount_fen"], timeout_s=30, what="refund")

@@ -6,8 +6,6 @@ reconciliation (`python -m ingest reconcile`) agrees."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +18,6 @@ import httpx
 import psycopg
 import pytest
 
-from config import PROJECT_ROOT
 from payments import _queue
 from tests._payments import wait_for
 from tests._sale_pay import PayStack
@@ -178,20 +175,9 @@ def test_worker_killed_after_clear_before_recording_it(stack: PayStack) -> None:
 
 
 def test_worker_killed_during_the_refund(stack: PayStack) -> None:
-    from config import Settings
-    from forecourt import send_command
-    from payments._sale import fsc_tx_id_for
-
     site = stack.site()
-    sale_id = stack.fuel(site, 2, "5")
-    user, token = stack.user()
-    body = stack.pay(sale_id, token, str(uuid.uuid4())).json()
+    body = stack.ordered_then_taken_by_the_cashier(site, 2, "5")
     no = body["out_trade_no"]
-    sale = stack.sale(sale_id)
-    url = Settings(database_url=stack.db_url).service_url
-    fsc = fsc_tx_id_for(sale_id, user.id)
-    assert send_command(url, site.station, "UNLOCKTX", ["2", sale["site_tx_id"], fsc], timeout_s=5).ok
-    site.post("/pumps/2/cashier", site_tx_id=sale["site_tx_id"])
     stack.gateway.control("slow", prefix="/v3/refund/domestic/refunds", delay_s=4, count=1)
     assert stack.wx_pay(body)[0] == 200
     wait_for(
@@ -227,14 +213,7 @@ def test_the_reconciliation_agrees(stack: PayStack, tmp_path: Path) -> None:
             )
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
     out = tmp_path / "report.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "ingest", "reconcile", "--date", today.isoformat(), "--output", str(out)],
-        cwd=PROJECT_ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = stack.reconcile(today.isoformat(), "--output", str(out))
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads(out.read_text())
     paid = {no for no, end in OUTCOMES.items() if end != "unlocked"}
@@ -243,14 +222,7 @@ def test_the_reconciliation_agrees(stack: PayStack, tmp_path: Path) -> None:
     assert stack.sql("SELECT count(*) FROM reconciliation_alerts")[0][0] == 0
     # a paid transaction whose controller sale we lost is an alert
     stack.sql("DELETE FROM sale_payments WHERE out_trade_no = %s RETURNING 1", next(iter(paid)))
-    again = subprocess.run(
-        [sys.executable, "-m", "ingest", "reconcile", "--date", today.isoformat()],
-        cwd=PROJECT_ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = stack.reconcile(today.isoformat())
     assert again.returncode == 1, again.stdout + again.stderr
     kinds = {r[0] for r in stack.sql("SELECT kind FROM reconciliation_alerts")}
     assert kinds == {"no_sale"}, again.stdout
