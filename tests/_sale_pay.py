@@ -68,7 +68,7 @@ class PayStack:
     def site(self, pumps: int = 2) -> SimProcess:
         station = seed_station(self.db_url, pumps=pumps)
         key, secret = site_key(self.db_url, station)
-        sim = SimProcess(self.db_url, station, self.link.address, key, secret)
+        sim = SimProcess(self.db_url, station, self.link.address, key, secret, pumps=pumps)
         sim.wait_online()
         wait_for(
             lambda: self.sql("SELECT 1 FROM forecourt_links WHERE station_id = %s", station), what="the link"
