@@ -32,7 +32,9 @@ from payments import (
     BadCiphertext,
     ForgedSignature,
     GatewayError,
+    IdempotencyKeyInUse,
     PaymentsNotConfigured,
+    SaleTaken,
     StaleTimestamp,
     UnknownOrder,
     UnknownSerial,
@@ -57,6 +59,10 @@ STATUS: list[tuple[type[Exception], int]] = [
     (UnknownOrder, 404),
     (AmountMismatch, 409),
     (GatewayError, 502),
+    (SaleTaken, 410),  # paying a sale (api/_payments.py): the station settled it another way
+    (IdempotencyKeyInUse, 409),
+    (StationOffline, 503),  # the station's link is down: retry later
+    (CommandTimeout, 503),
     (PaymentsNotConfigured, 503),
     (Unauthorized, 401),
     (InvalidLoginCode, 401),

@@ -770,6 +770,28 @@ class StationPumpsPublic(_Public):
     pumps: list[PumpLivePublic]
 
 
+class RequestPaymentPublic(_Public):
+    """The arguments of the mini-program's wx.requestPayment, as they are."""
+
+    timeStamp: str
+    nonceStr: str
+    package: str = Field(description="prepay_id=...")
+    signType: Literal["RSA"]
+    paySign: str
+
+
+class SalePaymentPublic(_Public):
+    """A controller sale's WeChat Pay order: what the payer pays, and how the mini-program pays it."""
+
+    out_trade_no: str
+    sale_id: int
+    amount_fen: int = Field(description="what the payer pays: the sale's amount minus the promotion")
+    sale_amount_fen: int = Field(description="the sale's amount at the pump")
+    discount_fen: int = Field(description="the promotion that applied at the fill-up")
+    expires_at: DateTime = Field(description="after this the order closes and the sale is released")
+    request_payment: RequestPaymentPublic
+
+
 # ---- operations --------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,12 @@
-"""WeChat Pay calls us here: payment and refund notifications.
+"""Paying a controller sale, and WeChat Pay's notifications.
+
+- `POST /v1/sales/{sale_id}/pay` (user token, `Idempotency-Key` header): lock the sale at its site and
+  create its WeChat Pay order (payments/_sale.py); the answer carries wx.requestPayment's parameters.
+  A retry with the same key gets the same answer (or resumes a request that died); 409 when the sale is
+  under review, paid, or held by another payment; 410 when the station settled it another way; 503 when
+  the station's link is down (retry).
+
+WeChat Pay calls us here: payment and refund notifications.
 
 The body is verified as the raw bytes WeChat Pay signed (never a re-serialised JSON), then stored and
 applied in one transaction with its follow-up jobs (payments/_flow.py, the outbox). A redelivered
@@ -10,13 +18,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from api._fuelling import SessionId
+from api._models import SalePaymentPublic, error_responses
 from api._state import AppState, get_state
-from payments import NotificationRejected, PayConfig, WeChatPayClient
+from api._users import CurrentUser, require_owner
+from geo._errors import Conflict
+from payments import NotificationRejected, PayConfig, WeChatPayClient, pay_for_sale
 from payments._flow import handle_notification
+from store import _sessions as sessions
+from store._users import User
 
 log = logging.getLogger("api.payments")
 router = APIRouter(tags=["payments"])
@@ -61,3 +76,84 @@ async def wechat_notify(request: Request, state: AppState = Depends(get_state)) 
     outcome = await run_in_threadpool(work)
     log.info("WeChat Pay notification: %s", outcome)
     return Response(status_code=204)
+
+
+SaleId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the controller sale's id")]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[\x21-\x7e]+$",
+        description="a key of the client's choosing (a UUID): the same key never pays twice",
+    ),
+]
+
+
+def _pay(
+    sale_id: int, idempotency_key: str, user: User, request: Request, state: AppState
+) -> dict[str, object]:
+    s = state.settings
+    result = pay_for_sale(
+        state.db,
+        sale_id=sale_id,
+        user=user,
+        idempotency_key=idempotency_key,
+        client=wechatpay_client(state),
+        tz=state.region.tz,
+        holidays=state.region.holidays,
+        client_ip=request.client.host if request.client else "127.0.0.1",
+        max_fen=s.payments_max_fen,
+        site_timeout_s=s.payments_site_timeout_s,
+        key_lock_s=s.payments_idempotency_lock_s,
+    )
+    return {
+        "out_trade_no": result.out_trade_no,
+        "sale_id": result.sale_id,
+        "amount_fen": result.amount_fen,
+        "sale_amount_fen": result.sale_amount_fen,
+        "discount_fen": result.discount_fen,
+        "expires_at": result.expires_at,
+        "request_payment": result.request_payment(),
+    }
+
+
+@router.post(
+    "/v1/sales/{sale_id}/pay",
+    response_model=SalePaymentPublic,
+    responses=error_responses(401, 404, 409, 410, 422, 429, 503, user=True),
+)
+def pay_sale(
+    sale_id: SaleId,
+    idempotency_key: IdempotencyKey,
+    user: CurrentUser,
+    request: Request,
+    state: AppState = Depends(get_state),
+) -> dict[str, object]:
+    """Pay a finished sale with WeChat Pay: the sale is locked at the station first, then ordered."""
+    return _pay(sale_id, idempotency_key, user, request, state)
+
+
+@router.post(
+    "/v1/fuelling/sessions/{session_id}/pay",
+    response_model=SalePaymentPublic,
+    responses=error_responses(401, 403, 404, 409, 410, 422, 429, 503, user=True),
+)
+def pay_session(
+    session_id: SessionId,
+    idempotency_key: IdempotencyKey,
+    user: CurrentUser,
+    request: Request,
+    state: AppState = Depends(get_state),
+) -> dict[str, object]:
+    """Pay the session's completed sale with WeChat Pay (the same payment as `POST /v1/sales/{id}/pay`):
+    403 for someone else's session, 409 while there is no final sale yet (or it is under review)."""
+    with state.db.connection() as conn:
+        row = sessions.get(conn, session_id)
+    if row is None:
+        raise sessions.SessionNotFound(f"fuelling session {session_id} not found")
+    require_owner(user, int(row["user_id"]), f"fuelling session {session_id}")
+    if row["sale_id"] is None or row["state"] not in ("completed", "locked", "paid"):
+        raise Conflict(f"fuelling session {session_id} has no sale to pay yet (state {row['state']})")
+    return _pay(int(row["sale_id"]), idempotency_key, user, request, state)

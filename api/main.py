@@ -39,6 +39,7 @@ from api._sync import TrafficSync
 from config import Settings, get_settings, resolve_served_region
 from geo._graphcache import graph_identity
 from store import Database
+from store._sessions import register_payment_hooks
 
 log = logging.getLogger("api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             sync.start()
             state.extras["sync"] = sync
+        register_payment_hooks()  # a sale's lock and payment move the fuelling session that holds it
         hub = LiveHub(
             settings.service_url,
             pool_size=settings.fuelling_live_pool_size,

@@ -224,6 +224,10 @@ class Settings(BaseSettings):
     payments_stalled_after_s: float = Field(30.0, gt=0)  # jobs of a worker silent this long run again
     payments_sweep_after_s: float = Field(60.0, gt=0)  # orders without notification this old: queried
     payments_max_fen: int = Field(500_000, ge=1)  # plausibility: one payment is at most this (5000 CNY)
+    # Paying a controller sale (payments/_sale.py): LOCKTX, CLEAR and UNLOCKTX wait this long for the site.
+    payments_site_timeout_s: float = Field(10.0, gt=0, le=120)
+    # An Idempotency-Key whose request stopped answering (a killed API) is taken over after this.
+    payments_idempotency_lock_s: float = Field(30.0, gt=0, le=3_600)
     # ---- The station link (forecourt/): `python -m forecourt link` and the simulated sites ----
     # TCP (plain OpenFSC lines) and WebSocket (/ws/text, one line per text frame) listening addresses.
     link_host: str = "127.0.0.1"

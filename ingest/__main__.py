@@ -24,6 +24,7 @@ from ingest import (
     _promotions,
     _pumps,
     _qr,
+    _reconcile,
     _roads,
     _setup,
     _stations,
@@ -44,6 +45,7 @@ MODULES = (
     _guidance,
     _keys,
     _od_pairs,
+    _reconcile,  # the day's WeChat Pay trade bill against our payments and sales
 )
 
 

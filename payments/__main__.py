@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "worker":
         from payments._queue import run_worker_async
+        from store._sessions import register_payment_hooks
+
+        register_payment_hooks()  # a sale paid or unlocked by a job moves its fuelling session too
 
         asyncio.run(
             run_worker_async(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geo import FuelError, InvalidInput
+from geo import Conflict, FuelError, InvalidInput
 
 
 class PaymentError(FuelError):
@@ -65,3 +65,20 @@ class UnknownOrder(NotificationRejected, LookupError):
 
 class AmountMismatch(NotificationRejected):
     """WeChat Pay reports another amount (or payer) than the payment we created: never believed."""
+
+
+class SaleNotPayable(PaymentError, Conflict):
+    """The controller sale cannot be paid here: under review, figures that disagree with the totaliser,
+    already paid, or being paid by someone else (409)."""
+
+
+class SaleLockedElsewhere(SaleNotPayable):
+    """The site answered LOCKTX with 409: another payment holds the sale."""
+
+
+class SaleTaken(PaymentError, LookupError):
+    """The site answered LOCKTX with 410: the sale was settled another way (cashier) (410)."""
+
+
+class IdempotencyKeyInUse(PaymentError, Conflict):
+    """Another request with this Idempotency-Key is still working on it (409: retry shortly)."""

@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 
 from geo import Conflict, ImplausibleValue
-from payments import _queue
+from payments import _hooks, _queue
 from payments._errors import AmountMismatch, UnknownOrder
 from payments._wechatpay import Notification, OrderStatus, WeChatPayClient, order_expiry, out_trade_no_for
-from store import _payments
+from store import _payments, _sale_payments
 
 log = logging.getLogger("payments")
 
@@ -51,6 +51,10 @@ def apply_order_status(conn: psycopg.Connection, status: OrderStatus, *, actor: 
         actor=actor,
     )
     _queue.defer(conn, _queue.FOLLOW_UP_PAID, out_trade_no=payment.out_trade_no)
+    link = _sale_payments.get_sale_payment(conn, payment.out_trade_no)
+    if link is not None:  # a controller sale's payment: the site is told (CLEAR) once this commits
+        _hooks.run(_hooks.on_paid, conn, link.sale_id)
+        _queue.defer(conn, _queue.CLEAR_SALE, out_trade_no=payment.out_trade_no)
     return "paid"
 
 

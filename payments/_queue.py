@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 from procrastinate import App, PsycopgConnector, RetryStrategy
+from procrastinate.exceptions import AlreadyEnqueued
 
 log = logging.getLogger("payments.queue")
 
@@ -30,6 +31,8 @@ FOLLOW_UP_PAID = "payments.follow_up_paid"
 FOLLOW_UP_REFUNDED = "payments.follow_up_refunded"
 REFUND = "payments.refund"
 SWEEP = "payments.sweep_open_orders"
+CLEAR_SALE = "payments.clear_sale"
+UNLOCK_SALE = "payments.unlock_sale"
 
 # The worker's app: its connector is replaced by an opened (async) one in run_worker_async.
 app = App(connector=PsycopgConnector())
@@ -46,6 +49,19 @@ def defer(conn: psycopg.Connection, task: str, **kwargs: Any) -> int:
     if task not in app.tasks:
         raise ValueError(f"no task {task!r}")
     return _outbox.configure_task(task, connection=conn, queue=QUEUE).defer(**kwargs)
+
+
+def defer_once(conn: psycopg.Connection, task: str, lock: str, **kwargs: Any) -> bool:
+    """Defer a job unless one with the same queueing lock is still waiting; False when one is. Runs in a
+    savepoint: the refused insert leaves the caller's transaction usable."""
+    if task not in app.tasks:
+        raise ValueError(f"no task {task!r}")
+    try:
+        with conn.transaction():
+            _outbox.configure_task(task, connection=conn, queue=QUEUE, queueing_lock=lock).defer(**kwargs)
+    except AlreadyEnqueued:
+        return False
+    return True
 
 
 # ---- what the jobs need, built once per worker process -----------------------------------------------
@@ -160,18 +176,40 @@ def follow_up_refunded(out_trade_no: str, out_refund_no: str) -> str:
     return "recorded" if won else "already recorded"
 
 
+@app.task(name=CLEAR_SALE, queue=QUEUE, retry=_RETRY)
+def clear_sale(out_trade_no: str) -> str:
+    """After a sale's payment is recorded: CLEAR the sale at its site, once (payments/_settle.py)."""
+    from payments import _settle
+
+    rt = runtime()
+    with rt.connect() as conn:
+        return _settle.clear_sale(conn, rt.url, out_trade_no, timeout_s=rt.settings.payments_site_timeout_s)
+
+
+@app.task(name=UNLOCK_SALE, queue=QUEUE, retry=_RETRY)
+def unlock_sale(out_trade_no: str) -> str:
+    """After a sale's order closed unpaid: UNLOCKTX the sale so the cashier can take it."""
+    from payments import _settle
+
+    rt = runtime()
+    with rt.connect() as conn:
+        return _settle.unlock_sale(conn, rt.url, out_trade_no, timeout_s=rt.settings.payments_site_timeout_s)
+
+
 @app.periodic(cron="* * * * *", periodic_id="sweep")
 @app.task(name=SWEEP, queue=QUEUE, queueing_lock=SWEEP)
 def sweep_open_orders(timestamp: int | None = None) -> dict[str, int]:
     """When no notification comes: query every order still waiting after payments_sweep_after_s; record it
-    paid when it was, close it at WeChat Pay when it expired unpaid (the sale's lock is then released by
-    the session's follow-up), leave it otherwise."""
+    paid when it was, close it at WeChat Pay when it expired unpaid, leave it otherwise. Then the sales:
+    a closed order's sale still locked at the site is unlocked (UNLOCKTX) so the cashier can take it, and
+    a paid sale the site has not cleared yet gets its CLEAR job again (one lost to a failed job)."""
+    from payments import _settle
     from payments._errors import GatewayError
     from payments._flow import apply_order_status
-    from store import _payments
+    from store import _payments, _sale_payments
 
     rt = runtime()
-    counts = {"paid": 0, "closed": 0, "waiting": 0}
+    counts = {"paid": 0, "closed": 0, "waiting": 0, "unlock": 0, "clear": 0}
     with rt.connect() as conn:
         waiting = _payments.open_payments(conn, older_than_s=rt.settings.payments_sweep_after_s)
     for p in waiting:
@@ -199,6 +237,11 @@ def sweep_open_orders(timestamp: int | None = None) -> dict[str, int]:
                     conn, p.out_trade_no, "closed", {"trade_state": status.trade_state if status else None}
                 )
                 counts["closed"] += 1
+    with rt.connect() as conn, conn.transaction():
+        for no in _settle.stale_locks(conn):
+            counts["unlock"] += defer_once(conn, UNLOCK_SALE, f"unlock:{no}", out_trade_no=no)
+        for no in _sale_payments.unsettled_paid(conn, older_than_s=rt.settings.payments_sweep_after_s):
+            counts["clear"] += defer_once(conn, CLEAR_SALE, f"clear:{no}", out_trade_no=no)
     return counts
 
 

@@ -585,3 +585,19 @@ def sale_of(row: Mapping[str, Any]) -> SaleInfo | None:
 
 def terminal(state: str) -> bool:
     return State(state) in TERMINAL
+
+
+def register_payment_hooks() -> None:
+    """Let a sale's payment move the session holding it, in the payment's own transaction: locked when the
+    site locked the sale (LOCKTX OK), paid on the payment's notification, back to completed when an
+    unpaid order's lock was released (UNLOCKTX). Every process that runs payment code calls this once at
+    start (the API, the payments worker); a second call changes nothing."""
+    import payments  # here, not at the top: payments imports store, a top-level import would be circular
+
+    for hooks, hook in (
+        (payments.on_locked, on_sale_locked),
+        (payments.on_paid, on_sale_paid),
+        (payments.on_unlocked, on_sale_unlocked),
+    ):
+        if hook not in hooks:
+            hooks.append(hook)
