@@ -121,10 +121,11 @@ lint: venv
 
 # The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on servers,
 # processes and the database they start, so three processes on two cores halve the wall time. Each
-# process has its own throwaway databases, ports and rate-limit windows.
+# process has its own throwaway databases, ports and rate-limit windows; a test file runs whole in one process
+# (--dist loadfile), so its module fixtures (servers, simulators) start once.
 TEST_WORKERS ?= 3
 test: venv postgres redis web browser lint
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv redis load wrk
 	$(PY) -m benchmarks $(BENCH_ARGS)
