@@ -137,7 +137,8 @@ class DemoLogin(BaseModel):
     """Which fake WeChat user to log in as (a new one when left out)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"openid": "oDemoUser01"}]})
-    openid: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    # what the fake WeChat server takes (a real openid is 28 characters)
+    openid: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 @router.post("/v1/auth/wechat", response_model=LoginPublic, responses=_LOGIN_ERRORS)
