@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import psycopg
@@ -19,7 +16,7 @@ import pytest
 
 from tests._fuelling import Stack, wait_for
 from tests._servers import FakeWeChat, fresh_rate_prefix
-from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, shot, sync_playwright
+from tests.test_web_browser import context, shot  # noqa: F401 - context: the map tests' Chromium fixture
 
 pytestmark = pytest.mark.slow  # real processes: fake WeChat, link server, simulated site, API
 
@@ -146,40 +143,11 @@ def test_pumps_list_each_nozzles_token_in_tests(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser(stack: Stack) -> Iterator[Any]:
-    """A fresh Chromium profile; requests to anything but 127.0.0.1 are aborted and recorded."""
-    if sync_playwright is None:
-        pytest.skip("needs playwright")
-    user_data = tempfile.mkdtemp(prefix="fuel-chromium-")
-    pw = sync_playwright().start()
-    try:
-        ctx = pw.chromium.launch_persistent_context(
-            user_data,
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport=PHONE,  # type: ignore[arg-type]
-            locale="zh-CN",
-            timezone_id="Asia/Shanghai",
-            service_workers="block",
-        )
-        blocked: list[str] = []
-
-        def guard(route: Any) -> None:
-            url = route.request.url
-            if url.startswith(("data:", "blob:")) or urlparse(url).hostname == "127.0.0.1":
-                route.continue_()
-            else:
-                blocked.append(url)
-                route.abort()
-
-        ctx.route("**/*", guard)
-        yield ctx
-        ctx.close()
-        assert blocked == [], f"the page tried to reach outside 127.0.0.1: {blocked}"
-    finally:
-        pw.stop()
-        shutil.rmtree(user_data, ignore_errors=True)
+def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The map tests' Chromium profile (requests to anything but 127.0.0.1 aborted and recorded)."""
+    ctx = request.getfixturevalue("context")
+    yield ctx
+    assert ctx.blocked == [], f"the page tried to reach outside 127.0.0.1: {ctx.blocked}"
 
 
 # the polling fallback: a browser where the WebSocket cannot be opened
