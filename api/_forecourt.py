@@ -8,7 +8,8 @@ user's session token (api/_users.py).
   station cannot sell now (closed, temporarily closed, outside its opening hours).
 - `GET /v1/stations/{station_id}/pumps`: the station's pumps in order with their nozzles and the live
   status the station link reported; "unknown" when there is none, it is past its TTL, or older than
-  FUEL_PUMP_STATUS_MAX_AGE_S.
+  FUEL_PUMP_STATUS_MAX_AGE_S. In development and tests only (FUEL_ENV), each nozzle also carries its
+  active token (what its QR code holds) so the web page can pick a pump without scanning.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from geo._brands import display_name
 from geo._errors import NotFound
 from geo._hours import can_fill_up
 from geo._pricing import DEFAULT_LITRES, AppliedPromotion, effective_price
-from store._nozzles import TOKEN_CHARS, TOKEN_PATTERN, StationClosed, resolve
+from store._nozzles import TOKEN_CHARS, TOKEN_PATTERN, StationClosed, active_tokens, resolve
 from store._prices import current_prices
 from store._promotions import promotions_for_stations
 from store._pumps import station_pumps
@@ -143,6 +144,15 @@ def pumps_of_station(
         pumps = station_pumps(
             conn, station_id, now=now, max_age=timedelta(seconds=state.settings.pump_status_max_age_s)
         )
+        tokens = (
+            active_tokens(conn, station_id, secret_key=state.settings.secret_key)
+            if state.settings.demo_enabled
+            else None
+        )
+    if tokens is not None:
+        for p in pumps:
+            for n in p["nozzles"]:
+                n["token"] = tokens.get((p["pump_no"], n["nozzle_no"]))
     for p in pumps:  # the last report's times, also when it is stale
         p["reported_at"] = _iso(p["reported_at"], state)
         p["valid_until"] = _iso(p["valid_until"], state)

@@ -750,6 +750,11 @@ class PumpNozzlePublic(_Public):
     nozzle_no: int
     grade: Grade
     active: bool
+    token: str | None = Field(
+        None,
+        description="development and tests only: the nozzle's active QR token (what its sticker holds); "
+        "always null in production, and null when none is issued",
+    )
 
 
 class PumpLivePublic(_Public):

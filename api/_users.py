@@ -6,6 +6,9 @@
   (api/_tokens.py). Logins are limited per client address (FUEL_LOGINS_PER_MINUTE) on top of the
   request limit; WeChat's own errors map to 401 (invalid, expired or used code), 403 (user blocked by
   WeChat's risk control), 429 (WeChat's per-user limit) and 503 (busy, unreachable, not configured).
+- `POST /v1/auth/demo` {"openid"?}: development and tests only (404 elsewhere): the service asks the fake
+  WeChat server (`python -m wechat fake`) for a code itself and logs in with it like the above, so the
+  web page can follow a fill-up without a phone. Same limits and audit row (`via: demo`).
 - `GET /v1/me`, `GET /v1/users/{user_id}`: the caller's own account (403 for another user's).
 
 Endpoints for users take the token as `Authorization: Bearer <token>` (`current_user`): 401 without a
@@ -27,6 +30,7 @@ from api._auth import Forbidden, Unauthorized
 from api._limits import RateLimited, limits_of
 from api._models import LoginPublic, UserPublic, error_responses
 from api._state import AppState, get_state
+from geo._errors import NotFound
 from store._users import User, UserRow, get_user, login
 from wechat import WeChatClient
 
@@ -129,9 +133,40 @@ _LOGIN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class DemoLogin(BaseModel):
+    """Which fake WeChat user to log in as (a new one when left out)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"openid": "oDemoUser01"}]})
+    # what the fake WeChat server takes (a real openid is 28 characters)
+    openid: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
 @router.post("/v1/auth/wechat", response_model=LoginPublic, responses=_LOGIN_ERRORS)
 def auth_wechat(body: WeChatLogin, request: Request, state: AppState = Depends(get_state)) -> dict[str, Any]:
     """Log in with the code of the mini-program's `wx.login`: our session token for this WeChat user."""
+    address = _login_limit(request, state)
+    return _login(body.code, state, address=address, via="wechat")
+
+
+@router.post(
+    "/v1/auth/demo",
+    response_model=LoginPublic,
+    responses={**_LOGIN_ERRORS, **error_responses(404)},
+)
+def auth_demo(
+    request: Request, body: DemoLogin | None = None, state: AppState = Depends(get_state)
+) -> dict[str, Any]:
+    """Development and tests only: log in as a fake WeChat user (the service asks the fake server for
+    the code). 404 outside FUEL_ENV=development|test."""
+    if not state.settings.demo_enabled:
+        raise NotFound("no such endpoint: demo login is for development and tests only")
+    address = _login_limit(request, state)  # before the fake server is asked for a code
+    code = wechat_client(state).fake_code(None if body is None else body.openid)
+    return _login(code, state, address=address, via="demo")
+
+
+def _login_limit(request: Request, state: AppState) -> str | None:
+    """The client's address after counting this login against FUEL_LOGINS_PER_MINUTE (429 past it)."""
     s = state.settings
     limits = limits_of(request.app)
     if limits is not None:
@@ -142,11 +177,16 @@ def auth_wechat(body: WeChatLogin, request: Request, state: AppState = Depends(g
                 f"more than {s.logins_per_minute} logins a minute from {address}; retry in {math.ceil(wait)} s",
                 wait,
             )
-    else:
-        address = None
-    who = wechat_client(state).code_to_session(body.code)
+        return address
+    return None
+
+
+def _login(code: str, state: AppState, *, address: str | None, via: str) -> dict[str, Any]:
+    """Our session token for the WeChat user of `code` (created on the first login; audited)."""
+    s = state.settings
+    who = wechat_client(state).code_to_session(code)
     with state.db.connection() as conn:
-        row, created = login(conn, openid=who.openid, unionid=who.unionid, address=address)
+        row, created = login(conn, openid=who.openid, unionid=who.unionid, address=address, via=via)
     token, expires = _tokens.issue(row.user, secret_key=s.secret_key, ttl_s=s.user_token_ttl_s)
     return {
         "token": token,

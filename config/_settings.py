@@ -368,6 +368,11 @@ class Settings(BaseSettings):
         return self.env == "development" and is_loopback(self.bind_host)
 
     @property
+    def demo_enabled(self) -> bool:
+        """The demo-only endpoints (POST /v1/auth/demo, nozzle tokens in a station's pumps): 404 elsewhere."""
+        return self.env in ("development", "test")
+
+    @property
     def uses_dev_secrets(self) -> bool:
         return self.secret_key == DEV_SECRET or self.admin_api_key == DEV_ADMIN_KEY
 

@@ -273,3 +273,23 @@ def revoke_token(conn: psycopg.Connection, token: str, *, actor: str, secret_key
         new={"revoked": True},
     )
     return True
+
+
+def active_tokens(
+    conn: psycopg.Connection, station_id: int, *, secret_key: str | None = None
+) -> dict[tuple[int, int], str]:
+    """The active token of each nozzle of the station that has one, by (pump_no, nozzle_no): derived
+    again, nothing written (issuing is `issue_tokens`). For the development page's pump picker."""
+    key = _key(secret_key)
+    cur = conn.execute(
+        "SELECT t.id, t.pump_no, t.nozzle_no FROM nozzle_tokens t JOIN nozzles n USING"
+        " (station_id, pump_no, nozzle_no) WHERE t.station_id = %s AND t.revoked_at IS NULL AND n.active",
+        (station_id,),
+    )
+    out: dict[tuple[int, int], str] = {}
+    for r in cur.fetchall():
+        rid, pump_no, nozzle_no = (r["id"], r["pump_no"], r["nozzle_no"]) if isinstance(r, dict) else r
+        out[(int(pump_no), int(nozzle_no))] = make_token(
+            key, int(rid), station_id, int(pump_no), int(nozzle_no)
+        )
+    return out

@@ -56,7 +56,12 @@ def _user_row(d: dict[str, Any]) -> UserRow:
 
 
 def login(
-    conn: psycopg.Connection, *, openid: str, unionid: str | None, address: str | None = None
+    conn: psycopg.Connection,
+    *,
+    openid: str,
+    unionid: str | None,
+    address: str | None = None,
+    via: str = "wechat",
 ) -> tuple[UserRow, bool]:
     """The user of `openid` after a successful WeChat login, created on the first one (returns
     (user, created)); the unionid is kept when WeChat gives one. One audit row per login (actor
@@ -82,7 +87,7 @@ def login(
             entity="user",
             entity_id=user.id,
             old=None,
-            new={"via": "wechat", "unionid": unionid is not None, "address": address},
+            new={"via": via, "unionid": unionid is not None, "address": address},
         )
     return user, created
 

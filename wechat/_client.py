@@ -65,6 +65,27 @@ class WeChatClient:
     def close(self) -> None:
         self._http.close()
 
+    def fake_code(self, openid: str | None = None) -> str:
+        """A login code from the fake WeChat server (`python -m wechat fake`, its `/fake/codes`): what
+        wx.login would give `openid` (a new user when None) on a phone. Development and tests only."""
+        try:
+            resp = self._http.post("/fake/codes", json={} if openid is None else {"openid": openid})
+        except httpx.HTTPError as exc:
+            log.warning("fake codes failed: %s", type(exc).__name__)
+            raise WeChatUnavailable(
+                "the fake WeChat server cannot be reached: start python -m wechat fake"
+            ) from None
+        code = None
+        if resp.status_code == 200 and len(resp.content) <= MAX_ANSWER_BYTES:
+            try:
+                body = json.loads(resp.content)
+            except ValueError:
+                body = None
+            code = body.get("code") if isinstance(body, dict) else None
+        if not isinstance(code, str):
+            raise WeChatUnavailable(f"the fake WeChat server answered HTTP {resp.status_code} without a code")
+        return code
+
     def code_to_session(self, code: str) -> CodeSession:
         """jscode2session: the openid (and unionid) of the user who called wx.login and got `code`."""
         if not self.appid or not self._secret:

@@ -34,6 +34,16 @@
       err_outside: "该位置在服务区域之外", note_OutsideRegion: "该位置在服务区域之外，这里没有加油站",
       note_NoRoadNear: "附近没有道路，无法计算车程：按直线距离排列",
       destination: "目的地",
+      fill_here: "在此加油", fill_login: "正在登录（演示）…", fill_pick: "选择油枪", fill_pump: "油机 {label}",
+      fill_nozzle: "{n} 号枪 {g}#", fill_no_token: "未贴码", fill_binding: "正在绑定油枪…",
+      fill_no_pumps: "该站暂未接入油机", fill_demo_only: "在此加油仅在演示环境可用",
+      fill_failed: "无法开始加油", fill_litres: "升", fill_amount: "金额 (元)", fill_pay: "应付 {a} 元",
+      fill_via_ws: "实时", fill_via_poll: "轮询", fill_again: "再加一次",
+      pump_free: "空闲", pump_in_use: "使用中", pump_in_transaction: "交易中", pump_ready_to_pay: "待付款",
+      pump_locked: "锁定", pump_out_of_order: "故障", pump_unknown: "状态未知",
+      st_bound: "已绑定：请提起油枪", st_nozzle_up: "油枪已提起", st_authorised: "已授权：可以加油",
+      st_fuelling: "加油中…", st_completed: "加油完成", st_locked: "已锁定，待付款", st_paid: "已付款",
+      st_expired: "已超时", st_taken_by_cashier: "已转收银台结算", st_cancelled: "已取消", st_review: "待人工核对",
     },
     en: {
       title: "Lijiang Fuel", grade: "Grade", sort: "Sort", sort_distance: "Distance", sort_price: "Price",
@@ -63,6 +73,17 @@
       note_OutsideRegion: "This place is outside the served region: no stations are listed here",
       note_NoRoadNear: "No road near this place, so no drive times: listed by straight-line distance",
       cluster: "{n} stations · from {p}", destination: "Destination",
+      fill_here: "Fill up here", fill_login: "Logging in (demo)…", fill_pick: "Pick a nozzle", fill_pump: "Pump {label}",
+      fill_nozzle: "Nozzle {n} {g}#", fill_no_token: "no QR code", fill_binding: "Binding the nozzle…",
+      fill_no_pumps: "This station's pumps are not connected", fill_demo_only: "Fill up here is available in the demo only",
+      fill_failed: "Could not start", fill_litres: "litres", fill_amount: "amount (CNY)", fill_pay: "To pay {a} CNY",
+      fill_via_ws: "live", fill_via_poll: "polling", fill_again: "Fill up again",
+      pump_free: "free", pump_in_use: "in use", pump_in_transaction: "in transaction", pump_ready_to_pay: "ready to pay",
+      pump_locked: "locked", pump_out_of_order: "out of order", pump_unknown: "status unknown",
+      st_bound: "Bound: lift the nozzle", st_nozzle_up: "Nozzle lifted", st_authorised: "Authorised: start fuelling",
+      st_fuelling: "Fuelling…", st_completed: "Done", st_locked: "Locked, waiting for payment", st_paid: "Paid",
+      st_expired: "Timed out", st_taken_by_cashier: "Settled at the cashier", st_cancelled: "Cancelled",
+      st_review: "Needs a check by staff",
     },
   };
   const SORT_PARAM = { distance: "distance", price: "effective_price", eta: "eta", total_cost: "total_cost" };
@@ -124,11 +145,18 @@
     if (e.status === 422 && /road|snap/i.test((e.code || "") + (e.message || ""))) return t("err_no_road");
     return t("err_bad_input");
   }
-  async function api(path, params) {
+  // opts: {method, body (sent as JSON), auth (a user's session token)}
+  async function api(path, params, opts) {
     const q = params ? "?" + new URLSearchParams(params).toString() : "";
+    const o = opts || {};
+    const headers = { Accept: "application/json" };
+    if (o.auth) headers.Authorization = "Bearer " + o.auth;
+    if (o.body !== undefined) headers["Content-Type"] = "application/json";
     let r;
     try {
-      r = await fetch(path + q, { headers: { Accept: "application/json" } });
+      r = await fetch(path + q, {
+        method: o.method || "GET", headers: headers, body: o.body === undefined ? undefined : JSON.stringify(o.body),
+      });
     } catch (e) {
       throw new ApiError(0, String(e && e.message ? e.message : e));
     }
@@ -524,6 +552,7 @@
     $("#station-sheet").setAttribute("data-station-id", String(id));
     if (S.lastStations && S.lastStations.mode === "markers") drawStations(S.lastStations); // the selected in front
     $("#station-detail").innerHTML = '<div class="addr">' + esc(t("loading")) + "</div>";
+    if (FILL.station !== id) fillReset(id);
     loadRoute(id);
     loadGcj(id);
     try {
@@ -695,10 +724,187 @@
     }
   }
 
+  // ---- at the station: fill up (demo region) --------------------------------------------------------
+  // 在此加油: log in (demo: the service asks the fake WeChat for a code), pick a pump and nozzle (the token
+  // its QR code would hold, listed in development only), bind a fuelling session, then follow it live
+  // over the WebSocket (the events endpoint polled when the socket cannot be used) to the completed sale.
+  const FILL = { station: null, user: null, phase: "idle", pumps: null, session: null, via: null, error: null,
+    ws: null, poll: null, gen: 0 };
+
+  function fillStop() {
+    FILL.gen++;
+    if (FILL.ws) { try { FILL.ws.close(); } catch (e) { /* already closed */ } }
+    FILL.ws = null;
+    clearTimeout(FILL.poll);
+    FILL.poll = null;
+  }
+  function fillReset(stationId) {
+    fillStop();
+    Object.assign(FILL, { station: stationId, phase: "idle", pumps: null, session: null, via: null, error: null });
+    renderFill();
+  }
+  function fillPumpLabel(no) {
+    const p = (FILL.pumps || []).find((q) => q.pump_no === no);
+    return p ? p.label : String(no);
+  }
+  function fenText(fen) { return fen == null ? "--" : (fen / 100).toFixed(2); }
+
+  function renderFill() {
+    const el = $("#fillup");
+    if (!el) return;
+    el.setAttribute("data-phase", FILL.phase);
+    let html = "";
+    if (FILL.phase === "idle") {
+      html = '<button id="fillup-start" type="button" data-test="fillup-start">' + esc(t("fill_here")) + "</button>";
+    } else if (FILL.phase === "login" || FILL.phase === "binding") {
+      html = '<div class="fill-status">' + esc(t(FILL.phase === "login" ? "fill_login" : "fill_binding")) + "</div>";
+    } else if (FILL.phase === "pick") {
+      html = '<div class="fill-title">' + esc(t("fill_pick")) + "</div>";
+      if (!FILL.pumps || !FILL.pumps.length) html += '<div class="fill-status">' + esc(t("fill_no_pumps")) + "</div>";
+      for (const p of FILL.pumps || []) {
+        html += '<div class="fill-pump" data-test="fill-pump" data-pump="' + p.pump_no + '"><span class="pump-name">'
+          + esc(t("fill_pump", { label: p.label })) + '</span><span class="pump-status ' + esc(p.status) + '">'
+          + esc(t("pump_" + p.status.replace(/-/g, "_"))) + "</span><div class=\"nozzles\">";
+        for (const n of p.nozzles) {
+          const ok = n.active && n.token;
+          html += '<button type="button" class="fill-nozzle" data-test="fill-nozzle" data-pump="' + p.pump_no
+            + '" data-nozzle="' + n.nozzle_no + '" data-token="' + esc(n.token || "") + '"' + (ok ? "" : " disabled") + ">"
+            + esc(t("fill_nozzle", { n: n.nozzle_no, g: n.grade })) + (n.token ? "" : " · " + esc(t("fill_no_token"))) + "</button>";
+        }
+        html += "</div></div>";
+      }
+    } else if (FILL.phase === "live" && FILL.session) {
+      const x = FILL.session;
+      const final = x.final_amount_fen != null;
+      html = '<div class="fill-live" data-test="fill-live" data-state="' + esc(x.state) + '" data-session="' + x.id + '">'
+        + '<div class="fill-head">' + esc(t("fill_pump", { label: fillPumpLabel(x.pump_no) })) + " · "
+        + esc(t("fill_nozzle", { n: x.nozzle_no, g: x.grade }))
+        + ' <small class="fill-via" data-test="fill-via">' + esc(FILL.via ? t("fill_via_" + FILL.via) : "") + "</small></div>"
+        + '<div class="fill-state" data-test="fill-state">' + esc(t("st_" + x.state)) + "</div>"
+        + '<div class="fill-figures"><div><span data-test="fill-litres">' + (x.volume_ml / 1000).toFixed(2)
+        + "</span><small>" + esc(t("fill_litres")) + '</small></div><div><span data-test="fill-amount">'
+        + fenText(final ? x.final_amount_fen : x.amount_fen) + "</span><small>" + esc(t("fill_amount")) + "</small></div></div>"
+        + (final ? '<div class="fill-pay" data-test="fill-pay">' + esc(t("fill_pay", { a: fenText(x.final_amount_fen) })) + "</div>" : "")
+        + (x.terminal ? '<button id="fillup-again" type="button">' + esc(t("fill_again")) + "</button>" : "")
+        + "</div>";
+    }
+    if (FILL.error) html += '<div class="fill-error" data-test="fill-error">' + esc(FILL.error) + "</div>";
+    el.innerHTML = html;
+  }
+
+  async function fillStart() {
+    const gen = FILL.gen, station = FILL.station;
+    FILL.error = null;
+    try {
+      if (!FILL.user || Date.parse(FILL.user.expires_at) < Date.now() + 60000) {
+        FILL.phase = "login";
+        renderFill();
+        FILL.user = await api("/v1/auth/demo", null, { method: "POST", body: {} });
+      }
+      const body = await api("/v1/stations/" + station + "/pumps", null, { auth: FILL.user.token });
+      if (gen !== FILL.gen) return;
+      FILL.pumps = body.pumps;
+      FILL.phase = "pick";
+    } catch (e) {
+      if (gen !== FILL.gen) return;
+      FILL.phase = "idle";
+      FILL.error = e.status === 404 && !FILL.user ? t("fill_demo_only") : t("fill_failed") + ": " + errorText(e);
+    }
+    renderFill();
+  }
+
+  async function fillBind(token) {
+    const gen = FILL.gen;
+    FILL.phase = "binding";
+    FILL.error = null;
+    renderFill();
+    try {
+      const session = await api("/v1/fuelling/sessions", null, {
+        method: "POST", body: { nozzle_token: token }, auth: FILL.user.token,
+      });
+      if (gen !== FILL.gen) return;
+      FILL.session = session;
+      FILL.phase = "live";
+      renderFill();
+      fillFollow();
+    } catch (e) {
+      if (gen !== FILL.gen) return;
+      FILL.phase = "pick";
+      FILL.error = t("fill_failed") + ": " + errorText(e);
+      renderFill();
+    }
+  }
+
+  // An event's figures and state onto the session shown (events come in seq order, each once).
+  const TERMINAL = ["paid", "expired", "taken_by_cashier", "cancelled", "review"]; // fuelling/_session.py
+  function fillApply(ev) {
+    const x = FILL.session;
+    if (!x || ev.seq <= x.last_seq) return;
+    Object.assign(x, { state: ev.state, volume_ml: ev.volume_ml, amount_fen: ev.amount_fen, last_seq: ev.seq });
+    if (ev.final_amount_fen != null) x.final_amount_fen = ev.final_amount_fen;
+    if (ev.sale) x.sale = ev.sale;
+    x.terminal = TERMINAL.includes(ev.state);
+  }
+
+  function fillFollow() {
+    const gen = FILL.gen, x = FILL.session;
+    let ws;
+    try {
+      const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+      ws = new WebSocket(scheme + location.host + "/v1/fuelling/sessions/" + x.id + "/live?token="
+        + encodeURIComponent(FILL.user.token) + "&after_seq=" + x.last_seq);
+    } catch (e) {
+      fillPoll(gen);
+      return;
+    }
+    FILL.ws = ws;
+    ws.onopen = () => { if (gen === FILL.gen) { FILL.via = "ws"; renderFill(); } };
+    ws.onmessage = (m) => {
+      if (gen !== FILL.gen) return;
+      const msg = JSON.parse(m.data);
+      if (msg.type === "session") {
+        const keep = FILL.session.last_seq;
+        FILL.session = msg.session;
+        if (msg.session.last_seq < keep) FILL.session.last_seq = keep;
+      } else if (msg.type === "event") fillApply(msg.event);
+      renderFill();
+    };
+    ws.onclose = (ev) => {
+      if (gen !== FILL.gen) return;
+      FILL.ws = null;
+      // closed after a terminal state's event (1000), or refused for good: nothing more to follow
+      if (ev.code === 1000 || ev.code === 4401 || ev.code === 4403 || ev.code === 4404) return;
+      fillPoll(gen);
+    };
+  }
+
+  // The polling fallback: the session's events after the last seq shown, every second until it ends.
+  async function fillPoll(gen) {
+    if (gen !== FILL.gen || !FILL.session) return;
+    FILL.via = "poll";
+    try {
+      let more = true;
+      while (more) {
+        const page = await api("/v1/fuelling/sessions/" + FILL.session.id + "/events",
+          { after_seq: FILL.session.last_seq }, { auth: FILL.user.token });
+        if (gen !== FILL.gen) return;
+        page.events.forEach(fillApply);
+        more = page.more;
+      }
+      renderFill();
+    } catch (e) {
+      if (gen !== FILL.gen) return;
+      FILL.error = errorText(e);
+      renderFill();
+    }
+    if (!FILL.session.terminal) FILL.poll = setTimeout(() => fillPoll(gen), 1000);
+  }
+
   function closeSheet() {
     S.selected = null;
     ++S.sheetToken;
     $("#station-sheet").hidden = true;
+    fillReset(null);
     routeLayer.clearLayers();
     document.getElementById("map").removeAttribute("data-route-framed");
     document.querySelectorAll(".selected").forEach((el) => el.classList.remove("selected"));
@@ -715,6 +921,7 @@
     renderList();
     renderDetail();
     renderRoute();
+    renderFill();
     if (S.lastStations) {
       if (S.lastStations.mode === "cells") drawStations(S.lastStations); else renderLegend(S.lastStations);
     }
@@ -731,6 +938,14 @@
     $("#sort-select").addEventListener("change", (e) => { S.sort = e.target.value; loadList(); });
     $("#lang-toggle").addEventListener("click", () => { S.lang = S.lang === "zh" ? "en" : "zh"; applyLang(); });
     $("#sheet-close").addEventListener("click", closeSheet);
+    $("#fillup").addEventListener("click", (e) => {
+      if (e.target.closest("#fillup-start")) fillStart();
+      else if (e.target.closest("#fillup-again")) { fillReset(FILL.station); fillStart(); }
+      else {
+        const b = e.target.closest(".fill-nozzle");
+        if (b && !b.disabled) fillBind(b.getAttribute("data-token"));
+      }
+    });
     $("#station-list").addEventListener("click", (e) => {
       const li = e.target.closest(".station-item");
       if (!li) return;
@@ -755,7 +970,7 @@
     loadView();
     renderList();
     askLocation();
-    window.fuelApp = { map: map, state: S };
+    window.fuelApp = { map: map, state: S, openStation: openStation };
     document.body.setAttribute("data-ready", "1");
   }
 
