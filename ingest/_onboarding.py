@@ -21,6 +21,7 @@ import getpass
 import io
 import json
 import os
+import signal
 import sys
 import time as time_module
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,7 +35,7 @@ from typing import Any, TypeVar
 import psycopg
 from tqdm import tqdm
 
-from ingest._cli import EXIT_FAILURE, EXIT_OK, Commands, Run, add_command
+from ingest._cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Commands, Run, add_command
 
 EXIT_REJECTS = EXIT_FAILURE  # rows were rejected and nothing was written
 EXAMPLES_SHOWN = 5
@@ -490,6 +491,38 @@ def add_loader_parser(
     p.add_argument("--report", type=Path, default=None, help="reject report: .csv or .json, '-' for stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM behaves like Ctrl-C: the open transaction is rolled back and the process exits."""
+
+    def _term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
+
+
+def run_loader(args: argparse.Namespace, load: Callable[..., Summary], **options: Any) -> int:
+    """The command of a file loader (stations, prices, promotions, pumps): load `args.file` with the shared
+    options of add_loader_parser (and the loader's own `options`), print the summary and the reject report,
+    and return the exit code. Ctrl-C or SIGTERM mid-load writes nothing."""
+    install_signal_handlers()
+    try:
+        summary = load(
+            args.file,
+            actor=args.actor,
+            dry_run=args.dry_run,
+            allow_rejects=args.allow_rejects,
+            show_progress=not args.no_progress,
+            **options,
+        )
+    except FileUnreadable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    return finish(summary, report=args.report, input_path=args.file, allow_rejects=args.allow_rejects)
 
 
 def finish(summary: Summary, *, report: Path | None, input_path: Path, allow_rejects: bool) -> int:

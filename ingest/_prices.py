@@ -24,7 +24,6 @@ Rules (see data/examples/README.md):
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -36,7 +35,7 @@ from config import Settings, get_settings, resolve_served_region
 from geo._plausible import PlausibilityRules, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
-from ingest._cli import EXIT_USAGE, Commands, described
+from ingest._cli import Commands, described
 from ingest._onboarding import Reject, RowError, Summary
 from store._ceilings import ceiling_book
 from store._onboarding import (
@@ -221,21 +220,4 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ingest._stations import install_signal_handlers
-
-    install_signal_handlers()
-    try:
-        summary = load_prices(
-            args.file,
-            actor=args.actor,
-            dry_run=args.dry_run,
-            allow_rejects=args.allow_rejects,
-            show_progress=not args.no_progress,
-        )
-    except ob.FileUnreadable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
-    return ob.finish(summary, report=args.report, input_path=args.file, allow_rejects=args.allow_rejects)
+    return ob.run_loader(args, load_prices)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +34,7 @@ from geo._brands import normalize_brand
 from geo._plausible import CeilingBook, PlausibilityRules, promotion_problem
 from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
 from ingest import _onboarding as ob
-from ingest._cli import EXIT_USAGE, Commands, described
+from ingest._cli import Commands, described
 from ingest._onboarding import Reject, RowError, Summary
 from ingest._prices import station_of
 from store._ceilings import ceiling_book
@@ -281,21 +280,4 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ingest._stations import install_signal_handlers
-
-    install_signal_handlers()
-    try:
-        summary = load_promotions(
-            args.file,
-            actor=args.actor,
-            dry_run=args.dry_run,
-            allow_rejects=args.allow_rejects,
-            show_progress=not args.no_progress,
-        )
-    except ob.FileUnreadable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
-    return ob.finish(summary, report=args.report, input_path=args.file, allow_rejects=args.allow_rejects)
+    return ob.run_loader(args, load_promotions)

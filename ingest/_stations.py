@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import math
 import operator
-import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,7 +54,7 @@ from geo._hours import is_valid_opening_hours
 from geo._plausible import CeilingBook, PlausibilityRules, Problem, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
-from ingest._cli import EXIT_USAGE, Commands, described
+from ingest._cli import Commands, described
 from ingest._onboarding import Reject, RowError, Summary
 from store._ceilings import ceiling_book
 from store._onboarding import (
@@ -640,15 +638,6 @@ _VALUE_COLUMNS = STATION_COLUMNS
 _stage_values = operator.itemgetter(*_VALUE_COLUMNS)
 
 
-def install_signal_handlers() -> None:
-    """SIGTERM behaves like Ctrl-C: the open transaction is rolled back and the process exits."""
-
-    def _term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _term)
-
-
 def add_parser(commands: Commands) -> None:
     parser = ob.add_loader_parser(
         commands,
@@ -663,20 +652,4 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    install_signal_handlers()
-    try:
-        summary = load_stations(
-            args.file,
-            actor=args.actor,
-            dry_run=args.dry_run,
-            allow_rejects=args.allow_rejects,
-            source=args.source,
-            show_progress=not args.no_progress,
-        )
-    except ob.FileUnreadable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
-    return ob.finish(summary, report=args.report, input_path=args.file, allow_rejects=args.allow_rejects)
+    return ob.run_loader(args, load_stations, source=args.source)
