@@ -8,9 +8,10 @@ Distribution names are mapped to import names from the installed packages' metad
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata as md
+import json
 import re
+import subprocess
 import sys
 import tomllib
 from functools import cache
@@ -85,24 +86,40 @@ def distributions_of(module: str) -> set[str]:
     return {norm(d) for d in _installed().get(module, [])}
 
 
+# Run in a fresh interpreter: CPython 3.11.7's ast.parse can fail with "AST constructor recursion depth
+# mismatch" when other code (finalizers of the test session's threads and connections) runs inside it.
+_IMPORTS_SCRIPT = """
+import ast, json, sys
+from pathlib import Path
+root, first_party, folders = Path(sys.argv[1]), set(sys.argv[2].split(",")), sys.argv[3:]
+found = {}
+for folder in folders:
+    for path in sorted((root / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in first_party:
+                    found.setdefault(top, set()).add(path.relative_to(root).as_posix())
+print(json.dumps({k: sorted(v) for k, v in found.items()}))
+"""
+
+
 @cache
 def third_party_imports(*folders: str) -> dict[str, set[str]]:
     """Top-level module -> files importing it, outside the standard library and the project (read-only)."""
-    found: dict[str, set[str]] = {}
-    for folder in folders:
-        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                for name in names:
-                    top = name.split(".")[0]
-                    if top not in sys.stdlib_module_names and top not in FIRST_PARTY:
-                        found.setdefault(top, set()).add(path.relative_to(PROJECT_ROOT).as_posix())
-    return found
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_SCRIPT, str(PROJECT_ROOT), ",".join(sorted(FIRST_PARTY)), *folders],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {k: set(v) for k, v in json.loads(out).items()}
 
 
 def unconditional_requirements(dist: str) -> set[str]:
