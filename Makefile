@@ -30,7 +30,7 @@ RUN_ENV :=
 RUN_ONLY := -c wechat=0,wechatpay=0,sites=0
 endif
 
-.PHONY: run test lint bench venv postgres redis db web browser wrk migrate load clean-cache
+.PHONY: run test lint bench venv postgres redis db web browser wrk speech migrate load clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,15 @@ browser:
 		|| echo "chromium could not be installed: browser tests will skip"; \
 	fi
 
+# espeak-ng (Mandarin voice) for the payment announcements and sox to check them (devices/_voice.py);
+# without them the announcement jobs fail and retry, and their tests skip with one line.
+speech:
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then \
+		echo "installing espeak-ng and sox for the payment announcements"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null) \
+		|| echo "espeak-ng could not be installed: announcements will fail and their tests skip"; \
+	fi
+
 # wrk (Debian package) for the load sections of `make bench`; without it they say so and FAIL their bar.
 wrk:
 	@if ! command -v wrk >/dev/null 2>&1; then \
@@ -110,13 +119,13 @@ UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHead
 
 # The processes are the Procfile's lines (api; wechat, the fake WeChat server, in development only),
 # started together by honcho: Ctrl-C stops them all.
-run: venv redis load web
+run: venv redis load web speech
 	$(RUN_ENV) HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) SITES_CONTROL_PORT=$(SITES_CONTROL_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
 		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
 lint: venv
-	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
-	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
+	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling forecourt devices tests benchmarks
+	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt devices tests benchmarks
 	$(VENV)/bin/mypy
 
 # The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on servers,
@@ -124,7 +133,7 @@ lint: venv
 # process has its own throwaway databases, ports and rate-limit windows; a test file runs whole in one process
 # (--dist loadfile), so its module fixtures (servers, simulators) start once.
 TEST_WORKERS ?= 3
-test: venv postgres redis web browser lint
+test: venv postgres redis web browser speech lint
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv redis load wrk
