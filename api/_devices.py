@@ -10,7 +10,7 @@ Endpoints:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path
@@ -95,11 +95,11 @@ def _public(d: StationDevices, state: AppState) -> StationDevicesPublic:
         printer_port=d.printer_port,
         speaker_device_id=d.speaker_device_id,
         voice_topic=topic_for(state.settings.devices_voice_topic_prefix, d.station_id),
-        updated_at=d.updated_at,
+        updated_at=None if d.updated_at is None else d.updated_at.astimezone(state.served.region.tz),
     )
 
 
-def _delivery(d: Delivery) -> DeliveryPublic:
+def _delivery(d: Delivery, tz: tzinfo) -> DeliveryPublic:
     return DeliveryPublic(
         id=d.id,
         out_trade_no=d.out_trade_no,
@@ -110,8 +110,8 @@ def _delivery(d: Delivery) -> DeliveryPublic:
         last_error=d.last_error,
         target=d.target,
         requested_by=d.requested_by,
-        requested_at=d.requested_at,
-        done_at=d.done_at,
+        requested_at=d.requested_at.astimezone(tz),
+        done_at=None if d.done_at is None else d.done_at.astimezone(tz),
     )
 
 
@@ -184,7 +184,8 @@ def post_reprint(
     with state.db.connection() as conn:
         if get_devices(conn, station_id).printer_host is None:
             raise Conflict(f"station {station_id} has no receipt printer: set one with PUT .../devices")
-        return _delivery(reprint(conn, out_trade_no, station_id, actor=principal.name))
+        d = reprint(conn, out_trade_no, station_id, actor=principal.name)
+    return _delivery(d, state.served.region.tz)
 
 
 @router.get(
@@ -203,4 +204,4 @@ def read_deliveries(
     with state.db.connection() as conn:
         get_devices(conn, station_id)  # 404 for an unknown station
         rows = [d for d in deliveries_of(conn, out_trade_no) if d.station_id == station_id]
-    return DeliveriesPublic(deliveries=[_delivery(d) for d in rows])
+    return DeliveriesPublic(deliveries=[_delivery(d, state.served.region.tz) for d in rows])

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from geo import Conflict, NotFound
 from store._audit import record
@@ -53,9 +53,17 @@ _DELIVERY = (
 )
 
 
+def _q(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> psycopg.Cursor[tuple[Any, ...]]:
+    """A query answered in tuples, whatever the connection's row factory (the API pool's is dict_row)."""
+    cur = conn.cursor(row_factory=tuple_row)
+    cur.execute(query, params)  # type: ignore[arg-type]
+    return cur
+
+
 def get_devices(conn: psycopg.Connection[Any], station_id: int) -> StationDevices:
     """The station's devices (all None when none are set); NotFound for an unknown station."""
-    row = conn.execute(
+    row = _q(
+        conn,
         "SELECT s.id, d.printer_host, d.printer_port, d.speaker_device_id, d.updated_at FROM stations s"
         " LEFT JOIN station_devices d ON d.station_id = s.id WHERE s.id = %s",
         (station_id,),
@@ -76,9 +84,10 @@ def set_devices(
 ) -> StationDevices:
     """Replace the station's device settings (None: no such device); one audit row when anything changed."""
     with conn.transaction():
-        if conn.execute("SELECT 1 FROM stations WHERE id = %s FOR SHARE", (station_id,)).fetchone() is None:
+        if _q(conn, "SELECT 1 FROM stations WHERE id = %s FOR SHARE", (station_id,)).fetchone() is None:
             raise NotFound(f"station {station_id} does not exist")
-        old = conn.execute(
+        old = _q(
+            conn,
             "SELECT printer_host, printer_port, speaker_device_id FROM station_devices WHERE station_id = %s"
             " FOR UPDATE",
             (station_id,),
@@ -86,7 +95,8 @@ def set_devices(
         new = (printer_host, printer_port, speaker_device_id)
         if old is not None and tuple(old) == new:
             return get_devices(conn, station_id)
-        conn.execute(
+        _q(
+            conn,
             "INSERT INTO station_devices (station_id, printer_host, printer_port, speaker_device_id)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT (station_id) DO UPDATE SET printer_host = EXCLUDED.printer_host,"
             " printer_port = EXCLUDED.printer_port, speaker_device_id = EXCLUDED.speaker_device_id,"
@@ -108,7 +118,8 @@ def set_devices(
 
 def paid_payment_of_sale(conn: psycopg.Connection[Any], sale_id: int) -> tuple[str, int] | None:
     """(out_trade_no, station id) of the sale's paid payment, or None."""
-    row = conn.execute(
+    row = _q(
+        conn,
         "SELECT p.out_trade_no, s.station_id FROM sale_payments sp JOIN payments p USING (out_trade_no)"
         " JOIN fcc_sales s ON s.id = sp.sale_id WHERE sp.sale_id = %s AND p.state = 'paid'"
         " ORDER BY p.paid_at DESC LIMIT 1",
@@ -122,7 +133,8 @@ def add_delivery(
 ) -> int | None:
     """The first delivery of its kind for a payment (copy 0); None when it exists already (a repeated
     hook changes nothing)."""
-    row = conn.execute(
+    row = _q(
+        conn,
         "INSERT INTO device_deliveries (out_trade_no, kind, copy_no, station_id, requested_by)"
         " VALUES (%s, %s, 0, %s, %s) ON CONFLICT (out_trade_no, kind, copy_no) DO NOTHING RETURNING id",
         (out_trade_no, kind, station_id, requested_by),
@@ -134,7 +146,8 @@ def add_reprint(conn: psycopg.Connection[Any], out_trade_no: str, station_id: in
     """A new receipt copy of a paid payment of the station (next copy number), audited. NotFound when the
     station has no such paid payment; Conflict past MAX_COPIES."""
     with conn.transaction():
-        paid = conn.execute(
+        paid = _q(
+            conn,
             "SELECT 1 FROM payments p JOIN sale_payments sp USING (out_trade_no) JOIN fcc_sales s"
             " ON s.id = sp.sale_id WHERE p.out_trade_no = %s AND s.station_id = %s AND p.state = 'paid'"
             " FOR UPDATE OF p",
@@ -142,14 +155,16 @@ def add_reprint(conn: psycopg.Connection[Any], out_trade_no: str, station_id: in
         ).fetchone()
         if paid is None:
             raise NotFound(f"station {station_id} has no paid payment {out_trade_no[:64]!r}")
-        (last,) = conn.execute(
+        (last,) = _q(
+            conn,
             "SELECT coalesce(max(copy_no), -1) FROM device_deliveries WHERE out_trade_no = %s AND kind = 'receipt'",
             (out_trade_no,),
         ).fetchone() or (-1,)
         copy_no = int(last) + 1
         if copy_no > MAX_COPIES:
             raise Conflict(f"payment {out_trade_no} has been printed {MAX_COPIES + 1} times already")
-        row = conn.execute(
+        row = _q(
+            conn,
             "INSERT INTO device_deliveries (out_trade_no, kind, copy_no, station_id, requested_by)"
             f" VALUES (%s, 'receipt', %s, %s, %s) RETURNING {_DELIVERY}",
             (out_trade_no, copy_no, station_id, actor[:64]),
@@ -171,14 +186,15 @@ def add_reprint(conn: psycopg.Connection[Any], out_trade_no: str, station_id: in
 def get_delivery(conn: psycopg.Connection[Any], delivery_id: int, *, lock: bool = False) -> Delivery | None:
     """A delivery; with lock=True, locked for the caller's transaction, or None while another holds it."""
     suffix = " FOR UPDATE SKIP LOCKED" if lock else ""
-    row = conn.execute(
-        f"SELECT {_DELIVERY} FROM device_deliveries WHERE id = %s{suffix}", (delivery_id,)
+    row = _q(
+        conn, f"SELECT {_DELIVERY} FROM device_deliveries WHERE id = %s{suffix}", (delivery_id,)
     ).fetchone()
     return None if row is None else Delivery(*row)
 
 
 def deliveries_of(conn: psycopg.Connection[Any], out_trade_no: str) -> list[Delivery]:
-    rows = conn.execute(
+    rows = _q(
+        conn,
         f"SELECT {_DELIVERY} FROM device_deliveries WHERE out_trade_no = %s ORDER BY kind, copy_no",
         (out_trade_no,),
     ).fetchall()
@@ -186,7 +202,8 @@ def deliveries_of(conn: psycopg.Connection[Any], out_trade_no: str) -> list[Deli
 
 
 def mark_done(conn: psycopg.Connection[Any], delivery_id: int, *, target: str) -> None:
-    conn.execute(
+    _q(
+        conn,
         "UPDATE device_deliveries SET state = 'done', done_at = now(), attempts = attempts + 1,"
         " last_error = NULL, target = %s WHERE id = %s",
         (target[:300], delivery_id),
@@ -194,7 +211,8 @@ def mark_done(conn: psycopg.Connection[Any], delivery_id: int, *, target: str) -
 
 
 def mark_failed(conn: psycopg.Connection[Any], delivery_id: int, *, target: str | None, error: str) -> None:
-    conn.execute(
+    _q(
+        conn,
         "UPDATE device_deliveries SET attempts = attempts + 1, last_error = %s, target = %s"
         " WHERE id = %s AND state = 'pending'",
         (error[:MAX_ERROR], None if target is None else target[:300], delivery_id),
