@@ -56,7 +56,7 @@ _DELIVERY = (
 def _q(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> psycopg.Cursor[tuple[Any, ...]]:
     """A query answered in tuples, whatever the connection's row factory (the API pool's is dict_row)."""
     cur = conn.cursor(row_factory=tuple_row)
-    cur.execute(query, params)  # type: ignore[arg-type]
+    cur.execute(query, params)
     return cur
 
 
