@@ -177,7 +177,17 @@ def announce_payment(delivery_id: int) -> str:
 
 def on_sale_paid(conn: psycopg.Connection[Any], sale_id: int) -> None:
     """In the payment's transaction: a receipt when the station has a printer, an announcement when it has
-    a speaker, each deferred as a job (idempotent: a second call adds nothing)."""
+    a speaker, each deferred as a job (idempotent: a second call adds nothing). In a savepoint: whatever
+    goes wrong here is logged and leaves the payment's own records alone (a receipt never blocks a
+    payment; the operator reprints)."""
+    try:
+        with conn.transaction():
+            _defer_deliveries(conn, sale_id)
+    except Exception:
+        log.exception("sale %s: the receipt and announcement could not be queued", sale_id)
+
+
+def _defer_deliveries(conn: psycopg.Connection[Any], sale_id: int) -> None:
     paid = _devices.paid_payment_of_sale(conn, sale_id)
     if paid is None:
         return
