@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +22,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
-from devices import PRINT_RECEIPT
+from devices import PRINT_RECEIPT, on_sale_paid
 from payments import _queue
 from store._audit import audit_rows
 from store._auth import create_api_key
@@ -99,7 +102,7 @@ def _deliveries(stack: PayStack, station: int, no: str, headers: dict[str, str])
 
 
 def test_a_paid_sale_prints_its_receipt_once_and_is_announced(
-    stack: PayStack, operator: dict[str, str]
+    stack: PayStack, operator: dict[str, str], tmp_path: Path
 ) -> None:
     site = stack.site()
     printer = PrinterListener()
@@ -134,7 +137,14 @@ def test_a_paid_sale_prints_its_receipt_once_and_is_announced(
         msg = speaker.messages[0]
         assert msg["text"] == "微信到账一百六十三点六元，一号油枪"
         assert (msg["out_trade_no"], msg["device_id"], msg["amount_fen"]) == (no, "spk-7", 16_360)
-        assert base64.b64decode(msg["audio_base64"]).startswith(b"RIFF")
+        wav = tmp_path / "announcement.wav"
+        wav.write_bytes(base64.b64decode(msg["audio_base64"]))
+        stat = subprocess.run(
+            ["sox", str(wav), "-n", "stat"], capture_output=True, text=True, timeout=30
+        ).stderr
+        seconds = float(re.search(r"Length \(seconds\):\s+([0-9.]+)", stat).group(1))  # type: ignore[union-attr]
+        rms = float(re.search(r"RMS\s+amplitude:\s+([0-9.]+)", stat).group(1))  # type: ignore[union-attr]
+        assert 1.5 < seconds < 10 and rms > 0.02, stat  # speech of the sentence's length, not silence
         done = wait_for(
             lambda: (
                 (d := _deliveries(stack, site.station, no, operator))
@@ -277,3 +287,19 @@ def test_device_settings_and_reprints_refuse_what_is_wrong(stack: PayStack, oper
     )
     r = _api(stack, "POST", f"/v1/stations/{site.station}/payments/{no}/reprint", manager)
     assert r.status_code == 202 and r.json()["requested_by"] == "mgr-dev"
+
+
+def test_a_device_error_never_blocks_the_payment(stack: PayStack, caplog: pytest.LogCaptureFixture) -> None:
+    """The hook runs in the payment's transaction: when queueing the receipt fails (here its table is
+    missing), the error is logged and the payment's transaction goes on."""
+    site = stack.site()
+    no = _paid(stack, site, 1, "3")
+    (sale_id,) = stack.sql("SELECT sale_id FROM sale_payments WHERE out_trade_no = %s", no)[0]
+    with psycopg.connect(stack.db_url) as conn, conn.transaction(force_rollback=True):
+        conn.execute("ALTER TABLE station_devices RENAME TO station_devices_gone")
+        on_sale_paid(conn, sale_id)  # no exception
+        assert conn.execute("SELECT state FROM payments WHERE out_trade_no = %s", (no,)).fetchone() == (
+            "paid",
+        )
+    assert stack.sql("SELECT count(*) FROM station_devices")[0][0] >= 0  # rolled back: the table is there
+    assert any(f"sale {sale_id}: the receipt" in r.getMessage() for r in caplog.records)
