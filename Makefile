@@ -30,7 +30,7 @@ RUN_ENV :=
 RUN_ONLY := -c wechat=0,wechatpay=0,sites=0
 endif
 
-.PHONY: run test lint bench venv postgres redis db web browser wrk speech migrate load clean-cache
+.PHONY: run test lint bench venv postgres redis db web browser wrk speech mqtt migrate load clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,14 @@ redis:
 		echo "Redis is down: starting redis-server on 127.0.0.1:6379"; \
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null; \
 		for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done; \
+	fi
+
+# Mosquitto for the payment announcements (devices/_voice.py; only when nothing answers on 127.0.0.1:1883).
+mqtt:
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then \
+		echo "Mosquitto is down: starting it on 127.0.0.1:1883"; \
+		mosquitto -d -c /etc/mosquitto/mosquitto.conf 2>/dev/null || mosquitto -d -p 1883; \
+		for i in $$(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break; sleep 0.2; done; \
 	fi
 
 db: postgres venv
@@ -119,7 +127,7 @@ UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHead
 
 # The processes are the Procfile's lines (api; wechat, the fake WeChat server, in development only),
 # started together by honcho: Ctrl-C stops them all.
-run: venv redis load web speech
+run: venv redis mqtt load web speech
 	$(RUN_ENV) HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) SITES_CONTROL_PORT=$(SITES_CONTROL_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
 		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
@@ -133,7 +141,7 @@ lint: venv
 # process has its own throwaway databases, ports and rate-limit windows; a test file runs whole in one process
 # (--dist loadfile), so its module fixtures (servers, simulators) start once.
 TEST_WORKERS ?= 3
-test: venv postgres redis web browser speech lint
+test: venv postgres redis mqtt web browser speech lint
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv redis load wrk
