@@ -8,6 +8,7 @@ which hold no Chinese, so the text goes in through its raw write. Layout, bold, 
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -84,7 +85,7 @@ def render(r: Receipt, tz: ZoneInfo) -> bytes:
     p = Dummy()
 
     def text(s: str) -> None:
-        p._raw(s.encode(ENCODING))
+        p._raw(printable(s).encode(ENCODING))
 
     p.hw("INIT")
     p._raw(CHINESE_MODE)
@@ -108,6 +109,18 @@ def render(r: Receipt, tz: ZoneInfo) -> bytes:
     text("谢谢惠顾，欢迎再次光临\n")
     p.cut()
     return bytes(p.output)
+
+
+def printable(s: str) -> str:
+    """Text as the printer may receive it: control and other non-printing characters (an ESC in a station's
+    name would be a command) and line or paragraph separators (U+2028, U+2029) become spaces; line breaks
+    are kept. GB18030 encodes every other character, and none of its bytes is a command byte (0x1B, 0x1C,
+    0x1D): those stay text."""
+    return "".join(c if c == "\n" or not _hidden(unicodedata.category(c)) else " " for c in s)
+
+
+def _hidden(category: str) -> bool:
+    return category[0] == "C" or category in ("Zl", "Zp")
 
 
 def invoice_url(base: str, out_trade_no: str) -> str:

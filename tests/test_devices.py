@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devices import (
     REPRINT_MARK,
@@ -32,6 +34,7 @@ from devices import (
     synthesize,
     topic_for,
 )
+from devices._receipt import printable
 from geo import ImplausibleValue
 from tests._escpos import PrinterListener, decode
 from tests._servers import free_port
@@ -176,9 +179,9 @@ def test_the_announcement_is_speech_of_a_plausible_length(tmp_path: Path) -> Non
     s, lo = _sox_stat(short), _sox_stat(long)
     assert 0.8 < s["Length (seconds)"] < 6, s
     assert s["Length (seconds)"] < lo["Length (seconds)"] < 10, lo  # more words, longer
-    for st in (s, lo):
-        assert st["RMS     amplitude"] > 0.02, st  # not silent
-        assert st["Maximum amplitude"] > 0.2, st
+    for stat in (s, lo):
+        assert stat["RMS     amplitude"] > 0.02, stat  # not silent
+        assert stat["Maximum amplitude"] > 0.2, stat
 
 
 @needs_speech
@@ -219,3 +222,47 @@ def test_the_announcement_reaches_the_station_topic() -> None:
     )
     assert body["format"] == "wav" and base64.b64decode(body["audio_base64"]) == wav
     assert body["created_at"].endswith("+08:00")
+
+
+_NAME = st.text(
+    alphabet=st.one_of(
+        st.characters(codec="utf-8", exclude_categories=("Cs",)),
+        st.sampled_from("\x1b\x1c\x1d\u2028\u3000\r加油站𠀀"),
+    ),
+    min_size=1,
+    max_size=24,
+).filter(lambda s: s.strip() != "" and "\n" not in s)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    name=_NAME,
+    volume_ml=st.integers(1, 200_000),
+    unit_price_fen=st.integers(1, 2_000),
+    discount_fen=st.integers(0, 5_000),
+    copy_no=st.integers(0, 99),
+)
+def test_any_receipt_reads_back(
+    name: str, volume_ml: int, unit_price_fen: int, discount_fen: int, copy_no: int
+) -> None:
+    """Whatever a station is called (any script, even control characters, which must not become printer
+    commands), the job reads back to the same fields."""
+    amount = volume_ml * unit_price_fen // 1000
+    r = _receipt(
+        station_name=name,
+        volume_ml=volume_ml,
+        unit_price_fen=unit_price_fen,
+        sale_amount_fen=amount,
+        discount_fen=discount_fen,
+        paid_fen=amount - discount_fen,
+        copy_no=copy_no,
+        printed_at=PAID_AT,
+    )
+    job = decode(render(r, TZ))
+    shown = printable(name)
+    if shown.strip():
+        assert job.field("油站") == shown.strip() or job.field("油站") == shown
+    assert job.field("金额") == f"{amount // 100}.{amount % 100:02d} 元"
+    assert job.field("单价") == f"{unit_price_fen // 100}.{unit_price_fen % 100:02d} 元/升"
+    assert (REPRINT_MARK in job.text) == (copy_no > 0)
+    assert job.qr == [r.invoice_url] and job.cut
