@@ -231,7 +231,9 @@ class Settings(BaseSettings):
     # ---- Station devices (devices/): receipt printers and payment announcements, payments worker jobs ----
     devices_printer_timeout_s: float = Field(10.0, gt=0, le=60)  # connect and write one print job
     # The e-invoice request page a receipt's QR code opens (?out_trade_no=... is added).
-    devices_invoice_url: str = "https://fuel.example.cn/fapiao"
+    devices_invoice_url: str = Field(
+        "https://fuel.example.cn/fapiao", pattern=r"^https?://[^\s/]+\S*$", max_length=200
+    )
     # The MQTT broker the stations' speakers subscribe to; topic <prefix>/stations/<id>/voice.
     devices_mqtt_host: str = "127.0.0.1"
     devices_mqtt_port: int = Field(1883, ge=1, le=65_535)
