@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from api._auth import Forbidden, authenticate, require_operator
 from api._models import READ, WRITE, error_responses
 from api._state import AppState, get_state
-from devices import check_printer, reprint
-from geo import Conflict
+from devices import check_printer, reprint, topic_for
+from geo import Conflict, InvalidInput
 from store._auth import Principal
 from store._devices import Delivery, StationDevices, deliveries_of, get_devices, set_devices
 
@@ -87,8 +87,6 @@ def _may_use_station(principal: Principal, station_id: int) -> None:
 
 
 def _public(d: StationDevices, state: AppState) -> StationDevicesPublic:
-    from devices import topic_for
-
     return StationDevicesPublic(
         station_id=d.station_id,
         printer_host=d.printer_host,
@@ -147,8 +145,6 @@ def put_devices(
     require_operator(principal, "station devices")
     host, port = body.printer_host, body.printer_port
     if (host is None) != (port is None):
-        from geo import InvalidInput
-
         raise InvalidInput(
             "printer_port" if port is None else "printer_host", "give printer_host and printer_port together"
         )
