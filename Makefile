@@ -30,7 +30,7 @@ RUN_ENV :=
 RUN_ONLY := -c wechat=0,wechatpay=0,sites=0
 endif
 
-.PHONY: run test lint bench venv postgres redis db web browser wrk migrate load clean-cache
+.PHONY: run test lint bench venv postgres redis db web browser wrk speech mqtt migrate load clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,14 @@ redis:
 		for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done; \
 	fi
 
+# Mosquitto for the payment announcements (devices/_voice.py; only when nothing answers on 127.0.0.1:1883).
+mqtt:
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then \
+		echo "Mosquitto is down: starting it on 127.0.0.1:1883"; \
+		mosquitto -d -c /etc/mosquitto/mosquitto.conf 2>/dev/null || mosquitto -d -p 1883; \
+		for i in $$(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break; sleep 0.2; done; \
+	fi
+
 db: postgres venv
 	@$(PY) -m ingest create-db
 
@@ -81,6 +89,15 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			chromium chromium-driver fonts-droid-fallback >/dev/null) \
 		|| echo "chromium could not be installed: browser tests will skip"; \
+	fi
+
+# espeak-ng (Mandarin voice) for the payment announcements and sox to check them (devices/_voice.py);
+# without them the announcement jobs fail and retry, and their tests skip with one line.
+speech:
+	@if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then \
+		echo "installing espeak-ng and sox for the payment announcements"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox >/dev/null) \
+		|| echo "espeak-ng could not be installed: announcements will fail and their tests skip"; \
 	fi
 
 # wrk (Debian package) for the load sections of `make bench`; without it they say so and FAIL their bar.
@@ -110,13 +127,13 @@ UVICORN_FLAGS := --no-access-log --no-proxy-headers --http api._http:H11WithHead
 
 # The processes are the Procfile's lines (api; wechat, the fake WeChat server, in development only),
 # started together by honcho: Ctrl-C stops them all.
-run: venv redis load web
+run: venv redis mqtt load web speech
 	$(RUN_ENV) HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) SITES_CONTROL_PORT=$(SITES_CONTROL_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
 		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
 lint: venv
-	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
-	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
+	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling forecourt devices tests benchmarks
+	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt devices tests benchmarks
 	$(VENV)/bin/mypy
 
 # The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on servers,
@@ -124,7 +141,7 @@ lint: venv
 # process has its own throwaway databases, ports and rate-limit windows; a test file runs whole in one process
 # (--dist loadfile), so its module fixtures (servers, simulators) start once.
 TEST_WORKERS ?= 3
-test: venv postgres redis web browser lint
+test: venv postgres redis mqtt web browser speech lint
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv redis load wrk

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import (
+    _devices,
     _docs,
     _errors,
     _forecourt,
@@ -37,6 +38,7 @@ from api._readscope import ReadYourWrites
 from api._state import AppState, get_state
 from api._sync import TrafficSync
 from config import Settings, get_settings, resolve_served_region
+from devices import register_device_hooks
 from geo._graphcache import graph_identity
 from store import Database
 from store._sessions import register_payment_hooks
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sync.start()
             state.extras["sync"] = sync
         register_payment_hooks()  # a sale's lock and payment move the fuelling session that holds it
+        register_device_hooks()  # a paid sale prints its receipt and is announced on the station's speaker
         hub = LiveHub(
             settings.service_url,
             pool_size=settings.fuelling_live_pool_size,
@@ -164,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_ranking.router)  # stations along a route (before _stations: wins over /{id})
     app.include_router(_stations.router)  # stations: nearby, one, bbox
     app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
+    app.include_router(_devices.router)  # a station's receipt printer and speaker, reprints (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
     app.include_router(_payments.router)  # WeChat Pay notifications
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account

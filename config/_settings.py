@@ -228,6 +228,19 @@ class Settings(BaseSettings):
     payments_site_timeout_s: float = Field(10.0, gt=0, le=120)
     # An Idempotency-Key whose request stopped answering (a killed API) is taken over after this.
     payments_idempotency_lock_s: float = Field(30.0, gt=0, le=3_600)
+    # ---- Station devices (devices/): receipt printers and payment announcements, payments worker jobs ----
+    devices_printer_timeout_s: float = Field(10.0, gt=0, le=60)  # connect and write one print job
+    # The e-invoice request page a receipt's QR code opens (?out_trade_no=... is added).
+    devices_invoice_url: str = Field(
+        "https://fuel.example.cn/fapiao", pattern=r"^https?://[^\s/]+\S*$", max_length=200
+    )
+    # The MQTT broker the stations' speakers subscribe to; topic <prefix>/stations/<id>/voice.
+    devices_mqtt_host: str = "127.0.0.1"
+    devices_mqtt_port: int = Field(1883, ge=1, le=65_535)
+    devices_mqtt_username: str | None = None
+    devices_mqtt_password: str | None = None
+    devices_mqtt_timeout_s: float = Field(10.0, gt=0, le=60)  # connect and PUBACK of one announcement
+    devices_voice_topic_prefix: str = Field("lijiang-fuel", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
     # ---- The station link (forecourt/): `python -m forecourt link` and the simulated sites ----
     # TCP (plain OpenFSC lines) and WebSocket (/ws/text, one line per text frame) listening addresses.
     link_host: str = "127.0.0.1"

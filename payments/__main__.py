@@ -58,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(create_app(keys, time_factor=factor), host=args.host, port=args.port, log_level="warning")
         return 0
     if args.command == "worker":
+        from devices import register_device_hooks
         from payments._queue import run_worker_async
         from store._sessions import register_payment_hooks
 
         register_payment_hooks()  # a sale paid or unlocked by a job moves its fuelling session too
+        register_device_hooks()  # and prints its receipt, announces it (the devices' jobs join this worker)
 
         asyncio.run(
             run_worker_async(

@@ -37,6 +37,10 @@ KEYED = {  # (method, path) of the endpoints that take an API key
     ("delete", "/v1/promotions/{promotion_id}"),
     ("post", "/v1/traffic"),
     ("delete", "/v1/traffic"),
+    ("get", "/v1/stations/{station_id}/devices"),
+    ("put", "/v1/stations/{station_id}/devices"),
+    ("post", "/v1/stations/{station_id}/payments/{out_trade_no}/reprint"),
+    ("get", "/v1/stations/{station_id}/payments/{out_trade_no}/deliveries"),
 }
 USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/me"),
