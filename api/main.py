@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import (
+    _ceilings,
     _docs,
     _errors,
     _forecourt,
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_ranking.router)  # stations along a route (before _stations: wins over /{id})
     app.include_router(_stations.router)  # stations: nearby, one, bbox
     app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
+    app.include_router(_ceilings.router)  # official price ceilings in force and their staleness (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
     app.include_router(_payments.router)  # WeChat Pay notifications
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
