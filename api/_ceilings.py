@@ -71,7 +71,7 @@ class CeilingsPublic(BaseModel):
 @router.get(
     "/v1/manage/ceilings",
     response_model=CeilingsPublic,
-    responses=error_responses(401, *READ),
+    responses=error_responses(401, 403, *READ),
 )
 def read_ceilings(
     principal: Principal = Depends(authenticate),

@@ -620,7 +620,7 @@ def add_loader_parser(
 ) -> argparse.ArgumentParser:
     """The subparser of a file loader (stations, prices, promotions): the file and the shared options."""
     p = add_command(commands, command, run, summary=summary, description=description)
-    p.add_argument("file", type=Path, help="CSV, JSON or GeoJSON file")
+    p.add_argument("file", type=Path, help="CSV (UTF-8 or GB18030), .xlsx, JSON or GeoJSON file")
     add_actor_option(p)
     p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     p.add_argument(

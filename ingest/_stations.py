@@ -1,5 +1,6 @@
 """`python -m ingest stations FILE [--dry-run] [--allow-rejects] [--report PATH] [--source onboarding]
-[--no-progress]`: load operator station files (CSV, JSON, GeoJSON) or an OSM extract.
+[--region NAME] [--no-progress]`: load operator station files (CSV in UTF-8 or GB18030, .xlsx, JSON,
+GeoJSON) or an OSM extract.
 
 The file schema (columns; JSON keys and GeoJSON properties alike) is documented in
 data/examples/README.md. In short: source_ref (required), name, name_en, brand, address, lat, lon,
@@ -18,6 +19,9 @@ The rules:
 - matching and idempotence: see store/_onboarding.py (key, alias, then same brand within 50 m);
   a column absent from the file keeps the stored value of a matched station;
 - --dry-run runs everything up to the write and prints what would change;
+- coordinates that look wrong are warnings, not rejects (store/_onboarding.coordinate_warnings): a
+  station moved more than 100 m, a new one with the name and brand of a stored one within 1 km, and
+  `wgs84` points that land on a known station when read as GCJ-02;
 - prices must be plausible (geo/_plausible.py): a grade the station sells, a plausible
   prices_effective_from, within the band of the official ceiling in force then; a reject names the
   rule and the allowed range;
@@ -675,7 +679,7 @@ def add_parser(commands: Commands) -> None:
         commands,
         COMMAND,
         run,
-        summary="load fuel stations from an operator file (CSV, JSON, GeoJSON) or an OSM extract",
+        summary="load fuel stations from an operator file (CSV, .xlsx, JSON, GeoJSON) or an OSM extract",
         description=described(__doc__),
     )
     parser.add_argument(
