@@ -213,7 +213,8 @@ def _cell_text(v: Any) -> Any:
 
 
 def _read_xlsx(p: Path) -> InputFile:
-    """The first sheet of an Excel workbook: the first non-empty row is the header."""
+    """The first sheet of an Excel workbook: the first row with two or more values is the header (a
+    one-cell title above it is skipped)."""
     import zipfile
 
     from openpyxl import load_workbook
@@ -232,8 +233,11 @@ def _read_xlsx(p: Path) -> InputFile:
             if n > MAX_XLSX_ROWS:
                 raise FileUnreadable(f"{p}: more than {MAX_XLSX_ROWS} rows")
             cells = [_cell_text(v) for v in values]
-            if all(not str(c).strip() for c in cells):
+            filled = sum(1 for c in cells if str(c).strip())
+            if filled == 0:
                 continue
+            if keys is None and filled == 1:
+                continue  # a title above the table ("丽江加油站信息表", often a merged cell)
             if keys is None:
                 keys = [_norm_key(c) for c in cells]
                 while keys and not keys[-1]:

@@ -63,6 +63,7 @@ from ingest._onboarding import Reject, RowError, Summary
 from store._ceilings import ceiling_book, staleness
 from store._onboarding import (
     MATCH_RADIUS_M,
+    SAME_NAME_WARN_M,
     apply_prices,
     apply_stations,
     coordinate_warnings,
@@ -410,6 +411,40 @@ def _gcj_readings(rows: Sequence[ValidRow]) -> list[tuple[int, float, float]]:
     ]
 
 
+def namesakes_in_file(rows: list[ValidRow]) -> list[str]:
+    """Warnings for rows with the same brand and name as an earlier row of the file within
+    SAME_NAME_WARN_M (not duplicates by the 50 m rule, but probably one station given twice)."""
+    out: list[str] = []
+    cell = 0.01  # degrees: >= 1 km in latitude; longitude cells are wider than 1 km below 60 degrees
+    grid: dict[tuple[str, str, int, int], list[ValidRow]] = {}
+    for r in rows:
+        v = r.values
+        name = str(v.get("name") or "").strip().lower()
+        if not name:
+            continue
+        lat, lon = v["lat"], v["lon"]
+        gy, gx = math.floor(lat / cell), math.floor(lon / cell)
+        key = (str(v.get("brand") or "other"), name)
+        near = next(
+            (
+                (o, d)
+                for dy in (-1, 0, 1)
+                for dx in (-1, 0, 1)
+                for o in grid.get((*key, gy + dy, gx + dx), ())
+                if (d := _distance_m(lat, lon, o.values["lat"], o.values["lon"])) <= SAME_NAME_WARN_M
+            ),
+            None,
+        )
+        if near is not None:
+            o, d = near
+            out.append(
+                f"row {r.row}: same name and brand as row {o.row} ({o.values['source_ref']}) {d:.0f} m away: "
+                "one station given twice?"
+            )
+        grid.setdefault((*key, gy, gx), []).append(r)
+    return out
+
+
 def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return haversine_m(lat1, lon1, lat2, lon2)
 
@@ -584,6 +619,7 @@ def _load_once(
                 summary.extra["skipped OSM duplicates"] = len(dup_rejects)
         else:
             rejects.extend(dup_rejects)
+            summary.warnings.extend(namesakes_in_file(valid))
 
         ob.phase(f"staging {len(valid)} rows")
         stage_stations(

@@ -171,10 +171,13 @@ def test_undecodable_text_is_a_clear_error(clean: str, reports: Path, tmp_path: 
     assert "neither UTF-8 nor GB18030" in run.stderr and "Traceback" not in run.stderr
 
 
-def _xlsx(path: Path, header: list[str] | None, body: list[list[Any]]) -> Path:
+def _xlsx(path: Path, header: list[str] | None, body: list[list[Any]], *, title: str | None = None) -> Path:
     wb = Workbook()
     ws = wb.active
     assert ws is not None
+    if title is not None:  # a title above the table, merged across it as station staff do
+        ws.append([title])
+        ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(header or [1]))
     if header is not None:
         ws.append(header)
     for r in body:
@@ -198,7 +201,7 @@ def _typed(header: list[str], row: list[str]) -> list[Any]:
 
 def test_xlsx_loads_like_the_csv(clean: str, reports: Path, tmp_path: Path) -> None:
     header, body = example_rows()
-    f = _xlsx(tmp_path / "stations.xlsx", header, [_typed(header, r) for r in body])
+    f = _xlsx(tmp_path / "stations.xlsx", header, [_typed(header, r) for r in body], title="丽江加油站信息表")
     dry = ingest(clean, reports, "stations", str(f), "--region", "lijiang", "--dry-run", "--no-progress")
     assert dry.returncode == 0 and "would be stations: 4 new" in dry.stdout, dry.stdout + dry.stderr
     run = ingest(clean, reports, "stations", str(f), "--region", "lijiang", "--no-progress", real=True)
@@ -216,10 +219,10 @@ def test_xlsx_rejects_name_the_sheet_row(clean: str, reports: Path, tmp_path: Pa
     header, body = example_rows()
     bad = _typed(header, body[1])
     bad[header.index("lat")] = 126.87
-    f = _xlsx(tmp_path / "bad.xlsx", header, [_typed(header, body[0]), bad])
+    f = _xlsx(tmp_path / "bad.xlsx", header, [_typed(header, body[0]), bad], title="加油站")
     run = ingest(clean, reports, "stations", str(f), "--region", "lijiang", "--no-progress")
     assert run.returncode == 1
-    assert "row 3 lat: must be between -90 and 90" in run.stdout
+    assert "row 4 lat: must be between -90 and 90" in run.stdout  # the sheet's row: title, header, 2 rows
     assert stations(clean) == []
 
 
@@ -357,6 +360,14 @@ def test_gcj02_points_marked_wgs84_are_flagged(clean: str, reports: Path, tmp_pa
         r"same name and brand as station 1 \(中国石化丽江福慧路加油站\) [3-6]\d\d m away", run.stdout
     )
     assert "these look like GCJ-02 coordinates" in run.stdout
+    # two rows of one file with the same name and brand 300 m apart: one station given twice?
+    twice = [
+        dict(first, source_ref="X-1"),
+        dict(first, source_ref="X-2", lat=f"{float(first['lat']) + 0.0027:.6f}"),
+    ]
+    f.write_text(csv_text(header, [list(r.values()) for r in twice]), encoding="utf-8")
+    run = ingest(clean, reports, "stations", str(f), "--region", "lijiang", "--dry-run", "--no-progress")
+    assert re.search(r"row 3: same name and brand as row 2 \(X-1\) 30\d m away", run.stdout), run.stdout
     # the same row marked gcj02 lands on the stored station: no warning, nothing moves
     right = dict(first, lat=f"{g_lat:.6f}", lon=f"{g_lon:.6f}", coord="gcj02")
     f.write_text(csv_text(header, [list(right.values())]), encoding="utf-8")
