@@ -258,7 +258,8 @@ def coordinate_warnings(
     - a new station has the same brand and name as a stored one within SAME_NAME_WARN_M (matching looks
       only MATCH_RADIUS_M around, so a GCJ-02 point read as WGS-84 would create a second station);
     - `gcj_readings` (seq, lat, lon): the file's WGS-84 points read as GCJ-02 instead; when such a reading
-      lands within MATCH_RADIUS_M of a stored station, the file's coordinates look like GCJ-02.
+      of a row that adds a station or moves one lands within MATCH_RADIUS_M of a stored station, the
+      file's coordinates look like GCJ-02.
     Warnings only: the operator decides (the rows load as given)."""
     out: list[tuple[int, str]] = []
     for row_no, tid, name, d in _rows(
@@ -299,6 +300,18 @@ def coordinate_warnings(
                 f"(stations are matched only within {MATCH_RADIUS_M:g} m)",
             )
         )
+    # the GCJ-02 test, for the rows that add a station or move one (a reload of a file costs nothing)
+    placing = {
+        int(seq)
+        for (seq,) in _rows(
+            conn,
+            "SELECT st.seq FROM onboard_stations st LEFT JOIN stations s ON s.id = st.target_id"
+            " WHERE st.reject IS NULL AND (s.id IS NULL OR NOT ST_DWithin(s.geom::geography,"
+            "   ST_SetSRID(ST_MakePoint(st.lon, st.lat), 4326)::geography, %s))",
+            (MATCH_RADIUS_M,),
+        )
+    }
+    gcj_readings = [g for g in gcj_readings if g[0] in placing]
     if gcj_readings:
         seqs, lats, lons = zip(*gcj_readings, strict=True)
         for row_no, tid, name, d in _rows(
