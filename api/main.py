@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import (
     _devices,
+    _ceilings,
     _docs,
     _errors,
     _forecourt,
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_stations.router)  # stations: nearby, one, bbox
     app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
     app.include_router(_devices.router)  # a station's receipt printer and speaker, reprints (API keys)
+    app.include_router(_ceilings.router)  # official price ceilings in force and their staleness (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
     app.include_router(_payments.router)  # WeChat Pay notifications
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account

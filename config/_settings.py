@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     regions_dir: Path = PROJECT_ROOT / "data" / "regions"
     shared_data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
     cache_dir: Path = PROJECT_ROOT / ".cache"
+    # Where the onboarding loaders write reject reports (never next to the operator's input file).
+    onboarding_reports_dir: Path = PROJECT_ROOT / "reports" / "onboarding"
     # A region's own extract, overriding the path in its config (e.g. a Lijiang cut of a Geofabrik file).
     extract: Path | None = None
 

@@ -14,6 +14,7 @@ a station at a given (arrival) time.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -66,6 +67,37 @@ def check_opening_hours(value: str, param: str = "opening_hours") -> str:
             "'06:00-22:00; PH off')",
         )
     return text
+
+
+_ALWAYS_OPEN = frozenset(
+    (
+        "24小时",
+        "24小时营业",
+        "24小时服务",
+        "全天",
+        "全天营业",
+        "全天24小时",
+        "全天24小时营业",
+        "24h",
+        "24/24",
+        "24x7",
+    )
+)
+_EVERY_DAY = re.compile(r"^(?:每天|每日|天天|全周)\s*")
+_TIME_DASH = re.compile(r"(\d{1,2}:\d{2})\s*(?:-|~|～|至|到|—|–)\s*(\d{1,2}:\d{2})")
+
+
+def normalize_opening_hours(value: str) -> str:
+    """Station operators' Chinese wording as OSM opening_hours: '24小时', '全天营业' -> '24/7';
+    '每天 07:00－22:00' -> 'Mo-Su 07:00-22:00'; full-width digits, colons and dashes as ASCII.
+    Anything else is returned stripped (and then validated as OSM opening_hours)."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    if text.lower().replace(" ", "") in _ALWAYS_OPEN:
+        return "24/7"
+    every_day = _EVERY_DAY.match(text)
+    if every_day is not None and _TIME_DASH.search(text):
+        text = "Mo-Su " + text[every_day.end() :]
+    return _TIME_DASH.sub(r"\1-\2", text)
 
 
 def is_valid_opening_hours(value: str) -> bool:

@@ -31,6 +31,8 @@ largest saving is applied (ties: the lower id, then title). The effective price 
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -61,10 +63,23 @@ class _NoHolidays:
 NO_HOLIDAYS: HolidayCalendar = _NoHolidays()
 
 
+_GRADE_TEXT = re.compile(r"(\d{1,3})?\s*(?:#|号)?\s*(车用)?\s*(汽油|柴油|gasoline|petrol|diesel)?")
+_DIESEL_WORDS = ("柴油", "diesel")
+
+
 def normalize_grade(value: str) -> str | None:
-    """'92', '92#', ' 0# ' -> the known grade, else None."""
-    g = value.strip().rstrip("#").strip()
-    return g if g in KNOWN_GRADES else None
+    """The known grade a station's text names, else None: '92', '92#', ' 0# ', '92号', '95号汽油',
+    '0号柴油', '0#柴油', full-width '９２＃'; plain '柴油' / 'diesel' is 0# (the only diesel sold)."""
+    text = unicodedata.normalize("NFKC", value).strip().lower()
+    m = _GRADE_TEXT.fullmatch(text)
+    if m is None or not text:
+        return None
+    number, fuel = m.group(1), m.group(3)
+    if number is None:
+        return "0" if fuel in _DIESEL_WORDS else None
+    if fuel is not None and (fuel in _DIESEL_WORDS) != (number == "0"):
+        return None  # '92号柴油', '0号汽油': not a grade
+    return number if number in KNOWN_GRADES else None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from geo._plausible import PlausibilityRules
 from geo._pricing import KNOWN_GRADES
 from ingest._cli import Commands, add_command, described, one_line
 from ingest._onboarding import add_actor_option
-from store._ceilings import Ceiling, upsert_ceilings
+from store._ceilings import Ceiling, staleness, upsert_ceilings
 from store._prices import RemovedPrice, remove_implausible_future_prices
 
 NOTICE_TZ = ZoneInfo("Asia/Shanghai")
@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 zone=zone,
                 rules=PlausibilityRules.from_settings(settings),
             )
+            stale = staleness(conn, zone, region.now().date(), region.holidays).message()
     except ValueError as exc:
         print(f"ingest guidance: guidance file {path} rejected: {one_line(exc)}", file=sys.stderr)
         return 1
@@ -169,4 +170,6 @@ def run(args: argparse.Namespace) -> int:
                 f"  price {r.id}: station {r.station_id} {r.grade}# {r.price_cny:.2f} CNY/L from "
                 f"{r.effective_from.isoformat()} ({r.reason})"
             )
+    if stale is not None:
+        print(f"warning: {stale}", file=sys.stderr)
     return 0

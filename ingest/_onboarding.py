@@ -1,10 +1,14 @@
 """Shared machinery of the onboarding loaders (`stations`, `prices`, `promotions`).
 
-- reading operator files: CSV (UTF-8, BOM tolerated), JSON (a list of objects, or an object with one
-  list under `rows`/`stations`/`prices`/`promotions`), GeoJSON (a FeatureCollection of Points; the
-  point becomes `lat`/`lon`, properties the other columns); chosen by extension, then by content;
+- reading operator files: CSV (UTF-8 with or without BOM, or what Excel saves on Chinese Windows:
+  GB18030/GBK, also behind a stray UTF-8 BOM, or UTF-16; CRLF line ends), Excel workbooks (.xlsx, the
+  first sheet, read with openpyxl), JSON (a list of objects, or an object with one list under
+  `rows`/`stations`/`prices`/`promotions`), GeoJSON (a FeatureCollection of Points; the point becomes
+  `lat`/`lon`, properties the other columns); chosen by extension, then by content. A file without
+  a single data row is an error (exit 2), never "0 rows";
 - row numbers: for CSV the line number in the file (the header is line 1, so the first station is
-  row 2, as a spreadsheet shows it); for JSON/GeoJSON the 1-based position in the list;
+  row 2, as a spreadsheet shows it), for .xlsx the sheet's row number; for JSON/GeoJSON the 1-based
+  position in the list;
 - value parsers that raise RowError(field, reason);
 - the reject report (CSV, or JSON when the path ends in .json: row, field, reason, value);
 - the summary / dry-run diff printed at the end, and the progress bar (tqdm, on stderr).
@@ -24,6 +28,7 @@ import os
 import signal
 import sys
 import time as time_module
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
@@ -35,10 +40,12 @@ from typing import Any, TypeVar
 import psycopg
 from tqdm import tqdm
 
+from config import Region, Settings
 from ingest._cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Commands, Run, add_command
 
 EXIT_REJECTS = EXIT_FAILURE  # rows were rejected and nothing was written
 EXAMPLES_SHOWN = 5
+WARNINGS_SHOWN = 20
 
 T = TypeVar("T")
 
@@ -74,13 +81,13 @@ class SourceRow:
 @dataclass
 class InputFile:
     path: Path
-    format: str  # csv | json | geojson
+    format: str  # csv | xlsx | json | geojson
     rows: list[SourceRow]
     columns: frozenset[str]  # every column/property name seen in the file
 
 
 def detect_format(path: Path) -> str:
-    """csv | json | geojson | osm, from the extension, else from the first bytes."""
+    """csv | xlsx | json | geojson | osm, from the extension, else from the first bytes."""
     name = path.name.lower()
     if name.endswith((".osm.pbf", ".pbf", ".osm", ".osm.gz", ".osm.bz2")):
         return "osm"
@@ -88,11 +95,17 @@ def detect_format(path: Path) -> str:
         return "geojson"
     if name.endswith(".csv"):
         return "csv"
+    if name.endswith((".xlsx", ".xlsm")):
+        return "xlsx"
+    if name.endswith(".xls"):
+        raise FileUnreadable(f"{path}: an Excel 97-2003 workbook (.xls): save it as .xlsx or CSV")
     try:
         with path.open("rb") as fh:
             head = fh.read(4096)
     except OSError as exc:
         raise FileUnreadable(f"cannot read {path}: {exc}") from exc
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"<?xml") or text.startswith(b"<osm"):
         return "osm"
@@ -115,18 +128,17 @@ def read_input(path: Path | str, *, list_keys: Sequence[str] = ("rows",)) -> Inp
     fmt = detect_format(p)
     if fmt == "osm":
         raise FileUnreadable(f"{p}: an OSM extract, not a row file")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileUnreadable(f"cannot read {p} as UTF-8 text: {exc}") from exc
+    if fmt == "xlsx":
+        return _nonempty(_read_xlsx(p))
+    text = read_text(p)
     if fmt == "csv":
-        return _read_csv(p, text)
+        return _nonempty(_read_csv(p, text))
     try:
         doc = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise FileUnreadable(f"{p}: not valid JSON ({exc})") from exc
     if fmt == "geojson" or (isinstance(doc, dict) and doc.get("type") == "FeatureCollection"):
-        return _read_geojson(p, doc)
+        return _nonempty(_read_geojson(p, doc))
     items: Any = doc
     if isinstance(doc, dict):
         found = [doc[k] for k in (*list_keys, "rows") if isinstance(doc.get(k), list)]
@@ -144,7 +156,111 @@ def read_input(path: Path | str, *, list_keys: Sequence[str] = ("rows",)) -> Inp
         data = {_norm_key(k): v for k, v in item.items()}
         columns.update(data)
         rows.append(SourceRow(i, data))
-    return InputFile(p, "json", rows, frozenset(columns))
+    return _nonempty(InputFile(p, "json", rows, frozenset(columns)))
+
+
+def _nonempty(infile: InputFile) -> InputFile:
+    """The file, unless it has no data row: loading nothing is never a success."""
+    if not infile.rows:
+        raise FileUnreadable(
+            f"{infile.path}: the file has no data rows (empty {infile.format}): nothing to load"
+        )
+    return infile
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+MAX_XLSX_ROWS = 1_048_576  # Excel's own sheet limit
+
+
+def read_text(p: Path) -> str:
+    """The file as text: UTF-8 (BOM or not), UTF-16 with its BOM, else GB18030 (GBK and GB2312 are its
+    subsets: what Excel's "CSV" saves on Chinese Windows), also behind a UTF-8 BOM that some tools put
+    in front of GBK bytes. Line ends are left to the readers (CRLF is fine)."""
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise FileUnreadable(f"cannot read {p}: {exc}") from exc
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise FileUnreadable(f"{p}: broken UTF-16 text ({exc.reason} at byte {exc.start})") from exc
+    body = raw.removeprefix(_UTF8_BOM)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return body.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise FileUnreadable(
+            f"{p}: neither UTF-8 nor GB18030/GBK text (undecodable bytes at byte {exc.start}): "
+            "save it as CSV UTF-8 or as .xlsx"
+        ) from exc
+
+
+def _cell_text(v: Any) -> Any:
+    """A spreadsheet cell as the loaders' text: numbers without a spurious .0, dates in ISO-8601."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    if isinstance(v, datetime | date | time):
+        return v.isoformat()
+    return str(v)
+
+
+def _read_xlsx(p: Path) -> InputFile:
+    """The first sheet of an Excel workbook: the first row with two or more values is the header (a
+    one-cell title above it is skipped)."""
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(p, read_only=True, data_only=True)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise FileUnreadable(f"{p}: not a readable .xlsx workbook ({one_line_of(exc)})") from exc
+    try:
+        if not wb.worksheets:
+            raise FileUnreadable(f"{p}: the workbook has no sheet")
+        sheet = wb.worksheets[0]
+        keys: list[str] | None = None
+        rows: list[SourceRow] = []
+        for n, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            if n > MAX_XLSX_ROWS:
+                raise FileUnreadable(f"{p}: more than {MAX_XLSX_ROWS} rows")
+            cells = [_cell_text(v) for v in values]
+            filled = sum(1 for c in cells if str(c).strip())
+            if filled == 0:
+                continue
+            if keys is None and filled == 1:
+                continue  # a title above the table ("丽江加油站信息表", often a merged cell)
+            if keys is None:
+                keys = [_norm_key(c) for c in cells]
+                while keys and not keys[-1]:
+                    keys.pop()
+                dup = sorted({k for k in keys if k and keys.count(k) > 1})
+                if dup:
+                    raise FileUnreadable(f"{p}: duplicate columns in the first sheet: {', '.join(dup)}")
+                continue
+            extra = [c for c in cells[len(keys) :] if str(c).strip()]
+            if extra:
+                err = RowError("row", f"{len(keys) + len(extra)} values for {len(keys)} columns")
+                rows.append(SourceRow(n, {}, err))
+                continue
+            rows.append(SourceRow(n, {k: c for k, c in zip(keys, cells, strict=False) if k}))
+    finally:
+        wb.close()
+    if keys is None:
+        raise FileUnreadable(f"{p}: the first sheet is empty (no header row): nothing to load")
+    return InputFile(p, "xlsx", rows, frozenset(k for k in keys if k))
+
+
+def one_line_of(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _read_csv(p: Path, text: str) -> InputFile:
@@ -152,7 +268,7 @@ def _read_csv(p: Path, text: str) -> InputFile:
     try:
         header = next(reader)
     except StopIteration:
-        raise FileUnreadable(f"{p}: empty CSV file (no header line)") from None
+        raise FileUnreadable(f"{p}: empty CSV file (no header line): nothing to load") from None
     except csv.Error as exc:
         raise FileUnreadable(f"{p}: unreadable CSV header ({exc})") from exc
     keys = [_norm_key(h) for h in header]
@@ -241,15 +357,16 @@ def required_text(data: dict[str, Any], key: str, *, max_len: int = 200) -> str:
 
 
 def text_list(data: dict[str, Any], key: str) -> list[str] | None:
-    """'92;95;0' (also , or |) or a JSON list -> stripped non-empty items; None when missing."""
+    """'92;95;0' (also , | or 、, full-width ，；｜ too) or a JSON list -> stripped non-empty items (NFKC:
+    full-width letters and digits as ASCII); None when missing."""
     v = data.get(key)
     if v is None:
         return None
     if isinstance(v, list):
-        items = [str(x).strip() for x in v]
+        items = [unicodedata.normalize("NFKC", str(x)).strip() for x in v]
     else:
-        s = str(v)
-        for sep in (",", "|"):
+        s = unicodedata.normalize("NFKC", str(v))
+        for sep in (",", "|", "、"):
             s = s.replace(sep, ";")
         items = [x.strip() for x in s.split(";")]
     return [x for x in items if x]
@@ -392,9 +509,30 @@ def _write_rows(fh: Any, rows: list[dict[str, Any]], *, json_format: bool) -> No
     w.writerows(rows)
 
 
-def default_report_path(input_path: Path) -> Path:
-    """`<file>.rejects.csv` next to the input file (OSM extracts: stdout, see `finish`)."""
-    return input_path.with_name(input_path.name + ".rejects.csv")
+def default_report_path(input_path: Path, reports_dir: Path) -> Path:
+    """`<reports_dir>/<file>.rejects.csv` (FUEL_ONBOARDING_REPORTS_DIR, default reports/onboarding/), never
+    next to the input file, which may sit in a read-only or shared folder (OSM extracts: stdout)."""
+    return reports_dir / (input_path.name + ".rejects.csv")
+
+
+def loader_region(settings: Settings, name: str | None = None) -> Region:
+    """The region whose rows a loader checks: `--region NAME`, else FUEL_REGION when it is set, else the
+    served region (the demo stand-in when the region's extract is missing). A FUEL_EXTRACT naming a file
+    that does not exist is an error here, not a silent switch of region."""
+    from config import load_region, resolve_served_region
+
+    chosen = name or (settings.region if "region" in settings.model_fields_set else None)
+    if chosen is not None:
+        try:
+            return load_region(chosen, settings)
+        except FileNotFoundError as exc:
+            raise FileUnreadable(str(exc)) from exc
+    if settings.extract is not None and not Path(settings.extract).is_file():
+        raise FileUnreadable(
+            f"FUEL_EXTRACT={settings.extract}: no such file (point it at an .osm.pbf, or unset it and pass "
+            "--region NAME to check the rows against that region)"
+        )
+    return resolve_served_region(settings).region
 
 
 @dataclass
@@ -410,6 +548,7 @@ class Summary:
     extra: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # loaded as given, but worth a look
     written: bool = False
     dry_run: bool = False
 
@@ -436,6 +575,11 @@ class Summary:
         for what, items in self.examples.items():
             lines.append(f"  {what}:")
             lines.extend(f"    {x}" for x in items)
+        if self.warnings:
+            lines.append(f"  warnings ({len(self.warnings)}):")
+            lines.extend(f"    {w}" for w in self.warnings[:WARNINGS_SHOWN])
+            if len(self.warnings) > WARNINGS_SHOWN:
+                lines.append(f"    ... and {len(self.warnings) - WARNINGS_SHOWN} more")
         if self.rejects:
             lines.append("  rejected (first ones):")
             lines.extend(f"    row {r.row} {r.field}: {r.reason}" for r in self.rejects[:EXAMPLES_SHOWN])
@@ -480,7 +624,7 @@ def add_loader_parser(
 ) -> argparse.ArgumentParser:
     """The subparser of a file loader (stations, prices, promotions): the file and the shared options."""
     p = add_command(commands, command, run, summary=summary, description=description)
-    p.add_argument("file", type=Path, help="CSV, JSON or GeoJSON file")
+    p.add_argument("file", type=Path, help="CSV (UTF-8 or GB18030), .xlsx, JSON or GeoJSON file")
     add_actor_option(p)
     p.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     p.add_argument(
@@ -490,6 +634,13 @@ def add_loader_parser(
     )
     p.add_argument("--report", type=Path, default=None, help="reject report: .csv or .json, '-' for stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--region",
+        default=None,
+        metavar="NAME",
+        help="check the rows against this region (data/regions/NAME.toml); default FUEL_REGION when set, "
+        "else the served region",
+    )
     return p
 
 
@@ -514,6 +665,7 @@ def run_loader(args: argparse.Namespace, load: Callable[..., Summary], **options
             dry_run=args.dry_run,
             allow_rejects=args.allow_rejects,
             show_progress=not args.no_progress,
+            region=args.region,
             **options,
         )
     except FileUnreadable as exc:
@@ -522,15 +674,25 @@ def run_loader(args: argparse.Namespace, load: Callable[..., Summary], **options
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
-    return finish(summary, report=args.report, input_path=args.file, allow_rejects=args.allow_rejects)
+    from config import get_settings
+
+    return finish(
+        summary,
+        report=args.report,
+        input_path=args.file,
+        allow_rejects=args.allow_rejects,
+        reports_dir=get_settings().onboarding_reports_dir,
+    )
 
 
-def finish(summary: Summary, *, report: Path | None, input_path: Path, allow_rejects: bool) -> int:
-    """Print the summary, write the reject report, return the exit code."""
+def finish(
+    summary: Summary, *, report: Path | None, input_path: Path, allow_rejects: bool, reports_dir: Path
+) -> int:
+    """Print the summary, write the reject report (also after a dry run), return the exit code."""
     print(summary.render(), flush=True)
     if summary.rejects:
         if report is None and detect_format(input_path) != "osm":
-            report = default_report_path(input_path)
+            report = default_report_path(input_path, reports_dir)
         where = write_report(summary.rejects, report)
         print(f"reject report ({len(summary.rejects)} problems in {summary.rejected_rows} rows): {where}")
         if not allow_rejects:

@@ -31,13 +31,13 @@ from typing import Any
 
 import psycopg
 
-from config import Settings, get_settings, resolve_served_region
+from config import Settings, get_settings
 from geo._plausible import PlausibilityRules, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
 from ingest._cli import Commands, described
 from ingest._onboarding import Reject, RowError, Summary
-from store._ceilings import ceiling_book
+from store._ceilings import ceiling_book, staleness
 from store._onboarding import (
     apply_prices,
     existing_station_ids,
@@ -76,20 +76,24 @@ def load_prices(
     allow_rejects: bool = False,
     show_progress: bool = False,
     actor: str | None = None,
+    region: str | None = None,
 ) -> Summary:
     settings = settings or get_settings()
     p = Path(path)
     infile = ob.read_input(p, list_keys=("prices",))
-    region = resolve_served_region(settings).region
+    reg = ob.loader_region(settings, region)
     actor = actor or ob.default_actor()
     rules = PlausibilityRules.from_settings(settings)
-    ob.phase(f"{p.name}: {len(infile.rows)} rows, region={region.name}, price zone={region.price_zone}")
+    ob.phase(f"{p.name}: {len(infile.rows)} rows, region={reg.name}, price zone={reg.price_zone}")
 
     def body(conn: psycopg.Connection) -> Summary:
         summary = Summary(kind="prices", dry_run=dry_run)
         with conn.transaction() as tx:
-            now = datetime.now(region.tz)
-            book = ceiling_book(conn, region.price_zone)
+            now = datetime.now(reg.tz)
+            book = ceiling_book(conn, reg.price_zone)
+            stale = staleness(conn, reg.price_zone, now.date(), reg.holidays).message()
+            if stale is not None:
+                summary.warnings.append(stale)
             keys: list[tuple[int, tuple[str, int | str] | None]] = []
             for src in infile.rows:
                 try:
@@ -134,8 +138,8 @@ def load_prices(
                 price = ob.attempt(
                     errors, ob.decimal, d, "price_cny", places=2, lo=Decimal(0), hi=MAX_PRICE, required=True
                 )
-                ef = ob.attempt(errors, ob.when, d, "effective_from", region.tz)
-                observed = ob.attempt(errors, ob.when, d, "observed_at", region.tz)
+                ef = ob.attempt(errors, ob.when, d, "effective_from", reg.tz)
+                observed = ob.attempt(errors, ob.when, d, "observed_at", reg.tz)
                 source = (ob.attempt(errors, ob.text, d, "source", max_len=20) or "feed").lower()
                 if source not in PRICE_SOURCES:
                     errors.append(
@@ -199,7 +203,7 @@ def load_prices(
             summary.written = True
         return summary
 
-    return ob.run_load(settings.database_url, region.timezone, body)
+    return ob.run_load(settings.database_url, reg.timezone, body)
 
 
 def _value(d: dict[str, Any], fld: str) -> str | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from config import Settings, get_settings, resolve_served_region
+from config import Settings, get_settings
 from geo._brands import normalize_brand
 from geo._plausible import CeilingBook, PlausibilityRules, promotion_problem
 from geo._pricing import KNOWN_GRADES, PROMOTION_KINDS, Promotion, normalize_grade
@@ -50,16 +51,37 @@ COMMAND = "promotions"
 DAYS = {"mo": 1, "tu": 2, "we": 3, "th": 4, "fr": 5, "sa": 6, "su": 7}
 
 
+# Chinese day names: 周六, 星期六, 礼拜六 (Sunday also 日 or 天)
+CN_DAYS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "日": 7, "天": 7}
+_CN_DAY = re.compile(r"(?:周|星期|礼拜)([一二三四五六日天])")
+_DAY_RANGE = re.compile(r"(.+?)\s*(?:-|~|至|到)\s*(.+)")
+
+
+def _day(x: str) -> int | None:
+    k = x.strip().lower()
+    if k.isdigit():
+        return int(k) if 1 <= int(k) <= 7 else None
+    m = _CN_DAY.fullmatch(k)
+    if m is not None:
+        return CN_DAYS[m.group(1)]
+    return DAYS.get(k[:2]) if len(k) >= 2 and k.isascii() and k.isalpha() else None
+
+
 def _days(items: list[str] | None) -> tuple[int, ...]:
+    """'6;7', 'Sa;Su', '周六;周日' (星期六, 礼拜天 ...), ranges 'Mo-Fr' / '周一至周五' -> 1 (Monday) .. 7."""
     out: set[int] = set()
     for x in items or []:
-        k = x.strip().lower()[:2]
-        if x.strip().isdigit() and 1 <= int(x) <= 7:
-            out.add(int(x))
-        elif k in DAYS:
-            out.add(DAYS[k])
-        else:
-            raise RowError("days_of_week", f"days are 1 (Monday) .. 7 (Sunday) or Mo..Su, got {x!r}")
+        day = _day(x)
+        if day is not None:
+            out.add(day)
+            continue
+        m = _DAY_RANGE.fullmatch(x.strip())
+        first, last = (_day(m.group(1)), _day(m.group(2))) if m else (None, None)
+        if first is None or last is None or first > last:
+            raise RowError(
+                "days_of_week", f"days are 1 (Monday) .. 7 (Sunday), Mo..Su or 周一..周日, got {x!r}"
+            )
+        out.update(range(first, last + 1))
     return tuple(sorted(out))
 
 
@@ -180,14 +202,15 @@ def load_promotions(
     allow_rejects: bool = False,
     show_progress: bool = False,
     actor: str | None = None,
+    region: str | None = None,
 ) -> Summary:
     settings = settings or get_settings()
     p = Path(path)
     infile = ob.read_input(p, list_keys=("promotions",))
-    region = resolve_served_region(settings).region
+    reg = ob.loader_region(settings, region)
     actor = actor or ob.default_actor()
     rules = PlausibilityRules.from_settings(settings)
-    ob.phase(f"{p.name}: {len(infile.rows)} rows, region={region.name}")
+    ob.phase(f"{p.name}: {len(infile.rows)} rows, region={reg.name}")
 
     def body(conn: psycopg.Connection) -> Summary:
         summary = Summary(kind="promotions", dry_run=dry_run)
@@ -201,7 +224,7 @@ def load_promotions(
                         keys[src.row] = station_of(src.data)
             refs = resolve_station_refs(conn, [str(k[1]) for k in keys.values() if k[0] == "ref"])
             ids = existing_station_ids(conn, [int(k[1]) for k in keys.values() if k[0] == "id"])
-            book = ceiling_book(conn, region.price_zone)
+            book = ceiling_book(conn, reg.price_zone)
             rejects: list[Reject] = []
             valid: list[tuple[int, Promotion]] = []
             seen: dict[tuple[str, str, str], int] = {}
@@ -224,7 +247,7 @@ def load_promotions(
                     except RowError as exc:
                         errors.append(exc)
                 promo = promotion_from_data(
-                    src.data, tz=region.tz, station_id=station_id, errors=errors, book=book, rules=rules
+                    src.data, tz=reg.tz, station_id=station_id, errors=errors, book=book, rules=rules
                 )
                 if promo is not None:
                     k = (promotion_target(promo), promo.source, str(promo.source_ref))
@@ -262,11 +285,11 @@ def load_promotions(
                 raise psycopg.Rollback(tx)
             for action, pr in plan:
                 if action != "unchanged":
-                    upsert_promotion(conn, pr, actor=actor, zone=region.price_zone, rules=rules)
+                    upsert_promotion(conn, pr, actor=actor, zone=reg.price_zone, rules=rules)
             summary.written = True
         return summary
 
-    return ob.run_load(settings.database_url, region.timezone, body)
+    return ob.run_load(settings.database_url, reg.timezone, body)
 
 
 def add_parser(commands: Commands) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from config import Settings, get_settings, resolve_served_region
+from config import Settings, get_settings
 from geo._plausible import nozzle_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
@@ -60,11 +60,12 @@ def load_pumps(
     allow_rejects: bool = False,
     show_progress: bool = False,
     actor: str | None = None,
+    region: str | None = None,
 ) -> Summary:
     settings = settings or get_settings()
     p = Path(path)
     infile = ob.read_input(p, list_keys=("pumps", "nozzles"))
-    region = resolve_served_region(settings).region
+    reg = ob.loader_region(settings, region)
     actor = actor or ob.default_actor()
     ob.phase(f"{p.name}: {len(infile.rows)} rows")
 
@@ -161,7 +162,7 @@ def load_pumps(
             summary.written = True
         return summary
 
-    return ob.run_load(settings.database_url, region.timezone, body)
+    return ob.run_load(settings.database_url, reg.timezone, body)
 
 
 def _value(d: dict[str, Any], fld: str) -> str | None:

@@ -1,5 +1,6 @@
 """`python -m ingest stations FILE [--dry-run] [--allow-rejects] [--report PATH] [--source onboarding]
-[--no-progress]`: load operator station files (CSV, JSON, GeoJSON) or an OSM extract.
+[--region NAME] [--no-progress]`: load operator station files (CSV in UTF-8 or GB18030, .xlsx, JSON,
+GeoJSON) or an OSM extract.
 
 The file schema (columns; JSON keys and GeoJSON properties alike) is documented in
 data/examples/README.md. In short: source_ref (required), name, name_en, brand, address, lat, lon,
@@ -18,6 +19,9 @@ The rules:
 - matching and idempotence: see store/_onboarding.py (key, alias, then same brand within 50 m);
   a column absent from the file keeps the stored value of a matched station;
 - --dry-run runs everything up to the write and prints what would change;
+- coordinates that look wrong are warnings, not rejects (store/_onboarding.coordinate_warnings): a
+  station moved more than 100 m, a new one with the name and brand of a stored one within 1 km, and
+  `wgs84` points that land on a known station when read as GCJ-02;
 - prices must be plausible (geo/_plausible.py): a grade the station sells, a plausible
   prices_effective_from, within the band of the official ceiling in force then; a reject names the
   rule and the allowed range;
@@ -47,20 +51,22 @@ import numpy as np
 import psycopg
 import shapely
 
-from config import Region, Settings, get_settings, resolve_served_region
+from config import Region, Settings, get_settings
 from geo._brands import normalize_brand
-from geo._coords import haversine_m, to_wgs84
-from geo._hours import is_valid_opening_hours
+from geo._coords import from_wgs84_arrays, haversine_m, to_wgs84
+from geo._hours import is_valid_opening_hours, normalize_opening_hours
 from geo._plausible import CeilingBook, PlausibilityRules, Problem, price_problem
 from geo._pricing import KNOWN_GRADES, normalize_grade
 from ingest import _onboarding as ob
 from ingest._cli import Commands, described
 from ingest._onboarding import Reject, RowError, Summary
-from store._ceilings import ceiling_book
+from store._ceilings import ceiling_book, staleness
 from store._onboarding import (
     MATCH_RADIUS_M,
+    SAME_NAME_WARN_M,
     apply_prices,
     apply_stations,
+    coordinate_warnings,
     drop_rejected_stations,
     drop_staged_prices,
     plan_prices,
@@ -154,8 +160,10 @@ def _amenity_list(raw: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 @lru_cache(maxsize=4096)
-def _hours_ok(text: str) -> bool:
-    return is_valid_opening_hours(text)
+def _hours(text: str) -> tuple[str, bool]:
+    """(the OSM form of an operator's opening hours, whether it is valid): '24小时' is '24/7'."""
+    norm = normalize_opening_hours(text)
+    return norm, is_valid_opening_hours(norm)
 
 
 @lru_cache(maxsize=4096)
@@ -231,6 +239,7 @@ def validate_row(
     lat = number("lat")
     lon = number("lon")
     coord = (text("coord", 10) or "wgs84").lower()
+    out["coord"] = coord  # not stored (the point is WGS-84): for the coordinate warnings
     if coord not in COORD_SYSTEMS:
         errors.append(RowError("coord", f"must be one of {', '.join(COORD_SYSTEMS)}, got {coord!r}"))
     elif lat is not None and lon is not None:
@@ -267,7 +276,9 @@ def validate_row(
     else:
         out["amenities"] = None
     hours = text("opening_hours", 200)
-    if hours is not None and ctx.check_hours and not _hours_ok(hours):
+    if hours is not None and ctx.check_hours:
+        hours, hours_ok = _hours(hours)
+    if hours is not None and ctx.check_hours and not hours_ok:
         errors.append(
             RowError(
                 "opening_hours",
@@ -382,6 +393,58 @@ def dedupe_in_file(rows: list[ValidRow]) -> tuple[list[ValidRow], list[Reject]]:
     return kept, rejects
 
 
+def _gcj_readings(rows: Sequence[ValidRow]) -> list[tuple[int, float, float]]:
+    """(staging seq, lat, lon) of the rows given as WGS-84 in China, read as GCJ-02 instead: p - (gcj(p) - p),
+    within a few metres of the exact inverse (enough for a 50 m test), vectorised for big files."""
+    seqs = [seq for seq, r in enumerate(rows, start=1) if r.values.get("coord") == "wgs84"]
+    if not seqs:
+        return []
+    lat = np.array([rows[i - 1].values["lat"] for i in seqs], dtype=np.float64)
+    lon = np.array([rows[i - 1].values["lon"] for i in seqs], dtype=np.float64)
+    g_lat, g_lon = from_wgs84_arrays(lat, lon, "gcj02")
+    shifted = (g_lat != lat) | (g_lon != lon)  # identity outside China
+    r_lat, r_lon = 2 * lat - g_lat, 2 * lon - g_lon
+    return [
+        (seq, float(a), float(b))
+        for seq, a, b, s in zip(seqs, r_lat.tolist(), r_lon.tolist(), shifted.tolist(), strict=True)
+        if s
+    ]
+
+
+def namesakes_in_file(rows: list[ValidRow]) -> list[str]:
+    """Warnings for rows with the same brand and name as an earlier row of the file within
+    SAME_NAME_WARN_M (not duplicates by the 50 m rule, but probably one station given twice)."""
+    out: list[str] = []
+    cell = 0.01  # degrees: >= 1 km in latitude; longitude cells are wider than 1 km below 60 degrees
+    grid: dict[tuple[str, str, int, int], list[ValidRow]] = {}
+    for r in rows:
+        v = r.values
+        name = str(v.get("name") or "").strip().lower()
+        if not name:
+            continue
+        lat, lon = v["lat"], v["lon"]
+        gy, gx = math.floor(lat / cell), math.floor(lon / cell)
+        key = (str(v.get("brand") or "other"), name)
+        near = next(
+            (
+                (o, d)
+                for dy in (-1, 0, 1)
+                for dx in (-1, 0, 1)
+                for o in grid.get((*key, gy + dy, gx + dx), ())
+                if (d := _distance_m(lat, lon, o.values["lat"], o.values["lon"])) <= SAME_NAME_WARN_M
+            ),
+            None,
+        )
+        if near is not None:
+            o, d = near
+            out.append(
+                f"row {r.row}: same name and brand as row {o.row} ({o.values['source_ref']}) {d:.0f} m away: "
+                "one station given twice?"
+            )
+        grid.setdefault((*key, gy, gx), []).append(r)
+    return out
+
+
 def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return haversine_m(lat1, lon1, lat2, lon2)
 
@@ -440,6 +503,7 @@ def load_stations(
     source: str | None = None,
     show_progress: bool = False,
     actor: str | None = None,
+    region: str | None = None,
 ) -> Summary:
     """Validate and load a station file; the Summary says what was (or would be) written.
 
@@ -461,22 +525,22 @@ def load_stations(
         raise ValueError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
     if not is_osm and "source_ref" not in columns and src_rows:
         raise ob.FileUnreadable(f"{p}: no source_ref column (the operator's station code is required)")
-    region = resolve_served_region(settings).region
+    reg = ob.loader_region(settings, region)
     actor = actor or ob.default_actor()
     rules = PlausibilityRules.from_settings(settings)
-    ob.phase(f"{p.name}: {len(src_rows)} rows, source={source}, region={region.name}")
+    ob.phase(f"{p.name}: {len(src_rows)} rows, source={source}, region={reg.name}")
 
     def body(conn: psycopg.Connection) -> Summary:
         rows = src_rows
         if osm is not None:  # stations without addr:* tags: the nearest named road of the region
             from ingest._osm_stations import with_road_addresses
 
-            rows = _osm_rows(with_road_addresses(conn, region.name, osm))[0]
+            rows = _osm_rows(with_road_addresses(conn, reg.name, osm))[0]
         return _load_once(
             conn,
             rows,
             columns,
-            region=region,
+            region=reg,
             source=source,
             is_osm=is_osm,
             dry_run=dry_run,
@@ -486,7 +550,7 @@ def load_stations(
             rules=rules,
         )
 
-    return ob.run_load(settings.database_url, region.timezone, body)
+    return ob.run_load(settings.database_url, reg.timezone, body)
 
 
 def _load_once(
@@ -555,6 +619,7 @@ def _load_once(
                 summary.extra["skipped OSM duplicates"] = len(dup_rejects)
         else:
             rejects.extend(dup_rejects)
+            summary.warnings.extend(namesakes_in_file(valid))
 
         ob.phase(f"staging {len(valid)} rows")
         stage_stations(
@@ -594,6 +659,13 @@ def _load_once(
             keep += ["brand", "brand_raw"]
         plan = plan_stations(conn, keep=keep)
         rejects.extend(Reject(row, fld, reason) for row, fld, reason in plan.rejects)
+        if not is_osm:
+            summary.warnings.extend(
+                f"row {row}: {w}" for row, w in coordinate_warnings(conn, _gcj_readings(valid))
+            )
+        ceilings = staleness(conn, region.price_zone, now.date(), region.holidays).message()
+        if ceilings is not None and ctx.price_columns:
+            summary.warnings.append(ceilings)
         if ctx.price_columns and "grades" not in columns:  # the grades are the matched stations' now
             dropped: list[int] = []
             for seq, row_no, grade, price, at, sells in staged_prices_with_grades(conn):
@@ -643,7 +715,7 @@ def add_parser(commands: Commands) -> None:
         commands,
         COMMAND,
         run,
-        summary="load fuel stations from an operator file (CSV, JSON, GeoJSON) or an OSM extract",
+        summary="load fuel stations from an operator file (CSV, .xlsx, JSON, GeoJSON) or an OSM extract",
         description=described(__doc__),
     )
     parser.add_argument(

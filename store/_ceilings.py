@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from geo._adjustments import CeilingStaleness, WorkCalendar, ceiling_staleness
 from geo._plausible import CeilingBook, PlausibilityRules
 from store._audit import record
 
@@ -133,6 +134,24 @@ def ceiling_in(ceilings: Iterable[Ceiling], grade: str, at: datetime) -> Ceiling
         ):
             best = c
     return best
+
+
+def newest_notice_date(conn: psycopg.Connection, zone: str) -> date | None:
+    """The adjustment (notice) date of the newest ceiling of `zone`; None when none is loaded."""
+    row = conn.execute(
+        "SELECT max(coalesce(adjustment_date, (effective_from AT TIME ZONE 'Asia/Shanghai')::date - 1))"
+        " FROM price_ceilings WHERE zone = %s",
+        (zone,),
+    ).fetchone()
+    if row is None:
+        return None
+    value = row["max"] if isinstance(row, dict) else row[0]
+    return value if isinstance(value, date) else None
+
+
+def staleness(conn: psycopg.Connection, zone: str, today: date, calendar: WorkCalendar) -> CeilingStaleness:
+    """Whether adjustment windows have passed since the newest notice of `zone` (geo/_adjustments.py)."""
+    return ceiling_staleness(newest_notice_date(conn, zone), today, calendar)
 
 
 def ceiling_book(conn: psycopg.Connection, zone: str) -> CeilingBook:

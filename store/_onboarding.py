@@ -246,6 +246,99 @@ def plan_stations(conn: psycopg.Connection, *, keep: Iterable[str] = ()) -> Stat
     return plan
 
 
+MOVE_WARN_M = 100.0  # a station moved further than this by a file is worth a second look
+SAME_NAME_WARN_M = 1000.0  # same name and brand this close but not matched: probably the same station
+
+
+def coordinate_warnings(
+    conn: psycopg.Connection, gcj_readings: Sequence[tuple[int, float, float]]
+) -> list[tuple[int, str]]:
+    """(row, warning) for staged rows (after `plan_stations`) whose coordinates look wrong:
+    - a station matched by its code moves more than MOVE_WARN_M;
+    - a new station has the same brand and name as a stored one within SAME_NAME_WARN_M (matching looks
+      only MATCH_RADIUS_M around, so a GCJ-02 point read as WGS-84 would create a second station);
+    - `gcj_readings` (seq, lat, lon): the file's WGS-84 points read as GCJ-02 instead; when such a reading
+      of a row that adds a station or moves one lands within MATCH_RADIUS_M of a stored station, the
+      file's coordinates look like GCJ-02.
+    Warnings only: the operator decides (the rows load as given)."""
+    out: list[tuple[int, str]] = []
+    for row_no, tid, name, d in _rows(
+        conn,
+        "SELECT st.row_no, s.id, s.name, ST_Distance(s.geom::geography,"
+        "   ST_SetSRID(ST_MakePoint(st.lon, st.lat), 4326)::geography) AS d"
+        " FROM onboard_stations st JOIN stations s ON s.id = st.target_id"
+        " WHERE st.reject IS NULL AND st.matched_by = 'key' AND st.action <> 'kept'"
+        "   AND NOT ST_DWithin(s.geom::geography, ST_SetSRID(ST_MakePoint(st.lon, st.lat), 4326)::geography, %s)"
+        " ORDER BY st.row_no",
+        (MOVE_WARN_M,),
+    ):
+        out.append(
+            (
+                int(row_no),
+                f"moves station {tid} ({name}) by {float(d):.0f} m: are these the right coordinates?",
+            )
+        )
+    for row_no, tid, name, d in _rows(
+        conn,
+        "SELECT st.row_no, c.id, c.name, c.d FROM onboard_stations st CROSS JOIN LATERAL ("
+        "   SELECT s.id, s.name, ST_Distance(s.geom::geography,"
+        "     ST_SetSRID(ST_MakePoint(st.lon, st.lat), 4326)::geography) AS d"
+        "   FROM stations s WHERE s.brand = st.brand AND s.name <> ''"
+        "     AND lower(btrim(s.name)) = lower(btrim(st.name))"
+        "     AND s.geom && ST_Expand(ST_SetSRID(ST_MakePoint(st.lon, st.lat), 4326),"
+        "          0.012 / greatest(cos(radians(st.lat)), 0.05), 0.012)"
+        "     AND ST_DWithin(s.geom::geography, ST_SetSRID(ST_MakePoint(st.lon, st.lat), 4326)::geography, %s)"
+        "   ORDER BY d, s.id LIMIT 1) c"
+        " WHERE st.reject IS NULL AND st.target_id IS NULL AND coalesce(st.name, '') <> ''"
+        " ORDER BY st.row_no",
+        (SAME_NAME_WARN_M,),
+    ):
+        out.append(
+            (
+                int(row_no),
+                f"same name and brand as station {tid} ({name}) {float(d):.0f} m away: a duplicate? "
+                f"(stations are matched only within {MATCH_RADIUS_M:g} m)",
+            )
+        )
+    # the GCJ-02 test, for the rows that add a station or move one (a reload of a file costs nothing)
+    placing = {
+        int(seq)
+        for (seq,) in _rows(
+            conn,
+            "SELECT st.seq FROM onboard_stations st LEFT JOIN stations s ON s.id = st.target_id"
+            " WHERE st.reject IS NULL AND (s.id IS NULL OR NOT ST_DWithin(s.geom::geography,"
+            "   ST_SetSRID(ST_MakePoint(st.lon, st.lat), 4326)::geography, %s))",
+            (MATCH_RADIUS_M,),
+        )
+    }
+    gcj_readings = [g for g in gcj_readings if g[0] in placing]
+    if gcj_readings:
+        seqs, lats, lons = zip(*gcj_readings, strict=True)
+        for row_no, tid, name, d in _rows(
+            conn,
+            "SELECT st.row_no, c.id, c.name, c.d"
+            " FROM unnest(%s::int4[], %s::float8[], %s::float8[]) AS g(seq, lat, lon)"
+            " JOIN onboard_stations st ON st.seq = g.seq CROSS JOIN LATERAL ("
+            "   SELECT s.id, s.name, ST_Distance(s.geom::geography,"
+            "     ST_SetSRID(ST_MakePoint(g.lon, g.lat), 4326)::geography) AS d"
+            "   FROM stations s WHERE s.geom && ST_Expand(ST_SetSRID(ST_MakePoint(g.lon, g.lat), 4326),"
+            "       0.0006 / greatest(cos(radians(g.lat)), 0.05), 0.0006)"
+            "     AND ST_DWithin(s.geom::geography, ST_SetSRID(ST_MakePoint(g.lon, g.lat), 4326)::geography, %s)"
+            "   ORDER BY d, s.id LIMIT 1) c"
+            " WHERE st.reject IS NULL ORDER BY st.row_no",
+            (list(seqs), list(lats), list(lons), MATCH_RADIUS_M),
+        ):
+            out.append(
+                (
+                    int(row_no),
+                    "these look like GCJ-02 coordinates (Amap/Tencent) marked wgs84: read as gcj02 they land "
+                    f"{float(d):.0f} m from station {tid} ({name}); set coord=gcj02 if they came from such a map",
+                )
+            )
+    out.sort(key=lambda w: w[0])
+    return out
+
+
 def _keep_manager_fields(conn: psycopg.Connection) -> None:
     """Staged rows matched to a station take its stored value of every field the manager API owns."""
     conn.execute(

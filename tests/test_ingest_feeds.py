@@ -17,14 +17,13 @@ from ingest._promotions import load_promotions
 from ingest._stations import load_stations
 
 EXAMPLES = PROJECT_ROOT / "data" / "examples"
-NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")
 
 
 @pytest.fixture(scope="module")
 def settings(module_db: str, shared_data: Path) -> Settings:
     with psycopg.connect(module_db) as conn:
         load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
-    return Settings(database_url=module_db, extract=NO_EXTRACT, shared_data_dir=shared_data)
+    return Settings(database_url=module_db, region="lijiang", shared_data_dir=shared_data)
 
 
 @pytest.fixture()
@@ -301,7 +300,8 @@ def test_loaders_audit_with_the_cli_actor(
     from ingest.__main__ import main
 
     monkeypatch.setenv("DATABASE_URL", module_db)
-    monkeypatch.setenv("FUEL_EXTRACT", str(NO_EXTRACT))
+    monkeypatch.setenv("FUEL_REGION", "lijiang")
+    monkeypatch.setenv("FUEL_ONBOARDING_REPORTS_DIR", str(tmp_path / "reports"))
     get_settings.cache_clear()
     try:
         a = feed(tmp_path, "a.csv", ["station,grade,price_cny,effective_from", "3,95,9.40,2026-10-05"])

@@ -23,7 +23,6 @@ from store._nozzles import TOKEN_CHARS, NozzleTokenInvalid, NozzleTokenRevoked, 
 from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY
 
 EXAMPLES = PROJECT_ROOT / "data" / "examples"
-NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")
 GOOD = """station,pump_no,nozzle_no,grade,label,active
 LJ-GC-001,1,1,92#,1号枪,true
 LJ-GC-001,1,2,95,1号枪,
@@ -36,7 +35,7 @@ LJ-GC-002,1,1,92,,
 def settings(module_db: str, shared_data: Path) -> Settings:
     with psycopg.connect(module_db) as conn:  # the example stations' prices are checked against them
         load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
-    return Settings(database_url=module_db, extract=NO_EXTRACT, shared_data_dir=shared_data)
+    return Settings(database_url=module_db, region="lijiang", shared_data_dir=shared_data)
 
 
 @pytest.fixture()
@@ -52,15 +51,17 @@ def rows(module_db: str, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()  # type: ignore[return-value]
 
 
-def cli(module_db: str, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(module_db: str, *args: str, reports: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "DATABASE_URL": module_db,
         "FUEL_ENV": "test",
         "FUEL_SECRET_KEY": TEST_SECRET_KEY,
         "FUEL_ADMIN_API_KEY": TEST_ADMIN_KEY,
-        "FUEL_EXTRACT": str(NO_EXTRACT),
+        "FUEL_REGION": "lijiang",
     }
+    if reports is not None:
+        env["FUEL_ONBOARDING_REPORTS_DIR"] = str(reports)
     return subprocess.run(
         [sys.executable, "-m", "ingest", *args],
         capture_output=True,
@@ -162,15 +163,25 @@ def test_rejects_name_the_rule_and_nothing_is_written(
     assert "whole number" in reasons[13]
     assert rows(module_db, "SELECT count(*) FROM nozzles") == [(0,)]
     assert rows(module_db, "SELECT count(*) FROM audit_log WHERE entity IN ('pump', 'nozzle')") == [(0,)]
-    # the command line: exit 1, a reject report next to the file; --dry-run writes nothing either
-    run = cli(module_db, "pumps", str(f), "--no-progress")
+    # the command line: exit 1, a reject report in the reports directory; --dry-run writes nothing either
+    run = cli(module_db, "pumps", str(f), "--no-progress", reports=tmp_path / "reports")
     assert run.returncode == 1, run.stderr
-    report = (tmp_path / "bad.csv.rejects.csv").read_text(encoding="utf-8")
+    report = (tmp_path / "reports" / "bad.csv.rejects.csv").read_text(encoding="utf-8")
     assert "nozzle.grade_not_sold" in report
-    dry = cli(module_db, "pumps", str(f), "--dry-run", "--allow-rejects", "--no-progress")
+    dry = cli(
+        module_db,
+        "pumps",
+        str(f),
+        "--dry-run",
+        "--allow-rejects",
+        "--no-progress",
+        reports=tmp_path / "reports",
+    )
     assert dry.returncode == 0 and "dry run" in dry.stdout
     assert rows(module_db, "SELECT count(*) FROM nozzles") == [(0,)]
-    partial = cli(module_db, "pumps", str(f), "--allow-rejects", "--no-progress")
+    partial = cli(
+        module_db, "pumps", str(f), "--allow-rejects", "--no-progress", reports=tmp_path / "reports"
+    )
     assert partial.returncode == 0, partial.stderr
     assert rows(module_db, "SELECT count(*) FROM nozzles") == [(4,)]
     assert cli(module_db, "pumps", "--help").returncode == 0

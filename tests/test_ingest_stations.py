@@ -25,26 +25,26 @@ from ingest._guidance import load_guidance_file
 from ingest._stations import load_stations
 
 EXAMPLES = PROJECT_ROOT / "data" / "examples"
-NO_EXTRACT = Path("/nonexistent/lijiang.osm.pbf")  # serve Lijiang itself (not the demo stand-in)
 
 HEADER = "source_ref,name,brand,address,lat,lon,coord,grades,opening_hours,amenities,status,price_92,prices_effective_from"
 
 
 @pytest.fixture(scope="module")
 def settings(module_db: str, shared_data: Path) -> Settings:
-    s = Settings(database_url=module_db, extract=NO_EXTRACT, shared_data_dir=shared_data)
+    s = Settings(database_url=module_db, region="lijiang", shared_data_dir=shared_data)
     with psycopg.connect(module_db) as conn:
         load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
     return s
 
 
 @pytest.fixture()
-def cli_env(module_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def cli_env(module_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """`main()` reads settings from the environment: point it at the test database and Lijiang."""
     from config import get_settings
 
     monkeypatch.setenv("DATABASE_URL", module_db)
-    monkeypatch.setenv("FUEL_EXTRACT", str(NO_EXTRACT))
+    monkeypatch.setenv("FUEL_REGION", "lijiang")
+    monkeypatch.setenv("FUEL_ONBOARDING_REPORTS_DIR", str(tmp_path / "reports"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -392,7 +392,7 @@ def big_file(path: Path, n: int, *, seed: int = 7) -> Path:
 
 def _env(module_db: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"DATABASE_URL": module_db, "FUEL_EXTRACT": str(NO_EXTRACT), "PYTHONUNBUFFERED": "1"})
+    env.update({"DATABASE_URL": module_db, "FUEL_REGION": "lijiang", "PYTHONUNBUFFERED": "1"})
     return env
 
 

@@ -36,6 +36,7 @@ def env(module_db: str, shared_data: Path) -> Iterator[dict[str, Any]]:
     settings = Settings(
         database_url=module_db,
         extract=NO_EXTRACT,
+        region="lijiang",  # the loaders check rows against Lijiang too
         shared_data_dir=shared_data,
         admin_api_key=ADMIN,
         secret_key="test-secret-0123456789abcdef",

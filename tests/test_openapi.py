@@ -28,6 +28,7 @@ NUMERIC = re.compile(
     r"^(lat|lon|limit|zoom|after|alternatives|number|version|litres|fill_level|.*_(m|km|s|cny|l|h|100km|id))$"
 )
 KEYED = {  # (method, path) of the endpoints that take an API key
+    ("get", "/v1/manage/ceilings"),
     ("get", "/v1/manage/stations/{station_id}"),
     ("patch", "/v1/stations/{station_id}"),
     ("put", "/v1/stations/{station_id}/prices"),

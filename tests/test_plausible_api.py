@@ -46,6 +46,7 @@ def env(module_db: str, shared_data: Path) -> Iterator[dict[str, Any]]:
     settings = Settings(
         database_url=module_db,
         extract=NO_EXTRACT,
+        region="lijiang",  # the loaders check rows against Lijiang too
         shared_data_dir=shared_data,
         admin_api_key=TEST_ADMIN_KEY,
         secret_key=TEST_SECRET_KEY,
