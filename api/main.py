@@ -15,8 +15,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import (
-    _devices,
     _ceilings,
+    _devices,
     _docs,
     _errors,
     _forecourt,
