@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -175,6 +176,8 @@ def test_handover_with_a_price_change_and_a_cash_shortfall(stack: PayStack) -> N
     r = manager.get("/v1/console/reports/sales", params={"by": "attendant"})
     assert [row["sales"] for row in r.json()["rows"]] == [3]
     # today cannot be closed while it runs
-    today = datetime.fromisoformat(signed["closed_at"]).date().isoformat()
+    today = (
+        datetime.fromisoformat(signed["closed_at"]).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    )
     r = manager.post("/v1/console/daily-closes", json={"business_day": today})
     assert r.status_code == 409 and "not over" in r.text, r.text
