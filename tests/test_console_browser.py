@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -205,6 +206,7 @@ def test_the_console_from_login_to_handover_and_reports(stack: Stack, context: B
 
         pg.select_option("#report-form select[name=by]", "grade")
         pg.click("#report-form button[type=submit]")
+        expect(pg.locator("#xlsx")).to_have_attribute("href", re.compile("by=grade"))
         xlsx = pg.request.get(base + (pg.locator("#xlsx").get_attribute("href") or ""))
         assert xlsx.ok and "spreadsheetml" in xlsx.headers["content-type"]
         ws = load_workbook(io.BytesIO(xlsx.body())).active

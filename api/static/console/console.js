@@ -168,6 +168,11 @@
       li.textContent = `${p.title} (${p.kind} ${p.value})`;
       ul.appendChild(li);
     });
+    if (!data.promotions.length) {
+      const li = document.createElement("li");
+      li.textContent = lang === "zh" ? "当前无优惠活动" : "No promotion now";
+      ul.appendChild(li);
+    }
   }
 
   async function loadShift() {
@@ -199,8 +204,9 @@
     head.textContent = `${w("shift")} #${shift.id} · ${w(shift.state)} · ${w("opened")} ${when(shift.opened_at)}` +
       (shift.closed_at ? ` · ${w("closedAt")} ${when(shift.closed_at)}` : "");
     shift.nozzles.forEach((n) => {
-      row(tb, [`${n.pump_no}-${n.nozzle_no}`, `${n.grade}#`, cell(litres(n.opening_ml), "num"),
-        cell(litres(n.closing_ml), "num"), cell(litres(n.closing_ml - n.opening_ml), "num"),
+      const none = n.sales === 0 && n.opening_ml === 0 && n.closing_ml === 0;  // no reading from the controller yet
+      row(tb, [`${n.pump_no}-${n.nozzle_no}`, `${n.grade}#`, cell(none ? "—" : litres(n.opening_ml), "num"),
+        cell(none ? "—" : litres(n.closing_ml), "num"), cell(litres(n.closing_ml - n.opening_ml), "num"),
         cell(yuan(n.amount_fen), "num"), n.prices.map(yuan).join(" / ")]);
     });
     const r = shift.reconciliation;
@@ -257,7 +263,7 @@
       ctx.fillStyle = "#0b5cad";
       ctx.fillRect(x, bottom - h, bw, h);
       ctx.fillStyle = "#1d2733";
-      ctx.fillText(String(w(r.key)).slice(0, 10), x, bottom + 14);
+      ctx.fillText(String(w(r.key)).slice(0, 16), x, bottom + 14);
       ctx.fillText(yuan(r.amount_fen), x, bottom - h - 4);
     });
   }
@@ -312,6 +318,9 @@
       handover(`/${shift.id}/sign-incoming`, { username: f.get("username"), password: f.get("password") });
       ev.target.reset();
     });
+    const today = new Date().toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });  // YYYY-MM-DD
+    $("#report-form input[name=first]").value = today;
+    $("#report-form input[name=last]").value = today;
     $("#report-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadReport(); });
     api("/v1/console/me").then(showApp).catch(showLogin);
   });
