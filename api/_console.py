@@ -89,7 +89,8 @@ SESSION_COOKIE = APIKeyCookie(
 )
 MAX_FILL_UPS = 200
 ShiftId = Annotated[int, Path(ge=1, le=2**63 - 1, description="shift id")]
-ERR = (401, 403, 404, 409, 422, 429, 503)
+ERR = (400, 401, 403, 404, 409, 413, 422, 429, 503)  # writes (a body, or none)
+READ_ERR = (401, 403, 404, 422, 429, 503)
 
 
 class ConsoleUnauthorized(Unauthorized):
@@ -131,7 +132,7 @@ def _station_name(state: AppState, station_id: int) -> str:
     return "" if station is None else str(station["name"])
 
 
-@router.post("/v1/console/login", response_model=SessionPublic, responses=error_responses(401, 422, 429, 503))
+@router.post("/v1/console/login", response_model=SessionPublic, responses=error_responses(*ERR))
 def console_login(
     body: LoginIn, request: Request, response: Response, state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
@@ -175,7 +176,7 @@ def _staff_public(staff: Staff) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/console/logout", status_code=204, responses=error_responses(401, 503))
+@router.post("/v1/console/logout", status_code=204, responses=error_responses(*ERR))
 def console_logout(
     response: Response,
     staff: Staff = Depends(console_staff),
@@ -190,7 +191,7 @@ def console_logout(
     return out
 
 
-@router.get("/v1/console/me", response_model=SessionPublic, responses=error_responses(401, 503))
+@router.get("/v1/console/me", response_model=SessionPublic, responses=error_responses(*READ_ERR))
 def console_me(staff: Staff = Depends(console_staff), state: AppState = Depends(get_state)) -> dict[str, Any]:
     """Who is logged in, at which station."""
     return {"staff": _staff_public(staff), "station_name": _station_name(state, staff.station_id)}
@@ -236,7 +237,7 @@ def create_staff_account(
     return _staff_out(row)
 
 
-@router.get("/v1/console/staff", response_model=StaffListPublic, responses=error_responses(401, 403, 503))
+@router.get("/v1/console/staff", response_model=StaffListPublic, responses=error_responses(*READ_ERR))
 def station_staff(staff: Staff = Depends(manager), state: AppState = Depends(get_state)) -> dict[str, Any]:
     """The station's staff accounts (managers only)."""
     with state.db.connection() as conn:
@@ -244,7 +245,7 @@ def station_staff(staff: Staff = Depends(manager), state: AppState = Depends(get
     return {"station_id": staff.station_id, "staff": [_staff_out(r) for r in rows]}
 
 
-@router.get("/v1/console/pumps", response_model=ConsolePumpsPublic, responses=error_responses(401, 503))
+@router.get("/v1/console/pumps", response_model=ConsolePumpsPublic, responses=error_responses(*READ_ERR))
 def console_pumps(
     staff: Staff = Depends(console_staff), state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
@@ -276,7 +277,7 @@ SELECT s.id, s.pump_no, s.nozzle_no, s.grade, s.volume_ml, s.amount_fen, s.unit_
 """
 
 
-@router.get("/v1/console/fill-ups", response_model=FillUpsPublic, responses=error_responses(401, 422, 503))
+@router.get("/v1/console/fill-ups", response_model=FillUpsPublic, responses=error_responses(*READ_ERR))
 def todays_fill_ups(
     limit: Annotated[int, Query(ge=1, le=MAX_FILL_UPS)] = 50,
     staff: Staff = Depends(console_staff),
@@ -294,7 +295,7 @@ def _fen(cny: Decimal | None) -> int | None:
     return None if cny is None else int((Decimal(cny) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-@router.get("/v1/console/prices", response_model=ConsolePricesPublic, responses=error_responses(401, 503))
+@router.get("/v1/console/prices", response_model=ConsolePricesPublic, responses=error_responses(*READ_ERR))
 def console_prices(
     staff: Staff = Depends(console_staff), state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
@@ -377,7 +378,7 @@ def _mine(shift: dict[str, Any], staff: Staff) -> dict[str, Any]:
     return shift_out(shift)
 
 
-@router.get("/v1/console/shifts", response_model=ShiftListPublic, responses=error_responses(401, 422, 503))
+@router.get("/v1/console/shifts", response_model=ShiftListPublic, responses=error_responses(*READ_ERR))
 def shifts(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     staff: Staff = Depends(console_staff),
@@ -388,9 +389,7 @@ def shifts(
         return {"shifts": [shift_out(s) for s in list_shifts(conn, staff.station_id, limit=limit)]}
 
 
-@router.get(
-    "/v1/console/shifts/current", response_model=ShiftPublic, responses=error_responses(401, 404, 503)
-)
+@router.get("/v1/console/shifts/current", response_model=ShiftPublic, responses=error_responses(*READ_ERR))
 def current_shift(
     staff: Staff = Depends(console_staff), state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
@@ -402,9 +401,7 @@ def current_shift(
     return shift_out(shift)
 
 
-@router.get(
-    "/v1/console/shifts/{shift_id}", response_model=ShiftPublic, responses=error_responses(401, 404, 422, 503)
-)
+@router.get("/v1/console/shifts/{shift_id}", response_model=ShiftPublic, responses=error_responses(*READ_ERR))
 def one_shift(
     shift_id: ShiftId, staff: Staff = Depends(console_staff), state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
@@ -554,7 +551,7 @@ def _xlsx(head: list[str], body: list[list[Any]], title: str) -> bytes:
     "/v1/console/reports/sales",
     response_model=SalesReportPublic,
     responses={
-        **error_responses(401, 403, 422, 503),
+        **error_responses(*READ_ERR),
         200: {
             "content": {
                 "text/csv": {},
@@ -625,7 +622,7 @@ def daily_close(
 @router.get(
     "/v1/console/daily-closes/{business_day}",
     response_model=DailyClosePublic,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(*READ_ERR),
 )
 def daily_close_of(
     business_day: Annotated[date, Path()],
