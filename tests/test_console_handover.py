@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from tests._console import PASSWORD, console, create_staff
@@ -181,3 +182,61 @@ def test_handover_with_a_price_change_and_a_cash_shortfall(stack: PayStack) -> N
     )
     r = manager.post("/v1/console/daily-closes", json={"business_day": today})
     assert r.status_code == 409 and "not over" in r.text, r.text
+
+
+def test_who_may_create_staff_and_the_lockout_over_http(stack: PayStack) -> None:
+    assert stack.api is not None
+    base = stack.api.base
+    site = stack.site(pumps=1)
+    other = stack.site(pumps=1)
+    manager = console(base, create_staff(base, site.station, "manager"))
+    attendant_name = create_staff(base, site.station, "attendant", by=manager)
+    attendant = console(base, attendant_name)
+
+    def body(station: int, role: str) -> dict:
+        return {
+            "station_id": station,
+            "username": f"n-{uuid.uuid4().hex[:8]}",
+            "display_name": "新员工",
+            "role": role,
+            "password": PASSWORD,
+        }
+
+    cases = [
+        (manager, body(other.station, "attendant"), 403, "own station"),
+        (manager, body(site.station, "manager"), 403, "operators"),
+        (attendant, body(site.station, "attendant"), 403, "may not create"),
+    ]
+    for client, payload, status, words in cases:
+        r = client.post("/v1/console/staff", json=payload)
+        assert r.status_code == status and words in r.json()["error"]["message"], r.text
+    anonymous = httpx.post(f"{base}/v1/console/staff", json=body(site.station, "attendant"), timeout=30)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Cookie")
+    weak = manager.post(
+        "/v1/console/staff", json={**body(site.station, "attendant"), "password": "aaaaaaaaaaaa"}
+    )
+    assert weak.status_code == 422 and weak.json()["error"]["param"] == "password", weak.text
+    assert attendant.get("/v1/console/reports/sales").status_code == 403  # reports are the manager's
+    assert attendant.get("/v1/console/staff").status_code == 403
+    # the 5th wrong password in a row locks the account: 429 with Retry-After, even for the right password
+    statuses = [
+        httpx.post(
+            f"{base}/v1/console/login",
+            json={"username": attendant_name, "password": f"wrong-{i}"},
+            timeout=30,
+        ).status_code
+        for i in range(5)
+    ]
+    assert statuses == [401, 401, 401, 401, 429]
+    locked = httpx.post(
+        f"{base}/v1/console/login", json={"username": attendant_name, "password": PASSWORD}, timeout=30
+    )
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 800, locked.text
+    assert "locked" in locked.json()["error"]["message"]
+    audit = stack.sql(
+        "SELECT new_value ? 'locked_until' FROM audit_log WHERE entity = 'staff' AND actor LIKE 'login:%%'"
+    )
+    assert audit and all(a[0] for a in audit)
+    # a session ends at logout
+    assert attendant.post("/v1/console/logout").status_code == 204
+    assert attendant.get("/v1/console/me").status_code == 401
