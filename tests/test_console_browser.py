@@ -154,7 +154,11 @@ def test_the_console_from_login_to_handover_and_reports(stack: Stack, context: B
 
         tab(pg, "pumps")
         expect(pg.locator('[data-test="pump-1"] .status')).to_have_text("空闲", timeout=10_000)
+        stack.sim.post("/pumps/2/lift", nozzle=1)  # a driver lifts a nozzle: the card follows the link
+        expect(pg.locator('[data-test="pump-2"] .status')).not_to_have_text("空闲", timeout=10_000)
         shot(pg, "console-pumps.png")
+        stack.sim.post("/pumps/2/hangup")
+        expect(pg.locator('[data-test="pump-2"] .status')).to_have_text("空闲", timeout=10_000)
 
         tab(pg, "handover")
         pg.click("#close-shift")
