@@ -131,9 +131,11 @@ run: venv redis mqtt load web speech
 	$(RUN_ENV) HOST=$(HOST) API_PORT=$(PORT) WORKERS=$(WORKERS) WECHAT_PORT=$(WECHAT_PORT) WECHATPAY_PORT=$(WECHATPAY_PORT) SITES_CONTROL_PORT=$(SITES_CONTROL_PORT) UVICORN_FLAGS="$(UVICORN_FLAGS)" \
 		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
+# The Python sources ruff checks: every product package (pyproject's packages), the tests and the benchmarks.
+PY_SOURCES := geo ingest api store config payments wechat fuelling forecourt devices backoffice tests benchmarks
 lint: venv
-	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling forecourt devices tests benchmarks
-	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt devices tests benchmarks
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/mypy
 
 # The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on servers,

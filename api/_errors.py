@@ -42,6 +42,7 @@ from payments import (
 from store._db import DatabaseBusy
 from store._manage import VersionConflict
 from store._nozzles import Gone
+from store._staff import AccountLocked, LoginFailed
 from store._users import UserDeleted
 from wechat import InvalidLoginCode, WeChatRateLimited, WeChatUnavailable, WeChatUserBlocked
 
@@ -64,6 +65,8 @@ STATUS: list[tuple[type[Exception], int]] = [
     (StationOffline, 503),  # the station's link is down: retry later
     (CommandTimeout, 503),
     (PaymentsNotConfigured, 503),
+    (LoginFailed, 401),  # the station console (api/_console.py): wrong username or password
+    (AccountLocked, 429),  # locked after repeated failed logins: Retry-After
     (Unauthorized, 401),
     (InvalidLoginCode, 401),
     (Forbidden, 403),

@@ -214,7 +214,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        page = path == "/" or path.startswith("/static/")
+        page = path in ("/", "/console/") or path.startswith("/static/")
 
         async def send_with_headers(msg: Message) -> None:
             if msg["type"] == "http.response.start":

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import (
     _ceilings,
+    _console,
     _devices,
     _docs,
     _errors,
@@ -175,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
     app.include_router(_forecourt.router)  # at the pump: nozzle QR codes, a station's pumps (user token)
     app.include_router(_fuelling.router)  # fuelling sessions: bind a nozzle, follow the pump, live WebSocket
+    app.include_router(_console.router)  # station console: staff, live pumps, handovers, reports
     app.include_router(_osrm.router)  # OSRM v5 route/table/nearest (last: its catch-alls shadow nothing)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -182,6 +184,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def index() -> FileResponse:
         """The map page (api/static/index.html)."""
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/console/", include_in_schema=False)
+    def console_page() -> FileResponse:
+        """The station console (api/static/console/index.html)."""
+        return FileResponse(STATIC_DIR / "console" / "index.html", headers={"Cache-Control": "no-cache"})
 
     return app
 

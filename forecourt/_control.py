@@ -104,6 +104,14 @@ def control_app(sites: dict[int, SimulatedSite]) -> FastAPI:
         sim = site_of(station)
         return done(sim, await sim.operate(lambda: sim.site.pay_at_cashier(pump, site_tx_id)))
 
+    @app.post("/sites/{station}/prices/{grade}")
+    async def set_price(
+        station: int, grade: str, price: Annotated[Decimal, Query(gt=0, le=1000, decimal_places=2)]
+    ) -> dict[str, Any]:
+        """A price change at the site (the station's price board): later fuellings are sold at it."""
+        sim = site_of(station)
+        return done(sim, await sim.operate(lambda: sim.site.set_price(grade, int(price * 100))))
+
     @app.post("/sites/{station}/pumps/{pump}/{action}")
     async def fp_command(
         station: int, pump: int, action: Literal["suspend", "resume", "open", "close"]

@@ -212,6 +212,17 @@ class Site:
     def prices(self) -> dict[str, int]:
         return {n.grade: n.price_fen for fp in self.points.values() for n in fp.nozzles.values()}
 
+    def set_price(self, grade: str, price_fen: int) -> list[Event]:
+        """A new unit price for `grade` on every nozzle that sells it (fuellings after this use it)."""
+        nozzles = [n for fp in self.points.values() for n in fp.nozzles.values() if n.grade == grade]
+        if not nozzles:
+            raise SiteError(404, f"grade {grade} not sold here")
+        if not 1 <= price_fen <= 100_000:
+            raise SiteError(400, f"price {price_fen} fen per litre is not plausible")
+        for n in nozzles:
+            n.price_fen = price_fen
+        return []
+
     def _move(self, fp: FuellingPoint, command: str) -> list[Event]:
         nxt = TRANSITIONS[command].get(fp.state)
         if nxt is None:

@@ -31,6 +31,7 @@ PRODUCT = (
     "fuelling",
     "forecourt",
     "devices",
+    "backoffice",
 )
 FIRST_PARTY = {*PRODUCT, "tests", "benchmarks"}
 

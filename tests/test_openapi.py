@@ -194,8 +194,10 @@ def test_the_api_key_scheme_is_declared_where_a_key_is_taken(spec: dict[str, Any
         (method, path) for method, path, op in operations(spec) if op.get("security") == [{"UserToken": []}]
     }
     assert user == USER
+    console = ([{"ConsoleSession": []}], [{"ConsoleSession": []}, {"ApiKey": []}])  # the station console
     assert all(
-        op.get("security") in (None, [{"ApiKey": []}], [{"UserToken": []}]) for _, _, op in operations(spec)
+        op.get("security") in (None, [{"ApiKey": []}], [{"UserToken": []}], *console)
+        for _, _, op in operations(spec)
     )
     token = spec["components"]["securitySchemes"]["UserToken"]
     assert token == token | {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
