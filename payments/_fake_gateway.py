@@ -492,6 +492,10 @@ class FakeGateway:
         if data.get("result", "SUCCESS") == "PAYERROR":
             order.state = "PAYERROR"
             return JSONResponse({"errMsg": "requestPayment:fail 支付失败"}, status_code=200)
+        self._succeed(order)
+        return JSONResponse({"errMsg": "requestPayment:ok"})
+
+    def _succeed(self, order: Order) -> None:
         order.state = "SUCCESS"
         order.success_time = _now()
         order.transaction_id = (
@@ -504,7 +508,17 @@ class FakeGateway:
             "transaction",
             order.resource(self.keys.mchid, self.keys.appid),
         )
-        return JSONResponse({"errMsg": "requestPayment:ok"})
+
+    def late_pay(self, data: dict[str, Any]) -> Response:
+        """The payment WeChat Pay took at the last moment while we closed the order: it is paid (and
+        notified) although our close went through or its time ran out."""
+        order = self.orders.get(str(data.get("out_trade_no", "")))
+        if order is None:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        if order.state in ("SUCCESS", "REFUND"):
+            return JSONResponse({"error": f"the order is {order.state}"}, status_code=400)
+        self._succeed(order)
+        return JSONResponse({"errMsg": "requestPayment:ok", "late": True})
 
     # ---- refunds ---------------------------------------------------------------------------------------
 
@@ -814,6 +828,8 @@ class FakeGateway:
         data = json.loads(await request.body() or b"{}")
         if name == "pay":
             return self.pay(data)
+        if name == "late-pay":
+            return self.late_pay(data)
         if name == "faults":
             fault = data.get("fault")
             if fault not in ("duplicate", "delay", "reorder", "drop"):
