@@ -25,6 +25,7 @@ from geo import Conflict, InvalidInput, NotFound
 from payments import _queue
 from payments._errors import GatewayError
 from payments._fapiao import Buyer, FuelInvoice, FuelLine, Seller, validate_invoice
+from payments._invoice_states import STATES, observe, step
 from store import _invoices, _payments
 from store import _sale_payments as sp
 
@@ -35,7 +36,7 @@ CHECK_INVOICE = "payments.check_invoice"
 ACTOR = "payments-worker"
 REVERSE_REASON = "加油款已退款"
 MAX_CHECKS = 60  # status checks of one invoice before it waits for the next refund or request
-STATUS_PUBLIC = ("requested", "applied", "issued", "reversing", "reversed", "failed")
+STATUS_PUBLIC = STATES
 
 
 def fapiao_id_for(out_trade_no: str) -> str:
@@ -182,7 +183,11 @@ def apply_invoice(fapiao_apply_id: str) -> str:
             current = _invoices.get_invoice(conn, fapiao_apply_id, for_update=True)
             if current is not None and current.status == "requested":
                 _invoices.set_status(
-                    conn, current, "failed", detail={"error": f"{exc.code}: {exc.message}"[:300]}, actor=ACTOR
+                    conn,
+                    current,
+                    step(current.status, "refused"),
+                    detail={"error": f"{exc.code}: {exc.message}"[:300]},
+                    actor=ACTOR,
                 )
         log.warning("invoice %s refused by WeChat Pay: %s", fapiao_apply_id, exc)
         return "failed"
@@ -190,7 +195,7 @@ def apply_invoice(fapiao_apply_id: str) -> str:
         current = _invoices.get_invoice(conn, fapiao_apply_id, for_update=True)
         if current is None or current.status != "requested":
             return "already applied"
-        _invoices.set_status(conn, current, "applied", actor=ACTOR)
+        _invoices.set_status(conn, current, step(current.status, "applied"), actor=ACTOR)
         defer(conn, CHECK_INVOICE, fapiao_apply_id, in_s=1)
     return "applied"
 
@@ -221,9 +226,6 @@ def check_invoice(fapiao_apply_id: str) -> str:
             fapiao_number=str(blue.get("fapiao_number", "")),
         )
         remote = "REVERSE_ACCEPTED"
-    status = {"ISSUED": "issued", "REVERSE_ACCEPTED": "reversing", "REVERSED": "reversed"}.get(
-        remote, inv.status
-    )
     detail: dict[str, Any] = {"checks": int(inv.detail.get("checks", 0)) + 1, "remote_status": remote}
     if isinstance(blue, dict):
         detail["fapiao_number"] = blue.get("fapiao_number")
@@ -234,8 +236,8 @@ def check_invoice(fapiao_apply_id: str) -> str:
         current = _invoices.get_invoice(conn, fapiao_apply_id, for_update=True)
         if current is None:
             return "unknown invoice"
-        if status == "issued" and current.status in ("reversing", "reversed"):
-            status = current.status  # a late answer never moves it back
+        # the transition table decides: a late or repeated answer never moves the invoice back
+        status = observe(current.status, remote, reverse_wanted=current.reverse_wanted or inv.reverse_wanted)
         _invoices.set_status(conn, current, status, detail=detail, actor=ACTOR)
         waiting = status in ("applied", "reversing") or (status == "issued" and current.reverse_wanted)
         if waiting and detail["checks"] < MAX_CHECKS:
