@@ -22,11 +22,14 @@ from api import (
     _errors,
     _forecourt,
     _fuelling,
+    _invoices,
     _manage,
     _map,
     _osrm,
+    _paydemo,
     _payments,
     _ranking,
+    _refunds,
     _routing,
     _security,
     _stations,
@@ -173,6 +176,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_ceilings.router)  # official price ceilings in force and their staleness (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
     app.include_router(_payments.router)  # WeChat Pay notifications
+    app.include_router(_invoices.router)  # fuel e-invoices of paid sales, stations' seller identity
+    app.include_router(_refunds.router)  # refunds asked for by operators
+    app.include_router(_paydemo.router)  # development: the fake WeChat Pay confirms the web page's payment
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
     app.include_router(_forecourt.router)  # at the pump: nozzle QR codes, a station's pumps (user token)
     app.include_router(_fuelling.router)  # fuelling sessions: bind a nozzle, follow the pump, live WebSocket

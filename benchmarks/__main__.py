@@ -26,6 +26,7 @@ SECTIONS = (
     "ranking",
     "load",
     "forecourt",
+    "payments",
 )
 
 
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import _forecourt
 
         crashed += _guard("forecourt", lambda: _forecourt.forecourt(ctx), ctx)
+    if only is None or "payments" in only:
+        from benchmarks import _payments
+
+        crashed += _guard("payments", lambda: _payments.payments(ctx), ctx)
     md = ctx.report.write()
     print(
         f"\n== Summary ({time.perf_counter() - t_start:.0f} s, seed {args.seed}{', quick' if args.quick else ''})"

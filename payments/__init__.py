@@ -1,6 +1,7 @@
 """Payments: the WeChat Pay v3 adapter (wechatpayv3 SDK), notification checks, trade bills, fuel e-invoices,
 the fake gateway for development and tests, and the durable follow-up jobs (procrastinate)."""
 
+from payments import _invoice  # noqa: F401  (registers the e-invoice jobs)
 from payments._bill import BillRow, BillSummary, TradeBill, parse_trade_bill, yuan_to_fen
 from payments._errors import (
     AmountMismatch,

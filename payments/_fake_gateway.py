@@ -180,6 +180,7 @@ class FakeGateway:
         self.requests: list[dict[str, Any]] = []
         self.deliveries: list[Delivery] = []
         self.faults: deque[dict[str, Any]] = deque()
+        self.refund_outcomes: deque[str] = deque()  # how the next refunds end (else SUCCESS)
         self.slow: list[dict[str, Any]] = []
         self._held: list[Delivery] = []  # reordered: sent after the next notification
         self._tasks: set[asyncio.Task[None]] = set()
@@ -491,6 +492,10 @@ class FakeGateway:
         if data.get("result", "SUCCESS") == "PAYERROR":
             order.state = "PAYERROR"
             return JSONResponse({"errMsg": "requestPayment:fail 支付失败"}, status_code=200)
+        self._succeed(order)
+        return JSONResponse({"errMsg": "requestPayment:ok"})
+
+    def _succeed(self, order: Order) -> None:
         order.state = "SUCCESS"
         order.success_time = _now()
         order.transaction_id = (
@@ -503,7 +508,17 @@ class FakeGateway:
             "transaction",
             order.resource(self.keys.mchid, self.keys.appid),
         )
-        return JSONResponse({"errMsg": "requestPayment:ok"})
+
+    def late_pay(self, data: dict[str, Any]) -> Response:
+        """The payment WeChat Pay took at the last moment while we closed the order: it is paid (and
+        notified) although our close went through or its time ran out."""
+        order = self.orders.get(str(data.get("out_trade_no", "")))
+        if order is None:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        if order.state in ("SUCCESS", "REFUND"):
+            return JSONResponse({"error": f"the order is {order.state}"}, status_code=400)
+        self._succeed(order)
+        return JSONResponse({"errMsg": "requestPayment:ok", "late": True})
 
     # ---- refunds ---------------------------------------------------------------------------------------
 
@@ -547,8 +562,9 @@ class FakeGateway:
 
     async def _finish_refund(self, refund: Refund) -> None:
         await asyncio.sleep(2.0 * self.time_factor)
-        refund.status = "SUCCESS"
-        refund.success_time = _now()
+        outcome = self.refund_outcomes.popleft() if self.refund_outcomes else "SUCCESS"
+        refund.status = outcome
+        refund.success_time = _now() if outcome == "SUCCESS" else None
         r = refund.resource(self.keys.mchid)
         plain = {
             "mchid": r["mchid"],
@@ -556,12 +572,16 @@ class FakeGateway:
             "transaction_id": r["transaction_id"],
             "out_refund_no": r["out_refund_no"],
             "refund_id": r["refund_id"],
-            "refund_status": "SUCCESS",
-            "success_time": r["success_time"],
+            "refund_status": outcome,
+            "success_time": r.get("success_time"),
             "user_received_account": r["user_received_account"],
             "amount": {k: r["amount"][k] for k in ("total", "refund", "payer_total", "payer_refund")},
         }
-        self.notify(refund.notify_url, "REFUND.SUCCESS", "退款成功", "refund", plain)
+        if outcome == "SUCCESS":
+            self.notify(refund.notify_url, "REFUND.SUCCESS", "退款成功", "refund", plain)
+        else:
+            del plain["success_time"]
+            self.notify(refund.notify_url, f"REFUND.{outcome}", "退款异常", "refund", plain)
 
     # ---- bills -----------------------------------------------------------------------------------------
 
@@ -808,6 +828,8 @@ class FakeGateway:
         data = json.loads(await request.body() or b"{}")
         if name == "pay":
             return self.pay(data)
+        if name == "late-pay":
+            return self.late_pay(data)
         if name == "faults":
             fault = data.get("fault")
             if fault not in ("duplicate", "delay", "reorder", "drop"):
@@ -831,6 +853,12 @@ class FakeGateway:
                 }
             )
             return JSONResponse({"slow": self.slow})
+        if name == "refund-outcome":  # the next `count` refunds end ABNORMAL or CLOSED
+            outcome = data.get("status")
+            if outcome not in ("ABNORMAL", "CLOSED"):
+                return JSONResponse({"error": "status must be ABNORMAL or CLOSED"}, status_code=400)
+            self.refund_outcomes.extend([outcome] * int(data.get("count", 1)))
+            return JSONResponse({"queued": list(self.refund_outcomes)})
         if name == "reset-faults":
             self.faults.clear()
             self.slow.clear()

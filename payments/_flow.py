@@ -88,6 +88,8 @@ def handle_notification(conn: psycopg.Connection, n: Notification) -> str:
             refund_id=r.get("refund_id"),
             actor=_payments.ACTOR_GATEWAY,
         )
+        if changed and state == "abnormal":
+            open_refund_case(conn, out_trade_no, out_refund_no, actor=_payments.ACTOR_GATEWAY)
         if changed and state == "success":
             _queue.defer(
                 conn, _queue.FOLLOW_UP_REFUNDED, out_trade_no=out_trade_no, out_refund_no=out_refund_no
@@ -95,6 +97,21 @@ def handle_notification(conn: psycopg.Connection, n: Notification) -> str:
         return f"refund {state}" if changed else "already"
     log.info("notification %s of type %s stored, nothing to apply", n.id, n.event_type)
     return "stored"
+
+
+def open_refund_case(conn: psycopg.Connection, out_trade_no: str, out_refund_no: str, *, actor: str) -> bool:
+    """A refund ended ABNORMAL (the payer's card or account refused it): a back-office case, in the
+    caller's transaction. False when the payment has one already."""
+    link = _sale_payments.get_sale_payment(conn, out_trade_no)
+    log.warning("refund %s of %s is ABNORMAL: a back-office case", out_refund_no, out_trade_no)
+    return _sale_payments.open_case(
+        conn,
+        out_trade_no=out_trade_no,
+        sale_id=link.sale_id if link is not None else None,
+        kind="refund_abnormal",
+        detail={"out_refund_no": out_refund_no, "refund_status": "ABNORMAL"},
+        actor=actor,
+    )
 
 
 def request_refund(

@@ -160,6 +160,10 @@ def refund(out_refund_no: str) -> str:
             refund_id=result.refund_id,
             actor="payments-worker",
         )
+        if changed and new_state == "abnormal":
+            from payments._flow import open_refund_case
+
+            open_refund_case(conn, out_trade_no, out_refund_no, actor="payments-worker")
         if changed and new_state == "success":
             defer(conn, FOLLOW_UP_REFUNDED, out_trade_no=out_trade_no, out_refund_no=out_refund_no)
     return new_state
@@ -167,12 +171,15 @@ def refund(out_refund_no: str) -> str:
 
 @app.task(name=FOLLOW_UP_REFUNDED, queue=QUEUE, retry=_RETRY)
 def follow_up_refunded(out_trade_no: str, out_refund_no: str) -> str:
-    """After a refund succeeded: record it once (the e-invoice's red-letter reversal joins here)."""
+    """After a refund succeeded: record it once, and have the payment's e-invoice reversed (红冲)."""
+    from payments import _invoice
     from store import _payments
 
     rt = runtime()
     with rt.connect() as conn, conn.transaction():
         won = _payments.claim_effect(conn, out_trade_no, f"refunded:{out_refund_no}", {})
+        if won:
+            _invoice.reverse_after_refund(conn, out_trade_no)
     return "recorded" if won else "already recorded"
 
 

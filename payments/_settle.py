@@ -11,6 +11,8 @@ The site's answers to CLEAR (OpenFSC's retry semantics):
 - 403: it was paid another way (the cashier): our payment is refunded in full, automatically;
 - 404: the site no longer knows the sale: a back-office case;
 - 409: another payment holds it: a back-office case.
+A payment paid late (its order closed unpaid and the sale unlocked, then WeChat Pay's notification came) is
+CLEARed all the same: the sale is still payable (cleared now) or the cashier took it (403: refunded).
 A station offline or a command without answer raises: the job is retried later.
 """
 
@@ -42,7 +44,9 @@ def clear_sale(conn: psycopg.Connection, url: str, out_trade_no: str, *, timeout
         link = sp.get_sale_payment(conn, out_trade_no, for_update=True)
         if link is None:
             return "not a sale's payment"
-        if link.site_state != "locked":
+        # 'unlocked': the order was closed unpaid and the sale released, then WeChat Pay's late notification
+        # said it was paid after all: the money is real, so CLEAR now (403 if the cashier took it: refund)
+        if link.site_state not in ("locked", "unlocked"):
             return f"already {link.site_state}"
         payment = _payments.get_payment(conn, out_trade_no)
         if payment is None or payment.state != "paid":

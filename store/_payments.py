@@ -278,6 +278,17 @@ def update_refund(
     return True
 
 
+def refunds_of(conn: psycopg.Connection, out_trade_no: str, *, limit: int = 100) -> list[dict[str, Any]]:
+    """A payment's refunds, oldest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT out_refund_no, out_trade_no, refund_fen, reason, state, refund_id, created_at"
+            " FROM payment_refunds WHERE out_trade_no = %s ORDER BY created_at, out_refund_no LIMIT %s",
+            (out_trade_no, limit),
+        )
+        return cur.fetchall()
+
+
 # ---- effects (idempotency barrier of the follow-up jobs) ---------------------------------------------
 
 

@@ -185,10 +185,11 @@ def payments_of_sale(conn: psycopg.Connection, sale_id: int) -> list[dict[str, A
 
 
 def unsettled_paid(conn: psycopg.Connection, *, older_than_s: float, limit: int = 100) -> list[str]:
-    """Paid sale payments whose sale the site has not settled yet (no CLEAR answer recorded)."""
+    """Paid sale payments whose sale the site has not settled yet (no CLEAR answer recorded; 'unlocked': paid
+    after its order was closed and the sale released)."""
     rows = conn.execute(
         "SELECT p.out_trade_no FROM payments p JOIN sale_payments sp USING (out_trade_no)"
-        " WHERE p.state = 'paid' AND sp.site_state = 'locked'"
+        " WHERE p.state = 'paid' AND sp.site_state IN ('locked', 'unlocked')"
         " AND p.paid_at < now() - make_interval(secs => %s) ORDER BY p.paid_at LIMIT %s",
         (older_than_s, limit),
     ).fetchall()

@@ -42,6 +42,10 @@ KEYED = {  # (method, path) of the endpoints that take an API key
     ("put", "/v1/stations/{station_id}/devices"),
     ("post", "/v1/stations/{station_id}/payments/{out_trade_no}/reprint"),
     ("get", "/v1/stations/{station_id}/payments/{out_trade_no}/deliveries"),
+    ("put", "/v1/stations/{station_id}/seller"),
+    ("get", "/v1/stations/{station_id}/seller"),
+    ("post", "/v1/payments/{out_trade_no}/refunds"),
+    ("get", "/v1/payments/{out_trade_no}/refunds"),
 }
 USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/me"),
@@ -54,6 +58,9 @@ USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/fuelling/sessions/{session_id}/events"),
     ("post", "/v1/sales/{sale_id}/pay"),
     ("post", "/v1/fuelling/sessions/{session_id}/pay"),
+    ("post", "/v1/payments/{out_trade_no}/invoice"),
+    ("get", "/v1/payments/{out_trade_no}/invoice"),
+    ("post", "/v1/payments/demo/confirm"),
 }
 
 

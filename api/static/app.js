@@ -44,6 +44,11 @@
       st_bound: "已绑定：请提起油枪", st_nozzle_up: "油枪已提起", st_authorised: "已授权：可以加油",
       st_fuelling: "加油中…", st_completed: "加油完成", st_locked: "已锁定，待付款", st_paid: "已付款",
       st_expired: "已超时", st_taken_by_cashier: "已转收银台结算", st_cancelled: "已取消", st_review: "待人工核对",
+      pay_btn: "微信支付 {a} 元", pay_paying: "正在支付…", pay_failed: "支付失败", pay_done: "已支付 {a} 元 · 订单 {no}",
+      inv_person: "个人", inv_org: "单位", inv_name: "发票抬头", inv_tax: "纳税人识别号", inv_ask: "申请电子发票",
+      inv_failed: "无法申请发票", inv_status: "电子发票：{s}", inv_number: "发票号码 {n}",
+      inv_requested: "已提交", inv_applied: "开具中", inv_issued: "已开具", inv_reversing: "红冲中", inv_reversed: "已红冲",
+      inv_failed_status: "开具失败", inv_need_tax: "单位须填写正确的纳税人识别号",
     },
     en: {
       title: "Lijiang Fuel", grade: "Grade", sort: "Sort", sort_distance: "Distance", sort_price: "Price",
@@ -84,6 +89,12 @@
       st_fuelling: "Fuelling…", st_completed: "Done", st_locked: "Locked, waiting for payment", st_paid: "Paid",
       st_expired: "Timed out", st_taken_by_cashier: "Settled at the cashier", st_cancelled: "Cancelled",
       st_review: "Needs a check by staff",
+      pay_btn: "Pay {a} CNY with WeChat", pay_paying: "Paying…", pay_failed: "Payment failed",
+      pay_done: "Paid {a} CNY · order {no}", inv_person: "Individual", inv_org: "Organisation", inv_name: "Invoice title",
+      inv_tax: "Taxpayer ID", inv_ask: "Request an e-invoice", inv_failed: "Could not request the invoice",
+      inv_status: "E-invoice: {s}", inv_number: "Invoice number {n}", inv_requested: "requested", inv_applied: "being issued",
+      inv_issued: "issued", inv_reversing: "being reversed", inv_reversed: "reversed", inv_failed_status: "refused",
+      inv_need_tax: "an organisation needs its valid taxpayer ID",
     },
   };
   const SORT_PARAM = { distance: "distance", price: "effective_price", eta: "eta", total_cost: "total_cost" };
@@ -145,12 +156,13 @@
     if (e.status === 422 && /road|snap/i.test((e.code || "") + (e.message || ""))) return t("err_no_road");
     return t("err_bad_input");
   }
-  // opts: {method, body (sent as JSON), auth (a user's session token)}
+  // opts: {method, body (sent as JSON), auth (a user's session token), headers}
   async function api(path, params, opts) {
     const q = params ? "?" + new URLSearchParams(params).toString() : "";
     const o = opts || {};
     const headers = { Accept: "application/json" };
     if (o.auth) headers.Authorization = "Bearer " + o.auth;
+    if (o.headers) Object.assign(headers, o.headers);
     if (o.body !== undefined) headers["Content-Type"] = "application/json";
     let r;
     try {
@@ -740,7 +752,8 @@
   }
   function fillReset(stationId) {
     fillStop();
-    Object.assign(FILL, { station: stationId, phase: "idle", pumps: null, session: null, via: null, error: null });
+    Object.assign(FILL, { station: stationId, phase: "idle", pumps: null, session: null, via: null, error: null,
+      order: null, paying: false, payKey: null, invoice: null, invKey: null, invForm: null });
     renderFill();
   }
   function fillPumpLabel(no) {
@@ -785,11 +798,93 @@
         + "</span><small>" + esc(t("fill_litres")) + '</small></div><div><span data-test="fill-amount">'
         + fenText(final ? x.final_amount_fen : x.amount_fen) + "</span><small>" + esc(t("fill_amount")) + "</small></div></div>"
         + (final ? '<div class="fill-pay" data-test="fill-pay">' + esc(t("fill_pay", { a: fenText(x.final_amount_fen) })) + "</div>" : "")
+        + payHtml(x)
         + (x.terminal ? '<button id="fillup-again" type="button">' + esc(t("fill_again")) + "</button>" : "")
         + "</div>";
     }
     if (FILL.error) html += '<div class="fill-error" data-test="fill-error">' + esc(FILL.error) + "</div>";
     el.innerHTML = html;
+  }
+
+  // ---- paying the completed sale (the fake WeChat Pay confirms in development) and its e-invoice ------
+  function payHtml(x) {
+    if (x.final_amount_fen != null && (x.state === "completed" || x.state === "locked")) {
+      return '<button id="fill-paybtn" type="button" data-test="fill-paybtn"' + (FILL.paying ? " disabled" : "") + ">"
+        + esc(FILL.paying ? t("pay_paying") : t("pay_btn", { a: fenText(x.final_amount_fen) })) + "</button>";
+    }
+    const o = FILL.order;
+    if (x.state !== "paid" || !o) return "";
+    let h = '<div class="fill-paid" data-test="fill-paid">' + esc(t("pay_done", { a: fenText(o.amount_fen), no: o.out_trade_no }))
+      + "</div>";
+    const v = FILL.invoice;
+    if (v) {
+      h += '<div class="fill-invoice" data-test="fill-invoice" data-status="' + esc(v.status) + '">'
+        + esc(t("inv_status", { s: t(v.status === "failed" ? "inv_failed_status" : "inv_" + v.status) }))
+        + (v.fapiao_number ? '<br><small data-test="fill-invoice-number">' + esc(t("inv_number", { n: v.fapiao_number }))
+          + "</small>" : "") + "</div>";
+    } else {
+      const f = FILL.invForm || { type: "INDIVIDUAL", name: "", tax: "" }; // kept across a refused request
+      const opt = (v, k) => '<option value="' + v + '"' + (f.type === v ? " selected" : "") + ">" + esc(t(k)) + "</option>";
+      h += '<div class="fill-invoice-form" data-test="fill-invoice-form"><select id="inv-type" data-test="inv-type">'
+        + opt("INDIVIDUAL", "inv_person") + opt("ORGANIZATION", "inv_org")
+        + '</select><input id="inv-name" data-test="inv-name" maxlength="100" value="' + esc(f.name) + '" placeholder="'
+        + esc(t("inv_name")) + '"><input id="inv-tax" data-test="inv-tax" maxlength="20" value="' + esc(f.tax)
+        + '" placeholder="' + esc(t("inv_tax")) + '">'
+        + '<button id="inv-ask" type="button" data-test="inv-ask">' + esc(t("inv_ask")) + "</button></div>";
+    }
+    return h;
+  }
+  function newKey() {
+    return window.crypto && crypto.randomUUID ? crypto.randomUUID() : Date.now() + "-" + Math.random().toString(36).slice(2);
+  }
+  async function fillPayNow() {
+    const gen = FILL.gen, x = FILL.session, auth = FILL.user.token;
+    FILL.paying = true;
+    FILL.error = null;
+    renderFill();
+    try {
+      FILL.payKey = FILL.payKey || newKey(); // a retried tap is the same payment
+      const order = await api("/v1/fuelling/sessions/" + x.id + "/pay", null,
+        { method: "POST", auth: auth, headers: { "Idempotency-Key": FILL.payKey } });
+      if (gen !== FILL.gen) return;
+      FILL.order = order;
+      // wx.requestPayment(order.request_payment) on a phone; the fake WeChat Pay in development
+      await api("/v1/payments/demo/confirm", null, { method: "POST", body: order.request_payment, auth: auth });
+    } catch (e) {
+      if (gen === FILL.gen) FILL.error = t("pay_failed") + ": " + errorText(e);
+    }
+    if (gen !== FILL.gen) return;
+    FILL.paying = false;
+    renderFill(); // the paid state arrives as the session's next event
+  }
+  async function fillInvoice() {
+    const gen = FILL.gen, no = FILL.order.out_trade_no, auth = FILL.user.token;
+    const body = { type: $("#inv-type").value, name: $("#inv-name").value.trim() };
+    const tax = $("#inv-tax").value.trim();
+    if (tax) body.taxpayer_id = tax;
+    FILL.invForm = { type: body.type, name: body.name, tax: tax };
+    FILL.error = null;
+    try {
+      FILL.invKey = FILL.invKey || newKey();
+      FILL.invoice = await api("/v1/payments/" + no + "/invoice", null,
+        { method: "POST", body: body, auth: auth, headers: { "Idempotency-Key": FILL.invKey } });
+    } catch (e) {
+      if (gen !== FILL.gen) return;
+      FILL.invKey = null; // corrected input is a new request
+      FILL.error = t("inv_failed") + ": " + (e.status === 422 && /taxpayer/.test(e.message) ? t("inv_need_tax") : errorText(e));
+      renderFill();
+      return;
+    }
+    if (gen !== FILL.gen) return;
+    renderFill();
+    const follow = async () => {
+      if (gen !== FILL.gen || !FILL.invoice || ["issued", "reversed", "failed"].includes(FILL.invoice.status)) return;
+      try { FILL.invoice = await api("/v1/payments/" + no + "/invoice", null, { auth: auth }); } catch (e) { /* next round */ }
+      if (gen !== FILL.gen) return;
+      renderFill();
+      setTimeout(follow, 1000);
+    };
+    setTimeout(follow, 1000);
   }
 
   async function fillStart() {
@@ -941,6 +1036,8 @@
     $("#fillup").addEventListener("click", (e) => {
       if (e.target.closest("#fillup-start")) fillStart();
       else if (e.target.closest("#fillup-again")) { fillReset(FILL.station); fillStart(); }
+      else if (e.target.closest("#fill-paybtn")) fillPayNow();
+      else if (e.target.closest("#inv-ask")) fillInvoice();
       else {
         const b = e.target.closest(".fill-nozzle");
         if (b && !b.disabled) fillBind(b.getAttribute("data-token"));
