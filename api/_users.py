@@ -31,7 +31,7 @@ from api._limits import RateLimited, limits_of
 from api._models import LoginPublic, UserPublic, error_responses
 from api._state import AppState, get_state
 from geo._errors import NotFound
-from store._users import User, UserRow, get_user, login
+from store._users import User, UserRow, get_user, is_active, login
 from wechat import WeChatClient
 
 LOGINS = "logins"  # the limiter's kind for logins per client address
@@ -54,7 +54,8 @@ def current_user(
     credentials: HTTPAuthorizationCredentials | None = Security(USER_TOKEN),
     state: AppState = Depends(get_state),
 ) -> User:
-    """The user of the request's session token (no database round trip); 401 without a valid one."""
+    """The user of the request's session token; 401 without a valid one, or for a deleted account (one
+    indexed lookup of the user row, so a deleted account's tokens stop working at once on every worker)."""
     if credentials is None or not credentials.credentials.strip():
         raise UserUnauthorized(
             "a session token is required: log in with POST /v1/auth/wechat and send "
@@ -63,6 +64,9 @@ def current_user(
     user = _tokens.verify(credentials.credentials.strip(), secret_key=state.settings.secret_key)
     if user is None:
         raise UserUnauthorized("the session token is not valid or has expired: log in again")
+    with state.db.connection() as conn:
+        if not is_active(conn, user):
+            raise UserUnauthorized("this account no longer exists: log in again")
     return user
 
 

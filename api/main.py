@@ -24,6 +24,7 @@ from api import (
     _osrm,
     _payments,
     _ranking,
+    _records,
     _routing,
     _security,
     _stations,
@@ -167,6 +168,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
     app.include_router(_payments.router)  # WeChat Pay notifications
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
+    app.include_router(
+        _records.router
+    )  # the driver's e-records, monthly summary, membership, account deletion
     app.include_router(_forecourt.router)  # at the pump: nozzle QR codes, a station's pumps (user token)
     app.include_router(_fuelling.router)  # fuelling sessions: bind a nozzle, follow the pump, live WebSocket
     app.include_router(_osrm.router)  # OSRM v5 route/table/nearest (last: its catch-alls shadow nothing)
