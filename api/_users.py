@@ -70,6 +70,17 @@ def current_user(
     return user
 
 
+def optional_user(
+    credentials: HTTPAuthorizationCredentials | None = Security(USER_TOKEN),
+    state: AppState = Depends(get_state),
+) -> User | None:
+    """The logged-in driver when the request sends a session token (401 for one that is not valid), else
+    None: public reads that price for the member who asks (membership tiers)."""
+    if credentials is None:
+        return None
+    return current_user(credentials, state)
+
+
 def require_owner(user: User, owner_id: int, what: str = "this") -> None:
     """403 unless `user` owns the resource."""
     if user.id != owner_id:
@@ -93,6 +104,7 @@ def make_wechat_client(state: AppState) -> WeChatClient:
 
 router = APIRouter(tags=["users"])
 CurrentUser = Annotated[User, Depends(current_user)]
+OptionalUser = Annotated[User | None, Depends(optional_user)]
 
 
 class WeChatLogin(BaseModel):
