@@ -13,10 +13,12 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from geo._errors import InvalidInput
 from geo._plausible import PlausibilityRules, promotion_problem
 from geo._pricing import Promotion, parse_date_ranges
 from store._audit import record
 from store._ceilings import ceiling_book, default_rules
+from store._membership import tiers
 
 _FIELDS = (
     "id, scope, station_id, brand, title, title_en, grades, kind, value, min_amount_cny, min_litres,"
@@ -95,10 +97,17 @@ def check_promotion(
     conn: psycopg.Connection, promo: Promotion, *, zone: str, rules: PlausibilityRules | None = None
 ) -> None:
     """Raise ImplausibleValue (param `value`) when the promotion's value breaks its kind's cap
-    (geo/_plausible.py; a discount per litre is bounded by the ceilings of `zone`)."""
+    (geo/_plausible.py; a discount per litre is bounded by the ceilings of `zone`), InvalidInput (param
+    `min_tier`) for a membership tier that does not exist."""
     problem = promotion_problem(promo, book=ceiling_book(conn, zone), rules=rules or default_rules())
     if problem is not None:
         raise problem.error()
+    if promo.min_tier is not None:
+        codes = [t.code for t in tiers(conn)]
+        if promo.min_tier not in codes:
+            raise InvalidInput(
+                "min_tier", f"no membership tier {promo.min_tier!r}: one of {', '.join(codes)}"
+            )
 
 
 def find_promotion(
