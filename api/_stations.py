@@ -92,7 +92,7 @@ from api._params import (
 )
 from api._routing import need_router
 from api._state import AppState, get_state
-from api._users import OptionalUser
+from api._users import OPTIONAL_TOKEN, OptionalUser
 from config import Region, Settings
 from geo._brands import station_display_name
 from geo._coords import to_wgs84
@@ -314,7 +314,12 @@ def _envelope(state: AppState, coord: str, at: datetime, **extra: Any) -> dict[s
     return body
 
 
-@router.get("/nearby", response_model=NearbyPublic, responses=error_responses(401, *READ, user=True))
+@router.get(
+    "/nearby",
+    response_model=NearbyPublic,
+    responses=error_responses(401, *READ, user=True),
+    openapi_extra=OPTIONAL_TOKEN,
+)
 def nearby(
     lat: Lat,
     lon: Lon,
@@ -778,6 +783,7 @@ def _rank(results: list[dict[str, Any]], sort: str, grade: str, radius: float) -
     response_model=StationByIdPublic,
     response_model_exclude_unset=True,
     responses=error_responses(401, 404, *READ, user=True),
+    openapi_extra=OPTIONAL_TOKEN,
 )
 def station(
     station_id: Annotated[int, Path(description="station id", examples=[1])],

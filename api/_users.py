@@ -44,6 +44,11 @@ USER_TOKEN = HTTPBearer(
 )
 
 
+# The OpenAPI security of a public read that takes a session token when the driver has one: FastAPI
+# declares the token from the dependency; this adds the empty alternative (no token), so it is optional.
+OPTIONAL_TOKEN: dict[str, Any] = {"security": [{}]}
+
+
 class UserUnauthorized(Unauthorized):
     """No session token, or one that is not valid (401, WWW-Authenticate: Bearer)."""
 
