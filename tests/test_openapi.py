@@ -60,6 +60,8 @@ USER = {  # (method, path) of the endpoints that take a user's session token
 OPTIONAL_USER = {  # public reads that price for the member whose session token comes with them
     ("get", "/v1/stations/nearby"),
     ("get", "/v1/stations/{station_id}"),
+    ("get", "/v1/stations/along-route"),
+    ("post", "/v1/stations/along-route"),
 }
 CSV = {("get", "/v1/me/records.csv")}  # a success body that is text/csv, not JSON
 
