@@ -329,6 +329,21 @@ def test_deleting_the_account_anonymises_and_ends_its_tokens(stack: PayStack) ->
         assert get(stack, path, token).status_code == 401, path
     again = httpx.delete(f"{stack.api.base}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert again.status_code == 401
+    # and on the live WebSocket of fuelling sessions: refused before any session is looked up
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    ws_url = stack.api.base.replace("http://", "ws://") + f"/v1/fuelling/sessions/999999/live?token={token}"
+    with connect(ws_url, open_timeout=10, close_timeout=5) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    _, live_token = stack.user()  # a live account's token gets as far as the session lookup
+    with (
+        connect(ws_url.replace(token, live_token), open_timeout=10, close_timeout=5) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
     # personal data gone, the accounting record kept
     row = stack.sql(
         "SELECT openid, unionid, phone, deleted_at IS NOT NULL, anonymised_at IS NOT NULL FROM users WHERE id = %s",
