@@ -134,8 +134,8 @@ def delete_account(conn: psycopg.Connection, user_id: int, *, actor: str) -> dic
     """Delete the user's account in one transaction: personal data removed (openid and unionid replaced or
     cleared, phone, odometer readings, the client's idempotency keys), the account marked deleted so its
     tokens stop working, the payments kept as accounting law requires (amounts, station, time, WeChat
-    transaction ids, invoice references) with the openid anonymised. Audited; the counts of what changed.
-    NotFound-like False is not raised: a second call finds nothing and returns zeros with `deleted` 0."""
+    transaction ids, invoice references) with the openid anonymised. Audited; returns the counts of what
+    changed (all 0 when the account was deleted already)."""
     with conn.transaction():
         d = _row(
             conn.execute(
