@@ -323,6 +323,13 @@ async def _credentials(ws: WebSocket, state: AppState) -> tuple[User, int | None
     )
     if user is None:
         raise _Closed(CLOSE_UNAUTHORIZED, "the session token is missing, not valid or expired: log in again")
+    hub: LiveHub = state.extras["live"]
+    async with hub.pool.connection() as conn:  # a deleted account's tokens stop working (as current_user)
+        cur = await conn.execute(
+            "SELECT 1 FROM users WHERE id = %s AND openid = %s AND deleted_at IS NULL", (user.id, user.openid)
+        )
+        if await cur.fetchone() is None:
+            raise _Closed(CLOSE_UNAUTHORIZED, "this account no longer exists: log in again")
     return user, after
 
 

@@ -189,6 +189,11 @@ class PromotionBase(BaseModel):
     time_to: TimeOfDay | None = None
     members_only: bool = False
     payment_methods: list[Annotated[Text, Field(min_length=1, max_length=40)]] = Field(default_factory=list)
+    min_tier: str | None = Field(
+        None,
+        pattern=r"^[a-z]{1,20}$",
+        description="for members of this tier or above (a code of GET /v1/me/membership's tiers); null: anyone",
+    )
     valid_from: datetime
     valid_to: datetime | None = None
 
@@ -243,6 +248,7 @@ class PromotionPublic(BaseModel):
     time_to: TimeOfDay | None
     members_only: bool
     payment_methods: list[str]
+    min_tier: str | None = Field(description="for members of this tier or above; null: anyone")
     valid_from: datetime = Field(description="in the region's time zone (+08:00)")
     valid_to: datetime | None
     source: str
@@ -342,6 +348,7 @@ def _promotion_public(p: Promotion, version: int, tz: tzinfo) -> PromotionPublic
         time_to=p.time_to,
         members_only=p.members_only,
         payment_methods=list(p.payment_methods),
+        min_tier=p.min_tier,
         valid_from=_local(p.valid_from or datetime.min, tz),
         valid_to=None if p.valid_to is None else _local(p.valid_to, tz),
         source=p.source,
@@ -376,6 +383,7 @@ def _promotion_in(body: PromotionBase, state: AppState, **key: Any) -> Promotion
         time_to=body.time_to,
         members_only=body.members_only,
         payment_methods=tuple(sorted({m.lower() for m in body.payment_methods})),
+        min_tier=body.min_tier,
         valid_from=valid_from,
         valid_to=valid_to,
         **key,

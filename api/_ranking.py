@@ -90,11 +90,13 @@ from api._stations import (
     _station_out,
     arrival_costs,
     cost_out,
+    member_tiers,
     open_first,
     parse_cost_params,
     purchase_out,
     station_snaps,
 )
+from api._users import OPTIONAL_TOKEN, OptionalUser
 from geo import Budget, InvalidInput, RouteNotFound, from_wgs84, to_wgs84
 from geo._polyline import decode, encode
 from geo._ranking import (
@@ -201,6 +203,7 @@ class _Options:
         cp: CostParams,
         include_closed: bool | None = None,
         vehicle: Vehicle | None = None,
+        tiers: frozenset[str] = frozenset(),
     ) -> None:
         s = state.settings
         self.corridor_m = corridor_m if corridor_m is not None else DEFAULT_CORRIDOR_M
@@ -217,12 +220,19 @@ class _Options:
         self.cp = cp
         self.include_closed = bool(include_closed)
         self.vehicle = vehicle
+        self.tiers = tiers  # the logged-in driver's membership tiers (member-only promotions)
 
 
-@router.get("/along-route", response_model=AlongRoutePublic, responses=error_responses(404, *READ))
+@router.get(
+    "/along-route",
+    response_model=AlongRoutePublic,
+    responses=error_responses(401, 404, *READ, user=True),
+    openapi_extra=OPTIONAL_TOKEN,
+)
 def along_route(
     from_: FromQ,
     to: ToQ,
+    user: OptionalUser,
     corridor_m: CorridorQ = None,
     depart_at: DepartAtQ = None,
     grade: GradeQ = None,
@@ -270,6 +280,7 @@ def along_route(
         cp=cp,
         include_closed=include_closed,
         vehicle=veh,
+        tiers=member_tiers(state, user),
     )
     r = need_router(state)
     res = r.route(a, b, depart_at=opt.at, steps=False, vehicle=veh)
@@ -379,8 +390,15 @@ def _route_points(body: AlongRouteRequest, coord: str) -> list[tuple[float, floa
     return out
 
 
-@router.post("/along-route", response_model=AlongRoutePublic, responses=error_responses(400, 404, 413, *READ))
-def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_state)) -> Response:
+@router.post(
+    "/along-route",
+    response_model=AlongRoutePublic,
+    responses=error_responses(400, 401, 404, 413, *READ, user=True),
+    openapi_extra=OPTIONAL_TOKEN,
+)
+def along_route_post(
+    body: AlongRouteRequest, user: OptionalUser, state: AppState = Depends(get_state)
+) -> Response:
     """Stations along a route the client already has (e.g. from /v1/route), with detours and costs."""
     n_points = (
         _polyline6_points(body.polyline6) if body.polyline6 is not None else count_points(body.geometry)
@@ -415,6 +433,7 @@ def along_route_post(body: AlongRouteRequest, state: AppState = Depends(get_stat
         cp=cp,
         include_closed=body.include_closed,
         vehicle=body.as_vehicle(),
+        tiers=member_tiers(state, user),
     )
     line = _bounded_line(state, points, opt.corridor_m, param=param, budget=budget, client=True)
     route = {"distance_m": round(line.length_m, 1), "depart_at": opt.at.isoformat(), "points": len(points)}
@@ -543,7 +562,7 @@ def _along(
         promos = promotions_between(conn, pairs, at, last)
     arrivals: list[datetime | None] = [arrival(at, float(t_os[k])) for k in range(len(rows))]
     ok = [bool(np.isfinite(det[k])) for k in range(len(rows))]
-    quote = _Quote(litres=opt.cp.fill.litres, member=opt.cp.member, payment=opt.cp.payment)
+    quote = _Quote(litres=opt.cp.fill.litres, member=opt.cp.member, payment=opt.cp.payment, tiers=opt.tiers)
     results: list[dict[str, Any]] = []
     fills: list[bool | None] = []
     for k, row in enumerate(rows):

@@ -92,6 +92,7 @@ from api._params import (
 )
 from api._routing import need_router
 from api._state import AppState, get_state
+from api._users import OPTIONAL_TOKEN, OptionalUser
 from config import Region, Settings
 from geo._brands import station_display_name
 from geo._coords import to_wgs84
@@ -116,9 +117,11 @@ from geo._ranking import (
 )
 from geo._router import Router
 from geo._vehicle import Vehicle
+from store._membership import membership
 from store._prices import CurrentPrice, current_prices, station_prices_between
 from store._promotions import promotions_between, promotions_for_stations
 from store._stations import get_station, nearby_offers, nearby_stations, stations_in_bbox
+from store._users import User
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
 
@@ -135,10 +138,21 @@ def _f(x: Decimal | float | None, nd: int = 2) -> float | None:
 class _Quote:
     """The caller's purchase: for effective prices."""
 
-    def __init__(self, *, litres: float | None, member: bool, payment: str | None) -> None:
+    def __init__(
+        self, *, litres: float | None, member: bool, payment: str | None, tiers: frozenset[str] = frozenset()
+    ) -> None:
         self.litres = Decimal(str(litres)) if litres is not None else DEFAULT_LITRES
         self.member = member
         self.payment = payment
+        self.tiers = tiers  # the logged-in driver's membership tiers (member-only promotions)
+
+
+def member_tiers(state: AppState, user: User | None) -> frozenset[str]:
+    """The membership tiers of the driver whose session token came with a public read (none without)."""
+    if user is None:
+        return frozenset()
+    with state.db.connection() as conn:
+        return membership(conn, user.id).tiers_held
 
 
 def applied_out(applied: list[AppliedPromotion]) -> list[dict[str, Any]]:
@@ -192,6 +206,7 @@ def _grades_out(
             member=quote.member,
             payment=quote.payment,
             topup=quote.member,
+            tiers=quote.tiers,
         )
         out[grade] = {
             "list_price": _f(p.price_cny),
@@ -219,6 +234,7 @@ def _grades_out(
                     member=quote.member,
                     payment=quote.payment,
                     topup=quote.member,
+                    tiers=quote.tiers,
                 )
             block["at_query_time"] = {
                 "at": at_now.astimezone(region.tz).isoformat(),
@@ -298,10 +314,16 @@ def _envelope(state: AppState, coord: str, at: datetime, **extra: Any) -> dict[s
     return body
 
 
-@router.get("/nearby", response_model=NearbyPublic, responses=error_responses(*READ))
+@router.get(
+    "/nearby",
+    response_model=NearbyPublic,
+    responses=error_responses(401, *READ, user=True),
+    openapi_extra=OPTIONAL_TOKEN,
+)
 def nearby(
     lat: Lat,
     lon: Lon,
+    user: OptionalUser,
     radius_m: Annotated[
         float | None,
         Query(
@@ -371,7 +393,9 @@ def nearby(
         member=member,
         payment=payment,
     )
-    quote = _Quote(litres=cp.fill.litres, member=cp.member, payment=cp.payment)
+    quote = _Quote(
+        litres=cp.fill.litres, member=cp.member, payment=cp.payment, tiers=member_tiers(state, user)
+    )
     with_closed = include_closed
     try:
         w_lat, w_lon = to_wgs84(q_lat, q_lon, coord_s)
@@ -758,10 +782,12 @@ def _rank(results: list[dict[str, Any]], sort: str, grade: str, radius: float) -
     "/{station_id}",
     response_model=StationByIdPublic,
     response_model_exclude_unset=True,
-    responses=error_responses(404, *READ),
+    responses=error_responses(401, 404, *READ, user=True),
+    openapi_extra=OPTIONAL_TOKEN,
 )
 def station(
     station_id: Annotated[int, Path(description="station id", examples=[1])],
+    user: OptionalUser,
     coord: CoordQ = "wgs84",
     at: AtQ = None,
     member: MemberQ = False,
@@ -769,14 +795,16 @@ def station(
     litres: LitresQ = None,
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
-    """One station with its prices and promotions at `at`."""
+    """One station with its prices and promotions at `at` (with a session token: for that member)."""
     region = state.served.region
     sid = station_id
     if sid < 1 or sid > MAX_ID:
         raise NotFound(f"station {station_id} not found")
     coord_s = coord
     at_dt = parse_at(at, region.tz)
-    quote = _Quote(litres=litres, member=member, payment=parse_payment(payment))
+    quote = _Quote(
+        litres=litres, member=member, payment=parse_payment(payment), tiers=member_tiers(state, user)
+    )
     with state.db.read() as conn:
         row = get_station(conn, sid)
         if row is None:

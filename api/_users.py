@@ -31,7 +31,7 @@ from api._limits import RateLimited, limits_of
 from api._models import LoginPublic, UserPublic, error_responses
 from api._state import AppState, get_state
 from geo._errors import NotFound
-from store._users import User, UserRow, get_user, login
+from store._users import User, UserRow, get_user, is_active, login
 from wechat import WeChatClient
 
 LOGINS = "logins"  # the limiter's kind for logins per client address
@@ -44,6 +44,11 @@ USER_TOKEN = HTTPBearer(
 )
 
 
+# The OpenAPI security of a public read that takes a session token when the driver has one: FastAPI
+# declares the token from the dependency; this adds the empty alternative (no token), so it is optional.
+OPTIONAL_TOKEN: dict[str, Any] = {"security": [{}]}
+
+
 class UserUnauthorized(Unauthorized):
     """No session token, or one that is not valid (401, WWW-Authenticate: Bearer)."""
 
@@ -54,7 +59,8 @@ def current_user(
     credentials: HTTPAuthorizationCredentials | None = Security(USER_TOKEN),
     state: AppState = Depends(get_state),
 ) -> User:
-    """The user of the request's session token (no database round trip); 401 without a valid one."""
+    """The user of the request's session token; 401 without a valid one, or for a deleted account (one
+    indexed lookup of the user row, so a deleted account's tokens stop working at once on every worker)."""
     if credentials is None or not credentials.credentials.strip():
         raise UserUnauthorized(
             "a session token is required: log in with POST /v1/auth/wechat and send "
@@ -63,7 +69,21 @@ def current_user(
     user = _tokens.verify(credentials.credentials.strip(), secret_key=state.settings.secret_key)
     if user is None:
         raise UserUnauthorized("the session token is not valid or has expired: log in again")
+    with state.db.connection() as conn:
+        if not is_active(conn, user):
+            raise UserUnauthorized("this account no longer exists: log in again")
     return user
+
+
+def optional_user(
+    credentials: HTTPAuthorizationCredentials | None = Security(USER_TOKEN),
+    state: AppState = Depends(get_state),
+) -> User | None:
+    """The logged-in driver when the request sends a session token (401 for one that is not valid), else
+    None: public reads that price for the member who asks (membership tiers)."""
+    if credentials is None:
+        return None
+    return current_user(credentials, state)
 
 
 def require_owner(user: User, owner_id: int, what: str = "this") -> None:
@@ -89,6 +109,7 @@ def make_wechat_client(state: AppState) -> WeChatClient:
 
 router = APIRouter(tags=["users"])
 CurrentUser = Annotated[User, Depends(current_user)]
+OptionalUser = Annotated[User | None, Depends(optional_user)]
 
 
 class WeChatLogin(BaseModel):

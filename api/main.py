@@ -29,6 +29,7 @@ from api import (
     _paydemo,
     _payments,
     _ranking,
+    _records,
     _refunds,
     _routing,
     _security,
@@ -180,6 +181,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_refunds.router)  # refunds asked for by operators
     app.include_router(_paydemo.router)  # development: the fake WeChat Pay confirms the web page's payment
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
+    app.include_router(
+        _records.router
+    )  # the driver's e-records, monthly summary, membership, account deletion
     app.include_router(_forecourt.router)  # at the pump: nozzle QR codes, a station's pumps (user token)
     app.include_router(_fuelling.router)  # fuelling sessions: bind a nozzle, follow the pump, live WebSocket
     app.include_router(_console.router)  # station console: staff, live pumps, handovers, reports

@@ -14,7 +14,10 @@ Conditions of a promotion (all must hold):
 - time window `time_from`/`time_to`: `from <= t < to`; when `from > to` it wraps midnight
   (`t >= from or t < to`); equal bounds = all day; one bound alone = open on the other side;
 - `min_litres`, `min_amount_cny` (the order amount, default list price x litres);
-- `members_only` (caller says member=True), `payment_methods` (caller's payment must be listed).
+- `members_only` (caller says member=True), `payment_methods` (caller's payment must be listed);
+- `min_tier` (a membership tier code, store/_membership.py): the caller's `tiers` (the codes of its tier
+  and every lower one) must hold it; holding any tier also meets `members_only`. Ranking for a logged-in driver and the payment pass the same tiers,
+  so a member sees in the ranking the price the member then pays.
 
 Kinds and the saving per litre they give on a list price `p` for an order of `L` litres:
 - `percent_off` (value = percent): `p * value / 100`;
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -102,6 +105,7 @@ class Promotion:
     time_to: time | None = None
     members_only: bool = False
     payment_methods: tuple[str, ...] = ()
+    min_tier: str | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     source: str = "station"
@@ -157,6 +161,7 @@ def applies(
     member: bool = False,
     payment: str | None = None,
     topup: bool = False,
+    tiers: Collection[str] = (),
 ) -> bool:
     """Whether `promo` applies at `at_local` (a timezone-aware datetime in the region's time zone).
 
@@ -184,7 +189,9 @@ def applies(
         return False
     if promo.min_amount_cny is not None and (amount is None or Decimal(str(amount)) < promo.min_amount_cny):
         return False
-    if promo.members_only and not member:
+    if promo.members_only and not (member or tiers):  # a logged-in driver holding a tier is a member
+        return False
+    if promo.min_tier is not None and promo.min_tier not in tiers:
         return False
     if promo.payment_methods and (
         payment is None or payment.lower() not in {m.lower() for m in promo.payment_methods}
@@ -220,6 +227,7 @@ def effective_price(
     member: bool = False,
     payment: str | None = None,
     topup: bool = False,
+    tiers: Collection[str] = (),
 ) -> tuple[Decimal, list[AppliedPromotion]]:
     """(effective price per litre rounded to 0.01 CNY, the applied promotion with its saving).
 
@@ -243,6 +251,7 @@ def effective_price(
             member=member,
             payment=payment,
             topup=topup,
+            tiers=tiers,
         ):
             continue
         saving = saving_per_litre(promo, price, n_litres)

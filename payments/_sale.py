@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -42,6 +42,7 @@ from payments._flow import apply_order_status
 from payments._wechatpay import WeChatPayClient, order_expiry, out_trade_no_for
 from store import _payments
 from store import _sale_payments as sp
+from store._membership import membership
 from store._promotions import promotions_for_stations
 from store._users import User
 
@@ -71,8 +72,10 @@ def amount_due(
     *,
     tz: tzinfo,
     holidays: HolidayCalendar = NO_HOLIDAYS,
+    tiers: Collection[str] = (),
 ) -> Due:
-    """The sale's amount minus the best promotion that applied when the fill-up ended (pure)."""
+    """The sale's amount minus the best promotion that applied when the fill-up ended (pure); `tiers`
+    are the payer's membership tiers (store._membership: member-only promotions, as in the ranking)."""
     at = sale.ended_at or sale.first_seen_at
     litres = Decimal(sale.volume_ml) / 1000
     _, applied = effective_price(
@@ -85,6 +88,7 @@ def amount_due(
         litres=litres,
         amount=Decimal(sale.amount_fen) / 100,
         payment=PAYMENT_METHOD,
+        tiers=tiers,
     )
     if not applied:
         return Due(sale.amount_fen, 0, None)
@@ -253,11 +257,12 @@ class _Run:
             promos = promotions_for_stations(
                 conn, [(sale.station_id, sale.station_brand)], at=sale.ended_at or sale.first_seen_at
             ).get(sale.station_id, [])
+            tiers = membership(conn, self.user.id).tiers_held
         if live is not None and live.expires_at <= datetime.now().astimezone():
             self._retire(live)
             attempt += 1
             live = None
-        due = amount_due(sale, promos, tz=self.tz, holidays=self.holidays)
+        due = amount_due(sale, promos, tz=self.tz, holidays=self.holidays, tiers=tiers)
         if not 0 < due.amount_fen <= self.max_fen:
             raise ImplausibleValue(
                 "sale_id",

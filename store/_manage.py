@@ -47,7 +47,7 @@ _STATION_SELECT = (
 _PROMO_SELECT = (
     "SELECT id, scope, station_id, brand, title, title_en, grades, kind, value, min_amount_cny, min_litres,"
     " days_of_week, date_ranges, public_holidays_only, time_from, time_to, members_only, payment_methods,"
-    " valid_from, valid_to, source, source_ref, version FROM promotions WHERE id = %s"
+    " valid_from, valid_to, source, source_ref, min_tier, version FROM promotions WHERE id = %s"
 )
 
 

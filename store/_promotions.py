@@ -13,15 +13,17 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from geo._errors import InvalidInput
 from geo._plausible import PlausibilityRules, promotion_problem
 from geo._pricing import Promotion, parse_date_ranges
 from store._audit import record
 from store._ceilings import ceiling_book, default_rules
+from store._membership import tiers
 
 _FIELDS = (
     "id, scope, station_id, brand, title, title_en, grades, kind, value, min_amount_cny, min_litres,"
     " days_of_week, date_ranges, public_holidays_only, time_from, time_to, members_only, payment_methods,"
-    " valid_from, valid_to, source, source_ref"
+    " valid_from, valid_to, source, source_ref, min_tier"
 )
 _KEYS = tuple(k.strip() for k in _FIELDS.split(","))
 
@@ -53,14 +55,15 @@ def _params(p: Promotion) -> tuple[Any, ...]:
         p.valid_to,
         p.source,
         p.source_ref,
+        p.min_tier,
     )
 
 
 _INSERT = (
     "INSERT INTO promotions (scope, station_id, brand, title, title_en, grades, kind, value, min_amount_cny,"
     " min_litres, days_of_week, date_ranges, public_holidays_only, time_from, time_to, members_only,"
-    " payment_methods, valid_from, valid_to, source, source_ref)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " payment_methods, valid_from, valid_to, source, source_ref, min_tier)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (target, source, source_ref) DO NOTHING RETURNING id"
 )
 
@@ -94,10 +97,17 @@ def check_promotion(
     conn: psycopg.Connection, promo: Promotion, *, zone: str, rules: PlausibilityRules | None = None
 ) -> None:
     """Raise ImplausibleValue (param `value`) when the promotion's value breaks its kind's cap
-    (geo/_plausible.py; a discount per litre is bounded by the ceilings of `zone`)."""
+    (geo/_plausible.py; a discount per litre is bounded by the ceilings of `zone`), InvalidInput (param
+    `min_tier`) for a membership tier that does not exist."""
     problem = promotion_problem(promo, book=ceiling_book(conn, zone), rules=rules or default_rules())
     if problem is not None:
         raise problem.error()
+    if promo.min_tier is not None:
+        codes = [t.code for t in tiers(conn)]
+        if promo.min_tier not in codes:
+            raise InvalidInput(
+                "min_tier", f"no membership tier {promo.min_tier!r}: one of {', '.join(codes)}"
+            )
 
 
 def find_promotion(
@@ -125,7 +135,8 @@ def update_terms(
         "UPDATE promotions SET title = %s, title_en = %s, grades = %s, kind = %s, value = %s,"
         " min_amount_cny = %s, min_litres = %s, days_of_week = %s, date_ranges = %s,"
         " public_holidays_only = %s, time_from = %s, time_to = %s, members_only = %s,"
-        " payment_methods = %s, valid_from = %s, valid_to = %s, version = version + 1, updated_at = now()"
+        " payment_methods = %s, valid_from = %s, valid_to = %s, min_tier = %s, version = version + 1,"
+        " updated_at = now()"
         " WHERE id = %s AND version = %s RETURNING version",
         (
             promo.title,
@@ -144,6 +155,7 @@ def update_terms(
             [m.lower() for m in promo.payment_methods],
             promo.valid_from,
             promo.valid_to,
+            promo.min_tier,
             promotion_id,
             expected_version,
         ),
@@ -238,6 +250,7 @@ def promotion_from_row(row: Any) -> Promotion:
         valid_to=d["valid_to"],
         source=d["source"],
         source_ref=d["source_ref"],
+        min_tier=d.get("min_tier"),
     )
 
 

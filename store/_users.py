@@ -114,3 +114,55 @@ def mark_deleted(conn: psycopg.Connection, user_id: int, *, actor: str) -> bool:
                 new={"deleted": True},
             )
     return bool(n)
+
+
+def is_active(conn: psycopg.Connection, user: User) -> bool:
+    """Whether the token's user still exists as it was issued: not deleted, same openid (a deleted account's
+    tokens stop working at once, on every worker)."""
+    r = conn.execute(
+        "SELECT 1 FROM users WHERE id = %s AND openid = %s AND deleted_at IS NULL", (user.id, user.openid)
+    ).fetchone()
+    return r is not None
+
+
+def anonymised_openid(user_id: int) -> str:
+    """What replaces a deleted user's openid on its rows (not a WeChat openid: those never contain ':')."""
+    return f"deleted:{user_id}"
+
+
+def delete_account(conn: psycopg.Connection, user_id: int, *, actor: str) -> dict[str, int]:
+    """Delete the user's account in one transaction: personal data removed (openid and unionid replaced or
+    cleared, phone, odometer readings, the client's idempotency keys), the account marked deleted so its
+    tokens stop working, the payments kept as accounting law requires (amounts, station, time, WeChat
+    transaction ids, invoice references) with the openid anonymised. Audited; returns the counts of what
+    changed (all 0 when the account was deleted already)."""
+    with conn.transaction():
+        d = _row(
+            conn.execute(
+                "SELECT openid FROM users WHERE id = %s AND deleted_at IS NULL FOR UPDATE", (user_id,)
+            )
+        )
+        if d is None:
+            return {"deleted": 0, "payments": 0, "odometers": 0, "idempotency_keys": 0}
+        anon = anonymised_openid(user_id)
+        payments = conn.execute(
+            "UPDATE payments SET openid = %s, updated_at = now() WHERE openid = %s", (anon, d["openid"])
+        ).rowcount
+        odometers = conn.execute("DELETE FROM record_odometers WHERE user_id = %s", (user_id,)).rowcount
+        keys = conn.execute("DELETE FROM idempotency_keys WHERE user_id = %s", (user_id,)).rowcount
+        conn.execute(
+            "UPDATE users SET openid = %s, unionid = NULL, phone = NULL, deleted_at = now(), anonymised_at = now()"
+            " WHERE id = %s",
+            (anon, user_id),
+        )
+        counts = {"deleted": 1, "payments": payments, "odometers": odometers, "idempotency_keys": keys}
+        record(
+            conn,
+            actor=actor,
+            action="delete",
+            entity="user",
+            entity_id=user_id,
+            old={"deleted": False},
+            new={"deleted": True, "anonymised": True, **counts},
+        )
+    return counts

@@ -229,6 +229,25 @@ def test_promotion_lifecycle_and_brand_scope(env: dict[str, Any]) -> None:
     assert r.status_code == 200 and r.json()["scope"] == "brand"
 
 
+def test_a_member_tier_promotion_names_a_known_tier(env: dict[str, Any]) -> None:
+    c: TestClient = env["client"]
+    mgr = {"X-API-Key": env["keys"]["manager"]}
+    r = c.post(
+        "/v1/stations/1/promotions", json={**PROMO, "source_ref": "gold-1", "min_tier": "gold"}, headers=mgr
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["min_tier"] == "gold"
+    assert c.get(f"/v1/promotions/{r.json()['id']}", headers=mgr).json()["min_tier"] == "gold"
+    bad = c.post(
+        "/v1/stations/1/promotions", json={**PROMO, "source_ref": "x-1", "min_tier": "diamond"}, headers=mgr
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "min_tier", bad.text
+    odd = c.post(
+        "/v1/stations/1/promotions", json={**PROMO, "source_ref": "x-2", "min_tier": "Gold!"}, headers=mgr
+    )
+    assert odd.status_code == 422
+
+
 @pytest.mark.parametrize("endpoint", ["PATCH", "PUT prices"])
 def test_concurrent_writers_exactly_one_wins(env: dict[str, Any], endpoint: str) -> None:
     c: TestClient = env["client"]

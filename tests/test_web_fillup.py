@@ -97,7 +97,9 @@ def test_demo_login_and_tokens_are_development_and_tests_only(stack: Stack) -> N
         r = client.post("/v1/auth/demo", json={})
         assert r.status_code == 404, r.text
         assert "development" in r.json()["error"]["message"]
-        token, _ = _tokens.issue(User(1, "o-prod"), secret_key=secret, ttl_s=60)
+        # a user of this database (a token names a live account: api/_users.current_user checks it)
+        uid = stack.sql("INSERT INTO users (openid) VALUES ('o-prod') RETURNING id")[0][0]
+        token, _ = _tokens.issue(User(int(uid), "o-prod"), secret_key=secret, ttl_s=60)
         r = client.get(f"/v1/stations/{stack.station}/pumps", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200, r.text
         nozzles = [n for p in r.json()["pumps"] for n in p["nozzles"]]
