@@ -23,6 +23,7 @@ from api import (
     _map,
     _osrm,
     _payments,
+    _points,
     _ranking,
     _routing,
     _security,
@@ -38,6 +39,7 @@ from api._state import AppState, get_state
 from api._sync import TrafficSync
 from config import Settings, get_settings, resolve_served_region
 from geo._graphcache import graph_identity
+from payments._points import register_points_hooks
 from store import Database
 from store._sessions import register_payment_hooks
 
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sync.start()
             state.extras["sync"] = sync
         register_payment_hooks()  # a sale's lock and payment move the fuelling session that holds it
+        register_points_hooks()  # a sale's payment earns points and posts its redemption; a refund reverses
         hub = LiveHub(
             settings.service_url,
             pool_size=settings.fuelling_live_pool_size,
@@ -166,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_manage.router)  # station manager API: prices, promotions, details (API keys)
     app.include_router(_map.router)  # map screen: stations heatmap/markers, roads, region outline
     app.include_router(_payments.router)  # WeChat Pay notifications
+    app.include_router(_points.router)  # the user's points: balance, holds, expiring, history
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
     app.include_router(_forecourt.router)  # at the pump: nozzle QR codes, a station's pumps (user token)
     app.include_router(_fuelling.router)  # fuelling sessions: bind a nozzle, follow the pump, live WebSocket

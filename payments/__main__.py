@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         from store._sessions import register_payment_hooks
 
         register_payment_hooks()  # a sale paid or unlocked by a job moves its fuelling session too
+        from payments._points import register_points_hooks
+
+        register_points_hooks()  # and earns, posts, voids or reverses its points
 
         asyncio.run(
             run_worker_async(

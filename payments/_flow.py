@@ -89,6 +89,7 @@ def handle_notification(conn: psycopg.Connection, n: Notification) -> str:
             actor=_payments.ACTOR_GATEWAY,
         )
         if changed and state == "success":
+            _hooks.run_refunded(conn, out_trade_no, out_refund_no)
             _queue.defer(
                 conn, _queue.FOLLOW_UP_REFUNDED, out_trade_no=out_trade_no, out_refund_no=out_refund_no
             )

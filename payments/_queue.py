@@ -24,6 +24,8 @@ import psycopg
 from procrastinate import App, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
+from payments import _hooks
+
 log = logging.getLogger("payments.queue")
 
 QUEUE = "payments"
@@ -161,6 +163,7 @@ def refund(out_refund_no: str) -> str:
             actor="payments-worker",
         )
         if changed and new_state == "success":
+            _hooks.run_refunded(conn, out_trade_no, out_refund_no)
             defer(conn, FOLLOW_UP_REFUNDED, out_trade_no=out_trade_no, out_refund_no=out_refund_no)
     return new_state
 

@@ -17,12 +17,17 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from loyalty import HoldState, Lot, expiry_for, next_hold_state, refund_share, take_fifo
 from store import _audit
 
 SYSTEM = ("issued", "held", "redeemed", "expired", "reversed")
+
+
+def _x(conn: psycopg.Connection, query: Any, params: Any = None) -> psycopg.Cursor[Any]:
+    """Run a statement with tuple rows, whatever row factory the caller's connection has."""
+    return conn.cursor(row_factory=tuple_row).execute(query, params)
 
 
 class InsufficientPoints(ValueError):
@@ -33,7 +38,7 @@ class InsufficientPoints(ValueError):
 
 
 def system_account(conn: psycopg.Connection, kind: str) -> int:
-    row = conn.execute("SELECT id FROM ledger_accounts WHERE name = %s", (f"system:{kind}",)).fetchone()
+    row = _x(conn, "SELECT id FROM ledger_accounts WHERE name = %s", (f"system:{kind}",)).fetchone()
     assert row is not None, f"system account {kind} missing (migration 0020)"
     return int(row[0])
 
@@ -41,11 +46,13 @@ def system_account(conn: psycopg.Connection, kind: str) -> int:
 def user_account(conn: psycopg.Connection, user_id: int, *, lock: bool = False) -> tuple[int, int]:
     """(account id, balance) of the user's points account, created on first use; locked FOR UPDATE when
     asked (the first lock every user operation takes)."""
-    conn.execute(
+    _x(
+        conn,
         "INSERT INTO ledger_accounts (name, kind, user_id) VALUES (%s, 'user', %s) ON CONFLICT DO NOTHING",
         (f"user:{user_id}", user_id),
     )
-    row = conn.execute(
+    row = _x(
+        conn,
         "SELECT id, balance FROM ledger_accounts WHERE user_id = %s" + (" FOR UPDATE" if lock else ""),
         (user_id,),
     ).fetchone()
@@ -70,7 +77,8 @@ def transfer(
     repeat changes nothing). Call with the user's account already locked."""
     if amount <= 0:
         raise ValueError("a transfer moves a positive amount")
-    row = conn.execute(
+    row = _x(
+        conn,
         "INSERT INTO ledger_transfers (ref, kind, from_account_id, to_account_id, amount, user_id, out_trade_no)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (ref) DO NOTHING RETURNING id",
         (ref, kind, from_account, to_account, amount, user_id, out_trade_no),
@@ -79,11 +87,14 @@ def transfer(
         return None
     transfer_id = int(row[0])
     sides = sorted(((from_account, -amount), (to_account, amount)))
-    conn.execute(
-        "SELECT id FROM ledger_accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE", ([a for a, _ in sides],)
+    _x(
+        conn,
+        "SELECT id FROM ledger_accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        ([a for a, _ in sides],),
     )
     for account, delta in sides:
-        conn.execute(
+        _x(
+            conn,
             "WITH a AS (UPDATE ledger_accounts SET balance = balance + %(d)s, version = version + 1"
             " WHERE id = %(a)s RETURNING id, balance, version)"
             " INSERT INTO ledger_entries (transfer_id, account_id, amount, previous_balance, current_balance,"
@@ -106,9 +117,10 @@ def transfer(
 
 
 def earned_on_day(conn: psycopg.Connection, user_id: int, *, day_start: datetime, day_end: datetime) -> int:
-    row = conn.execute(
-        "SELECT coalesce(sum(amount), 0) FROM ledger_transfers WHERE user_id = %s AND kind = 'earn'"
-        " AND created_at >= %s AND created_at < %s",
+    """Points the user earned with payments made in [day_start, day_end) (the daily cap's count)."""
+    row = _x(
+        conn,
+        "SELECT coalesce(sum(points), 0) FROM points_lots WHERE user_id = %s AND earned_at >= %s AND earned_at < %s",
         (user_id, day_start, day_end),
     ).fetchone()
     return int(row[0]) if row else 0
@@ -142,8 +154,9 @@ def earn(
     )
     if tid is None:
         return 0
-    balance = int(conn.execute("SELECT balance FROM ledger_accounts WHERE id = %s", (account,)).fetchone()[0])  # type: ignore[index]
-    conn.execute(
+    balance = int(_x(conn, "SELECT balance FROM ledger_accounts WHERE id = %s", (account,)).fetchone()[0])  # type: ignore[index]
+    _x(
+        conn,
         "INSERT INTO points_lots (user_id, source_transfer_id, points, remaining, earned_at, expires_at)"
         " VALUES (%s, %s, %s, %s, %s, %s)",
         (user_id, tid, points, max(0, min(points, balance)), earned_at, expiry_for(earned_at, expiry_months)),
@@ -152,7 +165,8 @@ def earn(
 
 
 def _live_lots(conn: psycopg.Connection, user_id: int) -> list[Lot]:
-    rows = conn.execute(
+    rows = _x(
+        conn,
         "SELECT id, remaining, expires_at FROM points_lots WHERE user_id = %s AND remaining > 0"
         " ORDER BY expires_at, id FOR UPDATE",
         (user_id,),
@@ -168,13 +182,14 @@ def _take_lots(
     except ValueError as exc:
         raise InsufficientPoints(str(exc)) from None
     for lot_id, n in taken:
-        conn.execute("UPDATE points_lots SET remaining = remaining - %s WHERE id = %s", (n, lot_id))
+        _x(conn, "UPDATE points_lots SET remaining = remaining - %s WHERE id = %s", (n, lot_id))
     return taken
 
 
 def redeemable(conn: psycopg.Connection, user_id: int, *, now: datetime) -> int:
     """Points a redemption can use now: unexpired lots, never more than the balance."""
-    row = conn.execute(
+    row = _x(
+        conn,
         "SELECT coalesce(sum(remaining), 0) FROM points_lots WHERE user_id = %s AND remaining > 0"
         " AND expires_at > %s",
         (user_id, now),
@@ -197,8 +212,10 @@ class Hold:
 
 def _barrier(conn: psycopg.Connection, ref: str, phase: str) -> bool:
     """True the first time (ref, phase) runs."""
-    cur = conn.execute(
-        "INSERT INTO points_hold_barriers (ref, phase) VALUES (%s, %s) ON CONFLICT DO NOTHING", (ref, phase)
+    cur = _x(
+        conn,
+        "INSERT INTO points_hold_barriers (ref, phase) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (ref, phase),
     )
     return cur.rowcount == 1
 
@@ -217,7 +234,8 @@ def get_hold(conn: psycopg.Connection, ref: str, *, for_update: bool = False) ->
 def _set_state(
     conn: psycopg.Connection, hold: Hold, state: HoldState, transfer_id: int | None, actor: str
 ) -> None:
-    conn.execute(
+    _x(
+        conn,
         "UPDATE points_holds SET state = %s, resolve_transfer_id = coalesce(%s, resolve_transfer_id),"
         " updated_at = now() WHERE ref = %s",
         (state.value, transfer_id, hold.ref),
@@ -248,14 +266,13 @@ def hold(
     if points > balance:
         raise InsufficientPoints(f"{points} points asked, the balance is {balance}")
     taken = _take_lots(conn, user_id, points, now=now) if points else []
-    conn.execute(
+    _x(
+        conn,
         "INSERT INTO points_holds (ref, user_id, points, fen_off, state) VALUES (%s, %s, %s, %s, 'pending')",
         (ref, user_id, points, fen_off),
     )
     for lot_id, n in taken:
-        conn.execute(
-            "INSERT INTO points_hold_lots (ref, lot_id, points) VALUES (%s, %s, %s)", (ref, lot_id, n)
-        )
+        _x(conn, "INSERT INTO points_hold_lots (ref, lot_id, points) VALUES (%s, %s, %s)", (ref, lot_id, n))
     tid = None
     if points:
         tid = transfer(
@@ -269,7 +286,7 @@ def hold(
             out_trade_no=ref,
             actor=actor,
         )
-        conn.execute("UPDATE points_holds SET hold_transfer_id = %s WHERE ref = %s", (tid, ref))
+        _x(conn, "UPDATE points_holds SET hold_transfer_id = %s WHERE ref = %s", (tid, ref))
     _audit.record(
         conn,
         actor=actor,
@@ -323,7 +340,8 @@ def void(conn: psycopg.Connection, ref: str, *, actor: str) -> str:
     found = _lock_owner(conn, ref)
     if found is None:
         if _barrier(conn, ref, "void"):
-            conn.execute(
+            _x(
+                conn,
                 "INSERT INTO points_holds (ref, user_id, points, fen_off, state) VALUES (%s, NULL, 0, 0, 'voided')"
                 " ON CONFLICT DO NOTHING",
                 (ref,),
@@ -350,7 +368,8 @@ def void(conn: psycopg.Connection, ref: str, *, actor: str) -> str:
             out_trade_no=ref,
             actor=actor,
         )
-        conn.execute(
+        _x(
+            conn,
             "UPDATE points_lots l SET remaining = l.remaining + h.points FROM points_hold_lots h"
             " WHERE h.ref = %s AND h.lot_id = l.id",
             (ref,),
@@ -363,7 +382,8 @@ def void(conn: psycopg.Connection, ref: str, *, actor: str) -> str:
 
 
 def _payment_sums(conn: psycopg.Connection, out_trade_no: str) -> dict[str, int]:
-    rows = conn.execute(
+    rows = _x(
+        conn,
         "SELECT kind, coalesce(sum(amount), 0) FROM ledger_transfers WHERE out_trade_no = %s GROUP BY kind",
         (out_trade_no,),
     ).fetchall()
@@ -384,7 +404,8 @@ def reverse_for_refund(
     the share of the points the payment earned and give back the share of the points it redeemed,
     both `points * refunded_fen // paid_fen` in total (so a full refund reverses exactly), less what
     earlier refunds already moved. Once per refund. (points taken back, points given back)."""
-    row = conn.execute(
+    row = _x(
+        conn,
         "SELECT user_id FROM ledger_transfers WHERE out_trade_no = %s AND user_id IS NOT NULL LIMIT 1",
         (out_trade_no,),
     ).fetchone()
@@ -418,7 +439,8 @@ def reverse_for_refund(
 def _drain_lots(conn: psycopg.Connection, user_id: int, points: int, *, prefer_source: str) -> None:
     """Empty `points` from the user's lots: the earning's own lot first, then the others by expiry
     (expired ones included: they were never spent). What the lots lack is the account's debt."""
-    rows = conn.execute(
+    rows = _x(
+        conn,
         "SELECT l.id, l.remaining FROM points_lots l JOIN ledger_transfers t ON t.id = l.source_transfer_id"
         " WHERE l.user_id = %s AND l.remaining > 0 ORDER BY (t.ref = %s) DESC, l.expires_at, l.id FOR UPDATE OF l",
         (user_id, prefer_source),
@@ -428,30 +450,32 @@ def _drain_lots(conn: psycopg.Connection, user_id: int, points: int, *, prefer_s
         if need == 0:
             break
         n = min(need, int(remaining))
-        conn.execute("UPDATE points_lots SET remaining = remaining - %s WHERE id = %s", (n, lot_id))
+        _x(conn, "UPDATE points_lots SET remaining = remaining - %s WHERE id = %s", (n, lot_id))
         need -= n
 
 
 def _refill_lots(conn: psycopg.Connection, user_id: int, ref: str, points: int) -> None:
     """Give redeemed points back to the lots the hold took them from (with their own expiry), as far as
     the balance is not a debt."""
-    (balance,) = conn.execute("SELECT balance FROM ledger_accounts WHERE user_id = %s", (user_id,)).fetchone()  # type: ignore[misc]
+    (balance,) = _x(conn, "SELECT balance FROM ledger_accounts WHERE user_id = %s", (user_id,)).fetchone()  # type: ignore[misc]
     room = max(0, min(points, int(balance) - _lots_total(conn, user_id)))
-    for lot_id, n in conn.execute(
-        "SELECT lot_id, points FROM points_hold_lots WHERE ref = %s ORDER BY lot_id", (ref,)
+    for lot_id, n in _x(
+        conn, "SELECT lot_id, points FROM points_hold_lots WHERE ref = %s ORDER BY lot_id", (ref,)
     ).fetchall():
         if room == 0:
             break
         k = min(room, int(n))
-        conn.execute(
-            "UPDATE points_lots SET remaining = least(points, remaining + %s) WHERE id = %s", (k, lot_id)
+        _x(
+            conn,
+            "UPDATE points_lots SET remaining = least(points, remaining + %s) WHERE id = %s",
+            (k, lot_id),
         )
         room -= k
 
 
 def _lots_total(conn: psycopg.Connection, user_id: int) -> int:
-    row = conn.execute(
-        "SELECT coalesce(sum(remaining), 0) FROM points_lots WHERE user_id = %s", (user_id,)
+    row = _x(
+        conn, "SELECT coalesce(sum(remaining), 0) FROM points_lots WHERE user_id = %s", (user_id,)
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -462,7 +486,8 @@ def _lots_total(conn: psycopg.Connection, user_id: int) -> int:
 def expire_due(conn: psycopg.Connection, *, now: datetime, limit: int = 1_000, actor: str) -> int:
     """Expire the lots due by `now` (at most `limit` lots, oldest first): their remaining points move to
     the expired account. Safe to run again and from two workers (each lot expires once). Points expired."""
-    lots = conn.execute(
+    lots = _x(
+        conn,
         "SELECT id, user_id FROM points_lots WHERE remaining > 0 AND expires_at <= %s ORDER BY expires_at, id LIMIT %s",
         (now, limit),
     ).fetchall()
@@ -470,13 +495,13 @@ def expire_due(conn: psycopg.Connection, *, now: datetime, limit: int = 1_000, a
     expired = system_account(conn, "expired")
     for lot_id, user_id in lots:
         account, balance = user_account(conn, int(user_id), lock=True)
-        row = conn.execute(
-            "SELECT remaining FROM points_lots WHERE id = %s AND remaining > 0 FOR UPDATE", (lot_id,)
+        row = _x(
+            conn, "SELECT remaining FROM points_lots WHERE id = %s AND remaining > 0 FOR UPDATE", (lot_id,)
         ).fetchone()
         if row is None:
             continue
         n = min(int(row[0]), max(0, balance))
-        conn.execute("UPDATE points_lots SET remaining = 0 WHERE id = %s", (lot_id,))
+        _x(conn, "UPDATE points_lots SET remaining = 0 WHERE id = %s", (lot_id,))
         if n > 0:
             transfer(
                 conn, ref=f"expire:{lot_id}", kind="expire", from_account=account, to_account=expired,
@@ -496,18 +521,21 @@ def verify(conn: psycopg.Connection, *, account_ids: list[int] | None = None) ->
     problems: list[str] = []
     ids = account_ids
     if ids is None:
-        for tid, total, n in conn.execute(
+        for tid, total, n in _x(
+            conn,
             "SELECT transfer_id, sum(amount), count(*) FROM ledger_entries GROUP BY transfer_id"
-            " HAVING sum(amount) <> 0 OR count(*) <> 2"
+            " HAVING sum(amount) <> 0 OR count(*) <> 2",
         ).fetchall():
             problems.append(f"transfer {tid}: {n} entries summing to {total}")
-        row = conn.execute(
+        row = _x(
+            conn,
             "SELECT (SELECT coalesce(sum(balance), 0) FROM ledger_accounts),"
-            " (SELECT coalesce(sum(amount), 0) FROM ledger_entries)"
+            " (SELECT coalesce(sum(amount), 0) FROM ledger_entries)",
         ).fetchone()
         if row and (int(row[0]) != 0 or int(row[1]) != 0):
             problems.append(f"the ledger does not sum to zero: balances {row[0]}, entries {row[1]}")
-    for aid, balance, version, esum, ecount, emax in conn.execute(
+    for aid, balance, version, esum, ecount, emax in _x(
+        conn,
         "SELECT a.id, a.balance, a.version, coalesce(e.s, 0), coalesce(e.c, 0), coalesce(e.m, 0)"
         " FROM ledger_accounts a LEFT JOIN (SELECT account_id, sum(amount) s, count(*) c, max(account_version) m"
         " FROM ledger_entries WHERE %(ids)s::bigint[] IS NULL OR account_id = ANY(%(ids)s) GROUP BY account_id) e"
@@ -518,7 +546,8 @@ def verify(conn: psycopg.Connection, *, account_ids: list[int] | None = None) ->
             problems.append(f"account {aid}: balance {balance}, entries sum to {esum}")
         if not version == ecount == emax:
             problems.append(f"account {aid}: version {version}, {ecount} entries, last version {emax}")
-    for aid, ver in conn.execute(
+    for aid, ver in _x(
+        conn,
         "SELECT account_id, account_version FROM (SELECT account_id, account_version, previous_balance,"
         " lag(current_balance, 1, 0::bigint) OVER (PARTITION BY account_id ORDER BY account_version) AS before"
         " FROM ledger_entries WHERE %(ids)s::bigint[] IS NULL OR account_id = ANY(%(ids)s)) x"
@@ -527,16 +556,18 @@ def verify(conn: psycopg.Connection, *, account_ids: list[int] | None = None) ->
     ).fetchall():
         problems.append(f"account {aid}: entry version {ver} does not follow the previous balance")
     if ids is None:
-        row = conn.execute(
+        row = _x(
+            conn,
             "SELECT (SELECT balance FROM ledger_accounts WHERE name = 'system:held'),"
-            " (SELECT coalesce(sum(points), 0) FROM points_holds WHERE state = 'pending')"
+            " (SELECT coalesce(sum(points), 0) FROM points_holds WHERE state = 'pending')",
         ).fetchone()
         if row and int(row[0]) != int(row[1]):
             problems.append(f"held account {row[0]}, pending holds {row[1]}")
-        for uid, balance, lots in conn.execute(
+        for uid, balance, lots in _x(
+            conn,
             "SELECT a.user_id, a.balance, coalesce(sum(l.remaining), 0) FROM ledger_accounts a"
             " LEFT JOIN points_lots l ON l.user_id = a.user_id WHERE a.kind = 'user'"
-            " GROUP BY a.user_id, a.balance HAVING coalesce(sum(l.remaining), 0) <> greatest(a.balance, 0)"
+            " GROUP BY a.user_id, a.balance HAVING coalesce(sum(l.remaining), 0) <> greatest(a.balance, 0)",
         ).fetchall():
             problems.append(f"user {uid}: balance {balance}, lots hold {lots}")
     return problems
@@ -545,12 +576,14 @@ def verify(conn: psycopg.Connection, *, account_ids: list[int] | None = None) ->
 def summary(conn: psycopg.Connection, user_id: int, *, now: datetime, soon_until: datetime) -> dict[str, Any]:
     """Balance, redeemable now, pending holds and the lots expiring before soon_until (by date)."""
     _, balance = user_account(conn, user_id)
-    held = conn.execute(
+    held = _x(
+        conn,
         "SELECT ref, points, fen_off, created_at FROM points_holds WHERE user_id = %s AND state = 'pending'"
         " AND points > 0 ORDER BY created_at LIMIT 20",
         (user_id,),
     ).fetchall()
-    soon = conn.execute(
+    soon = _x(
+        conn,
         "SELECT expires_at, sum(remaining) FROM points_lots WHERE user_id = %s AND remaining > 0"
         " AND expires_at > %s AND expires_at <= %s GROUP BY expires_at ORDER BY expires_at LIMIT 50",
         (user_id, now, soon_until),
