@@ -10,8 +10,9 @@ twice. Points are earned on the cash paid (after promotion and redemption), at t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -169,14 +170,21 @@ def register_points_hooks() -> None:
         _hooks.on_refunded.append(on_refunded)
 
 
-def expire_points(db: Any, *, now: datetime | None = None, batch: int = 1_000) -> dict[str, int]:
-    """The expiry job: void holds of closed orders, then expire due lots FIFO, in batches."""
+def expire_points(
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+    *,
+    now: datetime | None = None,
+    batch: int = 1_000,
+) -> dict[str, int]:
+    """The expiry job (hourly in the payments worker, or `python -m payments expire-points`): void the
+    holds of orders that closed unpaid, then expire due lots FIFO, a batch per transaction. Safe to run
+    twice or from two workers: each lot expires once, each hold resolves once."""
     at = now or datetime.now().astimezone()
-    with db.transaction() as conn:
+    with connect() as conn, conn.transaction():
         voided = void_closed_orders(conn)
     expired = 0
-    while True:
-        with db.transaction() as conn:
+    for _ in range(10_000):  # bounded: 10 million lots per run at most
+        with connect() as conn, conn.transaction():
             n = _ledger.expire_due(conn, now=at, limit=batch, actor="points-expiry")
         expired += n
         if n == 0:

@@ -53,7 +53,7 @@ def user_account(conn: psycopg.Connection, user_id: int, *, lock: bool = False) 
     )
     row = _x(
         conn,
-        "SELECT id, balance FROM ledger_accounts WHERE user_id = %s" + (" FOR UPDATE" if lock else ""),
+        "SELECT id, balance FROM ledger_accounts WHERE user_id = %s" + (" FOR NO KEY UPDATE" if lock else ""),
         (user_id,),
     ).fetchone()
     assert row is not None
@@ -77,6 +77,14 @@ def transfer(
     repeat changes nothing). Call with the user's account already locked."""
     if amount <= 0:
         raise ValueError("a transfer moves a positive amount")
+    sides = sorted(((from_account, -amount), (to_account, amount)))
+    # the accounts first, in id order, FOR NO KEY UPDATE: other transfers' foreign keys take KEY SHARE
+    # locks on the same rows, which this lock does not wait for (FOR UPDATE would, and deadlock)
+    _x(
+        conn,
+        "SELECT id FROM ledger_accounts WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+        ([a for a, _ in sides],),
+    )
     row = _x(
         conn,
         "INSERT INTO ledger_transfers (ref, kind, from_account_id, to_account_id, amount, user_id, out_trade_no)"
@@ -86,12 +94,6 @@ def transfer(
     if row is None:
         return None
     transfer_id = int(row[0])
-    sides = sorted(((from_account, -amount), (to_account, amount)))
-    _x(
-        conn,
-        "SELECT id FROM ledger_accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-        ([a for a, _ in sides],),
-    )
     for account, delta in sides:
         _x(
             conn,

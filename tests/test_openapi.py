@@ -49,6 +49,7 @@ USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/fuelling/sessions/{session_id}/events"),
     ("post", "/v1/sales/{sale_id}/pay"),
     ("post", "/v1/fuelling/sessions/{session_id}/pay"),
+    ("get", "/v1/me/points"),
 }
 
 

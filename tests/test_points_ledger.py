@@ -341,3 +341,16 @@ def test_stateful_points_model(module_db: str, conn: psycopg.Connection) -> None
             max_examples=15, stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck)
         ),
     )
+
+
+def test_the_expiry_job_expires_due_lots_once(module_db: str, conn: psycopg.Connection) -> None:
+    from payments._points import expire_points
+
+    u = new_user(conn)
+    earn(conn, u, "job-old", 700, at=NOW - timedelta(days=800))
+    earn(conn, u, "job-new", 300, at=NOW)
+    first = expire_points(lambda: psycopg.connect(module_db), now=NOW, batch=1)
+    again = expire_points(lambda: psycopg.connect(module_db), now=NOW, batch=1)
+    assert first["expired"] >= 700 and again["expired"] == 0
+    assert balance(conn, u) == 300
+    assert ledger.verify(conn) == []
