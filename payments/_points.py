@@ -22,6 +22,7 @@ from config import load_loyalty_rules
 from geo import ImplausibleValue
 from loyalty import InvalidHoldTransition, earn_points, redemption_fen, redemption_problem
 from payments import _hooks
+from payments._errors import SaleNotPayable
 from store import _ledger, _payments
 from store import _sale_payments as sp
 
@@ -55,7 +56,7 @@ def hold_for_order(
     if points <= 0:
         return
     try:
-        _ledger.hold(
+        held = _ledger.hold(
             conn,
             user_id=user_id,
             ref=out_trade_no,
@@ -66,6 +67,8 @@ def hold_for_order(
         )
     except _ledger.InsufficientPoints as exc:
         raise ImplausibleValue("redeem_points", f"redeem_points: {exc}", rule="points.redemption") from None
+    if held.state != "pending" or held.points != points:  # voided before it was taken, or another amount
+        raise SaleNotPayable(f"the points of order {out_trade_no} were released: pay with a new key")
 
 
 def fen_off_of(conn: psycopg.Connection, out_trade_no: str) -> tuple[int, int]:
