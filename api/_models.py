@@ -793,8 +793,47 @@ class SalePaymentPublic(_Public):
     amount_fen: int = Field(description="what the payer pays: the sale's amount minus the promotion")
     sale_amount_fen: int = Field(description="the sale's amount at the pump")
     discount_fen: int = Field(description="the promotion that applied at the fill-up")
+    redeemed_points: int = Field(0, description="points redeemed on this order (held until it is paid)")
+    redemption_fen: int = Field(0, description="what the redeemed points took off the amount")
     expires_at: DateTime = Field(description="after this the order closes and the sale is released")
     request_payment: RequestPaymentPublic
+
+
+# ---- points ------------------------------------------------------------------------------------------
+
+
+class PointsHoldPublic(_Public):
+    out_trade_no: str = Field(description="the order the points are held for")
+    points: int
+    fen_off: int
+    held_at: DateTime
+
+
+class PointsExpiringPublic(_Public):
+    expires_at: DateTime
+    points: int
+
+
+class PointsEntryPublic(_Public):
+    id: int
+    kind: Literal["earn", "hold", "post", "void", "expire", "reverse_earn", "return_redeemed", "adjust"]
+    points: int = Field(description="signed: what the entry added to (or took from) the balance")
+    balance: int = Field(description="the balance after the entry")
+    out_trade_no: str | None
+    at: DateTime
+
+
+class PointsPublic(_Public):
+    """A user's points: what they hold, what they can redeem now, what is held, what expires soon."""
+
+    balance: int = Field(description="points on the account (negative: a refund took back spent points)")
+    redeemable: int = Field(description="unexpired points a payment can redeem now")
+    unit_points: int = Field(description="redemptions are multiples of this")
+    unit_fen: int = Field(description="what one unit takes off an order")
+    pending: list[PointsHoldPublic]
+    expiring: list[PointsExpiringPublic]
+    history: list[PointsEntryPublic]
+    next_cursor: int | None = Field(description="pass as `cursor` for older entries; null at the end")
 
 
 # ---- operations --------------------------------------------------------------------------------------

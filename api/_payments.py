@@ -20,7 +20,7 @@ import logging
 import threading
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api._fuelling import SessionId
@@ -91,8 +91,19 @@ IdempotencyKey = Annotated[
 ]
 
 
+RedeemPoints = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=100_000,
+        description="points to redeem on this order (a multiple of the redemption unit, 1,000 by default;"
+        " never more than the unexpired balance, and at least 1 fen is left to pay)",
+    ),
+]
+
+
 def _pay(
-    sale_id: int, idempotency_key: str, user: User, request: Request, state: AppState
+    sale_id: int, idempotency_key: str, user: User, request: Request, state: AppState, redeem_points: int = 0
 ) -> dict[str, object]:
     s = state.settings
     result = pay_for_sale(
@@ -107,6 +118,7 @@ def _pay(
         max_fen=s.payments_max_fen,
         site_timeout_s=s.payments_site_timeout_s,
         key_lock_s=s.payments_idempotency_lock_s,
+        redeem_points=redeem_points,
     )
     return {
         "out_trade_no": result.out_trade_no,
@@ -114,6 +126,8 @@ def _pay(
         "amount_fen": result.amount_fen,
         "sale_amount_fen": result.sale_amount_fen,
         "discount_fen": result.discount_fen,
+        "redeemed_points": result.redeemed_points,
+        "redemption_fen": result.redemption_fen,
         "expires_at": result.expires_at,
         "request_payment": result.request_payment(),
     }
@@ -130,9 +144,11 @@ def pay_sale(
     user: CurrentUser,
     request: Request,
     state: AppState = Depends(get_state),
+    redeem_points: RedeemPoints = 0,
 ) -> dict[str, object]:
-    """Pay a finished sale with WeChat Pay: the sale is locked at the station first, then ordered."""
-    return _pay(sale_id, idempotency_key, user, request, state)
+    """Pay a finished sale with WeChat Pay: the sale is locked at the station first, then ordered;
+    `redeem_points` come off the amount (held until the payment is recorded)."""
+    return _pay(sale_id, idempotency_key, user, request, state, redeem_points)
 
 
 @router.post(
@@ -146,6 +162,7 @@ def pay_session(
     user: CurrentUser,
     request: Request,
     state: AppState = Depends(get_state),
+    redeem_points: RedeemPoints = 0,
 ) -> dict[str, object]:
     """Pay the session's completed sale with WeChat Pay (the same payment as `POST /v1/sales/{id}/pay`):
     403 for someone else's session, 409 while there is no final sale yet (or it is under review)."""
@@ -156,4 +173,4 @@ def pay_session(
     require_owner(user, int(row["user_id"]), f"fuelling session {session_id}")
     if row["sale_id"] is None or row["state"] not in ("completed", "locked", "paid"):
         raise Conflict(f"fuelling session {session_id} has no sale to pay yet (state {row['state']})")
-    return _pay(int(row["sale_id"]), idempotency_key, user, request, state)
+    return _pay(int(row["sale_id"]), idempotency_key, user, request, state, redeem_points)

@@ -28,6 +28,7 @@ from api import (
     _osrm,
     _paydemo,
     _payments,
+    _points,
     _ranking,
     _records,
     _refunds,
@@ -46,6 +47,7 @@ from api._sync import TrafficSync
 from config import Settings, get_settings, resolve_served_region
 from devices import register_device_hooks
 from geo._graphcache import graph_identity
+from payments._points import register_points_hooks
 from store import Database
 from store._sessions import register_payment_hooks
 
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.extras["sync"] = sync
         register_payment_hooks()  # a sale's lock and payment move the fuelling session that holds it
         register_device_hooks()  # a paid sale prints its receipt and is announced on the station's speaker
+        register_points_hooks()  # a sale's payment earns points and posts its redemption; a refund reverses
         hub = LiveHub(
             settings.service_url,
             pool_size=settings.fuelling_live_pool_size,
@@ -180,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_invoices.router)  # fuel e-invoices of paid sales, stations' seller identity
     app.include_router(_refunds.router)  # refunds asked for by operators
     app.include_router(_paydemo.router)  # development: the fake WeChat Pay confirms the web page's payment
+    app.include_router(_points.router)  # the user's points: balance, holds, expiring, history
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account
     app.include_router(
         _records.router

@@ -22,7 +22,7 @@ from payments._errors import (
     UnknownSerial,
 )
 from payments._fapiao import Buyer, FuelInvoice, FuelLine, Seller, application_request, validate_invoice
-from payments._hooks import on_locked, on_paid, on_unlocked
+from payments._hooks import on_locked, on_paid, on_refunded, on_unlocked
 from payments._sale import PayParams, amount_due, pay_for_sale
 from payments._wechatpay import (
     JsapiOrder,
@@ -70,6 +70,7 @@ __all__ = [
     "application_request",
     "on_locked",
     "on_paid",
+    "on_refunded",
     "on_unlocked",
     "order_expiry",
     "out_trade_no_for",

@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     bill = sub.add_parser("bill", help="download, check and print a day's WeChat Pay trade bill")
     bill.add_argument("--date", type=date.fromisoformat, required=True, help="the bill's day, YYYY-MM-DD")
 
+    sub.add_parser("expire-points", help="void points holds of closed orders, expire due points (FIFO)")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -57,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         factor = args.time_factor if args.time_factor is not None else settings.wechatpay_fake_time_factor
         uvicorn.run(create_app(keys, time_factor=factor), host=args.host, port=args.port, log_level="warning")
         return 0
+    if args.command == "expire-points":
+        import psycopg
+
+        from payments._points import expire_points
+
+        print(expire_points(lambda: psycopg.connect(settings.database_url)))
+        return 0
     if args.command == "worker":
         from devices import register_device_hooks
         from payments._queue import run_worker_async
@@ -64,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
         register_payment_hooks()  # a sale paid or unlocked by a job moves its fuelling session too
         register_device_hooks()  # and prints its receipt, announces it (the devices' jobs join this worker)
+        from payments._points import register_points_hooks
+
+        register_points_hooks()  # and earns, posts, voids or reverses its points
 
         asyncio.run(
             run_worker_async(

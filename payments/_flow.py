@@ -91,6 +91,7 @@ def handle_notification(conn: psycopg.Connection, n: Notification) -> str:
         if changed and state == "abnormal":
             open_refund_case(conn, out_trade_no, out_refund_no, actor=_payments.ACTOR_GATEWAY)
         if changed and state == "success":
+            _hooks.run_refunded(conn, out_trade_no, out_refund_no)
             _queue.defer(
                 conn, _queue.FOLLOW_UP_REFUNDED, out_trade_no=out_trade_no, out_refund_no=out_refund_no
             )

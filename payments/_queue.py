@@ -24,6 +24,8 @@ import psycopg
 from procrastinate import App, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 
+from payments import _hooks
+
 log = logging.getLogger("payments.queue")
 
 QUEUE = "payments"
@@ -33,6 +35,7 @@ REFUND = "payments.refund"
 SWEEP = "payments.sweep_open_orders"
 CLEAR_SALE = "payments.clear_sale"
 UNLOCK_SALE = "payments.unlock_sale"
+EXPIRE_POINTS = "payments.expire_points"
 
 # The worker's app: its connector is replaced by an opened (async) one in run_worker_async.
 app = App(connector=PsycopgConnector())
@@ -165,6 +168,7 @@ def refund(out_refund_no: str) -> str:
 
             open_refund_case(conn, out_trade_no, out_refund_no, actor="payments-worker")
         if changed and new_state == "success":
+            _hooks.run_refunded(conn, out_trade_no, out_refund_no)
             defer(conn, FOLLOW_UP_REFUNDED, out_trade_no=out_trade_no, out_refund_no=out_refund_no)
     return new_state
 
@@ -201,6 +205,15 @@ def unlock_sale(out_trade_no: str) -> str:
     rt = runtime()
     with rt.connect() as conn:
         return _settle.unlock_sale(conn, rt.url, out_trade_no, timeout_s=rt.settings.payments_site_timeout_s)
+
+
+@app.periodic(cron="17 * * * *", periodic_id="expire-points")
+@app.task(name=EXPIRE_POINTS, queue=QUEUE, queueing_lock=EXPIRE_POINTS)
+def expire_points(timestamp: int | None = None) -> dict[str, int]:
+    """Hourly: void the points holds of orders closed unpaid, expire points lots that are due (FIFO)."""
+    from payments import _points
+
+    return _points.expire_points(runtime().connect)
 
 
 @app.periodic(cron="* * * * *", periodic_id="sweep")

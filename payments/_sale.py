@@ -30,7 +30,7 @@ import psycopg
 from forecourt import send_command
 from geo import ImplausibleValue, InvalidInput, NotFound
 from geo._pricing import NO_HOLIDAYS, HolidayCalendar, Promotion, effective_price
-from payments import _hooks
+from payments import _hooks, _points
 from payments._errors import (
     GatewayError,
     IdempotencyKeyInUse,
@@ -130,6 +130,8 @@ class PayParams:
     package: str
     sign_type: str
     pay_sign: str
+    redeemed_points: int = 0
+    redemption_fen: int = 0
 
     def request_payment(self) -> dict[str, str]:
         return {
@@ -159,7 +161,10 @@ def _replay(key: sp.IdempotencyKey) -> PayParams:
         return PayParams(**body)
     err = body.get("error", {})
     if err.get("code") == "ImplausibleValue":
-        raise ImplausibleValue("sale_id", str(err.get("message", "")), rule="payment.amount")
+        message = str(err.get("message", ""))
+        if message.startswith("redeem_points"):
+            raise ImplausibleValue("redeem_points", message, rule="points.redemption")
+        raise ImplausibleValue("sale_id", message, rule="payment.amount")
     raise _REPLAYED.get(str(err.get("code")), SaleNotPayable)(str(err.get("message", "")))
 
 
@@ -176,14 +181,19 @@ def pay_for_sale(
     max_fen: int = 500_000,
     site_timeout_s: float = 10.0,
     key_lock_s: float = 30.0,
+    redeem_points: int = 0,
 ) -> PayParams:
     """Lock the sale at its site and create (or find again) its WeChat Pay order; the wx.requestPayment
     parameters. `db` is a store.Database. Raises NotFound (no such sale), SaleNotPayable (409),
     SaleLockedElsewhere (409), SaleTaken (410), IdempotencyKeyInUse (409), InvalidInput (the key was used
-    for another request), forecourt.StationOffline / CommandTimeout and GatewayError (try again)."""
+    for another request), forecourt.StationOffline / CommandTimeout and GatewayError (try again).
+    `redeem_points` (a multiple of the redemption unit) come off the amount: held with the order, posted
+    when it is paid, voided when it closes unpaid; ImplausibleValue (422) when they cannot be redeemed."""
     if not idempotency_key or len(idempotency_key) > 100:
         raise InvalidInput("Idempotency-Key", "must have 1 to 100 characters")
-    params = {"sale_id": sale_id}
+    params: dict[str, int] = {"sale_id": sale_id}
+    if redeem_points:
+        params["redeem_points"] = redeem_points
     with db.transaction() as conn:
         key, mine = sp.claim_key(
             conn,
@@ -200,7 +210,9 @@ def pay_for_sale(
         return _replay(key)
     if not mine:
         raise IdempotencyKeyInUse("a request with this Idempotency-Key is in progress: retry shortly")
-    run = _Run(db, key, sale_id, user, client, tz, holidays, client_ip, max_fen, site_timeout_s)
+    run = _Run(
+        db, key, sale_id, user, client, tz, holidays, client_ip, max_fen, site_timeout_s, redeem_points
+    )
     try:
         return run.resume()
     except (SaleNotPayable, SaleTaken, NotFound, ImplausibleValue) as exc:
@@ -228,6 +240,7 @@ class _Run:
         client_ip: str,
         max_fen: int,
         site_timeout_s: float,
+        redeem_points: int = 0,
     ) -> None:
         self.db, self.key, self.sale_id, self.user, self.client = db, key, sale_id, user, client
         self.tz, self.holidays, self.client_ip = tz, holidays, client_ip
@@ -235,6 +248,7 @@ class _Run:
         self.actor = f"user:{user.id}"
         self.fsc = fsc_tx_id_for(sale_id, user.id)
         self.out_trade_no = key.out_trade_no
+        self.redeem_points = redeem_points
 
     def resume(self) -> PayParams:
         point = self.key.recovery_point
@@ -263,6 +277,16 @@ class _Run:
             attempt += 1
             live = None
         due = amount_due(sale, promos, tz=self.tz, holidays=self.holidays, tiers=tiers)
+        fen_off = 0
+        if live is None and self.redeem_points:  # checked before the site is asked to lock the sale
+            with self.db.connection() as conn:
+                fen_off = _points.check_redemption(
+                    conn,
+                    user_id=self.user.id,
+                    points=self.redeem_points,
+                    due_fen=due.amount_fen,
+                    now=datetime.now().astimezone(),
+                )
         if not 0 < due.amount_fen <= self.max_fen:
             raise ImplausibleValue(
                 "sale_id",
@@ -295,7 +319,7 @@ class _Run:
                     sale_ref=sp.sale_ref(self.sale_id),
                     station_id=sale.station_id,
                     openid=self.user.openid,
-                    amount_fen=due.amount_fen,
+                    amount_fen=due.amount_fen - fen_off,  # no fuel, no pay: sale - promotion - points
                     expires_at=order_expiry(datetime.now().astimezone(), self.client.config.order_ttl_s),
                     actor=self.actor,
                 )
@@ -305,6 +329,16 @@ class _Run:
                 raise SaleNotPayable(f"sale {self.sale_id} is paid")
             if payment.state != "created" or payment.openid != self.user.openid:
                 raise SaleLockedElsewhere(f"sale {self.sale_id} is being paid by someone else")
+            if fen_off:
+                _points.hold_for_order(
+                    conn,
+                    user_id=self.user.id,
+                    out_trade_no=payment.out_trade_no,
+                    points=self.redeem_points,
+                    fen_off=fen_off,
+                    actor=self.actor,
+                )
+            _, held_fen = _points.fen_off_of(conn, payment.out_trade_no)
             sp.link_sale(
                 conn,
                 out_trade_no=payment.out_trade_no,
@@ -312,7 +346,7 @@ class _Run:
                 user_id=self.user.id,
                 fsc_tx_id=self.fsc,
                 sale_amount_fen=sale.amount_fen,
-                discount_fen=sale.amount_fen - payment.amount_fen,
+                discount_fen=sale.amount_fen - payment.amount_fen - held_fen,
                 promotion_id=due.promotion_id,
                 actor=self.actor,
             )
@@ -362,6 +396,7 @@ class _Run:
             current = _payments.get_payment(conn, payment.out_trade_no, for_update=True)
             if current is not None and current.state == "created":
                 _payments.mark_state(conn, current, "closed", actor=self.actor)
+                _points.void_order(conn, current.out_trade_no, actor=self.actor)
 
     # ---- sale_locked -> order_created -----------------------------------------------------------------
 
@@ -399,6 +434,7 @@ class _Run:
         with self.db.connection() as conn:
             payment = _payments.get_payment(conn, self.out_trade_no)
             link = sp.get_sale_payment(conn, self.out_trade_no)
+            points, points_fen = _points.fen_off_of(conn, self.out_trade_no)
         assert payment is not None and payment.prepay_id is not None and link is not None
         wx = self.client.request_payment_params(payment.prepay_id)
         result = PayParams(
@@ -413,6 +449,8 @@ class _Run:
             package=wx["package"],
             sign_type=wx["signType"],
             pay_sign=wx["paySign"],
+            redeemed_points=points,
+            redemption_fen=points_fen,
         )
         with self.db.transaction() as conn:
             sp.finish_key(conn, self.key.id, 200, asdict(result))

@@ -32,6 +32,7 @@ PRODUCT = (
     "forecourt",
     "devices",
     "backoffice",
+    "loyalty",
 )
 FIRST_PARTY = {*PRODUCT, "tests", "benchmarks"}
 

@@ -68,6 +68,7 @@ USER = {  # (method, path) of the endpoints that take a user's session token
     ("put", "/v1/me/records/{record_id}/odometer"),
     ("get", "/v1/me/membership"),
     ("delete", "/v1/me"),
+    ("get", "/v1/me/points"),
 }
 OPTIONAL_USER = {  # public reads that price for the member whose session token comes with them
     ("get", "/v1/stations/nearby"),
