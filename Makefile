@@ -115,8 +115,8 @@ run: venv redis load web
 		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
 lint: venv
-	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
-	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt tests benchmarks
+	$(VENV)/bin/ruff check geo ingest api store config payments wechat fuelling forecourt risk tests benchmarks
+	$(VENV)/bin/ruff format --check geo ingest api store config payments wechat fuelling forecourt risk tests benchmarks
 	$(VENV)/bin/mypy
 
 # The tests run in TEST_WORKERS processes (pytest-xdist): most of their time is spent waiting on servers,

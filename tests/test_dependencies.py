@@ -20,7 +20,7 @@ from config import PROJECT_ROOT
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
-PRODUCT = ("geo", "ingest", "api", "store", "config", "payments", "wechat", "fuelling", "forecourt")
+PRODUCT = ("geo", "ingest", "api", "store", "config", "payments", "wechat", "fuelling", "forecourt", "risk")
 FIRST_PARTY = {*PRODUCT, "tests", "benchmarks"}
 
 # Product modules that import an extra's packages, and which extra. They are imported only when their
