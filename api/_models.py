@@ -1068,6 +1068,16 @@ class SessionCreate(BaseModel):
         le=500_000,
         description="a pre-authorised amount in fen: the pump stops there (UNLOCKPUMP at the station)",
     )
+    device_fingerprint: str | Absent = Field(
+        None,
+        min_length=8,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="the client's device fingerprint for risk control: stored only as a keyed hash",
+    )
+    vehicle_class: Literal["motorcycle", "car", "suv", "van", "truck"] | Absent = Field(
+        None, description="the vehicle's class: a fill-up above its tank goes to review"
+    )
 
 
 class SaleSnapshotPublic(_Public):

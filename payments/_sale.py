@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -172,11 +172,15 @@ def pay_for_sale(
     max_fen: int = 500_000,
     site_timeout_s: float = 10.0,
     key_lock_s: float = 30.0,
+    screen: Callable[[sp.Sale], None] | None = None,
 ) -> PayParams:
     """Lock the sale at its site and create (or find again) its WeChat Pay order; the wx.requestPayment
     parameters. `db` is a store.Database. Raises NotFound (no such sale), SaleNotPayable (409),
     SaleLockedElsewhere (409), SaleTaken (410), IdempotencyKeyInUse (409), InvalidInput (the key was used
-    for another request), forecourt.StationOffline / CommandTimeout and GatewayError (try again)."""
+    for another request), forecourt.StationOffline / CommandTimeout and GatewayError (try again).
+    `screen(sale)` (risk control) runs before anything moves (before LOCKTX and the order); whatever it
+    raises refuses the request and releases the key, so a retry after a review's approval is screened
+    again."""
     if not idempotency_key or len(idempotency_key) > 100:
         raise InvalidInput("Idempotency-Key", "must have 1 to 100 characters")
     params = {"sale_id": sale_id}
@@ -196,7 +200,7 @@ def pay_for_sale(
         return _replay(key)
     if not mine:
         raise IdempotencyKeyInUse("a request with this Idempotency-Key is in progress: retry shortly")
-    run = _Run(db, key, sale_id, user, client, tz, holidays, client_ip, max_fen, site_timeout_s)
+    run = _Run(db, key, sale_id, user, client, tz, holidays, client_ip, max_fen, site_timeout_s, screen)
     try:
         return run.resume()
     except (SaleNotPayable, SaleTaken, NotFound, ImplausibleValue) as exc:
@@ -224,10 +228,12 @@ class _Run:
         client_ip: str,
         max_fen: int,
         site_timeout_s: float,
+        screen: Callable[[sp.Sale], None] | None = None,
     ) -> None:
         self.db, self.key, self.sale_id, self.user, self.client = db, key, sale_id, user, client
         self.tz, self.holidays, self.client_ip = tz, holidays, client_ip
         self.max_fen, self.site_timeout_s = max_fen, site_timeout_s
+        self.screen = screen
         self.actor = f"user:{user.id}"
         self.fsc = fsc_tx_id_for(sale_id, user.id)
         self.out_trade_no = key.out_trade_no
@@ -249,10 +255,12 @@ class _Run:
             if sale is None:
                 raise NotFound(f"sale {self.sale_id} not found")
             attempt, live = self._attempt(conn)  # paid or being paid by another: 409 first
-            self._check(sale)
             promos = promotions_for_stations(
                 conn, [(sale.station_id, sale.station_brand)], at=sale.ended_at or sale.first_seen_at
             ).get(sale.station_id, [])
+        if self.screen is not None:  # risk control, logged, before any money or lock moves
+            self.screen(sale)
+        self._check(sale)
         if live is not None and live.expires_at <= datetime.now().astimezone():
             self._retire(live)
             attempt += 1

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from config import PROJECT_ROOT
+from geo import Conflict, NotFound
 from risk._engine import RuleSet, parse_rules_file, validate_rule
 from risk._model import Decision, Rule
 from store._audit import jsonable, record
@@ -22,8 +23,12 @@ RULES_FILE = PROJECT_ROOT / "data" / "risk" / "rules.json"
 MAX_PAGE = 200
 
 
-class DecisionNotFound(LookupError):
-    pass
+class DecisionNotFound(NotFound):
+    """No risk decision with that id (404)."""
+
+
+class AlreadyReviewed(Conflict):
+    """The decision is not awaiting review (approved, rejected, or never held) (409)."""
 
 
 # ---- the rule set, reloaded when the file or the overrides change --------------------------------------
@@ -190,8 +195,7 @@ def decisions(
 def review(
     conn: psycopg.Connection, decision_id: int, *, approve: bool, note: str, actor: str
 ) -> dict[str, Any]:
-    """Approve or reject a pending decision (audited); the row after. LookupError when unknown,
-    ValueError when it was reviewed already."""
+    """Approve or reject a pending decision (audited); the row after. DecisionNotFound, AlreadyReviewed."""
     d = get_decision(conn, decision_id, for_update=True)
     if d["review_state"] != "pending":
         raise ValueError(
