@@ -198,7 +198,7 @@ def review(
     """Approve or reject a pending decision (audited); the row after. DecisionNotFound, AlreadyReviewed."""
     d = get_decision(conn, decision_id, for_update=True)
     if d["review_state"] != "pending":
-        raise ValueError(
+        raise AlreadyReviewed(
             f"risk decision {decision_id} is not awaiting review ({d['review_state'] or d['outcome']})"
         )
     state = "approved" if approve else "rejected"
