@@ -33,7 +33,8 @@ def evaluate(
     """Evaluate the rules of `point` ('bind', 'pay', 'redeem', 'price') on `facts`, plus the velocity
     `windows` counted in `redis` and the deny/allow lists checked for `hashes` ({subject: keyed hash});
     log the decision in `conn`'s transaction and return it (with its id). `approved_keys`: subject keys
-    under which an operator's earlier approval of a review at this point lets a retry pass. `action`: what
+    under which an operator's earlier review at this point answers a retry (approved: allow, rejected:
+    deny) instead of holding it again. `action`: what
     approving the decision does (a held price to publish)."""
     all_facts: dict[str, Any] = dict(facts)
     if windows:
@@ -45,10 +46,12 @@ def evaluate(
     subj = dict(subject or {})
     keys = list(approved_keys)
     if d.outcome == "review" and keys and all(k in subj for k in keys):
-        approved = _risk.approved_for(conn, point, subj, keys)
-        if approved is not None:
-            note = Fired("review_approved", "allow", f"an operator approved decision {approved}", "approved")
-            d = replace(d, outcome="allow", fired=(*d.fired, note))
+        reviewed = _risk.reviewed_for(conn, point, subj, keys)
+        if reviewed is not None:
+            rid, state = reviewed
+            outcome = "allow" if state == "approved" else "deny"
+            note = Fired(f"review_{state}", outcome, f"an operator {state} decision {rid}", state)
+            d = replace(d, outcome=outcome, fired=(*d.fired, note))
     decision_id = _risk.log_decision(conn, d, subject=subj, action=action)
     return replace(d, id=decision_id, subject=subj)
 

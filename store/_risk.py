@@ -219,15 +219,15 @@ def review(
     return get_decision(conn, decision_id)
 
 
-def approved_for(
+def reviewed_for(
     conn: psycopg.Connection, point: str, subject: Mapping[str, Any], keys: Iterable[str]
-) -> int | None:
-    """The id of an approved review at `point` whose subject agrees on `keys` (a sale and its payer): a
-    retry after an operator's approval passes the review rules (never the hard denies)."""
+) -> tuple[int, str] | None:
+    """(id, 'approved' or 'rejected') of the latest reviewed decision at `point` whose subject agrees on
+    `keys` (a sale and its payer): a retry after an operator's review gets that review's answer."""
     match = {k: subject[k] for k in keys}
     row = conn.execute(
-        "SELECT id FROM risk_decisions WHERE point = %s AND review_state = 'approved' AND subject @> %s"
-        " ORDER BY id DESC LIMIT 1",
+        "SELECT id, review_state FROM risk_decisions WHERE point = %s"
+        " AND review_state IN ('approved', 'rejected') AND subject @> %s ORDER BY id DESC LIMIT 1",
         (point, Jsonb(jsonable(match))),
     ).fetchone()
-    return None if row is None else int(row[0])
+    return None if row is None else (int(row[0]), str(row[1]))

@@ -204,3 +204,15 @@ def test_ruleset_is_cached_until_something_changes(conn: psycopg.Connection) -> 
     a = _risk.current_ruleset(conn)
     assert _risk.current_ruleset(conn) is a
     assert isinstance(a, RuleSet)
+
+
+def test_a_rejected_review_denies_the_retry(conn: psycopg.Connection) -> None:
+    subject = {"sale_id": 501, "user_id": 5}
+    big = {**PAY, "amount_fen": 200_000}
+    with conn.transaction():
+        d = risk.evaluate(conn, "pay", big, subject=subject, approved_keys=("sale_id", "user_id"))
+    with conn.transaction():
+        _risk.review(conn, d.id, approve=False, note="ring", actor="key:ops")
+    with conn.transaction():
+        retry = risk.evaluate(conn, "pay", big, subject=subject, approved_keys=("sale_id", "user_id"))
+    assert retry.outcome == "deny" and retry.fired[-1].rule == "review_rejected"
