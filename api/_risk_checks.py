@@ -15,6 +15,7 @@ import risk
 from api._state import AppState
 from store import _sale_payments as sp
 from store._nozzles import Nozzle
+from store._risk import tuple_cursor
 from store._users import User
 
 _lock = threading.Lock()
@@ -94,11 +95,15 @@ def pay_screen(state: AppState, user: User) -> Callable[[sp.Sale], None]:
         )
         at = sale.ended_at or sale.first_seen_at
         with state.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT subject ->> 'vehicle_class' FROM risk_decisions WHERE point = 'bind'"
-                " AND subject @> jsonb_build_object('user_id', %s::bigint) ORDER BY id DESC LIMIT 1",
-                (user.id,),
-            ).fetchone()
+            row = (
+                tuple_cursor(conn)
+                .execute(
+                    "SELECT subject ->> 'vehicle_class' FROM risk_decisions WHERE point = 'bind'"
+                    " AND subject @> jsonb_build_object('user_id', %s::bigint) ORDER BY id DESC LIMIT 1",
+                    (user.id,),
+                )
+                .fetchone()
+            )
             vehicle_class = row[0] if row is not None else None
             facts: dict[str, Any] = {
                 "amount_fen": sale.amount_fen,

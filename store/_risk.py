@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from config import PROJECT_ROOT
@@ -18,6 +18,12 @@ from geo import Conflict, NotFound
 from risk._engine import RuleSet, parse_rules_file, validate_rule
 from risk._model import Decision, Rule
 from store._audit import jsonable, record
+
+
+def tuple_cursor(conn: psycopg.Connection) -> psycopg.Cursor[Any]:
+    """A cursor answering tuples whatever the connection's row factory (the service's pool uses dicts)."""
+    return conn.cursor(row_factory=tuple_row)
+
 
 RULES_FILE = PROJECT_ROOT / "data" / "risk" / "rules.json"
 MAX_PAGE = 200
@@ -47,7 +53,7 @@ _cache_lock = threading.Lock()
 def overrides_revision(conn: psycopg.Connection) -> tuple[int, int]:
     """(highest revision, count) of the override rows: the cheap version check before each evaluation
     (a deleted row lowers the count)."""
-    row = conn.execute("SELECT coalesce(max(revision), 0), count(*) FROM risk_rules").fetchone()
+    row = tuple_cursor(conn).execute("SELECT coalesce(max(revision), 0), count(*) FROM risk_rules").fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
@@ -64,9 +70,11 @@ def current_ruleset(conn: psycopg.Connection, path: Path | None = None) -> RuleS
         if hit is not None and hit.key == key:
             return hit.ruleset
     file_version, file_rules = parse_rules_file(path.read_text(encoding="utf-8"))
-    rows = conn.execute(
-        "SELECT name, point, expr, outcome, reason, enabled FROM risk_rules ORDER BY revision"
-    ).fetchall()
+    rows = (
+        tuple_cursor(conn)
+        .execute("SELECT name, point, expr, outcome, reason, enabled FROM risk_rules ORDER BY revision")
+        .fetchall()
+    )
     overrides = [(Rule(r[0], r[1], r[2], r[3], r[4]), bool(r[5])) for r in rows]
     ruleset = RuleSet.build(file_rules, overrides, f"{file_version}/db{rev[0]}.{rev[1]}")
     with _cache_lock:
@@ -78,19 +86,27 @@ def put_override(conn: psycopg.Connection, rule: Rule, *, enabled: bool, actor: 
     """Add or replace an override (validated first: a rule that does not parse is refused); audited.
     Returns its revision."""
     validate_rule(rule)
-    old = conn.execute(
-        "SELECT name, point, expr, outcome, reason, enabled FROM risk_rules WHERE name = %s FOR UPDATE",
-        (rule.name,),
-    ).fetchone()
-    row = conn.execute(
-        "INSERT INTO risk_rules (name, point, expr, outcome, reason, enabled, updated_by)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (name) DO UPDATE SET point = EXCLUDED.point, expr = EXCLUDED.expr,"
-        " outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, enabled = EXCLUDED.enabled,"
-        " revision = nextval(pg_get_serial_sequence('risk_rules', 'revision')),"
-        " updated_by = EXCLUDED.updated_by, updated_at = now() RETURNING revision",
-        (rule.name, rule.point, rule.expr, rule.outcome, rule.reason, enabled, actor),
-    ).fetchone()
+    old = (
+        tuple_cursor(conn)
+        .execute(
+            "SELECT name, point, expr, outcome, reason, enabled FROM risk_rules WHERE name = %s FOR UPDATE",
+            (rule.name,),
+        )
+        .fetchone()
+    )
+    row = (
+        tuple_cursor(conn)
+        .execute(
+            "INSERT INTO risk_rules (name, point, expr, outcome, reason, enabled, updated_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET point = EXCLUDED.point, expr = EXCLUDED.expr,"
+            " outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, enabled = EXCLUDED.enabled,"
+            " revision = nextval(pg_get_serial_sequence('risk_rules', 'revision')),"
+            " updated_by = EXCLUDED.updated_by, updated_at = now() RETURNING revision",
+            (rule.name, rule.point, rule.expr, rule.outcome, rule.reason, enabled, actor),
+        )
+        .fetchone()
+    )
     assert row is not None
     new = {**rule.__dict__, "enabled": enabled}
     keys = ("name", "point", "expr", "outcome", "reason", "enabled")
@@ -112,11 +128,15 @@ def put_override(conn: psycopg.Connection, rule: Rule, *, enabled: bool, actor: 
 def add_to_list(
     conn: psycopg.Connection, *, kind: str, subject: str, value_hash: str, note: str, actor: str
 ) -> int:
-    row = conn.execute(
-        "INSERT INTO risk_lists (kind, subject, value_hash, note, created_by) VALUES (%s, %s, %s, %s, %s)"
-        " ON CONFLICT (subject, value_hash, kind) DO UPDATE SET note = EXCLUDED.note RETURNING id",
-        (kind, subject, value_hash, note, actor),
-    ).fetchone()
+    row = (
+        tuple_cursor(conn)
+        .execute(
+            "INSERT INTO risk_lists (kind, subject, value_hash, note, created_by) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (subject, value_hash, kind) DO UPDATE SET note = EXCLUDED.note RETURNING id",
+            (kind, subject, value_hash, note, actor),
+        )
+        .fetchone()
+    )
     assert row is not None
     new = {"kind": kind, "subject": subject, "value_hash": value_hash, "note": note}
     record(conn, actor=actor, action="create", entity="risk_list", entity_id=int(row[0]), old=None, new=new)
@@ -128,11 +148,15 @@ def listed(conn: psycopg.Connection, hashes: Mapping[str, str]) -> tuple[list[st
     if not hashes:
         return [], []
     subjects, values = list(hashes), [hashes[s] for s in hashes]
-    rows = conn.execute(
-        "SELECT l.kind, l.subject FROM risk_lists l"
-        " JOIN unnest(%s::text[], %s::text[]) AS q(subject, value_hash) USING (subject, value_hash)",
-        (subjects, values),
-    ).fetchall()
+    rows = (
+        tuple_cursor(conn)
+        .execute(
+            "SELECT l.kind, l.subject FROM risk_lists l"
+            " JOIN unnest(%s::text[], %s::text[]) AS q(subject, value_hash) USING (subject, value_hash)",
+            (subjects, values),
+        )
+        .fetchall()
+    )
     deny = sorted({r[1] for r in rows if r[0] == "deny"})
     allow = sorted({r[1] for r in rows if r[0] == "allow"})
     return deny, allow
@@ -145,20 +169,24 @@ def log_decision(
     conn: psycopg.Connection, d: Decision, *, subject: Mapping[str, Any], action: Mapping[str, Any] | None
 ) -> int:
     """The decision's row (in the caller's transaction): its facts, fired rules and rules version."""
-    row = conn.execute(
-        "INSERT INTO risk_decisions (point, outcome, fired, facts, rules_version, subject, review_state,"
-        " action) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (
-            d.point,
-            d.outcome,
-            Jsonb([f.as_dict() for f in d.fired]),
-            Jsonb(jsonable(d.facts)),
-            d.rules_version,
-            Jsonb(jsonable(subject)),
-            "pending" if d.outcome == "review" else None,
-            None if action is None else Jsonb(jsonable(action)),
-        ),
-    ).fetchone()
+    row = (
+        tuple_cursor(conn)
+        .execute(
+            "INSERT INTO risk_decisions (point, outcome, fired, facts, rules_version, subject, review_state,"
+            " action) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                d.point,
+                d.outcome,
+                Jsonb([f.as_dict() for f in d.fired]),
+                Jsonb(jsonable(d.facts)),
+                d.rules_version,
+                Jsonb(jsonable(subject)),
+                "pending" if d.outcome == "review" else None,
+                None if action is None else Jsonb(jsonable(action)),
+            ),
+        )
+        .fetchone()
+    )
     assert row is not None
     return int(row[0])
 
@@ -202,7 +230,7 @@ def review(
             f"risk decision {decision_id} is not awaiting review ({d['review_state'] or d['outcome']})"
         )
     state = "approved" if approve else "rejected"
-    conn.execute(
+    tuple_cursor(conn).execute(
         "UPDATE risk_decisions SET review_state = %s, reviewed_by = %s, reviewed_at = now(), review_note = %s"
         " WHERE id = %s",
         (state, actor, note, decision_id),
@@ -225,9 +253,13 @@ def reviewed_for(
     """(id, 'approved' or 'rejected') of the latest reviewed decision at `point` whose subject agrees on
     `keys` (a sale and its payer): a retry after an operator's review gets that review's answer."""
     match = {k: subject[k] for k in keys}
-    row = conn.execute(
-        "SELECT id, review_state FROM risk_decisions WHERE point = %s"
-        " AND review_state IN ('approved', 'rejected') AND subject @> %s ORDER BY id DESC LIMIT 1",
-        (point, Jsonb(jsonable(match))),
-    ).fetchone()
+    row = (
+        tuple_cursor(conn)
+        .execute(
+            "SELECT id, review_state FROM risk_decisions WHERE point = %s"
+            " AND review_state IN ('approved', 'rejected') AND subject @> %s ORDER BY id DESC LIMIT 1",
+            (point, Jsonb(jsonable(match))),
+        )
+        .fetchone()
+    )
     return None if row is None else (int(row[0]), str(row[1]))
