@@ -34,13 +34,13 @@ from typing import Annotated, Any
 
 import psycopg
 import psycopg_pool
-from fastapi import APIRouter, Depends, Path, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from api import _tokens
 from api._live import LiveHub, Subscriber
 from api._models import SessionCreate, SessionEventsPublic, SessionPublic, error_responses
-from api._risk_checks import check_bind
+from api._risk_checks import check_bind, wechat_rank
 from api._state import AppState, get_state
 from api._users import CurrentUser, require_owner
 from forecourt import CommandTimeout, StationOffline, send_command
@@ -150,7 +150,7 @@ def _link_online(conn: psycopg.Connection[Any], station_id: int) -> bool:
     responses=error_responses(400, 401, 403, 404, 409, 410, 413, 422, 429, 503, 504, user=True),
 )
 def create_session(
-    body: SessionCreate, user: CurrentUser, state: AppState = Depends(get_state)
+    body: SessionCreate, user: CurrentUser, request: Request, state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
     """Bind a fuelling session to the scanned nozzle: lift it, fuel, hang up, then pay the checked sale."""
     s = state.settings
@@ -167,7 +167,12 @@ def create_session(
         if not _link_online(conn, nozzle.station_id):
             raise StationOffline(nozzle.station_id, "its forecourt is not connected: pay at the cashier")
     check_bind(  # risk control, logged in its own transaction: 403 RiskDenied / RiskHeld
-        state, user, nozzle, device_fingerprint=body.device_fingerprint, vehicle_class=body.vehicle_class
+        state,
+        user,
+        nozzle,
+        device_fingerprint=body.device_fingerprint,
+        vehicle_class=body.vehicle_class,
+        wechat_risk_rank=wechat_rank(state, user, request),
     )
     with state.db.transaction() as conn:
         row = sessions.create(

@@ -4,12 +4,14 @@ on record even when it refuses), then enforces: deny -> 403 RiskDenied, review -
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import redis
+from fastapi import Request
 
 import risk
 from api._state import AppState
@@ -17,7 +19,9 @@ from store import _sale_payments as sp
 from store._nozzles import Nozzle
 from store._risk import tuple_cursor
 from store._users import User
+from wechat import WeChatError, user_risk_rank
 
+log = logging.getLogger("api.risk")
 _lock = threading.Lock()
 HOUR, DAY = 3600, 86_400
 
@@ -35,6 +39,19 @@ def risk_redis(state: AppState) -> Any:
 
 def _hash(state: AppState, subject: str, value: str) -> str:
     return risk.keyed_hash(state.settings.secret_key, subject, value)
+
+
+def wechat_rank(state: AppState, user: User, request: Request) -> int | None:
+    """WeChat's risk rank of the user (getuserriskrank), when FUEL_RISK_WECHAT_RANK is on and WeChat
+    answers; None otherwise (the rank rules then do not fire)."""
+    client = state.extras.get("wechat")
+    if not state.settings.risk_wechat_rank or client is None:
+        return None
+    try:
+        return user_risk_rank(client, user.openid, client_ip=request.client.host if request.client else "")
+    except WeChatError as exc:
+        log.warning("no WeChat risk rank for user %s: %s", user.id, exc)
+        return None
 
 
 def check_bind(
