@@ -119,7 +119,7 @@ def get_decision(
 @router.post(
     "/v1/risk/decisions/{decision_id}/review",
     response_model=DecisionPublic,
-    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
 )
 def review_decision(
     decision_id: DecisionId,

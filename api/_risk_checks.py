@@ -93,6 +93,7 @@ def check_bind(
             subject=subject,
             hashes=hashes,
             redis=risk_redis(state),
+            namespace=f"{state.settings.rate_limit_prefix}:",
             windows=windows,
             approved_keys=("user_id", "nozzle"),
         )
@@ -146,6 +147,7 @@ def pay_screen(state: AppState, user: User) -> Callable[[sp.Sale], None]:
                     "station": _hash(state, "station", str(sale.station_id)),
                 },
                 redis=risk_redis(state),
+                namespace=f"{state.settings.rate_limit_prefix}:",
                 windows=windows,
                 approved_keys=("sale_id", "user_id"),
             )

@@ -29,6 +29,7 @@ def evaluate(
     approved_keys: Iterable[str] = (),
     action: Mapping[str, Any] | None = None,
     now_s: float | None = None,
+    namespace: str = "",
 ) -> Decision:
     """Evaluate the rules of `point` ('bind', 'pay', 'redeem', 'price') on `facts`, plus the velocity
     `windows` counted in `redis` and the deny/allow lists checked for `hashes` ({subject: keyed hash});
@@ -38,7 +39,11 @@ def evaluate(
     approving the decision does (a held price to publish)."""
     all_facts: dict[str, Any] = dict(facts)
     if windows:
-        counts = observe(redis, windows, time.time() if now_s is None else now_s) if redis is not None else {}
+        counts = (
+            observe(redis, windows, time.time() if now_s is None else now_s, namespace=namespace)
+            if redis is not None
+            else {}
+        )
         all_facts["velocity_available"] = bool(counts)
         all_facts.update(counts)
     deny, allow = _risk.listed(conn, hashes or {})

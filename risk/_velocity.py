@@ -30,9 +30,10 @@ class Window:
     observe: bool = True  # False: read the window without adding to it
 
 
-def observe(redis: Any, windows: Sequence[Window], now_s: float) -> dict[str, int]:
+def observe(redis: Any, windows: Sequence[Window], now_s: float, *, namespace: str = "") -> dict[str, int]:
     """The size of every window after this observation, by fact name; {} when Redis cannot answer (the
-    velocity rules then do not fire, and the decision's facts say velocity_available=false)."""
+    velocity rules then do not fire, and the decision's facts say velocity_available=false). `namespace`
+    prefixes every key (the deployment's Redis prefix, FUEL_RATE_LIMIT_PREFIX)."""
     if not windows:
         return {}
     try:
@@ -40,7 +41,7 @@ def observe(redis: Any, windows: Sequence[Window], now_s: float) -> dict[str, in
         for w in windows:
             if not 0 < w.window_s <= MAX_WINDOW_S:
                 raise ValueError(f"window {w.fact}: 1 s to 7 days")
-            key = f"{PREFIX}{w.fact}:{w.subject}"
+            key = f"{namespace}{PREFIX}{w.fact}:{w.subject}"
             if w.observe:
                 pipe.zadd(key, {w.member or uuid.uuid4().hex: now_s})
             pipe.zremrangebyscore(key, "-inf", now_s - w.window_s)

@@ -37,6 +37,9 @@ KEYED = {  # (method, path) of the endpoints that take an API key
     ("delete", "/v1/promotions/{promotion_id}"),
     ("post", "/v1/traffic"),
     ("delete", "/v1/traffic"),
+    ("get", "/v1/risk/reviews"),
+    ("get", "/v1/risk/decisions/{decision_id}"),
+    ("post", "/v1/risk/decisions/{decision_id}/review"),
 }
 USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/me"),
