@@ -1075,8 +1075,10 @@ class SessionCreate(BaseModel):
         pattern=r"^[\x21-\x7e]+$",
         description="the client's device fingerprint for risk control: stored only as a keyed hash",
     )
-    vehicle_class: Literal["motorcycle", "car", "suv", "van", "truck"] | Absent = Field(
-        None, description="the vehicle's class: a fill-up above its tank goes to review"
+    vehicle_class: str | Absent = Field(
+        None,
+        pattern=r"^(motorcycle|car|suv|van|truck)$",
+        description="the vehicle's class (motorcycle, car, suv, van, truck): a fill-up above its tank goes to review",
     )
 
 

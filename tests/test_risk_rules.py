@@ -217,3 +217,15 @@ def test_the_worst_fired_rule_decides(facts: dict[str, Any], fuel: bool) -> None
         assert d.outcome == "deny"
     bigger = {**facts, "amount_fen": facts["amount_fen"] + 200_000}
     assert severity[decide(RULESET, "pay", bigger).outcome] >= severity[d.outcome]  # monotone in amount
+
+
+def test_the_bind_body_accepts_exactly_the_vehicle_classes_with_a_tank() -> None:
+    import re
+
+    from api._models import SessionCreate
+    from risk import VEHICLE_CLASSES
+
+    pattern = next(
+        m.pattern for m in SessionCreate.model_fields["vehicle_class"].metadata if hasattr(m, "pattern")
+    )
+    assert re.fullmatch(r"\^\((.*)\)\$", pattern) and set(pattern[2:-2].split("|")) == set(VEHICLE_CLASSES)
