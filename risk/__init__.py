@@ -15,7 +15,7 @@ from risk._signals import (
     tank_litres,
     unusual_hour,
 )
-from risk._velocity import Window, observe
+from risk._velocity import Window, observe, redeem_windows
 
 __all__ = [
     "OUTCOMES",
@@ -39,6 +39,7 @@ __all__ = [
     "parse_rules_file",
     "peer_ratio",
     "price_change_facts",
+    "redeem_windows",
     "tank_litres",
     "unusual_hour",
     "validate_rule",

@@ -59,3 +59,15 @@ def observe(redis: Any, windows: Sequence[Window], now_s: float, *, namespace: s
         out[w.fact] = int(answers[i + 1])
         i += 3 if w.observe else 2
     return out
+
+
+def redeem_windows(*, user: str, device: str | None, plate: str | None, day: str) -> list[Window]:
+    """The windows of the `redeem` caps (per user, device and plate per local day `day`, e.g.
+    "2026-11-26"): pass keyed hashes, never raw identifiers. For the points/promotions redemption path:
+    risk.evaluate(conn, "redeem", {"station_redemption_ratio": ...}, windows=redeem_windows(...), ...)."""
+    out = [Window("user_redemptions_1d", f"{user}:{day}", 86_400)]
+    if device is not None:
+        out.append(Window("device_redemptions_1d", f"{device}:{day}", 86_400))
+    if plate is not None:
+        out.append(Window("plate_redemptions_1d", f"{plate}:{day}", 86_400))
+    return out

@@ -216,3 +216,27 @@ def test_a_rejected_review_denies_the_retry(conn: psycopg.Connection) -> None:
     with conn.transaction():
         retry = risk.evaluate(conn, "pay", big, subject=subject, approved_keys=("sale_id", "user_id"))
     assert retry.outcome == "deny" and retry.fired[-1].rule == "review_rejected"
+
+
+def test_redemption_caps_per_user_device_and_plate_per_day(
+    conn: psycopg.Connection, rds: redis.Redis
+) -> None:
+    device = f"test-{RUN}-farm-device"
+    plate = f"test-{RUN}-farm-plate"
+    outcomes = []
+    for k in range(5):  # five accounts, one phone, one plate, one day
+        windows = risk.redeem_windows(
+            user=f"test-{RUN}-acct{k}", device=device, plate=plate, day="2026-11-26"
+        )
+        with conn.transaction():
+            d = risk.evaluate(conn, "redeem", {"station_redemption_ratio": 1.0}, redis=rds, windows=windows)
+        outcomes.append((d.outcome, sorted(f.rule for f in d.fired)))
+    assert outcomes[:2] == [("allow", []), ("allow", [])]
+    assert outcomes[2] == ("deny", ["redeem.plate_cap"])  # a third redemption for the plate today
+    assert outcomes[4] == ("deny", ["redeem.device_cap", "redeem.plate_cap"])
+    # another day starts afresh; a station far above its peers goes to review
+    windows = risk.redeem_windows(user=f"test-{RUN}-acct0", device=device, plate=plate, day="2026-11-27")
+    ratio = risk.peer_ratio(120, [30, 25, 40, 35])
+    with conn.transaction():
+        d = risk.evaluate(conn, "redeem", {"station_redemption_ratio": ratio}, redis=rds, windows=windows)
+    assert d.outcome == "review" and [f.rule for f in d.fired] == ["redeem.station_outlier"]
