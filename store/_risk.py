@@ -235,6 +235,10 @@ def review(
         " WHERE id = %s",
         (state, actor, note, decision_id),
     )
+    if approve and isinstance(d["action"], dict) and "publish_price" in d["action"]:
+        from store._price_review import publish_held  # approving a held price publishes it
+
+        publish_held(conn, d["action"], actor=actor)
     record(
         conn,
         actor=actor,

@@ -240,3 +240,57 @@ def test_redemption_caps_per_user_device_and_plate_per_day(
     with conn.transaction():
         d = risk.evaluate(conn, "redeem", {"station_redemption_ratio": ratio}, redis=rds, windows=windows)
     assert d.outcome == "review" and [f.rule for f in d.fired] == ["redeem.station_outlier"]
+
+
+def test_a_price_far_from_history_and_neighbours_is_held_until_approved(
+    module_db: str, conn: psycopg.Connection, shared_data: Path
+) -> None:
+    from datetime import datetime, timedelta
+    from decimal import Decimal
+    from zoneinfo import ZoneInfo
+
+    from geo import ImplausibleValue
+    from ingest._guidance import load_guidance_file
+    from store._price_review import screen_price
+    from store._prices import PriceIn, current_prices, insert_price
+    from tests._forecourt import seed_station
+
+    me, *peers = [seed_station(module_db, pumps=1, grades=("95",)) for _ in range(4)]
+    t0 = datetime(2026, 10, 1, 8, tzinfo=ZoneInfo("Asia/Shanghai"))
+    load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
+    with conn.transaction():
+        for i, cny in enumerate(("7.90", "7.95", "7.92", "7.98")):
+            insert_price(
+                conn, PriceIn(me, "95", Decimal(cny), t0 + timedelta(days=i)), zone="yunnan-4", actor="t"
+            )
+        for p, cny in zip(peers, ("7.96", "8.01", "7.93"), strict=True):
+            insert_price(conn, PriceIn(p, "95", Decimal(cny), t0), zone="yunnan-4", actor="t")
+    # an ordinary step is published at once
+    with conn.transaction():
+        d = screen_price(
+            conn, PriceIn(me, "95", Decimal("8.02"), t0 + timedelta(days=5)), zone="yunnan-4", actor="mgr"
+        )
+    assert d.outcome == "allow"
+    # a jump to 9.40 (under the official ceiling): far beyond its own steps and 15 percent: held
+    cut = PriceIn(me, "95", Decimal("9.40"), t0 + timedelta(days=6))
+    with conn.transaction():
+        d = screen_price(conn, cut, zone="yunnan-4", actor="mgr")
+    assert d.outcome == "review"
+    assert {f.rule for f in d.fired} == {"price.own_history", "price.jump"}
+    assert d.facts["neighbour_deviation"] == round((940 - 796) / 796, 4)  # the three neighbours' median
+    # 18 percent over the neighbours is within their 20 percent; 9.60 is not
+    with conn.transaction():
+        deep = screen_price(
+            conn, PriceIn(me, "95", Decimal("9.60"), t0 + timedelta(days=6)), zone="yunnan-4", actor="m"
+        )
+    assert "price.neighbours" in {f.rule for f in deep.fired}
+    later = t0 + timedelta(days=7)
+    assert current_prices(conn, [me], later)[me]["95"].price_cny == Decimal("8.02")
+    # an implausible price is refused outright (422), never held
+    with pytest.raises(ImplausibleValue), conn.transaction():
+        screen_price(
+            conn, PriceIn(me, "95", Decimal("6.50"), t0 + timedelta(days=6)), zone="yunnan-4", actor="m"
+        )
+    with conn.transaction():
+        _risk.review(conn, d.id, approve=True, note="clearance sale confirmed by phone", actor="key:ops")
+    assert current_prices(conn, [me], later)[me]["95"].price_cny == Decimal("9.40")  # approving published it
