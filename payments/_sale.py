@@ -258,9 +258,9 @@ class _Run:
             promos = promotions_for_stations(
                 conn, [(sale.station_id, sale.station_brand)], at=sale.ended_at or sale.first_seen_at
             ).get(sale.station_id, [])
-        if self.screen is not None:  # risk control, logged, before any money or lock moves
+        self._check(sale)  # the sale's own state first: 409 under review or held, 410 taken
+        if self.screen is not None:  # then risk control, logged, before any money or lock moves
             self.screen(sale)
-        self._check(sale)
         if live is not None and live.expires_at <= datetime.now().astimezone():
             self._retire(live)
             attempt += 1
