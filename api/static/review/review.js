@@ -44,6 +44,8 @@ function card(d) {
     try {
       const r = await api(`/v1/risk/decisions/${d.id}/review`, { method: "POST", body: JSON.stringify({ approve, note: note.value }) });
       c.replaceChildren(text("h2", `#${d.id} ${r.review_state} by ${r.reviewed_by}`));
+      const left = document.querySelectorAll(".card .actions").length;
+      $("status").textContent = left ? `${left} decision(s) awaiting review` : "Nothing else awaits review.";
     } catch (e) { $("status").textContent = `#${d.id}: ${e.message}`; }
   };
   ok.onclick = () => decide(true);
