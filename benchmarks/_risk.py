@@ -188,7 +188,7 @@ def _handwritten(point: str, f: dict[str, Any]) -> str:
         if (
             g("user_binds_1h", 0) > 6
             or g("device_binds_1h", 0) > 8
-            or g("nozzle_users_30m", 0) > 4
+            or g("nozzle_users_30m", 0) > 15
             or g("wechat_risk_rank", 0) >= 3
         ):
             return "review"
