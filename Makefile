@@ -132,7 +132,7 @@ run: venv redis mqtt load web speech
 		$(VENV)/bin/honcho start -f Procfile $(RUN_ONLY)
 
 # The Python sources ruff checks: every product package (pyproject's packages), the tests and the benchmarks.
-PY_SOURCES := geo ingest api store config payments wechat fuelling forecourt devices backoffice loyalty tests benchmarks
+PY_SOURCES := geo ingest api store config payments wechat fuelling forecourt devices backoffice loyalty risk tests benchmarks
 lint: venv
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)

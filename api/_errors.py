@@ -39,6 +39,7 @@ from payments import (
     UnknownOrder,
     UnknownSerial,
 )
+from risk import InvalidRule, RiskError
 from store._db import DatabaseBusy
 from store._manage import VersionConflict
 from store._nozzles import Gone
@@ -67,6 +68,8 @@ STATUS: list[tuple[type[Exception], int]] = [
     (PaymentsNotConfigured, 503),
     (LoginFailed, 401),  # the station console (api/_console.py): wrong username or password
     (AccountLocked, 429),  # locked after repeated failed logins: Retry-After
+    (RiskError, 403),  # risk control refused (RiskDenied) or held (RiskHeld) a bind or a payment
+    (InvalidRule, 422),
     (Unauthorized, 401),
     (InvalidLoginCode, 401),
     (Forbidden, 403),
@@ -119,6 +122,8 @@ def install(app: FastAPI) -> None:
                         if isinstance(extra.get("allowed"), dict):  # amounts as numbers, times as text
                             extra["allowed"] = {k: _number(v) for k, v in extra["allowed"].items()}
                     return _body(status, type(exc).__name__, exc.message, **extra)
+                if isinstance(exc, RiskError):  # the decision explains itself (GET /v1/risk/decisions/{id})
+                    return _body(status, type(exc).__name__, str(exc), decision_id=exc.decision_id)
                 if isinstance(exc, VersionConflict):
                     resp = _body(status, "VersionConflict", str(exc), current_version=exc.current_version)
                     resp.headers["ETag"] = f'"{exc.current_version}"'

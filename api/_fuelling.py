@@ -5,7 +5,9 @@
   service, 409 station closed); 503 when the station's link is offline (the session could not follow the
   pump); 409 when another session is at that pump (two phones scanning at once: one wins). With
   `preset_fen` the station is asked to release the pump for that amount (UNLOCKPUMP); if it refuses (409),
-  does not answer (504) or is offline (503), the session is cancelled.
+  does not answer (504) or is offline (503), the session is cancelled. Risk control (api/_risk_checks.py)
+  answers 403 RiskDenied or RiskHeld (an operator reviews it) before anything is bound; the optional
+  `device_fingerprint` (kept only as a keyed hash) and `vehicle_class` are its facts.
 - `GET /v1/fuelling/sessions/{id}`: the session (the owner's only: 403 for someone else's, 404 unknown).
 - `POST /v1/fuelling/sessions/{id}/cancel`: give the session up while nothing flows (bound, nozzle up,
   authorised) or, once completed, to pay at the cashier instead; 409 otherwise (fuelling, locked, ended).
@@ -32,12 +34,13 @@ from typing import Annotated, Any
 
 import psycopg
 import psycopg_pool
-from fastapi import APIRouter, Depends, Path, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from api import _tokens
 from api._live import LiveHub, Subscriber
 from api._models import SessionCreate, SessionEventsPublic, SessionPublic, error_responses
+from api._risk_checks import check_bind, wechat_rank
 from api._state import AppState, get_state
 from api._users import CurrentUser, require_owner
 from forecourt import CommandTimeout, StationOffline, send_command
@@ -144,10 +147,10 @@ def _link_online(conn: psycopg.Connection[Any], station_id: int) -> bool:
     "/v1/fuelling/sessions",
     status_code=201,
     response_model=SessionPublic,
-    responses=error_responses(400, 401, 404, 409, 410, 413, 422, 429, 503, 504, user=True),
+    responses=error_responses(400, 401, 403, 404, 409, 410, 413, 422, 429, 503, 504, user=True),
 )
 def create_session(
-    body: SessionCreate, user: CurrentUser, state: AppState = Depends(get_state)
+    body: SessionCreate, user: CurrentUser, request: Request, state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
     """Bind a fuelling session to the scanned nozzle: lift it, fuel, hang up, then pay the checked sale."""
     s = state.settings
@@ -163,6 +166,15 @@ def create_session(
             raise StationClosed(nozzle.station_id, fill.reason or "closed")
         if not _link_online(conn, nozzle.station_id):
             raise StationOffline(nozzle.station_id, "its forecourt is not connected: pay at the cashier")
+    check_bind(  # risk control, logged in its own transaction: 403 RiskDenied / RiskHeld
+        state,
+        user,
+        nozzle,
+        device_fingerprint=body.device_fingerprint,
+        vehicle_class=body.vehicle_class,
+        wechat_risk_rank=wechat_rank(state, user, request),
+    )
+    with state.db.transaction() as conn:
         row = sessions.create(
             conn,
             user_id=user.id,

@@ -1107,6 +1107,18 @@ class SessionCreate(BaseModel):
         le=500_000,
         description="a pre-authorised amount in fen: the pump stops there (UNLOCKPUMP at the station)",
     )
+    device_fingerprint: str | Absent = Field(
+        None,
+        min_length=8,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="the client's device fingerprint for risk control: stored only as a keyed hash",
+    )
+    vehicle_class: str | Absent = Field(
+        None,
+        pattern=r"^(motorcycle|car|suv|van|truck)$",
+        description="the vehicle's class (motorcycle, car, suv, van, truck): a fill-up above its tank goes to review",
+    )
 
 
 class SaleSnapshotPublic(_Public):

@@ -4,7 +4,8 @@
   create its WeChat Pay order (payments/_sale.py); the answer carries wx.requestPayment's parameters.
   A retry with the same key gets the same answer (or resumes a request that died); 409 when the sale is
   under review, paid, or held by another payment; 410 when the station settled it another way; 503 when
-  the station's link is down (retry).
+  the station's link is down (retry); 403 RiskDenied / RiskHeld when risk control refuses or holds the
+  payment for an operator's review (nothing is locked or ordered; retry once approved).
 
 WeChat Pay calls us here: payment and refund notifications.
 
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api._fuelling import SessionId
 from api._models import SalePaymentPublic, error_responses
+from api._risk_checks import pay_screen
 from api._state import AppState, get_state
 from api._users import CurrentUser, require_owner
 from geo._errors import Conflict
@@ -119,6 +121,7 @@ def _pay(
         site_timeout_s=s.payments_site_timeout_s,
         key_lock_s=s.payments_idempotency_lock_s,
         redeem_points=redeem_points,
+        screen=pay_screen(state, user),
     )
     return {
         "out_trade_no": result.out_trade_no,
@@ -136,7 +139,7 @@ def _pay(
 @router.post(
     "/v1/sales/{sale_id}/pay",
     response_model=SalePaymentPublic,
-    responses=error_responses(401, 404, 409, 410, 422, 429, 503, user=True),
+    responses=error_responses(401, 403, 404, 409, 410, 422, 429, 503, user=True),
 )
 def pay_sale(
     sale_id: SaleId,

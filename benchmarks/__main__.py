@@ -1,7 +1,7 @@
 """`python -m benchmarks [--seed S] [--quick] [--only SECTION ...]`: route-quality and performance benchmarks.
 
 Sections: optimality, pgrouting, osmnx, quality, traffic, alternatives, perf, http, stations, ranking, load,
-forecourt, ledger.
+forecourt, payments, ledger, risk.
 Writes reports/bench.md, reports/bench.json and PNG plots; prints every bar as a PASS/FAIL line at the end.
 Exit status 0 when it ran (bars may FAIL: they are findings, listed in the report), 1 when a section crashed.
 """
@@ -28,6 +28,7 @@ SECTIONS = (
     "forecourt",
     "payments",
     "ledger",
+    "risk",
 )
 
 
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import _ledger
 
         crashed += _guard("ledger", lambda: _ledger.ledger(ctx), ctx)
+    if only is None or "risk" in only:
+        from benchmarks import _risk
+
+        crashed += _guard("risk", lambda: _risk.risk_section(ctx), ctx)
     md = ctx.report.write()
     print(
         f"\n== Summary ({time.perf_counter() - t_start:.0f} s, seed {args.seed}{', quick' if args.quick else ''})"

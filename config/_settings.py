@@ -259,6 +259,9 @@ class Settings(BaseSettings):
     # ---- Fuelling sessions (api/_fuelling.py, store/_sessions.py) ----
     # A session still waiting at the pump (bound, nozzle up, authorised) this long after binding expires.
     fuelling_bind_timeout_s: float = Field(300.0, ge=5, le=3_600)
+    # risk control asks WeChat's getuserriskrank at bind (FUEL_RISK_WECHAT_RANK=true; off: the rank rules
+    # do not fire). A failed call never blocks a bind: the rules decide without the rank.
+    risk_wechat_rank: bool = False
     fuelling_sweep_s: float = Field(5.0, gt=0, le=300)  # how often each API worker expires due sessions
     # The preset's UNLOCKPUMP waits this long for the station's answer (then 504, the session cancelled).
     fuelling_preset_timeout_s: float = Field(10.0, gt=0, le=60)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -182,13 +182,17 @@ def pay_for_sale(
     site_timeout_s: float = 10.0,
     key_lock_s: float = 30.0,
     redeem_points: int = 0,
+    screen: Callable[[sp.Sale], None] | None = None,
 ) -> PayParams:
     """Lock the sale at its site and create (or find again) its WeChat Pay order; the wx.requestPayment
     parameters. `db` is a store.Database. Raises NotFound (no such sale), SaleNotPayable (409),
     SaleLockedElsewhere (409), SaleTaken (410), IdempotencyKeyInUse (409), InvalidInput (the key was used
     for another request), forecourt.StationOffline / CommandTimeout and GatewayError (try again).
     `redeem_points` (a multiple of the redemption unit) come off the amount: held with the order, posted
-    when it is paid, voided when it closes unpaid; ImplausibleValue (422) when they cannot be redeemed."""
+    when it is paid, voided when it closes unpaid; ImplausibleValue (422) when they cannot be redeemed.
+    `screen(sale)` (risk control) runs before anything moves (before LOCKTX and the order); whatever it
+    raises refuses the request and releases the key, so a retry after a review's approval is screened
+    again."""
     if not idempotency_key or len(idempotency_key) > 100:
         raise InvalidInput("Idempotency-Key", "must have 1 to 100 characters")
     params: dict[str, int] = {"sale_id": sale_id}
@@ -211,7 +215,18 @@ def pay_for_sale(
     if not mine:
         raise IdempotencyKeyInUse("a request with this Idempotency-Key is in progress: retry shortly")
     run = _Run(
-        db, key, sale_id, user, client, tz, holidays, client_ip, max_fen, site_timeout_s, redeem_points
+        db,
+        key,
+        sale_id,
+        user,
+        client,
+        tz,
+        holidays,
+        client_ip,
+        max_fen,
+        site_timeout_s,
+        redeem_points,
+        screen,
     )
     try:
         return run.resume()
@@ -241,10 +256,12 @@ class _Run:
         max_fen: int,
         site_timeout_s: float,
         redeem_points: int = 0,
+        screen: Callable[[sp.Sale], None] | None = None,
     ) -> None:
         self.db, self.key, self.sale_id, self.user, self.client = db, key, sale_id, user, client
         self.tz, self.holidays, self.client_ip = tz, holidays, client_ip
         self.max_fen, self.site_timeout_s = max_fen, site_timeout_s
+        self.screen = screen
         self.actor = f"user:{user.id}"
         self.fsc = fsc_tx_id_for(sale_id, user.id)
         self.out_trade_no = key.out_trade_no
@@ -267,11 +284,13 @@ class _Run:
             if sale is None:
                 raise NotFound(f"sale {self.sale_id} not found")
             attempt, live = self._attempt(conn)  # paid or being paid by another: 409 first
-            self._check(sale)
             promos = promotions_for_stations(
                 conn, [(sale.station_id, sale.station_brand)], at=sale.ended_at or sale.first_seen_at
             ).get(sale.station_id, [])
             tiers = membership(conn, self.user.id).tiers_held
+        self._check(sale)  # the sale's own state first: 409 under review or held, 410 taken
+        if self.screen is not None:  # then risk control, logged, before any money or lock moves
+            self.screen(sale)
         if live is not None and live.expires_at <= datetime.now().astimezone():
             self._retire(live)
             attempt += 1

@@ -33,6 +33,7 @@ PRODUCT = (
     "devices",
     "backoffice",
     "loyalty",
+    "risk",
 )
 FIRST_PARTY = {*PRODUCT, "tests", "benchmarks"}
 

@@ -46,6 +46,9 @@ KEYED = {  # (method, path) of the endpoints that take an API key
     ("get", "/v1/stations/{station_id}/seller"),
     ("post", "/v1/payments/{out_trade_no}/refunds"),
     ("get", "/v1/payments/{out_trade_no}/refunds"),
+    ("get", "/v1/risk/reviews"),
+    ("get", "/v1/risk/decisions/{decision_id}"),
+    ("post", "/v1/risk/decisions/{decision_id}/review"),
 }
 USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/me"),

@@ -1,6 +1,6 @@
 """WeChat's server API as the service uses it (mini-program login), and a fake of it for development."""
 
-from wechat._client import PRODUCTION_BASE_URL, CodeSession, WeChatClient
+from wechat._client import PRODUCTION_BASE_URL, RISK_SCENES, CodeSession, WeChatClient, user_risk_rank
 from wechat._errors import (
     InvalidLoginCode,
     WeChatError,
@@ -11,6 +11,7 @@ from wechat._errors import (
 
 __all__ = [
     "PRODUCTION_BASE_URL",
+    "RISK_SCENES",
     "CodeSession",
     "InvalidLoginCode",
     "WeChatClient",
@@ -18,4 +19,5 @@ __all__ = [
     "WeChatRateLimited",
     "WeChatUnavailable",
     "WeChatUserBlocked",
+    "user_risk_rank",
 ]

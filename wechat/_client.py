@@ -1,4 +1,6 @@
-"""A client for the WeChat server API the service uses: `jscode2session` (mini-program login).
+"""A client for the WeChat server API the service uses: `jscode2session` (mini-program login) and
+`getuserriskrank` (WeChat's risk rank of a user, 0 lowest to 4 highest, for risk control; it needs the
+app's access_token from `cgi-bin/token`, kept until shortly before it expires).
 
 The base URL is a setting (FUEL_WECHAT_API_BASE_URL): https://api.weixin.qq.com in production, the fake
 server (wechat/_fake.py) in development and tests. WeChat answers HTTP 200 with a JSON body (served as
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -40,6 +44,10 @@ class CodeSession:
     unionid: str | None
 
 
+RISK_SCENES = {"register": 0, "marketing": 1}  # getuserriskrank's scene: 0 sign-up/login, 1 marketing
+TOKEN_MARGIN_S = 300.0
+
+
 class WeChatClient:
     """One per process (it pools connections); thread-safe like the httpx.Client it wraps."""
 
@@ -54,6 +62,8 @@ class WeChatClient:
     ) -> None:
         self.appid = appid
         self._secret = secret
+        self._token: tuple[str, float] | None = None
+        self._token_lock = threading.Lock()
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)),
@@ -138,3 +148,62 @@ def _error(errcode: object, errmsg: str) -> Exception:
     if code == -1:
         return WeChatUnavailable("WeChat is busy; retry shortly", code)
     return WeChatUnavailable(f"WeChat refused the login (errcode {errcode}); retry later", code)
+
+
+def _read(resp: httpx.Response, what: str) -> dict[str, object]:
+    if resp.status_code != 200 or len(resp.content) > MAX_ANSWER_BYTES:
+        raise WeChatUnavailable(f"WeChat answered HTTP {resp.status_code} to {what}")
+    try:
+        body = json.loads(resp.content)
+    except ValueError:
+        raise WeChatUnavailable(f"WeChat's answer to {what} could not be read") from None
+    if not isinstance(body, dict):
+        raise WeChatUnavailable(f"WeChat's answer to {what} could not be read")
+    return body
+
+
+def access_token(client: WeChatClient) -> str:
+    """The app's access_token (cgi-bin/token, client_credential), cached until TOKEN_MARGIN_S before expiry."""
+    with client._token_lock:
+        now = time.monotonic()
+        if client._token is not None and client._token[1] > now:
+            return client._token[0]
+        params = {"grant_type": "client_credential", "appid": client.appid, "secret": client._secret}
+        try:
+            resp = client._http.get("/cgi-bin/token", params=params)
+        except httpx.HTTPError as exc:
+            raise WeChatUnavailable(f"WeChat cannot be reached for a token: {type(exc).__name__}") from None
+        body = _read(resp, "cgi-bin/token")
+        token, ttl = body.get("access_token"), body.get("expires_in", 7200)
+        if not isinstance(token, str) or not isinstance(ttl, int):
+            raise WeChatUnavailable(f"WeChat gave no access_token (errcode {body.get('errcode')})")
+        client._token = (token, now + max(ttl - TOKEN_MARGIN_S, 30.0))
+        return token
+
+
+def user_risk_rank(client: WeChatClient, openid: str, *, scene: str = "marketing", client_ip: str) -> int:
+    """WeChat's risk rank of the user (0-4) via POST /wxa/getuserriskrank; WeChatUnavailable when WeChat
+    cannot say (risk control then decides without it)."""
+    if not client.appid or not client._secret:
+        raise WeChatUnavailable("WeChat is not configured on this server")
+    body = {"appid": client.appid, "openid": openid, "scene": RISK_SCENES[scene], "client_ip": client_ip}
+    for attempt in (1, 2):
+        try:
+            resp = client._http.post(
+                "/wxa/getuserriskrank", params={"access_token": access_token(client)}, json=body
+            )
+        except httpx.HTTPError as exc:
+            raise WeChatUnavailable(f"getuserriskrank: {type(exc).__name__}") from None
+        answer = _read(resp, "getuserriskrank")
+        errcode = answer.get("errcode", 0)
+        if errcode in (40001, 42001) and attempt == 1:  # the token expired early: fetch a new one once
+            with client._token_lock:
+                client._token = None
+            continue
+        rank = answer.get("risk_rank")
+        if errcode not in (0, None) or not isinstance(rank, int) or not 0 <= rank <= 4:
+            raise WeChatUnavailable(
+                f"getuserriskrank errcode {errcode}: {str(answer.get('errmsg', ''))[:100]}"
+            )
+        return rank
+    raise WeChatUnavailable("getuserriskrank: no valid access_token")

@@ -10,7 +10,13 @@ Control endpoints, for tests and the development "demo login" (loopback only, ne
   give that user on a phone (a new openid when none is given);
 - `POST /fake/failures` {"errcode", "count"} -> the next `count` jscode2session calls answer that errcode
   (-1 busy, 45011, 40226 ...);
+- `POST /fake/risk_ranks` {"openid", "risk_rank"} -> the rank getuserriskrank answers for that user
+  (default 0);
 - `GET /fake/health`.
+
+It also answers `GET /cgi-bin/token` (client_credential, our appid and secret) and `POST
+/wxa/getuserriskrank?access_token=T` {appid, openid, scene, client_ip} as WeChat does (40001 for a token
+it did not issue, 61010 for an unknown scene).
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ _ERRMSG = {
     40029: "invalid code",
     40125: "invalid appsecret",
     40163: "code been used",
+    40001: "invalid credential, access_token is invalid or not latest",
     40226: "high risk user has been blocked",
+    61010: "invalid scene",
     41008: "missing code",
     45011: "api minute-quota reach-limit mustslower retry next minute",
 }
@@ -45,6 +53,20 @@ class CodeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     openid: str | None = Field(None, pattern=_ID)
     unionid: str | None = Field(None, pattern=_ID)
+
+
+class RiskRankRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    openid: str = Field(pattern=_ID)
+    risk_rank: int = Field(ge=0, le=4)
+
+
+class RiskRankQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    appid: str = ""
+    openid: str = ""
+    scene: int = -1
+    client_ip: str = ""
 
 
 class FailureRequest(BaseModel):
@@ -71,6 +93,8 @@ class FakeState:
     failures: deque[int] = field(default_factory=deque)
     logins: dict[str, deque[float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    risk_ranks: dict[str, int] = field(default_factory=dict)
+    tokens: set[str] = field(default_factory=set)
 
 
 def _rid() -> str:
@@ -149,6 +173,37 @@ def create_fake(
         with state.lock:
             state.failures.extend([req.errcode] * req.count)
             return {"queued": len(state.failures)}
+
+    @app.get("/cgi-bin/token")
+    def token(grant_type: str = "", appid: str = "", secret: str = "") -> Response:
+        if grant_type != "client_credential":
+            return _err(40002)
+        if appid != state.appid:
+            return _err(40013)
+        if not secrets.compare_digest(secret.encode(), state.secret.encode()):
+            return _err(40125)
+        tok = secrets.token_urlsafe(32)
+        with state.lock:
+            state.tokens.add(tok)
+        return _answer({"access_token": tok, "expires_in": 7200})
+
+    @app.post("/wxa/getuserriskrank")
+    def getuserriskrank(req: RiskRankQuery, access_token: str = "") -> Response:
+        with state.lock:
+            if access_token not in state.tokens:
+                return _err(40001)
+            if req.appid != state.appid:
+                return _err(40013)
+            if req.scene not in (0, 1):
+                return _err(61010)
+            rank = state.risk_ranks.get(req.openid, 0)
+        return _answer({"errcode": 0, "errmsg": "getuserriskrank succ", "risk_rank": rank, "unoin_id": 0})
+
+    @app.post("/fake/risk_ranks")
+    def set_rank(req: RiskRankRequest) -> dict[str, object]:
+        with state.lock:
+            state.risk_ranks[req.openid] = req.risk_rank
+        return {"openid": req.openid, "risk_rank": req.risk_rank}
 
     @app.get("/fake/health")
     def health() -> dict[str, str]:

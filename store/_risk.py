@@ -1,0 +1,269 @@
+"""Risk control's tables: rule overrides, deny/allow lists and the decisions with their review."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import Jsonb
+
+from config import PROJECT_ROOT
+from geo import Conflict, NotFound
+from risk._engine import RuleSet, parse_rules_file, validate_rule
+from risk._model import Decision, Rule
+from store._audit import jsonable, record
+
+
+def tuple_cursor(conn: psycopg.Connection) -> psycopg.Cursor[Any]:
+    """A cursor answering tuples whatever the connection's row factory (the service's pool uses dicts)."""
+    return conn.cursor(row_factory=tuple_row)
+
+
+RULES_FILE = PROJECT_ROOT / "data" / "risk" / "rules.json"
+MAX_PAGE = 200
+
+
+class DecisionNotFound(NotFound):
+    """No risk decision with that id (404)."""
+
+
+class AlreadyReviewed(Conflict):
+    """The decision is not awaiting review (approved, rejected, or never held) (409)."""
+
+
+# ---- the rule set, reloaded when the file or the overrides change --------------------------------------
+
+
+@dataclass
+class _Cached:
+    key: tuple[Any, ...]
+    ruleset: RuleSet
+
+
+_cache: dict[str, _Cached] = {}
+_cache_lock = threading.Lock()
+
+
+def overrides_revision(conn: psycopg.Connection) -> tuple[int, int]:
+    """(highest revision, count) of the override rows: the cheap version check before each evaluation
+    (a deleted row lowers the count)."""
+    row = tuple_cursor(conn).execute("SELECT coalesce(max(revision), 0), count(*) FROM risk_rules").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def current_ruleset(conn: psycopg.Connection, path: Path | None = None) -> RuleSet:
+    """The rules in force: the versioned file plus the database's overrides, rebuilt only when the file
+    (mtime, size) or the overrides (revision) changed: edits apply without a restart."""
+    path = path or Path(os.environ.get("FUEL_RISK_RULES_FILE", RULES_FILE))
+    st = path.stat()
+    rev = overrides_revision(conn)
+    key = (st.st_mtime_ns, st.st_size, rev)
+    with _cache_lock:
+        hit = _cache.get(str(path))
+        if hit is not None and hit.key == key:
+            return hit.ruleset
+    file_version, file_rules = parse_rules_file(path.read_text(encoding="utf-8"))
+    rows = (
+        tuple_cursor(conn)
+        .execute("SELECT name, point, expr, outcome, reason, enabled FROM risk_rules ORDER BY revision")
+        .fetchall()
+    )
+    overrides = [(Rule(r[0], r[1], r[2], r[3], r[4]), bool(r[5])) for r in rows]
+    ruleset = RuleSet.build(file_rules, overrides, f"{file_version}/db{rev[0]}.{rev[1]}")
+    with _cache_lock:
+        _cache[str(path)] = _Cached(key, ruleset)
+    return ruleset
+
+
+def put_override(conn: psycopg.Connection, rule: Rule, *, enabled: bool, actor: str) -> int:
+    """Add or replace an override (validated first: a rule that does not parse is refused); audited.
+    Returns its revision."""
+    validate_rule(rule)
+    old = (
+        tuple_cursor(conn)
+        .execute(
+            "SELECT name, point, expr, outcome, reason, enabled FROM risk_rules WHERE name = %s FOR UPDATE",
+            (rule.name,),
+        )
+        .fetchone()
+    )
+    row = (
+        tuple_cursor(conn)
+        .execute(
+            "INSERT INTO risk_rules (name, point, expr, outcome, reason, enabled, updated_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET point = EXCLUDED.point, expr = EXCLUDED.expr,"
+            " outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, enabled = EXCLUDED.enabled,"
+            " revision = nextval(pg_get_serial_sequence('risk_rules', 'revision')),"
+            " updated_by = EXCLUDED.updated_by, updated_at = now() RETURNING revision",
+            (rule.name, rule.point, rule.expr, rule.outcome, rule.reason, enabled, actor),
+        )
+        .fetchone()
+    )
+    assert row is not None
+    new = {**rule.__dict__, "enabled": enabled}
+    keys = ("name", "point", "expr", "outcome", "reason", "enabled")
+    record(
+        conn,
+        actor=actor,
+        action="create" if old is None else "update",
+        entity="risk_rule",
+        entity_id=rule.name,
+        old=None if old is None else dict(zip(keys, old, strict=True)),
+        new=new,
+    )
+    return int(row[0])
+
+
+# ---- deny and allow lists --------------------------------------------------------------------------------
+
+
+def add_to_list(
+    conn: psycopg.Connection, *, kind: str, subject: str, value_hash: str, note: str, actor: str
+) -> int:
+    row = (
+        tuple_cursor(conn)
+        .execute(
+            "INSERT INTO risk_lists (kind, subject, value_hash, note, created_by) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (subject, value_hash, kind) DO UPDATE SET note = EXCLUDED.note RETURNING id",
+            (kind, subject, value_hash, note, actor),
+        )
+        .fetchone()
+    )
+    assert row is not None
+    new = {"kind": kind, "subject": subject, "value_hash": value_hash, "note": note}
+    record(conn, actor=actor, action="create", entity="risk_list", entity_id=int(row[0]), old=None, new=new)
+    return int(row[0])
+
+
+def listed(conn: psycopg.Connection, hashes: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(subjects on the deny list, subjects on the allow list) among {subject: value hash}."""
+    if not hashes:
+        return [], []
+    subjects, values = list(hashes), [hashes[s] for s in hashes]
+    rows = (
+        tuple_cursor(conn)
+        .execute(
+            "SELECT l.kind, l.subject FROM risk_lists l"
+            " JOIN unnest(%s::text[], %s::text[]) AS q(subject, value_hash) USING (subject, value_hash)",
+            (subjects, values),
+        )
+        .fetchall()
+    )
+    deny = sorted({r[1] for r in rows if r[0] == "deny"})
+    allow = sorted({r[1] for r in rows if r[0] == "allow"})
+    return deny, allow
+
+
+# ---- decisions -------------------------------------------------------------------------------------------
+
+
+def log_decision(
+    conn: psycopg.Connection, d: Decision, *, subject: Mapping[str, Any], action: Mapping[str, Any] | None
+) -> int:
+    """The decision's row (in the caller's transaction): its facts, fired rules and rules version."""
+    row = (
+        tuple_cursor(conn)
+        .execute(
+            "INSERT INTO risk_decisions (point, outcome, fired, facts, rules_version, subject, review_state,"
+            " action) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                d.point,
+                d.outcome,
+                Jsonb([f.as_dict() for f in d.fired]),
+                Jsonb(jsonable(d.facts)),
+                d.rules_version,
+                Jsonb(jsonable(subject)),
+                "pending" if d.outcome == "review" else None,
+                None if action is None else Jsonb(jsonable(action)),
+            ),
+        )
+        .fetchone()
+    )
+    assert row is not None
+    return int(row[0])
+
+
+_COLUMNS = (
+    "id, point, outcome, fired, facts, rules_version, subject, review_state, reviewed_by, reviewed_at,"
+    " review_note, action, created_at"
+)
+
+
+def get_decision(conn: psycopg.Connection, decision_id: int, *, for_update: bool = False) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {_COLUMNS} FROM risk_decisions WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
+            (decision_id,),
+        ).fetchone()
+    if row is None:
+        raise DecisionNotFound(f"risk decision {decision_id} not found")
+    return row
+
+
+def decisions(
+    conn: psycopg.Connection, *, state: str | None = "pending", after_id: int = 0, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Decisions in id order after `after_id`: those awaiting review by default (state None: all)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {_COLUMNS} FROM risk_decisions WHERE id > %s"
+            " AND (%s::text IS NULL OR review_state = %s) ORDER BY id LIMIT %s",
+            (after_id, state, state, min(limit, MAX_PAGE)),
+        ).fetchall()
+
+
+def review(
+    conn: psycopg.Connection, decision_id: int, *, approve: bool, note: str, actor: str
+) -> dict[str, Any]:
+    """Approve or reject a pending decision (audited); the row after. DecisionNotFound, AlreadyReviewed."""
+    d = get_decision(conn, decision_id, for_update=True)
+    if d["review_state"] != "pending":
+        raise AlreadyReviewed(
+            f"risk decision {decision_id} is not awaiting review ({d['review_state'] or d['outcome']})"
+        )
+    state = "approved" if approve else "rejected"
+    tuple_cursor(conn).execute(
+        "UPDATE risk_decisions SET review_state = %s, reviewed_by = %s, reviewed_at = now(), review_note = %s"
+        " WHERE id = %s",
+        (state, actor, note, decision_id),
+    )
+    if approve and isinstance(d["action"], dict) and "publish_price" in d["action"]:
+        from store._price_review import publish_held  # approving a held price publishes it
+
+        publish_held(conn, d["action"], actor=actor)
+    record(
+        conn,
+        actor=actor,
+        action="update",
+        entity="risk_decision",
+        entity_id=decision_id,
+        old={"review_state": "pending"},
+        new={"review_state": state, "review_note": note},
+    )
+    return get_decision(conn, decision_id)
+
+
+def reviewed_for(
+    conn: psycopg.Connection, point: str, subject: Mapping[str, Any], keys: Iterable[str]
+) -> tuple[int, str] | None:
+    """(id, 'approved' or 'rejected') of the latest reviewed decision at `point` whose subject agrees on
+    `keys` (a sale and its payer): a retry after an operator's review gets that review's answer."""
+    match = {k: subject[k] for k in keys}
+    row = (
+        tuple_cursor(conn)
+        .execute(
+            "SELECT id, review_state FROM risk_decisions WHERE point = %s"
+            " AND review_state IN ('approved', 'rejected') AND subject @> %s ORDER BY id DESC LIMIT 1",
+            (point, Jsonb(jsonable(match))),
+        )
+        .fetchone()
+    )
+    return None if row is None else (int(row[0]), str(row[1]))
