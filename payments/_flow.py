@@ -42,11 +42,45 @@ def apply_order_status(conn: psycopg.Connection, status: OrderStatus, *, actor: 
             raise AmountMismatch(f"order {payment.out_trade_no} was paid by another transaction")
         return "already"
     paid_at = status.success_time or datetime.now().astimezone()
+    paid_fen = status.amount_fen or payment.amount_fen
+    sibling = _payments.live_sibling(conn, payment)
+    if sibling is not None and sibling.state == "paid":
+        # WeChat Pay took this (closed) order's money after the sale was paid by a newer order: the money
+        # is real and the sale is paid once, so this payment is recorded as a duplicate and refunded in full
+        _payments.mark_duplicate(
+            conn,
+            payment,
+            of=sibling.out_trade_no,
+            transaction_id=status.transaction_id,
+            paid_fen=paid_fen,
+            paid_at=paid_at,
+            actor=actor,
+        )
+        log.warning(
+            "order %s paid after %s paid its sale: refunded in full",
+            payment.out_trade_no,
+            sibling.out_trade_no,
+        )
+        request_refund(
+            conn,
+            out_trade_no=payment.out_trade_no,
+            out_refund_no=f"{payment.out_trade_no}-RD",
+            refund_fen=paid_fen,
+            reason="duplicate payment of a sale already paid",
+            actor=actor,
+        )
+        return "duplicate"
+    if sibling is not None:
+        # a late payment of an order we had closed, while the payer's newer order of the same sale waits:
+        # the late payment pays the sale; the newer order is closed (here, and at WeChat Pay by a job that
+        # records it as a duplicate, refunded, if it was paid meanwhile)
+        _payments.mark_state(conn, sibling, "closed", actor=actor)
+        _queue.defer(conn, _queue.CLOSE_ORDER, out_trade_no=sibling.out_trade_no)
     _payments.mark_paid(
         conn,
         payment,
         transaction_id=status.transaction_id,
-        paid_fen=status.amount_fen or payment.amount_fen,
+        paid_fen=paid_fen,
         paid_at=paid_at,
         actor=actor,
     )

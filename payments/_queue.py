@@ -35,6 +35,7 @@ REFUND = "payments.refund"
 SWEEP = "payments.sweep_open_orders"
 CLEAR_SALE = "payments.clear_sale"
 UNLOCK_SALE = "payments.unlock_sale"
+CLOSE_ORDER = "payments.close_order"
 EXPIRE_POINTS = "payments.expire_points"
 
 # The worker's app: its connector is replaced by an opened (async) one in run_worker_async.
@@ -195,6 +196,25 @@ def clear_sale(out_trade_no: str) -> str:
     rt = runtime()
     with rt.connect() as conn:
         return _settle.clear_sale(conn, rt.url, out_trade_no, timeout_s=rt.settings.payments_site_timeout_s)
+
+
+@app.task(name=CLOSE_ORDER, queue=QUEUE, retry=_RETRY)
+def close_order(out_trade_no: str) -> str:
+    """Close at WeChat Pay an order we closed because an earlier order of its sale was paid late. When the
+    payer paid it meanwhile (ORDERPAID), it is recorded from WeChat Pay's answer: a duplicate, refunded."""
+    from payments._errors import GatewayError
+    from payments._flow import apply_order_status
+
+    rt = runtime()
+    try:
+        rt.client.close_order(out_trade_no)
+        return "closed"
+    except GatewayError as exc:
+        if exc.code != "ORDERPAID":
+            raise
+    status = rt.client.query_order(out_trade_no)
+    with rt.connect() as conn, conn.transaction():
+        return apply_order_status(conn, status, actor="payments-worker")
 
 
 @app.task(name=UNLOCK_SALE, queue=QUEUE, retry=_RETRY)

@@ -153,6 +153,50 @@ def mark_paid(
     return True
 
 
+def live_sibling(conn: psycopg.Connection, payment: Payment) -> Payment | None:
+    """Another live payment (created, or paid and not a duplicate) of the same sale, held FOR UPDATE."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM payments WHERE sale_ref = %s AND out_trade_no <> %s"
+            " AND state IN ('created', 'paid') AND duplicate_of IS NULL FOR UPDATE",
+            (payment.sale_ref, payment.out_trade_no),
+        )
+        return _payment(cur.fetchone())
+
+
+def mark_duplicate(
+    conn: psycopg.Connection,
+    payment: Payment,
+    *,
+    of: str,
+    transaction_id: str,
+    paid_fen: int,
+    paid_at: datetime,
+    actor: str,
+) -> None:
+    """closed -> paid as the duplicate of payment `of` (the sale's payment): recorded, to be refunded."""
+    conn.execute(
+        "UPDATE payments SET state = 'paid', duplicate_of = %s, transaction_id = %s, paid_fen = %s,"
+        " paid_at = %s, updated_at = now() WHERE id = %s",
+        (of, transaction_id, paid_fen, paid_at, payment.id),
+    )
+    _audit.record(
+        conn,
+        actor=actor,
+        action="update",
+        entity="payment",
+        entity_id=payment.out_trade_no,
+        old={"state": payment.state},
+        new={
+            "state": "paid",
+            "duplicate_of": of,
+            "transaction_id": transaction_id,
+            "paid_fen": paid_fen,
+            "paid_at": paid_at,
+        },
+    )
+
+
 def mark_state(conn: psycopg.Connection, payment: Payment, state: str, *, actor: str) -> None:
     """created -> closed or failed (an order that will never be paid)."""
     conn.execute("UPDATE payments SET state = %s, updated_at = now() WHERE id = %s", (state, payment.id))

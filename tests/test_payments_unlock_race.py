@@ -78,11 +78,6 @@ def test_a_late_payment_after_the_cashier_took_the_sale_is_refunded_in_full(stac
     assert refunds == [(body["amount_fen"], "success")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not handled yet: the late payment cannot be recorded paid while the payer's newer attempt of the"
-    " same sale is live (payments_one_live_per_sale); it must close that attempt or refund the late one",
-)
 def test_a_late_payment_while_the_payer_retried_with_a_new_order(stack: PayStack) -> None:
     site = stack.site()
     sale_id, _, body = closed_and_unlocked(stack, site, 1, "3")
@@ -97,3 +92,37 @@ def test_a_late_payment_while_the_payer_retried_with_a_new_order(stack: PayStack
     assert stack.gateway.control("late-pay", out_trade_no=no)[0] == 200
     # one payment of the sale ends paid and cleared; any other paid one is refunded in full
     wait_for(lambda: stack.payment(no)["state"] == "paid", timeout_s=20, what="the late payment recorded")
+    newer = again.json()["out_trade_no"]
+    # the late payment pays the sale; the newer order is closed here and at WeChat Pay
+    assert stack.payment(newer)["state"] == "closed"
+    wait_for(
+        lambda: stack.payment(no)["site_state"] == "cleared", timeout_s=30, what="CLEAR by the late payment"
+    )
+    wait_for(lambda: stack.sale(sale_id)["state"] == "cleared", what="the site's SALE line")
+    assert stack.payment(no)["refunded_fen"] == 0
+    assert [c[1] for c in stack.commands(site.station, "CLEAR")] == [True]
+    # the payer confirms the newer order too late: WeChat Pay refuses it (closed), nothing is charged
+    status, _ = stack.wx_pay(again.json())
+    assert status >= 400
+    assert stack.payment(newer)["state"] == "closed"
+
+
+def test_a_late_payment_after_the_sale_was_paid_again_is_refunded_in_full(stack: PayStack) -> None:
+    site = stack.site()
+    sale_id, user_id, body = closed_and_unlocked(stack, site, 2, "4")
+    no = body["out_trade_no"]
+    openid = stack.sql("SELECT openid FROM users WHERE id = %s", user_id)[0][0]
+    token, _ = _tokens.issue(User(id=user_id, openid=openid), secret_key=TEST_SECRET_KEY, ttl_s=3600)
+    again = stack.pay(sale_id, token, str(uuid.uuid4()))
+    assert again.status_code == 200, again.text
+    newer = again.json()["out_trade_no"]
+    assert stack.wx_pay(again.json())[0] == 200  # the sale is paid by the newer order
+    wait_for(lambda: stack.payment(newer)["site_state"] == "cleared", timeout_s=30, what="CLEAR")
+    assert stack.gateway.control("late-pay", out_trade_no=no)[0] == 200  # and then the old one is taken
+    wait_for(lambda: stack.payment(no)["refunded_fen"] == body["amount_fen"], timeout_s=30, what="the refund")
+    dup = stack.sql("SELECT state, duplicate_of FROM payments WHERE out_trade_no = %s", no)
+    assert dup == [("paid", newer)]
+    assert stack.payment(newer)["refunded_fen"] == 0
+    assert [c[1] for c in stack.commands(site.station, "CLEAR")] == [True]  # one CLEAR, by the newer order
+    refunds = stack.sql("SELECT refund_fen, state FROM payment_refunds WHERE out_trade_no = %s", no)
+    assert refunds == [(body["amount_fen"], "success")]
