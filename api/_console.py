@@ -336,7 +336,7 @@ def console_prices(
                 "id": p.id,
                 "title": p.title,
                 "kind": str(p.kind),
-                "value": str(p.value),
+                "value": float(p.value),
                 "grades": list(p.grades),
             }
             for p in promos

@@ -193,7 +193,7 @@ class PromotionBrief(_Strict):
     id: int | None
     title: str
     kind: str
-    value: str
+    value: float  # CNY, CNY per litre or a percentage, by kind
     grades: list[str]
 
 

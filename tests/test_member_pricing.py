@@ -26,6 +26,7 @@ from store._membership import membership
 from store._promotions import upsert_promotion
 from tests._forecourt import SimProcess
 from tests._payments import wait_for
+from tests._risk import switch_off
 from tests._sale_pay import PayStack
 
 pytestmark = pytest.mark.slow  # real processes
@@ -38,6 +39,17 @@ LITRES = "30"  # over the 200 CNY of the order promotion
 
 @pytest.fixture(scope="module")
 def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
+    # the silver member is made by one 300 L fill-up (a fleet truck's), and each member then pays every
+    # demo promotion within minutes: risk control would hold or refuse that (amount, tank and payer-velocity
+    # rules); this module tests pricing, so those rules are off in its database
+    switch_off(
+        module_db,
+        "pay.amount_review",
+        "pay.over_tank_review",
+        "pay.over_tank_deny",
+        "pay.payer_velocity",
+        "pay.payer_velocity_deny",
+    )
     s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
     try:
         yield s
