@@ -198,7 +198,7 @@ WidthQ = Annotated[float | None, Query(description="van/truck width, m (1-4; def
 LengthQ = Annotated[float | None, Query(description="van/truck length, m (2-40; default van 6, truck 12)")]
 
 
-def vehicle_query(
+async def vehicle_query(
     vehicle: VehicleQ = "car",
     height_m: HeightQ = None,
     weight_t: WeightQ = None,
@@ -227,7 +227,13 @@ class VehicleBody(BaseModel):
     length_m: float | None = Field(None, description="van/truck length, m (2-40; default van 6, truck 12)")
 
     def as_vehicle(self) -> Vehicle:
-        return vehicle_query(self.vehicle, self.height_m, self.weight_t, self.width_m, self.length_m)
+        return make_vehicle(
+            self.vehicle,
+            height_m=self.height_m,
+            weight_t=self.weight_t,
+            width_m=self.width_m,
+            length_m=self.length_m,
+        )
 
 
 def at_most(

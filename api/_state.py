@@ -24,6 +24,6 @@ class AppState:
         return self.served.region
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.fuel
     return state

@@ -182,6 +182,8 @@ def _grades_out(
     the price at the query time as a labelled extra `at_query_time` (never used for ranking)."""
     offered = set(row["grades"] or ()) | set(prices)
     out: dict[str, Any] = {}
+    tz = region.tz
+    priced_at = at.astimezone(tz).isoformat()  # one string for every grade of every station listed
     for grade in (g for g in KNOWN_GRADES if g in offered):
         p = prices.get(grade)
         if p is None:
@@ -192,7 +194,7 @@ def _grades_out(
                 "price_age_s": None,
                 "source": None,
                 "effective_from": None,
-                "priced_at": at.astimezone(region.tz).isoformat(),
+                "priced_at": priced_at,
             }
             continue
         eff, applied = effective_price(
@@ -200,7 +202,7 @@ def _grades_out(
             grade,
             promos,
             at,
-            tz=region.tz,
+            tz=tz,
             holidays=region.holidays,
             litres=quote.litres,
             member=quote.member,
@@ -214,8 +216,8 @@ def _grades_out(
             "promotions_applied": applied_out(applied),
             "price_age_s": int((at - p.effective_from).total_seconds()),
             "source": p.source,
-            "effective_from": p.effective_from.astimezone(region.tz).isoformat(),
-            "priced_at": at.astimezone(region.tz).isoformat(),
+            "effective_from": p.effective_from.astimezone(tz).isoformat(),
+            "priced_at": priced_at,
         }
     if now is not None:
         at_now, prices_now = now

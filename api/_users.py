@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from api import _tokens
 from api._auth import Forbidden, Unauthorized
@@ -75,15 +76,16 @@ def current_user(
     return user
 
 
-def optional_user(
+async def optional_user(
     credentials: HTTPAuthorizationCredentials | None = Security(USER_TOKEN),
     state: AppState = Depends(get_state),
 ) -> User | None:
     """The logged-in driver when the request sends a session token (401 for one that is not valid), else
-    None: public reads that price for the member who asks (membership tiers)."""
+    None: public reads that price for the member who asks (membership tiers). Async so an anonymous read
+    costs no thread hand-over; a token's user lookup (a database read) runs in the thread pool."""
     if credentials is None:
         return None
-    return current_user(credentials, state)
+    return await run_in_threadpool(current_user, credentials, state)
 
 
 def require_owner(user: User, owner_id: int, what: str = "this") -> None:
