@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -124,15 +125,17 @@ def _pairs(a: np.ndarray, b: np.ndarray, nd: int) -> list[list[float]]:
 class _Shape:
     """A route's driven geometry, built once (compiled): the points of every edge piece in one array
     (edge i spans points bounds[i]..bounds[i + 1], its first point shared with the previous piece),
-    and each piece's length, time and traffic level."""
+    and, when asked for (`stats`: segments, WeChat polylines), each piece's length, time and traffic level."""
 
     def __init__(self, r: Router, res: RouteResult) -> None:
         g = r.g
+        self._res = res
         n = len(res.edges)
-        self.stats: list[dict[str, Any]] = []
         if n == 0:
             self.lat = self.lon = np.zeros(0)
             self.bounds = np.zeros(1, np.int64)
+            self._length: list[float] = []
+            self._speed: list[float] = []
             return
         f0, f1 = res.first_fraction, res.last_fraction
         if n == 1:
@@ -143,13 +146,20 @@ class _Shape:
         frac = np.ones(n)
         frac[0] -= f0
         frac[-1] = f1 - (f0 if n == 1 else 0.0)
-        length = (g.edge_length_m[edges] * np.maximum(0.0, frac)).tolist()
+        self._length = (g.edge_length_m[edges] * np.maximum(0.0, frac)).tolist()
+        self._speed = g.edge_speed_mps[edges].tolist()
+
+    @cached_property
+    def stats(self) -> list[dict[str, Any]]:
+        """Per edge piece: edge id, length, time, congestion and traffic level (built on first use: the
+        default JSON route does not send them)."""
+        res, length, speed = self._res, self._length, self._speed
         entries = [*res.edge_entry_s, res.duration_s]
-        speed = g.edge_speed_mps[edges].tolist()
+        out = []
         for i, e in enumerate(res.edges):
             dur = max(0.0, entries[i + 1] - entries[i])
             factor = min(1.0, length[i] / speed[i] / dur) if dur > 0 else 1.0
-            self.stats.append(
+            out.append(
                 {
                     "edge_id": int(e),
                     "distance_m": round(length[i], 1),
@@ -158,6 +168,7 @@ class _Shape:
                     "level": level(factor),
                 }
             )
+        return out
 
     def piece(self, i: int) -> slice:
         return slice(int(self.bounds[i]), int(self.bounds[i + 1]) + 1)
@@ -223,11 +234,8 @@ def route_json(
     sh = _Shape(r, res)
     la, lo = from_wgs84_arrays(sh.lat, sh.lon, coord)
     points = _rounded_pairs(lo, la, 7)  # every piece's points, converted and rounded once
-    pieces: list[list[float]] = points.tolist()
-    if len(res.polyline) == len(pieces) and pieces:
-        coords = (
-            points.tolist()
-        )  # the polyline: the same points (lists of its own), its ends the snapped ones
+    if len(res.polyline) == len(points) and len(points):
+        coords = points.tolist()  # the polyline: the same points, its ends the snapped ones
         coords[0], coords[-1] = _lonlat([res.polyline[0], res.polyline[-1]], coord)
     else:
         coords = _lonlat(res.polyline, coord)
@@ -237,6 +245,7 @@ def route_json(
     if "polyline6" in geometries:
         out["polyline6"] = encode([(c[1], c[0]) for c in coords], precision=6)
     if "segments" in geometries:
+        pieces: list[list[float]] = points.tolist()
         out["segments"] = [st | {"coordinates": pieces[sh.piece(i)]} for i, st in enumerate(sh.stats)]
     return out | {
         "steps": [_step(s, coord) for s in res.steps],
