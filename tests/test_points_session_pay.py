@@ -44,8 +44,9 @@ def fuelled_session(stack: PayStack, token: str) -> tuple[dict[str, Any], SimPro
             conn, site.station, actor="test", secret_key=TEST_SECRET_KEY
         )}  # fmt: skip
     auth = {"Authorization": f"Bearer {token}"}
+    base = stack.api.base
     r = httpx.post(
-        f"{stack.api.base}/v1/fuelling/sessions",
+        f"{base}/v1/fuelling/sessions",
         json={"nozzle_token": tokens[(1, 1)]},
         headers=auth,
         timeout=30,
@@ -57,7 +58,9 @@ def fuelled_session(stack: PayStack, token: str) -> tuple[dict[str, Any], SimPro
     site.post("/pumps/1/hangup")
 
     def completed() -> dict[str, Any] | None:
-        body: dict[str, Any] = httpx.get(f"{stack.api.base}/v1/fuelling/sessions/{sid}", headers=auth).json()
+        body: dict[str, Any] = httpx.get(
+            f"{base}/v1/fuelling/sessions/{sid}", headers=auth, timeout=10
+        ).json()
         return body if body["state"] == "completed" and body["final_amount_fen"] else None
 
     return wait_for(completed, timeout_s=30, what="the completed session"), site
