@@ -823,6 +823,7 @@
     return units > 0 ? { points: units * p.unit_points, fen: units * p.unit_fen } : null;
   }
   function fillDue(x) {
+    if (x.state === "paid" && FILL.order) return FILL.order.amount_fen; // what the order charged, points off
     const r = FILL.redeem ? fillRedemption(x) : null;
     return x.final_amount_fen - (r ? r.fen : 0);
   }
