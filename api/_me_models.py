@@ -42,8 +42,11 @@ class RecordPublic(_Public):
     wechat_transaction_id: str
     invoice_status: str | None = Field(description="the e-invoice's status, null when none was asked for")
     receipt: RecordReceipt
-    points_earned: int | None = Field(description="null until points are kept")
-    points_redeemed: int | None = Field(description="null until points are kept")
+    points_earned: int = Field(ge=0, description="points this payment earned (GET /v1/me/points)")
+    points_redeemed: int = Field(ge=0, description="points redeemed on this payment")
+    redemption_fen: int = Field(ge=0, description="what the redeemed points took off the amount")
+    points_reversed: int = Field(ge=0, description="earned points taken back by refunds of this payment")
+    points_returned: int = Field(ge=0, description="redeemed points given back by refunds of this payment")
     odometer_km: int | None
     distance_km: int | None = Field(description="km since the previous fill-up with a reading")
     l_per_100km: float | None = Field(description="this fill-up's litres over distance_km (full to full)")

@@ -1,6 +1,7 @@
 """A driver's e-records: one per paid fill-up (payments joined with the sale they paid, fcc_sales, and the
 promotion applied, sale_payments), with the invoice status, the receipt fields and the optional odometer
-reading (record_odometers, migration 0021) that gives L/100 km and cost per km. Read-only apart from the
+reading (record_odometers, migration 0021) that gives L/100 km and cost per km, and the points the
+payment earned and redeemed (the ledger's transfers of the payment, refund reversals included). Read-only apart from the
 odometer, which is checked (monotonic per user, bounded distance between fill-ups) and audited.
 
 Receipt fields come from the records themselves: the trace number is the controller's transaction id
@@ -45,13 +46,23 @@ SELECT p.id, p.out_trade_no, p.paid_at, p.paid_fen, p.refunded_fen, p.transactio
        f.site_tx_id, f.ended_at,
        (SELECT i.status FROM payment_invoices i WHERE i.out_trade_no = p.out_trade_no
          ORDER BY i.created_at DESC LIMIT 1) AS invoice_status,
-       odo.odometer_km, odo.previous_km
+       odo.odometer_km, odo.previous_km,
+       pts.points_earned, pts.points_redeemed, pts.points_reversed, pts.points_returned,
+       coalesce((SELECT h.fen_off FROM points_holds h WHERE h.ref = p.out_trade_no AND h.state = 'posted'), 0)
+         AS redemption_fen
 FROM sale_payments sp
 JOIN payments p USING (out_trade_no)
 JOIN fcc_sales f ON f.id = sp.sale_id
 JOIN stations s ON s.id = f.station_id
 LEFT JOIN promotions pr ON pr.id = sp.promotion_id
 LEFT JOIN odo ON odo.out_trade_no = p.out_trade_no
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(t.amount) FILTER (WHERE t.kind = 'earn'), 0)::bigint AS points_earned,
+           coalesce(sum(t.amount) FILTER (WHERE t.kind = 'post'), 0)::bigint AS points_redeemed,
+           coalesce(sum(t.amount) FILTER (WHERE t.kind = 'reverse_earn'), 0)::bigint AS points_reversed,
+           coalesce(sum(t.amount) FILTER (WHERE t.kind = 'return_redeemed'), 0)::bigint AS points_returned
+    FROM ledger_transfers t WHERE t.out_trade_no = p.out_trade_no
+) pts
 WHERE sp.user_id = %(user)s AND p.state = 'paid'
 """
 )
@@ -100,6 +111,11 @@ class Record:
     invoice_status: str | None
     odometer_km: int | None
     previous_km: int | None
+    points_earned: int  # the points ledger's transfers of this payment (store/_ledger.py)
+    points_redeemed: int
+    points_reversed: int  # earned points taken back by refunds
+    points_returned: int  # redeemed points given back by refunds
+    redemption_fen: int  # what the redeemed points took off the amount
 
     @property
     def litres(self) -> Decimal:

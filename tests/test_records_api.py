@@ -14,12 +14,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import psycopg
 import pytest
 
 from store._users import User
 from tests._forecourt import SimProcess
 from tests._payments import wait_for
 from tests._sale_pay import PayStack
+from tests.test_points_pay import give
 
 pytestmark = pytest.mark.slow  # real processes
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -131,13 +133,81 @@ def test_records_list_newest_first_with_receipt_fields(stack: PayStack, fleet: d
         }
         assert rec["paid_at"].endswith("+08:00")
         assert datetime.fromisoformat(rec["paid_at"]) == db["paid_at"]
-        assert rec["invoice_status"] is None and rec["points_earned"] is None
+        assert rec["invoice_status"] is None
+        earned = stack.sql("SELECT amount FROM ledger_transfers WHERE ref = %s", f"earn:{db['out_trade_no']}")
+        assert rec["points_earned"] == earned[0][0] > 0  # what the payment earned, from the ledger
+        assert (rec["points_redeemed"], rec["redemption_fen"], rec["points_reversed"]) == (0, 0, 0)
     # the 95# fill-up: 30 L at 8.18
     second = next(x for x in records if x["id"] == alice.records[1])
     assert (second["grade"], second["litres"], second["list_amount_fen"]) == ("95", 30.0, 24_540)
     # one record alone: the same body
     one = get(stack, f"/v1/me/records/{alice.records[1]}", alice.token)
     assert one.status_code == 200 and one.json() == second
+
+
+def test_records_show_points_earned_redeemed_and_reversed_by_a_refund(stack: PayStack) -> None:
+    """A fill-up that earned, one that redeemed 1,000 points for 10 CNY off: list, detail and CSV show both
+    from the ledger; a full refund of the second shows its earned points taken back and its redeemed ones
+    given back."""
+    site = stack.site()
+    user, token = stack.user()
+    give(stack, user.id, 1_500)
+    plain = paid_fillup(stack, site, 1, "15", token)
+    sale_id = stack.fuel(site, 2, "20")
+    order = stack.pay(sale_id, token, str(uuid.uuid4()), params={"redeem_points": 1_000})
+    assert order.status_code == 200, order.text
+    body = order.json()
+    assert (body["redeemed_points"], body["redemption_fen"]) == (1_000, 1_000)
+    assert stack.wx_pay(body)[0] == 200
+    no = body["out_trade_no"]
+    wait_for(lambda: stack.payment(no)["state"] == "paid", timeout_s=30, what="paid")
+    redeemed = int(stack.sql("SELECT id FROM payments WHERE out_trade_no = %s", no)[0][0])
+
+    records = get(stack, "/v1/me/records", token).json()["records"]
+    assert [r["id"] for r in records] == [redeemed, plain]
+    first, second = records[1], records[0]
+    assert first["points_earned"] == first["amount_paid_fen"] // 100 > 0  # 1 point per whole CNY paid
+    assert (first["points_redeemed"], first["redemption_fen"]) == (0, 0)
+    assert (second["points_redeemed"], second["redemption_fen"]) == (1_000, 1_000)
+    assert second["amount_paid_fen"] == second["list_amount_fen"] - body["discount_fen"] - 1_000
+    assert second["points_earned"] == second["amount_paid_fen"] // 100
+    assert (second["points_reversed"], second["points_returned"]) == (0, 0)
+    assert get(stack, f"/v1/me/records/{redeemed}", token).json() == second
+
+    rows = list(
+        csv.DictReader(io.StringIO(get(stack, "/v1/me/records.csv", token).content.decode("utf-8-sig")))
+    )
+    by_id = {int(r["记录号 record"]): r for r in rows}
+    assert by_id[redeemed]["积分抵扣 points redeemed"] == "1000"
+    assert by_id[redeemed]["积分抵扣金额 points off (CNY)"] == "10.00"
+    assert by_id[redeemed]["获得积分 points earned"] == str(second["points_earned"])
+    assert by_id[plain]["获得积分 points earned"] == str(first["points_earned"])
+    assert by_id[plain]["积分抵扣 points redeemed"] == "0"
+    assert by_id[plain]["积分抵扣金额 points off (CNY)"] == "0.00"
+
+    from payments._flow import request_refund
+
+    with psycopg.connect(stack.db_url) as conn, conn.transaction():
+        request_refund(
+            conn, out_trade_no=no, out_refund_no=f"r-{no}", refund_fen=body["amount_fen"], reason="test",
+            actor="test",
+        )  # fmt: skip
+    wait_for(lambda: stack.payment(no)["refunded_fen"] == body["amount_fen"], timeout_s=30, what="refund")
+    wait_for(
+        lambda: get(stack, f"/v1/me/records/{redeemed}", token).json()["points_returned"] == 1_000,
+        timeout_s=30,
+        what="the points reversed",
+    )
+    after = get(stack, f"/v1/me/records/{redeemed}", token).json()
+    assert after["refunded_fen"] == body["amount_fen"]
+    assert after["points_reversed"] == after["points_earned"] == second["points_earned"]
+    assert (after["points_redeemed"], after["redemption_fen"]) == (1_000, 1_000)  # what the payment did
+    rows = list(
+        csv.DictReader(io.StringIO(get(stack, "/v1/me/records.csv", token).content.decode("utf-8-sig")))
+    )
+    again = next(r for r in rows if int(r["记录号 record"]) == redeemed)
+    assert again["退款收回积分 points reversed"] == str(after["points_earned"])
+    assert again["退款退回积分 points returned"] == "1000"
 
 
 def test_records_pages_and_filters(stack: PayStack, fleet: dict[str, Any]) -> None:

@@ -1,15 +1,20 @@
-"""The 我的 (me) panel of the map page in real Chromium against the real API and payment stack: the monthly
-summary, the records list and a record's detail with its receipt fields, and the CSV download."""
+"""The 我的 (me) panel of the map page in real Chromium against the real API and payment stack: the points
+(balance, pending, expiring soon, history), the monthly summary, the records list and a record's detail with
+its receipt fields and points, and the CSV download."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from store import _ledger
 from tests._sale_pay import PayStack
 from tests.test_records_api import paid_fillup
 from tests.test_web_browser import context, shot  # noqa: F401 - context: the map tests' Chromium fixture
@@ -41,6 +46,18 @@ def driver(stack: PayStack) -> dict[str, Any]:
         paid_fillup(stack, site, 1, "18", token, nozzle=1),
         paid_fillup(stack, site, 2, "22.5", token, nozzle=2),
     ]
+    with psycopg.connect(
+        stack.db_url
+    ) as conn:  # 2,000 points earned almost a year ago: they expire in 10 days
+        _ledger.earn(
+            conn, user_id=user.id, out_trade_no=f"seed-{uuid.uuid4().hex}", points=2_000,
+            earned_at=datetime.now().astimezone() - timedelta(days=355), expiry_months=12, actor="test",
+        )  # fmt: skip
+    # an order redeeming 1,000 of them, not paid yet: a pending hold (the oldest points first)
+    open_order = stack.pay(
+        stack.fuel(site, 1, "10"), token, str(uuid.uuid4()), params={"redeem_points": 1_000}
+    )
+    assert open_order.status_code == 200, open_order.text
     return {"user": user, "token": token, "records": records, "station": site.station}
 
 
@@ -121,3 +138,39 @@ def test_me_panel_downloads_the_csv(page: Any, driver: dict[str, Any]) -> None:
     lines = data.decode("utf-8-sig").strip().splitlines()
     assert lines[0].startswith("记录号 record,") and len(lines) == 3
     assert {int(line.split(",")[0]) for line in lines[1:]} == set(driver["records"])
+
+
+def test_me_panel_shows_points_balance_pending_expiring_and_history(
+    page: Any, stack: PayStack, driver: dict[str, Any]
+) -> None:
+    pg = page
+    earned = [
+        int(stack.sql("SELECT amount FROM ledger_transfers t JOIN payments p USING (out_trade_no) WHERE p.id = %s"
+                      " AND t.kind = 'earn'", rid)[0][0])
+        for rid in driver["records"]
+    ]  # fmt: skip
+    assert all(n > 0 for n in earned)
+    pg.click("[data-test='me-open']")
+    pg.wait_for_selector("[data-test='me-points']")
+    balance = sum(earned) + 2_000 - 1_000  # the fill-ups, the old points, less the held 1,000
+    assert pg.locator("[data-test='me-pts-balance']").inner_text() == str(balance)
+    assert pg.locator("[data-test='me-pts-redeemable']").inner_text() == str(balance)
+    assert pg.locator("[data-test='me-pts-pending']").inner_text() == "1000"
+    assert pg.locator("[data-test='me-pts-expiring']").inner_text() == "1000"  # what the hold left of them
+    soon = (datetime.now().astimezone() + timedelta(days=10)).date()
+    assert pg.locator("[data-test='me-pts-soon']").inner_text().split()[0] in (
+        str(soon),
+        str(soon - timedelta(days=1)),
+        str(soon + timedelta(days=1)),
+    )  # Lijiang's calendar day
+    entries = pg.locator("[data-test='me-pts-entry']")
+    kinds = [entries.nth(i).get_attribute("data-kind") for i in range(entries.count())]
+    assert kinds == ["hold", "earn", "earn", "earn"]  # newest first
+    assert entries.first.inner_text().split()[:2] == ["支付抵扣", "redeemed"]
+    assert entries.first.inner_text().endswith("-1000")
+    assert entries.nth(2).inner_text().endswith(f"+{earned[1]}")
+    shot(pg, "records-3-points.png")
+    pg.locator("[data-test='me-record']").first.click()
+    pg.locator("[data-test='me-detail']").wait_for()
+    assert pg.locator("[data-test='me-d-points-earned']").inner_text() == f"{earned[1]} 积分"
+    assert pg.locator("[data-test='me-d-points-redeemed']").count() == 0  # this fill-up redeemed nothing

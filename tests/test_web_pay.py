@@ -1,4 +1,4 @@
-"""The web page pays a fill-up and asks for its e-invoice, in real Chromium, against real processes: the API,
+"""The web page pays a fill-up (redeeming points when the driver turns them on) and asks for its e-invoice, in real Chromium, against real processes: the API,
 the payments worker, the fake WeChat Pay gateway (it plays the phone's payment sheet), the fake WeChat
 login server, the link server and a simulated site."""
 
@@ -16,6 +16,7 @@ from tests._forecourt import SimProcess
 from tests._payments import wait_for
 from tests._sale_pay import PayStack
 from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY, FakeWeChat
+from tests.test_points_pay import give
 from tests.test_web_browser import context, shot  # noqa: F401 - context: the map tests' Chromium fixture
 
 pytestmark = pytest.mark.slow  # real processes and a browser
@@ -143,3 +144,69 @@ def test_the_page_pays_the_fill_up_and_gets_its_e_invoice(
     pg.locator("[data-test='lang-toggle']").click()
     assert invoice.inner_text().splitlines()[0] == "E-invoice: issued"
     shot(pg, "pay-5-invoice-issued-en.png")
+
+
+def test_the_page_redeems_points_at_pay(page: Any, stack: PayStack, site: SimProcess) -> None:
+    pg = page
+    pg.evaluate(f"window.fuelApp.openStation({site.station})")
+    pg.locator("[data-test='fillup-start']").click()
+    pg.locator("[data-test='fill-nozzle'][data-pump='2'][data-nozzle='1']").click()
+    live = pg.locator("[data-test='fill-live']")
+    live.wait_for()
+    session_id = int(live.get_attribute("data-session") or 0)
+    user_id = int(stack.sql("SELECT user_id FROM fuelling_sessions WHERE id = %s", session_id)[0][0])
+    give(stack, user_id, 2_500)  # the driver the page logged in has points
+    site.post("/pumps/2/lift", nozzle=1)
+    site.post("/pumps/2/fuel", litres="20", wait="true")
+    site.post("/pumps/2/hangup")
+    pay = pg.locator("[data-test='fill-paybtn']")
+    pay.wait_for(timeout=30_000)
+    toggle = pg.locator("[data-test='fill-redeem']")
+    toggle.wait_for(timeout=10_000)
+    due = round(float(pg.locator("[data-test='fill-pay']").inner_text().split()[1]) * 100)
+    assert due > 2_000
+    assert pg.locator("[data-test='fill-points-balance']").inner_text() == "积分 2500"
+    assert pg.locator("[data-test='fill-redeem-label']").inner_text() == "用 2000 积分抵 20.00 元"
+    assert not toggle.is_checked() and pay.inner_text() == f"微信支付 {due / 100:.2f} 元"
+    shot(pg, "pay-6-points-offered.png")
+
+    toggle.check()  # the amount shown follows the toggle
+    assert pg.locator("[data-test='fill-pay']").inner_text() == f"应付 {(due - 2_000) / 100:.2f} 元"
+    assert pay.inner_text() == f"微信支付 {(due - 2_000) / 100:.2f} 元"
+    pg.locator("[data-test='fill-redeem']").uncheck()
+    assert pg.locator("[data-test='fill-pay']").inner_text() == f"应付 {due / 100:.2f} 元"
+    pg.locator("[data-test='lang-toggle']").click()
+    assert pg.locator("[data-test='fill-redeem-label']").inner_text() == "Use 2000 points for 20.00 CNY off"
+    pg.locator("[data-test='lang-toggle']").click()
+    pg.locator("[data-test='fill-redeem']").check()
+    assert pay.inner_text() == f"微信支付 {(due - 2_000) / 100:.2f} 元"
+    shot(pg, "pay-7-points-used.png")
+
+    pay.click()
+    paid = pg.locator("[data-test='fill-paid']")
+    paid.wait_for(timeout=30_000)
+    no = stack.sql(
+        "SELECT sp.out_trade_no FROM sale_payments sp JOIN fuelling_sessions f ON f.sale_id = sp.sale_id"
+        " WHERE f.id = %s",
+        session_id,
+    )[0][0]
+    assert paid.inner_text().splitlines() == [
+        f"已支付 {(due - 2_000) / 100:.2f} 元 · 订单 {no}",
+        "积分抵扣 2000 积分 · 减 20.00 元",
+    ]
+    wait_for(lambda: stack.payment(no)["state"] == "paid", timeout_s=30, what="paid")
+    assert stack.payment(no)["paid_fen"] == due - 2_000
+    assert pg.locator("[data-test='fill-pay']").inner_text() == f"应付 {(due - 2_000) / 100:.2f} 元"
+    assert stack.sql("SELECT state, points, fen_off FROM points_holds WHERE ref = %s", no) == [
+        ("posted", 2_000, 2_000)
+    ]
+    shot(pg, "pay-8-paid-with-points.png")
+
+    # the e-record in 我的 shows the redemption (the panel uses the page's login)
+    pg.click("[data-test='me-open']")
+    pg.wait_for_selector("[data-test='me-record']")
+    pg.locator("[data-test='me-record']").first.click()
+    pg.locator("[data-test='me-detail']").wait_for()
+    assert pg.locator("[data-test='me-d-points-redeemed']").inner_text() == "2000 积分 · −¥20.00"
+    assert pg.locator("[data-test='me-d-paid']").inner_text() == f"¥{(due - 2_000) / 100:.2f}"
+    shot(pg, "pay-9-record-with-points.png")

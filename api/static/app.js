@@ -45,6 +45,7 @@
       st_fuelling: "加油中…", st_completed: "加油完成", st_locked: "已锁定，待付款", st_paid: "已付款",
       st_expired: "已超时", st_taken_by_cashier: "已转收银台结算", st_cancelled: "已取消", st_review: "待人工核对",
       pay_btn: "微信支付 {a} 元", pay_paying: "正在支付…", pay_failed: "支付失败", pay_done: "已支付 {a} 元 · 订单 {no}",
+      pts_balance: "积分 {n}", pts_use: "用 {n} 积分抵 {a} 元", pts_redeemed: "积分抵扣 {n} 积分 · 减 {a} 元",
       inv_person: "个人", inv_org: "单位", inv_name: "发票抬头", inv_tax: "纳税人识别号", inv_ask: "申请电子发票",
       inv_failed: "无法申请发票", inv_status: "电子发票：{s}", inv_number: "发票号码 {n}",
       inv_requested: "已提交", inv_applied: "开具中", inv_issued: "已开具", inv_reversing: "红冲中", inv_reversed: "已红冲",
@@ -90,7 +91,8 @@
       st_expired: "Timed out", st_taken_by_cashier: "Settled at the cashier", st_cancelled: "Cancelled",
       st_review: "Needs a check by staff",
       pay_btn: "Pay {a} CNY with WeChat", pay_paying: "Paying…", pay_failed: "Payment failed",
-      pay_done: "Paid {a} CNY · order {no}", inv_person: "Individual", inv_org: "Organisation", inv_name: "Invoice title",
+      pay_done: "Paid {a} CNY · order {no}", pts_balance: "Points {n}", pts_use: "Use {n} points for {a} CNY off",
+      pts_redeemed: "Redeemed {n} points · {a} CNY off", inv_person: "Individual", inv_org: "Organisation", inv_name: "Invoice title",
       inv_tax: "Taxpayer ID", inv_ask: "Request an e-invoice", inv_failed: "Could not request the invoice",
       inv_status: "E-invoice: {s}", inv_number: "Invoice number {n}", inv_requested: "requested", inv_applied: "being issued",
       inv_issued: "issued", inv_reversing: "being reversed", inv_reversed: "reversed", inv_failed_status: "refused",
@@ -753,7 +755,7 @@
   function fillReset(stationId) {
     fillStop();
     Object.assign(FILL, { station: stationId, phase: "idle", pumps: null, session: null, via: null, error: null,
-      order: null, paying: false, payKey: null, invoice: null, invKey: null, invForm: null });
+      order: null, paying: false, payKey: null, invoice: null, invKey: null, invForm: null, points: null, redeem: false });
     renderFill();
   }
   function fillPumpLabel(no) {
@@ -797,7 +799,8 @@
         + '<div class="fill-figures"><div><span data-test="fill-litres">' + (x.volume_ml / 1000).toFixed(2)
         + "</span><small>" + esc(t("fill_litres")) + '</small></div><div><span data-test="fill-amount">'
         + fenText(final ? x.final_amount_fen : x.amount_fen) + "</span><small>" + esc(t("fill_amount")) + "</small></div></div>"
-        + (final ? '<div class="fill-pay" data-test="fill-pay">' + esc(t("fill_pay", { a: fenText(x.final_amount_fen) })) + "</div>" : "")
+        + (final ? '<div class="fill-pay" data-test="fill-pay">' + esc(t("fill_pay", { a: fenText(fillDue(x)) })) + "</div>" : "")
+        + pointsHtml(x)
         + payHtml(x)
         + (x.terminal ? '<button id="fillup-again" type="button">' + esc(t("fill_again")) + "</button>" : "")
         + "</div>";
@@ -807,14 +810,57 @@
   }
 
   // ---- paying the completed sale (the fake WeChat Pay confirms in development) and its e-invoice ------
+  function fillPayable(x) { return x.final_amount_fen != null && (x.state === "completed" || x.state === "locked"); }
+
+  // Points at pay: the balance (GET /v1/me/points) and a toggle redeeming the most whole units that leave
+  // at least 1 fen to pay; the amount shown and the pay request (redeem_points) follow the toggle.
+  const MAX_REDEEM_POINTS = 100000; // the pay endpoints' limit on redeem_points
+  function fillRedemption(x) {
+    const p = FILL.points;
+    if (!p || !p.unit_points || !p.unit_fen || !fillPayable(x)) return null;
+    const units = Math.min(Math.floor(p.redeemable / p.unit_points), Math.floor((x.final_amount_fen - 1) / p.unit_fen),
+      Math.floor(MAX_REDEEM_POINTS / p.unit_points));
+    return units > 0 ? { points: units * p.unit_points, fen: units * p.unit_fen } : null;
+  }
+  function fillDue(x) {
+    if (x.state === "paid" && FILL.order) return FILL.order.amount_fen; // what the order charged, points off
+    const r = FILL.redeem ? fillRedemption(x) : null;
+    return x.final_amount_fen - (r ? r.fen : 0);
+  }
+  async function fillLoadPoints() {
+    const gen = FILL.gen;
+    try {
+      const p = await api("/v1/me/points", { limit: 1 }, { auth: FILL.user.token });
+      if (gen !== FILL.gen) return;
+      FILL.points = p;
+    } catch (e) {
+      if (gen === FILL.gen) FILL.points = { failed: true }; // paying without points still works
+    }
+    if (gen === FILL.gen) renderFill();
+  }
+  function pointsHtml(x) {
+    if (!fillPayable(x) || !FILL.user) return "";
+    if (!FILL.points) { FILL.points = { loading: true }; setTimeout(fillLoadPoints, 0); return ""; }
+    const p = FILL.points;
+    if (p.balance == null) return "";
+    const r = fillRedemption(x);
+    return '<div class="fill-points" data-test="fill-points"><span data-test="fill-points-balance">'
+      + esc(t("pts_balance", { n: p.balance })) + "</span>"
+      + (r ? '<label class="fill-redeem"><input type="checkbox" id="fill-redeem" data-test="fill-redeem"'
+        + (FILL.redeem ? " checked" : "") + (FILL.paying ? " disabled" : "") + "> <span data-test=\"fill-redeem-label\">"
+        + esc(t("pts_use", { n: r.points, a: fenText(r.fen) })) + "</span></label>" : "")
+      + "</div>";
+  }
   function payHtml(x) {
-    if (x.final_amount_fen != null && (x.state === "completed" || x.state === "locked")) {
+    if (fillPayable(x)) {
       return '<button id="fill-paybtn" type="button" data-test="fill-paybtn"' + (FILL.paying ? " disabled" : "") + ">"
-        + esc(FILL.paying ? t("pay_paying") : t("pay_btn", { a: fenText(x.final_amount_fen) })) + "</button>";
+        + esc(FILL.paying ? t("pay_paying") : t("pay_btn", { a: fenText(fillDue(x)) })) + "</button>";
     }
     const o = FILL.order;
     if (x.state !== "paid" || !o) return "";
     let h = '<div class="fill-paid" data-test="fill-paid">' + esc(t("pay_done", { a: fenText(o.amount_fen), no: o.out_trade_no }))
+      + (o.redeemed_points ? '<br><small data-test="fill-paid-points">'
+        + esc(t("pts_redeemed", { n: o.redeemed_points, a: fenText(o.redemption_fen) })) + "</small>" : "")
       + "</div>";
     const v = FILL.invoice;
     if (v) {
@@ -844,7 +890,8 @@
     renderFill();
     try {
       FILL.payKey = FILL.payKey || newKey(); // a retried tap is the same payment
-      const order = await api("/v1/fuelling/sessions/" + x.id + "/pay", null,
+      const r = FILL.redeem ? fillRedemption(x) : null;
+      const order = await api("/v1/fuelling/sessions/" + x.id + "/pay", r ? { redeem_points: r.points } : null,
         { method: "POST", auth: auth, headers: { "Idempotency-Key": FILL.payKey } });
       if (gen !== FILL.gen) return;
       FILL.order = order;
@@ -895,6 +942,7 @@
         FILL.phase = "login";
         renderFill();
         FILL.user = await api("/v1/auth/demo", null, { method: "POST", body: {} });
+        sessionStorage.setItem("fuel.user_token", FILL.user.token); // 我的 (me.js) shows the same driver
       }
       const body = await api("/v1/stations/" + station + "/pumps", null, { auth: FILL.user.token });
       if (gen !== FILL.gen) return;
@@ -1038,6 +1086,11 @@
       else if (e.target.closest("#fillup-again")) { fillReset(FILL.station); fillStart(); }
       else if (e.target.closest("#fill-paybtn")) fillPayNow();
       else if (e.target.closest("#inv-ask")) fillInvoice();
+      else if (e.target.closest("#fill-redeem")) {
+        FILL.redeem = e.target.checked;
+        FILL.payKey = null; // another amount is another payment
+        renderFill();
+      }
       else {
         const b = e.target.closest(".fill-nozzle");
         if (b && !b.disabled) fillBind(b.getAttribute("data-token"));

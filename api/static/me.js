@@ -1,12 +1,17 @@
-/* 我的 (me): the driver's own e-records on the map page: the monthly summary, the records list and one
-   record's detail (receipt fields, promotion, WeChat transaction), and the CSV download. The session token
+/* 我的 (me): the driver's own e-records on the map page: the points (balance, pending, expiring soon and
+   history from GET /v1/me/points), the monthly summary, the records list and one record's detail (receipt
+   fields, promotion, points earned and redeemed, WeChat transaction), and the CSV download. The session token
    is the page's user token (sessionStorage "fuel.user_token"); without one, development and tests log in
    through the demo login like the fill-up flow. Independent of app.js: it only adds a header button and a
    sheet of its own. */
 (function () {
   "use strict";
   const TOKEN_KEY = "fuel.user_token";
-  const M = { token: null, cursor: null, records: [] };
+  const M = { token: null, cursor: null, records: [], pointsCursor: null };
+  const POINT_KINDS = {  // ledger transfer kinds (store/_ledger.py) as the driver reads them
+    earn: "加油获得 earned", hold: "支付抵扣 redeemed", void: "未付款退回 released", expire: "过期 expired",
+    reverse_earn: "退款扣回 taken back", return_redeemed: "退款退回 returned", adjust: "调整 adjusted",
+  };
 
   function esc(s) {
     return String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -63,6 +68,41 @@
       + "</div>";
   }
 
+  function pointEntryHtml(e) {
+    return '<li class="me-pts-entry" data-test="me-pts-entry" data-kind="' + esc(e.kind) + '">'
+      + '<span class="kind">' + esc(POINT_KINDS[e.kind] || e.kind) + "</span>"
+      + '<span class="when">' + esc(when(e.at)) + "</span>"
+      + '<b class="' + (e.points >= 0 ? "plus" : "minus") + '">' + (e.points >= 0 ? "+" : "") + e.points + "</b></li>";
+  }
+
+  function pointsHtml(p) {
+    const pending = p.pending.reduce((n, h) => n + h.points, 0);
+    const expiring = p.expiring.reduce((n, x) => n + x.points, 0);
+    const first = p.expiring[0];
+    return '<div class="me-points" data-test="me-points">'
+      + '<div class="me-month">积分 · points <small>' + p.unit_points + " 积分抵 " + yuan(p.unit_fen) + "</small></div>"
+      + '<div class="me-figures">'
+      + '<div><b data-test="me-pts-balance">' + p.balance + "</b><small>积分余额 balance</small></div>"
+      + '<div><b data-test="me-pts-redeemable">' + p.redeemable + "</b><small>可用 usable</small></div>"
+      + '<div><b data-test="me-pts-pending">' + pending + "</b><small>待确认 pending</small></div>"
+      + '<div><b data-test="me-pts-expiring">' + expiring + "</b><small>30 天内到期 expiring soon</small></div>"
+      + "</div>"
+      + (first ? '<div class="me-pts-soon" data-test="me-pts-soon">' + esc(first.expires_at.slice(0, 10)) + " 到期 "
+        + first.points + " 积分 · expires</div>" : "")
+      + (p.history.length
+        ? '<ul class="me-pts-history" data-test="me-pts-history">' + p.history.map(pointEntryHtml).join("") + "</ul>"
+        : '<div class="empty" data-test="me-pts-empty">还没有积分记录 · no points yet</div>')
+      + (p.next_cursor ? '<button type="button" id="me-pts-more" data-test="me-pts-more">更多积分记录 · more</button>' : "")
+      + "</div>";
+  }
+
+  async function morePoints() {
+    const p = await call("/v1/me/points?limit=10&cursor=" + encodeURIComponent(M.pointsCursor));
+    M.pointsCursor = p.next_cursor;
+    document.querySelector("#me-body .me-pts-history").insertAdjacentHTML("beforeend", p.history.map(pointEntryHtml).join(""));
+    if (!M.pointsCursor) document.getElementById("me-pts-more").remove();
+  }
+
   function itemHtml(r) {
     return '<li class="me-record" data-test="me-record" data-id="' + r.id + '">'
       + '<div class="info"><div class="name">' + esc(r.station_name) + "</div>"
@@ -76,12 +116,13 @@
     const el = body();
     el.innerHTML = '<div class="empty">加载中… loading</div>';
     try {
-      const [summary, page] = await Promise.all([
-        call("/v1/me/records/summary"), call("/v1/me/records?limit=20"),
+      const [points, summary, page] = await Promise.all([
+        call("/v1/me/points?limit=10"), call("/v1/me/records/summary"), call("/v1/me/records?limit=20"),
       ]);
       M.records = page.records;
       M.cursor = page.next_cursor;
-      el.innerHTML = summaryHtml(summary)
+      M.pointsCursor = points.next_cursor;
+      el.innerHTML = pointsHtml(points) + summaryHtml(summary)
         + '<div class="me-actions"><button type="button" id="me-csv" data-test="me-csv">导出 CSV · export</button></div>'
         + (page.records.length
           ? '<ul id="me-records" data-test="me-records">' + page.records.map(itemHtml).join("") + "</ul>"
@@ -122,6 +163,11 @@
         + row("优惠 promotion", promo, "me-d-promo")
         + row("实付 paid", yuan(r.amount_paid_fen), "me-d-paid")
         + (r.refunded_fen ? row("退款 refunded", yuan(r.refunded_fen)) : "")
+        + row("获得积分 points earned", r.points_earned + " 积分", "me-d-points-earned")
+        + (r.points_redeemed ? row("积分抵扣 points redeemed", r.points_redeemed + " 积分 · −" + yuan(r.redemption_fen),
+          "me-d-points-redeemed") : "")
+        + (r.points_reversed || r.points_returned ? row("退款积分 points on refund", "扣回 taken back −" + r.points_reversed
+          + " · 退回 returned +" + r.points_returned, "me-d-points-reversed") : "")
         + row("微信支付单号 WeChat Pay", r.wechat_transaction_id, "me-d-transaction")
         + row("发票 invoice", r.invoice_status || "未开 none")
         + row("流水号 trace no", r.receipt.trace_no, "me-d-trace")
@@ -187,6 +233,7 @@
       else if (t.id === "me-back") showList();
       else if (t.id === "me-csv") downloadCsv().catch((err) => alert(err.message));
       else if (t.id === "me-more") more();
+      else if (t.id === "me-pts-more") morePoints();
       else if (t.classList.contains("me-record")) showRecord(t.getAttribute("data-id"));
     });
   }
