@@ -1,0 +1,295 @@
+"""Price anomalies screened where prices are really written, through a real API server and PostGIS: the
+manager API's `PUT /v1/stations/{id}/prices` and the price feed loader. An ordinary change is published; an
+anomalous one is held (202), invisible to drivers and in the operators' review queue until approved
+(then published, audited) or rejected (never published); the station's version and ETag follow what was
+actually published."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import psycopg
+import pytest
+
+from config import Settings
+from geo._h3cells import cells_for_point
+from ingest._guidance import load_guidance_file
+from ingest._prices import load_prices
+from risk import Rule
+from store import _risk
+from store._auth import create_api_key
+from store._ceilings import ceiling_in, ceilings_for_zone
+from store._prices import PriceIn, insert_prices
+from tests._forecourt import seed_station
+from tests._servers import TEST_SECRET_KEY, Server, fresh_rate_prefix
+
+pytestmark = pytest.mark.slow  # a real server process
+TZ = ZoneInfo("Asia/Shanghai")
+ZONE = "yunnan-4"
+LAT, LON = 42.5063, 1.5218  # the test server serves the demo region (Andorra on Lijiang time and prices)
+
+
+class Env:
+    def __init__(self, db_url: str, server: Server, operator: str) -> None:
+        self.db_url, self.server, self.operator = db_url, server, operator
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.db_url) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def sql_write(self, query: str, *params: Any) -> None:
+        with psycopg.connect(self.db_url) as conn:
+            conn.execute(query, params)
+
+    def api(self, method: str, path: str, key: str, **kw: Any) -> httpx.Response:
+        headers = {"X-API-Key": key, **kw.pop("headers", {})}
+        return httpx.request(method, self.server.base + path, headers=headers, timeout=30, **kw)
+
+    def station(self, history: dict[str, Decimal]) -> tuple[int, str]:
+        """A station selling 92# and 95# with four past prices of each around `history`, and its manager's key."""
+        sid = seed_station(self.db_url, pumps=1, grades=("92", "95"))
+        now = datetime.now(TZ)
+        r7, r8, r9 = cells_for_point(LAT, LON)  # in the served region, found by the H3 prefilter
+        self.sql_write(
+            "UPDATE stations SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), h3_r7 = %s, h3_r8 = %s,"
+            " h3_r9 = %s WHERE id = %s",
+            LON,
+            LAT,
+            r7,
+            r8,
+            r9,
+            sid,
+        )
+        rows = [
+            PriceIn(sid, g, base + Decimal(step) / 100, now - timedelta(days=10 - 2 * i))
+            for g, base in history.items()
+            for i, step in enumerate((0, 4, 1, 5))
+        ]
+        with psycopg.connect(self.db_url) as conn:
+            insert_prices(conn, rows, zone=ZONE, actor="test-setup")
+            key = create_api_key(conn, f"mgr-{sid}", "manager", [sid], secret_key=TEST_SECRET_KEY)
+        return sid, key
+
+    def shown(self, sid: int) -> dict[str, float]:
+        """{grade: list price} drivers see for the station in the nearby search."""
+        r = httpx.get(
+            self.server.base + "/v1/stations/nearby",
+            params={"lat": LAT, "lon": LON, "radius_m": 2000, "limit": 200, "include_closed": "true"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        mine = next((s for s in r.json()["results"] if s["id"] == sid), None)
+        assert mine is not None, r.text[:3000]
+        return {g: v["list_price"] for g, v in mine["grades"].items() if v.get("list_price") is not None}
+
+    def etag(self, sid: int) -> str:
+        r = self.api("GET", f"/v1/manage/stations/{sid}", self.operator)
+        assert r.status_code == 200, r.text
+        return r.headers["ETag"]
+
+    def review(self, decision_id: int, approve: bool, note: str = "") -> httpx.Response:
+        return self.api(
+            "POST",
+            f"/v1/risk/decisions/{decision_id}/review",
+            self.operator,
+            json={"approve": approve, "note": note},
+        )
+
+
+@pytest.fixture(scope="module")
+def ceiling(module_db: str, shared_data: Path) -> dict[str, Decimal]:
+    """The lowest official ceiling of 92# and 95# in force over the last ten days."""
+    with psycopg.connect(module_db) as conn:
+        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
+        book = ceilings_for_zone(conn, ZONE)
+    now = datetime.now(TZ)
+    out = {}
+    for g in ("92", "95"):
+        found = [ceiling_in(book, g, now - timedelta(days=d)) for d in range(11)]
+        out[g] = min(c.max_price_cny for c in found if c is not None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def env(module_db: str, ceiling: dict[str, Decimal]) -> Iterator[Env]:
+    with psycopg.connect(module_db) as conn:
+        operator = create_api_key(conn, "price-desk", "operator", secret_key=TEST_SECRET_KEY)
+    server = Server(module_db, FUEL_RATE_LIMIT_PREFIX=fresh_rate_prefix())
+    try:
+        yield Env(module_db, server, operator)
+    finally:
+        server.close()
+
+
+def _usual(ceiling: dict[str, Decimal]) -> dict[str, Decimal]:
+    return {g: c - Decimal("0.40") for g, c in ceiling.items()}
+
+
+def _anomalous(ceiling: dict[str, Decimal], grade: str) -> Decimal:
+    """A price within the official band but about 16 % under the usual one: far beyond the usual steps."""
+    return (ceiling[grade] * Decimal("0.80")).quantize(Decimal("0.01"))
+
+
+def test_an_ordinary_change_is_published_and_an_anomalous_one_held(
+    env: Env, ceiling: dict[str, Decimal]
+) -> None:
+    usual = _usual(ceiling)
+    sid, key = env.station(usual)
+    before = env.shown(sid)
+    etag = env.etag(sid)
+    ok92 = usual["92"] + Decimal("0.08")
+    cut95 = _anomalous(ceiling, "95")
+    body = [{"grade": "92", "price_cny": str(ok92)}, {"grade": "95", "price_cny": str(cut95)}]
+    r = env.api("PUT", f"/v1/stations/{sid}/prices", key, json=body, headers={"If-Match": etag})
+    assert r.status_code == 202, r.text
+    out = r.json()
+    assert out["held"] is True and out["decision_ids"] == [out["decision_id"]]
+    actions = {p["grade"]: (p["action"], p["decision_id"]) for p in out["prices"]}
+    assert actions == {"92": ("new", None), "95": ("held", out["decision_id"])}
+    # the fine grade is published (the station's version moved once), the odd one is not
+    assert r.headers["ETag"] == f'"{int(etag.strip(chr(34))) + 1}"' == env.etag(sid)
+    shown = env.shown(sid)
+    assert shown["92"] == float(ok92) and shown["95"] == before["95"] != float(cut95)
+    # the operators' queue holds it with its evidence
+    queue = env.api("GET", "/v1/risk/reviews?limit=200", env.operator).json()["decisions"]
+    held = next(d for d in queue if d["id"] == out["decision_id"])
+    assert held["point"] == "price" and held["outcome"] == "review" and held["review_state"] == "pending"
+    assert {f["rule"] for f in held["fired"]} >= {"price.jump", "price.own_history"}
+    assert held["subject"]["station_id"] == sid and held["subject"]["price_cny"] == str(cut95)
+    # a manager may not approve their own price
+    assert (
+        env.api("POST", f"/v1/risk/decisions/{held['id']}/review", key, json={"approve": True}).status_code
+        == 403
+    )
+    # approved: published through the audited price path, and the version moves
+    etag_before = env.etag(sid)
+    ok = env.review(held["id"], True, "a clearance sale, confirmed by phone")
+    assert ok.status_code == 200 and ok.json()["review_state"] == "approved", ok.text
+    assert env.shown(sid)["95"] == float(cut95)
+    assert env.etag(sid) != etag_before
+    audit = env.sql(
+        "SELECT actor, action FROM audit_log WHERE entity = 'price' AND new_value ->> 'station_id' = %s"
+        " AND new_value ->> 'grade' = '95' AND (new_value ->> 'price_cny')::numeric = %s",
+        str(sid),
+        cut95,
+    )
+    assert audit == [("price-desk", "create")]
+    review_audit = env.sql(
+        "SELECT actor, new_value ->> 'review_state' FROM audit_log WHERE entity = 'risk_decision'"
+        " AND entity_id = %s",
+        str(held["id"]),
+    )
+    assert review_audit == [("price-desk", "approved")]
+    # a stale ETag (from before the approval) is refused
+    r = env.api(
+        "PUT",
+        f"/v1/stations/{sid}/prices",
+        key,
+        json=[{"grade": "92", "price_cny": str(usual["92"])}],
+        headers={"If-Match": etag_before},
+    )
+    assert r.status_code == 409, r.text
+
+
+def test_a_rejected_price_is_never_published_and_a_held_one_keeps_the_version(
+    env: Env, ceiling: dict[str, Decimal]
+) -> None:
+    usual = _usual(ceiling)
+    sid, key = env.station(usual)
+    before = env.shown(sid)
+    etag = env.etag(sid)
+    cut92 = _anomalous(ceiling, "92")
+    r = env.api(
+        "PUT",
+        f"/v1/stations/{sid}/prices",
+        key,
+        json={"prices": [{"grade": "92", "price_cny": str(cut92)}]},
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 202 and r.json()["prices"][0]["action"] == "held", r.text
+    decision = r.json()["decision_id"]
+    # nothing was published: the version (and ETag) stay, and the same ETag still writes
+    assert r.headers["ETag"] == etag == env.etag(sid)
+    assert env.sql("SELECT count(*) FROM prices WHERE station_id = %s AND price_cny = %s", sid, cut92) == [
+        (0,)
+    ]
+    assert env.review(decision, False, "a typo").status_code == 200
+    assert env.shown(sid) == before
+    assert env.sql("SELECT count(*) FROM prices WHERE station_id = %s AND price_cny = %s", sid, cut92) == [
+        (0,)
+    ]
+    assert env.review(decision, True).status_code == 409  # reviewed once
+    assert env.sql("SELECT count(*) FROM prices WHERE station_id = %s AND price_cny = %s", sid, cut92) == [
+        (0,)
+    ]
+    step = usual["92"] + Decimal("0.07")
+    r = env.api(
+        "PUT",
+        f"/v1/stations/{sid}/prices",
+        key,
+        json=[{"grade": "92", "price_cny": str(step)}],
+        headers={"If-Match": etag},
+    )
+    assert r.status_code == 200 and "held" not in r.json(), r.text
+    assert r.json()["prices"][0]["action"] == "new" and env.shown(sid)["92"] == float(step)
+
+
+def test_a_denied_price_refuses_the_request_and_writes_nothing(env: Env, ceiling: dict[str, Decimal]) -> None:
+    usual = _usual(ceiling)
+    sid, key = env.station(usual)
+    odd = usual["95"] + Decimal("0.07")
+    with psycopg.connect(env.db_url) as conn, conn.transaction():
+        rule = Rule(
+            "price.test_deny", "price", f"new_fen == {int(odd * 100)}", "deny", "a price the desk forbids"
+        )
+        _risk.put_override(conn, rule, enabled=True, actor="test")
+    etag = env.etag(sid)
+    body = [
+        {"grade": "92", "price_cny": str(usual["92"] + Decimal("0.02"))},
+        {"grade": "95", "price_cny": str(odd)},
+    ]
+    r = env.api("PUT", f"/v1/stations/{sid}/prices", key, json=body, headers={"If-Match": etag})
+    assert r.status_code == 403, r.text
+    err = r.json()["error"]
+    assert err["code"] == "RiskDenied" and "a price the desk forbids" in err["message"]
+    assert env.etag(sid) == etag  # nothing written, not even the fine grade
+    assert env.sql("SELECT outcome FROM risk_decisions WHERE id = %s", err["decision_id"]) == [("deny",)]
+
+
+def test_the_feed_loader_holds_anomalous_prices(
+    env: Env, ceiling: dict[str, Decimal], shared_data: Path, tmp_path: Path
+) -> None:
+    usual = _usual(ceiling)
+    sid, _ = env.station(usual)
+    ok92, cut95 = usual["92"] + Decimal("0.06"), _anomalous(ceiling, "95")
+    feed = tmp_path / f"feed-{uuid.uuid4().hex[:6]}.csv"
+    with feed.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["station", "grade", "price_cny"])
+        w.writerow([sid, "92", ok92])
+        w.writerow([sid, "95", cut95])
+    settings = Settings(database_url=env.db_url, region="lijiang", shared_data_dir=shared_data)
+    dry = load_prices(feed, settings=settings, dry_run=True, actor="feed:test")
+    assert (dry.new, dry.extra.get("held")) == (1, 1) and not dry.written
+    assert env.sql("SELECT count(*) FROM risk_decisions WHERE subject ->> 'actor' = 'feed:test'") == [(0,)]
+    s = load_prices(feed, settings=settings, actor="feed:test")
+    assert s.written and (s.new, s.updated, s.extra.get("held")) == (1, 0, 1)
+    assert "prices held for review" in s.examples and "held: 1" in s.render()
+    shown = env.shown(sid)
+    assert shown["92"] == float(ok92) and shown["95"] != float(cut95)
+    held = env.sql(
+        "SELECT id, action -> 'publish_price' ->> 'source' FROM risk_decisions"
+        " WHERE point = 'price' AND review_state = 'pending' AND subject @> %s::jsonb",
+        f'{{"station_id": {sid}, "grade": "95"}}',
+    )
+    assert len(held) == 1 and held[0][1] == "feed"
+    assert env.review(held[0][0], True).status_code == 200
+    assert env.shown(sid)["95"] == float(cut95)
