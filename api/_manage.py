@@ -294,7 +294,7 @@ class PricesHeld(PricesResult):
     decision_ids: list[int] = Field(description="every held price's risk decision, in request order")
 
 
-PRICES_HELD = {
+PRICES_HELD: dict[int | str, dict[str, Any]] = {
     202: {
         "model": PricesHeld,
         "headers": _ETAG,

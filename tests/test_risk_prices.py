@@ -9,144 +9,41 @@ from __future__ import annotations
 import csv
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
-import httpx
 import psycopg
 import pytest
 
 from config import Settings
-from geo._h3cells import cells_for_point
-from ingest._guidance import load_guidance_file
 from ingest._prices import load_prices
 from risk import Rule
 from store import _risk
-from store._auth import create_api_key
-from store._ceilings import ceiling_in, ceilings_for_zone
-from store._prices import PriceIn, insert_prices
-from tests._forecourt import seed_station
-from tests._servers import TEST_SECRET_KEY, Server, fresh_rate_prefix
+from tests._risk import PriceDesk, anomalous, price_desk, usual_prices
 
 pytestmark = pytest.mark.slow  # a real server process
-TZ = ZoneInfo("Asia/Shanghai")
-ZONE = "yunnan-4"
-LAT, LON = 42.5063, 1.5218  # the test server serves the demo region (Andorra on Lijiang time and prices)
-
-
-class Env:
-    def __init__(self, db_url: str, server: Server, operator: str) -> None:
-        self.db_url, self.server, self.operator = db_url, server, operator
-
-    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.db_url) as conn:
-            return conn.execute(query, params).fetchall()
-
-    def sql_write(self, query: str, *params: Any) -> None:
-        with psycopg.connect(self.db_url) as conn:
-            conn.execute(query, params)
-
-    def api(self, method: str, path: str, key: str, **kw: Any) -> httpx.Response:
-        headers = {"X-API-Key": key, **kw.pop("headers", {})}
-        return httpx.request(method, self.server.base + path, headers=headers, timeout=30, **kw)
-
-    def station(self, history: dict[str, Decimal]) -> tuple[int, str]:
-        """A station selling 92# and 95# with four past prices of each around `history`, and its manager's key."""
-        sid = seed_station(self.db_url, pumps=1, grades=("92", "95"))
-        now = datetime.now(TZ)
-        r7, r8, r9 = cells_for_point(LAT, LON)  # in the served region, found by the H3 prefilter
-        self.sql_write(
-            "UPDATE stations SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), h3_r7 = %s, h3_r8 = %s,"
-            " h3_r9 = %s WHERE id = %s",
-            LON,
-            LAT,
-            r7,
-            r8,
-            r9,
-            sid,
-        )
-        rows = [
-            PriceIn(sid, g, base + Decimal(step) / 100, now - timedelta(days=10 - 2 * i))
-            for g, base in history.items()
-            for i, step in enumerate((0, 4, 1, 5))
-        ]
-        with psycopg.connect(self.db_url) as conn:
-            insert_prices(conn, rows, zone=ZONE, actor="test-setup")
-            key = create_api_key(conn, f"mgr-{sid}", "manager", [sid], secret_key=TEST_SECRET_KEY)
-        return sid, key
-
-    def shown(self, sid: int) -> dict[str, float]:
-        """{grade: list price} drivers see for the station in the nearby search."""
-        r = httpx.get(
-            self.server.base + "/v1/stations/nearby",
-            params={"lat": LAT, "lon": LON, "radius_m": 2000, "limit": 200, "include_closed": "true"},
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
-        mine = next((s for s in r.json()["results"] if s["id"] == sid), None)
-        assert mine is not None, r.text[:3000]
-        return {g: v["list_price"] for g, v in mine["grades"].items() if v.get("list_price") is not None}
-
-    def etag(self, sid: int) -> str:
-        r = self.api("GET", f"/v1/manage/stations/{sid}", self.operator)
-        assert r.status_code == 200, r.text
-        return r.headers["ETag"]
-
-    def review(self, decision_id: int, approve: bool, note: str = "") -> httpx.Response:
-        return self.api(
-            "POST",
-            f"/v1/risk/decisions/{decision_id}/review",
-            self.operator,
-            json={"approve": approve, "note": note},
-        )
 
 
 @pytest.fixture(scope="module")
-def ceiling(module_db: str, shared_data: Path) -> dict[str, Decimal]:
-    """The lowest official ceiling of 92# and 95# in force over the last ten days."""
-    with psycopg.connect(module_db) as conn:
-        load_guidance_file(conn, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
-        book = ceilings_for_zone(conn, ZONE)
-    now = datetime.now(TZ)
-    out = {}
-    for g in ("92", "95"):
-        found = [ceiling_in(book, g, now - timedelta(days=d)) for d in range(11)]
-        out[g] = min(c.max_price_cny for c in found if c is not None)
-    return out
+def env(module_db: str, shared_data: Path) -> Iterator[PriceDesk]:
+    with price_desk(module_db, shared_data) as desk:
+        yield desk
 
 
 @pytest.fixture(scope="module")
-def env(module_db: str, ceiling: dict[str, Decimal]) -> Iterator[Env]:
-    with psycopg.connect(module_db) as conn:
-        operator = create_api_key(conn, "price-desk", "operator", secret_key=TEST_SECRET_KEY)
-    server = Server(module_db, FUEL_RATE_LIMIT_PREFIX=fresh_rate_prefix())
-    try:
-        yield Env(module_db, server, operator)
-    finally:
-        server.close()
-
-
-def _usual(ceiling: dict[str, Decimal]) -> dict[str, Decimal]:
-    return {g: c - Decimal("0.40") for g, c in ceiling.items()}
-
-
-def _anomalous(ceiling: dict[str, Decimal], grade: str) -> Decimal:
-    """A price within the official band but about 16 % under the usual one: far beyond the usual steps."""
-    return (ceiling[grade] * Decimal("0.80")).quantize(Decimal("0.01"))
+def ceiling(env: PriceDesk) -> dict[str, Decimal]:
+    return env.ceiling
 
 
 def test_an_ordinary_change_is_published_and_an_anomalous_one_held(
-    env: Env, ceiling: dict[str, Decimal]
+    env: PriceDesk, ceiling: dict[str, Decimal]
 ) -> None:
-    usual = _usual(ceiling)
+    usual = usual_prices(ceiling)
     sid, key = env.station(usual)
     before = env.shown(sid)
     etag = env.etag(sid)
     ok92 = usual["92"] + Decimal("0.08")
-    cut95 = _anomalous(ceiling, "95")
+    cut95 = anomalous(ceiling, "95")
     body = [{"grade": "92", "price_cny": str(ok92)}, {"grade": "95", "price_cny": str(cut95)}]
     r = env.api("PUT", f"/v1/stations/{sid}/prices", key, json=body, headers={"If-Match": etag})
     assert r.status_code == 202, r.text
@@ -200,13 +97,13 @@ def test_an_ordinary_change_is_published_and_an_anomalous_one_held(
 
 
 def test_a_rejected_price_is_never_published_and_a_held_one_keeps_the_version(
-    env: Env, ceiling: dict[str, Decimal]
+    env: PriceDesk, ceiling: dict[str, Decimal]
 ) -> None:
-    usual = _usual(ceiling)
+    usual = usual_prices(ceiling)
     sid, key = env.station(usual)
     before = env.shown(sid)
     etag = env.etag(sid)
-    cut92 = _anomalous(ceiling, "92")
+    cut92 = anomalous(ceiling, "92")
     r = env.api(
         "PUT",
         f"/v1/stations/{sid}/prices",
@@ -242,8 +139,10 @@ def test_a_rejected_price_is_never_published_and_a_held_one_keeps_the_version(
     assert r.json()["prices"][0]["action"] == "new" and env.shown(sid)["92"] == float(step)
 
 
-def test_a_denied_price_refuses_the_request_and_writes_nothing(env: Env, ceiling: dict[str, Decimal]) -> None:
-    usual = _usual(ceiling)
+def test_a_denied_price_refuses_the_request_and_writes_nothing(
+    env: PriceDesk, ceiling: dict[str, Decimal]
+) -> None:
+    usual = usual_prices(ceiling)
     sid, key = env.station(usual)
     odd = usual["95"] + Decimal("0.07")
     with psycopg.connect(env.db_url) as conn, conn.transaction():
@@ -265,11 +164,11 @@ def test_a_denied_price_refuses_the_request_and_writes_nothing(env: Env, ceiling
 
 
 def test_the_feed_loader_holds_anomalous_prices(
-    env: Env, ceiling: dict[str, Decimal], shared_data: Path, tmp_path: Path
+    env: PriceDesk, ceiling: dict[str, Decimal], shared_data: Path, tmp_path: Path
 ) -> None:
-    usual = _usual(ceiling)
+    usual = usual_prices(ceiling)
     sid, _ = env.station(usual)
-    ok92, cut95 = usual["92"] + Decimal("0.06"), _anomalous(ceiling, "95")
+    ok92, cut95 = usual["92"] + Decimal("0.06"), anomalous(ceiling, "95")
     feed = tmp_path / f"feed-{uuid.uuid4().hex[:6]}.csv"
     with feed.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
