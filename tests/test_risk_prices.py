@@ -22,6 +22,7 @@ from store import _risk
 from tests._risk import PriceDesk, anomalous, price_desk, usual_prices
 
 pytestmark = pytest.mark.slow  # a real server process
+SHOTS = Path(__file__).resolve().parent.parent / "reports" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +193,42 @@ def test_the_feed_loader_holds_anomalous_prices(
     assert len(held) == 1 and held[0][1] == "feed"
     assert env.review(held[0][0], True).status_code == 200
     assert env.shown(sid)["95"] == float(cut95)
+
+
+def test_a_held_price_on_the_review_page_in_chromium(env: PriceDesk, ceiling: dict[str, Decimal]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    usual = usual_prices(ceiling)
+    sid, key = env.station(usual)
+    cut = anomalous(ceiling, "95")
+    r = env.api(
+        "PUT",
+        f"/v1/stations/{sid}/prices",
+        key,
+        json=[{"grade": "95", "price_cny": str(cut)}],
+        headers={"If-Match": env.etag(sid)},
+    )
+    assert r.status_code == 202, r.text
+    held = r.json()["decision_id"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(f"{env.server.base}/console/review")
+            page.fill("#key", env.operator)
+            page.click("#load")
+            card = page.locator(f'.card[data-id="{held}"]')
+            card.wait_for(timeout=10_000)
+            shown = card.inner_text()
+            assert "price.jump" in shown and "a price change above 15 percent" in shown and str(cut) in shown
+            page.screenshot(path=str(SHOTS / "risk_review_price_held.png"), full_page=True)
+            card.locator("input").fill("clearance sale, confirmed by phone")
+            card.locator("button.approve").click()
+            page.locator(f'.card[data-id="{held}"] h2', has_text="approved by price-desk").wait_for(
+                timeout=10_000
+            )
+            page.screenshot(path=str(SHOTS / "risk_review_price_approved.png"), full_page=True)
+        finally:
+            browser.close()
+    assert env.shown(sid)["95"] == float(cut)
