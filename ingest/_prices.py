@@ -196,13 +196,10 @@ def load_prices(
             stage_prices(conn, staged)
             plan = plan_prices(conn)
             held = hold_anomalous_prices(conn, zone=reg.price_zone, actor=actor)
-            for h in held:
-                plan.examples.setdefault("prices held for review", []).append(
-                    f"row {h.row_no} station {h.station_id} {h.grade}# {h.price_cny} CNY/L:"
-                    f" risk decision {h.decision_id}"
-                )
-            summary.new = plan.new - sum(1 for h in held if h.planned == "new")
-            summary.updated = plan.updated - sum(1 for h in held if h.planned == "updated")
+            if held:
+                plan.examples["prices held for review"] = ob.held_lines(held)
+            summary.new = plan.new - ob.held_planned(held, "new")
+            summary.updated = plan.updated - ob.held_planned(held, "updated")
             summary.unchanged = plan.unchanged
             summary.extra["held"] = len(held)
             summary.rejects = rejects
