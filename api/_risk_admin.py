@@ -25,12 +25,12 @@ import risk
 from api._auth import authenticate, require_role
 from api._models import error_responses
 from api._state import AppState, get_state
+from api._text import Text
 from geo._errors import InvalidInput
 from store import _risk
 from store._auth import Principal
 
 router = APIRouter(tags=["risk"])
-Printable = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 Outcome = Literal["allow", "review", "deny"]
 Point = Literal["bind", "pay", "redeem", "price"]
 
@@ -62,9 +62,9 @@ class RuleOverrideIn(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"expr": "user_binds_1h > 10"}, {"enabled": False}]},
     )
-    expr: str | None = Field(None, min_length=1, max_length=2000, pattern=Printable)
+    expr: Text | None = Field(None, min_length=1, max_length=2000)
     outcome: Outcome | None = None
-    reason: str | None = Field(None, min_length=1, max_length=300, pattern=Printable)
+    reason: Text | None = Field(None, min_length=1, max_length=300)
     enabled: bool = True
 
 
@@ -80,10 +80,8 @@ class ListEntryIn(BaseModel):
         description="user: a user id; device: a device fingerprint; payer: a WeChat openid; station: a"
         " station id; plate: a licence plate"
     )
-    value: str = Field(
-        min_length=1, max_length=200, pattern=Printable, description="stored as its keyed hash"
-    )
-    note: str = Field("", max_length=500, pattern=Printable)
+    value: Text = Field(min_length=1, max_length=200, description="stored as its keyed hash")
+    note: Text = Field("", max_length=500)
 
 
 class ListEntryPublic(BaseModel):

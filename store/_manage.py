@@ -175,7 +175,6 @@ def set_prices(
     actor: str,
     rules: PlausibilityRules,
     source: str = "station",
-    screen: bool = True,
 ) -> tuple[int, list[PriceChange]]:
     """Set list prices (grade, price, effective_from or None = now). Returns (station version, changes).
 
@@ -204,7 +203,7 @@ def set_prices(
         planned = [_plan_price(conn, station_id, g, Decimal(p), ef, now, source) for g, p, ef in prices]
         out: list[PriceChange] = []
         for change, _ in planned:
-            if change.action == "unchanged" or not screen:
+            if change.action == "unchanged":
                 out.append(change)
                 continue
             price_in = PriceIn(station_id, change.grade, change.price_cny, change.effective_from, source)
