@@ -28,6 +28,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from api._auth import Forbidden, PreconditionRequired, authenticate, require_operator, require_station
@@ -170,7 +172,10 @@ class PricePublic(BaseModel):
     grade: Grade
     price_cny: float = Field(description="CNY per litre, a number as in the public views")
     effective_from: datetime = Field(description="in the region's time zone (+08:00)")
-    action: Literal["new", "updated", "unchanged"]
+    action: Literal["new", "updated", "unchanged", "held"]
+    decision_id: int | None = Field(
+        None, description="held: the risk decision an operator reviews (approving publishes the price)"
+    )
 
 
 class PromotionBase(BaseModel):
@@ -279,6 +284,25 @@ class PricesResult(BaseModel):
     station_id: int
     version: int
     prices: list[PricePublic]
+
+
+class PricesHeld(PricesResult):
+    """202: at least one price was held for an operator's review (price anomaly); the others were set."""
+
+    held: Literal[True] = True
+    decision_id: int = Field(description="the first held price's risk decision")
+    decision_ids: list[int] = Field(description="every held price's risk decision, in request order")
+
+
+PRICES_HELD: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": PricesHeld,
+        "headers": _ETAG,
+        "description": "Accepted, held: a price change far outside the station's own steps or its"
+        " neighbours' prices waits for an operator's review (not published until approved); the other"
+        " prices of the request were set.",
+    }
+}
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -483,7 +507,11 @@ def update_station(
     return _station_public(row, state.served.region.tz)
 
 
-@router.put("/v1/stations/{station_id}/prices", response_model=PricesResult, responses=_with_etag(*WRITE))
+@router.put(
+    "/v1/stations/{station_id}/prices",
+    response_model=PricesResult,
+    responses={**_with_etag(*WRITE), **PRICES_HELD},
+)
 def put_prices(
     station_id: StationId,
     response: Response,
@@ -491,9 +519,11 @@ def put_prices(
     if_match: IfMatch = None,
     principal: Principal = Depends(authenticate),
     state: AppState = Depends(get_state),
-) -> PricesResult:
+) -> PricesResult | JSONResponse:
     """Set list prices. Each {grade, price_cny, effective_from?}: effective_from defaults to now (naive =
-    region local time); a later effective_from adds to the history, the same one corrects it."""
+    region local time); a later effective_from adds to the history, the same one corrects it. Risk control
+    screens each change: an anomalous one is held for an operator's review (202, `held`, not published
+    until approved) while the request's other prices are set; a denied one refuses the request (403)."""
     require_station(principal, station_id)
     items, body_version = (prices.prices, prices.version) if isinstance(prices, PricesPut) else (prices, None)
     if not items:
@@ -527,7 +557,7 @@ def put_prices(
             rules=_rules(state),
         )
     _etag(response, new_version)
-    return PricesResult(
+    result = PricesResult(
         station_id=station_id,
         version=new_version,
         prices=[
@@ -536,10 +566,16 @@ def put_prices(
                 price_cny=float(c.price_cny),
                 effective_from=_local(c.effective_from, tz),
                 action=c.action,
+                decision_id=c.decision_id,
             )
             for c in changes
         ],
     )
+    held = [c.decision_id for c in changes if c.decision_id is not None]
+    if not held:
+        return result
+    body = PricesHeld(**result.model_dump(), decision_id=held[0], decision_ids=held)
+    return JSONResponse(jsonable_encoder(body), status_code=202, headers={"ETag": f'"{new_version}"'})
 
 
 @router.post(

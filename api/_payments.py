@@ -121,7 +121,7 @@ def _pay(
         site_timeout_s=s.payments_site_timeout_s,
         key_lock_s=s.payments_idempotency_lock_s,
         redeem_points=redeem_points,
-        screen=pay_screen(state, user),
+        screen=pay_screen(state, user, redeem_points=redeem_points),
     )
     return {
         "out_trade_no": result.out_trade_no,

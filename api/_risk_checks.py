@@ -7,14 +7,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import redis
 from fastapi import Request
 
 import risk
 from api._state import AppState
+from store import _ledger
 from store import _sale_payments as sp
 from store._nozzles import Nozzle
 from store._risk import tuple_cursor
@@ -100,8 +102,9 @@ def check_bind(
     return risk.enforce(d)
 
 
-def pay_screen(state: AppState, user: User) -> Callable[[sp.Sale], None]:
-    """The `screen` payments/_sale.py calls before LOCKTX: evaluates the `pay` rules for this sale."""
+def pay_screen(state: AppState, user: User, *, redeem_points: int = 0) -> Callable[[sp.Sale], None]:
+    """The `screen` payments/_sale.py calls before LOCKTX: evaluates the `pay` rules for this sale and,
+    when the request redeems points, then the `redeem` rules (see redeem_decision)."""
 
     def screen(sale: sp.Sale) -> None:
         user_h = _hash(state, "user", str(user.id))
@@ -116,13 +119,14 @@ def pay_screen(state: AppState, user: User) -> Callable[[sp.Sale], None]:
             row = (
                 tuple_cursor(conn)
                 .execute(
-                    "SELECT subject ->> 'vehicle_class' FROM risk_decisions WHERE point = 'bind'"
+                    "SELECT subject ->> 'vehicle_class', subject ->> 'device' FROM risk_decisions"
+                    " WHERE point = 'bind'"
                     " AND subject @> jsonb_build_object('user_id', %s::bigint) ORDER BY id DESC LIMIT 1",
                     (user.id,),
                 )
                 .fetchone()
             )
-            vehicle_class = row[0] if row is not None else None
+            vehicle_class, device_h = (row[0], row[1]) if row is not None else (None, None)
             facts: dict[str, Any] = {
                 "amount_fen": sale.amount_fen,
                 "volume_ml": sale.volume_ml,
@@ -152,5 +156,51 @@ def pay_screen(state: AppState, user: User) -> Callable[[sp.Sale], None]:
                 approved_keys=("sale_id", "user_id"),
             )
         risk.enforce(d)
+        if redeem_points > 0:
+            with state.db.transaction() as conn:
+                r = redeem_decision(state, conn, user, sale, points=redeem_points, device_h=device_h)
+            risk.enforce(r)
 
     return screen
+
+
+def redeem_decision(
+    state: AppState,
+    conn: psycopg.Connection,
+    user: User,
+    sale: sp.Sale,
+    *,
+    points: int,
+    device_h: str | None,
+) -> risk.Decision:
+    """The `redeem` rules for redeeming `points` on this sale: redemptions per user and device per local
+    day (velocity windows keyed by the sale, so a retry counts once) and the points the user redeemed
+    today, this request included (the ledger's holds). Logged in `conn`'s transaction."""
+    now = datetime.now(state.region.tz)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    user_h = _hash(state, "user", str(user.id))
+    today = _ledger.redeemed_on_day(conn, user.id, day_start=day_start, day_end=day_start + timedelta(days=1))
+    facts = {"redeem_points": points, "user_points_redeemed_1d": today + points}
+    subject: dict[str, Any] = {"user_id": user.id, "sale_id": sale.id, "station_id": sale.station_id}
+    hashes = {"user": user_h, "station": _hash(state, "station", str(sale.station_id))}
+    if device_h is not None:
+        hashes["device"] = subject["device"] = device_h
+    windows = risk.redeem_windows(
+        user=user_h,
+        device=device_h,
+        plate=None,
+        day=day_start.date().isoformat(),
+        kind="point_redemptions",
+        event=str(sale.id),
+    )
+    return risk.evaluate(
+        conn,
+        "redeem",
+        facts,
+        subject=subject,
+        hashes=hashes,
+        redis=risk_redis(state),
+        namespace=f"{state.settings.rate_limit_prefix}:",
+        windows=windows,
+        approved_keys=("sale_id", "user_id"),
+    )

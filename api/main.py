@@ -33,6 +33,7 @@ from api import (
     _records,
     _refunds,
     _risk,
+    _risk_admin,
     _routing,
     _security,
     _stations,
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_fuelling.router)  # fuelling sessions: bind a nozzle, follow the pump, live WebSocket
     app.include_router(_console.router)  # station console: staff, live pumps, handovers, reports
     app.include_router(_risk.router)  # risk review queue (operator keys) and its page /console/review
+    app.include_router(_risk_admin.router)  # risk rule overrides and deny/allow lists (operator keys)
     app.include_router(_osrm.router)  # OSRM v5 route/table/nearest (last: its catch-alls shadow nothing)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

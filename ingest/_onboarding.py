@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from config import Region, Settings
 from ingest._cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Commands, Run, add_command
+from store._onboarding import HeldPrice
 
 EXIT_REJECTS = EXIT_FAILURE  # rows were rejected and nothing was written
 EXAMPLES_SHOWN = 5
@@ -533,6 +534,19 @@ def loader_region(settings: Settings, name: str | None = None) -> Region:
             "--region NAME to check the rows against that region)"
         )
     return resolve_served_region(settings).region
+
+
+def held_lines(held: Sequence[HeldPrice]) -> list[str]:
+    """The report lines of prices risk control held for an operator's review (store.hold_anomalous_prices)."""
+    return [
+        f"row {h.row_no} station {h.station_id} {h.grade}# {h.price_cny} CNY/L: risk decision {h.decision_id}"
+        for h in held
+    ]
+
+
+def held_planned(held: Sequence[HeldPrice], planned: str) -> int:
+    """How many of the held prices would have been `planned` (new, updated)."""
+    return sum(1 for h in held if h.planned == planned)
 
 
 @dataclass

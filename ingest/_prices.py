@@ -18,6 +18,9 @@ Rules (see data/examples/README.md):
   day D is in force from 24:00 of D; 98#, which has none, within a band of the 95# ceiling); a reject
   names the rule and the allowed range;
 - every written row has an audit row (actor: --actor, default cli:<os user>);
+- each new or corrected price is screened by risk control (the `price` rules: a change far beyond the
+  station's own steps or its neighbours' prices): an anomalous one is held for an operator's review
+  (`POST /v1/risk/decisions/{id}/review`; approving publishes it), counted as "held", not written;
 - rejects, --allow-rejects, --dry-run, atomicity and exit codes as for `ingest stations`.
 """
 
@@ -41,6 +44,7 @@ from store._ceilings import ceiling_book, staleness
 from store._onboarding import (
     apply_prices,
     existing_station_ids,
+    hold_anomalous_prices,
     plan_prices,
     resolve_station_refs,
     stage_prices,
@@ -191,7 +195,13 @@ def load_prices(
                 )
             stage_prices(conn, staged)
             plan = plan_prices(conn)
-            summary.new, summary.updated, summary.unchanged = plan.new, plan.updated, plan.unchanged
+            held = hold_anomalous_prices(conn, zone=reg.price_zone, actor=actor)
+            if held:
+                plan.examples["prices held for review"] = ob.held_lines(held)
+            summary.new = plan.new - ob.held_planned(held, "new")
+            summary.updated = plan.updated - ob.held_planned(held, "updated")
+            summary.unchanged = plan.unchanged
+            summary.extra["held"] = len(held)
             summary.rejects = rejects
             summary.rejected_rows = len({r.row for r in rejects})
             for what, items in plan.examples.items():

@@ -25,6 +25,8 @@ The rules:
 - prices must be plausible (geo/_plausible.py): a grade the station sells, a plausible
   prices_effective_from, within the band of the official ceiling in force then; a reject names the
   rule and the allowed range;
+- a price of a stored station is screened by risk control as in `ingest prices`: an anomalous one is held
+  for an operator's review ("prices held"), not written;
 - every written station and price has an audit row (actor: --actor, default cli:<os user>); a field
   the station manager API set keeps its stored value.
 
@@ -69,6 +71,7 @@ from store._onboarding import (
     coordinate_warnings,
     drop_rejected_stations,
     drop_staged_prices,
+    hold_anomalous_prices,
     plan_prices,
     plan_stations,
     stage_prices,
@@ -676,15 +679,19 @@ def _load_once(
             drop_staged_prices(conn, dropped)
         rejects.sort(key=lambda r: r.row)
         pplan = plan_prices(conn, with_stations=True)
+        held = hold_anomalous_prices(conn, zone=region.price_zone, actor=actor)  # stored stations' prices
+        if held:
+            pplan.examples["prices held for review"] = ob.held_lines(held)
 
         summary.new, summary.updated, summary.unchanged = plan.new, plan.updated, plan.unchanged + plan.kept
         summary.matched_by_location = plan.matched_by_location
         summary.rejects = rejects
         summary.rejected_rows = len({r.row for r in rejects})
         summary.extra |= {
-            "prices new": pplan.new,
-            "prices updated": pplan.updated,
+            "prices new": pplan.new - ob.held_planned(held, "new"),
+            "prices updated": pplan.updated - ob.held_planned(held, "updated"),
             "prices unchanged": pplan.unchanged,
+            "prices held": len(held),
         }
         if plan.kept:
             summary.extra["kept (stronger source)"] = plan.kept

@@ -61,13 +61,24 @@ def observe(redis: Any, windows: Sequence[Window], now_s: float, *, namespace: s
     return out
 
 
-def redeem_windows(*, user: str, device: str | None, plate: str | None, day: str) -> list[Window]:
+def redeem_windows(
+    *,
+    user: str,
+    device: str | None,
+    plate: str | None,
+    day: str,
+    kind: str = "redemptions",
+    event: str | None = None,
+) -> list[Window]:
     """The windows of the `redeem` caps (per user, device and plate per local day `day`, e.g.
-    "2026-11-26"): pass keyed hashes, never raw identifiers. For the points/promotions redemption path:
+    "2026-11-26"): pass keyed hashes, never raw identifiers. `kind` names what is counted: "redemptions"
+    (promotions: facts user_redemptions_1d ...) or "point_redemptions" (points at pay: facts
+    user_point_redemptions_1d ...). `event` (e.g. the sale) makes a retry of the same redemption count once.
+    For the points/promotions redemption path:
     risk.evaluate(conn, "redeem", {"station_redemption_ratio": ...}, windows=redeem_windows(...), ...)."""
-    out = [Window("user_redemptions_1d", f"{user}:{day}", 86_400)]
+    out = [Window(f"user_{kind}_1d", f"{user}:{day}", 86_400, member=event)]
     if device is not None:
-        out.append(Window("device_redemptions_1d", f"{device}:{day}", 86_400))
+        out.append(Window(f"device_{kind}_1d", f"{device}:{day}", 86_400, member=event))
     if plate is not None:
-        out.append(Window("plate_redemptions_1d", f"{plate}:{day}", 86_400))
+        out.append(Window(f"plate_{kind}_1d", f"{plate}:{day}", 86_400, member=event))
     return out

@@ -128,6 +128,17 @@ def earned_on_day(conn: psycopg.Connection, user_id: int, *, day_start: datetime
     return int(row[0]) if row else 0
 
 
+def redeemed_on_day(conn: psycopg.Connection, user_id: int, *, day_start: datetime, day_end: datetime) -> int:
+    """Points the user redeemed (held or posted, not voided) on orders made in [day_start, day_end)."""
+    row = _x(
+        conn,
+        "SELECT coalesce(sum(points), 0) FROM points_holds WHERE user_id = %s AND state <> 'voided'"
+        " AND created_at >= %s AND created_at < %s",
+        (user_id, day_start, day_end),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def earn(
     conn: psycopg.Connection,
     *,

@@ -24,9 +24,11 @@ from psycopg import sql
 from geo._errors import Conflict, NotFound
 from geo._plausible import PlausibilityRules, price_problem
 from geo._pricing import Promotion
+from risk import Decision, RiskDenied
 from store._audit import record
 from store._ceilings import ceiling_book
-from store._prices import price_audit
+from store._price_review import price_decision
+from store._prices import PriceIn, price_audit
 from store._promotions import (
     check_promotion,
     find_promotion,
@@ -157,8 +159,9 @@ class PriceChange:
     grade: str
     price_cny: Decimal
     effective_from: datetime
-    action: str  # new | updated | unchanged
+    action: str  # new | updated | unchanged | held (for an operator's review: decision_id)
     old_price_cny: Decimal | None = None
+    decision_id: int | None = None
 
 
 def set_prices(
@@ -179,7 +182,13 @@ def set_prices(
     effective_from, within the band of the ceiling of `zone` in force then. The first one that is not
     raises ImplausibleValue (or PriceAboveCeiling) with param `prices.<i>.<field>`, before anything is
     written. A price without effective_from equal to the one in force now changes nothing.
+
+    Then each change is screened by risk control (the `price` rules, store._price_review): an allowed
+    change is written; one held for review is not (action "held" with its decision_id; an operator's
+    approval publishes it); the others of the same request are written. A denied change refuses the whole
+    request (RiskDenied, raised after the decisions are committed): nothing is written.
     """
+    denied: list[Decision] = []
     with conn.transaction():
         row = get_station_row(conn, station_id, lock=True)
         _check("station", station_id, row["version"], expected_version)
@@ -191,64 +200,23 @@ def set_prices(
             )
             if problem is not None:
                 raise problem.error(f"prices[{i}].{problem.field}")
+        planned = [_plan_price(conn, station_id, g, Decimal(p), ef, now, source) for g, p, ef in prices]
         out: list[PriceChange] = []
-        for grade, price, ef in prices:
-            at = ef or now
-            same = _one(
-                conn,
-                "SELECT id, price_cny, source FROM prices WHERE station_id = %s AND grade = %s AND effective_from = %s",
-                (station_id, grade, at),
-            )
-            if same is not None:
-                if Decimal(same["price_cny"]) == Decimal(price) and same["source"] == source:
-                    out.append(
-                        PriceChange(grade, Decimal(price), at, "unchanged", Decimal(same["price_cny"]))
-                    )
-                    continue
-                conn.execute(
-                    "UPDATE prices SET price_cny = %s, source = %s, observed_at = now() WHERE id = %s",
-                    (price, source, same["id"]),
-                )
-                record(
-                    conn,
-                    actor=actor,
-                    action="update",
-                    entity="price",
-                    entity_id=int(same["id"]),
-                    old=price_audit(station_id, grade, at, same["price_cny"], same["source"]),
-                    new=price_audit(station_id, grade, at, Decimal(price), source),
-                )
-                out.append(PriceChange(grade, Decimal(price), at, "updated", Decimal(same["price_cny"])))
+        for change, _ in planned:
+            if change.action == "unchanged":
+                out.append(change)
                 continue
-            if ef is None:
-                cur = _one(
-                    conn,
-                    "SELECT price_cny FROM prices WHERE station_id = %s AND grade = %s AND effective_from <= %s"
-                    " ORDER BY effective_from DESC LIMIT 1",
-                    (station_id, grade, at),
-                )
-                if cur is not None and Decimal(cur["price_cny"]) == Decimal(price):
-                    out.append(PriceChange(grade, Decimal(price), at, "unchanged", Decimal(cur["price_cny"])))
-                    continue
-            new = _one(
-                conn,
-                "INSERT INTO prices (station_id, grade, price_cny, effective_from, observed_at, source)"
-                " VALUES (%s, %s, %s, %s, now(), %s) RETURNING id",
-                (station_id, grade, price, at, source),
-            )
-            assert new is not None
-            record(
-                conn,
-                actor=actor,
-                action="create",
-                entity="price",
-                entity_id=int(new["id"]),
-                old=None,
-                new=price_audit(station_id, grade, at, Decimal(price), source),
-            )
-            out.append(PriceChange(grade, Decimal(price), at, "new"))
+            price_in = PriceIn(station_id, change.grade, change.price_cny, change.effective_from, source)
+            d = price_decision(conn, price_in, zone=zone, actor=actor)
+            if d.outcome == "deny":
+                denied.append(d)
+            held = dataclasses.replace(change, action="held", decision_id=d.id)
+            out.append(change if d.outcome == "allow" else held)
         version = int(row["version"])
-        if any(c.action != "unchanged" for c in out):
+        if not denied and any(c.action in ("new", "updated") for c in out):
+            for change, (_, same) in zip(out, planned, strict=True):
+                if change.action in ("new", "updated"):
+                    _write_price(conn, station_id, change, same, source=source, actor=actor)
             bumped = _one(
                 conn,
                 "UPDATE stations SET version = version + 1 WHERE id = %s AND version = %s RETURNING version",
@@ -257,7 +225,90 @@ def set_prices(
             if bumped is None:
                 raise VersionConflict("station", station_id, version, expected_version)
             version = int(bumped["version"])
-        return version, out
+    if denied:  # the decisions are on record; nothing else was written
+        d = denied[0]
+        raise RiskDenied(
+            f"price change refused by risk control (decision {d.id}): {'; '.join(d.reasons)}", d.id
+        )
+    return version, out
+
+
+def _plan_price(
+    conn: psycopg.Connection,
+    station_id: int,
+    grade: str,
+    price: Decimal,
+    ef: datetime | None,
+    now: datetime,
+    source: str,
+) -> tuple[PriceChange, tuple[int, str] | None]:
+    """What setting this price would do (new, updated or unchanged), and (id, source) of the row it
+    corrects."""
+    at = ef or now
+    same = _one(
+        conn,
+        "SELECT id, price_cny, source FROM prices WHERE station_id = %s AND grade = %s AND effective_from = %s",
+        (station_id, grade, at),
+    )
+    if same is not None:
+        old = Decimal(same["price_cny"])
+        action = "unchanged" if old == price and same["source"] == source else "updated"
+        return PriceChange(grade, price, at, action, old), (int(same["id"]), str(same["source"]))
+    if ef is None:
+        cur = _one(
+            conn,
+            "SELECT price_cny FROM prices WHERE station_id = %s AND grade = %s AND effective_from <= %s"
+            " ORDER BY effective_from DESC LIMIT 1",
+            (station_id, grade, at),
+        )
+        if cur is not None and Decimal(cur["price_cny"]) == price:
+            return PriceChange(grade, price, at, "unchanged", Decimal(cur["price_cny"])), None
+    return PriceChange(grade, price, at, "new"), None
+
+
+def _write_price(
+    conn: psycopg.Connection,
+    station_id: int,
+    c: PriceChange,
+    same: tuple[int, str] | None,
+    *,
+    source: str,
+    actor: str,
+) -> None:
+    """Write a planned new or corrected price with its audit row."""
+    if same is not None:
+        same_id, old_source = same
+        conn.execute(
+            "UPDATE prices SET price_cny = %s, source = %s, observed_at = now() WHERE id = %s",
+            (c.price_cny, source, same_id),
+        )
+        old = price_audit(station_id, c.grade, c.effective_from, c.old_price_cny or Decimal(0), old_source)
+        record(
+            conn,
+            actor=actor,
+            action="update",
+            entity="price",
+            entity_id=same_id,
+            old=old,
+            new=price_audit(station_id, c.grade, c.effective_from, c.price_cny, source),
+        )
+        return
+    new = _one(
+        conn,
+        "INSERT INTO prices (station_id, grade, price_cny, effective_from, observed_at, source)"
+        " VALUES (%s, %s, %s, %s, now(), %s) RETURNING id",
+        (station_id, c.grade, c.price_cny, c.effective_from, source),
+    )
+    assert new is not None
+    record(
+        conn,
+        actor=actor,
+        action="create",
+        entity="price",
+        entity_id=int(new["id"]),
+        old=None,
+        new=price_audit(station_id, c.grade, c.effective_from, c.price_cny, source),
+    )
 
 
 # ---- promotions -------------------------------------------------------------------------------------

@@ -527,6 +527,37 @@ def plan_prices(conn: psycopg.Connection, *, with_stations: bool = False) -> Pri
     return plan
 
 
+@dataclass(frozen=True)
+class HeldPrice:
+    decision_id: int
+    row_no: int
+    station_id: int
+    grade: str
+    price_cny: Decimal
+    planned: str  # what it would have been: new | updated
+
+
+def hold_anomalous_prices(conn: psycopg.Connection, *, zone: str, actor: str) -> list[HeldPrice]:
+    """Screen each planned new or corrected price of a feed with risk control (the `price` rules,
+    store._price_review); one that is not allowed is marked `held` (apply_prices skips it): its decision
+    waits for an operator, whose approval publishes it."""
+    from store._price_review import price_decision
+    from store._prices import PriceIn
+
+    held: list[HeldPrice] = []
+    for seq, row_no, sid, grade, price, ef, source, action in _rows(
+        conn,
+        "SELECT seq, row_no, station_id, grade, price_cny, effective_from, source, action FROM onboard_prices"
+        " WHERE action IN ('new', 'updated') AND station_id IS NOT NULL ORDER BY seq",
+    ):
+        d = price_decision(conn, PriceIn(int(sid), grade, Decimal(price), ef, source), zone=zone, actor=actor)
+        if d.outcome != "allow":
+            conn.execute("UPDATE onboard_prices SET action = 'held' WHERE seq = %s", (seq,))
+            assert d.id is not None
+            held.append(HeldPrice(d.id, int(row_no), int(sid), str(grade), Decimal(price), str(action)))
+    return held
+
+
 def staged_prices_with_grades(
     conn: psycopg.Connection,
 ) -> list[tuple[int, int, str, Decimal, datetime, tuple[str, ...]]]:

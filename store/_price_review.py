@@ -41,20 +41,18 @@ def neighbour_prices_fen(
     return [_fen(r[0]) for r in rows]
 
 
-def screen_price(
+def price_decision(
     conn: psycopg.Connection,
     price: PriceIn,
     *,
     zone: str,
     actor: str,
     radius_m: float = NEIGHBOUR_RADIUS_M,
-    now: datetime | None = None,
 ) -> Decision:
-    """Evaluate the `price` rules for this change; publish it (insert_price) when allowed, hold it in the
-    decision's `action` when reviewed or denied. In the caller's transaction. An implausible price
-    (outside the official ceiling's band, a grade the station does not sell) is refused first
-    (ImplausibleValue, 422), never held."""
-    check_prices(conn, [price], zone=zone, rules=default_rules(), now=now or datetime.now(UTC))
+    """Evaluate and log the `price` rules for this change against the station's stored history and its
+    neighbours (nothing is written but the decision, in the caller's transaction). The decision's `action`
+    carries the price, so approving a held one publishes it (publish_held). Plausibility is the caller's
+    check, made before."""
     history = [
         _fen(r["price_cny"])
         for r in reversed(price_history(conn, price.station_id, grade=price.grade, limit=HISTORY))
@@ -74,13 +72,30 @@ def screen_price(
             "zone": zone,
         }
     }
-    d = evaluate(
-        conn,
-        "price",
-        facts,
-        subject={"station_id": price.station_id, "grade": price.grade, "actor": actor},
-        action=action,
-    )
+    subject = {
+        "station_id": price.station_id,
+        "grade": price.grade,
+        "price_cny": str(price.price_cny),
+        "actor": actor,
+    }
+    return evaluate(conn, "price", facts, subject=subject, action=action)
+
+
+def screen_price(
+    conn: psycopg.Connection,
+    price: PriceIn,
+    *,
+    zone: str,
+    actor: str,
+    radius_m: float = NEIGHBOUR_RADIUS_M,
+    now: datetime | None = None,
+) -> Decision:
+    """Evaluate the `price` rules for this change; publish it (insert_price) when allowed, hold it in the
+    decision's `action` when reviewed or denied. In the caller's transaction. An implausible price
+    (outside the official ceiling's band, a grade the station does not sell) is refused first
+    (ImplausibleValue, 422), never held."""
+    check_prices(conn, [price], zone=zone, rules=default_rules(), now=now or datetime.now(UTC))
+    d = price_decision(conn, price, zone=zone, actor=actor, radius_m=radius_m)
     if d.outcome == "allow":
         insert_price(conn, price, zone=zone, actor=actor, now=now)
     return d

@@ -33,6 +33,14 @@ class DecisionNotFound(NotFound):
     """No risk decision with that id (404)."""
 
 
+class RuleNotFound(NotFound):
+    """No rule of that name in the rules file or the overrides (404)."""
+
+
+class ListEntryNotFound(NotFound):
+    """No deny/allow list entry with that id (404)."""
+
+
 class AlreadyReviewed(Conflict):
     """The decision is not awaiting review (approved, rejected, or never held) (409)."""
 
@@ -61,7 +69,7 @@ def overrides_revision(conn: psycopg.Connection) -> tuple[int, int]:
 def current_ruleset(conn: psycopg.Connection, path: Path | None = None) -> RuleSet:
     """The rules in force: the versioned file plus the database's overrides, rebuilt only when the file
     (mtime, size) or the overrides (revision) changed: edits apply without a restart."""
-    path = path or Path(os.environ.get("FUEL_RISK_RULES_FILE", RULES_FILE))
+    path = path or rules_path()
     st = path.stat()
     rev = overrides_revision(conn)
     key = (st.st_mtime_ns, st.st_size, rev)
@@ -122,6 +130,64 @@ def put_override(conn: psycopg.Connection, rule: Rule, *, enabled: bool, actor: 
     return int(row[0])
 
 
+def delete_override(conn: psycopg.Connection, name: str, *, actor: str) -> None:
+    """Drop the override of a file rule (the file's rule applies again), audited. RuleNotFound when the rule
+    has no override or only an override has it (switch that one off instead)."""
+    _, file_rules = parse_rules_file(rules_path().read_text(encoding="utf-8"))
+    if name not in {r.name for r in file_rules}:
+        raise RuleNotFound(f"{name!r} is not a rule of the rules file: switch it off with enabled=false")
+    with conn.cursor(row_factory=dict_row) as cur:
+        old = cur.execute(
+            "DELETE FROM risk_rules WHERE name = %s RETURNING name, point, expr, outcome, reason, enabled",
+            (name,),
+        ).fetchone()
+    if old is None:
+        raise RuleNotFound(f"risk rule {name!r} has no override")
+    record(conn, actor=actor, action="delete", entity="risk_rule", entity_id=name, old=old, new=None)
+
+
+def rules_path() -> Path:
+    return Path(os.environ.get("FUEL_RISK_RULES_FILE", RULES_FILE))
+
+
+def rules_in_force(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every rule of the file and of the overrides, as it is evaluated now: its expression (the threshold),
+    outcome, reason and whether it is enabled; `origin` says where that comes from ("file", "override"
+    of a file rule, or "added" by an override), with the file's own expression when overridden."""
+    _, file_rules = parse_rules_file(rules_path().read_text(encoding="utf-8"))
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT name, point, expr, outcome, reason, enabled, revision, updated_by, updated_at"
+            " FROM risk_rules ORDER BY revision"
+        ).fetchall()
+    overrides = {r["name"]: r for r in rows}
+    out: list[dict[str, Any]] = []
+    for r in file_rules:
+        o = overrides.pop(r.name, None)
+        base = {**r.__dict__, "enabled": True, "origin": "file", "file_expr": r.expr}
+        if o is not None:
+            base.update(
+                {k: o[k] for k in ("point", "expr", "outcome", "reason", "enabled")}, origin="override"
+            )
+        out.append({**base, **_updated(o)})
+    for o in overrides.values():
+        keys = ("name", "point", "expr", "outcome", "reason", "enabled")
+        out.append({**{k: o[k] for k in keys}, "origin": "added", "file_expr": None, **_updated(o)})
+    return out
+
+
+def _updated(o: dict[str, Any] | None) -> dict[str, Any]:
+    return {"updated_by": o["updated_by"] if o else None, "updated_at": o["updated_at"] if o else None}
+
+
+def rule_in_force(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+    """One rule of rules_in_force; RuleNotFound (404) for a name neither the file nor an override has."""
+    for r in rules_in_force(conn):
+        if r["name"] == name:
+            return r
+    raise RuleNotFound(f"no risk rule named {name!r} (GET /v1/risk/rules lists them)")
+
+
 # ---- deny and allow lists --------------------------------------------------------------------------------
 
 
@@ -141,6 +207,42 @@ def add_to_list(
     new = {"kind": kind, "subject": subject, "value_hash": value_hash, "note": note}
     record(conn, actor=actor, action="create", entity="risk_list", entity_id=int(row[0]), old=None, new=new)
     return int(row[0])
+
+
+_LIST_COLUMNS = "id, kind, subject, value_hash, note, created_by, created_at"
+
+
+def list_entries(
+    conn: psycopg.Connection, *, kind: str | None = None, after_id: int = 0, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Deny and allow list entries in id order after `after_id` (only `kind` when given)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {_LIST_COLUMNS} FROM risk_lists WHERE id > %s AND (%s::text IS NULL OR kind = %s)"
+            " ORDER BY id LIMIT %s",
+            (after_id, kind, kind, min(limit, MAX_PAGE)),
+        ).fetchall()
+
+
+def list_entry(conn: psycopg.Connection, entry_id: int) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"SELECT {_LIST_COLUMNS} FROM risk_lists WHERE id = %s", (entry_id,)).fetchone()
+    if row is None:
+        raise ListEntryNotFound(f"risk list entry {entry_id} not found")
+    return row
+
+
+def remove_from_list(conn: psycopg.Connection, entry_id: int, *, actor: str) -> dict[str, Any]:
+    """Remove a deny/allow list entry (audited); the removed row. ListEntryNotFound (404)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"DELETE FROM risk_lists WHERE id = %s RETURNING {_LIST_COLUMNS}", (entry_id,)
+        ).fetchone()
+    if row is None:
+        raise ListEntryNotFound(f"risk list entry {entry_id} not found")
+    old = {k: row[k] for k in ("kind", "subject", "value_hash", "note")}
+    record(conn, actor=actor, action="delete", entity="risk_list", entity_id=entry_id, old=old, new=None)
+    return row
 
 
 def listed(conn: psycopg.Connection, hashes: Mapping[str, str]) -> tuple[list[str], list[str]]:

@@ -120,7 +120,9 @@ def test_ceiling_in_force_at_effective_from_24h_rule(
     )
     s = load_prices(f, settings=settings, allow_rejects=True)
     assert [(r.row, r.field) for r in s.rejects] == [(2, "price_cny")]
-    assert "8.83" in s.rejects[0].reason and s.new == 3
+    assert "8.83" in s.rejects[0].reason and s.new == 2
+    # plausible, but 98# at 12.50 is far above the neighbours' 98#: held for an operator's review
+    assert s.extra["held"] == 1 and "98# 12.50" in s.examples["prices held for review"][0]
 
 
 def test_price_history_update_and_default_now(

@@ -256,6 +256,28 @@ def test_price_history_from_station_file(
         )  # prices bump the station version
 
 
+def test_an_anomalous_price_in_a_station_file_is_held_for_review(
+    settings: Settings, clean: None, module_db: str, tmp_path: Path
+) -> None:
+    f1 = write_csv(
+        tmp_path / "h1.csv", ["S1,中国石化一号站,sinopec,,26.86,100.24,wgs84,92,24/7,,open,8.70,2026-09-01"]
+    )
+    f2 = write_csv(  # 16 percent under the station's last price: plausible, but far beyond a usual step
+        tmp_path / "h2.csv", ["S1,中国石化一号站,sinopec,,26.86,100.24,wgs84,92,24/7,,open,7.30,2026-10-01"]
+    )
+    load_stations(f1, settings=settings)
+    s = load_stations(f2, settings=settings)
+    assert s.written and (s.extra["prices new"], s.extra["prices held"]) == (0, 1)
+    assert "7.30 CNY/L: risk decision" in s.examples["prices held for review"][0]
+    with psycopg.connect(module_db) as conn:
+        assert [r[0] for r in conn.execute("SELECT price_cny::text FROM prices")] == ["8.70"]
+        row = conn.execute(
+            "SELECT review_state, action -> 'publish_price' ->> 'price_cny' FROM risk_decisions"
+            " WHERE point = 'price' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        assert row == ("pending", "7.30")
+
+
 def test_osm_extract_imports_through_the_same_path(module_db: str, shared_data: Path, clean: None) -> None:
     andorra = Settings(database_url=module_db, region="andorra", shared_data_dir=shared_data)
     s = load_stations(shared_data / "osm" / "andorra.osm.pbf", settings=andorra)

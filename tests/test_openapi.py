@@ -49,6 +49,12 @@ KEYED = {  # (method, path) of the endpoints that take an API key
     ("get", "/v1/risk/reviews"),
     ("get", "/v1/risk/decisions/{decision_id}"),
     ("post", "/v1/risk/decisions/{decision_id}/review"),
+    ("get", "/v1/risk/rules"),
+    ("put", "/v1/risk/rules/{name}"),
+    ("delete", "/v1/risk/rules/{name}/override"),
+    ("get", "/v1/risk/lists"),
+    ("post", "/v1/risk/lists"),
+    ("delete", "/v1/risk/lists/{entry_id}"),
 }
 USER = {  # (method, path) of the endpoints that take a user's session token
     ("get", "/v1/me"),
@@ -207,6 +213,9 @@ def test_every_error_status_is_documented_with_the_error_body(spec: dict[str, An
                 assert ref.endswith("/" + expected), (method, path, status, ref)
     writes = spec["paths"]["/v1/stations/{station_id}/prices"]["put"]["responses"]
     assert {"401", "403", "404", "409", "413", "422", "428", "429", "503"} <= set(writes)
+    held = resolve(spec, writes["202"]["content"]["application/json"]["schema"])  # a price held for review
+    assert {"held", "decision_id", "decision_ids", "prices", "version"} <= set(held["properties"])
+    assert "ETag" in writes["202"]["headers"]
     error = resolve(spec, {"$ref": "#/components/schemas/ErrorPublic"})
     assert {"code", "message"} <= set(error["required"]) and "param" in error["properties"]
 
