@@ -298,7 +298,8 @@ def _response_schemas(spec: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 
 MONEY = re.compile(r"price|cny|value|amount|saving|total|cost|litres")
-NOT_MONEY = re.compile(r"(_at|_from|_to|source|_s|_zone)$")  # times, provenance, seconds, a price zone's name
+# times, provenance, seconds, a price zone's name, hashes
+NOT_MONEY = re.compile(r"(_at|_from|_to|source|_s|_zone|_hash)$")
 
 
 def _types(spec: dict[str, Any], schema: Any) -> set[str]:
