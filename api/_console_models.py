@@ -71,7 +71,7 @@ class CorrectionIn(_Strict):
 
 class NozzleReadingPublic(_Strict):
     pump_no: int
-    nozzle_no: int
+    nozzle_no: int | None = Field(description="null: sales reported without a nozzle number (未指定油枪)")
     grade: str
     opening_ml: int
     closing_ml: int
