@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import psycopg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from api._auth import authenticate
 from api._models import READ, Grade, error_responses
 from api._state import AppState, get_state
+from config import Region
 from geo._pricing import KNOWN_GRADES
 from store._auth import Principal
 from store._ceilings import ceiling_in, ceilings_for_zone, staleness
@@ -31,7 +33,34 @@ class CeilingInForce(BaseModel):
     effective_from: datetime = Field(description="24:00 of the notice day, in the region's time zone")
 
 
-class CeilingsPublic(BaseModel):
+class CeilingFreshness(BaseModel):
+    """Whether the official ceilings loaded are current: the same fields here and in the console's prices."""
+
+    model_config = ConfigDict(extra="forbid")
+    newest_notice: date | None = Field(description="the newest notice loaded; null: none is loaded")
+    last_adjustment_window: date | None = Field(
+        description="the latest adjustment window up to today (ten working days apart, region's calendar)"
+    )
+    missed_windows: list[date] = Field(description="adjustment windows after the newest notice, up to today")
+    next_adjustment_window: date | None
+    stale: bool = Field(description="true when a window has passed with no newer notice loaded (or none is)")
+    warning: str | None = Field(description="what to tell the operator when stale")
+
+
+def ceiling_freshness(conn: psycopg.Connection, region: Region, now: datetime) -> CeilingFreshness:
+    """Whether adjustment windows of `region` passed since its newest notice (geo/_adjustments.py)."""
+    status = staleness(conn, region.price_zone, now.astimezone(region.tz).date(), region.holidays)
+    return CeilingFreshness(
+        newest_notice=status.newest_notice,
+        last_adjustment_window=status.last_window,
+        missed_windows=list(status.missed_windows),
+        next_adjustment_window=status.next_window,
+        stale=status.stale,
+        warning=status.message(),
+    )
+
+
+class CeilingsPublic(CeilingFreshness):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -58,14 +87,6 @@ class CeilingsPublic(BaseModel):
     )
     zone: str = Field(description="the served region's price zone")
     ceilings: list[CeilingInForce] = Field(description="the ceiling in force now, per grade that has one")
-    newest_notice: date | None = Field(description="the newest notice loaded; null: none is loaded")
-    last_adjustment_window: date | None = Field(
-        description="the latest adjustment window up to today (ten working days apart, region's calendar)"
-    )
-    missed_windows: list[date] = Field(description="adjustment windows after the newest notice, up to today")
-    next_adjustment_window: date | None
-    stale: bool = Field(description="true when a window has passed with no newer notice loaded (or none is)")
-    warning: str | None = Field(description="what to tell the operator when stale")
 
 
 @router.get(
@@ -82,7 +103,7 @@ def read_ceilings(
     now = datetime.now(region.tz)
     with state.db.connection() as conn:
         book = ceilings_for_zone(conn, region.price_zone)
-        status = staleness(conn, region.price_zone, now.date(), region.holidays)
+        fresh = ceiling_freshness(conn, region, now)
     in_force = [c for g in KNOWN_GRADES if (c := ceiling_in(book, g, now)) is not None]
     return CeilingsPublic(
         zone=region.price_zone,
@@ -95,10 +116,5 @@ def read_ceilings(
             )
             for c in in_force
         ],
-        newest_notice=status.newest_notice,
-        last_adjustment_window=status.last_window,
-        missed_windows=list(status.missed_windows),
-        next_adjustment_window=status.next_window,
-        stale=status.stale,
-        warning=status.message(),
+        **fresh.model_dump(),
     )

@@ -26,6 +26,7 @@ from openpyxl.chart import BarChart, Reference
 from psycopg.rows import dict_row
 
 from api._auth import API_KEY, Forbidden, Unauthorized, authenticate, failures_wait, record_failure
+from api._ceilings import ceiling_freshness
 from api._console_models import (
     ConsolePricesPublic,
     ConsolePumpsPublic,
@@ -104,11 +105,16 @@ def console_staff(
 ) -> Staff:
     if not token:
         raise ConsoleUnauthorized("log in to the console first: POST /v1/console/login")
-    with state.db.connection() as conn:
-        staff = session_staff(conn, token, now=datetime.now(state.region.tz))
+    staff = staff_of_token(state, token)
     if staff is None:
         raise ConsoleUnauthorized("the console session has ended or expired: log in again")
     return staff
+
+
+def staff_of_token(state: AppState, token: str) -> Staff | None:
+    """The staff member of a live console session token (None: ended, expired or unknown)."""
+    with state.db.connection() as conn:
+        return session_staff(conn, token, now=datetime.now(state.region.tz))
 
 
 def manager(staff: Staff = Depends(console_staff)) -> Staff:
@@ -250,13 +256,18 @@ def console_pumps(
     staff: Staff = Depends(console_staff), state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
     """The station's pumps, nozzles and live status from the station link ("unknown" when stale)."""
+    return pumps_view(state, staff.station_id)
+
+
+def pumps_view(state: AppState, station_id: int) -> dict[str, Any]:
+    """The console's pumps of a station (GET /v1/console/pumps and the live channel)."""
     now = datetime.now(state.region.tz)
     with state.db.connection() as conn:
         pumps = station_pumps(
-            conn, staff.station_id, now=now, max_age=timedelta(seconds=state.settings.pump_status_max_age_s)
+            conn, station_id, now=now, max_age=timedelta(seconds=state.settings.pump_status_max_age_s)
         )
     return {
-        "station_id": staff.station_id,
+        "station_id": station_id,
         "checked_at": now,
         "pumps": [
             {k: p[k] for k in ("pump_no", "label", "status", "fp_state", "reported_at", "nozzles")}
@@ -284,11 +295,16 @@ def todays_fill_ups(
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """Today's fill-ups at the station, newest first."""
+    return fill_ups_view(state, staff.station_id, limit)
+
+
+def fill_ups_view(state: AppState, station_id: int, limit: int) -> dict[str, Any]:
+    """The day's fill-ups of a station (GET /v1/console/fill-ups and the live channel)."""
     now = datetime.now(state.region.tz)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with state.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(_FILL_UPS_SQL, (staff.station_id, start, limit)).fetchall()
-    return {"station_id": staff.station_id, "business_day": now.date(), "fill_ups": rows}
+        rows = cur.execute(_FILL_UPS_SQL, (station_id, start, limit)).fetchall()
+    return {"station_id": station_id, "business_day": now.date(), "fill_ups": rows}
 
 
 def _fen(cny: Decimal | None) -> int | None:
@@ -299,7 +315,8 @@ def _fen(cny: Decimal | None) -> int | None:
 def console_prices(
     staff: Staff = Depends(console_staff), state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
-    """The station's prices now per grade, with the official ceiling in force and its notice date, and the
+    """The station's prices now per grade, with the official ceiling in force and its notice date, whether
+    the ceilings are current (an adjustment window passed after the newest notice: stale), and the
     promotions valid now."""
     now = datetime.now(state.region.tz)
     zone = state.region.price_zone
@@ -313,6 +330,7 @@ def console_prices(
         promos = promotions_for_stations(conn, [(staff.station_id, station["brand"])], at=now).get(
             staff.station_id, []
         )
+        fresh = ceiling_freshness(conn, state.region, now)
     out = []
     for g in grades:
         p, c = prices.get(g), ceilings.get(g)
@@ -341,6 +359,7 @@ def console_prices(
             }
             for p in promos
         ],
+        "ceiling_status": fresh,
     }
 
 

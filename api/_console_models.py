@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api._ceilings import CeilingFreshness
 from backoffice._staff import MAX_PASSWORD, USERNAME_PATTERN
 
 Money = Field(ge=0, le=100_000_000, description="fen (1/100 CNY)")
@@ -71,7 +72,7 @@ class CorrectionIn(_Strict):
 
 class NozzleReadingPublic(_Strict):
     pump_no: int
-    nozzle_no: int
+    nozzle_no: int | None = Field(description="null: sales reported without a nozzle number (未指定油枪)")
     grade: str
     opening_ml: int
     closing_ml: int
@@ -202,6 +203,10 @@ class ConsolePricesPublic(_Strict):
     price_zone: str
     grades: list[GradePricePublic]
     promotions: list[PromotionBrief]
+    ceiling_status: CeilingFreshness = Field(
+        description="whether the official ceilings are current (as GET /v1/manage/ceilings): the page warns "
+        "when an adjustment window passed after the newest notice"
+    )
 
 
 class ReportRow(_Strict):

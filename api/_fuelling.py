@@ -35,10 +35,21 @@ from typing import Annotated, Any
 import psycopg
 import psycopg_pool
 from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
 
 from api import _tokens
-from api._live import LiveHub, Subscriber
+from api._live import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_SLOW,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+    LiveHub,
+    Subscriber,
+    close_socket,
+    drain_client,
+    send_json,
+)
 from api._models import SessionCreate, SessionEventsPublic, SessionPublic, error_responses
 from api._risk_checks import check_bind, wechat_rank
 from api._state import AppState, get_state
@@ -56,14 +67,6 @@ router = APIRouter(tags=["fuelling"])
 
 SessionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="fuelling session id")]
 LINK_ALIVE_S = 60.0  # a station link silent longer than this (no heartbeat) counts as offline
-CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_SLOW = (
-    4400,
-    4401,
-    4403,
-    4404,
-    4408,
-)
-CLOSE_TRY_AGAIN = 1013
 IDLE_RECHECK_S = 15.0  # a live client with no wake-up reads again after this (a NOTIFY is only a hint)
 
 
@@ -366,7 +369,7 @@ async def live(ws: WebSocket, session_id: int) -> None:
         sent = int(row["last_seq"]) if after is None else min(after, int(row["last_seq"]))
         if after is None and sessions.terminal(row["state"]):
             raise _Closed(1000, f"the session is {row['state']}")
-        receiver = asyncio.create_task(_drain_client(ws))
+        receiver = asyncio.create_task(drain_client(ws))
         while True:
             async with hub.pool.connection() as conn:
                 events = await sessions.events_after_async(conn, session_id, sent)
@@ -385,14 +388,14 @@ async def live(ws: WebSocket, session_id: int) -> None:
                 waiter.cancel()
                 return  # the client went away
     except _Closed as closed:
-        await _close(ws, closed.code, closed.reason)
+        await close_socket(ws, closed.code, closed.reason)
     except (WebSocketDisconnect, RuntimeError):
         pass
     except TimeoutError:
-        await _close(ws, CLOSE_SLOW, "the client does not take the session's events")
+        await close_socket(ws, CLOSE_SLOW, "the client does not take the session's events")
     except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
         log.warning("live session %s: database: %s", session_id, exc)
-        await _close(ws, CLOSE_TRY_AGAIN, "database unavailable, reconnect shortly with after_seq")
+        await close_socket(ws, CLOSE_TRY_AGAIN, "database unavailable, reconnect shortly with after_seq")
     finally:
         if receiver is not None:
             receiver.cancel()
@@ -401,19 +404,4 @@ async def live(ws: WebSocket, session_id: int) -> None:
 
 
 async def _send(ws: WebSocket, message: dict[str, Any], state: AppState) -> None:
-    await asyncio.wait_for(ws.send_json(message), state.settings.fuelling_live_send_timeout_s)
-
-
-async def _drain_client(ws: WebSocket) -> None:
-    """Read (and ignore) what the client sends after its token; return when it disconnects."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                return
-
-
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await ws.close(code=code, reason=reason[:120])
+    await send_json(ws, message, state.settings.fuelling_live_send_timeout_s)

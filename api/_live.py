@@ -10,6 +10,11 @@ Per client the hub holds a bounded queue of wake-ups (`queue_size`); a client wh
 keeping up (its sends are slower than its session's events): it is marked slow and its connection closed
 (4408), so memory never grows with a slow reader.
 
+The same connection listens on channel `forecourt` (store/_forecourt.py: a pump status, a controller sale or
+a station link change) and wakes the station console's live clients of that station (api/_console_live.py);
+progress notes (litres flowing) wake nobody there. The console clients, too, read what they send from the
+tables: the notification is only a hint.
+
 The hub also runs the worker's expiry sweeper (`sweep`, every `sweep_s`): sessions waiting at the pump past
 their binding's time go to expired, rows another worker holds skipped.
 """
@@ -26,17 +31,32 @@ from typing import Any
 import anyio
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+import forecourt  # noqa: F401 - first: the forecourt package and store._forecourt import each other
+from store._forecourt import CHANNEL as FORECOURT_CHANNEL
 from store._sessions import CHANNEL
+
+CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_SLOW = (
+    4400,
+    4401,
+    4403,
+    4404,
+    4408,
+)
+CLOSE_TRY_AGAIN = 1013
+Topic = str  # "session": a fuelling session's clients; "station": a station console's clients
+STATION_KINDS = frozenset({"status", "sale", "link"})  # forecourt notes that wake a station's console
 
 log = logging.getLogger("api.live")
 
 
 class Subscriber:
-    """One live client of one session."""
+    """One live client of one session (topic "session") or of one station's console (topic "station")."""
 
-    def __init__(self, session_id: int, queue_size: int) -> None:
-        self.session_id = session_id
+    def __init__(self, key: int, queue_size: int, topic: Topic = "session") -> None:
+        self.key = key
+        self.topic = topic
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
         self.slow = False
 
@@ -69,7 +89,7 @@ class LiveHub:
         self.pool = AsyncConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False, timeout=5.0
         )
-        self.subscribers: dict[int, set[Subscriber]] = {}
+        self.subscribers: dict[tuple[Topic, int], set[Subscriber]] = {}
         self.listening = asyncio.Event()
         self._sweep = sweep
         self._sweep_s = sweep_s
@@ -89,29 +109,34 @@ class LiveHub:
                 await task
         await self.pool.close()
 
-    def subscribe(self, session_id: int) -> Subscriber:
-        sub = Subscriber(session_id, self.queue_size)
-        self.subscribers.setdefault(session_id, set()).add(sub)
+    def subscribe(self, key: int, topic: Topic = "session") -> Subscriber:
+        sub = Subscriber(key, self.queue_size, topic)
+        self.subscribers.setdefault((topic, key), set()).add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        subs = self.subscribers.get(sub.session_id)
+        subs = self.subscribers.get((sub.topic, sub.key))
         if subs is not None:
             subs.discard(sub)
             if not subs:
-                del self.subscribers[sub.session_id]
+                del self.subscribers[(sub.topic, sub.key)]
 
     @property
     def clients(self) -> int:
         return sum(len(s) for s in self.subscribers.values())
 
-    def _fan_out(self, payload: str) -> None:
+    def _fan_out(self, channel: str, payload: str) -> None:
         try:
             note = json.loads(payload)
-            session_id, seq = int(note["session_id"]), int(note["seq"])
+            if channel == FORECOURT_CHANNEL:
+                if note["kind"] not in STATION_KINDS:
+                    return
+                key, seq, topic = int(note["station_id"]), int(note["id"] or 0), "station"
+            else:
+                key, seq, topic = int(note["session_id"]), int(note["seq"]), "session"
         except (ValueError, KeyError, TypeError):
             return
-        for sub in tuple(self.subscribers.get(session_id, ())):
+        for sub in tuple(self.subscribers.get((topic, key), ())):
             sub.wake(seq)
 
     def _wake_all(self) -> None:
@@ -125,16 +150,17 @@ class LiveHub:
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {FORECOURT_CHANNEL}")
                     self.listening.set()
                     backoff = 0.2
                     self._wake_all()  # events committed while not listening: every client reads again
                     async for note in conn.notifies():
-                        self._fan_out(note.payload)
+                        self._fan_out(note.channel, note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.listening.clear()
-                log.warning("fuelling listener: %s; again in %.1f s", exc, backoff)
+                log.warning("live listener: %s; again in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -153,3 +179,26 @@ class LiveHub:
 
     def stats(self) -> dict[str, Any]:
         return {"listening": self.listening.is_set(), "clients": self.clients}
+
+
+# ---- the WebSocket side, shared by the fuelling sessions' and the station console's live endpoints ----------
+
+
+async def send_json(ws: WebSocket, message: dict[str, Any], timeout_s: float) -> None:
+    """Send one message; TimeoutError when the client does not take it within `timeout_s`."""
+    await asyncio.wait_for(ws.send_json(message), timeout_s)
+
+
+async def drain_client(ws: WebSocket) -> None:
+    """Read (and ignore) what the client sends after its credentials; return when it disconnects."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+
+
+async def close_socket(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await ws.close(code=code, reason=reason[:120])

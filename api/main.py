@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from api import (
     _ceilings,
     _console,
+    _console_live,
     _devices,
     _docs,
     _errors,
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_forecourt.router)  # at the pump: nozzle QR codes, a station's pumps (user token)
     app.include_router(_fuelling.router)  # fuelling sessions: bind a nozzle, follow the pump, live WebSocket
     app.include_router(_console.router)  # station console: staff, live pumps, handovers, reports
+    app.include_router(_console_live.router)  # station console: pumps and fill-ups pushed live (WebSocket)
     app.include_router(_risk.router)  # risk review queue (operator keys) and its page /console/review
     app.include_router(_risk_admin.router)  # risk rule overrides and deny/allow lists (operator keys)
     app.include_router(_osrm.router)  # OSRM v5 route/table/nearest (last: its catch-alls shadow nothing)

@@ -53,7 +53,7 @@ class NozzleReading:
     the controller reported in between, and their amount (the sum of sales: right across a price change)."""
 
     pump_no: int
-    nozzle_no: int
+    nozzle_no: int | None  # None: sales the controller reported without a nozzle (no totaliser: 0 to 0)
     grade: str
     opening_ml: int
     closing_ml: int

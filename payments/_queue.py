@@ -37,6 +37,7 @@ CLEAR_SALE = "payments.clear_sale"
 UNLOCK_SALE = "payments.unlock_sale"
 CLOSE_ORDER = "payments.close_order"
 EXPIRE_POINTS = "payments.expire_points"
+PURGE_STAFF_SESSIONS = "payments.purge_staff_sessions"
 
 # The worker's app: its connector is replaced by an opened (async) one in run_worker_async.
 app = App(connector=PsycopgConnector())
@@ -234,6 +235,16 @@ def expire_points(timestamp: int | None = None) -> dict[str, int]:
     from payments import _points
 
     return _points.expire_points(runtime().connect)
+
+
+@app.periodic(cron="41 * * * *", periodic_id="purge-staff-sessions")
+@app.task(name=PURGE_STAFF_SESSIONS, queue=QUEUE, queueing_lock=PURGE_STAFF_SESSIONS)
+def purge_staff_sessions(timestamp: int | None = None) -> dict[str, int]:
+    """Hourly: delete the station console sessions that have expired (store/_staff.py)."""
+    from store._staff import purge_expired_sessions
+
+    with runtime().connect() as conn:
+        return {"deleted": purge_expired_sessions(conn, now=datetime.now(UTC))}
 
 
 @app.periodic(cron="* * * * *", periodic_id="sweep")

@@ -42,17 +42,29 @@ WITH inside AS (
       FROM fcc_sales s
      WHERE s.station_id = %(station)s AND {SALE_AT} < %(start)s
      GROUP BY s.pump_no, s.nozzle_no
+), loose AS (  -- sales without a (configured) nozzle: a line of their own per pump, nozzle and grade
+    SELECT s.pump_no, s.nozzle_no, s.grade, count(*) AS sales, sum(s.volume_ml) AS sales_ml,
+           sum(s.amount_fen) AS amount_fen, array_agg(DISTINCT s.unit_price_fen) AS prices
+      FROM fcc_sales s
+     WHERE s.station_id = %(station)s AND {SALE_AT} >= %(start)s AND {SALE_AT} < %(end)s
+       AND NOT EXISTS (SELECT 1 FROM nozzles z WHERE z.station_id = s.station_id AND z.pump_no = s.pump_no
+                                                 AND z.nozzle_no = s.nozzle_no)
+     GROUP BY s.pump_no, s.nozzle_no, s.grade
 )
-SELECT n.pump_no, n.nozzle_no, n.grade,
-       coalesce(b.last_end, i.first_start, 0) AS opening_ml,
-       coalesce(i.last_end, b.last_end, i.first_start, 0) AS closing_ml,
-       coalesce(i.sales, 0) AS sales, coalesce(i.sales_ml, 0) AS sales_ml,
-       coalesce(i.amount_fen, 0) AS amount_fen, coalesce(i.prices, '{{}}') AS prices
-  FROM nozzles n
-  LEFT JOIN inside i USING (pump_no, nozzle_no)
-  LEFT JOIN before b USING (pump_no, nozzle_no)
- WHERE n.station_id = %(station)s
- ORDER BY n.pump_no, n.nozzle_no
+SELECT * FROM (
+    SELECT n.pump_no, n.nozzle_no, n.grade,
+           coalesce(b.last_end, i.first_start, 0) AS opening_ml,
+           coalesce(i.last_end, b.last_end, i.first_start, 0) AS closing_ml,
+           coalesce(i.sales, 0) AS sales, coalesce(i.sales_ml, 0) AS sales_ml,
+           coalesce(i.amount_fen, 0) AS amount_fen, coalesce(i.prices, '{{}}') AS prices
+      FROM nozzles n
+      LEFT JOIN inside i USING (pump_no, nozzle_no)
+      LEFT JOIN before b USING (pump_no, nozzle_no)
+     WHERE n.station_id = %(station)s
+    UNION ALL
+    SELECT l.pump_no, l.nozzle_no, l.grade, 0, 0, l.sales, l.sales_ml, l.amount_fen, l.prices FROM loose l
+) lines
+ ORDER BY pump_no, nozzle_no NULLS LAST, grade
 """
 
 _WECHAT_SQL = f"""
@@ -73,7 +85,10 @@ def controller_readings(
     conn: psycopg.Connection, station_id: int, start: datetime, end: datetime
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Per nozzle: opening and closing volume totalisers from the controller's sales, the sales between,
-    their amount and the unit prices they were sold at; and the sales WeChat paid for."""
+    their amount and the unit prices they were sold at; and the sales WeChat paid for. Sales the controller
+    reported without a nozzle number (or with one not configured) are lines of their own (nozzle_no as
+    reported, None shown as 未指定油枪) with no totaliser (0 to 0): they are expected money like any other,
+    and their litres, which moved the real nozzle's meter, cancel that nozzle's unreported litres."""
     args = {"station": station_id, "start": start, "end": end}
     with conn.cursor(row_factory=dict_row) as cur:
         nozzles = cur.execute(_READINGS_SQL, args).fetchall()

@@ -28,6 +28,7 @@ from backoffice._staff import needs_rehash
 from geo._errors import Conflict, FuelError, InvalidInput, NotFound
 from store._audit import record
 
+PURGE_AT_LOGIN = 500  # expired sessions deleted by one login at most (the hourly job takes the rest)
 _FIELDS = "id, station_id, username, display_name, role, active, created_by, created_at"
 # A hash to verify against when the username is unknown: the answer takes as long as for a known one.
 _DUMMY_HASH = hash_password("not-a-real-password-0")
@@ -181,6 +182,7 @@ def start_session(
     token = secrets.token_urlsafe(32)
     expires = now + SESSION_TTL
     with conn.transaction():
+        purge_expired_sessions(conn, now=now, limit=PURGE_AT_LOGIN)
         conn.execute(
             "INSERT INTO staff_sessions (token_hash, staff_id, created_at, expires_at) VALUES (%s, %s, %s, %s)",
             (_hash_token(token), staff.id, now, expires),
@@ -195,6 +197,30 @@ def start_session(
             new={"address": address, "expires_at": expires},
         )
     return token, expires
+
+
+def purge_expired_sessions(conn: psycopg.Connection, *, now: datetime, limit: int | None = None) -> int:
+    """Delete the sessions that expired before `now` (at most `limit`, oldest first; all when None) with one
+    audit row (entity `staff_session`, id `expired`) counting them; returns how many. Run at each login and
+    hourly by the payments worker (payments/_queue.py)."""
+    with conn.transaction():
+        cur = conn.execute(
+            "DELETE FROM staff_sessions WHERE token_hash IN (SELECT token_hash FROM staff_sessions"
+            " WHERE expires_at <= %s ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (now, limit),
+        )
+        n = cur.rowcount
+        if n > 0:
+            record(
+                conn,
+                actor="system:session-purge",
+                action="delete",
+                entity="staff_session",
+                entity_id="expired",
+                old=None,
+                new={"deleted": n, "expired_before": now},
+            )
+    return n
 
 
 def session_staff(conn: psycopg.Connection, token: str, *, now: datetime) -> Staff | None:

@@ -21,8 +21,8 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from store._ceilings import Ceiling, upsert_ceilings
 from store._prices import PriceIn, insert_prices
-from tests._console import PASSWORD, create_staff
-from tests._fuelling import Stack, wait_for
+from tests._console import PASSWORD, create_staff, fuel
+from tests._fuelling import Stack
 from tests.test_web_browser import context, shot  # noqa: F401 - context: the map tests' Chromium fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -35,29 +35,6 @@ def stack(module_db: str) -> Iterator[Stack]:
         yield s
     finally:
         s.close()
-
-
-def fuel(stack: Stack, pump: int, litres: str, *, nozzle: int = 1, cashier: bool = True) -> int:
-    before = {r[0] for r in stack.sql("SELECT id FROM fcc_sales WHERE station_id = %s", stack.station)}
-    stack.sim.post(f"/pumps/{pump}/lift", nozzle=nozzle)
-    stack.sim.post(f"/pumps/{pump}/fuel", litres=litres, wait="true")
-    stack.sim.post(f"/pumps/{pump}/hangup")
-    sale = int(
-        wait_for(
-            lambda: (
-                sorted(
-                    {r[0] for r in stack.sql("SELECT id FROM fcc_sales WHERE station_id = %s", stack.station)}
-                    - before
-                )
-                or [None]
-            )[0]
-        )
-    )
-    if cashier:
-        tx = stack.sql("SELECT site_tx_id FROM fcc_sales WHERE id = %s", sale)[0][0]
-        stack.sim.post(f"/pumps/{pump}/cashier", site_tx_id=tx)
-        wait_for(lambda: stack.sql("SELECT state FROM fcc_sales WHERE id = %s", sale)[0][0] == "cleared")
-    return sale
 
 
 def login(pg: Page, base: str, user: str) -> None:

@@ -20,6 +20,7 @@ from store._staff import (
     LoginFailed,
     create_staff,
     end_session,
+    purge_expired_sessions,
     session_staff,
     start_session,
     verify_credentials,
@@ -253,3 +254,115 @@ def test_handover_states_reports_and_daily_close(conn: psycopg.Connection) -> No
     got = get_close(conn, station, day)
     assert got is not None and got["amount_fen"] == 53_500 and got["business_day"] == day.isoformat()
     assert get_close(conn, station, date(2020, 1, 1)) is None
+
+
+def _count_sessions(conn: psycopg.Connection, staff_id: int) -> int:
+    row = conn.execute("SELECT count(*) AS n FROM staff_sessions WHERE staff_id = %s", (staff_id,)).fetchone()
+    assert row is not None
+    return int(row["n"])  # type: ignore[call-overload]
+
+
+def test_expired_sessions_are_deleted_at_login_and_by_the_hourly_job(conn: psycopg.Connection) -> None:
+    from payments._queue import PURGE_STAFF_SESSIONS, app
+
+    station = seed_station(conn.info.dsn, pumps=1)
+    row = create_staff(
+        conn,
+        station_id=station,
+        username=f"old-{station}",
+        display_name="钱七",
+        role="attendant",
+        password=PW,
+        actor="key:ops",
+    )
+    now = datetime.now(UTC)
+    staff = verify_credentials(conn, row["username"], PW, now=now)
+    long_ago = now - timedelta(days=3)
+    old, _ = start_session(conn, staff, now=long_ago, address="127.0.0.1")  # expired two days ago
+    assert _count_sessions(conn, staff.id) == 1
+    fresh, _ = start_session(conn, staff, now=now, address="127.0.0.1")  # the next login clears it away
+    assert _count_sessions(conn, staff.id) == 1
+    assert session_staff(conn, fresh, now=now) == staff and session_staff(conn, old, now=now) is None
+    purged = [
+        a["new_value"]
+        for a in audit_rows(conn, entity="staff_session", entity_id="expired")
+        if a["new_value"]
+    ]
+    assert purged and purged[-1]["deleted"] >= 1
+
+    start_session(conn, staff, now=long_ago, address="127.0.0.1")  # expired again, no login after it
+    assert _count_sessions(conn, staff.id) == 2
+    with conn.transaction():  # the service's own role may delete them (migration 0026)
+        conn.execute("SET LOCAL ROLE fuel_app")
+        assert purge_expired_sessions(conn, now=now) >= 1
+    assert _count_sessions(conn, staff.id) == 1  # the live session stays
+    assert purge_expired_sessions(conn, now=now) == 0
+    assert session_staff(conn, fresh, now=now) == staff
+    # the payments worker runs the purge every hour
+    assert any(task == PURGE_STAFF_SESSIONS for task, _ in app.periodic_registry.periodic_tasks)
+
+
+def test_a_sale_without_a_nozzle_is_its_own_handover_line(conn: psycopg.Connection) -> None:
+    station = seed_station(conn.info.dsn, pumps=1, grades=("92",))
+    a, b = (
+        create_staff(
+            conn,
+            station_id=station,
+            username=f"{p}-{station}",
+            display_name=p,
+            role="attendant",
+            password=PW,
+            actor="t",
+        )
+        for p in ("nn", "mm")
+    )
+    now = datetime.now(UTC)
+    sa, sb = (verify_credentials(conn, x["username"], PW, now=now) for x in (a, b))
+    t = datetime.now(TZ) - timedelta(days=2)
+    shift = open_shift(conn, sa, at=t)
+    _sale(
+        conn,
+        station,
+        "n1",
+        pump=1,
+        nozzle=1,
+        grade="92",
+        ml=10_000,
+        price=800,
+        t0=500_000,
+        at=t + timedelta(hours=1),
+    )
+    # the controller reported this one without its nozzle number; its litres moved nozzle 1's totaliser
+    conn.execute(
+        "INSERT INTO fcc_sales (station_id, pump_no, nozzle_no, site_tx_id, grade, volume_ml, amount_fen,"
+        " unit_price_fen, state, ended_at) VALUES (%s, 1, NULL, 'n2', '92', 5000, 4000, 800, 'cleared', %s)",
+        (station, t + timedelta(hours=2)),
+    )
+    _sale(
+        conn,
+        station,
+        "n3",
+        pump=1,
+        nozzle=1,
+        grade="92",
+        ml=20_000,
+        price=800,
+        t0=515_000,
+        at=t + timedelta(hours=3),
+    )
+    closed = close_shift(conn, shift["id"], sa, at=t + timedelta(hours=4))
+    lines = {(x["pump_no"], x["nozzle_no"]): x for x in closed["readings"]["nozzles"]}
+    loose = lines[(1, None)]
+    assert (loose["grade"], loose["sales"], loose["sales_ml"], loose["amount_fen"]) == ("92", 1, 5_000, 4_000)
+    assert (
+        lines[(1, 1)]["sales_ml"] == 30_000
+        and lines[(1, 1)]["closing_ml"] - lines[(1, 1)]["opening_ml"] == 35_000
+    )
+    done = enter_tenders(conn, shift["id"], sa, cash_fen=28_000, card_fen=0, counted_cash_fen=28_000)
+    rec = done["reconciliation"]
+    assert rec["sales_fen"] == 8_000 + 4_000 + 16_000  # the sale without a nozzle is expected too
+    assert rec["status"] == "balanced" and rec["cash_difference_fen"] == 0
+    assert rec["unreported_ml"] == 0  # its litres are on nozzle 1's meter: nothing is missing
+    sign_outgoing(conn, shift["id"], sa, at=t + timedelta(hours=4, minutes=1))
+    signed, _ = sign_incoming(conn, shift["id"], sb, at=t + timedelta(hours=4, minutes=2))
+    assert signed["summary"]["sales_fen"] == 28_000

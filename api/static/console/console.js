@@ -23,7 +23,9 @@
       balanced: "平账", short: "短款", over: "长款", shift: "班次", attendant: "当班员工", opened: "开班",
       closedAt: "结班", noShift: "当前没有班次，请开班。", sales: "应收(按销售)", wechatT: "微信",
       cardT: "银行卡", expected: "应有现金", countedT: "实点现金", diff: "差额", tolerance: "容差",
-      unreported: "泵码与销售差(升)", nozzle: "号枪",
+      unreported: "泵码与销售差(升)", nozzle: "号枪", noNozzle: "未指定油枪", push: "实时推送", poll: "轮询刷新",
+      stale: (n, last) => `最高零售价可能已过期：在用调价通知日期为 ${n}，最近一个调价窗口为 ${last}，请导入新的调价通知。`,
+      noCeilings: "尚未导入最高零售价调价通知，无法核对挂牌价。",
     },
     en: {
       free: "Free", "in-use": "Fuelling", "in-transaction": "In transaction", "ready-to-pay": "Ready to pay",
@@ -33,7 +35,9 @@
       over: "Over", shift: "Shift", attendant: "Attendant", opened: "Opened", closedAt: "Closed",
       noShift: "No running shift: open one.", sales: "Sales", wechatT: "WeChat", cardT: "Card",
       expected: "Expected cash", countedT: "Counted cash", diff: "Difference", tolerance: "Tolerance",
-      unreported: "Meter minus sales (L)", nozzle: "nozzle",
+      unreported: "Meter minus sales (L)", nozzle: "nozzle", noNozzle: "no nozzle", push: "Live", poll: "Polling",
+      stale: (n, last) => `The official price ceilings may be stale: the notice in force is of ${n}, the last adjustment window was ${last}. Load the newer notices.`,
+      noCeilings: "No official price ceiling notice is loaded: prices cannot be checked.",
     },
   };
   let lang = "zh";
@@ -45,7 +49,10 @@
   const fen = (v) => Math.round(parseFloat(v) * 100);
   let me = null;
   let shift = null;
-  let timer = null;
+  let timer = null;  // polling, only while the push channel is down
+  let sock = null;  // the push channel (WebSocket)
+  let retries = 0;
+  let retryTimer = null;
 
   function cell(text, cls) {
     const td = document.createElement("td");
@@ -66,6 +73,7 @@
       el.textContent = lang === "zh" ? zhText.get(el) : EN[el.dataset.i18n] || zhText.get(el);
     });
     $("#lang").textContent = lang === "zh" ? "EN" : "中文";
+    if ($("#live").dataset.mode !== "off") setLive($("#live").dataset.mode);
     if (me) refreshAll();
   }
 
@@ -94,7 +102,7 @@
     $("#app").hidden = true;
     $("#logout").hidden = true;
     $("#who").textContent = "";
-    if (timer) clearInterval(timer);
+    stopLive();
   }
   function showApp(session) {
     me = session;
@@ -104,8 +112,54 @@
     $("#who").textContent = `${session.station_name} · ${session.staff.display_name} (${session.staff.role})`;
     document.querySelector('[data-tab="reports"]').hidden = session.staff.role !== "manager";
     refreshAll();
+    connectLive();
+  }
+
+  // Pumps and fill-ups are pushed over a WebSocket; while it is down the page polls every 2 s and reconnects
+  // (1, 2, 4 ... 16 s apart). A closed session (4401) goes back to the login.
+  function setLive(mode) {
+    const el = $("#live");
+    el.dataset.mode = mode;
+    el.hidden = mode === "off";
+    el.textContent = mode === "off" ? "" : w(mode);
+  }
+  function startPolling() {
+    if (!timer) timer = setInterval(refreshLive, 2000);
+  }
+  function stopPolling() {
     if (timer) clearInterval(timer);
-    timer = setInterval(refreshLive, 2000);
+    timer = null;
+  }
+  function connectLive() {
+    if (!me || sock) return;
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${location.host}/v1/console/stations/${me.staff.station_id}/live`);
+    sock = ws;
+    ws.onopen = () => { retries = 0; stopPolling(); setLive("push"); };
+    ws.onmessage = (ev) => {
+      const m = JSON.parse(ev.data);
+      if (m.type === "pumps") renderPumps(m.pumps);
+      else if (m.type === "fill_ups") renderFillUps(m.fill_ups);
+    };
+    ws.onclose = (ev) => {
+      if (sock !== ws) return;  // closed on purpose (logout)
+      sock = null;
+      if (!me) return;
+      if (ev.code === 4401) { showLogin(); return; }
+      setLive("poll");
+      refreshLive();
+      startPolling();
+      retryTimer = setTimeout(connectLive, 1000 * 2 ** Math.min(retries, 4));
+      retries += 1;
+    };
+  }
+  function stopLive() {
+    const ws = sock;
+    sock = null;
+    if (ws) ws.close();
+    clearTimeout(retryTimer);
+    stopPolling();
+    setLive("off");
   }
 
   async function refreshLive() {
@@ -121,7 +175,9 @@
   }
 
   async function loadPumps() {
-    const data = await api("/v1/console/pumps");
+    renderPumps(await api("/v1/console/pumps"));
+  }
+  function renderPumps(data) {
     const box = document.createElement("div");
     box.className = "pumps";
     data.pumps.forEach((p) => {
@@ -142,7 +198,9 @@
   }
 
   async function loadFillUps() {
-    const data = await api("/v1/console/fill-ups?limit=50");
+    renderFillUps(await api("/v1/console/fill-ups?limit=50"));
+  }
+  function renderFillUps(data) {
     const tb = $("#fillups tbody");
     tb.replaceChildren();
     data.fill_ups.forEach((f) => {
@@ -154,6 +212,10 @@
 
   async function loadPrices() {
     const data = await api("/v1/console/prices");
+    const c = data.ceiling_status;
+    const banner = $("#ceiling-banner");
+    banner.hidden = !c.stale;
+    banner.textContent = !c.stale ? "" : c.newest_notice ? w("stale")(c.newest_notice, c.last_adjustment_window) : w("noCeilings");
     const tb = $("#prices tbody");
     tb.replaceChildren();
     data.grades.forEach((g) => {
@@ -204,9 +266,10 @@
     head.textContent = `${w("shift")} #${shift.id} · ${w(shift.state)} · ${w("opened")} ${when(shift.opened_at)}` +
       (shift.closed_at ? ` · ${w("closedAt")} ${when(shift.closed_at)}` : "");
     shift.nozzles.forEach((n) => {
-      const none = n.sales === 0 && n.opening_ml === 0 && n.closing_ml === 0;  // no reading from the controller yet
-      row(tb, [`${n.pump_no}-${n.nozzle_no}`, `${n.grade}#`, cell(none ? "—" : litres(n.opening_ml), "num"),
-        cell(none ? "—" : litres(n.closing_ml), "num"), cell(litres(n.closing_ml - n.opening_ml), "num"),
+      const loose = n.nozzle_no == null;  // sales reported without a nozzle: no totaliser of their own
+      const none = loose || (n.sales === 0 && n.opening_ml === 0 && n.closing_ml === 0);  // no reading yet
+      row(tb, [`${n.pump_no}-${loose ? w("noNozzle") : n.nozzle_no}`, `${n.grade}#`, cell(none ? "—" : litres(n.opening_ml), "num"),
+        cell(none ? "—" : litres(n.closing_ml), "num"), cell(litres(loose ? n.sales_ml : n.closing_ml - n.opening_ml), "num"),
         cell(yuan(n.amount_fen), "num"), n.prices.map(yuan).join(" / ")]);
     });
     const r = shift.reconciliation;
