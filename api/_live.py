@@ -33,7 +33,6 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-import forecourt  # noqa: F401 - first: the forecourt package and store._forecourt import each other
 from store._forecourt import CHANNEL as FORECOURT_CHANNEL
 from store._sessions import CHANNEL
 

@@ -19,7 +19,7 @@ import psycopg
 
 from forecourt import _openfsc as o
 from geo._errors import FuelError, InvalidInput
-from store._forecourt import CMD_CHANNEL, REPLY_CHANNEL
+from store import _forecourt as channels  # a module reference: store._forecourt imports this package
 
 # Requests the server sends to a site (OpenFSC core and the service's extensions).
 VERBS = (
@@ -103,7 +103,7 @@ def send_command(
     text = command_line(verb, args)
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(_url(db), autocommit=True) as conn:
-        conn.execute(f"LISTEN {REPLY_CHANNEL}")
+        conn.execute(f"LISTEN {channels.REPLY_CHANNEL}")
         with conn.transaction():
             live = conn.execute(
                 "SELECT 1 FROM forecourt_links WHERE station_id = %s"
@@ -121,7 +121,7 @@ def send_command(
             command_id = int(row[0])
             conn.execute(
                 "SELECT pg_notify(%s, %s)",
-                (CMD_CHANNEL, json.dumps({"id": command_id, "station_id": station_id})),
+                (channels.CMD_CHANNEL, json.dumps({"id": command_id, "station_id": station_id})),
             )
         while True:
             state = conn.execute(
