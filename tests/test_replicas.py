@@ -28,7 +28,8 @@ READ_POOL = "lijiang-fuel-read"  # application_name of the API's standby connect
 
 
 class Standby:
-    """A hot standby of `primary`, streaming from it."""
+    """A hot standby of `primary`, streaming from it (the base backup asks for an immediate checkpoint:
+    the default spread one waits most of checkpoint_timeout)."""
 
     def __init__(self, primary: PrivatePostgres) -> None:
         self.primary = primary
@@ -36,7 +37,7 @@ class Standby:
         self.data = primary.dir / "standby"
         primary._pg(
             "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "root",
-            "-D", str(self.data), "-R", "-X", "stream", "--no-sync",
+            "-D", str(self.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
         )  # fmt: skip
         self.url = f"postgresql://root@127.0.0.1:{self.port}/fuel"
 
