@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -30,10 +31,34 @@ def fresh_rate_prefix() -> str:
     return f"{TEST_RATE_PREFIX}-{uuid.uuid4().hex[:8]}"
 
 
+_PORTS = random.Random()  # its own generator: the test run's seeding of `random` is the same in every process
+LOWEST_PORT = 20_000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux: ip_local_port_range; 32768 by default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, for a server a test starts. Chosen below the kernel's ephemeral range:
+    a port the kernel hands out (port 0, or the local end of any outgoing connection) can be taken by
+    another process between this check and the server's bind, which made servers fail to start with
+    "address already in use" when several test processes ran at once."""
+    high = max(_ephemeral_low(), LOWEST_PORT + 1_000)
+    for _ in range(500):
+        port = _PORTS.randrange(LOWEST_PORT, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {LOWEST_PORT} and {high}")
 
 
 def service_environment(db_url: str, **extra: str) -> dict[str, str]:

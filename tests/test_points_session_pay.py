@@ -153,6 +153,11 @@ def test_a_failed_session_payment_voids_its_hold(stack: PayStack) -> None:
     # the payment sheet fails; the sweep finds the order failed at WeChat Pay and closes it
     status, answer = stack.gateway.control("pay", **order["request_payment"], result="PAYERROR")
     assert status == 200 and "fail" in answer["errMsg"]
+    # old enough for the sweep (FUEL_PAYMENTS_SWEEP_AFTER_S) however soon the job runs; not expired: the
+    # order is closed because WeChat Pay says PAYERROR
+    stack.sql(
+        "UPDATE payments SET created_at = now() - interval '1 minute' WHERE out_trade_no = %s RETURNING 1", no
+    )
     stack.sweep()
     wait_for(lambda: stack.payment(no)["state"] == "closed", timeout_s=30, what="the order closed")
     wait_for(lambda: points(stack, token)["balance"] == 2_000, timeout_s=30, what="the hold voided")
