@@ -62,13 +62,15 @@ def free_port() -> int:
 
 
 def service_environment(db_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a service process in the tests: the test secrets, this run's rate-limit windows."""
+    """The environment of a service process in the tests: the test secrets, Redis windows of its own (every
+    module has its own database whose ids start at 1, so windows keyed by a user or sale id must not be
+    shared with another module's servers)."""
     env = dict(os.environ)
     env.update(
         DATABASE_URL=db_url,
         FUEL_ENV="test",
         FUEL_SECRET_KEY=TEST_SECRET_KEY,
-        FUEL_RATE_LIMIT_PREFIX=TEST_RATE_PREFIX,
+        FUEL_RATE_LIMIT_PREFIX=fresh_rate_prefix(),
         FUEL_ADMIN_API_KEY=TEST_ADMIN_KEY,
         FUEL_RATE_LIMIT_PER_MINUTE="1000000",
     )
