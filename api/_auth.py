@@ -14,6 +14,8 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
@@ -111,6 +113,21 @@ def require_role(principal: Principal, what: str, *roles: str) -> None:
         raise Forbidden(
             f"key {principal.name!r} ({principal.role}) may not {what}: {' or '.join(roles)} keys only"
         )
+
+
+def operator_key(what: str) -> Callable[..., Principal]:
+    """A dependency: the request's principal, 403 unless it is an operator key (`what` names the action)."""
+
+    def operator(principal: Principal = Depends(authenticate)) -> Principal:
+        require_role(principal, what, "operator")
+        return principal
+
+    return operator
+
+
+def next_after_id(rows: Sequence[Mapping[str, Any]], limit: int) -> int | None:
+    """The `after_id` of the next page of an id-ordered listing: null when this page was not full."""
+    return int(rows[-1]["id"]) if rows and len(rows) == limit else None
 
 
 def require_operator(principal: Principal, what: str) -> None:

@@ -17,41 +17,21 @@ channel closes 4401. The page polls the two GET endpoints only while this channe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import anyio
-import psycopg
-import psycopg_pool
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from api._console import COOKIE, fill_ups_view, pumps_view, staff_of_token
 from api._console_models import ConsolePumpsPublic, FillUpsPublic
-from api._live import (
-    CLOSE_FORBIDDEN,
-    CLOSE_SLOW,
-    CLOSE_TRY_AGAIN,
-    CLOSE_UNAUTHORIZED,
-    LiveHub,
-    Subscriber,
-    close_socket,
-    drain_client,
-    send_json,
-)
+from api._live import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Closed, LiveHub, live_channel, send_json
 from api._state import AppState
 
 log = logging.getLogger("api.console_live")
 router = APIRouter(tags=["console"])
 IDLE_RECHECK_S = 5.0
 FILL_UPS_SHOWN = 50
-
-
-class _Closed(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def _views(state: AppState, station_id: int) -> dict[str, dict[str, Any]]:
@@ -75,9 +55,9 @@ async def _staff_or_close(state: AppState, ws: WebSocket, station_id: int) -> No
     token = ws.cookies.get(COOKIE)
     staff = await anyio.to_thread.run_sync(staff_of_token, state, token) if token else None
     if staff is None:
-        raise _Closed(CLOSE_UNAUTHORIZED, "log in to the console first (the session ended or expired)")
+        raise Closed(CLOSE_UNAUTHORIZED, "log in to the console first (the session ended or expired)")
     if staff.station_id != station_id:
-        raise _Closed(CLOSE_FORBIDDEN, f"station {station_id} is not your station")
+        raise Closed(CLOSE_FORBIDDEN, f"station {station_id} is not your station")
 
 
 @router.websocket("/v1/console/stations/{station_id}/live")
@@ -86,38 +66,24 @@ async def console_live(ws: WebSocket, station_id: int) -> None:
     state: AppState = ws.app.state.fuel
     hub: LiveHub = state.extras["live"]
     timeout_s = state.settings.fuelling_live_send_timeout_s
-    await ws.accept()
-    sub: Subscriber | None = None
-    receiver: asyncio.Task[None] | None = None
-    try:
+    async with live_channel(
+        ws,
+        hub,
+        name=f"console live, station {station_id}",
+        not_taken="the client does not take the station's changes",
+        try_again="database unavailable, reconnect shortly",
+    ) as channel:
         await _staff_or_close(state, ws, station_id)
-        sub = hub.subscribe(station_id, "station")  # before the first read: no wake-up falls between
-        receiver = asyncio.create_task(drain_client(ws))
+        channel.subscribe(station_id, "station")
+        channel.follow_client()
         last: dict[str, Any] = {}
         while True:
             views = await anyio.to_thread.run_sync(_views, state, station_id)
             for kind, view in views.items():
                 if _changed(kind, view, last):
                     await send_json(ws, {"type": kind, kind: view}, timeout_s)
-            if sub.slow:
-                raise _Closed(CLOSE_SLOW, "the client does not keep up with the station's changes")
-            waiter = asyncio.create_task(sub.woken(IDLE_RECHECK_S))
-            await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if receiver.done():
-                waiter.cancel()
+            if not await channel.wait(
+                IDLE_RECHECK_S, "the client does not keep up with the station's changes"
+            ):
                 return  # the client went away
             await _staff_or_close(state, ws, station_id)  # a logout or an expiry ends the channel
-    except _Closed as closed:
-        await close_socket(ws, closed.code, closed.reason)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    except TimeoutError:
-        await close_socket(ws, CLOSE_SLOW, "the client does not take the station's changes")
-    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-        log.warning("console live, station %s: database: %s", station_id, exc)
-        await close_socket(ws, CLOSE_TRY_AGAIN, "database unavailable, reconnect shortly")
-    finally:
-        if receiver is not None:
-            receiver.cancel()
-        if sub is not None:
-            hub.unsubscribe(sub)

@@ -33,21 +33,17 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
-import psycopg_pool
-from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket
 
 from api import _tokens
 from api._live import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
-    CLOSE_SLOW,
-    CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
+    Closed,
     LiveHub,
-    Subscriber,
-    close_socket,
-    drain_client,
+    live_channel,
     send_json,
 )
 from api._models import SessionCreate, SessionEventsPublic, SessionPublic, error_responses
@@ -291,22 +287,15 @@ def expire_due(state: AppState) -> int:
 # ---- the live WebSocket ---------------------------------------------------------------------------------
 
 
-class _Closed(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 def _after_seq(value: object) -> int | None:
     if value is None:
         return None
     try:
         n = int(str(value))
     except ValueError:
-        raise _Closed(CLOSE_BAD_REQUEST, "after_seq must be an integer 0 or more") from None
+        raise Closed(CLOSE_BAD_REQUEST, "after_seq must be an integer 0 or more") from None
     if not 0 <= n < 2**31:
-        raise _Closed(CLOSE_BAD_REQUEST, "after_seq must be an integer 0 or more")
+        raise Closed(CLOSE_BAD_REQUEST, "after_seq must be an integer 0 or more")
     return n
 
 
@@ -317,17 +306,17 @@ async def _credentials(ws: WebSocket, state: AppState) -> tuple[User, int | None
         try:
             text = await asyncio.wait_for(ws.receive_text(), state.settings.fuelling_live_auth_timeout_s)
         except TimeoutError:
-            raise _Closed(
+            raise Closed(
                 CLOSE_UNAUTHORIZED, "a session token is required (query `token` or first message)"
             ) from None
         try:
             first = json.loads(text)
         except ValueError:
-            raise _Closed(
+            raise Closed(
                 CLOSE_BAD_REQUEST, 'the first message must be JSON: {"token": ..., "after_seq": ...}'
             ) from None
         if not isinstance(first, dict):
-            raise _Closed(CLOSE_BAD_REQUEST, 'the first message must be a JSON object {"token": ...}')
+            raise Closed(CLOSE_BAD_REQUEST, 'the first message must be a JSON object {"token": ...}')
         token = first.get("token")
         if "after_seq" in first:
             after = _after_seq(first["after_seq"])
@@ -337,14 +326,14 @@ async def _credentials(ws: WebSocket, state: AppState) -> tuple[User, int | None
         else None
     )
     if user is None:
-        raise _Closed(CLOSE_UNAUTHORIZED, "the session token is missing, not valid or expired: log in again")
+        raise Closed(CLOSE_UNAUTHORIZED, "the session token is missing, not valid or expired: log in again")
     hub: LiveHub = state.extras["live"]
     async with hub.pool.connection() as conn:  # a deleted account's tokens stop working (as current_user)
         cur = await conn.execute(
             "SELECT 1 FROM users WHERE id = %s AND openid = %s AND deleted_at IS NULL", (user.id, user.openid)
         )
         if await cur.fetchone() is None:
-            raise _Closed(CLOSE_UNAUTHORIZED, "this account no longer exists: log in again")
+            raise Closed(CLOSE_UNAUTHORIZED, "this account no longer exists: log in again")
     return user, after
 
 
@@ -353,23 +342,26 @@ async def live(ws: WebSocket, session_id: int) -> None:
     """Live state, litres and amount of a fuelling session (see the module docstring for the protocol)."""
     state: AppState = ws.app.state.fuel
     hub: LiveHub = state.extras["live"]
-    await ws.accept()
-    sub: Subscriber | None = None
-    receiver: asyncio.Task[None] | None = None
-    try:
+    async with live_channel(
+        ws,
+        hub,
+        name=f"live session {session_id}",
+        not_taken="the client does not take the session's events",
+        try_again="database unavailable, reconnect shortly with after_seq",
+    ) as channel:
         user, after = await _credentials(ws, state)
-        sub = hub.subscribe(session_id)  # before the first read: no wake-up falls between
+        channel.subscribe(session_id)
         async with hub.pool.connection() as conn:
             row = await sessions.get_async(conn, session_id)
         if row is None:
-            raise _Closed(CLOSE_NOT_FOUND, f"fuelling session {session_id} not found")
+            raise Closed(CLOSE_NOT_FOUND, f"fuelling session {session_id} not found")
         if int(row["user_id"]) != user.id:
-            raise _Closed(CLOSE_FORBIDDEN, f"fuelling session {session_id} belongs to another user")
+            raise Closed(CLOSE_FORBIDDEN, f"fuelling session {session_id} belongs to another user")
         await _send(ws, {"type": "session", "session": session_out(row, state)}, state)
         sent = int(row["last_seq"]) if after is None else min(after, int(row["last_seq"]))
         if after is None and sessions.terminal(row["state"]):
-            raise _Closed(1000, f"the session is {row['state']}")
-        receiver = asyncio.create_task(drain_client(ws))
+            raise Closed(1000, f"the session is {row['state']}")
+        channel.follow_client()
         while True:
             async with hub.pool.connection() as conn:
                 events = await sessions.events_after_async(conn, session_id, sent)
@@ -377,30 +369,13 @@ async def live(ws: WebSocket, session_id: int) -> None:
                 await _send(ws, {"type": "event", "event": event_out(e, state)}, state)
                 sent = int(e["seq"])
                 if sessions.terminal(e["state"]):
-                    raise _Closed(1000, f"the session is {e['state']}")
+                    raise Closed(1000, f"the session is {e['state']}")
             if len(events) == sessions.MAX_PAGE:
                 continue
-            if sub.slow:
-                raise _Closed(CLOSE_SLOW, "the client does not keep up with the session's events")
-            waiter = asyncio.create_task(sub.woken(IDLE_RECHECK_S))
-            await asyncio.wait({waiter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if receiver.done():
-                waiter.cancel()
+            if not await channel.wait(
+                IDLE_RECHECK_S, "the client does not keep up with the session's events"
+            ):
                 return  # the client went away
-    except _Closed as closed:
-        await close_socket(ws, closed.code, closed.reason)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    except TimeoutError:
-        await close_socket(ws, CLOSE_SLOW, "the client does not take the session's events")
-    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-        log.warning("live session %s: database: %s", session_id, exc)
-        await close_socket(ws, CLOSE_TRY_AGAIN, "database unavailable, reconnect shortly with after_seq")
-    finally:
-        if receiver is not None:
-            receiver.cancel()
-        if sub is not None:
-            hub.unsubscribe(sub)
 
 
 async def _send(ws: WebSocket, message: dict[str, Any], state: AppState) -> None:

@@ -25,11 +25,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import psycopg
+import psycopg_pool
 from psycopg_pool import AsyncConnectionPool
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -201,3 +202,73 @@ async def close_socket(ws: WebSocket, code: int, reason: str) -> None:
     if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(code=code, reason=reason[:120])
+
+
+class Closed(Exception):
+    """Raised inside `live_channel`: the channel closes with `code` and `reason`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Channel:
+    """One accepted live WebSocket: its hub subscription and the task that notices the client leaving."""
+
+    def __init__(self, ws: WebSocket, hub: LiveHub) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.sub: Subscriber | None = None
+        self.receiver: asyncio.Task[None] | None = None
+
+    def subscribe(self, key: int, topic: Topic = "session") -> None:
+        """Take wake-ups of `key` (do it before the first read: no wake-up falls between)."""
+        self.sub = self.hub.subscribe(key, topic)
+
+    def follow_client(self) -> None:
+        """From now on what the client sends is read and ignored; its leaving ends `wait`."""
+        self.receiver = asyncio.create_task(drain_client(self.ws))
+
+    async def wait(self, idle_s: float, slow_reason: str) -> bool:
+        """Until a wake-up or `idle_s`: True to read again, False when the client went away. A subscriber
+        whose wake-ups overflowed is not keeping up: Closed(4408, `slow_reason`)."""
+        assert self.sub is not None and self.receiver is not None
+        if self.sub.slow:
+            raise Closed(CLOSE_SLOW, slow_reason)
+        waiter = asyncio.create_task(self.sub.woken(idle_s))
+        await asyncio.wait({waiter, self.receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if self.receiver.done():
+            waiter.cancel()
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.receiver is not None:
+            self.receiver.cancel()
+        if self.sub is not None:
+            self.hub.unsubscribe(self.sub)
+
+
+@contextlib.asynccontextmanager
+async def live_channel(
+    ws: WebSocket, hub: LiveHub, *, name: str, not_taken: str, try_again: str
+) -> AsyncIterator[Channel]:
+    """Accept `ws` and end it the one way every live endpoint does: `Closed` closes with its code, a
+    client gone quietly ends, a send the client does not take in time closes 4408 (`not_taken`), the
+    database away closes 1013 (`try_again`, logged under `name`); the subscription is always released."""
+    await ws.accept()
+    channel = Channel(ws, hub)
+    try:
+        yield channel
+    except Closed as closed:
+        await close_socket(ws, closed.code, closed.reason)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    except TimeoutError:
+        await close_socket(ws, CLOSE_SLOW, not_taken)
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        log.warning("%s: database: %s", name, exc)
+        await close_socket(ws, CLOSE_TRY_AGAIN, try_again)
+    finally:
+        channel.release()

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api._auth import authenticate, require_role
+from api._auth import next_after_id, operator_key
 from api._models import error_responses
 from api._state import AppState, get_state
 from store import _risk
@@ -72,10 +72,6 @@ def _out(row: dict[str, Any]) -> DecisionPublic:
     return DecisionPublic(**{k: row[k] for k in keys})
 
 
-def _operator(principal: Principal, what: str) -> None:
-    require_role(principal, what, "operator")
-
-
 DecisionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the risk decision's id")]
 
 
@@ -88,16 +84,13 @@ def list_reviews(
     after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=_risk.MAX_PAGE)] = 50,
     state_: Annotated[Literal["pending", "approved", "rejected"], Query(alias="state")] = "pending",
-    principal: Principal = Depends(authenticate),
+    principal: Principal = Depends(operator_key("read the risk review queue")),
     state: AppState = Depends(get_state),
 ) -> DecisionsPublic:
     """Risk decisions held for review (or reviewed), oldest first, with their evidence."""
-    _operator(principal, "read the risk review queue")
     with state.db.connection() as conn:
         rows = _risk.decisions(conn, state=state_, after_id=after_id, limit=limit)
-    return DecisionsPublic(
-        decisions=[_out(r) for r in rows], next_after_id=rows[-1]["id"] if len(rows) == limit else None
-    )
+    return DecisionsPublic(decisions=[_out(r) for r in rows], next_after_id=next_after_id(rows, limit))
 
 
 @router.get(
@@ -107,11 +100,10 @@ def list_reviews(
 )
 def get_decision(
     decision_id: DecisionId,
-    principal: Principal = Depends(authenticate),
+    principal: Principal = Depends(operator_key("read risk decisions")),
     state: AppState = Depends(get_state),
 ) -> DecisionPublic:
     """One risk decision: its outcome, the rules that fired and the facts they saw."""
-    _operator(principal, "read risk decisions")
     with state.db.connection() as conn:
         return _out(_risk.get_decision(conn, decision_id))
 
@@ -124,11 +116,10 @@ def get_decision(
 def review_decision(
     decision_id: DecisionId,
     body: ReviewIn,
-    principal: Principal = Depends(authenticate),
+    principal: Principal = Depends(operator_key("review risk decisions")),
     state: AppState = Depends(get_state),
 ) -> DecisionPublic:
     """Approve or reject a held decision (audited with the key's name)."""
-    _operator(principal, "review risk decisions")
     with state.db.transaction() as conn:
         row = _risk.review(conn, decision_id, approve=body.approve, note=body.note, actor=principal.name)
     return _out(row)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 import risk
-from api._auth import authenticate, require_role
+from api._auth import next_after_id, operator_key
 from api._models import error_responses
 from api._state import AppState, get_state
 from api._text import Text
@@ -105,20 +105,15 @@ RuleName = Annotated[str, Path(min_length=2, max_length=64, pattern=r"^[a-z][a-z
 EntryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the list entry's id")]
 
 
-def _operator(principal: Principal, what: str) -> None:
-    require_role(principal, what, "operator")
-
-
 def _entry(row: dict[str, Any]) -> ListEntryPublic:
     return ListEntryPublic(**{k: row[k] for k in ListEntryPublic.model_fields})
 
 
 @router.get("/v1/risk/rules", response_model=RulesPublic, responses=error_responses(401, 403, 429, 503))
 def list_rules(
-    principal: Principal = Depends(authenticate), state: AppState = Depends(get_state)
+    principal: Principal = Depends(operator_key("read the risk rules")), state: AppState = Depends(get_state)
 ) -> RulesPublic:
     """Every risk rule as evaluated now, with its thresholds and whether it is enabled."""
-    _operator(principal, "read the risk rules")
     with state.db.connection() as conn:
         return RulesPublic(rules=[RulePublic(**r) for r in _risk.rules_in_force(conn)])
 
@@ -131,11 +126,10 @@ def list_rules(
 def put_rule(
     name: RuleName,
     body: RuleOverrideIn,
-    principal: Principal = Depends(authenticate),
+    principal: Principal = Depends(operator_key("change the risk rules")),
     state: AppState = Depends(get_state),
 ) -> RulePublic:
     """Override a rule (audited; in force at the next evaluation, no restart)."""
-    _operator(principal, "change the risk rules")
     with state.db.transaction() as conn:
         now = _risk.rule_in_force(conn, name)
         rule = risk.Rule(
@@ -156,12 +150,11 @@ def put_rule(
 )
 def delete_rule_override(
     name: RuleName,
-    principal: Principal = Depends(authenticate),
+    principal: Principal = Depends(operator_key("change the risk rules")),
     state: AppState = Depends(get_state),
 ) -> RulePublic:
     """Drop a rule's override: the file's rule applies again (audited). 404 without an override, or for a
     rule only an override has (switch it off instead)."""
-    _operator(principal, "change the risk rules")
     with state.db.transaction() as conn:
         _risk.delete_override(conn, name, actor=principal.name)
         return RulePublic(**_risk.rule_in_force(conn, name))
@@ -174,16 +167,13 @@ def list_lists(
     kind: Annotated[Literal["deny", "allow"] | None, Query()] = None,
     after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=_risk.MAX_PAGE)] = 50,
-    principal: Principal = Depends(authenticate),
+    principal: Principal = Depends(operator_key("read the risk lists")),
     state: AppState = Depends(get_state),
 ) -> ListEntriesPublic:
     """The deny and allow list entries (keyed hashes), oldest first."""
-    _operator(principal, "read the risk lists")
     with state.db.connection() as conn:
         rows = _risk.list_entries(conn, kind=kind, after_id=after_id, limit=limit)
-    return ListEntriesPublic(
-        entries=[_entry(r) for r in rows], next_after_id=rows[-1]["id"] if len(rows) == limit else None
-    )
+    return ListEntriesPublic(entries=[_entry(r) for r in rows], next_after_id=next_after_id(rows, limit))
 
 
 @router.post(
@@ -194,12 +184,11 @@ def list_lists(
 )
 def add_list_entry(
     body: ListEntryIn,
-    principal: Principal = Depends(authenticate),
+    principal: Principal = Depends(operator_key("change the risk lists")),
     state: AppState = Depends(get_state),
 ) -> ListEntryPublic:
     """Put a user, device, payer, station or plate on the deny or allow list (audited; hashed with the
     server's key as risk control hashes what it checks). The same entry again updates its note."""
-    _operator(principal, "change the risk lists")
     if body.subject in ("user", "station") and not body.value.isdigit():
         raise InvalidInput("value", f"a {body.subject} is named by its id (digits), got {body.value!r}")
     value_hash = risk.keyed_hash(state.settings.secret_key, body.subject, body.value)
@@ -220,11 +209,10 @@ def add_list_entry(
 )
 def remove_list_entry(
     entry_id: EntryId,
-    principal: Principal = Depends(authenticate),
+    principal: Principal = Depends(operator_key("change the risk lists")),
     state: AppState = Depends(get_state),
 ) -> Response:
     """Take an entry off its list (audited)."""
-    _operator(principal, "change the risk lists")
     with state.db.transaction() as conn:
         _risk.remove_from_list(conn, entry_id, actor=principal.name)
     return Response(status_code=204)

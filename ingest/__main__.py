@@ -29,7 +29,7 @@ from ingest import (
     _setup,
     _stations,
 )
-from ingest._cli import EXIT_USAGE, described, fail, one_line
+from ingest._cli import EXIT_USAGE, described, fail, join_token_values, one_line
 
 # In the order of a first set-up: database, region, then the feeds and tools.
 MODULES = (
@@ -64,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser().parse_args(join_token_values(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help (0) or a usage error (2): argparse has printed it
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:

@@ -35,6 +35,26 @@ def add_command(
     return parser
 
 
+# Options whose value is a nozzle token: base64url, so it may start with "-", which argparse would take for an
+# option ("--revoke -9Tf..." is "expected one argument"). main() joins them as "--revoke=-9Tf...".
+TOKEN_OPTIONS = frozenset({"--revoke"})
+
+
+def join_token_values(argv: list[str]) -> list[str]:
+    """`argv` with each TOKEN_OPTIONS option and the value after it joined by "=" (argparse then takes a
+    value starting with "-" as the value)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in TOKEN_OPTIONS and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def described(doc: str | None) -> str:
     """A module docstring as a command's description: without its leading `python -m ingest ...`: usage
     (argparse prints the usage itself), starting with a capital."""

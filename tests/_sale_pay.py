@@ -27,6 +27,9 @@ from tests._payments import (
 )
 from tests._servers import TEST_SECRET_KEY, free_port
 
+# The simulated nozzles pour 100 L/s: these tests wait for each fill-up to end (fuel(..., wait=true)) and
+# look only at the sale, so the pour's duration is time spent for nothing.
+FLOW_L_MIN = 6000.0
 SALE_FIELDS = "id, site_tx_id, pump_no, state, cleared_by, locked_by, amount_fen, review_reason"
 
 
@@ -65,16 +68,24 @@ class PayStack:
         self.workers.append(w)
         return w
 
-    def site(self, pumps: int = 2) -> SimProcess:
+    def site(self, pumps: int = 2, *, flow_l_min: float = FLOW_L_MIN) -> SimProcess:
         station = seed_station(self.db_url, pumps=pumps)
         key, secret = site_key(self.db_url, station)
-        sim = SimProcess(self.db_url, station, self.link.address, key, secret, pumps=pumps)
+        sim = SimProcess(
+            self.db_url, station, self.link.address, key, secret, pumps=pumps, flow_l_min=flow_l_min
+        )
         sim.wait_online()
         wait_for(
             lambda: self.sql("SELECT 1 FROM forecourt_links WHERE station_id = %s", station), what="the link"
         )
         self.sites.append(sim)
         return sim
+
+    def __enter__(self) -> PayStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         for s in self.sites:

@@ -7,12 +7,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from config import PROJECT_ROOT
 from store import create_database, drop_database, migrate
 from tests._servers import TEST_ADMIN_KEY, TEST_RATE_PREFIX, TEST_SECRET_KEY
+
+if TYPE_CHECKING:
+    from tests._sale_pay import PayStack
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 
@@ -137,3 +141,13 @@ def module_db() -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
+    """The payment stack of one module, on its own database: fake WeChat Pay, station link, API and payments
+    worker as real processes (tests/_sale_pay.py). A module that needs another `stack` defines its own."""
+    from tests._sale_pay import PayStack
+
+    with PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys")) as s:
+        yield s

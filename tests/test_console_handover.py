@@ -7,7 +7,6 @@ afterwards and is corrected only by an audited entry."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -19,15 +18,6 @@ from tests._payments import wait_for
 from tests._sale_pay import PayStack
 
 pytestmark = pytest.mark.slow  # real processes
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def cashier(stack: PayStack, site, pump: int, litres: str, *, nozzle: int = 1) -> int:  # type: ignore[no-untyped-def]

@@ -242,6 +242,9 @@ def test_qr_codes_decode_to_the_page_and_a_token_that_resolves(
     assert revoked.returncode == 0 and revoked.stdout.strip() == "revoked"
     assert cli(module_db, "qr", "--revoke", one).stdout.strip() == "already revoked"
     assert cli(module_db, "qr", "--revoke", "not-a-token").returncode == 2
+    # a token is base64url: one starting with "-" is still the option's value, not an option
+    dashed = cli(module_db, "qr", "--revoke", "-" + one[1:])
+    assert dashed.returncode == 2 and dashed.stderr.startswith("qr --revoke:"), dashed.stderr
     audit = rows(
         module_db, "SELECT actor, action, new_value FROM audit_log WHERE entity = 'nozzle_token' ORDER BY id"
     )

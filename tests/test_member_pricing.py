@@ -50,11 +50,8 @@ def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "pay.payer_velocity",
         "pay.payer_velocity_deny",
     )
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
+    with PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys")) as s:
         yield s
-    finally:
-        s.close()
 
 
 def _now_holds(p: Promotion, now: datetime) -> Promotion:

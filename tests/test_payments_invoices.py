@@ -7,7 +7,6 @@ ABNORMAL refund opening a back-office case."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,15 +27,6 @@ pytestmark = pytest.mark.slow  # real processes
 SELLER_TAX_ID = "91530700MA6N8XY21K"
 BUYER_TAX_ID = "91530100MA6K7Q2W3E"
 ADMIN = {"X-API-Key": TEST_ADMIN_KEY}
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ naming `redeem_points`, a refund reverses exactly, and `GET /v1/me/points` shows
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,15 +18,6 @@ from tests._payments import wait_for
 from tests._sale_pay import PayStack
 
 pytestmark = pytest.mark.slow  # real processes
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def points(stack: PayStack, token: str, **params: Any) -> dict[str, Any]:

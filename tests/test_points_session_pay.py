@@ -7,7 +7,6 @@ fails and the order is closed."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,15 +22,6 @@ from tests._servers import TEST_SECRET_KEY
 from tests.test_points_pay import give, points, verify
 
 pytestmark = pytest.mark.slow  # real processes
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def fuelled_session(stack: PayStack, token: str) -> tuple[dict[str, Any], SimProcess]:

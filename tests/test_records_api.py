@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,15 +24,6 @@ from tests.test_points_pay import give
 
 pytestmark = pytest.mark.slow  # real processes
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def paid_fillup(

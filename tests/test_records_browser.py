@@ -23,15 +23,6 @@ pytestmark = pytest.mark.slow  # real processes and a browser
 
 
 @pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture(scope="module")
 def driver(stack: PayStack) -> dict[str, Any]:
     site = stack.site()
     user, token = stack.user()

@@ -7,7 +7,6 @@ works in Chromium."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,6 @@ from tests._servers import TEST_SECRET_KEY
 
 pytestmark = pytest.mark.slow  # real processes
 SHOTS = Path(__file__).resolve().parent.parent / "reports" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ and then pays, an ordinary one pays."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import httpx
@@ -19,15 +18,6 @@ from tests._sale_pay import PayStack
 from tests._servers import TEST_SECRET_KEY
 
 pytestmark = pytest.mark.slow  # real processes
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _give(stack: PayStack, user_id: int, points: int, *, redeemed_today: int = 0) -> None:

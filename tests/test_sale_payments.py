@@ -6,7 +6,6 @@ unlocked, and sales that must not be paid."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import psycopg
@@ -20,15 +19,6 @@ from tests._sale_pay import PayStack
 from tests._servers import TEST_SECRET_KEY
 
 pytestmark = pytest.mark.slow  # real processes
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def test_a_sale_is_locked_ordered_paid_and_cleared_once(stack: PayStack) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,6 @@ from tests._payments import wait_for
 from tests._sale_pay import PayStack
 
 pytestmark = pytest.mark.slow  # real processes, killed
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 OUTCOMES: dict[str, str] = {}  # out_trade_no -> the end the test expects: cleared, unlocked, refunded

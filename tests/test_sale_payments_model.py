@@ -8,7 +8,6 @@ took it), or unpaid and not locked by us; the site saw at most one successful CL
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +21,6 @@ from tests._sale_pay import PayStack
 pytestmark = pytest.mark.slow
 
 PUMPS = 3
-
-
-@pytest.fixture(scope="module")
-def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayStack]:
-    s = PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def test_paying_sales_under_faults_settles_every_sale(stack: PayStack) -> None:
