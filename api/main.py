@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import (
+    _cases,
     _ceilings,
     _console,
     _console_live,
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_payments.router)  # WeChat Pay notifications
     app.include_router(_invoices.router)  # fuel e-invoices of paid sales, stations' seller identity
     app.include_router(_refunds.router)  # refunds asked for by operators
+    app.include_router(_cases.router)  # back-office payment cases: listed and resolved by operators
     app.include_router(_paydemo.router)  # development: the fake WeChat Pay confirms the web page's payment
     app.include_router(_points.router)  # the user's points: balance, holds, expiring, history
     app.include_router(_users.router)  # user centre: WeChat login, session tokens, own account

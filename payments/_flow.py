@@ -16,7 +16,7 @@ from geo import Conflict, ImplausibleValue
 from payments import _hooks, _queue
 from payments._errors import AmountMismatch, UnknownOrder
 from payments._wechatpay import Notification, OrderStatus, WeChatPayClient, order_expiry, out_trade_no_for
-from store import _payments, _sale_payments
+from store import _cases, _payments, _sale_payments
 
 log = logging.getLogger("payments")
 
@@ -139,7 +139,7 @@ def open_refund_case(conn: psycopg.Connection, out_trade_no: str, out_refund_no:
     caller's transaction. False when the payment has one already."""
     link = _sale_payments.get_sale_payment(conn, out_trade_no)
     log.warning("refund %s of %s is ABNORMAL: a back-office case", out_refund_no, out_trade_no)
-    return _sale_payments.open_case(
+    return _cases.open_case(
         conn,
         out_trade_no=out_trade_no,
         sale_id=link.sale_id if link is not None else None,

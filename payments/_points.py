@@ -1,7 +1,9 @@
 """Points around a sale's payment: a redemption is held in the transaction that records the order, posted
 and the fill-up's points earned in the transaction that records the payment, voided when the order
 closes unpaid (its lock released, or an expired order retired), and reversed in the transaction where
-a refund succeeds. The ledger is store/_ledger.py; the rules loyalty/ with data/loyalty/rules.toml.
+a refund succeeds. An order paid after all once its hold was voided opens a back-office case
+(`points_released`, store/_cases.py). The ledger is store/_ledger.py; the rules loyalty/ with
+data/loyalty/rules.toml.
 
 Earning is keyed by the payment (out_trade_no): a replayed notification or a retried job never earns
 twice. Points are earned on the cash paid (after promotion and redemption), times the payer's membership
@@ -25,7 +27,7 @@ from geo import ImplausibleValue
 from loyalty import InvalidHoldTransition, earn_points, redemption_fen, redemption_problem
 from payments import _hooks
 from payments._errors import SaleNotPayable
-from store import _ledger, _payments
+from store import _cases, _ledger, _payments
 from store import _sale_payments as sp
 from store._membership import tier_of
 
@@ -89,8 +91,36 @@ def void_order(conn: psycopg.Connection, out_trade_no: str, *, actor: str = ACTO
         log.info("hold of %s was posted: not voided", out_trade_no)
 
 
+RELEASED_REASON = (
+    "订单关闭后积分已退回，付款仍按抵扣后的金额到账，积分未扣：需补扣积分或退还差额"
+    " / paid after its points hold was released: charged the amount less the redemption, no points"
+    " redeemed; take the points or refund the difference"
+)
+
+
+def open_released_case(conn: psycopg.Connection, out_trade_no: str, sale_id: int) -> bool:
+    """An order paid after its points hold was voided (closed unpaid, then WeChat Pay's late payment): the
+    payer was charged the amount less the redemption but kept the points. A `points_released` case for a
+    person, in the payment's transaction, once; nothing when the order redeemed no points."""
+    h = _ledger.get_hold(conn, out_trade_no)
+    if h is None or h.points <= 0 or h.user_id is None:
+        return False
+    log.warning("order %s was paid after its hold of %d points was voided: a case", out_trade_no, h.points)
+    detail = {
+        "user_id": h.user_id,
+        "points": h.points,
+        "fen_off": h.fen_off,
+        "sale_id": sale_id,
+        "reason": RELEASED_REASON,
+    }
+    return _cases.open_case(
+        conn, out_trade_no=out_trade_no, sale_id=sale_id, kind="points_released", detail=detail, actor=ACTOR
+    )
+
+
 def on_sale_paid(conn: psycopg.Connection, sale_id: int) -> None:
-    """The sale's payment is recorded: post its redemption and earn its points (once)."""
+    """The sale's payment is recorded: post its redemption and earn its points (once). A redemption voided
+    before the payment came opens a `points_released` case instead of posting."""
     for row in sp.payments_of_sale(conn, sale_id):
         if row["state"] != "paid":
             continue
@@ -101,7 +131,7 @@ def on_sale_paid(conn: psycopg.Connection, sale_id: int) -> None:
         try:
             _ledger.post(conn, payment.out_trade_no, actor=ACTOR)
         except InvalidHoldTransition:
-            log.warning("order %s was paid after its points hold was voided", payment.out_trade_no)
+            open_released_case(conn, payment.out_trade_no, sale_id)
         paid_at = payment.paid_at or datetime.now().astimezone()
         tier = tier_of(conn, int(row["user_id"]), at=paid_at)
         rules = replace(load_loyalty_rules().earn, tier_percent={tier.code: int(tier.earn_multiplier * 100)})

@@ -25,7 +25,7 @@ import psycopg
 from forecourt import CommandReply, send_command
 from payments import _hooks
 from payments._flow import request_refund
-from store import _payments
+from store import _cases, _payments
 from store import _sale_payments as sp
 
 log = logging.getLogger("payments.settle")
@@ -91,7 +91,7 @@ def _record_clear(
                     actor=ACTOR,
                 )
             except ValueError as exc:  # other refunds asked for part of it already
-                sp.open_case(
+                _cases.open_case(
                     conn,
                     out_trade_no=payment.out_trade_no,
                     sale_id=sale.id,
@@ -102,7 +102,7 @@ def _record_clear(
         return "paid elsewhere: refunded"
     kind = "locked_elsewhere" if reply.code == 409 else "unknown_at_site"
     sp.set_site_state(conn, link, kind, actor=ACTOR)
-    sp.open_case(
+    _cases.open_case(
         conn,
         out_trade_no=payment.out_trade_no,
         sale_id=sale.id,

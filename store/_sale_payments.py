@@ -1,5 +1,5 @@
 """Paying controller sales (migration 0018): the sale a payment pays, the client's idempotency keys with
-their recovery points, back-office cases and reconciliation alerts.
+their recovery points and reconciliation alerts (back-office cases: store/_cases.py).
 
 Every write runs in the caller's transaction and writes its audit row there.
 """
@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from store import _audit
+from store._cases import open_case as open_case  # cases live in store._cases; kept importable here
 
 SALE_REF_PREFIX = "fcc:"
 
@@ -287,34 +288,7 @@ def release_key(conn: psycopg.Connection, key_id: int) -> None:
     conn.execute("UPDATE idempotency_keys SET locked_at = NULL WHERE id = %s", (key_id,))
 
 
-# ---- cases and alerts ----------------------------------------------------------------------------------
-
-
-def open_case(
-    conn: psycopg.Connection,
-    *,
-    out_trade_no: str,
-    sale_id: int | None,
-    kind: str,
-    detail: dict[str, Any],
-    actor: str,
-) -> bool:
-    cur = conn.execute(
-        "INSERT INTO payment_cases (out_trade_no, sale_id, kind, detail) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (out_trade_no, kind) DO NOTHING",
-        (out_trade_no, sale_id, kind, Jsonb(detail)),
-    )
-    if cur.rowcount == 1:
-        _audit.record(
-            conn,
-            actor=actor,
-            action="create",
-            entity="payment_case",
-            entity_id=f"{out_trade_no}:{kind}",
-            old=None,
-            new=detail,
-        )
-    return cur.rowcount == 1
+# ---- alerts ------------------------------------------------------------------------------------------
 
 
 def record_alert(

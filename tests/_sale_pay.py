@@ -189,6 +189,19 @@ class PayStack:
             timeout=60,
         )
 
+    def close_unpaid(self, out_trade_no: str) -> None:
+        """Age the order past its expiry and run the sweep: it closes the order unpaid and the station
+        releases (UNLOCKTX) its sale."""
+        self.sql(
+            "UPDATE payments SET expires_at = now() - interval '1 second', created_at = now() - interval '16 minutes'"
+            " WHERE out_trade_no = %s RETURNING 1",
+            out_trade_no,
+        )
+        self.sweep()
+        wait_for(
+            lambda: self.payment(out_trade_no)["site_state"] == "unlocked", timeout_s=30, what="UNLOCKTX"
+        )
+
     def sweep(self) -> None:
         from payments import _queue
 

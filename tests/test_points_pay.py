@@ -13,7 +13,9 @@ import httpx
 import psycopg
 import pytest
 
+from payments._sale import fsc_tx_id_for
 from store import _ledger
+from store._users import User
 from tests._payments import wait_for
 from tests._sale_pay import PayStack
 
@@ -44,6 +46,17 @@ def give(stack: PayStack, user_id: int, n: int) -> None:
             expiry_months=12,
             actor="test",
         )
+
+
+def redeeming_order(stack: PayStack, pump: int, litres: str, n: int) -> tuple[int, User, str, dict[str, Any]]:
+    """A fill-up ordered by a new driver given `n` points who redeems them all: (the sale id, the driver,
+    their token, the pay answer)."""
+    sale_id = stack.fuel(stack.site(), pump, litres)
+    user, token = stack.user()
+    give(stack, user.id, n)
+    r = stack.pay(sale_id, token, str(uuid.uuid4()), params={"redeem_points": n})
+    assert r.status_code == 200, r.text
+    return sale_id, user, token, r.json()
 
 
 def verify(stack: PayStack) -> list[str]:
@@ -90,31 +103,59 @@ def test_a_paid_fill_up_earns_once_and_a_redemption_is_held_then_posted(stack: P
 
 
 def test_an_unpaid_order_voids_its_hold(stack: PayStack) -> None:
-    site = stack.site()
-    sale_id = stack.fuel(site, 2, "10")
-    user, token = stack.user()
-    give(stack, user.id, 1_000)
-    body = stack.pay(sale_id, token, str(uuid.uuid4()), params={"redeem_points": 1_000}).json()
+    _, _, token, body = redeeming_order(stack, 2, "10", 1_000)
     no = body["out_trade_no"]
     assert points(stack, token)["balance"] == 0
-    stack.sql(
-        "UPDATE payments SET expires_at = now() - interval '1 second', created_at = now() - interval '16 minutes'"
-        " WHERE out_trade_no = %s RETURNING 1",
-        no,
-    )
-    stack.sweep()
-    wait_for(lambda: stack.payment(no)["site_state"] == "unlocked", timeout_s=30, what="UNLOCKTX")
+    stack.close_unpaid(no)
     wait_for(lambda: points(stack, token)["balance"] == 1_000, timeout_s=30, what="the hold voided")
     assert stack.sql("SELECT state FROM points_holds WHERE ref = %s", no) == [("voided",)]
     assert verify(stack) == []
 
 
+def test_a_payment_after_its_hold_was_released_opens_a_case(stack: PayStack) -> None:
+    """The order closed unpaid (its hold voided, the points back), then WeChat Pay reports it paid after
+    all: the driver paid the discounted amount without redeeming; the sale is cleared by that payment and
+    a `points_released` case is opened once for a person to settle."""
+    sale_id, user, token, body = redeeming_order(stack, 1, "12", 2_000)
+    no = body["out_trade_no"]
+    assert (body["redeemed_points"], body["redemption_fen"]) == (2_000, 2_000)
+    stack.close_unpaid(no)
+    wait_for(lambda: points(stack, token)["balance"] == 2_000, timeout_s=30, what="the hold voided")
+    wait_for(lambda: stack.sale(sale_id)["state"] == "payable", what="the site's SALE line")
+    assert stack.gateway.control("late-pay", out_trade_no=no)[0] == 200
+    wait_for(lambda: stack.payment(no)["state"] == "paid", timeout_s=30, what="the late notification")
+    cases = stack.sql("SELECT kind, sale_id, detail FROM payment_cases WHERE out_trade_no = %s", no)
+    assert len(cases) == 1 and cases[0][:2] == ("points_released", sale_id), cases
+    detail = cases[0][2]
+    assert {k: detail[k] for k in ("user_id", "points", "fen_off", "sale_id")} == {
+        "user_id": user.id,
+        "points": 2_000,
+        "fen_off": 2_000,
+        "sale_id": sale_id,
+    }
+    assert "积分" in detail["reason"] and "points" in detail["reason"]
+    # the sale ends cleared by that payment, of the discounted amount, nothing refunded
+    wait_for(lambda: stack.payment(no)["site_state"] == "cleared", timeout_s=30, what="CLEAR after all")
+    wait_for(lambda: stack.sale(sale_id)["state"] == "cleared", what="the site's SALE line")
+    assert stack.sale(sale_id)["cleared_by"] == fsc_tx_id_for(sale_id, user.id)
+    paid = stack.payment(no)
+    assert (paid["paid_fen"], paid["refunded_fen"]) == (body["amount_fen"], 0)
+    # the redeemed points were not taken: the balance is what was given plus what the payment earned
+    earned = body["amount_fen"] // 100
+    wait_for(lambda: points(stack, token)["balance"] == 2_000 + earned, timeout_s=30, what="points earned")
+    assert stack.sql("SELECT state FROM points_holds WHERE ref = %s", no) == [("voided",)]
+    kinds = stack.sql("SELECT kind FROM ledger_transfers WHERE out_trade_no = %s ORDER BY id", no)
+    assert [k for (k,) in kinds] == ["hold", "void", "earn"]
+    audit = stack.sql(
+        "SELECT action FROM audit_log WHERE entity = 'payment_case' AND entity_id = %s",
+        f"{no}:points_released",
+    )
+    assert audit == [("create",)]
+    assert verify(stack) == []
+
+
 def test_a_refund_reverses_the_points_exactly(stack: PayStack) -> None:
-    site = stack.site()
-    sale_id = stack.fuel(site, 1, "10")
-    user, token = stack.user()
-    give(stack, user.id, 1_000)
-    body = stack.pay(sale_id, token, str(uuid.uuid4()), params={"redeem_points": 1_000}).json()
+    _, _, token, body = redeeming_order(stack, 1, "10", 1_000)
     no = body["out_trade_no"]
     assert stack.wx_pay(body)[0] == 200
     wait_for(lambda: stack.payment(no)["state"] == "paid", timeout_s=30, what="paid")
