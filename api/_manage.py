@@ -300,7 +300,7 @@ PRICES_HELD: dict[int | str, dict[str, Any]] = {
         "headers": _ETAG,
         "description": "Accepted, held: a price change far outside the station's own steps or its"
         " neighbours' prices waits for an operator's review (not published until approved); the other"
-        " prices of the request were set.",
+        " prices of the request were set. The same price again while it waits answers the same decision.",
     }
 }
 

@@ -6,7 +6,9 @@
 - `GET /v1/risk/decisions/{id}`: one decision (any outcome);
 - `POST /v1/risk/decisions/{id}/review` {"approve": bool, "note": "..."}: approve or reject a held
   decision, audited (409 when it is not awaiting review). An approved payment or bind passes when the
-  driver retries (the hard denies still apply);
+  driver retries (the hard denies still apply); an approved price is published from the later of the
+  time asked and now (409 NewerPriceExists when a newer price of the grade would be overridden: reject
+  it instead);
 - `GET /console/review`: the review page (api/static/review/).
 """
 

@@ -28,6 +28,7 @@ def evaluate(
     windows: Sequence[Window] = (),
     approved_keys: Iterable[str] = (),
     action: Mapping[str, Any] | None = None,
+    pending_keys: Sequence[str] = (),
     now_s: float | None = None,
     namespace: str = "",
 ) -> Decision:
@@ -35,8 +36,9 @@ def evaluate(
     `windows` counted in `redis` and the deny/allow lists checked for `hashes` ({subject: keyed hash});
     log the decision in `conn`'s transaction and return it (with its id). `approved_keys`: subject keys
     under which an operator's earlier review at this point answers a retry (approved: allow, rejected:
-    deny) instead of holding it again. `action`: what
-    approving the decision does (a held price to publish)."""
+    deny) instead of holding it again. `action`: what approving the decision does (a held price to
+    publish). `pending_keys`: subject keys under which a decision still awaiting review at this point
+    answers a repeat held again (that decision comes back; nothing new is logged: store._risk.log_decision)."""
     all_facts: dict[str, Any] = dict(facts)
     if windows:
         counts = (
@@ -57,8 +59,7 @@ def evaluate(
             outcome = "allow" if state == "approved" else "deny"
             note = Fired(f"review_{state}", outcome, f"an operator {state} decision {rid}", state)
             d = replace(d, outcome=outcome, fired=(*d.fired, note))
-    decision_id = _risk.log_decision(conn, d, subject=subj, action=action)
-    return replace(d, id=decision_id, subject=subj)
+    return _risk.log_decision(conn, d, subject=subj, action=action, pending_keys=pending_keys)
 
 
 def enforce(d: Decision) -> Decision:

@@ -1,15 +1,21 @@
 """Price anomalies: a price change far outside the station's own steps or its neighbours' prices is held
 for an operator's review (a `price` risk decision carrying the price) instead of being published; approving
-the decision publishes it through the one price write path (store._prices.insert_price, audited)."""
+the decision publishes it through the one price write path (store._prices.insert_price, audited).
+
+A held change is held once: the same station, grade and price again, while its decision awaits review, is
+that decision (a retrying client, a feed run again). Approving never rewrites the past: the price takes
+effect at the later of the time asked and the approval, and never over a newer price (NewerPriceExists)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import psycopg
 
+from geo import Conflict
 from risk import Decision, evaluate, price_change_facts
 from store._ceilings import default_rules
 from store._prices import PriceIn, check_prices, insert_price, price_history
@@ -17,6 +23,11 @@ from store._risk import tuple_cursor
 
 NEIGHBOUR_RADIUS_M = 5_000.0
 HISTORY = 20
+SAME_CHANGE = ("station_id", "grade", "price_cny")  # a held change's subject keys: one pending decision
+
+
+class NewerPriceExists(Conflict):
+    """Approving a held price would override a price published after it was asked (409): reject it."""
 
 
 def _fen(cny: Any) -> int:
@@ -51,8 +62,10 @@ def price_decision(
 ) -> Decision:
     """Evaluate and log the `price` rules for this change against the station's stored history and its
     neighbours (nothing is written but the decision, in the caller's transaction). The decision's `action`
-    carries the price, so approving a held one publishes it (publish_held). Plausibility is the caller's
-    check, made before."""
+    carries the price, so approving a held one publishes it (publish_held). While a decision holding the
+    same station, grade and price awaits review, a change held again is that decision (nothing new is
+    logged). Plausibility is the caller's check, made before."""
+    cny = str(Decimal(price.price_cny).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))  # as stored
     history = [
         _fen(r["price_cny"])
         for r in reversed(price_history(conn, price.station_id, grade=price.grade, limit=HISTORY))
@@ -66,7 +79,7 @@ def price_decision(
         "publish_price": {
             "station_id": price.station_id,
             "grade": price.grade,
-            "price_cny": str(price.price_cny),
+            "price_cny": cny,
             "effective_from": price.effective_from.isoformat(),
             "source": price.source,
             "zone": zone,
@@ -75,10 +88,10 @@ def price_decision(
     subject = {
         "station_id": price.station_id,
         "grade": price.grade,
-        "price_cny": str(price.price_cny),
+        "price_cny": cny,
         "actor": actor,
     }
-    return evaluate(conn, "price", facts, subject=subject, action=action)
+    return evaluate(conn, "price", facts, subject=subject, action=action, pending_keys=SAME_CHANGE)
 
 
 def screen_price(
@@ -101,14 +114,35 @@ def screen_price(
     return d
 
 
-def publish_held(conn: psycopg.Connection, action: dict[str, Any], *, actor: str) -> int:
-    """Publish a held price (an approved decision's action) through the audited price write path."""
-    p = action["publish_price"]
-    price = PriceIn(
-        station_id=int(p["station_id"]),
-        grade=str(p["grade"]),
-        price_cny=Decimal(p["price_cny"]),
-        effective_from=datetime.fromisoformat(p["effective_from"]),
-        source=str(p["source"]),
-    )
-    return insert_price(conn, price, zone=str(p["zone"]), actor=actor)
+def publish_held(conn: psycopg.Connection, decision: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+    """Publish a held price (an approved decision's action) through the audited price write path, from
+    the later of the time asked and now (the approval): a change approved after its time does not
+    rewrite what was in force before. The price's audit row names both times and the decision; returns
+    {price_cny, effective_from, requested_effective_from}. In the caller's transaction, after locking the
+    station (price writes wait). NewerPriceExists when a price of the station's grade effective after the
+    time asked was published after it was asked, or would be overridden by publishing now."""
+    p = decision["action"]["publish_price"]
+    station_id, grade = int(p["station_id"]), str(p["grade"])
+    asked = datetime.fromisoformat(p["effective_from"])
+    cur = tuple_cursor(conn)
+    cur.execute("SELECT id FROM stations WHERE id = %s FOR UPDATE", (station_id,))
+    now_row = cur.execute("SELECT now()").fetchone()
+    assert now_row is not None
+    publish_at = max(asked, now_row[0])
+    newer = cur.execute(
+        "SELECT price_cny, effective_from FROM prices WHERE station_id = %s AND grade = %s"
+        " AND effective_from > %s AND (effective_from <= %s OR created_at > %s)"
+        " ORDER BY effective_from DESC LIMIT 1",
+        (station_id, grade, asked, publish_at, decision["created_at"]),
+    ).fetchone()
+    if newer is not None:
+        raise NewerPriceExists(
+            f"station {station_id} has a newer {grade}# price, {newer[0]} CNY/L from"
+            f" {newer[1].isoformat()}, than the one risk decision {decision['id']} holds"
+            f" ({p['price_cny']} CNY/L asked from {asked.isoformat()}): approving it would override the"
+            " newer price; reject the decision instead"
+        )
+    price = PriceIn(station_id, grade, Decimal(p["price_cny"]), publish_at, str(p["source"]))
+    note = {"decision_id": decision["id"], "requested_effective_from": asked}
+    insert_price(conn, price, zone=str(p["zone"]), actor=actor, audit_note=note)
+    return {"price_cny": price.price_cny, "effective_from": publish_at, "requested_effective_from": asked}

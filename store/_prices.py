@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -115,9 +115,11 @@ def insert_prices(
     actor: str,
     rules: PlausibilityRules | None = None,
     now: datetime | None = None,
+    audit_note: Mapping[str, Any] | None = None,
 ) -> int:
     """Insert price history rows after checking each for plausibility (see check_prices), each written
-    row with its audit row (actor `actor`); the stations whose prices changed get a new version.
+    row with its audit row (actor `actor`; `audit_note`'s keys added to its new value); the stations
+    whose prices changed get a new version.
 
     All or nothing: one implausible price raises and nothing is written. A row with the same (station,
     grade, effective_from) is corrected in place when its price or source differ; identical rows are
@@ -152,7 +154,10 @@ def insert_prices(
             )
             got = cur.fetchone()
             assert got is not None
-            new = price_audit(p.station_id, p.grade, p.effective_from, p.price_cny, p.source)
+            new = {
+                **price_audit(p.station_id, p.grade, p.effective_from, p.price_cny, p.source),
+                **(audit_note or {}),
+            }
             before = (
                 None
                 if old is None
@@ -176,9 +181,10 @@ def insert_price(
     actor: str,
     rules: PlausibilityRules | None = None,
     now: datetime | None = None,
+    audit_note: Mapping[str, Any] | None = None,
 ) -> int:
     """One price (see insert_prices); returns rows written (0 when identical to a stored row)."""
-    return insert_prices(conn, [price], zone=zone, actor=actor, rules=rules, now=now)
+    return insert_prices(conn, [price], zone=zone, actor=actor, rules=rules, now=now, audit_note=audit_note)
 
 
 @dataclass(frozen=True)

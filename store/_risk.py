@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from config import PROJECT_ROOT
 from geo import Conflict, NotFound
 from risk._engine import RuleSet, parse_rules_file, validate_rule
-from risk._model import Decision, Rule
+from risk._model import Decision, Fired, Rule
 from store._audit import jsonable, record
 
 
@@ -268,29 +268,71 @@ def listed(conn: psycopg.Connection, hashes: Mapping[str, str]) -> tuple[list[st
 
 
 def log_decision(
-    conn: psycopg.Connection, d: Decision, *, subject: Mapping[str, Any], action: Mapping[str, Any] | None
-) -> int:
-    """The decision's row (in the caller's transaction): its facts, fired rules and rules version."""
-    row = (
-        tuple_cursor(conn)
-        .execute(
-            "INSERT INTO risk_decisions (point, outcome, fired, facts, rules_version, subject, review_state,"
-            " action) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                d.point,
-                d.outcome,
-                Jsonb([f.as_dict() for f in d.fired]),
-                Jsonb(jsonable(d.facts)),
-                d.rules_version,
-                Jsonb(jsonable(subject)),
-                "pending" if d.outcome == "review" else None,
-                None if action is None else Jsonb(jsonable(action)),
-            ),
+    conn: psycopg.Connection,
+    d: Decision,
+    *,
+    subject: Mapping[str, Any],
+    action: Mapping[str, Any] | None,
+    pending_keys: Sequence[str] = (),
+) -> Decision:
+    """Log the decision (in the caller's transaction): its facts, fired rules and rules version; the
+    decision with its id. `pending_keys`: a held decision whose subject agrees on these keys with one
+    still awaiting review at this point is that one (returned as stored; nothing new is logged). A
+    unique index of the pending decisions on those keys (migration 0028: a held price's station, grade
+    and price) keeps it so for writers at once: the second waits for the first to commit, and in a
+    REPEATABLE READ transaction that cannot see the first it fails with a serialization error."""
+    for _ in range(3):  # a pending decision it met may be reviewed before it is read: insert again
+        row = (
+            tuple_cursor(conn)
+            .execute(
+                "INSERT INTO risk_decisions (point, outcome, fired, facts, rules_version, subject,"
+                " review_state, action) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING RETURNING id",
+                (
+                    d.point,
+                    d.outcome,
+                    Jsonb([f.as_dict() for f in d.fired]),
+                    Jsonb(jsonable(d.facts)),
+                    d.rules_version,
+                    Jsonb(jsonable(subject)),
+                    "pending" if d.outcome == "review" else None,
+                    None if action is None else Jsonb(jsonable(action)),
+                ),
+            )
+            .fetchone()
         )
-        .fetchone()
+        if row is not None:
+            return replace(d, id=int(row[0]), subject=dict(subject))
+        if not pending_keys:
+            break
+        pending = pending_decision(conn, d.point, subject, pending_keys)
+        if pending is not None:
+            return pending
+    raise RuntimeError(f"a {d.point} decision awaiting review conflicts with {dict(subject)!r}")
+
+
+def pending_decision(
+    conn: psycopg.Connection, point: str, subject: Mapping[str, Any], keys: Iterable[str]
+) -> Decision | None:
+    """The oldest decision at `point` awaiting review whose subject agrees with `subject` on `keys`."""
+    match = {k: subject[k] for k in keys}
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT id, point, outcome, fired, facts, rules_version, subject FROM risk_decisions"
+            " WHERE point = %s AND review_state = 'pending' AND subject @> %s ORDER BY id LIMIT 1",
+            (point, Jsonb(jsonable(match))),
+        ).fetchone()
+    if row is None:
+        return None
+    return Decision(
+        row["point"],
+        row["outcome"],
+        tuple(Fired(**f) for f in row["fired"]),
+        row["facts"],
+        row["rules_version"],
+        id=int(row["id"]),
+        subject=row["subject"],
     )
-    assert row is not None
-    return int(row[0])
 
 
 _COLUMNS = (
@@ -325,22 +367,25 @@ def decisions(
 def review(
     conn: psycopg.Connection, decision_id: int, *, approve: bool, note: str, actor: str
 ) -> dict[str, Any]:
-    """Approve or reject a pending decision (audited); the row after. DecisionNotFound, AlreadyReviewed."""
+    """Approve or reject a pending decision (audited); the row after. Approving a held price publishes it
+    (store._price_review.publish_held: NewerPriceExists when a newer price would be overridden, and nothing
+    is written). DecisionNotFound, AlreadyReviewed."""
     d = get_decision(conn, decision_id, for_update=True)
     if d["review_state"] != "pending":
         raise AlreadyReviewed(
             f"risk decision {decision_id} is not awaiting review ({d['review_state'] or d['outcome']})"
         )
     state = "approved" if approve else "rejected"
+    new: dict[str, Any] = {"review_state": state, "review_note": note}
+    if approve and isinstance(d["action"], dict) and "publish_price" in d["action"]:
+        from store._price_review import publish_held  # approving a held price publishes it
+
+        new["published"] = publish_held(conn, d, actor=actor)
     tuple_cursor(conn).execute(
         "UPDATE risk_decisions SET review_state = %s, reviewed_by = %s, reviewed_at = now(), review_note = %s"
         " WHERE id = %s",
         (state, actor, note, decision_id),
     )
-    if approve and isinstance(d["action"], dict) and "publish_price" in d["action"]:
-        from store._price_review import publish_held  # approving a held price publishes it
-
-        publish_held(conn, d["action"], actor=actor)
     record(
         conn,
         actor=actor,
@@ -348,7 +393,7 @@ def review(
         entity="risk_decision",
         entity_id=decision_id,
         old={"review_state": "pending"},
-        new={"review_state": state, "review_note": note},
+        new=new,
     )
     return get_decision(conn, decision_id)
 

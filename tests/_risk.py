@@ -42,6 +42,27 @@ def switch_off(db_url: str, *names: str) -> None:
             _risk.put_override(conn, rule, enabled=False, actor="test-setup")
 
 
+def priced_station(db_url: str, history: dict[str, Decimal]) -> int:
+    """A station in the served region selling 92# and 95#, with four prices of each around `history` over
+    the last ten days."""
+    sid = seed_station(db_url, pumps=1, grades=("92", "95"))
+    now = datetime.now(TZ)
+    r7, r8, r9 = cells_for_point(LAT, LON)  # in the served region, found by the H3 prefilter
+    rows = [
+        PriceIn(sid, g, base + Decimal(step) / 100, now - timedelta(days=10 - 2 * i))
+        for g, base in history.items()
+        for i, step in enumerate((0, 4, 1, 5))
+    ]
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "UPDATE stations SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), h3_r7 = %s, h3_r8 = %s,"
+            " h3_r9 = %s WHERE id = %s",
+            (LON, LAT, r7, r8, r9, sid),
+        )
+        insert_prices(conn, rows, zone=ZONE, actor="test-setup")
+    return sid
+
+
 class PriceDesk:
     """A real API server on a test database with the official ceilings loaded and an operator's key:
     stations with a price history, what drivers see of them, reviews through the API."""
@@ -63,26 +84,8 @@ class PriceDesk:
 
     def station(self, history: dict[str, Decimal]) -> tuple[int, str]:
         """A station selling 92# and 95# with four past prices of each around `history`, and its manager's key."""
-        sid = seed_station(self.db_url, pumps=1, grades=("92", "95"))
-        now = datetime.now(TZ)
-        r7, r8, r9 = cells_for_point(LAT, LON)  # in the served region, found by the H3 prefilter
-        self.sql_write(
-            "UPDATE stations SET geom = ST_SetSRID(ST_MakePoint(%s, %s), 4326), h3_r7 = %s, h3_r8 = %s,"
-            " h3_r9 = %s WHERE id = %s",
-            LON,
-            LAT,
-            r7,
-            r8,
-            r9,
-            sid,
-        )
-        rows = [
-            PriceIn(sid, g, base + Decimal(step) / 100, now - timedelta(days=10 - 2 * i))
-            for g, base in history.items()
-            for i, step in enumerate((0, 4, 1, 5))
-        ]
+        sid = priced_station(self.db_url, history)
         with psycopg.connect(self.db_url) as conn:
-            insert_prices(conn, rows, zone=ZONE, actor="test-setup")
             key = create_api_key(conn, f"mgr-{sid}", "manager", [sid], secret_key=TEST_SECRET_KEY)
         return sid, key
 

@@ -7,11 +7,15 @@ actually published."""
 from __future__ import annotations
 
 import csv
+import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -19,7 +23,8 @@ from config import Settings
 from ingest._prices import load_prices
 from risk import Rule
 from store import _risk
-from tests._risk import PriceDesk, anomalous, price_desk, usual_prices
+from store._prices import PriceIn, current_prices, insert_price
+from tests._risk import TZ, ZONE, PriceDesk, anomalous, price_desk, usual_prices
 
 pytestmark = pytest.mark.slow  # a real server process
 SHOTS = Path(__file__).resolve().parent.parent / "reports" / "screenshots"
@@ -232,3 +237,152 @@ def test_a_held_price_on_the_review_page_in_chromium(env: PriceDesk, ceiling: di
         finally:
             browser.close()
     assert env.shown(sid)["95"] == float(cut)
+
+
+def _put(env: PriceDesk, sid: int, key: str, item: dict[str, str], etag: str | None = None) -> httpx.Response:
+    headers = {"If-Match": etag or env.etag(sid)}
+    return env.api("PUT", f"/v1/stations/{sid}/prices", key, json=[item], headers=headers)
+
+
+def _decisions(env: PriceDesk, sid: int, grade: str) -> list[tuple[int, str | None, str]]:
+    """(id, review state, price) of every price decision of the station's grade, oldest first."""
+    rows = env.sql(
+        "SELECT id, review_state, subject ->> 'price_cny' FROM risk_decisions WHERE point = 'price'"
+        " AND subject @> %s::jsonb ORDER BY id",
+        json.dumps({"station_id": sid, "grade": grade}),
+    )
+    return [(int(i), s, str(p)) for i, s, p in rows]
+
+
+def _feed(tmp_path: Path, rows: list[tuple[int, str, Decimal]]) -> Path:
+    feed = tmp_path / f"feed-{uuid.uuid4().hex[:6]}.csv"
+    with feed.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["station", "grade", "price_cny"])
+        w.writerows(rows)
+    return feed
+
+
+def test_the_same_held_price_again_answers_its_pending_decision(
+    env: PriceDesk, ceiling: dict[str, Decimal], shared_data: Path, tmp_path: Path
+) -> None:
+    usual = usual_prices(ceiling)
+    sid, key = env.station(usual)
+    cut = anomalous(ceiling, "95")
+    first = _put(env, sid, key, {"grade": "95", "price_cny": str(cut)})
+    assert first.status_code == 202, first.text
+    held = first.json()["decision_id"]
+    # a retried request: the same decision, still held, nothing new in the queue
+    again = _put(env, sid, key, {"grade": "95", "price_cny": str(cut)})
+    assert again.status_code == 202, again.text
+    assert again.json()["decision_id"] == held and again.json()["prices"][0]["action"] == "held"
+    assert _decisions(env, sid, "95") == [(held, "pending", str(cut))]
+    # another price for the same grade is another decision: the operator sees both
+    lower = cut - Decimal("0.10")
+    other = _put(env, sid, key, {"grade": "95", "price_cny": str(lower)})
+    assert other.status_code == 202 and other.json()["decision_id"] != held, other.text
+    second = other.json()["decision_id"]
+    # two identical requests at once still end with one pending decision
+    lowest = cut - Decimal("0.20")
+    etag = env.etag(sid)
+    with ThreadPoolExecutor(2) as pool:
+        both = list(
+            pool.map(lambda _: _put(env, sid, key, {"grade": "95", "price_cny": str(lowest)}, etag), range(2))
+        )
+    assert [r.status_code for r in both] == [202, 202], [r.text for r in both]
+    third = both[0].json()["decision_id"]
+    assert both[1].json()["decision_id"] == third
+    # a feed (and its re-run) carrying the first price is held under the first decision
+    settings = Settings(database_url=env.db_url, region="lijiang", shared_data_dir=shared_data)
+    for _ in range(2):
+        s = load_prices(_feed(tmp_path, [(sid, "95", cut)]), settings=settings, actor="feed:test")
+        assert s.extra.get("held") == 1 and s.new == 0, s.render()
+    assert _decisions(env, sid, "95") == [
+        (held, "pending", str(cut)),
+        (second, "pending", str(lower)),
+        (third, "pending", str(lowest)),
+    ]
+    assert env.shown(sid)["95"] == float(usual["95"] + Decimal("0.05"))  # none of them is published
+
+
+def test_an_approved_held_price_takes_effect_when_approved_never_before(
+    env: PriceDesk, ceiling: dict[str, Decimal]
+) -> None:
+    usual = usual_prices(ceiling)
+    sid, key = env.station(usual)
+    old = usual["95"] + Decimal("0.05")  # the last price of the history
+    cut = anomalous(ceiling, "95")
+    asked = datetime.now(TZ).replace(microsecond=0) - timedelta(hours=2)
+    r = _put(env, sid, key, {"grade": "95", "price_cny": str(cut), "effective_from": asked.isoformat()})
+    assert r.status_code == 202, r.text
+    held = r.json()["decision_id"]
+    ok = env.review(held, True, "confirmed by phone")
+    assert ok.status_code == 200, ok.text
+    approved_at = datetime.fromisoformat(ok.json()["reviewed_at"])
+    # published from the approval on: the two hours before keep the price drivers were shown then
+    rows = env.sql(
+        "SELECT id, effective_from FROM prices WHERE station_id = %s AND grade = '95' AND price_cny = %s",
+        sid,
+        cut,
+    )
+    assert [ef for _, ef in rows] == [approved_at]
+    with psycopg.connect(env.db_url) as conn:
+        then = current_prices(conn, [sid], asked + timedelta(hours=1))[sid]["95"]
+        current = current_prices(conn, [sid], datetime.now(TZ))[sid]["95"]
+    assert (then.price_cny, current.price_cny) == (old, cut)
+    assert env.shown(sid)["95"] == float(cut)
+    # the decision keeps what was asked; the publication's audit row names both times
+    action = env.sql("SELECT action -> 'publish_price' FROM risk_decisions WHERE id = %s", held)[0][0]
+    assert datetime.fromisoformat(action["effective_from"]) == asked
+    audit = env.sql(
+        "SELECT actor, action, new_value FROM audit_log WHERE entity = 'price' AND entity_id = %s",
+        str(rows[0][0]),
+    )
+    assert len(audit) == 1 and audit[0][:2] == ("price-desk", "create")
+    new = audit[0][2]
+    assert datetime.fromisoformat(new["effective_from"]) == approved_at
+    assert datetime.fromisoformat(new["requested_effective_from"]) == asked
+    assert new["decision_id"] == held
+    review = env.sql(
+        "SELECT new_value FROM audit_log WHERE entity = 'risk_decision' AND entity_id = %s", str(held)
+    )[0][0]
+    assert review["review_state"] == "approved"
+    assert datetime.fromisoformat(review["published"]["effective_from"]) == approved_at
+    assert datetime.fromisoformat(review["published"]["requested_effective_from"]) == asked
+
+
+def test_approving_an_older_held_price_never_overrides_a_newer_one(
+    env: PriceDesk, ceiling: dict[str, Decimal]
+) -> None:
+    usual = usual_prices(ceiling)
+    sid, key = env.station(usual)
+    cut = anomalous(ceiling, "95")
+    held = _put(env, sid, key, {"grade": "95", "price_cny": str(cut)}).json()["decision_id"]
+    # an ordinary change, published after the held one was asked (written directly: the neighbours of
+    # this module's stations already show the approved cuts, so risk control would hold it too)
+    step = usual["95"] + Decimal("0.08")
+    with psycopg.connect(env.db_url) as conn:
+        insert_price(conn, PriceIn(sid, "95", step, datetime.now(TZ)), zone=ZONE, actor="mgr")
+    etag = env.etag(sid)
+    r = env.review(held, True, "confirmed by phone")
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["code"] == "NewerPriceExists" and str(step) in err["message"] and "reject" in err["message"]
+    # nothing changed: the newer price stands, the decision still waits, no review was recorded
+    assert env.shown(sid)["95"] == float(step) and env.etag(sid) == etag
+    assert env.sql("SELECT count(*) FROM prices WHERE station_id = %s AND price_cny = %s", sid, cut) == [(0,)]
+    assert (held, "pending", str(cut)) in _decisions(env, sid, "95")
+    assert env.sql(
+        "SELECT count(*) FROM audit_log WHERE entity = 'risk_decision' AND entity_id = %s", str(held)
+    ) == [(0,)]
+    assert env.review(held, False, "superseded").status_code == 200
+    # two held prices: approving the newer publishes it; the older one then cannot replace it
+    older = _put(env, sid, key, {"grade": "95", "price_cny": str(cut)}).json()["decision_id"]
+    lower = cut - Decimal("0.10")
+    newer = _put(env, sid, key, {"grade": "95", "price_cny": str(lower)}).json()["decision_id"]
+    assert older != held and newer != older
+    assert env.review(newer, True).status_code == 200
+    r = env.review(older, True)
+    assert r.status_code == 409 and str(lower) in r.json()["error"]["message"], r.text
+    assert env.shown(sid)["95"] == float(lower)
+    assert _decisions(env, sid, "95")[-2:] == [(older, "pending", str(cut)), (newer, "approved", str(lower))]

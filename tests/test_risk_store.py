@@ -245,7 +245,7 @@ def test_redemption_caps_per_user_device_and_plate_per_day(
 def test_a_price_far_from_history_and_neighbours_is_held_until_approved(
     module_db: str, conn: psycopg.Connection, shared_data: Path
 ) -> None:
-    from datetime import datetime, timedelta
+    from datetime import UTC, datetime, timedelta
     from decimal import Decimal
     from zoneinfo import ZoneInfo
 
@@ -293,4 +293,6 @@ def test_a_price_far_from_history_and_neighbours_is_held_until_approved(
         )
     with conn.transaction():
         _risk.review(conn, d.id, approve=True, note="clearance sale confirmed by phone", actor="key:ops")
-    assert current_prices(conn, [me], later)[me]["95"].price_cny == Decimal("9.40")  # approving published it
+    # approving published it from the approval on (its day 6 is past): the past keeps its prices
+    assert current_prices(conn, [me], later)[me]["95"].price_cny == Decimal("8.02")
+    assert current_prices(conn, [me], datetime.now(UTC))[me]["95"].price_cny == Decimal("9.40")
