@@ -261,8 +261,10 @@ def test_a_stopped_standby_is_skipped_then_used_again(
                 c.get("/v1/stations/nearby", params=NEARBY)
             switched = time.monotonic() - t0
             assert switched < 4.0, f"skipped after {switched:.1f} s\n{server_log(server)}"
-            codes = [c.get("/v1/stations/nearby", params=NEARBY).status_code for _ in range(30)]
-        assert codes == [200] * 30
+            answers = [c.get("/v1/stations/nearby", params=NEARBY) for _ in range(30)]
+        codes = [a.status_code for a in answers]
+        failed = [a.text for a in answers if a.status_code != 200]
+        assert codes == [200] * 30, f"{failed}\n{server_log(server)}"
     finally:
         standby.signal(signal.SIGCONT)
     resumed_at = standby.query("SELECT now()")[0][0]
