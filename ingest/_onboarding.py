@@ -726,8 +726,10 @@ def run_load(database_url: str, timezone: str, body: Callable[[psycopg.Connectio
     """Run `body(conn)` inside one REPEATABLE READ transaction, after taking the loaders' advisory lock.
 
     `body` raises psycopg.Rollback to end without writing (dry run, rejects). A concurrent writer
-    touching the same rows makes the transaction fail with a serialization error: the whole body is
-    run again (up to RETRIES times). The session time zone is the region's (for messages).
+    touching the same rows makes the transaction fail with a serialization error, or PostgreSQL ends it
+    as a deadlock's victim (an API write holding a row the load needs while waiting on one the load
+    holds): either way nothing was written and the whole body is run again (up to RETRIES times). The
+    session time zone is the region's (for messages).
     """
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s), set_config('TimeZone', %s, false)", (LOCK_KEY, timezone))
@@ -735,8 +737,13 @@ def run_load(database_url: str, timezone: str, body: Callable[[psycopg.Connectio
         for attempt in range(RETRIES):
             try:
                 return body(conn)
-            except psycopg.errors.SerializationFailure:
+            except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
                 if attempt == RETRIES - 1:
                     raise
-                phase("a row changed while loading: retrying the whole file")
+                why = (
+                    "a deadlock with another writer"
+                    if isinstance(exc, psycopg.errors.DeadlockDetected)
+                    else "a row changed"
+                )
+                phase(f"{why} while loading: retrying the whole file")
     raise AssertionError("unreachable")
