@@ -167,10 +167,20 @@ def on_sale_unlocked(conn: psycopg.Connection, sale_id: int) -> None:
 
 
 def on_refunded(conn: psycopg.Connection, out_trade_no: str, out_refund_no: str) -> None:
-    """A refund succeeded: take back the share of earned points, give back the share of redeemed ones."""
+    """A refund succeeded: take back the share of earned points, give back the share of redeemed ones. A
+    payment refunded in full owes nothing for points it did not redeem: its `points_released` case, if
+    open, is resolved (the cashier took the sale, for one)."""
     payment = _payments.get_payment(conn, out_trade_no)
     if payment is None or not payment.paid_fen:
         return
+    if payment.refunded_fen >= payment.paid_fen:
+        _cases.resolve_open(
+            conn,
+            out_trade_no,
+            "points_released",
+            note=f"全额退款 {out_refund_no}，无需处理 / refunded in full ({out_refund_no}): nothing left to settle",
+            actor=ACTOR,
+        )
     _ledger.reverse_for_refund(
         conn,
         out_trade_no=out_trade_no,

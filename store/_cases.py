@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from geo import Conflict, NotFound
@@ -115,3 +115,18 @@ def resolve(conn: psycopg.Connection, case_id: int, *, note: str, actor: str) ->
         conn, actor, "update", key, {"resolved_at": None}, {"resolved_by": actor, "resolution_note": note}
     )
     return get_case(conn, case_id)
+
+
+def resolve_open(conn: psycopg.Connection, out_trade_no: str, kind: str, *, note: str, actor: str) -> bool:
+    """Resolve the payment's open case of `kind` when the service itself settled it (audited); False when it
+    has none open."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT id FROM payment_cases WHERE out_trade_no = %s AND kind = %s AND resolved_at IS NULL"
+            " FOR UPDATE",
+            (out_trade_no, kind),
+        ).fetchone()
+    if row is None:
+        return False
+    resolve(conn, int(row[0]), note=note, actor=actor)
+    return True

@@ -130,10 +130,13 @@ def publish_held(conn: psycopg.Connection, decision: Mapping[str, Any], *, actor
     assert now_row is not None
     publish_at = max(asked, now_row[0])
     newer = cur.execute(
-        "SELECT price_cny, effective_from FROM prices WHERE station_id = %s AND grade = %s"
-        " AND effective_from > %s AND (effective_from <= %s OR created_at > %s)"
+        "SELECT price_cny, effective_from FROM prices WHERE station_id = %(sid)s AND grade = %(grade)s"
+        # a later start that would be overridden or was published after the hold, or a price published
+        # after the hold for the very time asked (approving would replace it in place, or start on top of it)
+        " AND ((effective_from > %(asked)s AND (effective_from <= %(at)s OR created_at > %(held)s))"
+        "   OR (effective_from = %(asked)s AND created_at > %(held)s))"
         " ORDER BY effective_from DESC LIMIT 1",
-        (station_id, grade, asked, publish_at, decision["created_at"]),
+        {"sid": station_id, "grade": grade, "asked": asked, "at": publish_at, "held": decision["created_at"]},
     ).fetchone()
     if newer is not None:
         raise NewerPriceExists(

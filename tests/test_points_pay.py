@@ -154,6 +154,39 @@ def test_a_payment_after_its_hold_was_released_opens_a_case(stack: PayStack) -> 
     assert verify(stack) == []
 
 
+def test_a_late_payment_refunded_in_full_settles_its_points_case(stack: PayStack) -> None:
+    """As above, but the cashier took the released sale meanwhile: the late payment is refunded in full, so
+    its `points_released` case owes nothing and is resolved by the service (audited), not left open."""
+    sale_id, _, token, body = redeeming_order(stack, 2, "9", 1_000)
+    no = body["out_trade_no"]
+    stack.close_unpaid(no)
+    wait_for(lambda: stack.sale(sale_id)["state"] == "payable", what="the site's SALE line")
+    site = stack.sites[-1]
+    site.post("/pumps/2/cashier")  # the cashier takes the released sale
+    wait_for(lambda: stack.sale(sale_id)["cleared_by"] == "cashier", what="cashier")
+    assert stack.gateway.control("late-pay", out_trade_no=no)[0] == 200
+    wait_for(lambda: stack.payment(no)["refunded_fen"] == body["amount_fen"], timeout_s=30, what="the refund")
+
+    def case() -> tuple[Any, ...] | None:
+        rows = stack.sql(
+            "SELECT kind, resolved_by, resolution_note FROM payment_cases WHERE out_trade_no = %s"
+            " AND kind = 'points_released' AND resolved_at IS NOT NULL",
+            no,
+        )
+        return rows[0] if rows else None
+
+    resolved = wait_for(case, timeout_s=30, what="the case resolved")
+    assert resolved[1] == "points" and "refunded in full" in resolved[2], resolved
+    audit = stack.sql(
+        "SELECT action FROM audit_log WHERE entity = 'payment_case' AND entity_id = %s ORDER BY id",
+        f"{no}:points_released",
+    )
+    assert audit == [("create",), ("update",)]
+    # the driver keeps the points, and the earned ones went back with the refund
+    wait_for(lambda: points(stack, token)["balance"] == 1_000, timeout_s=30, what="points after the refund")
+    assert verify(stack) == []
+
+
 def test_a_refund_reverses_the_points_exactly(stack: PayStack) -> None:
     _, _, token, body = redeeming_order(stack, 1, "10", 1_000)
     no = body["out_trade_no"]

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from risk import Decision
 from store import _risk, migrate
 from store._audit import audit_rows
-from store._price_review import price_decision
+from store._price_review import NewerPriceExists, price_decision
 from store._prices import PriceIn, insert_price, price_history
 from tests._risk import TZ, ZONE, anomalous, lowest_ceilings, priced_station, usual_prices
 
@@ -163,3 +163,28 @@ def test_the_migration_closes_the_duplicates_already_queued(module_db: str) -> N
     assert [(a["actor"], a["old_value"], a["new_value"]) for a in audit] == [
         ("migration 0028", {"review_state": "pending"}, {"review_state": "rejected", "review_note": note})
     ] * 2
+
+
+@pytest.mark.parametrize("hours", [-1, 24], ids=["asked-for-the-past", "asked-for-tomorrow"])
+def test_a_price_published_after_the_hold_for_the_same_time_is_not_overridden(
+    module_db: str, shared_data: Path, hours: int
+) -> None:
+    ceiling = lowest_ceilings(module_db, shared_data)
+    usual = usual_prices(ceiling)
+    sid = priced_station(module_db, usual)
+    asked = datetime.now(TZ).replace(microsecond=0) + timedelta(hours=hours)
+    with psycopg.connect(module_db) as conn:
+        held = _held(conn, sid, anomalous(ceiling, "95"), asked)
+    assert held.id is not None
+    newer = usual["95"] + Decimal("0.03")
+    with psycopg.connect(
+        module_db
+    ) as conn:  # the manager's next change, for the very same time, is published
+        insert_price(conn, PriceIn(sid, "95", newer, asked), zone=ZONE, actor="mgr")
+    with psycopg.connect(module_db) as conn:
+        before = price_history(conn, sid, grade="95", limit=5)
+        with pytest.raises(NewerPriceExists, match=f"newer 95# price, {newer}"):
+            _risk.review(conn, held.id, approve=True, note="confirmed", actor="ops")
+        conn.rollback()
+        assert price_history(conn, sid, grade="95", limit=5) == before
+        assert _risk.get_decision(conn, held.id)["review_state"] == "pending"
