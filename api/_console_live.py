@@ -17,7 +17,6 @@ channel closes 4401. The page polls the two GET endpoints only while this channe
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import anyio
@@ -28,7 +27,6 @@ from api._console_models import ConsolePumpsPublic, FillUpsPublic
 from api._live import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Closed, LiveHub, live_channel, send_json
 from api._state import AppState
 
-log = logging.getLogger("api.console_live")
 router = APIRouter(tags=["console"])
 IDLE_RECHECK_S = 5.0
 FILL_UPS_SHOWN = 50

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -58,7 +57,6 @@ from store._nozzles import StationClosed, resolve
 from store._stations import get_station
 from store._users import User
 
-log = logging.getLogger("api.fuelling")
 router = APIRouter(tags=["fuelling"])
 
 SessionId = Annotated[int, Path(ge=1, le=2**63 - 1, description="fuelling session id")]

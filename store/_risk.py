@@ -41,6 +41,10 @@ class ListEntryNotFound(NotFound):
     """No deny/allow list entry with that id (404)."""
 
 
+class PendingConflict(Conflict):
+    """A held decision could be neither logged nor matched to the pending one it conflicts with (409)."""
+
+
 class AlreadyReviewed(Conflict):
     """The decision is not awaiting review (approved, rejected, or never held) (409)."""
 
@@ -308,7 +312,9 @@ def log_decision(
         pending = pending_decision(conn, d.point, subject, pending_keys)
         if pending is not None:
             return pending
-    raise RuntimeError(f"a {d.point} decision awaiting review conflicts with {dict(subject)!r}")
+    raise PendingConflict(
+        f"a {d.point} decision awaiting review conflicts with {dict(subject)!r} and is being reviewed: retry"
+    )
 
 
 def pending_decision(

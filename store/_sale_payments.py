@@ -15,7 +15,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from store import _audit
-from store._cases import open_case as open_case  # cases live in store._cases; kept importable here
 
 SALE_REF_PREFIX = "fcc:"
 
