@@ -54,6 +54,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import numpy as np
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BeforeValidator
 
@@ -120,7 +121,8 @@ from geo._vehicle import Vehicle
 from store._membership import membership
 from store._prices import CurrentPrice, current_prices, station_prices_between
 from store._promotions import promotions_between, promotions_for_stations
-from store._stations import get_station, nearby_offers, nearby_stations, stations_in_bbox
+from store._station_feed import StationFeed
+from store._stations import NearbyOffer, get_station, nearby_offers, nearby_stations, stations_in_bbox
 from store._users import User
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"])
@@ -322,7 +324,7 @@ def _envelope(state: AppState, coord: str, at: datetime, **extra: Any) -> dict[s
     responses=error_responses(401, *READ, user=True),
     openapi_extra=OPTIONAL_TOKEN,
 )
-def nearby(
+async def nearby(
     lat: Lat,
     lon: Lon,
     user: OptionalUser,
@@ -395,9 +397,10 @@ def nearby(
         member=member,
         payment=payment,
     )
-    quote = _Quote(
-        litres=cp.fill.litres, member=cp.member, payment=cp.payment, tiers=member_tiers(state, user)
-    )
+    # Runs on the event loop: what waits on the database (a driver's tiers, the drive-time rankings, the
+    # SQL search) goes to the thread pool; the in-memory search (store/_station_cache.py) does not.
+    tiers = await run_sync(member_tiers, state, user) if user is not None else frozenset[str]()
+    quote = _Quote(litres=cp.fill.litres, member=cp.member, payment=cp.payment, tiers=tiers)
     with_closed = include_closed
     try:
         w_lat, w_lon = to_wgs84(q_lat, q_lon, coord_s)
@@ -423,7 +426,8 @@ def nearby(
     if sort_s in ("eta", "total_cost"):
         try:
             return documented(
-                _nearby_by_drive(
+                await run_sync(
+                    _nearby_by_drive,
                     state,
                     (w_lat, w_lon),
                     radius,
@@ -451,8 +455,7 @@ def nearby(
     fetch = (
         min(3 * n + 20, PRICE_SORT_CANDIDATES) if ranked_by == "distance" else max(n, PRICE_SORT_CANDIDATES)
     )
-    with state.db.read() as conn:
-        found = nearby_offers(conn, w_lat, w_lon, radius, limit=fetch, grade=grade_s, at=at_dt)
+    found = await _offers(state, w_lat, w_lon, radius, limit=fetch, grade=grade_s, at=at_dt)
     results = [_station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in found]
     if ranked_by != "distance":
         assert grade_s is not None
@@ -472,6 +475,22 @@ def nearby(
             results=results,
         )
     )
+
+
+async def _offers(
+    state: AppState, lat: float, lon: float, radius: float, *, limit: int, grade: str | None, at: datetime
+) -> list[NearbyOffer]:
+    """nearby_offers from the worker's in-memory copy when it holds them (it answers the same), else SQL."""
+    feed: StationFeed | None = state.extras.get("station_feed")
+    cache = await feed.fresh() if feed is not None else None
+    if cache is not None and cache.covers(at):
+        return cache.nearby_offers(lat, lon, radius, limit=limit, grade=grade, at=at)
+
+    def by_sql() -> list[NearbyOffer]:
+        with state.db.read() as conn:
+            return nearby_offers(conn, lat, lon, radius, limit=limit, grade=grade, at=at)
+
+    return await run_sync(by_sql)
 
 
 # ---- drive-time and total-cost ranking (shared with api/_ranking.py) -----------------------------

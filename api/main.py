@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -54,6 +55,7 @@ from geo._graphcache import graph_identity
 from payments._points import register_points_hooks
 from store import Database
 from store._sessions import register_payment_hooks
+from store._station_feed import StationFeed
 
 log = logging.getLogger("api")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -118,6 +120,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await hub.start()
         state.extras["live"] = hub
+        # nearby answers from memory, kept exact by the primary's notifications (store/_station_feed.py)
+        feed = StationFeed(
+            settings.service_url,
+            max_stations=settings.station_cache_max_stations,
+            history=timedelta(hours=settings.station_cache_history_h),
+            retry_s=settings.station_cache_retry_s,
+            connect_timeout_s=settings.db_timeout_s,
+            barrier_timeout_s=settings.db_timeout_s,
+        )
+        await feed.start()
+        state.extras["station_feed"] = feed
         # Everything loaded so far (the router, the app, the libraries) lives as long as the worker:
         # out of the collector's reach, a full collection no longer walks it (it took 50-100 ms, a
         # stall of every request in flight, and came every few seconds under load).
@@ -126,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await feed.stop()
             await hub.stop()
             if "sync" in state.extras:
                 state.extras["sync"].stop()

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     replica_check_interval_s: float = Field(1.0, gt=0)
     replica_check_timeout_s: float = Field(1.0, gt=0)
 
+    # --- The nearby search's in-memory copy (store/_station_cache.py, store/_station_feed.py) ---
+    # Each worker holds the stations, prices and promotions of a region of at most this many stations
+    # (0: never; nearby reads then always use SQL), kept exact through LISTEN/NOTIFY on the primary, and
+    # price history back to station_cache_history_h hours before it loaded (older `at` use SQL).
+    station_cache_max_stations: int = Field(50_000, ge=0)
+    station_cache_history_h: float = Field(48.0, gt=0, le=24 * 800)
+    station_cache_retry_s: float = Field(5.0, gt=0)
+
     # --- OSRM-compatible API (/route/v1, /table/v1, /nearest/v1): bounds per request ---
     # table cells are bounded by max_matrix_cells; alternatives by geo._router.MAX_ALTERNATIVES.
     osrm_max_waypoints: int = 25  # coordinates of one route request (legs = waypoints - 1)

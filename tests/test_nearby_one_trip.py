@@ -3,106 +3,30 @@ the separate reads do, and psycopg prepares it once it repeats."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from geo._pricing import Promotion
-from ingest._guidance import load_guidance_file
-from store._prices import PriceIn, current_prices, insert_prices
-from store._promotions import promotions_for_stations, upsert_promotion
-from store._stations import StationIn, nearby_offers, nearby_stations, upsert_stations
-
-SH = ZoneInfo("Asia/Shanghai")
-CENTRE = (26.87, 100.23)  # Lijiang old town
-SINCE = datetime(2026, 11, 1, tzinfo=SH)
-BRANDS = ("sinopec", "petrochina", "shell", "other")
+from store._prices import current_prices
+from store._promotions import promotions_for_stations
+from store._stations import nearby_offers, nearby_stations
+from tests._nearby_data import CENTRE, QUERIES, SINCE, seed_nearby
 
 
 @pytest.fixture(scope="module")
 def conn(module_db: str, shared_data: Path) -> Iterator[psycopg.Connection]:
-    rng = random.Random(11)
-    stations = []
-    for i in range(600):
-        spread = 0.01 if i < 300 else 0.12
-        stations.append(
-            StationIn(
-                source="demo",
-                source_ref=f"trip{i}",
-                lat=CENTRE[0] + rng.uniform(-spread, spread),
-                lon=CENTRE[1] + rng.uniform(-spread, spread),
-                brand=BRANDS[i % len(BRANDS)],
-                grades=("92", "95") if i % 3 else ("92", "0"),
-            )
-        )
     with psycopg.connect(module_db, autocommit=True, row_factory=dict_row) as c:
-        load_guidance_file(c, shared_data / "prices" / "yunnan_guidance_prices.json", actor="test-setup")
-        upsert_stations(c, stations, actor="test-setup")
-        ids = [int(r["id"]) for r in c.execute("SELECT id FROM stations ORDER BY id").fetchall()]
-        prices = []
-        for k, sid in enumerate(ids):
-            if k % 5 == 0:
-                continue  # some stations have no price at all
-            for day in range(0, 20, 3 + k % 4):  # a history: which row is in force depends on `at`
-                price = Decimal("8.20") + Decimal(rng.randrange(0, 60)) / 100
-                prices.append(PriceIn(sid, "92", price, SINCE + timedelta(days=day), source="feed"))
-        insert_prices(c, prices, zone="yunnan-4", actor="test-setup", now=SINCE + timedelta(days=30))
-        for j, sid in enumerate(ids[::40]):
-            upsert_promotion(
-                c,
-                Promotion(
-                    kind="cny_off_per_litre",
-                    value=Decimal("0.25"),
-                    scope="station",
-                    station_id=sid,
-                    grades=("92",),
-                    title=f"站{j}",
-                    valid_from=SINCE + timedelta(days=j % 7),
-                    valid_to=SINCE + timedelta(days=10 + j % 5),
-                    time_from=None if j % 2 else datetime(2026, 1, 1, 7, 30).time(),
-                    time_to=None if j % 2 else datetime(2026, 1, 1, 9, 0).time(),
-                    source="feed",
-                    source_ref=f"trip:{j}",
-                ),
-                actor="test-setup",
-                zone="yunnan-4",
-            )
-        for j, brand in enumerate(BRANDS[:3]):
-            upsert_promotion(
-                c,
-                Promotion(
-                    kind="cny_off_per_litre",
-                    value=Decimal("0.10") * (j + 1),
-                    scope="brand",
-                    brand=brand,
-                    valid_from=SINCE + timedelta(days=2 * j),
-                    source="feed",
-                    source_ref=f"trip:brand:{j}",
-                ),
-                actor="test-setup",
-                zone="yunnan-4",
-            )
+        seed_nearby(c, shared_data)
         yield c
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(
-    dlat=st.floats(-0.15, 0.15),
-    dlon=st.floats(-0.15, 0.15),
-    radius=st.sampled_from([400.0, 2_000.0, 8_000.0, 30_000.0]),
-    limit=st.integers(1, 250),
-    grade=st.sampled_from([None, "92", "95", "0"]),
-    day=st.floats(-2.0, 25.0),
-)
+@given(**QUERIES)
 def test_one_statement_equals_separate_reads(
     conn: psycopg.Connection,
     dlat: float,

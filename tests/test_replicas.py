@@ -124,6 +124,7 @@ def server(pair: tuple[PrivatePostgres, Standby]) -> Iterator[Server]:
     srv = Server(
         primary.url,
         FUEL_DATABASE_READ_URL=standby.url,
+        FUEL_STATION_CACHE_MAX_STATIONS="0",  # nearby reads SQL here: this module is about where SQL reads go
         FUEL_REPLICA_CHECK_INTERVAL_S="0.2",
         FUEL_REPLICA_CHECK_TIMEOUT_S="0.5",
         FUEL_REPLICA_MAX_LAG_S="30",
