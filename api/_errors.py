@@ -23,6 +23,7 @@ from api._auth import Forbidden, PreconditionRequired, Unauthorized
 from api._limits import RateLimited
 from api._osrm import OsrmError
 from api._params import SETTING_MAXIMUM, range_rule
+from api._query import QUERY_MODELS
 from api._security import request_settings
 from api._text import TEXT_PATTERN, TEXT_RULE
 from forecourt import CommandTimeout, StationOffline
@@ -315,6 +316,9 @@ def _params_of(route: APIRoute) -> dict[tuple[str, str], FieldInfo]:
             for f in fields:
                 out.setdefault((where, f.alias), f.field_info)
         stack.extend(d.dependencies)
+    model = QUERY_MODELS.get(route.endpoint)  # a query string validated as one model (api/_query.py)
+    for name, info in (model.model_fields if model is not None else {}).items():
+        out.setdefault(("query", info.alias or name), info)
     route._fuel_params = out  # type: ignore[attr-defined]  # built once per route
     return out
 

@@ -22,6 +22,7 @@ from fastapi import Query
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api._models import Coord, Grade
+from api._query import QueryModel
 from api._security import request_settings
 from config import Region, Settings
 from geo._coords import from_wgs84, to_wgs84
@@ -211,6 +212,25 @@ async def vehicle_query(
     return make_vehicle(vehicle, height_m=height_m, weight_t=weight_t, width_m=width_m, length_m=length_m)
 
 
+def _vehicle_of(m: VehicleQuery | VehicleBody) -> Vehicle:
+    return make_vehicle(
+        m.vehicle, height_m=m.height_m, weight_t=m.weight_t, width_m=m.width_m, length_m=m.length_m
+    )
+
+
+class VehicleQuery(QueryModel):
+    """The vehicle query parameters as fields of a query model (api/_query.py), as vehicle_query."""
+
+    vehicle: VehicleQ = "car"
+    height_m: HeightQ = None
+    weight_t: WeightQ = None
+    width_m: WidthQ = None
+    length_m: LengthQ = None
+
+    def as_vehicle(self) -> Vehicle:
+        return _vehicle_of(self)
+
+
 class VehicleBody(BaseModel):
     """The same vehicle fields in a JSON body (POST along-route, matrix)."""
 
@@ -227,13 +247,7 @@ class VehicleBody(BaseModel):
     length_m: float | None = Field(None, description="van/truck length, m (2-40; default van 6, truck 12)")
 
     def as_vehicle(self) -> Vehicle:
-        return make_vehicle(
-            self.vehicle,
-            height_m=self.height_m,
-            weight_t=self.weight_t,
-            width_m=self.width_m,
-            length_m=self.length_m,
-        )
+        return _vehicle_of(self)
 
 
 def at_most(

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api._auth import authenticate, require_role
@@ -28,6 +28,7 @@ from api._params import (
     FromQ,
     ToQ,
     VehicleBody,
+    VehicleQuery,
     in_region,
     lowercase,
     parse_at,
@@ -35,8 +36,8 @@ from api._params import (
     parse_float,
     parse_lat,
     parse_lon,
-    vehicle_query,
 )
+from api._query import query_docs, query_values, reads_query
 from api._security import charge
 from api._state import AppState, get_state
 from api._sync import TrafficSync
@@ -45,7 +46,6 @@ from geo._coords import from_wgs84_arrays
 from geo._polyline import encode, route_coords
 from geo._router import Router, RouteResult
 from geo._steps import Step
-from geo._vehicle import Vehicle
 from store._audit import record
 from store._auth import Principal
 from store._road_edges import road_edges_in_bbox
@@ -321,14 +321,11 @@ def wechat_route(r: Router, res: RouteResult, alternative: bool = False) -> dict
 
 
 # ---- /v1/route --------------------------------------------------------------------------------
-@router.get(
-    "/v1/route",
-    response_model=RouteAnswer,
-    responses=error_responses(404, 422, 429),
-)
-def route(
-    from_: FromQ,
-    to: ToQ,
+class RouteQuery(VehicleQuery):
+    """The query of GET /v1/route (validated in one pass: api/_query.py)."""
+
+    from_: FromQ
+    to: ToQ
     depart_at: Annotated[
         str | None,
         Query(
@@ -336,18 +333,18 @@ def route(
             json_schema_extra={"format": "date-time"},
             examples=["2026-11-28T08:30:00+08:00"],
         ),
-    ] = None,
-    alternatives: Annotated[int, Query(ge=0, le=2, description="how many alternative routes")] = 0,
+    ] = None
+    alternatives: Annotated[int, Query(ge=0, le=2, description="how many alternative routes")] = 0
     coord: Annotated[
         Coord | None,
         BeforeValidator(lowercase),
         Query(description="wgs84 (default; gcj02 with format=wechat), gcj02 or bd09, for input and output"),
-    ] = None,
+    ] = None
     format: Annotated[
         Literal["json", "wechat"],
         BeforeValidator(lowercase),
         Query(description="json, or wechat: the WeChat map component's `polyline` in GCJ-02"),
-    ] = "json",
+    ] = "json"
     geometries: Annotated[
         str | None,
         Query(
@@ -356,11 +353,23 @@ def route(
             json_schema_extra={"pattern": GEOMETRIES_PATTERN},
             examples=["geojson,polyline6"],
         ),
-    ] = None,
-    veh: Vehicle = Depends(vehicle_query),
-    state: AppState = Depends(get_state),
-) -> Response:
+    ] = None
+
+
+@router.get(
+    "/v1/route",
+    response_model=RouteAnswer,
+    responses=error_responses(404, 422, 429),
+    openapi_extra=query_docs(RouteQuery),
+)
+@reads_query(RouteQuery)
+def route(request: Request, state: AppState = Depends(get_state)) -> Response:
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
+    q = query_values(RouteQuery, request)
+    from_, to, depart_at, alternatives, coord, format, geometries = (
+        q.from_, q.to, q.depart_at, q.alternatives, q.coord, q.format, q.geometries
+    )  # fmt: skip
+    veh = q.as_vehicle()
     fmt = format
     c: str = coord or ("gcj02" if fmt == "wechat" else "wgs84")
     geoms = parse_geometries(geometries)

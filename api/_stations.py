@@ -55,7 +55,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from anyio.to_thread import run_sync
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BeforeValidator
 
 from api._models import READ, NearbyPublic, StationByIdPublic, StationListPublic, documented, error_responses
@@ -79,6 +79,7 @@ from api._params import (
     PaymentQ,
     TankQ,
     ValueOfTimeQ,
+    VehicleQuery,
     at_most,
     bbox_to_wgs84,
     lowercase,
@@ -89,8 +90,8 @@ from api._params import (
     parse_payment,
     parse_sort,
     point_out,
-    vehicle_query,
 )
+from api._query import query_docs, query_values, reads_query
 from api._routing import need_router
 from api._state import AppState, get_state
 from api._users import OPTIONAL_TOKEN, OptionalUser
@@ -318,16 +319,11 @@ def _envelope(state: AppState, coord: str, at: datetime, **extra: Any) -> dict[s
     return body
 
 
-@router.get(
-    "/nearby",
-    response_model=NearbyPublic,
-    responses=error_responses(401, *READ, user=True),
-    openapi_extra=OPTIONAL_TOKEN,
-)
-async def nearby(
-    lat: Lat,
-    lon: Lon,
-    user: OptionalUser,
+class NearbyQuery(VehicleQuery):
+    """The query of GET /v1/stations/nearby (validated in one pass: api/_query.py)."""
+
+    lat: Lat
+    lon: Lon
     radius_m: Annotated[
         float | None,
         Query(
@@ -337,31 +333,38 @@ async def nearby(
             examples=[5000],
             json_schema_extra={SETTING_MAXIMUM: "max_radius_m"},
         ),
-    ] = None,
-    grade: GradeQ = None,
-    limit: LimitQ = None,
+    ] = None
+    grade: GradeQ = None
+    limit: LimitQ = None
     sort: Annotated[
         NearbySort,
         BeforeValidator(lowercase),
         Query(description="ranking (see the description); the price sorts need `grade`"),
-    ] = "distance",
-    at: AtQ = None,
-    coord: CoordQ = "wgs84",
-    member: MemberQ = False,
-    payment: PaymentQ = None,
-    litres: LitresQ = None,
-    amount_cny: AmountQ = None,
-    tank_l: TankQ = None,
-    fill_level: FillLevelQ = None,
-    consumption_l_100km: ConsumptionQ = None,
-    value_of_time_cny_h: ValueOfTimeQ = None,
+    ] = "distance"
+    at: AtQ = None
+    coord: CoordQ = "wgs84"
+    member: MemberQ = False
+    payment: PaymentQ = None
+    litres: LitresQ = None
+    amount_cny: AmountQ = None
+    tank_l: TankQ = None
+    fill_level: FillLevelQ = None
+    consumption_l_100km: ConsumptionQ = None
+    value_of_time_cny_h: ValueOfTimeQ = None
     include_closed: Annotated[
         bool,
         Query(description="list stations closed at arrival last, with closed_reason (default: left out)"),
-    ] = False,
-    veh: Vehicle = Depends(vehicle_query),
-    state: AppState = Depends(get_state),
-) -> Response:
+    ] = False
+
+
+@router.get(
+    "/nearby",
+    response_model=NearbyPublic,
+    responses=error_responses(401, *READ, user=True),
+    openapi_extra=query_docs(NearbyQuery, OPTIONAL_TOKEN),
+)
+@reads_query(NearbyQuery)
+async def nearby(request: Request, user: OptionalUser, state: AppState = Depends(get_state)) -> Response:
     """Stations within `radius_m` of a point, with list and effective prices, ranked by `sort`:
 
     - distance: nearest first (geodesic distance);
@@ -377,6 +380,17 @@ async def nearby(
 
     The price sorts need `grade`; with `grade`, only stations selling it are listed. A point outside
     the served region gives no results and a `note`."""
+    q = query_values(NearbyQuery, request)
+    lat, lon, radius_m, grade, limit, sort, at, coord = (
+        q.lat, q.lon, q.radius_m, q.grade, q.limit, q.sort, q.at, q.coord
+    )  # fmt: skip
+    member, payment, litres, amount_cny, tank_l, fill_level = (
+        q.member, q.payment, q.litres, q.amount_cny, q.tank_l, q.fill_level
+    )  # fmt: skip
+    consumption_l_100km, value_of_time_cny_h, include_closed = (
+        q.consumption_l_100km, q.value_of_time_cny_h, q.include_closed
+    )  # fmt: skip
+    veh = q.as_vehicle()
     settings = state.settings
     region = state.served.region
     coord_s, q_lat, q_lon, grade_s = coord, lat, lon, grade
