@@ -40,7 +40,9 @@ def servers(region_db: str) -> Iterator[tuple[Server, Server]]:
 
 
 def _nearby(base: str) -> dict[int, float | None]:
-    r = httpx.get(base + "/v1/stations/nearby", params={"lat": A[0], "lon": A[1], "radius_m": 8000}, timeout=10)
+    r = httpx.get(
+        base + "/v1/stations/nearby", params={"lat": A[0], "lon": A[1], "radius_m": 8000}, timeout=10
+    )
     assert r.status_code == 200, r.text
     return {int(s["id"]): s["grades"].get("92", {}).get("list_price") for s in r.json()["results"]}
 
