@@ -15,7 +15,12 @@ BEGIN
         PERFORM pg_notify('fuel_catalog', '*');
         RETURN NULL;
     END IF;
-    -- `changed` holds the new rows (the old ones for DELETE); `before` the old rows of an UPDATE
+    -- `changed` holds the new rows (the old ones for DELETE); `before` the old rows of an UPDATE.
+    -- A bulk change is counted first, so a million-row load is not aggregated key by key.
+    IF (SELECT count(*) FROM (SELECT 1 FROM changed LIMIT 101) x) > 100 THEN
+        PERFORM pg_notify('fuel_catalog', '*');
+        RETURN NULL;
+    END IF;
     IF TG_TABLE_NAME = 'prices' THEN
         IF TG_OP = 'UPDATE' THEN
             SELECT array_agg(DISTINCT 'p:' || station_id) INTO keys
