@@ -373,7 +373,7 @@ class NearbyQuery(VehicleQuery):
     openapi_extra=query_docs(NearbyQuery, OPTIONAL_TOKEN),
 )
 @reads_query(NearbyQuery)
-async def nearby(request: Request, user: OptionalUser, state: AppState = Depends(get_state)) -> Response:
+async def nearby(request: Request, user: OptionalUser) -> Response:
     """Stations within `radius_m` of a point, with list and effective prices, ranked by `sort`:
 
     - distance: nearest first (geodesic distance);
@@ -390,6 +390,7 @@ async def nearby(request: Request, user: OptionalUser, state: AppState = Depends
     The price sorts need `grade`; with `grade`, only stations selling it are listed. A point outside
     the served region gives no results and a `note`."""
     q = query_values(NearbyQuery, request)
+    state: AppState = request.app.state.fuel  # as get_state, without one more dependency to solve
     lat, lon, radius_m, grade, limit, sort, at, coord = (
         q.lat, q.lon, q.radius_m, q.grade, q.limit, q.sort, q.at, q.coord
     )  # fmt: skip

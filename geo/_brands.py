@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 BRANDS: tuple[str, ...] = (
     "sinopec",
@@ -156,6 +157,7 @@ def _is_brand_only(name: str, brand: str, brand_raw: str | None) -> bool:
     )
 
 
+@lru_cache(maxsize=8192)  # pure; every nearby answer names each of its stations again
 def display_name(
     *,
     name: str | None,

@@ -235,9 +235,9 @@ def effective_price(
     `tz`. `litres` defaults to 40; `amount` defaults to list price x litres. At most one promotion
     is applied (the best one): see the module docstring.
     """
-    price = Decimal(str(list_price))
-    n_litres = DEFAULT_LITRES if litres is None else Decimal(str(litres))
-    order_amount = price * n_litres if amount is None else Decimal(str(amount))
+    price = _decimal(list_price)
+    n_litres = DEFAULT_LITRES if litres is None else _decimal(litres)
+    order_amount = price * n_litres if amount is None else _decimal(amount)
     at_local = _localize(at, tz)
     best: AppliedPromotion | None = None
     for promo in sorted(promos, key=lambda p: (p.id if p.id is not None else 1 << 62, p.title)):
@@ -263,6 +263,11 @@ def effective_price(
         return price.quantize(CENT, ROUND_HALF_UP), []
     out = max(CENT, (price - best.saving_per_litre).quantize(CENT, ROUND_HALF_UP))
     return out, [best]
+
+
+def _decimal(x: Decimal | float) -> Decimal:
+    """A Decimal as it is; a float through its shortest repr (0.1 -> Decimal('0.1'))."""
+    return x if isinstance(x, Decimal) else Decimal(str(x))
 
 
 def _localize(at: datetime, tz: tzinfo | None) -> datetime:
