@@ -480,13 +480,23 @@ async def nearby(request: Request, user: OptionalUser) -> Response:
         min(3 * n + 20, PRICE_SORT_CANDIDATES) if ranked_by == "distance" else max(n, PRICE_SORT_CANDIDATES)
     )
     found = await _offers(state, w_lat, w_lon, radius, limit=fetch, grade=grade_s, at=at_dt)
-    results = [_station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in found]
-    if ranked_by != "distance":
+    if ranked_by == "distance":  # already in order: only the stations listed are shaped
+        local = at_dt.astimezone(region.tz)
+        fills = [
+            can_fill_up(f.row["status"], f.row.get("opening_hours"), local, region.holidays).ok for f in found
+        ]
+        kept = open_first(found, fills, with_closed)
+        closed = len(found) - len(kept) if not with_closed else 0
+        results = [
+            _station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in kept[:n]
+        ]
+    else:
         assert grade_s is not None
-        results = _rank(results, ranked_by, grade_s, radius)
-    listed = open_first(results, [x["can_fill_up"] for x in results], with_closed)
-    closed = len(results) - len(listed) if not with_closed else 0
-    results = listed[:n]
+        shaped = [_station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in found]
+        ranked = _rank(shaped, ranked_by, grade_s, radius)
+        listed = open_first(ranked, [x["can_fill_up"] for x in ranked], with_closed)
+        closed = len(ranked) - len(listed) if not with_closed else 0
+        results = listed[:n]
     return documented(
         _envelope(
             state,
