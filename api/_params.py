@@ -282,6 +282,20 @@ _Scope = MutableMapping[str, Any]
 _App = Callable[[_Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
+def _may_have_blanks(raw: bytes) -> bool:
+    """False only when no value of the query string can be blank: every pair has `=`, none is `k=` (then &
+    or the end), none starts with an encoded byte or a `+` (a space), and no byte is a space itself. The
+    cheap test before parsing it (most queries have no blank value)."""
+    return (
+        raw.endswith(b"=")
+        or b"=&" in raw
+        or b"=+" in raw
+        or b"=%" in raw
+        or raw.count(b"=") <= raw.count(b"&")
+        or any(c in raw for c in (b" ", b"\t", b"\r", b"\n", b"\x0b", b"\x0c"))
+    )
+
+
 class BlankQueryIsAbsent:
     """`?grade=&limit=` means grade and limit were not given (as a form leaves its empty fields), for the
     service's own endpoints under /v1/; the OSRM services read their options as sent."""
@@ -292,7 +306,7 @@ class BlankQueryIsAbsent:
     async def __call__(self, scope: _Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope.get("path", "").startswith("/v1/"):
             raw: bytes = scope.get("query_string", b"")
-            if raw:
+            if raw and _may_have_blanks(raw):
                 pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
                 kept = [(k, v) for k, v in pairs if v.strip()]
                 if len(kept) != len(pairs):

@@ -196,6 +196,7 @@ def _grades_out(
     out: dict[str, Any] = {}
     tz = region.tz
     priced_at = local_iso(at, tz)  # one string for every grade of every station listed
+    at_local = at.astimezone(tz)  # once, not again in each grade's effective_price
     for grade in (g for g in KNOWN_GRADES if g in offered):
         p = prices.get(grade)
         if p is None:
@@ -213,8 +214,7 @@ def _grades_out(
             p.price_cny,
             grade,
             promos,
-            at,
-            tz=tz,
+            at_local,
             holidays=region.holidays,
             litres=quote.litres,
             member=quote.member,

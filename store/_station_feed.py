@@ -12,6 +12,9 @@ the round trip is back, every change committed before the request came has been 
 refresh that follows reads it. Requests that arrive together share one round trip (the next one to
 start), so under load the barrier costs a fraction of a round trip per request.
 
+Every history/2 (24 h by default) the next round trip loads a fresh copy, so the price history held
+stays within its window instead of growing with every price written.
+
 When the connection fails, `fresh()` answers None (the caller uses SQL), a line is logged, and the
 feed reconnects every `retry_s` and reloads everything. A region larger than `max_stations` is not
 held at all (None, logged once).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,6 +68,7 @@ class StationFeed:
         self._reconnect: asyncio.Task[None] | None = None
         self._too_large = False
         self._closed = False
+        self._loaded_at = 0.0  # monotonic time of the last full load
 
     # ---- life -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -118,7 +123,7 @@ class StationFeed:
         except BaseException:
             await conn.close()
             raise
-        self._conn, self.cache = conn, cache
+        self._conn, self.cache, self._loaded_at = conn, cache, time.monotonic()
         log.info("station cache: %s stations held (prices from %s)", len(cache), cache.cover_from.isoformat())
 
     async def _drop(self) -> None:
@@ -185,32 +190,34 @@ class StationFeed:
                 fut.set_result(cache)
 
     async def _barrier(self) -> StationCache | None:
-        conn, cache = self._conn, self.cache
-        if conn is None or cache is None:
+        conn = self._conn
+        if conn is None or self.cache is None:
             return None
         await conn.execute("SELECT 1")  # the notifications of every earlier commit arrive before its answer
-        while self._pending:
+        if time.monotonic() - self._loaded_at > self.history.total_seconds() / 2:
+            self._pending.add(_ALL)  # a fresh copy: price history older than the window is let go
+        while self._pending and self._conn is conn:
             keys, self._pending = self._pending, set()
-            await self._apply(conn, cache, keys)
-        return cache
+            await self._apply(conn, keys)
+        return self.cache if self._conn is conn else None
 
-    async def _apply(
-        self, conn: psycopg.AsyncConnection[dict[str, Any]], cache: StationCache, keys: set[str]
-    ) -> None:
+    async def _apply(self, conn: psycopg.AsyncConnection[dict[str, Any]], keys: set[str]) -> None:
         if _ALL in keys:
-            count = (await (await conn.execute("SELECT count(*) AS n FROM stations")).fetchone() or {}).get(
-                "n", 0
-            )
-            if int(count) > self.max_stations:
+            row = await (await conn.execute("SELECT count(*) AS n FROM stations")).fetchone()
+            count = int((row or {}).get("n", 0))
+            if count > self.max_stations:
                 log.info("station cache: %s stations now, above the cap: nearby reads use SQL", count)
                 self._too_large = True
                 await self._drop()
                 return
-            await self._load(conn, cache, None, None)
+            fresh = StationCache(datetime.now(UTC) - self.history)
+            await self._load(conn, fresh, None, None)
+            self.cache, self._loaded_at = fresh, time.monotonic()
             return
+        assert self.cache is not None
         ids = sorted({int(k[2:]) for k in keys if k[:2] in ("s:", "p:") and k[2:].isdigit()})
         brands = sorted({k[2:] for k in keys if k.startswith("b:")})
-        await self._load(conn, cache, ids, brands)
+        await self._load(conn, self.cache, ids, brands)
 
     async def _load(
         self,

@@ -10,13 +10,17 @@ import logging
 import re
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import parse_qsl, quote_plus
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from api import _models as m
 from api._docs import DIST, REDOC_JS, SWAGGER_JS
+from api._params import _may_have_blanks
 from api.main import create_app
 from config import Settings
 
@@ -470,3 +474,22 @@ def test_docs_and_redoc_load_nothing_from_another_host(client: TestClient) -> No
             asset = client.get(ref)
             assert asset.status_code == 200 and asset.content, (page, ref)
     assert '"validatorUrl": null' in client.get("/docs").text  # Swagger UI's badge would ask swagger.io
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.text(alphabet="abcxyz_=", min_size=0, max_size=4),
+            st.one_of(st.text(max_size=4), st.sampled_from(["", " ", "\t", "\xa0", "\u3000", " 1"])),
+            st.booleans(),
+        ),
+        max_size=5,
+    )
+)
+def test_the_blank_precheck_never_misses_a_blank_value(pairs: list[tuple[str, str, bool]]) -> None:
+    """BlankQueryIsAbsent parses a query string only when _may_have_blanks says it may hold a blank value."""
+    raw = "&".join(quote_plus(k) + ("=" + quote_plus(v) if with_eq else "") for k, v, with_eq in pairs)
+    parsed = parse_qsl(raw, keep_blank_values=True, encoding="latin-1")
+    if any(not v.strip() for _, v in parsed):
+        assert _may_have_blanks(raw.encode("latin-1"))

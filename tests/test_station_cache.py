@@ -208,6 +208,23 @@ def test_a_lost_connection_answers_none_then_reconnects(
         loop.run_until_complete(feed.stop())
 
 
+def test_the_copy_is_renewed_every_half_window(
+    conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, module_db: str
+) -> None:
+    feed = _feed(loop, module_db, history=timedelta(seconds=1))
+    try:
+        first = _fresh(loop, feed)
+        assert first is not None
+        loop.run_until_complete(asyncio.sleep(0.6))
+        again = _fresh(loop, feed)
+        assert again is not None and again is not first and again.cover_from > first.cover_from
+        at = datetime.now(UTC)
+        want = nearby_offers(conn, CENTRE[0], CENTRE[1], 8_000.0, limit=50, at=at)
+        _same(again.nearby_offers(CENTRE[0], CENTRE[1], 8_000.0, limit=50, at=at), want)
+    finally:
+        loop.run_until_complete(feed.stop())
+
+
 def test_a_region_above_the_cap_is_not_held(loop: asyncio.AbstractEventLoop, module_db: str) -> None:
     feed = _feed(loop, module_db, max_stations=10)
     try:
