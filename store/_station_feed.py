@@ -156,22 +156,27 @@ class StationFeed:
             fut = self._waiting = asyncio.get_running_loop().create_future()
             if self._runner is None or self._runner.done():
                 self._runner = asyncio.get_running_loop().create_task(self._run())
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.barrier_timeout_s)
-        except TimeoutError:
-            # The database does not answer (a hung server or network): the round trip is left to finish
-            # or fail on its own, and nearby goes to SQL, whose own guards answer 503 in bounded time.
-            if not self._stalled:
-                self._stalled = True
-                log.warning(
-                    "station cache: no answer within %s s; nearby reads use SQL until it answers",
-                    self.barrier_timeout_s,
-                )
-            return None
+        return await asyncio.shield(fut)  # a request that goes away leaves the round trip to the others
+
+    def _overdue(self, fut: asyncio.Future[StationCache | None]) -> None:
+        """The round trip is overdue (a hung server or network): its waiters, and those queued for the
+        next one, get None (nearby uses SQL, whose own guards answer 503 in bounded time), and so does
+        every request until it comes back; it is left to finish or fail on its own."""
+        if not self._stalled:
+            self._stalled = True
+            log.warning(
+                "station cache: no answer within %s s; nearby reads use SQL until it answers",
+                self.barrier_timeout_s,
+            )
+        for waiting in (fut, self._waiting):
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+        self._waiting = None
 
     async def _run(self) -> None:
         while self._waiting is not None:
             fut, self._waiting = self._waiting, None  # who asks from now on waits for the next round trip
+            overdue = asyncio.get_running_loop().call_later(self.barrier_timeout_s, self._overdue, fut)
             try:
                 cache = await self._barrier()
                 if self._stalled:
@@ -183,9 +188,11 @@ class StationFeed:
                 self._stalled = False
                 self._retry_later()
                 cache = None
-                if self._waiting is not None:
+                if self._waiting is not None and not self._waiting.done():
                     self._waiting.set_result(None)
-                    self._waiting = None
+                self._waiting = None
+            finally:
+                overdue.cancel()
             if not fut.done():
                 fut.set_result(cache)
 
