@@ -61,6 +61,15 @@ def _fresh(loop: asyncio.AbstractEventLoop, feed: StationFeed) -> StationCache |
     return loop.run_until_complete(feed.fresh())
 
 
+def _fresh_cache(loop: asyncio.AbstractEventLoop, feed: StationFeed) -> StationCache:
+    """fresh() until it answers a cache: None meanwhile is a full load being built (SQL answers then)."""
+    deadline = time.monotonic() + 10
+    while (cache := _fresh(loop, feed)) is None and time.monotonic() < deadline:
+        loop.run_until_complete(asyncio.sleep(0.02))
+    assert cache is not None
+    return cache
+
+
 def _same(got: list[NearbyOffer], want: list[NearbyOffer]) -> None:
     assert [int(f.row["id"]) for f in got] == [int(f.row["id"]) for f in want]
     for g, w in zip(got, want, strict=True):
@@ -85,8 +94,8 @@ def test_memory_answers_what_sql_answers(
     grade: str | None,
     day: float,
 ) -> None:
-    cache = _fresh(loop, feed)
-    assert cache is not None and len(cache) == 600
+    cache = _fresh_cache(loop, feed)
+    assert len(cache) == 600
     lat, lon = CENTRE[0] + dlat, CENTRE[1] + dlon
     at = SINCE + timedelta(days=day)
     assert cache.covers(at)
@@ -149,8 +158,7 @@ def test_every_committed_write_is_in_the_next_answer(
     rng = random.Random(5)
     for k in range(42):
         lat, lon = _write(conn, rng, k)
-        cache = _fresh(loop, feed)  # straight after the commit: no waiting for the notification
-        assert cache is not None
+        cache = _fresh_cache(loop, feed)  # straight after the commit: no waiting for the notification
         at = datetime.now(UTC)
         for radius, grade in ((3_000.0, None), (30_000.0, "92"), (8_000.0, "98")):
             want = nearby_offers(conn, lat, lon, radius, limit=60, grade=grade, at=at)
@@ -166,8 +174,8 @@ def test_a_deleted_station_is_gone(
     row = found.fetchone()
     assert row is not None
     conn.execute("DELETE FROM stations WHERE id = %s", (row["id"],))
-    cache = _fresh(loop, feed)
-    assert cache is not None and int(row["id"]) not in cache.stations
+    cache = _fresh_cache(loop, feed)
+    assert int(row["id"]) not in cache.stations
     at = datetime.now(UTC)
     want = nearby_offers(conn, row["lat"], row["lon"], 5_000.0, limit=40, at=at)
     _same(cache.nearby_offers(row["lat"], row["lon"], 5_000.0, limit=40, at=at), want)
@@ -213,11 +221,11 @@ def test_the_copy_is_renewed_every_half_window(
 ) -> None:
     feed = _feed(loop, module_db, history=timedelta(seconds=1))
     try:
-        first = _fresh(loop, feed)
-        assert first is not None
+        first = _fresh_cache(loop, feed)
         loop.run_until_complete(asyncio.sleep(0.6))
-        again = _fresh(loop, feed)
-        assert again is not None and again is not first and again.cover_from > first.cover_from
+        assert _fresh(loop, feed) is None  # the renewal is being built: SQL answers meanwhile
+        again = _fresh_cache(loop, feed)
+        assert again is not first and again.cover_from > first.cover_from
         at = datetime.now(UTC)
         want = nearby_offers(conn, CENTRE[0], CENTRE[1], 8_000.0, limit=50, at=at)
         _same(again.nearby_offers(CENTRE[0], CENTRE[1], 8_000.0, limit=50, at=at), want)
