@@ -19,7 +19,7 @@ import psycopg
 
 from config import PROJECT_ROOT
 from store._auth import create_site_key
-from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY, free_port
+from tests._servers import TEST_ADMIN_KEY, TEST_SECRET_KEY, free_port, reap_at_exit
 
 
 def seed_station(
@@ -77,12 +77,14 @@ class _Process:
         self, args: list[str], env: dict[str, str], ready: re.Pattern[bytes], timeout: float = 30
     ) -> re.Match[bytes]:
         self.log = tempfile.NamedTemporaryFile(prefix="forecourt-", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "forecourt", *args],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=self.log,  # type: ignore[arg-type]
+        self.proc = reap_at_exit(
+            subprocess.Popen(
+                [sys.executable, "-m", "forecourt", *args],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=self.log,  # type: ignore[arg-type]
+            )
         )
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)

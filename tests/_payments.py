@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from config import PROJECT_ROOT
 from payments import PayConfig, WeChatPayClient
 from payments._keys import PLATFORM_PUBLIC, DevKeys
-from tests._servers import free_port, service_environment
+from tests._servers import free_port, reap_at_exit, service_environment
 
 
 def wait_for(
@@ -48,8 +48,10 @@ class Proc:
         self, args: list[str], env: dict[str, str], *, ready: Callable[[], bool] | None, what: str
     ) -> None:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            [sys.executable, *args], cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log
+        self.proc = reap_at_exit(
+            subprocess.Popen(
+                [sys.executable, *args], cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self.log
+            )
         )
         if ready is not None:
             deadline = time.monotonic() + 90

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import socket
@@ -78,29 +79,47 @@ def service_environment(db_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def reap_at_exit(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Terminate `proc` when the test process exits, if it still runs: a fixture that fails before its
+    teardown must not leave a server running after the tests."""
+
+    def reap() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    atexit.register(reap)
+    return proc
+
+
 class Server:
     def __init__(self, db_url: str, *, uvicorn_args: Sequence[str] = (), **env_extra: str) -> None:
         self.port = free_port()
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         env = service_environment(db_url, FUEL_DB_TIMEOUT_S="1")
         env.update(env_extra)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-proxy-headers",  # as `make run`: X-Forwarded-For is the app's to judge
-                *uvicorn_args,
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
+        self.proc = reap_at_exit(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "api.main:app",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                    "--no-proxy-headers",  # as `make run`: X-Forwarded-For is the app's to judge
+                    *uvicorn_args,
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=self.log,
+            )
         )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 120
@@ -140,21 +159,23 @@ class FakeWeChat:
             "FUEL_WECHAT_APPID": TEST_WECHAT_APPID,
             "FUEL_WECHAT_APP_SECRET": TEST_WECHAT_APP_SECRET,
         }
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wechat",
-                "fake",
-                "--port",
-                str(self.port),
-                "--code-ttl-s",
-                str(code_ttl_s),
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.proc = reap_at_exit(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "wechat",
+                    "fake",
+                    "--port",
+                    str(self.port),
+                    "--code-ttl-s",
+                    str(code_ttl_s),
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 60
