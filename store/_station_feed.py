@@ -17,7 +17,7 @@ stays within its window instead of growing with every price written.
 
 When the connection fails, `fresh()` answers None (the caller uses SQL), a line is logged, and the
 feed reconnects every `retry_s` and reloads everything. A region larger than `max_stations` is not
-held at all (None, logged once).
+held at all (None, logged once), and counted again every 12 x `retry_s` (a minute by default).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class StationFeed:
             await self._connect()
         except (psycopg.Error, OSError) as exc:
             log.warning("station cache: %s; nearby reads use SQL until it connects", exc)
+        if self._conn is None:
             self._retry_later()
 
     async def stop(self) -> None:
@@ -140,8 +141,9 @@ class StationFeed:
             return
 
         async def again() -> None:
-            while not self._closed and self._conn is None and not self._too_large:
-                await asyncio.sleep(self.retry_s)
+            while not self._closed and self._conn is None:
+                # a region above the cap is counted again now and then: it may have shrunk
+                await asyncio.sleep(self.retry_s * (12 if self._too_large else 1))
                 try:
                     await self._connect()
                 except (psycopg.Error, OSError) as exc:
@@ -220,6 +222,7 @@ class StationFeed:
                 log.info("station cache: %s stations now, above the cap: nearby reads use SQL", count)
                 self._too_large = True
                 await self._drop()
+                self._retry_later()
                 return
             # A full load takes a while on a large region (1.3 s of CPU to build 50,000 stations): SQL
             # answers those waiting now and whoever asks until it is in place, and it is built in a thread.

@@ -233,10 +233,15 @@ def test_the_copy_is_renewed_every_half_window(
         loop.run_until_complete(feed.stop())
 
 
-def test_a_region_above_the_cap_is_not_held(loop: asyncio.AbstractEventLoop, module_db: str) -> None:
-    feed = _feed(loop, module_db, max_stations=10)
+def test_a_region_above_the_cap_is_not_held_until_it_fits(
+    loop: asyncio.AbstractEventLoop, module_db: str
+) -> None:
+    feed = _feed(loop, module_db, max_stations=10, retry_s=0.05)
     try:
         assert _fresh(loop, feed) is None
+        feed.max_stations = 50_000  # as if the region had shrunk below the cap: counted again, then held
+        loop.run_until_complete(asyncio.sleep(1.0))
+        assert len(_fresh_cache(loop, feed)) > 10
     finally:
         loop.run_until_complete(feed.stop())
 
