@@ -336,18 +336,27 @@ def _cum_m(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 def heading(lat: np.ndarray, lon: np.ndarray, *, reverse: bool = False, metres: float = HEADING_M) -> float:
     """Bearing from the start of a polyline to the point `metres` along it (reverse: from the point
-    `metres` before the end to the end); 0 for a polyline without length."""
-    c = _cum_m(lat, lon)
+    `metres` before the end to the end); 0 for a polyline without length.
+
+    Only as many points as reach `metres` are measured (a route has hundreds; the first few reach 20 m).
+    The forward answer is the one over the whole line, bit for bit (the distances of a prefix are the
+    prefix of the distances)."""
+    n = len(lat)
+    if reverse:
+        lat, lon = lat[::-1], lon[::-1]
+    m = min(n, 8)
+    c = _cum_m(lat[:m], lon[:m])
+    while c[-1] < metres and m < n:
+        m = min(n, m * 4)
+        c = _cum_m(lat[:m], lon[:m])
     if len(c) < 2 or c[-1] <= 0:
         return 0.0
-    if reverse:
-        x = max(0.0, c[-1] - metres)
-        la, lo = float(np.interp(x, c, lat)), float(np.interp(x, c, lon))
-        if la == lat[-1] and lo == lon[-1]:
-            return 0.0
-        return float(_bearings(np.array([la]), np.array([lo]), lat[-1:], lon[-1:])[0])
     x = min(c[-1], metres)
-    la, lo = float(np.interp(x, c, lat)), float(np.interp(x, c, lon))
+    la, lo = float(np.interp(x, c, lat[:m])), float(np.interp(x, c, lon[:m]))
+    if reverse:  # from that point to the end (the start of the reversed line)
+        if la == lat[0] and lo == lon[0]:
+            return 0.0
+        return float(_bearings(np.array([la]), np.array([lo]), lat[:1], lon[:1])[0])
     return float(_bearings(lat[:1], lon[:1], np.array([la]), np.array([lo]))[0])
 
 
