@@ -100,7 +100,7 @@ from config import Region, Settings
 from geo._brands import station_display_name
 from geo._coords import to_wgs84
 from geo._errors import InvalidInput, NoRoadNear, NotFound
-from geo._hours import can_fill_up
+from geo._hours import FillUp, can_fill_up
 from geo._pricing import DEFAULT_LITRES, KNOWN_GRADES, AppliedPromotion, Promotion, effective_price
 from geo._ranking import (
     DEFAULT_CONSUMPTION_L_100KM,
@@ -267,12 +267,15 @@ def _station_out(
     coord: str,
     quote: _Quote,
     now: tuple[datetime, dict[str, CurrentPrice]] | None = None,
+    fill: FillUp | None = None,
 ) -> dict[str, Any]:
     """One station as listed; `at` is when the driver is there (its arrival time in a drive ranking):
-    status, opening hours and prices are all judged then (geo._hours.can_fill_up)."""
+    status, opening hours and prices are all judged then (geo._hours.can_fill_up; `fill`, when the
+    caller has judged it already)."""
     lat, lon = point_out(float(row["lat"]), float(row["lon"]), coord)
     status = row["status"]
-    fill = can_fill_up(status, row.get("opening_hours"), at.astimezone(region.tz), region.holidays)
+    if fill is None:
+        fill = can_fill_up(status, row.get("opening_hours"), at.astimezone(region.tz), region.holidays)
     zh, en = station_display_name(row)
     out: dict[str, Any] = {
         "id": int(row["id"]),
@@ -482,13 +485,15 @@ async def nearby(request: Request, user: OptionalUser) -> Response:
     found = await _offers(state, w_lat, w_lon, radius, limit=fetch, grade=grade_s, at=at_dt)
     if ranked_by == "distance":  # already in order: only the stations listed are shaped
         local = at_dt.astimezone(region.tz)
-        fills = [
-            can_fill_up(f.row["status"], f.row.get("opening_hours"), local, region.holidays).ok for f in found
+        judged = [
+            (f, can_fill_up(f.row["status"], f.row.get("opening_hours"), local, region.holidays))
+            for f in found
         ]
-        kept = open_first(found, fills, with_closed)
+        kept = open_first(judged, [j.ok for _, j in judged], with_closed)
         closed = len(found) - len(kept) if not with_closed else 0
         results = [
-            _station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote) for f in kept[:n]
+            _station_out(f.row, f.prices, f.promotions, at_dt, region, coord_s, quote, fill=j)
+            for f, j in kept[:n]
         ]
     else:
         assert grade_s is not None

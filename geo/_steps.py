@@ -342,6 +342,8 @@ def heading(lat: np.ndarray, lon: np.ndarray, *, reverse: bool = False, metres: 
     The forward answer is the one over the whole line, bit for bit (the distances of a prefix are the
     prefix of the distances)."""
     n = len(lat)
+    if n < 2:
+        return 0.0
     if reverse:
         lat, lon = lat[::-1], lon[::-1]
     m = min(n, 8)
@@ -349,7 +351,7 @@ def heading(lat: np.ndarray, lon: np.ndarray, *, reverse: bool = False, metres: 
     while c[-1] < metres and m < n:
         m = min(n, m * 4)
         c = _cum_m(lat[:m], lon[:m])
-    if len(c) < 2 or c[-1] <= 0:
+    if c[-1] <= 0:
         return 0.0
     x = min(c[-1], metres)
     la, lo = float(np.interp(x, c, lat[:m])), float(np.interp(x, c, lon[:m]))

@@ -107,10 +107,8 @@ class StationFeed:
         try:
             conn.add_notify_handler(lambda n: self._pending.add(n.payload))
             await conn.execute(f"LISTEN {CHANNEL}")
-            count = (await (await conn.execute("SELECT count(*) AS n FROM stations")).fetchone() or {}).get(
-                "n", 0
-            )
-            if int(count) > self.max_stations:
+            count = await _station_count(conn)
+            if count > self.max_stations:
                 if not self._too_large:
                     log.info(
                         "station cache: %s stations, more than FUEL_STATION_CACHE_MAX_STATIONS=%s: nearby reads use SQL",
@@ -216,8 +214,7 @@ class StationFeed:
 
     async def _apply(self, conn: psycopg.AsyncConnection[dict[str, Any]], keys: set[str]) -> None:
         if _ALL in keys:
-            row = await (await conn.execute("SELECT count(*) AS n FROM stations")).fetchone()
-            count = int((row or {}).get("n", 0))
+            count = await _station_count(conn)
             if count > self.max_stations:
                 log.info("station cache: %s stations now, above the cap: nearby reads use SQL", count)
                 self._too_large = True
@@ -268,3 +265,8 @@ class StationFeed:
             )
         else:
             cache.replace(ids=ids, brands=brands, stations=stations, prices=prices, promotions=promotions)
+
+
+async def _station_count(conn: psycopg.AsyncConnection[dict[str, Any]]) -> int:
+    row = await (await conn.execute("SELECT count(*) AS n FROM stations")).fetchone()
+    return int((row or {}).get("n", 0))

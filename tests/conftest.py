@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 
 from config import PROJECT_ROOT
@@ -151,3 +152,15 @@ def stack(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
     with PayStack(module_db, tmp_path_factory.mktemp("wechatpay-keys")) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def nearby_conn(module_db: str, shared_data: Path) -> Iterator[psycopg.Connection]:
+    """The module's own database seeded with the nearby data (tests/_nearby_data.py), autocommit."""
+    from psycopg.rows import dict_row
+
+    from tests._nearby_data import seed_nearby
+
+    with psycopg.connect(module_db, autocommit=True, row_factory=dict_row) as c:
+        seed_nearby(c, shared_data)
+        yield c

@@ -17,7 +17,7 @@ from geo import RouteNotFound
 from geo._build import build_graph
 from geo._graph import FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
 from geo._router import Router
-from geo._steps import MIN_DRIVEN_M
+from geo._steps import MIN_DRIVEN_M, _bearings, _cum_m, heading
 from geo._traffic import TrafficProfile
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -243,3 +243,31 @@ def test_annotations_match_the_geometry(town: Router) -> None:
     assert ann["nodes"][1:-1] == [x for x in ann["nodes"][1:-1] if x in NODES]
     assert all(math.isfinite(v) for v in ann["speed"])
     assert np.all(np.diff(np.asarray(ann["nodes"])) != 0)
+
+
+def _heading_over_whole_line(lat: np.ndarray, lon: np.ndarray, reverse: bool, metres: float = 20.0) -> float:
+    """The oracle: distances along the whole line, then the point `metres` from the start (or end)."""
+    c = _cum_m(lat, lon)
+    if len(c) < 2 or c[-1] <= 0:
+        return 0.0
+    x = max(0.0, c[-1] - metres) if reverse else min(c[-1], metres)
+    la, lo = np.array([np.interp(x, c, lat)]), np.array([np.interp(x, c, lon)])
+    if reverse:
+        return (
+            0.0 if (la[0], lo[0]) == (lat[-1], lon[-1]) else float(_bearings(la, lo, lat[-1:], lon[-1:])[0])
+        )
+    return float(_bearings(lat[:1], lon[:1], la, lo)[0])
+
+
+def test_heading_measures_a_prefix_and_answers_as_the_whole_line() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(3_000):
+        n = int(rng.integers(0, 400))
+        step = float(rng.choice([1e-6, 1e-5, 1e-4, 1e-3]))
+        lat = 26.8 + np.cumsum(rng.normal(0, step, n))
+        lon = 100.2 + np.cumsum(rng.normal(0, step, n))
+        if rng.random() < 0.1:  # a line without length
+            lat[:], lon[:] = 26.8, 100.2
+        assert heading(lat, lon) == _heading_over_whole_line(lat, lon, False)  # bit for bit
+        got, want = heading(lat, lon, reverse=True), _heading_over_whole_line(lat, lon, True)
+        assert min(abs(got - want), 360 - abs(got - want)) < 1e-6, (n, got, want)

@@ -3,32 +3,22 @@ the separate reads do, and psycopg prepares it once it repeats."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
-import pytest
 from hypothesis import given, settings
 from psycopg.rows import dict_row
 
 from store._prices import current_prices
 from store._promotions import promotions_for_stations
 from store._stations import nearby_offers, nearby_stations
-from tests._nearby_data import CENTRE, QUERIES, SINCE, seed_nearby
-
-
-@pytest.fixture(scope="module")
-def conn(module_db: str, shared_data: Path) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(module_db, autocommit=True, row_factory=dict_row) as c:
-        seed_nearby(c, shared_data)
-        yield c
+from tests._nearby_data import CENTRE, QUERIES, SINCE
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(**QUERIES)
 def test_one_statement_equals_separate_reads(
-    conn: psycopg.Connection,
+    nearby_conn: psycopg.Connection,
     dlat: float,
     dlon: float,
     radius: float,
@@ -38,17 +28,17 @@ def test_one_statement_equals_separate_reads(
 ) -> None:
     lat, lon = CENTRE[0] + dlat, CENTRE[1] + dlon
     at = SINCE + timedelta(days=day)
-    got = nearby_offers(conn, lat, lon, radius, limit=limit, grade=grade, at=at)
-    rows = nearby_stations(conn, lat, lon, radius, limit=limit, grade=grade, expand=False)
+    got = nearby_offers(nearby_conn, lat, lon, radius, limit=limit, grade=grade, at=at)
+    rows = nearby_stations(nearby_conn, lat, lon, radius, limit=limit, grade=grade, expand=False)
     ids = [int(r["id"]) for r in rows]
-    prices = current_prices(conn, ids, at)
-    promos = promotions_for_stations(conn, [(int(r["id"]), r["brand"]) for r in rows], at=at)
+    prices = current_prices(nearby_conn, ids, at)
+    promos = promotions_for_stations(nearby_conn, [(int(r["id"]), r["brand"]) for r in rows], at=at)
     assert [f.row for f in got] == rows
     assert [f.prices for f in got] == [prices.get(i, {}) for i in ids]
     assert [f.promotions for f in got] == [promos[i] for i in ids]
 
 
-def test_the_statement_is_prepared_once_it_repeats(conn: psycopg.Connection, module_db: str) -> None:
+def test_the_statement_is_prepared_once_it_repeats(nearby_conn: psycopg.Connection, module_db: str) -> None:
     at = SINCE + timedelta(days=5)
     with psycopg.connect(module_db, autocommit=True, row_factory=dict_row) as fresh:
         calls = (fresh.prepare_threshold or 0) + 1

@@ -9,15 +9,14 @@ import asyncio
 import random
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from hypothesis import given, settings
-from psycopg.rows import dict_row
 
 from geo._pricing import Promotion
 from store._prices import PriceIn, insert_prices
@@ -25,14 +24,7 @@ from store._promotions import upsert_promotion
 from store._station_cache import StationCache
 from store._station_feed import StationFeed
 from store._stations import NearbyOffer, nearby_offers
-from tests._nearby_data import BRANDS, CENTRE, QUERIES, SINCE, seed_nearby
-
-
-@pytest.fixture(scope="module")
-def conn(module_db: str, shared_data: Path) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(module_db, autocommit=True, row_factory=dict_row) as c:
-        seed_nearby(c, shared_data)
-        yield c
+from tests._nearby_data import BRANDS, CENTRE, QUERIES, SINCE
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +34,25 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     lp.close()
 
 
-def _feed(loop: asyncio.AbstractEventLoop, url: str, **kw: Any) -> StationFeed:
+@contextmanager
+def _feed(loop: asyncio.AbstractEventLoop, url: str, **kw: Any) -> Iterator[StationFeed]:
+    """A started feed, stopped on the way out."""
     kw.setdefault("max_stations", 50_000)
     kw.setdefault("history", timedelta(days=400))  # the seeded history starts 2026-11-01
     feed = StationFeed(url, **kw)
     loop.run_until_complete(feed.start())
-    return feed
+    try:
+        yield feed
+    finally:
+        loop.run_until_complete(feed.stop())
 
 
 @pytest.fixture(scope="module")
-def feed(loop: asyncio.AbstractEventLoop, module_db: str, conn: psycopg.Connection) -> Iterator[StationFeed]:
-    f = _feed(loop, module_db, retry_s=0.2)
-    yield f
-    loop.run_until_complete(f.stop())
+def feed(
+    loop: asyncio.AbstractEventLoop, module_db: str, nearby_conn: psycopg.Connection
+) -> Iterator[StationFeed]:
+    with _feed(loop, module_db, retry_s=0.2) as f:
+        yield f
 
 
 def _fresh(loop: asyncio.AbstractEventLoop, feed: StationFeed) -> StationCache | None:
@@ -84,7 +82,7 @@ def _same(got: list[NearbyOffer], want: list[NearbyOffer]) -> None:
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(**QUERIES)
 def test_memory_answers_what_sql_answers(
-    conn: psycopg.Connection,
+    nearby_conn: psycopg.Connection,
     loop: asyncio.AbstractEventLoop,
     feed: StationFeed,
     dlat: float,
@@ -99,7 +97,7 @@ def test_memory_answers_what_sql_answers(
     lat, lon = CENTRE[0] + dlat, CENTRE[1] + dlon
     at = SINCE + timedelta(days=day)
     assert cache.covers(at)
-    want = nearby_offers(conn, lat, lon, radius, limit=limit, grade=grade, at=at)
+    want = nearby_offers(nearby_conn, lat, lon, radius, limit=limit, grade=grade, at=at)
     _same(cache.nearby_offers(lat, lon, radius, limit=limit, grade=grade, at=at), want)
 
 
@@ -153,52 +151,48 @@ def _write(c: psycopg.Connection, rng: random.Random, k: int) -> tuple[float, fl
 
 
 def test_every_committed_write_is_in_the_next_answer(
-    conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, feed: StationFeed
+    nearby_conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, feed: StationFeed
 ) -> None:
     rng = random.Random(5)
     for k in range(42):
-        lat, lon = _write(conn, rng, k)
+        lat, lon = _write(nearby_conn, rng, k)
         cache = _fresh_cache(loop, feed)  # straight after the commit: no waiting for the notification
         at = datetime.now(UTC)
         for radius, grade in ((3_000.0, None), (30_000.0, "92"), (8_000.0, "98")):
-            want = nearby_offers(conn, lat, lon, radius, limit=60, grade=grade, at=at)
+            want = nearby_offers(nearby_conn, lat, lon, radius, limit=60, grade=grade, at=at)
             _same(cache.nearby_offers(lat, lon, radius, limit=60, grade=grade, at=at), want)
 
 
 def test_a_deleted_station_is_gone(
-    conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, feed: StationFeed
+    nearby_conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, feed: StationFeed
 ) -> None:
-    found = conn.execute(
+    found = nearby_conn.execute(
         "SELECT id, ST_Y(geom) AS lat, ST_X(geom) AS lon FROM stations ORDER BY id DESC LIMIT 1"
     )
     row = found.fetchone()
     assert row is not None
-    conn.execute("DELETE FROM stations WHERE id = %s", (row["id"],))
+    nearby_conn.execute("DELETE FROM stations WHERE id = %s", (row["id"],))
     cache = _fresh_cache(loop, feed)
     assert int(row["id"]) not in cache.stations
     at = datetime.now(UTC)
-    want = nearby_offers(conn, row["lat"], row["lon"], 5_000.0, limit=40, at=at)
+    want = nearby_offers(nearby_conn, row["lat"], row["lon"], 5_000.0, limit=40, at=at)
     _same(cache.nearby_offers(row["lat"], row["lon"], 5_000.0, limit=40, at=at), want)
 
 
 def test_prices_older_than_the_copy_are_not_covered(loop: asyncio.AbstractEventLoop, module_db: str) -> None:
-    feed = _feed(loop, module_db, history=timedelta(hours=48))
-    try:
+    with _feed(loop, module_db, history=timedelta(hours=48)) as feed:
         cache = _fresh(loop, feed)
         assert cache is not None
         assert cache.covers(datetime.now(UTC) - timedelta(hours=47))
         assert not cache.covers(datetime.now(UTC) - timedelta(hours=49))  # the API asks SQL for these
-    finally:
-        loop.run_until_complete(feed.stop())
 
 
 def test_a_lost_connection_answers_none_then_reconnects(
-    conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, module_db: str
+    nearby_conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, module_db: str
 ) -> None:
-    feed = _feed(loop, module_db, retry_s=0.2)
-    try:
+    with _feed(loop, module_db, retry_s=0.2) as feed:
         assert _fresh(loop, feed) is not None
-        conn.execute(
+        nearby_conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE application_name = 'fuel station cache' AND datname = current_database()"
         )
@@ -210,45 +204,34 @@ def test_a_lost_connection_answers_none_then_reconnects(
             cache = _fresh(loop, feed)
         assert cache is not None, "the feed did not reconnect"
         at = datetime.now(UTC)
-        want = nearby_offers(conn, CENTRE[0], CENTRE[1], 5_000.0, limit=30, at=at)
+        want = nearby_offers(nearby_conn, CENTRE[0], CENTRE[1], 5_000.0, limit=30, at=at)
         _same(cache.nearby_offers(CENTRE[0], CENTRE[1], 5_000.0, limit=30, at=at), want)
-    finally:
-        loop.run_until_complete(feed.stop())
 
 
 def test_the_copy_is_renewed_every_half_window(
-    conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, module_db: str
+    nearby_conn: psycopg.Connection, loop: asyncio.AbstractEventLoop, module_db: str
 ) -> None:
-    feed = _feed(loop, module_db, history=timedelta(seconds=1))
-    try:
+    with _feed(loop, module_db, history=timedelta(seconds=1)) as feed:
         first = _fresh_cache(loop, feed)
         loop.run_until_complete(asyncio.sleep(0.6))
         assert _fresh(loop, feed) is None  # the renewal is being built: SQL answers meanwhile
         again = _fresh_cache(loop, feed)
         assert again is not first and again.cover_from > first.cover_from
         at = datetime.now(UTC)
-        want = nearby_offers(conn, CENTRE[0], CENTRE[1], 8_000.0, limit=50, at=at)
+        want = nearby_offers(nearby_conn, CENTRE[0], CENTRE[1], 8_000.0, limit=50, at=at)
         _same(again.nearby_offers(CENTRE[0], CENTRE[1], 8_000.0, limit=50, at=at), want)
-    finally:
-        loop.run_until_complete(feed.stop())
 
 
 def test_a_region_above_the_cap_is_not_held_until_it_fits(
     loop: asyncio.AbstractEventLoop, module_db: str
 ) -> None:
-    feed = _feed(loop, module_db, max_stations=10, retry_s=0.05)
-    try:
+    with _feed(loop, module_db, max_stations=10, retry_s=0.05) as feed:
         assert _fresh(loop, feed) is None
         feed.max_stations = 50_000  # as if the region had shrunk below the cap: counted again, then held
         loop.run_until_complete(asyncio.sleep(1.0))
         assert len(_fresh_cache(loop, feed)) > 10
-    finally:
-        loop.run_until_complete(feed.stop())
 
 
 def test_no_database_answers_none(loop: asyncio.AbstractEventLoop) -> None:
-    feed = _feed(loop, "host=127.0.0.1 port=1 dbname=nothing user=nobody", connect_timeout_s=1)
-    try:
+    with _feed(loop, "host=127.0.0.1 port=1 dbname=nothing user=nobody", connect_timeout_s=1) as feed:
         assert _fresh(loop, feed) is None
-    finally:
-        loop.run_until_complete(feed.stop())
