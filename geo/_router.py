@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -84,7 +85,7 @@ class RouteResult:
     first_fraction: float  # where the route starts on edges[0] (0..1 from its tail)
     last_fraction: float  # where it ends on edges[-1]
     edge_entry_s: list[float]  # seconds after departure at which each edge is entered
-    polyline: list[tuple[float, float]]  # (lat, lon), partial first/last edges included
+    line: np.ndarray = field(compare=False, repr=False)  # [points, 2] (lat, lon), partial ends included
     snap_from_m: float
     snap_to_m: float
     from_snapped: tuple[float, float]
@@ -101,6 +102,14 @@ class RouteResult:
     vertices: list[int] = field(default_factory=list)  # geometry index of each polyline point (OSM ids)
     edge_time_s: list[float] = field(default_factory=list)  # time spent on each edge
     edge_dist_m: list[float] = field(default_factory=list)  # length driven on each edge
+    # (lat, lon, start) of `geo._polyline.route_coords` for the edges and fractions, before the ends
+    # are moved to the snapped points: the shape of the response (api._routing), computed once
+    coords: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def polyline(self) -> list[tuple[float, float]]:
+        """(lat, lon) of every point, partial first/last edges included."""
+        return list(zip(self.line[:, 0].tolist(), self.line[:, 1].tolist(), strict=True))
 
 
 @dataclass
@@ -709,7 +718,7 @@ class Router:
                 else []
             )
             return RouteResult(
-                0.0, 0.0, 0.0, 0.0, [e0], s.fraction, s.fraction, [0.0], [(s.lat, s.lon)],
+                0.0, 0.0, 0.0, 0.0, [e0], s.fraction, s.fraction, [0.0], np.array([[s.lat, s.lon]]),
                 s.distance_m, d.distance_m, (s.lat, s.lon), (d.lat, d.lon), depart, depart, st, metric=metric,
                 edge_starts=[0], vertices=[int(self.g.edge_geom_offsets[e0])], edge_time_s=[0.0], edge_dist_m=[0.0],
             )  # fmt: skip
@@ -881,13 +890,13 @@ class Router:
         edges = path.tolist()
         f0 = first_off / float(self._len[path[0]]) if self._len[path[0]] > 0 else 0.0
         f1 = last_end / float(self._len[path[-1]]) if self._len[path[-1]] > 0 else 1.0
-        la, lo, vert, starts = route_coords(self.g, path, f0, f1)
+        raw = route_coords(self.g, path, f0, f1)
+        la, lo, vert, starts = raw[0].copy(), raw[1].copy(), raw[2], raw[3]
         if len(la):
             if edges[0] == s.edge:
                 la[0], lo[0] = s.lat, s.lon
             if edges[-1] == d.edge:
                 la[-1], lo[-1] = d.lat, d.lon
-        poly = list(zip(la.tolist(), lo.tolist(), strict=True))
         entry = (times[:-1] - times[0]).tolist()
         dts = np.diff(times)
         st = (
@@ -904,7 +913,7 @@ class Router:
             first_fraction=f0,
             last_fraction=f1,
             edge_entry_s=entry,
-            polyline=poly,
+            line=np.column_stack((la, lo)),
             snap_from_m=s.distance_m,
             snap_to_m=d.distance_m,
             from_snapped=(s.lat, s.lon),
@@ -917,6 +926,7 @@ class Router:
             vertices=vert.tolist(),
             edge_time_s=dts.tolist(),
             edge_dist_m=lens.tolist(),
+            coords=(raw[0], raw[1], starts),
         )
 
     def _alternatives(
@@ -1056,7 +1066,7 @@ class Router:
         """Per segment of the route polyline: distance (m), duration (s, the time of its edge shared by
         length) and speed (m/s); per point: the OSM node id (for a cut end: the node behind the start,
         ahead of the end; 0 when the graph keeps no node ids)."""
-        pts = np.asarray(res.polyline, np.float64).reshape(-1, 2)
+        pts = res.line
         if len(pts) < 2:
             return {"distance": [], "duration": [], "speed": [], "nodes": self._osm_ids(res.vertices)}
         seg_d = haversine_m_array(pts[:-1, 0], pts[:-1, 1], pts[1:, 0], pts[1:, 1])

@@ -4,7 +4,8 @@ A step starts where the driver has something to do; between steps the road is fo
 taken at junctions (`Guide`: the road arms of every junction, built once per graph) from the bearing
 change ``d`` between the end of the incoming edge and the start of the outgoing one (positive =
 clockwise = right; |d| < 20 straight, < 50 slight, < 120 turn, < 170 sharp, else U-turn) and from the
-other arms that could have been taken there (turn restrictions respected: `entry`):
+other arms that could have been taken there (turn restrictions respected: `entry`); the rules run
+compiled, all junctions of a route in one call (`geo._maneuvers`):
 
 - roundabout / rotary (``junction=roundabout`` / ``junction=circular``): one step where the ring is
   entered, with `exit` = the number of exits passed including the one taken (an exit is a junction on
@@ -33,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geo._graph import CLASS_INDEX, FLAG_CIRCULAR, FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
+from geo._graph import CLASS_INDEX, FLAG_TOLL, CompiledGraph
+from geo._maneuvers import KINDS, MODIFIERS, maneuvers
 
 MIN_DRIVEN_M = 1.0
 HEADING_M = 20.0
@@ -61,9 +63,6 @@ _MOD_EN = {
     "uturn": "Make a U-turn",
 }
 _SIDE_ZH = {"left": "左", "right": "右"}
-_MOTORWAYS = frozenset({CLASS_INDEX["motorway"], CLASS_INDEX["trunk"]})
-_LINKS = frozenset({CLASS_INDEX[c] for c in ("motorway_link", "trunk_link", "primary_link", "secondary_link", "tertiary_link")})  # fmt: skip
-_MOTORWAY_LINKS = frozenset({CLASS_INDEX["motorway_link"], CLASS_INDEX["trunk_link"]})
 _MOTORWAY_CLASS = frozenset({CLASS_INDEX["motorway"], CLASS_INDEX["motorway_link"]})
 
 
@@ -121,30 +120,6 @@ def edge_bearings(g: CompiledGraph, edges: np.ndarray) -> tuple[np.ndarray, np.n
     return start, end
 
 
-def turn_type(delta: float) -> str:
-    """Maneuver for a bearing change in degrees (positive = clockwise = right)."""
-    return _modifier(delta).replace(" ", "_")
-
-
-def _norm(delta: float) -> float:
-    return (delta + 180.0) % 360.0 - 180.0
-
-
-def _modifier(delta: float) -> str:
-    d = _norm(delta)
-    ad = abs(d)
-    if ad < 20:
-        return "straight"
-    side = "right" if d > 0 else "left"
-    if ad < 50:
-        return f"slight {side}"
-    if ad < 120:
-        return side
-    if ad < 170:
-        return f"sharp {side}"
-    return "uturn"
-
-
 def _int_bearing(b: float) -> int:
     return round(b) % 360
 
@@ -193,8 +168,17 @@ class Guide:
         flags = g.edge_flags if g.edge_flags.shape[0] == m else np.zeros(m, np.uint8)
         self.flags = flags
         self.refs_idx = g.edge_ref if g.edge_ref.shape[0] == m else np.full(m, -1, np.int32)
-        # each road number of a ref ("CG3i4; CG-3" is two)
-        self.ref_sets = [frozenset(t.strip() for t in r.split(";") if t.strip()) for r in g.refs]
+        # each road number of a ref ("CG3i4; CG-3" is two), as sorted token ids per ref
+        tokens: dict[str, int] = {}
+        ref_toks = [sorted({tokens.setdefault(t.strip(), len(tokens)) for t in r.split(";") if t.strip()}) for r in g.refs]  # fmt: skip
+        tok_ptr = np.concatenate(([0], np.cumsum([len(t) for t in ref_toks]))).astype(np.int64)
+        tok = np.array([t for ts in ref_toks for t in ts], np.int64)
+        # the arrays of the compiled maneuver rules (`geo._maneuvers`), in its order
+        self.arrays = (
+            g.edge_v, g.edge_name, self.refs_idx, g.edge_way, g.edge_class, rev, self.degree, self.arm_ptr,
+            self.arm_out, self.arm_in, self.arm_bear, b_end, edge_head, g.offsets, g.arc_edge, tok_ptr, tok,
+        )  # fmt: skip
+        self.max_degree = int(self.degree.max()) if len(self.degree) else 0
 
     def arms(self, v: int) -> tuple[list[int], list[int], list[float]]:
         a, b = int(self.arm_ptr[v]), int(self.arm_ptr[v + 1])
@@ -362,87 +346,6 @@ def heading(lat: np.ndarray, lon: np.ndarray, *, reverse: bool = False, metres: 
     return float(_bearings(lat[:1], lon[:1], np.array([la]), np.array([lo]))[0])
 
 
-def _same_road(g: CompiledGraph, guide: Guide, p: int, q: int) -> bool:
-    """One road for the driver: the same name, a road number in common, or the same unnamed way."""
-    np_, nq = int(g.edge_name[p]), int(g.edge_name[q])
-    rp, rq = int(guide.refs_idx[p]), int(guide.refs_idx[q])
-    if np_ < 0 and nq < 0 and rp < 0 and rq < 0:
-        return bool(g.edge_way[p] == g.edge_way[q])
-    if np_ >= 0 and np_ == nq:
-        return rp == rq or rp < 0 or rq < 0 or bool(guide.ref_sets[rp] & guide.ref_sets[rq])
-    return rp >= 0 and rq >= 0 and bool(guide.ref_sets[rp] & guide.ref_sets[rq])
-
-
-def _shown_change(g: CompiledGraph, guide: Guide, p: int, q: int) -> bool:
-    """Worth a "new name": another road, and one with a name or number to announce."""
-    named = int(g.edge_name[q]) >= 0 or int(guide.refs_idx[q]) >= 0
-    return named and not _same_road(g, guide, p, q)
-
-
-def _classify(g: CompiledGraph, guide: Guide, p: int, q: int, delta: float) -> tuple[str, str] | None:
-    """(type, modifier) of the move p -> q at a junction outside roundabouts, None when nothing is said."""
-    v = int(g.edge_v[p])
-    d = _norm(delta)
-    mod = _modifier(d)
-    same = _same_road(g, guide, p, q)
-    if q == int(guide.rev[p]) or mod == "uturn":
-        return ("continue" if same else "turn"), "uturn"
-    c_in, c_out = int(g.edge_class[p]), int(g.edge_class[q])
-    ramp = _ramp(c_in, c_out)
-    if int(guide.degree[v]) <= 2:  # no choice here: only a change of road is worth saying
-        if ramp:
-            return ramp, _ramp_mod(mod, d, [])
-        return ("new name", mod) if _shown_change(g, guide, p, q) else None
-    outs, ins, bears = guide.arms(v)
-    ok = guide.allowed(p)
-    others = [
-        (_norm(bears[k] - guide.b_end[p]), outs[k])
-        for k in range(len(outs))
-        if outs[k] >= 0 and outs[k] != q and outs[k] in ok and ins[k] != p
-    ]
-    if ramp:
-        return ramp, _ramp_mod(mod, d, others)
-    best_other = min((abs(x) for x, _ in others), default=180.0)
-    if same:
-        if abs(d) < 45 and abs(d) <= best_other + 5:
-            return None
-        return "continue", mod
-    if not others:  # the only way on
-        return ("new name", mod) if _shown_change(g, guide, p, q) else None
-    if abs(d) >= 45 and best_other >= 45 and len(others) == 1 and (others[0][0] > 0) != (d > 0):
-        return "end of road", ("right" if d > 0 else "left")
-    ahead = [x for x, o in others if abs(x) < 60]
-    if abs(d) < 60 and ahead and not any(_same_road(g, guide, p, o) for _, o in others):
-        if all(x > d for x in ahead):
-            return "fork", "slight left"
-        if all(x < d for x in ahead):
-            return "fork", "slight right"
-        return "fork", "straight"
-    if abs(d) < 35 and all(abs(x) >= 45 and abs(x) > abs(d) + 15 for x, _ in others):
-        return ("new name", mod) if _shown_change(g, guide, p, q) else None
-    return "turn", mod
-
-
-def _ramp(c_in: int, c_out: int) -> str:
-    """off ramp (motorway or trunk -> link), on ramp (other road -> motorway or trunk link), merge (link ->
-    motorway or trunk), or ""."""
-    if c_in in _MOTORWAYS and c_out in _LINKS:
-        return "off ramp"
-    if c_out in _MOTORWAY_LINKS and c_in not in _MOTORWAYS and c_in not in _LINKS:
-        return "on ramp"
-    if c_in in _LINKS and c_out in _MOTORWAYS:
-        return "merge"
-    return ""
-
-
-def _ramp_mod(mod: str, d: float, others: list[tuple[float, int]]) -> str:
-    """A ramp or merge is to one side: a straight one takes the side away from the main road."""
-    if mod != "straight":
-        return mod
-    main = min(others, key=lambda x: abs(x[0]), default=(0.0, -1))[0]
-    return "slight right" if d >= main else "slight left"
-
-
 def build_steps(
     g: CompiledGraph,
     guide: Guide,
@@ -471,65 +374,15 @@ def build_steps(
     lo_i = 1 if n > 1 and dist[0] < MIN_DRIVEN_M else 0  # first edge that makes a step
     hi_i = n - 2 if n > 1 and dist[-1] < MIN_DRIVEN_M else n - 1  # last one
     hi_i = max(hi_i, lo_i)
-    flags = guide.flags
-    rb = (flags[ed] & FLAG_ROUNDABOUT) != 0
+    kinds, mods, exits, described = maneuvers(ed, lo_i, hi_i, guide.arrays, guide.b_start, guide.flags, guide.max_degree)  # fmt: skip
     b_start, b_end = guide.b_start, guide.b_end
-    # what happens at each transition i (edge i-1 -> edge i): (type, modifier) or None
-    events: dict[int, tuple[str, str, int | None]] = {}
-    intersections: dict[int, Intersection] = {}
-    # straight on along the same road, no ring: nothing to say (most junctions of a route)
-    pe, qe = ed[:-1], ed[1:]
-    dl = (b_start[qe] - b_end[pe] + 180.0) % 360.0 - 180.0
-    quiet = (
-        (np.abs(dl) < 20)
-        & (g.edge_name[pe] == g.edge_name[qe])
-        & (guide.refs_idx[pe] == guide.refs_idx[qe])
-        & ((g.edge_name[pe] >= 0) | (guide.refs_idx[pe] >= 0) | (g.edge_way[pe] == g.edge_way[qe]))
-        & (guide.rev[pe] != qe)
-        & ~rb[:-1]
-        & ~rb[1:]
-    ).tolist()
-    i = lo_i + 1
-    while i <= hi_i:
-        p, q = int(ed[i - 1]), int(ed[i])
-        v = int(g.edge_v[p])
-        deg = int(guide.degree[v])
-        delta = float(b_start[q] - b_end[p])
-        if detail and (deg >= 3 or q == int(guide.rev[p])):
-            intersections[i] = guide.intersection(p, q)
-        if quiet[i - 1]:
-            i += 1
-            continue
-        if not rb[i - 1] and rb[i]:  # entering a ring
-            j, exits = i, 0
-            while j <= hi_i and rb[j]:
-                if j + 1 <= hi_i:  # the route goes on past the head of this ring edge
-                    exits += _leaves_ring(g, guide, int(ed[j]), flags)
-                j += 1
-            circ = bool(flags[q] & FLAG_CIRCULAR)
-            for k in range(i + 1, min(j, hi_i) + 1):
-                if detail and int(guide.degree[int(g.edge_v[int(ed[k - 1])])]) >= 3:
-                    intersections[k] = guide.intersection(int(ed[k - 1]), int(ed[k]))
-            if j > hi_i:  # the route ends on the ring
-                events[i] = ("rotary" if circ else "roundabout", _modifier(delta), None)
-                break
-            whole = _entry_mod(float(b_start[int(ed[j])] - b_end[p]))  # entering to leaving
-            events[i] = ("rotary" if circ else "roundabout", whole, max(exits, 1))
-            events[j] = ("exit rotary" if circ else "exit roundabout", whole, max(exits, 1))
-            i = j + 1
-            continue
-        if rb[i - 1] and not rb[i]:  # leaving a ring the route started on
-            events[i] = (
-                "exit rotary" if flags[p] & FLAG_CIRCULAR else "exit roundabout",
-                _modifier(delta),
-                None,
-            )
-        elif not (rb[i - 1] and rb[i]):
-            c = _classify(g, guide, p, q, delta)
-            if c is not None:
-                events[i] = (c[0], c[1], None)
-        i += 1
-    bounds = [lo_i, *sorted(events), n]
+    events = np.flatnonzero(kinds >= 0).tolist()
+    intersections: dict[int, Intersection] = (
+        {i: guide.intersection(int(ed[i - 1]), int(ed[i])) for i in np.flatnonzero(described).tolist()}
+        if detail
+        else {}
+    )
+    bounds = [lo_i, *events, n]
     bounds[0] = 0
     cd = np.concatenate(([0.0], np.cumsum(dist)))
     ct = np.concatenate(([0.0], np.cumsum(tim)))
@@ -541,7 +394,7 @@ def build_steps(
         if p1 <= p0:
             p1 = min(p0 + 1, last_pt)
         geom = (p0, p1)
-        inters = [intersections[k] for k in range(a + 1, b) if k in intersections]
+        inters = [intersections[k] for k in range(a + 1, b) if k in intersections] if detail else []
         dist_s, dur_s = float(cd[b] - cd[a]), float(ct[b] - ct[a])
         if s_i == 0:
             road = _road(g, guide, e_road)
@@ -558,7 +411,7 @@ def build_steps(
                      0, ba, 0, "depart", "", road.ref, None, "", geom, (first, *inters) if detail else ())
             )  # fmt: skip
             continue
-        kind, mod, exit_no = events[a]
+        kind, mod, exit_no = KINDS[kinds[a]], MODIFIERS[mods[a]], (int(exits[a]) if exits[a] >= 0 else None)
         p, q = int(ed[a - 1]), int(ed[a])
         # a ring's step is named after the road it is left by
         named = int(ed[b]) if kind in ("roundabout", "rotary") and b < n and exit_no is not None else q
@@ -586,18 +439,4 @@ def build_steps(
     return steps
 
 
-def _entry_mod(total: float) -> str:
-    """Modifier of a roundabout: the direction of the whole move, from entering to leaving."""
-    m = _modifier(total)
-    return "straight" if m == "uturn" else m
-
-
-def _leaves_ring(g: CompiledGraph, guide: Guide, e: int, flags: np.ndarray) -> int:
-    """1 when the head of ring edge `e` has a road leaving the ring that may be entered from `e`."""
-    v = int(g.edge_v[e])
-    outs, _ins, _ = guide.arms(v)
-    ok = guide.allowed(e)
-    return int(any(o >= 0 and o in ok and not (int(flags[o]) & FLAG_ROUNDABOUT) for o in outs))
-
-
-__all__ = ["Guide", "Intersection", "Step", "build_steps", "edge_bearings", "heading", "turn_type"]
+__all__ = ["Guide", "Intersection", "Step", "build_steps", "edge_bearings", "heading"]
