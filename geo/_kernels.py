@@ -1,7 +1,8 @@
 """Numba kernels of the router: time-dependent A* (ALT) / Dijkstra over the arc CSR, path evaluation.
 
-Few compiled functions (compile time matters): `search`, `trace`, `path_times`, and the rare half of an
-offer `_offer` (with `_b_pays`), kept out of the search loop.
+Few compiled functions (compile time matters): `search`, `trace`, `path_times`, `landmark_bounds` (the
+active landmarks of a search), and the rare half of an offer `_offer` (with `_b_pays`), kept out of the
+search loop.
 
 Labels are times in seconds RELATIVE to the start of the departure bin ``b0 * 900`` (modes 0 and 1) or
 metres (mode 2). Modes: 0 = time-dependent (profile table + live overlay), 1 = free flow, 2 = distance.
@@ -682,3 +683,59 @@ def path_times(edges, first_off, last_end, mode, b0, t0, decay, edge_f, table, l
         t += _cost(e, int(edge_f[e, 2]), edge_f[e, 1], t, f - s, mode, b0, table, lv_flag, lv, decay)
     out[n] = t
     return out
+
+
+@njit(cache=True, nogil=True)
+def landmark_bounds(src_head, tg_edge, tg_off, lmt, ceil, edge_tails, edge_tail_ptr, edge_heads, length, spd,
+                    edge_class, k_max):  # fmt: skip
+    """Active landmarks for a search (`Router._landmarks_for`): per landmark l of the node-major table
+    `lmt` [n, 2L], Tf = min over the target edges' tails of from[l], Tt = max over their heads of to[l]
+    plus the rest of the edge (free flow, over `ceil[class]` when `ceil` is not empty), the source's
+    score max(Tf - from[l, s], to[l, s] - Tt); the `k_max` best (stable order, NaN last), their Tf and Tt,
+    and the best score (NaN when any is). No target tails: empty arrays and 0."""
+    nl = lmt.shape[1] // 2
+    t_from = np.full(nl, np.inf)
+    found = False
+    for e in tg_edge:
+        for p in range(edge_tail_ptr[e], edge_tail_ptr[e + 1]):
+            found = True
+            row = edge_tails[p]
+            for li in range(nl):
+                t_from[li] = min(t_from[li], np.float64(lmt[row, li]))
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), 0.0
+    t_to = np.full(nl, -np.inf)
+    for j in range(len(tg_edge)):
+        e = tg_edge[j]
+        rest = (length[e] - tg_off[j]) / spd[e]
+        if len(ceil):
+            rest = rest / ceil[edge_class[e]]
+        for p in range(edge_tail_ptr[e], edge_tail_ptr[e + 1]):
+            row = edge_heads[p]
+            for li in range(nl):
+                t_to[li] = max(t_to[li], np.float64(lmt[row, nl + li]) + rest)
+    neg = np.empty(nl)  # -score, the sort key
+    best = -np.inf
+    for li in range(nl):
+        a = t_from[li] - np.float64(lmt[src_head, li])
+        b = np.float64(lmt[src_head, nl + li]) - t_to[li]
+        sc = np.nan if (a != a or b != b) else max(a, b)
+        neg[li] = -sc
+        best = np.nan if (sc != sc or best != best) else max(best, sc)
+    k = min(k_max, nl)
+    act = np.empty(k, np.int64)
+    taken = np.zeros(nl, np.bool_)
+    for r in range(k):  # selection in stable ascending order of -score, NaN last
+        pick = -1
+        for li in range(nl):
+            if taken[li]:
+                continue
+            if pick < 0:
+                pick = li
+                continue
+            x, y = neg[li], neg[pick]
+            if x == x and (y != y or x < y):  # a number before NaN, then ascending
+                pick = li
+        taken[pick] = True
+        act[r] = pick
+    return act, t_from[act].copy(), t_to[act].copy(), best

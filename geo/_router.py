@@ -567,27 +567,15 @@ class Router:
         ceil: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:  # fmt: skip
         """Active landmarks, their target bounds (Tf <= d(l, target), Tt >= d(target, l)) for the
-        node-major table `lmt` (edge weights free-flow / `ceil[class]`), and the source's bound."""
-        tails = np.concatenate(
-            [self._edge_tails[self._edge_tail_ptr[e] : self._edge_tail_ptr[e + 1]] for e in tg_edge.tolist()]
-        )
-        if tails.size == 0:
-            return _EMPTY_I64, _EMPTY_F64, _EMPTY_F64, 0.0
-        nl = lmt.shape[1] // 2
-        t_from = lmt[tails, :nl].min(axis=0).astype(np.float64)
-        rest = (self._len[tg_edge] - tg_off) / self._spd[tg_edge]
-        if ceil is not None:
-            rest = rest / ceil[self.g.edge_class[tg_edge]]
-        # Tt >= d(target, l): past the target the route goes on along its edge to the head of the arc it
-        # drove, whichever that is (several with via-way restrictions): the largest bound over them all
-        lo, hi = self._edge_tail_ptr[tg_edge], self._edge_tail_ptr[tg_edge + 1]
-        hs = np.concatenate([self._edge_heads[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
-        t_to = (lmt[hs, nl:].astype(np.float64) + np.repeat(rest, hi - lo)[:, None]).max(axis=0)
-        s = self._edge_head[src_edge[0]]
-        score = np.maximum(t_from - lmt[s, :nl], lmt[s, nl:] - t_to)
-        k = min(ACTIVE_LANDMARKS, len(score))
-        act = np.argsort(-score, kind="stable")[:k].astype(np.int64)
-        return act, np.ascontiguousarray(t_from[act]), np.ascontiguousarray(t_to[act]), float(score.max())
+        node-major table `lmt` (edge weights free-flow / `ceil[class]`), and the source's bound.
+        Tt: past the target the route goes on along its edge to the head of the arc it drove, whichever
+        that is (several with via-way restrictions): the largest bound over them all."""
+        act, t_from, t_to, best = K.landmark_bounds(
+            self._edge_head[src_edge[0]], tg_edge, tg_off, lmt, _EMPTY_F64 if ceil is None else ceil,
+            self._edge_tails, self._edge_tail_ptr, self._edge_heads, self._len, self._spd, self.g.edge_class,
+            ACTIVE_LANDMARKS,
+        )  # fmt: skip
+        return act, t_from, t_to, float(best)
 
     def _build_periods(self, g: CompiledGraph, profile: TrafficProfile) -> list[_Period]:
         """Period landmark tables (built once at load; kept by the router, not in the compiled file)."""

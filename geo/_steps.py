@@ -29,16 +29,20 @@ Bearings are integers 0-359. The depart bearing is the direction from the start 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from geo._graph import CLASS_INDEX, FLAG_TOLL, CompiledGraph
 from geo._maneuvers import KINDS, MODIFIERS, maneuvers
+from geo._polyline import _interp
 
 MIN_DRIVEN_M = 1.0
 HEADING_M = 20.0
+_M_PER_DEG = 111_194.93  # metres per degree of latitude (equirectangular distances along a line)
 
 _COMPASS_ZH = ("北", "东北", "东", "东南", "南", "西南", "西", "西北")
 _COMPASS_EN = ("north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest")
@@ -66,7 +70,7 @@ _SIDE_ZH = {"left": "左", "right": "右"}
 _MOTORWAY_CLASS = frozenset({CLASS_INDEX["motorway"], CLASS_INDEX["motorway_link"]})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 10x (25 steps a route)
 class Intersection:
     """A junction passed by a step (the first is where its maneuver happens), as OSRM describes it."""
 
@@ -78,7 +82,7 @@ class Intersection:
     classes: tuple[str, ...] = ()  # of the road taken: "motorway", "toll"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Step:
     maneuver: str  # depart, straight, slight_left, ..., sharp_right, uturn, arrive (direction of the step)
     name: str  # local (zh) road name, "" when unnamed
@@ -309,41 +313,50 @@ def _texts(kind: str, mod: str, road: _Road, *, exit_no: int | None, rotary: _Ro
     return (f"{verb_z}进入{rz}" if rz else verb_z), f"{verb_e}{onto_e}"
 
 
-def _cum_m(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    if len(lat) < 2:
-        return np.zeros(len(lat))
-    k = np.cos(np.radians((lat[:-1] + lat[1:]) / 2))
-    dy = np.diff(lat) * 111_194.93
-    dx = np.diff(lon) * 111_194.93 * k
-    return np.concatenate(([0.0], np.cumsum(np.hypot(dx, dy))))
-
-
 def heading(lat: np.ndarray, lon: np.ndarray, *, reverse: bool = False, metres: float = HEADING_M) -> float:
     """Bearing from the start of a polyline to the point `metres` along it (reverse: from the point
     `metres` before the end to the end); 0 for a polyline without length.
 
-    Only as many points as reach `metres` are measured (a route has hundreds; the first few reach 20 m).
-    The forward answer is the one over the whole line, bit for bit (the distances of a prefix are the
-    prefix of the distances)."""
+    Compiled, and only the points that reach `metres` are measured (a route has hundreds; the first few
+    reach 20 m): the same operations as `_cum_m`, `numpy.interp` and `_bearings` over the whole line."""
+    return float(_heading(np.asarray(lat, np.float64), np.asarray(lon, np.float64), reverse, float(metres)))
+
+
+@njit(cache=True, nogil=True)
+def _heading(lat: np.ndarray, lon: np.ndarray, reverse: bool, metres: float) -> float:
     n = len(lat)
     if n < 2:
         return 0.0
-    if reverse:
-        lat, lon = lat[::-1], lon[::-1]
-    m = min(n, 8)
-    c = _cum_m(lat[:m], lon[:m])
-    while c[-1] < metres and m < n:
-        m = min(n, m * 4)
-        c = _cum_m(lat[:m], lon[:m])
-    if c[-1] <= 0:
+    c, la, lo = np.zeros(n), np.empty(n), np.empty(n)  # the line from its start (reverse: its end)
+    la[0], lo[0] = (lat[n - 1], lon[n - 1]) if reverse else (lat[0], lon[0])
+    m = 1
+    while m < n and c[m - 1] < metres:
+        i = n - 1 - m if reverse else m
+        la[m], lo[m] = lat[i], lon[i]
+        k = math.cos(math.radians((la[m - 1] + la[m]) / 2))
+        dy = (la[m] - la[m - 1]) * _M_PER_DEG
+        dx = (lo[m] - lo[m - 1]) * _M_PER_DEG * k
+        c[m] = c[m - 1] + math.hypot(dx, dy)
+        m += 1
+    if c[m - 1] <= 0:
         return 0.0
-    x = min(c[-1], metres)
-    la, lo = float(np.interp(x, c, lat[:m])), float(np.interp(x, c, lon[:m]))
-    if reverse:  # from that point to the end (the start of the reversed line)
-        if la == lat[0] and lo == lon[0]:
+    x = min(c[m - 1], metres)
+    pla, plo = _interp(x, c, la, 0, m), _interp(x, c, lo, 0, m)
+    if reverse:  # from that point to the end
+        if pla == la[0] and plo == lo[0]:
             return 0.0
-        return float(_bearings(np.array([la]), np.array([lo]), lat[:1], lon[:1])[0])
-    return float(_bearings(lat[:1], lon[:1], np.array([la]), np.array([lo]))[0])
+        return _bearing(pla, plo, la[0], lo[0])
+    return _bearing(la[0], lo[0], pla, plo)
+
+
+@njit(cache=True, nogil=True)
+def _bearing(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """`_bearings` of one pair."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dl = math.radians(lon2 - lon1)
+    x = math.sin(dl) * math.cos(p2)
+    y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
+    return (math.degrees(math.atan2(x, y)) + 360.0) % 360.0
 
 
 def build_steps(

@@ -17,7 +17,7 @@ from geo import RouteNotFound
 from geo._build import build_graph
 from geo._graph import FLAG_ROUNDABOUT, FLAG_TOLL, CompiledGraph
 from geo._router import Router
-from geo._steps import MIN_DRIVEN_M, _bearings, _cum_m, heading
+from geo._steps import MIN_DRIVEN_M, _bearings, heading
 from geo._traffic import TrafficProfile
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -245,6 +245,16 @@ def test_annotations_match_the_geometry(town: Router) -> None:
     assert np.all(np.diff(np.asarray(ann["nodes"])) != 0)
 
 
+def _cum_m(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Distance along a line at each point (metres, equirectangular per segment), in numpy."""
+    if len(lat) < 2:
+        return np.zeros(len(lat))
+    k = np.cos(np.radians((lat[:-1] + lat[1:]) / 2))
+    dy = np.diff(lat) * 111_194.93
+    dx = np.diff(lon) * 111_194.93 * k
+    return np.concatenate(([0.0], np.cumsum(np.hypot(dx, dy))))
+
+
 def _heading_over_whole_line(lat: np.ndarray, lon: np.ndarray, reverse: bool, metres: float = 20.0) -> float:
     """The oracle: distances along the whole line, then the point `metres` from the start (or end)."""
     c = _cum_m(lat, lon)
@@ -260,6 +270,9 @@ def _heading_over_whole_line(lat: np.ndarray, lon: np.ndarray, reverse: bool, me
 
 
 def test_heading_measures_a_prefix_and_answers_as_the_whole_line() -> None:
+    """The compiled heading over the points that reach 20 m against numpy over the whole line: within
+    1e-9 degrees (libm and numpy's vector sin/atan2 may differ in the last bit), and the same integer
+    bearing, the one a step shows."""
     rng = np.random.default_rng(7)
     for _ in range(3_000):
         n = int(rng.integers(0, 400))
@@ -268,6 +281,7 @@ def test_heading_measures_a_prefix_and_answers_as_the_whole_line() -> None:
         lon = 100.2 + np.cumsum(rng.normal(0, step, n))
         if rng.random() < 0.1:  # a line without length
             lat[:], lon[:] = 26.8, 100.2
-        assert heading(lat, lon) == _heading_over_whole_line(lat, lon, False)  # bit for bit
-        got, want = heading(lat, lon, reverse=True), _heading_over_whole_line(lat, lon, True)
-        assert min(abs(got - want), 360 - abs(got - want)) < 1e-6, (n, got, want)
+        for reverse in (False, True):
+            got, want = heading(lat, lon, reverse=reverse), _heading_over_whole_line(lat, lon, reverse)
+            assert min(abs(got - want), 360 - abs(got - want)) < 1e-9, (n, reverse, got, want)
+            assert round(got) % 360 == round(want) % 360, (n, reverse, got, want)
