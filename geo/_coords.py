@@ -65,8 +65,10 @@ def haversine_m_array(
     return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a))))
 
 
+@njit(cache=True, nogil=True)
 def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Initial bearing from point 1 to point 2, degrees clockwise from north in [0, 360)."""
+    """Initial bearing from point 1 to point 2, degrees clockwise from north in [0, 360) (compiled: the
+    steps' headings call it from their kernel)."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dl = math.radians(lon2 - lon1)
     x = math.sin(dl) * math.cos(p2)

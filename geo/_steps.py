@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from geo._coords import bearing_deg
 from geo._graph import CLASS_INDEX, FLAG_TOLL, CompiledGraph
 from geo._maneuvers import KINDS, MODIFIERS, maneuvers
 from geo._polyline import _interp
@@ -345,18 +346,8 @@ def _heading(lat: np.ndarray, lon: np.ndarray, reverse: bool, metres: float) -> 
     if reverse:  # from that point to the end
         if pla == la[0] and plo == lo[0]:
             return 0.0
-        return _bearing(pla, plo, la[0], lo[0])
-    return _bearing(la[0], lo[0], pla, plo)
-
-
-@njit(cache=True, nogil=True)
-def _bearing(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """`_bearings` of one pair."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dl = math.radians(lon2 - lon1)
-    x = math.sin(dl) * math.cos(p2)
-    y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
-    return (math.degrees(math.atan2(x, y)) + 360.0) % 360.0
+        return bearing_deg(pla, plo, la[0], lo[0])
+    return bearing_deg(la[0], lo[0], pla, plo)
 
 
 def build_steps(
