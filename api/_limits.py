@@ -25,6 +25,7 @@ import redis
 import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage as AsyncRedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage
@@ -33,11 +34,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from api._pipelined_redis import PipelinedRedis
 from geo._errors import FuelError
 
 log = logging.getLogger("api.limits")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+REDIS_TIMEOUT_S = 0.25  # connecting and each command: an outage costs one slow call per retry_s, not a stall
 
 
 class RateLimited(FuelError, RuntimeError):
@@ -62,12 +65,16 @@ class Limiter:
         self.redis_url = redis_url
         # Short timeouts and no retries: a Redis outage costs one failed call per retry_s, not a stall.
         pool = redis.ConnectionPool.from_url(
-            redis_url, socket_connect_timeout=0.25, socket_timeout=0.25, retry=Retry(NoBackoff(), 0)
+            redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
         )
         shared = RedisStorage(redis_url, connection_pool=pool, wrap_exceptions=True)
         self._shared = MovingWindowRateLimiter(shared)
         # asyncio Redis connections belong to the loop that opened them: one client per event loop
-        self._async: tuple[asyncio.AbstractEventLoop, AsyncMovingWindowRateLimiter] | None = None
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncMovingWindowRateLimiter, redis.asyncio.ConnectionPool] | None = None  # fmt: skip
+        self._pipe: PipelinedRedis | None = None  # the hits of that loop (api/_pipelined_redis.py)
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._lock = threading.Lock()
         self._down_since: float | None = None
@@ -104,7 +111,7 @@ class Limiter:
             return None if local.hit(item, *ids, cost=cost) else self._wait(local, item, ids)
         shared = self._async_shared()
         try:
-            ok = await shared.hit(item, *ids, cost=cost)
+            ok = await self._acquire(shared, item, ids, cost)
             if ok:
                 wait = None
             else:
@@ -116,20 +123,50 @@ class Limiter:
         self._reached(self._shared)
         return wait
 
+    async def _acquire(
+        self, shared: AsyncMovingWindowRateLimiter, item: RateLimitItem, ids: tuple[str, ...], cost: int
+    ) -> bool:
+        """`shared.hit`: the same script, key and arguments (the `limits` library's moving window), sent
+        on this loop's pipelined connection (api/_pipelined_redis.py) where the URL allows it."""
+        pipe = self._pipe
+        storage = shared.storage
+        bridge = storage.bridge if isinstance(storage, AsyncRedisStorage) else None
+        if pipe is None or not isinstance(bridge, RedispyBridge):
+            return await shared.hit(item, *ids, cost=cost)
+        script = bridge.lua_acquire_moving_window
+        key = bridge.prefixed_key(item.key_for(*ids))
+        reply = await pipe.script(
+            script.sha, script.script, [key], [time.time(), item.amount, item.get_expiry(), cost]
+        )
+        return bool(reply)
+
+    async def aclose(self) -> None:
+        """Close this loop's Redis connections (the pipelined one and redis-py's pool)."""
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+        if self._async is not None:
+            pool = self._async[2]
+            self._async = None
+            await pool.disconnect()
+
     def _async_shared(self) -> AsyncMovingWindowRateLimiter:
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
             pool = redis.asyncio.ConnectionPool.from_url(
                 self.redis_url,
-                socket_connect_timeout=0.25,
-                socket_timeout=0.25,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                socket_timeout=REDIS_TIMEOUT_S,
                 retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
             )
             options: dict[str, Any] = {"connection_pool": pool}  # handed on to redis.asyncio.Redis
             storage = AsyncRedisStorage(
                 "async+" + self.redis_url, implementation="redispy", wrap_exceptions=True, **options
             )
-            self._async = (loop, AsyncMovingWindowRateLimiter(storage))
+            self._async = (loop, AsyncMovingWindowRateLimiter(storage), pool)
+            # (a previous loop's connection closes with that loop)
+            pipelined = PipelinedRedis.supports(self.redis_url)
+            self._pipe = PipelinedRedis(self.redis_url, timeout_s=REDIS_TIMEOUT_S) if pipelined else None
         return self._async[1]
 
     def over(self, kind: str, client: str, *, limit: int) -> float | None:

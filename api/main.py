@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await feed.stop()
             await hub.stop()
+            await app.state.limits.limiter.aclose()
             if "sync" in state.extras:
                 state.extras["sync"].stop()
             state.extras["wechat"].close()

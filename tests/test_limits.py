@@ -3,6 +3,7 @@ cannot make up, no burst at a window edge, and still limits (per worker) while R
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -139,25 +140,42 @@ def test_no_burst_at_a_window_edge(monkeypatch: pytest.MonkeyPatch, redis_up: bo
     assert limiter.shared is redis_up
 
 
-def test_limits_go_back_to_redis_when_it_returns(tmp_path: Path) -> None:
+def private_redis(tmp_path: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
+    """A redis-server of this test's own on `port` (extra server `args`), answering."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server missing: a private Redis cannot be started")
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *args,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
+    client = redis.Redis(port=port, password=password)
+    for _ in range(200):
+        try:
+            if client.ping():
+                return proc
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("private redis-server did not start")
+
+
+def test_limits_go_back_to_redis_when_it_returns(tmp_path: Path) -> None:
     port = free_port()
 
     def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=port)
-        for _ in range(200):
-            try:
-                if client.ping():
-                    return proc
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
+        return private_redis(tmp_path, port)
 
     proc = start()
     limiter = Limiter(f"redis://127.0.0.1:{port}/0", prefix=prefix(), retry_s=0)
@@ -176,6 +194,78 @@ def test_limits_go_back_to_redis_when_it_returns(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_pipelined_hits_are_exact_and_share_the_window_with_threads() -> None:
+    """The event loop's hits go on one pipelined connection (api/_pipelined_redis.py): 200 at once
+    against a limit of 150 let exactly 150 through, and they fill the same window the threads' path
+    (redis-py, the `limits` library) reads, and the other way round."""
+    limiter = Limiter("redis://127.0.0.1:6379/0", prefix=prefix())
+
+    async def burst(n: int, client: str, limit: int) -> list[float | None]:
+        try:
+            return list(
+                await asyncio.gather(*(limiter.ahit("requests", client, limit=limit) for _ in range(n)))
+            )
+        finally:
+            await limiter.aclose()  # the loop's connections close with it
+
+    got = asyncio.run(burst(200, "a", 150))
+    assert sum(w is None for w in got) == 150 and all(w is None or 1 <= w <= 60 for w in got)
+    assert limiter.hit("requests", "a", limit=150) is not None  # the threads see the loop's hits
+    assert [limiter.hit("requests", "b", limit=3) for _ in range(3)] == [None] * 3
+    assert asyncio.run(burst(1, "b", 3)) != [None]  # and the loop sees the threads'
+    assert limiter.shared
+
+
+def test_pipelined_hits_load_the_script_log_in_and_select_the_database(tmp_path: Path) -> None:
+    """A Redis with a password and the limits in database 3: the pipelined connection logs in and
+    selects it, and loads the script (EVAL) when Redis does not have it (after SCRIPT FLUSH)."""
+    port = free_port()
+    proc = private_redis(tmp_path, port, "--requirepass", "s3cret")
+    try:
+        limiter = Limiter(f"redis://:s3cret@127.0.0.1:{port}/3", prefix=prefix())
+        admin = redis.Redis(port=port, password="s3cret", db=3)
+
+        async def hits(n: int) -> list[float | None]:
+            out = []
+            for _ in range(n):
+                out.append(await limiter.ahit("requests", "c", limit=4))
+                admin.script_flush()
+            await limiter.aclose()
+            return out
+
+        got = asyncio.run(hits(5))
+        assert got[:4] == [None] * 4 and got[4] is not None and limiter.shared
+        assert any(b"requests" in k for k in admin.scan_iter())  # in database 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_redis_that_does_not_answer_costs_one_deadline_then_limits_locally() -> None:
+    """A Redis that accepts connections but never answers: the hit gives up after the deadline
+    (0.25 s), drops the connection, and the limiter counts in this process until retry_s."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        limiter = Limiter(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", prefix=prefix(), retry_s=3_600)
+
+        async def hits() -> tuple[list[float | None], float]:
+            t0 = time.monotonic()
+            first = await limiter.ahit("requests", "c", limit=3)
+            took = time.monotonic() - t0
+            rest = [await limiter.ahit("requests", "c", limit=3) for _ in range(3)]
+            await limiter.aclose()
+            return [first, *rest], took
+
+        got, took = asyncio.run(hits())
+        assert 0.2 <= took < 2.0, took
+        assert got[:3] == [None] * 3 and got[3] is not None  # counted locally: the limit still holds
+        assert not limiter.shared
+    finally:
+        silent.close()
 
 
 def make_run_flags() -> list[str]:
