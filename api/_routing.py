@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
+from numba import njit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from api._auth import authenticate, require_role
@@ -98,17 +99,30 @@ def _lonlat(points: list[tuple[float, float]] | np.ndarray, coord: str) -> list[
 def _round_like_python(x: np.ndarray, nd: int) -> np.ndarray:
     """`round(v, nd)` of every value, bit for bit, over the array.
 
-    numpy's round scales, rounds and divides back: the division of the rounded integer is exact to the
-    nearest double, as in Python, so the two agree wherever the scaled value is not within a rounding
-    error of a half; those few values are rounded by Python itself."""
-    scale = 10.0**nd
-    scaled = x * scale
-    out = np.rint(scaled) / scale
-    # the product's error is at most half a unit in its last place; a margin of four units
-    near_half = np.abs(scaled - np.floor(scaled) - 0.5) <= np.maximum(1e-6, 4 * np.spacing(np.abs(scaled)))
-    for i in np.flatnonzero(near_half).tolist():
-        out[i] = round(float(x[i]), nd)
-    return out
+    Scaled, rounded and divided back (compiled, one pass): the division of the rounded integer is exact
+    to the nearest double, as in Python, so the two agree wherever the scaled value is not within a
+    rounding error of a half; those few values are rounded by Python itself."""
+    out, near_half = _rint_scaled(np.asarray(x, np.float64).ravel(), 10.0**nd)
+    for i in near_half.tolist():
+        out[i] = round(float(x.flat[i]), nd)
+    return out.reshape(np.shape(x))
+
+
+@njit(cache=True, nogil=True)
+def _rint_scaled(x: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """rint(v * scale) / scale per value, and where v * scale is within a rounding error of a half (the
+    product's error is at most half a unit in its last place; a margin of four units)."""
+    out = np.empty(x.shape[0])
+    near = np.empty(x.shape[0], np.int64)
+    k = 0
+    for i in range(x.shape[0]):
+        s = x[i] * scale
+        out[i] = np.rint(s) / scale
+        a = abs(s)
+        if abs(s - np.floor(s) - 0.5) <= max(1e-6, 4 * (np.nextafter(a, np.inf) - a)):
+            near[k] = i
+            k += 1
+    return out, near[:k]
 
 
 def _rounded_pairs(a: np.ndarray, b: np.ndarray, nd: int) -> np.ndarray:
@@ -186,25 +200,36 @@ def edge_pieces(r: Router, res: RouteResult) -> list[dict[str, Any]]:
     ]
 
 
-def _step(s: Step, coord: str) -> dict[str, Any]:
-    la, lo = out_point(s.location[0], s.location[1], coord)
-    out: dict[str, Any] = {
-        "maneuver": s.maneuver,
-        "type": s.type,
-        "modifier": s.modifier or None,
-        "name": s.name,
-        "name_en": s.name_en,
-        "ref": s.ref or None,
-        "text_zh": s.text_zh,
-        "text_en": s.text_en,
-        "distance_m": round(s.distance_m, 1),
-        "duration_s": round(s.duration_s, 1),
-        "location": [round(lo, 7), round(la, 7)],
-        "bearing_before": s.bearing_before,
-        "bearing_after": s.bearing_after,
-    }
-    if s.exit is not None:
-        out["exit"] = s.exit
+def _steps(steps: list[Step], coord: str) -> list[dict[str, Any]]:
+    """The steps as JSON: locations converted and every number rounded over arrays, once per route."""
+    if not steps:
+        return []
+    loc = np.array([s.location for s in steps], np.float64)
+    la, lo = from_wgs84_arrays(loc[:, 0], loc[:, 1], coord)
+    where = _rounded_pairs(lo, la, 7).tolist()
+    lengths = _round_like_python(
+        np.array([(s.distance_m, s.duration_s) for s in steps], np.float64), 1
+    ).tolist()
+    out = []
+    for s, xy, (dist, dur) in zip(steps, where, lengths, strict=True):
+        step: dict[str, Any] = {
+            "maneuver": s.maneuver,
+            "type": s.type,
+            "modifier": s.modifier or None,
+            "name": s.name,
+            "name_en": s.name_en,
+            "ref": s.ref or None,
+            "text_zh": s.text_zh,
+            "text_en": s.text_en,
+            "distance_m": dist,
+            "duration_s": dur,
+            "location": xy,
+            "bearing_before": s.bearing_before,
+            "bearing_after": s.bearing_after,
+        }
+        if s.exit is not None:
+            step["exit"] = s.exit
+        out.append(step)
     return out
 
 
@@ -253,7 +278,7 @@ def route_json(
         pieces: list[list[float]] = points.tolist()
         out["segments"] = [st | {"coordinates": pieces[sh.piece(i)]} for i, st in enumerate(sh.stats)]
     return out | {
-        "steps": [_step(s, coord) for s in res.steps],
+        "steps": _steps(res.steps, coord),
         "snap": {
             "from": {
                 "location": list(reversed(out_point(*res.from_snapped, coord))),
@@ -321,7 +346,7 @@ def wechat_route(r: Router, res: RouteResult, alternative: bool = False) -> dict
     """A route in the WeChat shape: the times, the polyline, the steps (GCJ-02)."""
     return _times(res) | {
         "polyline": wechat_polylines(r, res, alternative),
-        "steps": [_step(s, "gcj02") for s in res.steps],
+        "steps": _steps(res.steps, "gcj02"),
     }
 
 
@@ -368,12 +393,13 @@ class RouteQuery(VehicleQuery):
     openapi_extra=query_docs(RouteQuery),
 )
 @reads_query(RouteQuery)
-async def route(request: Request, state: AppState = Depends(get_state)) -> Response:
+async def route(request: Request) -> Response:
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
     # Computed on the event loop, not in the thread pool: the work is CPU under the GIL (a route and
     # its body take about 0.5 ms in the demo region) and reads nothing else, so a thread adds no
     # parallelism (the workers are the parallelism, one per core) but a hand-over per request and a
     # contended GIL: 2.3 ms of CPU per route at 16 in flight in threads against 1.1 ms on the loop.
+    state: AppState = request.app.state.fuel  # as get_state, without one more dependency to solve
     q = query_values(RouteQuery, request)
     from_, to, depart_at, alternatives, coord, format, geometries = (
         q.from_, q.to, q.depart_at, q.alternatives, q.coord, q.format, q.geometries

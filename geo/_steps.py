@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numba import njit
@@ -221,7 +222,7 @@ class Guide:
         return tuple(out)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Road:
     name: str
     name_en: str
@@ -252,6 +253,7 @@ def _ordinal_en(n: int) -> str:
     return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
 
 
+@lru_cache(maxsize=8192)  # a region has few (maneuver, road) pairs; a route has 25 steps
 def _texts(kind: str, mod: str, road: _Road, *, exit_no: int | None, rotary: _Road | None, waypoint: int) -> tuple[str, str]:  # fmt: skip
     """(zh, en) instruction for a maneuver type, modifier and the road taken."""
     rz, re_ = road.zh(), road.en()

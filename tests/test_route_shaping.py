@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
 from api._models import documented
-from api._routing import edge_pieces, level, route_json, wechat_polylines
+from api._routing import _round_like_python, edge_pieces, level, route_json, wechat_polylines
 from config import Settings, load_region
 from geo._coords import from_wgs84
 from geo._errors import RouteNotFound
@@ -62,9 +63,35 @@ def _ref_pieces(r: Router, res: RouteResult) -> list[dict[str, Any]]:
     return pieces
 
 
+def _ref_steps(res: RouteResult, coord: str) -> list[dict[str, Any]]:
+    out = []
+    for s in res.steps:
+        la, lo = from_wgs84(s.location[0], s.location[1], coord)
+        step = {
+            "maneuver": s.maneuver,
+            "type": s.type,
+            "modifier": s.modifier or None,
+            "name": s.name,
+            "name_en": s.name_en,
+            "ref": s.ref or None,
+            "text_zh": s.text_zh,
+            "text_en": s.text_en,
+            "distance_m": round(s.distance_m, 1),
+            "duration_s": round(s.duration_s, 1),
+            "location": [round(lo, 7), round(la, 7)],
+            "bearing_before": s.bearing_before,
+            "bearing_after": s.bearing_after,
+        }
+        if s.exit is not None:
+            step["exit"] = s.exit
+        out.append(step)
+    return out
+
+
 def _ref_geometry(r: Router, res: RouteResult, coord: str) -> dict[str, Any]:
     coords = _ref_lonlat(res.polyline, coord)
     return {
+        "steps": _ref_steps(res, coord),
         "geometry": {"type": "LineString", "coordinates": coords},
         "polyline6": encode([(c[1], c[0]) for c in coords], precision=6),
         "segments": [
@@ -137,6 +164,19 @@ def test_wechat_polylines_and_pieces_as_before(routes: tuple[Router, list[RouteR
             ]
             assert len(got[0]["colorList"]) == len(got[0]["points"]) - 1
         assert edge_pieces(r, res) == _ref_pieces(r, res)
+
+
+def test_round_like_python_is_pythons_round() -> None:
+    """The array rounding of the bodies against Python's round, halves and specials included."""
+    rng = np.random.default_rng(5)
+    for nd in (1, 3, 6, 7):
+        for scale in (1e-3, 1.0, 100.0, 1e5):
+            x = rng.normal(0, scale, 5_000)
+            x[:100] = np.round(x[:100], nd) + 0.5 * 10.0**-nd  # on a half of the last digit
+            x[100:110] = [0.0, -0.0, np.inf, -np.inf, 1e-320, 5e-324, 0.05, 0.15, 2.675, 1.0000000000000002]
+            got = _round_like_python(x, nd)
+            want = np.array([round(float(v), nd) for v in x])
+            assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
 
 
 def _colour(level_name: str) -> str:
