@@ -294,4 +294,4 @@ def maneuvers(
     return kind, mods, exits, described
 
 
-__all__ = ["KINDS", "MODIFIERS", "maneuvers", "modifier"]
+__all__ = ["KINDS", "MODIFIERS", "ROTARY", "ROUNDABOUT", "maneuvers", "modifier"]

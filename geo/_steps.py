@@ -39,7 +39,7 @@ from numba import njit
 
 from geo._coords import bearing_deg
 from geo._graph import CLASS_INDEX, FLAG_TOLL, CompiledGraph
-from geo._maneuvers import KINDS, MODIFIERS, maneuvers
+from geo._maneuvers import KINDS, MODIFIERS, ROTARY, ROUNDABOUT, maneuvers
 from geo._polyline import _interp
 
 MIN_DRIVEN_M = 1.0
@@ -128,6 +128,14 @@ def edge_bearings(g: CompiledGraph, edges: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _int_bearing(b: float) -> int:
     return round(b) % 360
+
+
+def _int_bearings(b: np.ndarray) -> list[int]:
+    """`_int_bearing` of each (numpy's rint rounds halves to even, as Python's round does)."""
+    return (np.rint(b).astype(np.int64) % 360).tolist()
+
+
+_MANEUVERS = tuple(m.replace(" ", "_") for m in MODIFIERS)  # Step.maneuver of each modifier
 
 
 class Guide:
@@ -376,62 +384,64 @@ def build_steps(
     dist = np.asarray(edge_dist_m, dtype=np.float64)
     tim = np.asarray(edge_time_s, dtype=np.float64)
     last_pt = len(lat) - 1
-    pt_of = [int(x) for x in starts] + [last_pt]
     lo_i = 1 if n > 1 and dist[0] < MIN_DRIVEN_M else 0  # first edge that makes a step
     hi_i = n - 2 if n > 1 and dist[-1] < MIN_DRIVEN_M else n - 1  # last one
     hi_i = max(hi_i, lo_i)
     kinds, mods, exits, described = maneuvers(ed, lo_i, hi_i, guide.arrays, guide.b_start, guide.flags, guide.max_degree)  # fmt: skip
-    b_start, b_end = guide.b_start, guide.b_end
-    events = np.flatnonzero(kinds >= 0).tolist()
+    ev = np.flatnonzero(kinds >= 0)  # the transitions where a step starts
     intersections: dict[int, Intersection] = (
         {i: guide.intersection(int(ed[i - 1]), int(ed[i])) for i in np.flatnonzero(described).tolist()}
         if detail
         else {}
     )
-    bounds = [lo_i, *events, n]
-    bounds[0] = 0
+    # per step (the first is the departure): its edges a..b, points, length and time, taken over arrays
+    bnd = np.concatenate(([0], ev, [n])).astype(np.int64)
+    a_s, b_s = bnd[:-1], bnd[1:]
+    pts = np.append(np.asarray(starts, np.int64), last_pt)
+    p0s, p1s = pts[a_s], pts[b_s]
+    p1s = np.where(p1s <= p0s, np.minimum(p0s + 1, last_pt), p1s)
     cd = np.concatenate(([0.0], np.cumsum(dist)))
     ct = np.concatenate(([0.0], np.cumsum(tim)))
-    steps: list[Step] = []
-    for s_i in range(len(bounds) - 1):
-        a, b = bounds[s_i], bounds[s_i + 1]
-        e_road = int(ed[max(a, lo_i)]) if s_i == 0 else int(ed[a])
-        p0, p1 = pt_of[a], pt_of[b]
-        if p1 <= p0:
-            p1 = min(p0 + 1, last_pt)
-        geom = (p0, p1)
-        inters = [intersections[k] for k in range(a + 1, b) if k in intersections] if detail else []
-        dist_s, dur_s = float(cd[b] - cd[a]), float(ct[b] - ct[a])
-        if s_i == 0:
-            road = _road(g, guide, e_road)
-            ba = _int_bearing(heading(lat, lon))
-            c8 = int(((ba + 22.5) % 360) // 45)
-            rz, re_ = road.zh(), road.en()
-            tz = f"从{rz}出发，向{_COMPASS_ZH[c8]}行驶" if rz else f"向{_COMPASS_ZH[c8]}出发"
-            te = f"Head {_COMPASS_EN[c8]} on {re_}" if re_ else f"Head {_COMPASS_EN[c8]}"
-            first = Intersection(
-                (float(lat[0]), float(lon[0])), (ba,), (True,), None, 0, guide.classes(e_road)
-            )
-            steps.append(
-                Step("depart", road.name, road.name_en, tz, te, dist_s, dur_s, (float(lat[0]), float(lon[0])),
-                     0, ba, 0, "depart", "", road.ref, None, "", geom, (first, *inters) if detail else ())
-            )  # fmt: skip
-            continue
-        kind, mod, exit_no = KINDS[kinds[a]], MODIFIERS[mods[a]], (int(exits[a]) if exits[a] >= 0 else None)
-        p, q = int(ed[a - 1]), int(ed[a])
-        # a ring's step is named after the road it is left by
-        named = int(ed[b]) if kind in ("roundabout", "rotary") and b < n and exit_no is not None else q
-        road = _road(g, guide, named)
-        ring = _road(g, guide, q) if kind == "rotary" else None
-        rotary = ring.zh() if ring else ""
-        tz, te = _texts(kind, mod, road, exit_no=exit_no, rotary=ring, waypoint=0)
-        loc = (float(g.node_lat[g.edge_v[p]]), float(g.node_lon[g.edge_v[p]]))
-        here = ((intersections.get(a) or guide.intersection(p, q)), *inters) if detail else ()
+    dists, durs = (cd[b_s] - cd[a_s]).tolist(), (ct[b_s] - ct[a_s]).tolist()
+    geoms = list(zip(p0s.tolist(), p1s.tolist(), strict=True))
+    # the maneuvers: the edges before and after, where, the bearings, the road named
+    p_e, q_e = ed[ev - 1], ed[ev]
+    at = g.edge_v[p_e]
+    where = list(zip(g.node_lat[at].tolist(), g.node_lon[at].tolist(), strict=True))
+    before, after = _int_bearings(guide.b_end[p_e]), _int_bearings(guide.b_start[q_e])
+    ring = (kinds[ev] == ROUNDABOUT) | (kinds[ev] == ROTARY)
+    named = np.where(ring & (b_s[1:] < n) & (exits[ev] >= 0), ed[np.minimum(b_s[1:], n - 1)], q_e)
+    first_road = _road(g, guide, int(ed[lo_i]))
+    ba = _int_bearing(heading(lat, lon))
+    c8 = int(((ba + 22.5) % 360) // 45)
+    rz, re_ = first_road.zh(), first_road.en()
+    tz = f"从{rz}出发，向{_COMPASS_ZH[c8]}行驶" if rz else f"向{_COMPASS_ZH[c8]}出发"
+    te = f"Head {_COMPASS_EN[c8]} on {re_}" if re_ else f"Head {_COMPASS_EN[c8]}"
+    start = (float(lat[0]), float(lon[0]))
+    inters = [intersections[k] for k in range(1, int(b_s[0])) if k in intersections] if detail else []
+    first = Intersection(start, (ba,), (True,), None, 0, guide.classes(int(ed[lo_i])))
+    steps = [
+        Step("depart", first_road.name, first_road.name_en, tz, te, dists[0], durs[0], start, 0, ba, 0,
+             "depart", "", first_road.ref, None, "", geoms[0], (first, *inters) if detail else ())
+    ]  # fmt: skip
+    per_step = zip(
+        ev.tolist(), kinds[ev].tolist(), mods[ev].tolist(), exits[ev].tolist(), p_e.tolist(), q_e.tolist(),
+        named.tolist(), strict=True,
+    )  # fmt: skip
+    for k, (a, kc, mc, xc, p, q, e_named) in enumerate(per_step, start=1):
+        kind, mod, exit_no = KINDS[kc], MODIFIERS[mc], (xc if xc >= 0 else None)
+        road = _road(g, guide, e_named)  # a ring's step is named after the road it is left by
+        ring_road = _road(g, guide, q) if kind == "rotary" else None
+        tz, te = _texts(kind, mod, road, exit_no=exit_no, rotary=ring_road, waypoint=0)
+        if detail:
+            inters = [intersections[j] for j in range(a + 1, int(b_s[k])) if j in intersections]
+            here: tuple[Intersection, ...] = ((intersections.get(a) or guide.intersection(p, q)), *inters)
+        else:
+            here = ()
         steps.append(
-            Step(mod.replace(" ", "_"), road.name, road.name_en, tz, te, dist_s, dur_s, loc,
-                 _int_bearing(float(b_end[p])), _int_bearing(float(b_start[q])), a, kind, mod, road.ref,
-                 exit_no if kind in ("roundabout", "rotary", "exit roundabout", "exit rotary") else None,
-                 rotary, geom, here)
+            Step(_MANEUVERS[mc], road.name, road.name_en, tz, te, dists[k], durs[k], where[k - 1],
+                 before[k - 1], after[k - 1], a, kind, mod, road.ref, exit_no,
+                 ring_road.zh() if ring_road else "", geoms[k], here)
         )  # fmt: skip
     bb = _int_bearing(heading(lat, lon, reverse=True))
     end = (float(lat[-1]), float(lon[-1]))
