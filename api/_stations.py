@@ -147,6 +147,15 @@ def _f(x: Decimal | float | None, nd: int = 2) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
+@lru_cache(maxsize=65_536)
+def _price_parts(p: CurrentPrice, tz: tzinfo) -> tuple[float | None, float | None, str]:
+    """What a price shows whenever it is asked for: the list price, the effective price when no
+    promotion applies (effective_price without promotions: to the cent, half up) and effective_from in
+    the region's zone. Memoised: the same price rows are listed request after request."""
+    plain, _ = effective_price(p.price_cny, p.grade, (), p.effective_from)
+    return _f(p.price_cny), _f(plain), local_iso(p.effective_from, tz)
+
+
 class _Quote:
     """The caller's purchase: for effective prices."""
 
@@ -210,25 +219,29 @@ def _grades_out(
                 "priced_at": priced_at,
             }
             continue
-        eff, applied = effective_price(
-            p.price_cny,
-            grade,
-            promos,
-            at_local,
-            holidays=region.holidays,
-            litres=quote.litres,
-            member=quote.member,
-            payment=quote.payment,
-            topup=quote.member,
-            tiers=quote.tiers,
-        )
+        list_f, eff_f, since = _price_parts(p, tz)
+        applied: list[AppliedPromotion] = []
+        if promos:
+            eff, applied = effective_price(
+                p.price_cny,
+                grade,
+                promos,
+                at_local,
+                holidays=region.holidays,
+                litres=quote.litres,
+                member=quote.member,
+                payment=quote.payment,
+                topup=quote.member,
+                tiers=quote.tiers,
+            )
+            eff_f = _f(eff)
         out[grade] = {
-            "list_price": _f(p.price_cny),
-            "effective_price": _f(eff),
+            "list_price": list_f,
+            "effective_price": eff_f,
             "promotions_applied": applied_out(applied),
             "price_age_s": int((at - p.effective_from).total_seconds()),
             "source": p.source,
-            "effective_from": local_iso(p.effective_from, tz),
+            "effective_from": since,
             "priced_at": priced_at,
         }
     if now is not None:
