@@ -292,6 +292,13 @@ def route_json(
     }
 
 
+def warmup(r: Router) -> None:
+    """Shape one route (its kernels compiled or loaded from numba's cache now, not on a first request)."""
+    res = r.warmup()
+    if res is not None:
+        route_json(r, res, "wgs84")
+
+
 def _times(res: RouteResult) -> dict[str, Any]:
     return {
         "distance_m": round(res.distance_m, 1),

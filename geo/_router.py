@@ -642,13 +642,15 @@ class Router:
         return -1, -1.0
 
     # ---- public API ----------------------------------------------------------------------------
-    def warmup(self) -> None:
-        """Compile (or load from numba's cache) the kernels once."""
+    def warmup(self) -> RouteResult | None:
+        """Compile (or load from numba's cache) the kernels once; the route computed (None: none joins
+        the two points tried), for warming what shapes answers."""
         e = int(np.argmax(self._len))
         a = self.g.edge_polyline(e)[0]
         b = self.g.edge_polyline(int(np.argmin(self._len)))[-1]
         with contextlib.suppress(RouteNotFound):
-            self.route((float(a[0]), float(a[1])), (float(b[0]), float(b[1])), depart_at=0.0)
+            return self.route((float(a[0]), float(a[1])), (float(b[0]), float(b[1])), depart_at=0.0)
+        return None
 
     def route(
         self,
