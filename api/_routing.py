@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import numpy as np
+from anyio.to_thread import run_sync
 from fastapi import APIRouter, Depends, Query, Request, Response
 from numba import njit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -402,10 +403,12 @@ class RouteQuery(VehicleQuery):
 @reads_query(RouteQuery)
 async def route(request: Request) -> Response:
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
-    # Computed on the event loop, not in the thread pool: the work is CPU under the GIL (a route and
-    # its body take about 0.5 ms in the demo region) and reads nothing else, so a thread adds no
-    # parallelism (the workers are the parallelism, one per core) but a hand-over per request and a
-    # contended GIL: 2.3 ms of CPU per route at 16 in flight in threads against 1.1 ms on the loop.
+    # On a graph of up to FUEL_ROUTE_ON_LOOP_MAX_NODES nodes, computed on the event loop: the work is
+    # CPU under the GIL (a route and its body take about 0.5 ms in the demo region) and reads nothing
+    # else, so a thread adds no parallelism (the workers are the parallelism, one per core) but a
+    # hand-over per request and a contended GIL: 2.3 ms of CPU per route at 16 in flight in threads
+    # against 1.1 ms on the loop. On bigger graphs a route takes tens of ms: in the thread pool, where
+    # the search releases the GIL and the loop goes on serving.
     state: AppState = request.app.state.fuel  # as get_state, without one more dependency to solve
     q = query_values(RouteQuery, request)
     from_, to, depart_at, alternatives, coord, format, geometries = (
@@ -420,7 +423,15 @@ async def route(request: Request) -> Response:
     at = parse_at(depart_at, state.region.tz, "depart_at")
     n_alt = alternatives
     r = need_router(state)
-    res = r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh)
+    if r.g.n_nodes <= state.settings.route_on_loop_max_nodes:
+        return _route_answer(r, r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh), fmt, c, geoms)
+    return await run_sync(
+        lambda: _route_answer(r, r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh), fmt, c, geoms)
+    )
+
+
+def _route_answer(r: Router, res: RouteResult, fmt: str, c: str, geoms: tuple[str, ...]) -> Response:
+    """The body of /v1/route for a route computed: `fmt` json or wechat, coordinates in `c`."""
     if fmt == "wechat":
         return documented(
             wechat_route(r, res)

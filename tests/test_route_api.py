@@ -281,3 +281,39 @@ def test_json_is_gzipped_when_asked_and_small_answers_are_not(client) -> None:  
     assert osrm.status_code == 200 and osrm.json()["code"] == "Ok"
     bad = client.get("/v1/route", params={"from": "91,1", "to": q(B)}, headers=gz)
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "from"
+
+
+def test_a_route_in_the_thread_pool_answers_as_on_the_loop(client, demo_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On road graphs above FUEL_ROUTE_ON_LOOP_MAX_NODES a route is computed in the thread pool: the
+    same answer, alternatives and WeChat shape included."""
+    from fastapi.testclient import TestClient
+
+    import api._routing as routing
+    from api.main import create_app
+
+    handed: list[int] = []
+    real = routing.run_sync
+
+    async def counted(fn, *args):  # type: ignore[no-untyped-def]
+        handed.append(1)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(routing, "run_sync", counted)
+    asks = [
+        {
+            "from": q(A),
+            "to": q(B),
+            "depart_at": "2026-11-25T03:00:00",
+            "geometries": "all",
+            "alternatives": 1,
+        },
+        {"from": q(A), "to": q(C), "depart_at": "2026-11-25T08:15:00", "format": "wechat"},
+    ]
+    on_loop = [client.get("/v1/route", params=p) for p in asks]
+    assert not handed
+    with TestClient(create_app(demo_settings.model_copy(update={"route_on_loop_max_nodes": 0}))) as threads:
+        in_pool = [threads.get("/v1/route", params=p) for p in asks]
+    assert len(handed) == len(asks)
+    for x, y in zip(on_loop, in_pool, strict=True):
+        assert x.status_code == y.status_code == 200, (x.text, y.text)
+        assert x.json() == y.json()
