@@ -149,8 +149,7 @@ class _Shape:
         if n == 0:
             self.lat = self.lon = np.zeros(0)
             self.bounds = np.zeros(1, np.int64)
-            self._length: list[float] = []
-            self._speed: list[float] = []
+            self._g, self._f0, self._f1 = g, 0.0, 0.0
             return
         f0, f1 = res.first_fraction, res.last_fraction
         if n == 1:
@@ -161,17 +160,19 @@ class _Shape:
         else:
             self.lat, self.lon, _, starts = route_coords(g, edges, f0, f1)
         self.bounds = np.append(starts, len(self.lat) - 1)
-        frac = np.ones(n)
-        frac[0] -= f0
-        frac[-1] = f1 - (f0 if n == 1 else 0.0)
-        self._length = (g.edge_length_m[edges] * np.maximum(0.0, frac)).tolist()
-        self._speed = g.edge_speed_mps[edges].tolist()
+        self._g, self._f0, self._f1 = g, f0, f1
 
     @cached_property
     def stats(self) -> list[dict[str, Any]]:
         """Per edge piece: edge id, length, time, congestion and traffic level (built on first use: the
         default JSON route does not send them)."""
-        res, length, speed = self._res, self._length, self._speed
+        res, g, n = self._res, self._g, len(self._res.edges)
+        edges = np.asarray(res.edges, np.int64)
+        frac = np.ones(n)
+        frac[0] -= self._f0
+        frac[-1] = self._f1 - (self._f0 if n == 1 else 0.0)
+        length = (g.edge_length_m[edges] * np.maximum(0.0, frac)).tolist()
+        speed = g.edge_speed_mps[edges].tolist()
         entries = [*res.edge_entry_s, res.duration_s]
         out = []
         for i, e in enumerate(res.edges):
@@ -267,7 +268,9 @@ def route_json(
     if len(line) == len(points) and len(points):
         # the polyline: the same points, its ends the snapped ones; an array, written by orjson as is
         coords = points.copy() if "segments" in geometries else points
-        coords[[0, -1]] = _lonlat(line[[0, -1]], coord)
+        for k in (0, -1):  # two points: converted one by one (the same digits as over arrays)
+            la_k, lo_k = out_point(float(line[k, 0]), float(line[k, 1]), coord)
+            coords[k] = (round(lo_k, 7), round(la_k, 7))
     else:
         coords = np.asarray(_lonlat(line, coord), np.float64).reshape(-1, 2)
     out = _times(res)

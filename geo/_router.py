@@ -99,7 +99,8 @@ class RouteResult:
     metric: str = "time"
     settled: int = 0  # nodes settled by the search (diagnostics)
     edge_starts: list[int] = field(default_factory=list)  # polyline index where each edge begins
-    vertices: list[int] = field(default_factory=list)  # geometry index of each polyline point (OSM ids)
+    # geometry index of each polyline point (OSM ids): an int64 array (a list was a per-route cost)
+    vertices: Sequence[int] | np.ndarray = field(default_factory=list)
     edge_time_s: list[float] = field(default_factory=list)  # time spent on each edge
     edge_dist_m: list[float] = field(default_factory=list)  # length driven on each edge
     # (lat, lon, start) of `geo._polyline.route_coords` for the edges and fractions, before the ends
@@ -913,7 +914,7 @@ class Router:
             steps=st,
             metric=metric,
             edge_starts=starts.tolist(),
-            vertices=vert.tolist(),
+            vertices=vert,
             edge_time_s=dts.tolist(),
             edge_dist_m=lens.tolist(),
             coords=(raw[0], raw[1], starts),
@@ -1074,7 +1075,7 @@ class Router:
             "nodes": self._osm_ids(res.vertices),
         }
 
-    def _osm_ids(self, vertices: Sequence[int]) -> list[int]:
+    def _osm_ids(self, vertices: Sequence[int] | np.ndarray) -> list[int]:
         geom_osm = self.g.geom_osm
         if geom_osm.shape[0] != self.g.geom_lat.shape[0]:
             return [0] * len(vertices)
