@@ -193,6 +193,7 @@ class Guide:
             self.arm_out, self.arm_in, self.arm_bear, b_end, edge_head, g.offsets, g.arc_edge, tok_ptr, tok,
         )  # fmt: skip
         self.max_degree = int(self.degree.max()) if len(self.degree) else 0
+        self.roads: dict[tuple[int, int], _Road] = {}  # by (name, road number) index (`_road_of`)
 
     def arms(self, v: int) -> tuple[list[int], list[int], list[float]]:
         a, b = int(self.arm_ptr[v]), int(self.arm_ptr[v + 1])
@@ -248,11 +249,17 @@ class _Road:
 
 
 def _road(g: CompiledGraph, guide: Guide, e: int) -> _Road:
-    k = int(g.edge_name[e])
-    zh = g.names[k] if k >= 0 else ""
-    en = (g.names_en[k] if k < len(g.names_en) and g.names_en[k] else zh) if k >= 0 else ""
-    r = int(guide.refs_idx[e])
-    return _Road(zh, en, g.refs[r] if 0 <= r < len(g.refs) else "")
+    return _road_of(g, guide, int(g.edge_name[e]), int(guide.refs_idx[e]))
+
+
+def _road_of(g: CompiledGraph, guide: Guide, k: int, r: int) -> _Road:
+    """The road of name index `k` and road-number index `r` (-1: none), memoised per graph."""
+    road = guide.roads.get((k, r))
+    if road is None:
+        zh = g.names[k] if k >= 0 else ""
+        en = (g.names_en[k] if k < len(g.names_en) and g.names_en[k] else zh) if k >= 0 else ""
+        road = guide.roads[(k, r)] = _Road(zh, en, g.refs[r] if 0 <= r < len(g.refs) else "")
+    return road
 
 
 def _ordinal_en(n: int) -> str:
@@ -426,11 +433,11 @@ def build_steps(
     ]  # fmt: skip
     per_step = zip(
         ev.tolist(), kinds[ev].tolist(), mods[ev].tolist(), exits[ev].tolist(), p_e.tolist(), q_e.tolist(),
-        named.tolist(), strict=True,
+        g.edge_name[named].tolist(), guide.refs_idx[named].tolist(), strict=True,
     )  # fmt: skip
-    for k, (a, kc, mc, xc, p, q, e_named) in enumerate(per_step, start=1):
+    for k, (a, kc, mc, xc, p, q, name_k, ref_k) in enumerate(per_step, start=1):
         kind, mod, exit_no = KINDS[kc], MODIFIERS[mc], (xc if xc >= 0 else None)
-        road = _road(g, guide, e_named)  # a ring's step is named after the road it is left by
+        road = _road_of(g, guide, name_k, ref_k)  # a ring's step is named after the road it is left by
         ring_road = _road(g, guide, q) if kind == "rotary" else None
         tz, te = _texts(kind, mod, road, exit_no=exit_no, rotary=ring_road, waypoint=0)
         if detail:
