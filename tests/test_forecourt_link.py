@@ -45,10 +45,11 @@ def _events(url: str, station: int) -> list[str]:
 
 
 def _wait_rows(url: str, sql: str, *args: object, n: int = 1, timeout: float = 5.0) -> list[tuple]:
+    """The rows once there are at least `n` (n=0: once there are none), or as they are at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         rows = _rows(url, sql, *args)
-        if len(rows) >= n or time.monotonic() > deadline:
+        if (len(rows) >= n if n else not rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.05)
 
@@ -323,8 +324,9 @@ def test_unanswered_heartbeats_drop_the_link(module_db: str, station: int) -> No
             seen.append(line)
         assert seen[-1] == "* QUIT heartbeat not answered"
         assert sum(" HEARTBEAT " in line for line in seen) == 2
-        _wait_rows(module_db, "SELECT 1 FROM forecourt_links WHERE station_id = %s", station, n=0)
-        assert _rows(module_db, "SELECT 1 FROM forecourt_links WHERE station_id = %s", station) == []
+        assert (
+            _wait_rows(module_db, "SELECT 1 FROM forecourt_links WHERE station_id = %s", station, n=0) == []
+        )
     finally:
         fast.close()
 
