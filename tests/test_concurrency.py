@@ -86,7 +86,7 @@ def test_a_connection_back_from_work_moments_ago_is_handed_out_unchecked(
         real(conn)
 
     monkeypatch.setattr(psycopg_pool.ConnectionPool, "check_connection", staticmethod(counted))
-    db = Database(db_url, max_size=1, min_size=1, check_idle_s=0.3)
+    db = Database(db_url, max_size=1, min_size=1, check_idle_s=1.0)
     db.open()
     try:
         with db.read() as conn:  # a new connection never came back from work: checked
@@ -96,10 +96,12 @@ def test_a_connection_back_from_work_moments_ago_is_handed_out_unchecked(
             with db.read() as conn:
                 conn.execute("SELECT 1")
         assert len(checks) == 1
-        time.sleep(0.4)  # idle longer than check_idle_s: checked before use
+        time.sleep(1.1)  # idle longer than check_idle_s: checked before use
+        asked = time.monotonic()
         with db.connection() as conn:
             conn.execute("SELECT 1")
-        assert len(checks) == 2
+        # (a CI run once counted one more check while the test slept: only this one is asserted)
+        assert checks[-1] >= asked
     finally:
         db.close()
 
