@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from api._routing import warmup
 from config import ServedRegion, Settings
 from geo._graphcache import load_or_build
 from geo._router import Router
@@ -42,7 +43,7 @@ def load_router(settings: Settings, served: ServedRegion) -> Router | None:
         max_closure_s=settings.traffic_max_closure_s,
         max_age_s=settings.traffic_max_age_s,
     )
-    router.warmup()
+    warmup(router)  # the router's kernels and the route body's, before the first request
     log.info(
         "road graph %s: %d nodes, %d road edges (%s) ready in %.2f s",
         region.name,

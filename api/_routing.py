@@ -407,10 +407,10 @@ class RouteQuery(VehicleQuery):
 async def route(request: Request) -> Response:
     """The traffic-aware fastest route, with steps in Chinese and English and up to 2 alternatives."""
     # On a graph of up to FUEL_ROUTE_ON_LOOP_MAX_NODES nodes, computed on the event loop: the work is
-    # CPU under the GIL (a route and its body take about 0.5 ms in the demo region) and reads nothing
+    # CPU under the GIL (a route and its body take about 0.4 ms in the demo region) and reads nothing
     # else, so a thread adds no parallelism (the workers are the parallelism, one per core) but a
     # hand-over per request and a contended GIL: 2.3 ms of CPU per route at 16 in flight in threads
-    # against 1.1 ms on the loop. On bigger graphs a route takes tens of ms: in the thread pool, where
+    # against 1.1 ms on the loop (measured when a route took 1.0 ms in process). On bigger graphs a route takes tens of ms: in the thread pool, where
     # the search releases the GIL and the loop goes on serving.
     state: AppState = request.app.state.fuel  # as get_state, without one more dependency to solve
     q = query_values(RouteQuery, request)
@@ -426,11 +426,13 @@ async def route(request: Request) -> Response:
     at = parse_at(depart_at, state.region.tz, "depart_at")
     n_alt = alternatives
     r = need_router(state)
-    if r.g.n_nodes <= state.settings.route_on_loop_max_nodes:
+
+    def answer() -> Response:
         return _route_answer(r, r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh), fmt, c, geoms)
-    return await run_sync(
-        lambda: _route_answer(r, r.route(a, b, depart_at=at, alternatives=n_alt, vehicle=veh), fmt, c, geoms)
-    )
+
+    if r.g.n_nodes <= state.settings.route_on_loop_max_nodes:
+        return answer()
+    return await run_sync(answer)
 
 
 def _route_answer(r: Router, res: RouteResult, fmt: str, c: str, geoms: tuple[str, ...]) -> Response:

@@ -167,6 +167,25 @@ class _Quote:
         self.payment = payment
         self.tiers = tiers  # the logged-in driver's membership tiers (member-only promotions)
 
+    def effective(
+        self, price: Decimal, grade: str, promos: list[Promotion], at: datetime, region: Region,
+        *, tz: tzinfo | None = None,
+    ) -> tuple[Decimal, list[AppliedPromotion]]:  # fmt: skip
+        """`effective_price` of this purchase; `tz`: the zone `at` is taken to first (None: as it is)."""
+        return effective_price(
+            price,
+            grade,
+            promos,
+            at,
+            tz=tz,
+            holidays=region.holidays,
+            litres=self.litres,
+            member=self.member,
+            payment=self.payment,
+            topup=self.member,
+            tiers=self.tiers,
+        )
+
 
 def member_tiers(state: AppState, user: User | None) -> frozenset[str]:
     """The membership tiers of the driver whose session token came with a public read (none without)."""
@@ -222,18 +241,7 @@ def _grades_out(
         list_f, eff_f, since = _price_parts(p, tz)
         applied: list[AppliedPromotion] = []
         if promos:
-            eff, applied = effective_price(
-                p.price_cny,
-                grade,
-                promos,
-                at_local,
-                holidays=region.holidays,
-                litres=quote.litres,
-                member=quote.member,
-                payment=quote.payment,
-                topup=quote.member,
-                tiers=quote.tiers,
-            )
+            eff, applied = quote.effective(p.price_cny, grade, promos, at_local, region)
             eff_f = _f(eff)
         out[grade] = {
             "list_price": list_f,
@@ -250,19 +258,7 @@ def _grades_out(
             q = prices_now.get(grade)
             eff_now = None
             if q is not None:
-                eff_now, _ = effective_price(
-                    q.price_cny,
-                    grade,
-                    promos,
-                    at_now,
-                    tz=region.tz,
-                    holidays=region.holidays,
-                    litres=quote.litres,
-                    member=quote.member,
-                    payment=quote.payment,
-                    topup=quote.member,
-                    tiers=quote.tiers,
-                )
+                eff_now, _ = quote.effective(q.price_cny, grade, promos, at_now, region, tz=region.tz)
             block["at_query_time"] = {
                 "at": at_now.astimezone(region.tz).isoformat(),
                 "list_price": _f(q.price_cny) if q is not None else None,

@@ -96,7 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.extras["wechat"] = _users.make_wechat_client(state)
         state.router = load_router(settings, served)
         if state.router is not None:
-            _routing.warmup(state.router)  # the route body's kernels, before the first request
             sync = TrafficSync(
                 settings.service_url,
                 region=served.region.name,

@@ -108,12 +108,12 @@ class Settings(BaseSettings):
     # (0: never; nearby reads then always use SQL), kept exact through LISTEN/NOTIFY on the primary, and
     # price history back to station_cache_history_h hours before it loaded (older `at` use SQL).
     station_cache_max_stations: int = Field(50_000, ge=0)
-    # /v1/route is computed on the event loop on road graphs up to this many nodes (about 1 ms a route
-    # on the demo region: a thread would add a hand-over and a contended GIL), in the thread pool above
-    # (tens of ms a route on a 1M-node graph: the loop serves other requests meanwhile).
-    route_on_loop_max_nodes: int = Field(200_000, ge=0)
     station_cache_history_h: float = Field(48.0, gt=0, le=24 * 800)
     station_cache_retry_s: float = Field(5.0, gt=0)
+    # /v1/route is computed on the event loop on road graphs up to this many nodes (under 1 ms a route
+    # in the demo region: a thread would add a hand-over and a contended GIL), in the thread pool above
+    # (tens of ms a route on a 1M-node graph: the loop serves other requests meanwhile).
+    route_on_loop_max_nodes: int = Field(200_000, ge=0)
 
     # --- OSRM-compatible API (/route/v1, /table/v1, /nearest/v1): bounds per request ---
     # table cells are bounded by max_matrix_cells; alternatives by geo._router.MAX_ALTERNATIVES.

@@ -2,15 +2,15 @@
 `geo._steps` (the rules are written there, in its docstring) compiled with numba.
 
 A route crosses 80 junctions on average in the demo region, each judged from its road arms, the turns
-allowed from the incoming road and the names and numbers of the roads; in Python that was most of the
-time of a route. `maneuvers` judges them all in one call and answers per transition ``i`` (edge
+allowed from the incoming road and the names and numbers of the roads; in Python that was 70 % of
+building a route's steps. `maneuvers` judges them all in one call and answers per transition ``i`` (edge
 ``i - 1`` -> edge ``i``) a type code (`KINDS`, -1: nothing to say), a modifier code (`MODIFIERS`), the
 roundabout exit number (-1: none) and whether the junction is described (`Step.intersections`:
 every junction with a choice, and U-turns outside rings). `geo._steps.build_steps` turns them into
 steps with texts.
 
-Bit-for-bit the same float operations as the Python they replace (``(d + 180) % 360 - 180`` with
-Python's modulo, which numba keeps), so the same answers on the same bearings.
+The float operations are those of the Python rules this replaced (``(d + 180) % 360 - 180`` with
+Python's modulo, which numba keeps): the same steps on 3,500 routes of six graphs when it was written.
 """
 
 from __future__ import annotations
@@ -294,4 +294,4 @@ def maneuvers(
     return kind, mods, exits, described
 
 
-__all__ = ["KINDS", "MODIFIERS", "ROTARY", "ROUNDABOUT", "maneuvers", "modifier"]
+__all__ = ["KINDS", "MODIFIERS", "ROTARY", "ROUNDABOUT", "maneuvers"]

@@ -99,8 +99,8 @@ class RouteResult:
     metric: str = "time"
     settled: int = 0  # nodes settled by the search (diagnostics)
     edge_starts: list[int] = field(default_factory=list)  # polyline index where each edge begins
-    # geometry index of each polyline point (OSM ids): an int64 array (a list was a per-route cost)
-    vertices: Sequence[int] | np.ndarray = field(default_factory=list)
+    # geometry index of each polyline point (OSM ids), int64 (a list was a per-route cost)
+    vertices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), compare=False, repr=False)
     edge_time_s: list[float] = field(default_factory=list)  # time spent on each edge
     edge_dist_m: list[float] = field(default_factory=list)  # length driven on each edge
     # (lat, lon, start) of `geo._polyline.route_coords` for the edges and fractions, before the ends
@@ -711,7 +711,7 @@ class Router:
             return RouteResult(
                 0.0, 0.0, 0.0, 0.0, [e0], s.fraction, s.fraction, [0.0], np.array([[s.lat, s.lon]]),
                 s.distance_m, d.distance_m, (s.lat, s.lon), (d.lat, d.lon), depart, depart, st, metric=metric,
-                edge_starts=[0], vertices=[int(self.g.edge_geom_offsets[e0])], edge_time_s=[0.0], edge_dist_m=[0.0],
+                edge_starts=[0], vertices=self.g.edge_geom_offsets[e0 : e0 + 1].astype(np.int64), edge_time_s=[0.0], edge_dist_m=[0.0],
             )  # fmt: skip
         src = self._variants(s, src_dir)
         te, to = self._variants(d, dst_dir, end="target")
@@ -1075,7 +1075,7 @@ class Router:
             "nodes": self._osm_ids(res.vertices),
         }
 
-    def _osm_ids(self, vertices: Sequence[int] | np.ndarray) -> list[int]:
+    def _osm_ids(self, vertices: np.ndarray) -> list[int]:
         geom_osm = self.g.geom_osm
         if geom_osm.shape[0] != self.g.geom_lat.shape[0]:
             return [0] * len(vertices)

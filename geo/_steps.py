@@ -336,7 +336,8 @@ def heading(lat: np.ndarray, lon: np.ndarray, *, reverse: bool = False, metres: 
     `metres` before the end to the end); 0 for a polyline without length.
 
     Compiled, and only the points that reach `metres` are measured (a route has hundreds; the first few
-    reach 20 m): the same operations as `_cum_m`, `numpy.interp` and `_bearings` over the whole line."""
+    reach 20 m): equirectangular distances along the line, `numpy.interp`'s formula (`_interp`) and
+    `bearing_deg` (tests/test_guidance.py checks it against numpy over the whole line)."""
     return float(_heading(np.asarray(lat, np.float64), np.asarray(lon, np.float64), reverse, float(metres)))
 
 

@@ -20,6 +20,7 @@ import redis
 
 from api import _limits
 from api._limits import Limiter
+from api._pipelined_redis import PipelinedRedis
 from config import PROJECT_ROOT
 from tests._servers import Server, free_port
 
@@ -204,9 +205,9 @@ def test_pipelined_hits_are_exact_and_share_the_window_with_threads() -> None:
 
     async def burst(n: int, client: str, limit: int) -> list[float | None]:
         try:
-            return list(
-                await asyncio.gather(*(limiter.ahit("requests", client, limit=limit) for _ in range(n)))
-            )
+            got = await asyncio.gather(*(limiter.ahit("requests", client, limit=limit) for _ in range(n)))
+            assert isinstance(limiter._pipe, PipelinedRedis)  # the hits went on the pipelined connection
+            return list(got)
         finally:
             await limiter.aclose()  # the loop's connections close with it
 
