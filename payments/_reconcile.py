@@ -34,6 +34,7 @@ class OurPayment:
     fsc_tx_id: str | None = None
     sale_state: str | None = None
     sale_cleared_by: str | None = None
+    duplicate_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ def settlement_problem(p: OurPayment) -> str | None:
         return None
     if p.site_state == "paid_elsewhere" and p.refunded_fen == (p.paid_fen or 0):
         return None
+    if p.duplicate_of is not None:  # paid after payment duplicate_of paid the sale: settled once refunded
+        if p.refunded_fen == (p.paid_fen or 0):
+            return None
+        return f"a duplicate of {p.duplicate_of}, refunded {p.refunded_fen} of {p.paid_fen} fen"
     return (
         f"sale {p.sale_id}: site state {p.site_state}, sale {p.sale_state} cleared by {p.sale_cleared_by},"
         f" refunded {p.refunded_fen} of {p.paid_fen} fen"

@@ -12,7 +12,9 @@ The site's answers to CLEAR (OpenFSC's retry semantics):
 - 404: the site no longer knows the sale: a back-office case;
 - 409: another payment holds it: a back-office case.
 A payment paid late (its order closed unpaid and the sale unlocked, then WeChat Pay's notification came) is
-CLEARed all the same: the sale is still payable (cleared now) or the cashier took it (403: refunded).
+CLEARed all the same: the sale is still payable (cleared now) or the cashier took it (403: refunded). One
+paid late after a newer order of the same driver paid the sale is a duplicate (payments/_flow.py): refunded
+in full, never CLEARed.
 A station offline or a command without answer raises: the job is retried later.
 """
 
@@ -51,6 +53,8 @@ def clear_sale(conn: psycopg.Connection, url: str, out_trade_no: str, *, timeout
         payment = _payments.get_payment(conn, out_trade_no)
         if payment is None or payment.state != "paid":
             return f"not paid ({payment.state if payment else 'unknown'})"
+        if payment.duplicate_of is not None:  # the sale is another payment's; this one is refunded
+            return f"a duplicate of {payment.duplicate_of}: refunded, nothing to clear"
         sale = sp.get_sale(conn, link.sale_id)
         assert sale is not None
         reply = send_command(

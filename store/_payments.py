@@ -35,11 +35,12 @@ class Payment:
     paid_at: datetime | None
     refunded_fen: int
     created_at: datetime
+    duplicate_of: str | None = None  # paid after another payment paid its sale: refunded, never settled
 
 
 _COLUMNS = (
     "id, out_trade_no, sale_ref, station_id, openid, amount_fen, state, prepay_id, expires_at,"
-    " transaction_id, paid_fen, paid_at, refunded_fen, created_at"
+    " transaction_id, paid_fen, paid_at, refunded_fen, created_at, duplicate_of"
 )
 
 

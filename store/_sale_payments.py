@@ -186,10 +186,11 @@ def payments_of_sale(conn: psycopg.Connection, sale_id: int) -> list[dict[str, A
 
 def unsettled_paid(conn: psycopg.Connection, *, older_than_s: float, limit: int = 100) -> list[str]:
     """Paid sale payments whose sale the site has not settled yet (no CLEAR answer recorded; 'unlocked': paid
-    after its order was closed and the sale released)."""
+    after its order was closed and the sale released). Not a duplicate: paid after another payment paid the
+    sale, it is refunded and has nothing to settle at the site."""
     rows = conn.execute(
         "SELECT p.out_trade_no FROM payments p JOIN sale_payments sp USING (out_trade_no)"
-        " WHERE p.state = 'paid' AND sp.site_state IN ('locked', 'unlocked')"
+        " WHERE p.state = 'paid' AND p.duplicate_of IS NULL AND sp.site_state IN ('locked', 'unlocked')"
         " AND p.paid_at < now() - make_interval(secs => %s) ORDER BY p.paid_at LIMIT %s",
         (older_than_s, limit),
     ).fetchall()
@@ -314,7 +315,8 @@ def reconciliation_records(
         cur.execute(
             "SELECT p.out_trade_no, p.state, p.amount_fen, p.paid_fen, p.refunded_fen, p.transaction_id,"
             " p.paid_at, sp.sale_id, sp.site_state, sp.fsc_tx_id::text AS fsc_tx_id, f.state AS sale_state,"
-            " f.cleared_by AS sale_cleared_by FROM payments p LEFT JOIN sale_payments sp USING (out_trade_no)"
+            " f.cleared_by AS sale_cleared_by, p.duplicate_of"
+            " FROM payments p LEFT JOIN sale_payments sp USING (out_trade_no)"
             " LEFT JOIN fcc_sales f ON f.id = sp.sale_id"
             " WHERE p.out_trade_no = ANY(%s) OR (p.paid_at >= %s AND p.paid_at < %s)",
             (out_trade_nos, day_start, day_end),

@@ -5,12 +5,17 @@ left unsettled. Real processes throughout (fake gateway, link server, simulated 
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import datetime
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from api import _tokens
+from payments import _queue
 from payments._sale import fsc_tx_id_for
 from store._users import User
 from tests._forecourt import SimProcess
@@ -93,7 +98,9 @@ def test_a_late_payment_while_the_payer_retried_with_a_new_order(stack: PayStack
     assert stack.payment(newer)["state"] == "closed"
 
 
-def test_a_late_payment_after_the_sale_was_paid_again_is_refunded_in_full(stack: PayStack) -> None:
+def test_a_late_payment_after_the_sale_was_paid_again_is_refunded_in_full(
+    stack: PayStack, tmp_path: Path
+) -> None:
     site = stack.site()
     sale_id, user_id, body = closed_and_unlocked(stack, site, 2, "4")
     no = body["out_trade_no"]
@@ -109,6 +116,45 @@ def test_a_late_payment_after_the_sale_was_paid_again_is_refunded_in_full(stack:
     dup = stack.sql("SELECT state, duplicate_of FROM payments WHERE out_trade_no = %s", no)
     assert dup == [("paid", newer)]
     assert stack.payment(newer)["refunded_fen"] == 0
+    # the once-a-minute sweep has nothing to CLEAR for it: a refunded duplicate is not the sale's payment
+    # (it used to CLEAR the sale again for the duplicate, and the site refused)
+    _sweep_and_wait(stack)
+    assert _jobs(stack, _queue.CLEAR_SALE, no) == []
     assert [c[1] for c in stack.commands(site.station, "CLEAR")] == [True]  # one CLEAR, by the newer order
     refunds = stack.sql("SELECT refund_fen, state FROM payment_refunds WHERE out_trade_no = %s", no)
     assert refunds == [(body["amount_fen"], "success")]
+    assert stack.sql("SELECT kind FROM payment_cases WHERE out_trade_no = %s", no) == []
+    # the day's reconciliation matches it: paid, and refunded in full
+    out = tmp_path / "report.json"
+    stack.reconcile(datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat(), "--output", str(out))
+    report = json.loads(out.read_text())
+    assert no in report["matched"], [f for f in report["mismatches"] if f["ref"] == no]
+
+
+def _jobs(stack: PayStack, task: str, out_trade_no: str) -> list[str]:
+    rows = stack.sql(
+        "SELECT status::text FROM procrastinate_jobs WHERE task_name = %s AND args->>'out_trade_no' = %s",
+        task,
+        out_trade_no,
+    )
+    return [r[0] for r in rows]
+
+
+def _sweep_and_wait(stack: PayStack) -> None:
+    """Run the sweep now and wait until it has run (with every job it deferred queued by then)."""
+    last = stack.sql(
+        "SELECT coalesce(max(id), 0) FROM procrastinate_jobs WHERE task_name = %s", _queue.SWEEP
+    )[0][0]
+    stack.sweep()
+    wait_for(
+        lambda: (
+            stack.sql(
+                "SELECT status::text FROM procrastinate_jobs WHERE task_name = %s AND id > %s ORDER BY id LIMIT 1",
+                _queue.SWEEP,
+                last,
+            )
+            == [("succeeded",)]
+        ),
+        timeout_s=30,
+        what="the sweep",
+    )
