@@ -95,7 +95,7 @@ from api._params import (
 from api._query import query_docs, query_values, reads_query
 from api._routing import need_router
 from api._state import AppState, get_state
-from api._users import OPTIONAL_TOKEN, OptionalUser
+from api._users import OPTIONAL_TOKEN, OPTIONAL_TOKEN_READ, OptionalUser, request_user
 from config import Region, Settings
 from geo._brands import station_display_name
 from geo._coords import to_wgs84
@@ -382,10 +382,10 @@ class NearbyQuery(VehicleQuery):
     "/nearby",
     response_model=NearbyPublic,
     responses=error_responses(401, *READ, user=True),
-    openapi_extra=query_docs(NearbyQuery, OPTIONAL_TOKEN),
+    openapi_extra=query_docs(NearbyQuery, OPTIONAL_TOKEN_READ),
 )
 @reads_query(NearbyQuery)
-async def nearby(request: Request, user: OptionalUser) -> Response:
+async def nearby(request: Request) -> Response:
     """Stations within `radius_m` of a point, with list and effective prices, ranked by `sort`:
 
     - distance: nearest first (geodesic distance);
@@ -401,6 +401,7 @@ async def nearby(request: Request, user: OptionalUser) -> Response:
 
     The price sorts need `grade`; with `grade`, only stations selling it are listed. A point outside
     the served region gives no results and a `note`."""
+    user = await request_user(request)  # the token first (401), as a dependency would, then the query
     q = query_values(NearbyQuery, request)
     state: AppState = request.app.state.fuel  # as get_state, without one more dependency to solve
     lat, lon, radius_m, grade, limit, sort, at, coord = (

@@ -48,6 +48,8 @@ USER_TOKEN = HTTPBearer(
 # The OpenAPI security of a public read that takes a session token when the driver has one: FastAPI
 # declares the token from the dependency; this adds the empty alternative (no token), so it is optional.
 OPTIONAL_TOKEN: dict[str, Any] = {"security": [{}]}
+# The same for a read that asks `request_user` itself (no dependency declares the token).
+OPTIONAL_TOKEN_READ: dict[str, Any] = {"security": [{USER_TOKEN.scheme_name: []}, {}]}
 
 
 class UserUnauthorized(Unauthorized):
@@ -112,6 +114,12 @@ def make_wechat_client(state: AppState) -> WeChatClient:
 router = APIRouter(tags=["users"])
 CurrentUser = Annotated[User, Depends(current_user)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
+
+
+async def request_user(request: Request) -> User | None:
+    """optional_user, asked by the endpoint itself: a hot public read (nearby) saves FastAPI's solving of
+    the two nested dependencies, about 6 % of its CPU under load. Document it with OPTIONAL_TOKEN_READ."""
+    return await optional_user(request, await USER_TOKEN(request))
 
 
 class WeChatLogin(BaseModel):

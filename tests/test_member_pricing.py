@@ -201,10 +201,30 @@ def test_a_bad_token_on_the_ranking_is_401_and_none_is_the_public_price(
     assert stack.api is not None
     url = f"{stack.api.base}/v1/stations/nearby"
     params = {"lat": 26.87, "lon": 100.23, "radius_m": 2000, "grade": "92", "litres": LITRES}
-    assert (
-        httpx.get(url, params=params, headers={"Authorization": "Bearer nope"}, timeout=30).status_code == 401
+    bad = httpx.get(url, params=params, headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert bad.status_code == 401 and bad.headers["www-authenticate"] == "Bearer", bad.text
+    # the token is judged before the query, and another scheme than Bearer is no session token
+    worse = httpx.get(
+        url, params={**params, "limit": "x"}, headers={"Authorization": "Bearer nope"}, timeout=30
     )
+    assert worse.status_code == 401, worse.text
+    basic = httpx.get(url, params=params, headers={"Authorization": "Basic bm9wZTpub3Bl"}, timeout=30)
+    assert basic.status_code == 200, basic.text
     public = httpx.get(url, params=params, timeout=30)
+
+    def prices(body: dict[str, Any]) -> list[Any]:
+        return [
+            (
+                x["id"],
+                {
+                    g: (v["effective_price"], [a["id"] for a in v["promotions_applied"]])
+                    for g, v in x["grades"].items()
+                },
+            )
+            for x in body["results"]
+        ]
+
+    assert prices(basic.json()) == prices(public.json())
     assert public.status_code == 200
     silver_ref = next(p.id for p in world["promotions"] if p.source_ref == "test:silver-92")
     for s in public.json()["results"]:
