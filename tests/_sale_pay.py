@@ -203,7 +203,13 @@ class PayStack:
         )
 
     def sweep(self) -> None:
+        """Queue a sweep now; when the periodic one is queued already (its queueing lock), that one runs."""
+        from procrastinate.exceptions import AlreadyEnqueued
+
         from payments import _queue
 
-        with psycopg.connect(self.db_url) as conn, conn.transaction():
-            _queue.defer(conn, _queue.SWEEP)
+        try:
+            with psycopg.connect(self.db_url) as conn, conn.transaction():
+                _queue.defer(conn, _queue.SWEEP)
+        except AlreadyEnqueued:
+            pass
