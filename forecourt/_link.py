@@ -11,7 +11,8 @@ with PLAINAUTH (a site key, `python -m ingest keys create --role site`). A newer
 connection for the same station replaces the older one wherever it is held (the older one gets QUIT):
 a site that reconnects after a half-open TCP link must not wait for the old link to time out. Then the
 server asks for PRICES, PUMPS, TRANSACTIONS and, when the site supports it, RECONCILE since the last
-sale it knows; it sends HEARTBEAT every `link_heartbeat_s` and drops the link after
+sale it had stored when the site authenticated (read then: a sale the site sends live before RECONCILE is
+asked must not move the start past one it wrote while the link was down); it sends HEARTBEAT every `link_heartbeat_s` and drops the link after
 `link_heartbeat_misses` unanswered ones. Commands from the API (`forecourt.send_command`) arrive as rows
 of forecourt_commands with a NOTIFY on `forecourt_cmd`; the server holding the station sends them, one
 request at a time per connection, and stores the answer.
@@ -141,6 +142,7 @@ class SiteSession:
         self.key_name = ""
         self.charset = "ASCII"
         self.site_capability: set[str] | None = None
+        self.reconcile_since: datetime | None = None  # the last sale stored before this site's PLAINAUTH
         self.auth_failures = 0
         self.closed = False
         self._tags = itertools.count(1)
@@ -392,6 +394,9 @@ class SiteSession:
             await self.send(tag, o.Err(o.UNAUTHORIZED, "the key's station does not exist"))
             return
         self.station_id = station
+        # RECONCILE's start, read before the site can send anything on this connection: a sale it sends
+        # live before RECONCILE is asked must not move the start past one it wrote while the link was down
+        self.reconcile_since = await db.latest_sale_end(conn, station)
         await s.adopt(self, replaced)
         await self.send(tag, o.Ok())
         log.info(
@@ -415,8 +420,7 @@ class SiteSession:
             if method in caps and not self.closed:
                 await self.request(body, timeout_s=t)
         if "RECONCILE" in caps and "SALE" in o.SERVER_CAPABILITY and not self.closed:
-            async with s.pool.connection() as conn:
-                since = await db.latest_sale_end(conn, self.station_id or 0)
+            since = self.reconcile_since
             reply = await self.request(o.Reconcile(since), timeout_s=t)
             log.info(
                 "station %s: RECONCILE since %s: %s, %d lines",

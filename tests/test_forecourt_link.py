@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -245,6 +246,33 @@ def test_sales_are_checked_against_totalisers_and_written_once(
     site.send("* PUMP 1 free")
     _wait_rows(module_db, "SELECT 1 FROM pump_status WHERE station_id = %s AND status = 'free'", station)
     assert _rows(module_db, "SELECT 1 FROM fcc_sales WHERE site_tx_id = 'X1'") == []
+
+
+def test_reconcile_starts_from_the_last_sale_stored_before_the_site_came_back(
+    link: LinkProcess, module_db: str, station: int
+) -> None:
+    """A sale the site sends live between its handshake and our RECONCILE must not move RECONCILE's start
+    past a sale it wrote while the link was down (ended before the live one, cleared offline: no
+    TRANSACTIONS line brings it). RECONCILE starts from the last sale stored before the site came back."""
+    cap = "CLEAR HEARTBEAT PUMPS TRANSACTIONS QUIT SALE LOCKTX RECONCILE"
+    stored = "* SALE 1 1 A1 payable - 0 92 LTR 10.000 CNY 76.50 7.65 1000.000 1010.000 2026-05-01T08:00:00Z"
+    live = "* SALE 2 1 C1 payable - 0 92 LTR 10.000 CNY 76.50 7.65 3000.000 3010.000 2026-05-01T08:10:00Z"
+    first = connected(link, module_db, station, capability=cap)
+    first.send(stored)
+    assert _wait_rows(module_db, "SELECT 1 FROM fcc_sales WHERE station_id = %s", station)
+    first.close()  # the link goes down; the site writes B1 (pump 1, 08:05) as cleared while offline
+    site = connected(link, module_db, station, capability=cap)
+    asked = site.read() or ""
+    assert asked.split()[1:] == ["PUMPS"], asked  # our first request after the handshake: not answered yet
+    site.send(live)  # pump 2 ends a sale live meanwhile
+    assert _wait_rows(
+        module_db, "SELECT 1 FROM fcc_sales WHERE station_id = %s AND site_tx_id = 'C1'", station
+    )
+    site.send(f"{asked.split()[0]} OK")
+    line = site.expect(r"^\S+ RECONCILE")
+    since = datetime.fromisoformat(line.split()[2].replace("Z", "+00:00"))
+    assert since == datetime(2026, 5, 1, 8, 0, tzinfo=UTC), line  # not 08:10: B1 (08:05) is asked for
+    site.close()
 
 
 def test_a_core_only_site_s_transactions_are_stored_for_review(
