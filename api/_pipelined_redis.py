@@ -4,10 +4,11 @@ Written here rather than taken whole from redis-py: through redis-py's asyncio c
 library a hit cost about 60 µs of CPU at 16 in flight (a pool checkout, a retry wrapper, layers of
 calls), on one connection that all requests in flight share, its reply read by hiredis's parser, 13 µs.
 Every rate-limited request sends one: under load nearby went from 2,763 to 3,160 req/s and route from
-1,618 to 1,831 (2 workers, the same order of runs). This does only what that needs: scripts (EVALSHA, and EVAL when Redis has not
-loaded the script), replies taken in order, and a deadline per command past which the connection is
-dropped (its reply would otherwise be taken for the next command's). Errors are redis-py's, so the
-limiter's handling of an unreachable Redis stays the same. URLs are parsed by redis-py.
+1,618 to 1,831 (2 workers, the same order of runs). This does only what that needs: scripts (EVALSHA,
+and EVAL when Redis has not loaded the script), replies taken in order, and a deadline per command past
+which the connection is dropped (its reply would otherwise be taken for the next command's). Errors are
+redis-py's, so the limiter's handling of an unreachable Redis stays the same. URLs are parsed by
+redis-py.
 """
 
 from __future__ import annotations

@@ -410,8 +410,9 @@ async def route(request: Request) -> Response:
     # CPU under the GIL (a route and its body take about 0.4 ms in the demo region) and reads nothing
     # else, so a thread adds no parallelism (the workers are the parallelism, one per core) but a
     # hand-over per request and a contended GIL: 2.3 ms of CPU per route at 16 in flight in threads
-    # against 1.1 ms on the loop (measured when a route took 1.0 ms in process). On bigger graphs a route takes tens of ms: in the thread pool, where
-    # the search releases the GIL and the loop goes on serving.
+    # against 1.1 ms on the loop (measured when a route took 1.0 ms in process). On bigger graphs a
+    # route takes tens of ms: in the thread pool, where the search releases the GIL and the loop goes on
+    # serving.
     state: AppState = request.app.state.fuel  # as get_state, without one more dependency to solve
     q = query_values(RouteQuery, request)
     from_, to, depart_at, alternatives, coord, format, geometries = (

@@ -12,10 +12,10 @@ connection for the same station replaces the older one wherever it is held (the 
 a site that reconnects after a half-open TCP link must not wait for the old link to time out. Then the
 server asks for PRICES, PUMPS, TRANSACTIONS and, when the site supports it, RECONCILE since the last
 sale it had stored when the site authenticated (read then: a sale the site sends live before RECONCILE is
-asked must not move the start past one it wrote while the link was down); it sends HEARTBEAT every `link_heartbeat_s` and drops the link after
-`link_heartbeat_misses` unanswered ones. Commands from the API (`forecourt.send_command`) arrive as rows
-of forecourt_commands with a NOTIFY on `forecourt_cmd`; the server holding the station sends them, one
-request at a time per connection, and stores the answer.
+asked must not move the start past one it wrote while the link was down); it sends HEARTBEAT every
+`link_heartbeat_s` and drops the link after `link_heartbeat_misses` unanswered ones. Commands from the API
+(`forecourt.send_command`) arrive as rows of forecourt_commands with a NOTIFY on `forecourt_cmd`; the server
+holding the station sends them, one request at a time per connection, and stores the answer.
 """
 
 from __future__ import annotations
